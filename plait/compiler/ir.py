@@ -1,0 +1,298 @@
+"""The IR: the checked plan as pydantic models, the one thing the runtime reads.
+
+Plan structure is position-free (positions live in `source.SourceMap`). Expressions are
+typed trees; each node may carry its `span`, so run-time errors and checks can point at
+the source and the round trip through JSON stays exact. `plait compile` prints
+`CompiledPlan.model_dump(mode="json")`; `CompiledPlan.model_validate_json` loads it back.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plait.compiler.source import Span
+from plait.errors import ErrorKind
+
+IR_VERSION = 1
+
+JsonValue = Any  # a JSON value: None, bool, int, float, str, list, dict
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- expressions ----------------------------------------------------------------------------
+
+
+class _Expr(_Node):
+    span: Span | None = None
+
+
+class LiteralExpr(_Expr):
+    """`42`, `"text"` without interpolation, `true`, `null`."""
+
+    node: Literal["literal"] = "literal"
+    value: str | int | float | bool | None
+
+
+class ListExpr(_Expr):
+    node: Literal["list"] = "list"
+    items: list[Expr]
+
+
+class DictEntry(_Node):
+    key: str
+    value: Expr
+    key_span: Span | None = None
+
+
+class DictExpr(_Expr):
+    node: Literal["dict"] = "dict"
+    entries: list[DictEntry]
+
+
+class TemplateExpr(_Expr):
+    """A string with `${...}`: literal text and expressions, joined at run time.
+
+    Non-string values are written as compact JSON, null as `null` (SPEC section 9).
+    """
+
+    node: Literal["template"] = "template"
+    parts: list[str | Expr]
+
+
+class NameExpr(_Expr):
+    """A bare name: an input, a step (read through a field), a map loop variable, or `run`."""
+
+    node: Literal["name"] = "name"
+    name: str
+
+
+class EnvExpr(_Expr):
+    """`env.NAME`: an environment variable read at run time (its value is masked)."""
+
+    node: Literal["env"] = "env"
+    name: str
+
+
+class AttrExpr(_Expr):
+    """`value.field`, or `value?.field` when `optional`."""
+
+    node: Literal["attr"] = "attr"
+    value: Expr
+    field: str
+    optional: bool = False
+    field_span: Span | None = None
+
+
+class IndexExpr(_Expr):
+    """`value[index]`, or `value?[index]` when `optional`."""
+
+    node: Literal["index"] = "index"
+    value: Expr
+    index: Expr
+    optional: bool = False
+
+
+class CallExpr(_Expr):
+    """A built-in function call; only `len(x)` exists today."""
+
+    node: Literal["call"] = "call"
+    func: str
+    args: list[Expr]
+
+
+BinaryOp = Literal["??", "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+
+
+class BinaryExpr(_Expr):
+    node: Literal["binary"] = "binary"
+    op: BinaryOp
+    left: Expr
+    right: Expr
+
+
+class NotExpr(_Expr):
+    node: Literal["not"] = "not"
+    operand: Expr
+
+
+Expr = Annotated[
+    Union[  # noqa: UP007 - a discriminated union needs the Union form here
+        LiteralExpr, ListExpr, DictExpr, TemplateExpr, NameExpr, EnvExpr,
+        AttrExpr, IndexExpr, CallExpr, BinaryExpr, NotExpr,
+    ],
+    Field(discriminator="node"),
+]
+
+STEP_FIELDS = ("output", "status", "error", "attempts")
+
+# --- policies -------------------------------------------------------------------------------
+
+
+class TriggerRule(StrEnum):
+    ALL_SUCCEEDED = "all_succeeded"
+    ALL_DONE = "all_done"
+    ANY_SUCCEEDED = "any_succeeded"
+    ANY_FAILED = "any_failed"
+    ALL_FAILED = "all_failed"
+
+
+# Retried when `on` is not given: every kind but these (SPEC section 4, "Retry timing").
+NOT_RETRIED_BY_DEFAULT = frozenset({
+    ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.BREAKER_OPEN, ErrorKind.CANCELLED,
+})
+
+
+class RetryPolicy(_Node):
+    """`retry N [on KIND, ...] [backoff DUR [xFACTOR] [max DUR]] [jitter]`."""
+
+    retries: int
+    on: list[ErrorKind] | None = None
+    backoff_s: float = 1.0
+    factor: float = 1.0
+    max_s: float | None = None
+    jitter: bool = False
+
+    def delay(self, k: int) -> float:
+        """The wait before retry k (1-based), before jitter: min(MAX, BACKOFF * FACTOR^(k-1))."""
+        d = self.backoff_s * self.factor ** (k - 1)
+        return d if self.max_s is None else min(self.max_s, d)
+
+    def retries_kind(self, kind: ErrorKind) -> bool:
+        if self.on is None:
+            return kind not in NOT_RETRIED_BY_DEFAULT
+        if kind in self.on:
+            return True
+        return kind is ErrorKind.RATE_LIMITED and ErrorKind.TRANSIENT in self.on
+
+
+class MapSpec(_Node):
+    """`for VAR in OVER: ...`."""
+
+    var: str
+    over: Expr
+
+
+class EdgeKind(StrEnum):
+    DATA = "data"
+    AFTER = "after"
+    FALLBACK = "fallback"
+
+
+class Step(_Node):
+    """One step with its policies, `defaults` already applied (SPEC section 9)."""
+
+    name: str
+    tool: str
+    args: dict[str, Expr] = {}
+    map: MapSpec | None = None
+    # Every step this one waits for: the steps it references (arguments, map list, `if`,
+    # `default`) plus `after`, in the order the steps are defined in the file.
+    depends_on: list[str] = []
+    after: list[str] = []
+    when: TriggerRule = TriggerRule.ALL_SUCCEEDED
+    condition: Expr | None = None  # `if`
+    timeout_s: float | None = None
+    retry: RetryPolicy | None = None
+    fallback: list[str] = []
+    # None means "no default"; `default null` is a LiteralExpr(value=None).
+    default: Expr | None = None
+    optional: bool = False
+    uses: list[str] = []
+    concurrency: int | None = None  # map steps only
+    tolerate: float | None = None  # map steps only, a percentage 0..100
+    # Set on a standby: the primary whose `fallback` names this step.
+    standby_for: str | None = None
+
+    @property
+    def is_map(self) -> bool:
+        return self.map is not None
+
+    @property
+    def is_standby(self) -> bool:
+        return self.standby_for is not None
+
+
+class Defaults(_Node):
+    timeout_s: float | None = None
+    retry: RetryPolicy | None = None
+    uses: list[str] = []
+
+
+class Rate(_Node):
+    """`rate COUNT/PERIOD`: at most COUNT attempt starts in any sliding window of `per_s`."""
+
+    count: float
+    per_s: float
+
+
+class BreakerPolicy(_Node):
+    failures: int
+    cooldown_s: float = 30.0
+
+
+class Resource(_Node):
+    name: str
+    rate: Rate | None = None
+    concurrency: int | None = None
+    breaker: BreakerPolicy | None = None
+
+
+INPUT_TYPES = ("str", "int", "float", "bool", "list", "dict", "any", "secret")
+
+
+class Input(_Node):
+    name: str
+    type: str  # one of INPUT_TYPES, or "list[T]"
+    has_default: bool = False
+    default: JsonValue = None
+
+    @property
+    def required(self) -> bool:
+        return not self.has_default
+
+
+class Output(_Node):
+    name: str
+    expr: Expr
+
+
+class Use(_Node):
+    """`use "pkg.module"` or `use "./tools.py"` (a path relative to the plan's folder)."""
+
+    target: str
+
+
+class Plan(_Node):
+    """The checked plan. Dict fields keep the order items were written in the file."""
+
+    version: int = IR_VERSION
+    plan: str
+    description: str | None = None
+    inputs: dict[str, Input] = {}
+    outputs: dict[str, Output] = {}
+    resources: dict[str, Resource] = {}
+    steps: dict[str, Step] = {}
+    deadline_s: float | None = None
+    concurrency: int | None = None
+    defaults: Defaults = Defaults()
+    uses: list[Use] = []
+    env: list[str] = []  # every `env.NAME` the plan reads
+    edges: list[tuple[str, str, EdgeKind]] = []  # [from dependency, to dependant, kind]
+
+
+class CompiledPlan(Plan):
+    """A plan plus where it came from: what `plait compile` writes and `plait run` reads."""
+
+    source_path: str | None = None  # absolute path of the .agent file, for relative paths
+    plan_sha256: str | None = None  # SHA-256 of the plan file's bytes as read
+
+
+for _model in (ListExpr, DictEntry, DictExpr, TemplateExpr, AttrExpr, IndexExpr,
+               CallExpr, BinaryExpr, NotExpr, MapSpec, Step, Output, Plan, CompiledPlan):
+    _model.model_rebuild()

@@ -1,0 +1,1 @@
+"""The standard library of tools and the registry they live in."""

@@ -1,0 +1,291 @@
+"""The tool registry: the `@tool` decorator, argument schemas from type hints, and the context
+object tools receive. The compiler reads schemas from here; the runtime calls tools through it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from plait.errors import InvalidInput, PlaitError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BUILTIN_MODULES = (
+    "plait.stdlib.std", "plait.stdlib.http", "plait.stdlib.llm",
+    "plait.stdlib.shell", "plait.stdlib.py", "plait.stdlib.file",
+)
+ENTRY_POINT_GROUP = "plait.tools"
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may know about its call. Grows fields; never exposes the scheduler.
+
+    A tool receives it by declaring a parameter annotated `ToolContext`; that parameter is
+    not part of the tool's argument schema.
+    """
+
+    run_id: str
+    step: str
+    attempt: int = 1
+    element: int | None = None
+    plan_dir: Path = field(default_factory=Path.cwd)
+    # Per-run storage shared by every tool call of the run (a pooled HTTP client, the
+    # counters of std.flaky and scripted LLM rules). Keys are namespaced by the tool module.
+    run_state: dict[str, Any] = field(default_factory=dict)
+    # Tool-level observations (LLM token usage, model, latency) that go into the events.
+    emit: Callable[[str, dict[str, Any]], None] = lambda _name, _fields: None
+    # Cleanups to run when the run ends (closing the shared HTTP client); async or sync.
+    on_run_end: list[Callable[[], Any]] = field(default_factory=list)
+
+
+class ToolLoadError(PlaitError):
+    """A `use` target or entry point could not be loaded."""
+
+
+@dataclass(frozen=True)
+class ToolParam:
+    name: str
+    annotation: str  # for display: "str", "float", "Any", ...
+    required: bool
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    func: Callable[..., Any]
+    is_async: bool
+    params: tuple[ToolParam, ...]
+    args_model: type[BaseModel]
+    context_param: str | None = None  # the parameter that receives the ToolContext
+    accepts_extra: bool = False  # the function takes **kwargs (py.call)
+    description: str = ""
+    idempotent: bool = True
+
+    def param(self, name: str) -> ToolParam | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Check evaluated arguments against the schema; raises InvalidInput saying why."""
+        try:
+            model = self.args_model.model_validate(args)
+        except ValidationError as exc:
+            raise InvalidInput(f"{self.name}: {_explain(exc)}") from None
+        values = {p.name: getattr(model, p.name) for p in self.params}
+        if self.accepts_extra:
+            values.update(model.model_extra or {})
+        return values
+
+    def literal_error(self, arg: str, value: Any) -> str | None:
+        """Why a literal value cannot be this argument, or None if it fits (compile time)."""
+        if self.param(arg) is None:
+            return None
+        try:
+            self.args_model.__pydantic_validator__.validate_assignment(
+                self.args_model.model_construct(), arg, value, strict=True)
+        except ValidationError as exc:
+            return _explain(exc)
+        return None
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"])
+        parts.append(f"`{where}`: {err['msg'].lower()}" if where else err["msg"].lower())
+    return "; ".join(parts)
+
+
+def spec_from_function(func: Callable[..., Any], name: str, *,
+                       idempotent: bool = True) -> ToolSpec:
+    """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
+    sig = inspect.signature(func)
+    hints = get_type_hints(func)
+    fields: dict[str, Any] = {}
+    params: list[ToolParam] = []
+    context_param = None
+    accepts_extra = False
+    for p in sig.parameters.values():
+        hint = hints.get(p.name, Any)
+        if hint is ToolContext:
+            context_param = p.name
+            continue
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            accepts_extra = True
+            continue
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        required = p.default is inspect.Parameter.empty
+        fields[p.name] = (hint, ... if required else p.default)
+        params.append(ToolParam(p.name, _type_name(hint), required,
+                                None if required else p.default))
+    config = ConfigDict(extra="allow" if accepts_extra else "forbid",
+                        arbitrary_types_allowed=True)
+    model = create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
+    doc = inspect.getdoc(func) or ""
+    return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
+                    context_param, accepts_extra, doc.splitlines()[0] if doc else "",
+                    idempotent)
+
+
+def _type_name(hint: Any) -> str:
+    if hint is Any:
+        return "any"
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+class ToolRegistry:
+    """Tools by name. One global registry holds the built-ins; each plan gets a child that
+    adds the tools its `use` items load, so two plans in one process never collide."""
+
+    def __init__(self, parent: ToolRegistry | None = None) -> None:
+        self._tools: dict[str, ToolSpec] = {}
+        self._parent = parent
+
+    def register(self, spec: ToolSpec) -> None:
+        self._tools[spec.name] = spec
+
+    def get(self, name: str) -> ToolSpec | None:
+        spec = self._tools.get(name)
+        if spec is None and self._parent is not None:
+            return self._parent.get(name)
+        return spec
+
+    def names(self) -> list[str]:
+        own = set(self._tools)
+        if self._parent is not None:
+            own |= set(self._parent.names())
+        return sorted(own)
+
+    def __iter__(self) -> Iterator[ToolSpec]:
+        for name in self.names():
+            spec = self.get(name)
+            assert spec is not None
+            yield spec
+
+    def child(self) -> ToolRegistry:
+        return ToolRegistry(self)
+
+    def own_names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def load_use(self, target: str, plan_dir: Path) -> list[str]:
+        """Load `use "pkg.module"` or `use "./tools.py"`; returns the tool names it added."""
+        module = _import_target(target, plan_dir)
+        added = []
+        for value in vars(module).values():
+            spec = getattr(value, "__plait_tool__", None)
+            if isinstance(spec, ToolSpec):
+                self.register(spec)
+                added.append(spec.name)
+        return added
+
+
+def _import_target(target: str, plan_dir: Path) -> Any:
+    looks_like_file = target.endswith(".py") or "/" in target or target.startswith(".")
+    try:
+        if looks_like_file:
+            path = (plan_dir / target).resolve()
+            if not path.is_file():
+                raise ToolLoadError(f"no such file: {path}")
+            mod_name = f"plait_use_{abs(hash(str(path)))}_{path.stem}"
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            if spec is None or spec.loader is None:
+                raise ToolLoadError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+            module.__dict__.setdefault("__plait_stem__", path.stem)
+            return module
+        return importlib.import_module(target)
+    except ToolLoadError:
+        raise
+    except Exception as exc:  # any error in user code becomes a diagnostic, not a traceback
+        raise ToolLoadError(f"{type(exc).__name__}: {exc}") from exc
+
+
+REGISTRY = ToolRegistry()
+
+
+def _default_name(func: Callable[..., Any]) -> str:
+    module = sys.modules.get(func.__module__)
+    stem = getattr(module, "__plait_stem__", None) if module else None
+    if stem is None:
+        mod = func.__module__
+        if mod.startswith("plait_use_"):
+            stem = mod.split("_", 3)[-1]
+        else:
+            stem = mod.rsplit(".", 1)[-1]
+    return f"{stem}.{func.__name__}"
+
+
+@overload
+def tool(func: F, /) -> F: ...
+@overload
+def tool(*, name: str | None = None, idempotent: bool = True) -> Callable[[F], F]: ...
+
+
+def tool(func: F | None = None, /, *, name: str | None = None,
+         idempotent: bool = True) -> F | Callable[[F], F]:
+    """Register a function (sync or async) as a plait tool; its type hints are its schema.
+
+    `@tool` names it `<file stem or last module component>.<function name>`;
+    `@tool(name="x.y")` names it explicitly. Registered globally and found by `use`.
+    """
+
+    def decorate(f: F) -> F:
+        spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent)
+        f.__plait_tool__ = spec  # type: ignore[attr-defined]
+        if not f.__module__.startswith("plait_use_"):
+            REGISTRY.register(spec)
+        return f
+
+    return decorate(func) if func is not None else decorate
+
+
+_loaded = False
+
+
+def builtin_registry() -> ToolRegistry:
+    """The global registry with the standard library and entry-point tools loaded."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in BUILTIN_MODULES:
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as exc:
+                if exc.name != mod:
+                    raise
+        _load_entry_points()
+    return REGISTRY
+
+
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must not break plait itself
+            print(f"warning: tool plugin {ep.name!r} failed to load: {exc}", file=sys.stderr)
+
+
+def plan_registry(uses: list[str], plan_dir: Path) -> ToolRegistry:
+    """A child registry with the plan's `use` targets loaded (raises ToolLoadError)."""
+    registry = builtin_registry().child()
+    for target in uses:
+        registry.load_use(target, plan_dir)
+    return registry

@@ -1,0 +1,239 @@
+"""Typed run events (SPEC sections 7 and 9) and the bus that stamps and fans them out.
+
+The runtime only emits events; progress, the `--events` JSONL file, the journal and the
+report all consume them. Each event is a pydantic model; `EventBus.emit` stamps `seq`
+(1-based, no gaps), `ts` (ISO-8601 UTC) and `run_id`, masks secrets in free text, and
+calls every sink in order. Beyond the fields SPEC section 9 names, `step_finished` and
+`run_finished` carry what the report needs (output, attempts, error, ...), so the report is
+a pure fold of the events (see `report.ReportBuilder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+# Fields left out of the JSON when they hold None/False, so events stay small and the
+# fixed fields of SPEC section 9 (e.g. `reason: null` on step_finished) stay present.
+_OMIT_WHEN_EMPTY = frozenset({
+    "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
+    "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
+    "plan_sha256",
+})
+
+
+def utc_now_iso() -> str:
+    """The current time as ISO-8601 UTC with microseconds (`2026-01-01T10:00:00.123456Z`)."""
+    return format_ts(datetime.now(UTC))
+
+
+def format_ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class Event(BaseModel):
+    """Fields every event has; `seq`, `ts` and `run_id` are stamped by the bus."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: str
+    seq: int = 0
+    ts: str = ""
+    run_id: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON object written to `--events` (empty optional fields left out)."""
+        data = self.model_dump(mode="json")
+        return {k: v for k, v in data.items()
+                if not (k in _OMIT_WHEN_EMPTY and v in (None, False))}
+
+
+class RunStarted(Event):
+    event: Literal["run_started"] = "run_started"
+    plan: str
+    description: str | None = None
+    plait_version: str = ""
+    plan_sha256: str | None = None
+    inputs: dict[str, Any] = {}
+    # Every step in definition order (standbys included) with what the outcome rules
+    # need: {"optional": bool, "standby_for": str | None, "map": bool}.
+    steps: dict[str, dict[str, Any]] = {}
+    seed: int | None = None
+
+
+class StepStarted(Event):
+    event: Literal["step_started"] = "step_started"
+    step: str
+    standby_for: str | None = None
+
+
+class AttemptStarted(Event):
+    event: Literal["attempt_started"] = "attempt_started"
+    step: str
+    attempt: int
+    element: int | None = None
+
+
+class AttemptFinished(Event):
+    """Follows every attempt; `status` is `succeeded`, `failed` or `cancelled`."""
+
+    event: Literal["attempt_finished"] = "attempt_finished"
+    step: str
+    attempt: int
+    element: int | None = None
+    status: str
+    duration_s: float
+    kind: str | None = None
+    message: str | None = None
+    injected: bool = False
+
+
+class AttemptFailed(Event):
+    event: Literal["attempt_failed"] = "attempt_failed"
+    step: str
+    attempt: int
+    element: int | None = None
+    kind: str
+    message: str
+    injected: bool = False
+
+
+class RetryScheduled(Event):
+    """`attempt` is the attempt about to be made (SPEC section 9)."""
+
+    event: Literal["retry_scheduled"] = "retry_scheduled"
+    step: str
+    attempt: int
+    element: int | None = None
+    delay_s: float
+    hint_s: float | None = None
+
+
+class FallbackStarted(Event):
+    event: Literal["fallback_started"] = "fallback_started"
+    step: str
+    fallback: str
+
+
+class BreakerOpened(Event):
+    event: Literal["breaker_opened"] = "breaker_opened"
+    resource: str
+    step: str | None = None
+
+
+class BreakerHalfOpen(Event):
+    event: Literal["breaker_half_open"] = "breaker_half_open"
+    resource: str
+    step: str | None = None
+
+
+class BreakerClosed(Event):
+    event: Literal["breaker_closed"] = "breaker_closed"
+    resource: str
+    step: str | None = None
+
+
+class StepFinished(Event):
+    """Exactly one per step, also for steps skipped or cancelled without starting.
+
+    `kind`/`message`/`retry` are the step's final error (of its own attempts), `output` its
+    masked output: what the report needs, so the report is derivable from events alone.
+    """
+
+    event: Literal["step_finished"] = "step_finished"
+    step: str
+    status: str
+    reason: str | None = None
+    caused_by: str | None = None
+    attempts: int = 0
+    output: Any = None
+    kind: str | None = None
+    message: str | None = None
+    retry: str | None = None
+    fallback_used: str | None = None
+    recovered_by: str | None = None  # fallback | default | tolerance, when recovered
+    elements: dict[str, Any] | None = None
+
+
+class RunFinished(Event):
+    event: Literal["run_finished"] = "run_finished"
+    outcome: str
+    cancelled_by: str | None = None
+    outputs: dict[str, Any] = {}
+    # Outputs whose expression failed: [{"output": NAME, "why": "..."}] (SPEC section 7).
+    output_errors: list[dict[str, str]] = []
+    duration_s: float = 0.0
+
+
+class ToolEvent(Event):
+    """A tool's own observation (LLM token usage, model, ...), from `ToolContext.emit`."""
+
+    event: Literal["tool_event"] = "tool_event"
+    step: str
+    attempt: int
+    element: int | None = None
+    tool_event: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["event"].default: cls
+    for cls in (RunStarted, StepStarted, AttemptStarted, AttemptFinished, AttemptFailed,
+                RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
+                BreakerClosed, StepFinished, RunFinished, ToolEvent)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild a typed event from its JSON object (a line of `--events`, a journal row)."""
+    cls = EVENT_TYPES.get(str(data.get("event")), Event)
+    return cls.model_validate(data)
+
+
+Sink = Callable[[Event], None]
+
+
+class EventBus:
+    """Stamps `seq`/`ts`/`run_id`, masks free text, and calls each sink in order.
+
+    Sinks are plain callables so a journal, a tracer or a test can subscribe; a sink that
+    raises is an internal error (it propagates), never silently dropped.
+    """
+
+    def __init__(self, run_id: str, sinks: Iterable[Sink] = (),
+                 mask_text: Callable[[str], str] | None = None,
+                 mask_value: Callable[[Any], Any] | None = None) -> None:
+        self.run_id = run_id
+        self.sinks: list[Sink] = list(sinks)
+        self._seq = 0
+        self._mask_text = mask_text
+        self._mask_value = mask_value
+
+    def subscribe(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def emit(self, event: Event) -> Event:
+        self._seq += 1
+        event.seq = self._seq
+        event.ts = utc_now_iso()
+        event.run_id = self.run_id
+        self._mask(event)
+        for sink in self.sinks:
+            sink(event)
+        return event
+
+    def _mask(self, event: Event) -> None:
+        if self._mask_text is not None:
+            message = getattr(event, "message", None)
+            if isinstance(message, str):
+                event.message = self._mask_text(message)  # type: ignore[attr-defined]
+        if self._mask_value is not None:
+            for name in ("output", "outputs", "inputs"):
+                if name in type(event).model_fields:
+                    setattr(event, name, self._mask_value(getattr(event, name)))

@@ -1,0 +1,248 @@
+"""The run report of SPEC section 7 as pydantic models, built as a pure fold over events.
+
+`ReportBuilder.apply(event)` consumes the event stream (live from the bus, or replayed
+from an `--events` file or a journal) and `ReportBuilder.report()` gives the `RunReport`.
+Values in events are already masked, so the report is too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from plait.runtime import outcomes
+from plait.runtime.events import (
+    AttemptFailed,
+    AttemptFinished,
+    AttemptStarted,
+    Event,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    parse_ts,
+)
+
+ATTEMPT_LOG_SIZE = 20
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepError(_Model):
+    kind: str
+    message: str
+    retry: str | None = None  # exhausted | not_retryable | deadline
+
+
+class AttemptRecord(_Model):
+    attempt: int
+    element: int | None = None
+    started_at: str
+    duration_s: float | None = None
+    kind: str | None = None
+    message: str | None = None
+    delay_s: float | None = None
+    injected: bool = False
+
+
+class ElementError(_Model):
+    index: int
+    kind: str
+    message: str
+
+
+class ElementSummary(_Model):
+    total: int
+    failed: int
+    errors: list[ElementError] = []
+
+
+class Reason(_Model):
+    """Why the outcome is degraded or failed: a deciding step, or a failed `output`."""
+
+    step: str | None = None
+    output: str | None = None
+    status: str | None = None
+    why: str
+    kind: str | None = None
+
+
+class StepReport(_Model):
+    status: str
+    reason: str | None = None
+    caused_by: str | None = None
+    attempts: int = 0
+    output: Any = None
+    error: StepError | None = None
+    fallback_used: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    attempt_log: list[AttemptRecord] = []
+    elements: ElementSummary | None = None
+
+
+class RunReport(_Model):
+    plan: str
+    run_id: str
+    outcome: str
+    plait_version: str
+    plan_sha256: str | None = None
+    cancelled_by: str | None = None
+    started_at: str
+    finished_at: str | None = None
+    duration_s: float | None = None
+    inputs: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+    reasons: list[Reason] = []
+    steps: dict[str, StepReport] = {}
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON of SPEC section 7 (a reason leaves out the fields it does not use)."""
+        data = self.model_dump(mode="json")
+        data["reasons"] = [r.model_dump(mode="json", exclude_none=True) for r in self.reasons]
+        return data
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
+
+
+class _StepFold:
+    """What the fold keeps per step while events arrive."""
+
+    def __init__(self) -> None:
+        self.started_at: str | None = None
+        self.log: deque[AttemptRecord] = deque(maxlen=ATTEMPT_LOG_SIZE)
+        self.open: dict[tuple[int, int | None], AttemptRecord] = {}
+        self.last_failed: dict[int | None, AttemptRecord] = {}
+        self.final: StepFinished | None = None
+
+
+class ReportBuilder:
+    """Folds events into a RunReport; `apply` is the only way state changes."""
+
+    def __init__(self) -> None:
+        self.started: RunStarted | None = None
+        self.finished: RunFinished | None = None
+        self.steps: dict[str, _StepFold] = {}
+
+    def apply(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{event.event}", None)
+        if handler is not None:
+            handler(event)
+
+    def __call__(self, event: Event) -> None:  # usable directly as a bus sink
+        self.apply(event)
+
+    def _step(self, name: str) -> _StepFold:
+        fold = self.steps.get(name)
+        if fold is None:
+            fold = self.steps[name] = _StepFold()
+        return fold
+
+    def _on_run_started(self, event: RunStarted) -> None:
+        self.started = event
+        for name in event.steps:
+            self._step(name)
+
+    def _on_attempt_started(self, event: AttemptStarted) -> None:
+        fold = self._step(event.step)
+        if fold.started_at is None:
+            fold.started_at = event.ts
+        record = AttemptRecord(attempt=event.attempt, element=event.element,
+                               started_at=event.ts)
+        fold.open[(event.attempt, event.element)] = record
+        fold.log.append(record)
+
+    def _on_attempt_finished(self, event: AttemptFinished) -> None:
+        fold = self._step(event.step)
+        record = fold.open.pop((event.attempt, event.element), None)
+        if record is None:
+            return
+        record.duration_s = event.duration_s
+        if event.status != outcomes.SUCCEEDED:
+            record.kind, record.message = event.kind, event.message
+            record.injected = event.injected
+            fold.last_failed[event.element] = record
+
+    def _on_attempt_failed(self, event: AttemptFailed) -> None:
+        record = self._step(event.step).open.get((event.attempt, event.element))
+        if record is not None:
+            record.kind, record.message, record.injected = (event.kind, event.message,
+                                                            event.injected)
+
+    def _on_retry_scheduled(self, event: RetryScheduled) -> None:
+        record = self._step(event.step).last_failed.get(event.element)
+        if record is not None:
+            record.delay_s = event.delay_s
+
+    def _on_step_finished(self, event: StepFinished) -> None:
+        self._step(event.step).final = event
+
+    def _on_run_finished(self, event: RunFinished) -> None:
+        self.finished = event
+
+    # --- building ----------------------------------------------------------------------
+
+    def step_report(self, name: str) -> StepReport:
+        fold = self._step(name)
+        final = fold.final
+        if final is None:  # not finished yet (a live view asks mid-run)
+            return StepReport(status="running" if fold.started_at else "pending",
+                              started_at=fold.started_at, attempt_log=list(fold.log))
+        error = None
+        if final.kind is not None:
+            error = StepError(kind=final.kind, message=final.message or "", retry=final.retry)
+        started = fold.started_at if final.attempts > 0 else None
+        return StepReport(
+            status=final.status, reason=final.reason, caused_by=final.caused_by,
+            attempts=final.attempts, output=final.output, error=error,
+            fallback_used=final.fallback_used, started_at=started,
+            finished_at=final.ts if started else None,
+            duration_s=_seconds_between(started, final.ts) if started else None,
+            attempt_log=list(fold.log),
+            elements=ElementSummary.model_validate(final.elements) if final.elements else None,
+        )
+
+    def step_views(self) -> list[outcomes.StepView]:
+        """Finished steps as the outcome rules see them, in definition order."""
+        info = self.started.steps if self.started is not None else {}
+        views = []
+        for name, fold in self.steps.items():
+            if fold.final is None:
+                continue
+            meta = info.get(name, {})
+            f = fold.final
+            views.append(outcomes.StepView(
+                name=name, status=f.status, reason=f.reason,
+                optional=bool(meta.get("optional")), standby=bool(meta.get("standby_for")),
+                kind=f.kind, fallback_used=f.fallback_used,
+                recovered_by_default=f.recovered_by == "default",
+                elements_failed=(f.elements or {}).get("failed"),
+            ))
+        return views
+
+    def report(self) -> RunReport:
+        if self.started is None:
+            raise ValueError("no run_started event")
+        views = self.step_views()
+        reasons = [Reason(**r) for r in outcomes.reasons(views)]
+        fin = self.finished
+        if fin is not None:
+            reasons += [Reason(**e) for e in fin.output_errors]
+        return RunReport(
+            plan=self.started.plan, run_id=self.started.run_id,
+            outcome=fin.outcome if fin else outcomes.run_outcome(views),
+            plait_version=self.started.plait_version, plan_sha256=self.started.plan_sha256,
+            cancelled_by=fin.cancelled_by if fin else None,
+            started_at=self.started.ts, finished_at=fin.ts if fin else None,
+            duration_s=_seconds_between(self.started.ts, fin.ts) if fin else None,
+            inputs=self.started.inputs, outputs=fin.outputs if fin else {},
+            reasons=reasons,
+            steps={name: self.step_report(name) for name in self.steps},
+        )

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 _OMIT_WHEN_EMPTY = frozenset({
     "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
     "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256",
+    "plan_sha256", "queued_s",
 })
 
 
@@ -93,6 +93,9 @@ class AttemptFinished(Event):
     kind: str | None = None
     message: str | None = None
     injected: bool = False
+    # Seconds between attempt_started and the tool call (waiting for a breaker, concurrency
+    # slots or a rate window); None when the scheduler did not measure it. Read by metrics.
+    queued_s: float | None = None
 
 
 class AttemptFailed(Event):
@@ -208,8 +211,10 @@ class EventBus:
 
     def __init__(self, run_id: str, sinks: Iterable[Sink] = (),
                  mask_text: Callable[[str], str] | None = None,
-                 mask_value: Callable[[Any], Any] | None = None) -> None:
+                 mask_value: Callable[[Any], Any] | None = None,
+                 wall: Callable[[], datetime] | None = None) -> None:
         self.run_id = run_id
+        self._wall = wall
         self.sinks: list[Sink] = list(sinks)
         self._seq = 0
         self._mask_text = mask_text
@@ -221,7 +226,7 @@ class EventBus:
     def emit(self, event: Event) -> Event:
         self._seq += 1
         event.seq = self._seq
-        event.ts = utc_now_iso()
+        event.ts = format_ts(self._wall()) if self._wall is not None else utc_now_iso()
         event.run_id = self.run_id
         self._mask(event)
         for sink in self.sinks:

@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,11 @@ def spec_from_function(func: Callable[..., Any], name: str, *,
                                 None if required else p.default))
     config = ConfigDict(extra="allow" if accepts_extra else "forbid",
                         arbitrary_types_allowed=True)
-    model = create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
+    with warnings.catch_warnings():
+        # Argument names such as `json` or `schema` shadow BaseModel methods; pydantic warns
+        # but handles them (fields win), and the model is only used through its fields.
+        warnings.filterwarnings("ignore", message="Field name .* shadows an attribute")
+        model = create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
     doc = inspect.getdoc(func) or ""
     return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
                     context_param, accepts_extra, doc.splitlines()[0] if doc else "",

@@ -1,0 +1,152 @@
+"""`http.*`: GET and POST over one pooled `httpx.AsyncClient` per run, with HTTP failures
+mapped to error kinds (5xx/connection -> transient, 429 -> rate_limited, 4xx -> permanent)."""
+
+from __future__ import annotations
+
+import email.utils
+import json as jsonlib
+import time
+from typing import Any
+
+import httpx
+
+from plait.errors import InvalidInput, InvalidOutput, Permanent, RateLimited, Timeout, Transient
+from plait.stdlib.registry import ToolContext, tool
+
+CLIENT_KEY = "http.client"
+# Generous on purpose: the step's own `timeout` policy is the real limit, applied by the
+# runtime; this only stops a plan without any timeout from hanging on a dead socket forever.
+DEFAULT_TIMEOUT_S = 300.0
+EXCERPT_CHARS = 200
+
+
+@tool(name="http.get")
+async def get(ctx: ToolContext, url: str, headers: dict[str, str] | None = None,
+              params: dict[str, Any] | None = None,
+              timeout: float | None = None) -> dict[str, Any]:
+    """GET `url`; returns {status, headers, body} with `body` parsed when it is JSON."""
+    return await request(ctx, "GET", url, headers=headers, params=params, timeout=timeout)
+
+
+@tool(name="http.post", idempotent=False)
+async def post(ctx: ToolContext, url: str, headers: dict[str, str] | None = None,
+               json: Any = None, params: dict[str, Any] | None = None,
+               timeout: float | None = None) -> dict[str, Any]:
+    """POST `json` to `url`; returns {status, headers, body} with `body` parsed when JSON."""
+    return await request(ctx, "POST", url, headers=headers, params=params, json=json,
+                         timeout=timeout)
+
+
+def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
+    """The run's pooled client, created on first use and closed when the run ends."""
+    client = ctx.run_state.get(CLIENT_KEY)
+    if client is None:
+        client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_S, follow_redirects=True)
+        ctx.run_state[CLIENT_KEY] = client
+        ctx.on_run_end.append(client.aclose)
+    assert isinstance(client, httpx.AsyncClient)
+    return client
+
+
+async def request(ctx: ToolContext, method: str, url: str, *,
+                  headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+                  json: Any = None, timeout: float | None = None) -> dict[str, Any]:
+    """Send one request and return {status, headers, body}, or raise the mapped ToolError."""
+    response = await send(ctx, method, url, headers=headers, params=params, json=json,
+                          timeout=timeout)
+    raise_for_status(response)
+    return {"status": response.status_code, "headers": dict(response.headers.items()),
+            "body": parse_body(response)}
+
+
+async def send(ctx: ToolContext, method: str, url: str, *,
+               headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+               json: Any = None, timeout: float | None = None) -> httpx.Response:
+    """Send a request on the shared client, mapping transport failures to error kinds."""
+    kwargs: dict[str, Any] = {"headers": headers, "params": _query(params)}
+    if json is not None:
+        kwargs["json"] = json
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    try:
+        return await shared_client(ctx).request(method, url, **kwargs)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise InvalidInput(f"bad URL {url!r}: {exc}") from None
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"{method} {url}: no answer within the timeout "
+                      f"({type(exc).__name__})") from None
+    except httpx.TransportError as exc:
+        raise Transient(f"{method} {url}: {type(exc).__name__}: {exc or 'connection failed'}"
+                        ) from None
+
+
+def _query(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Query values: scalars and lists as httpx writes them; dicts as compact JSON."""
+    if params is None:
+        return None
+    return {k: jsonlib.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v
+            for k, v in params.items()}
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Raise the ToolError an HTTP error status stands for (SPEC section 4, error kinds)."""
+    status = response.status_code
+    if status < 400:
+        return
+    request = response.request
+    message = f"HTTP {status} from {request.method} {request.url}: {excerpt(response.text)}"
+    hint = retry_after(response) if status in (429, 503) else None
+    if status == 429:
+        raise RateLimited(message, retry_after=hint)
+    if status >= 500:
+        raise Transient(message, retry_after=hint)
+    raise Permanent(message)
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """A short one-line excerpt of a body, for error messages."""
+    flat = " ".join(text.split())
+    if not flat:
+        return "(empty body)"
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The `Retry-After` header in seconds (it may be a number or an HTTP date)."""
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def is_json(response: httpx.Response) -> bool:
+    ctype = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
+
+
+def parse_body(response: httpx.Response) -> Any:
+    """The body: parsed when the content type says JSON, else the text."""
+    if not is_json(response):
+        return response.text
+    if not response.content.strip():
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise InvalidOutput(f"{response.request.method} {response.request.url}: the body is "
+                            f"labelled JSON but does not parse ({exc}): "
+                            f"{excerpt(response.text)}") from None

@@ -1,0 +1,143 @@
+"""`shell.run`: a command in its own process group; a timeout or cancellation ends the whole
+group (SIGTERM, then SIGKILL after a grace period) and reaps the child."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from plait.errors import InvalidInput, ToolError
+from plait.stdlib.registry import ToolContext, tool
+
+KILL_GRACE_S = 2.0  # SPEC section 9: SIGTERM, then SIGKILL after 2 s
+TAIL_CHARS = 500
+
+
+class CommandFailed(ToolError):
+    """A non-zero exit with `check = true` (kind `tool_error`), with the code and stderr."""
+
+    def __init__(self, message: str, *, code: int, stderr: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.stderr = stderr
+
+
+@tool(name="shell.run")
+async def run(ctx: ToolContext, cmd: str | list[str], cwd: str | None = None,
+              env: dict[str, str] | None = None, check: bool = True) -> dict[str, Any]:
+    """Run `cmd` (a string through /bin/sh -c, a list directly); returns {code, stdout,
+    stderr}. A non-zero exit fails the step unless `check = false`."""
+    workdir = _workdir(ctx, cwd)
+    proc = await _spawn(cmd, workdir, {**os.environ, **env} if env else None)
+    try:
+        out, err = await proc.communicate()
+    except BaseException:  # cancelled by a timeout, the deadline or Ctrl-C
+        await terminate_group(proc)
+        raise
+    code = proc.returncode if proc.returncode is not None else -1
+    stdout, stderr = _text(out), _text(err)
+    if check and code != 0:
+        raise CommandFailed(f"{_describe(cmd)} {_exit_text(code)}: "
+                            f"{tail(stderr or stdout)}", code=code, stderr=stderr)
+    return {"code": code, "stdout": stdout, "stderr": stderr}
+
+
+def _workdir(ctx: ToolContext, cwd: str | None) -> Path:
+    """The working folder: `cwd` relative to the plan's folder, the plan's folder by default."""
+    workdir = (Path(ctx.plan_dir) / Path(cwd).expanduser()) if cwd else Path(ctx.plan_dir)
+    if not workdir.is_dir():
+        raise InvalidInput(f"shell.run: `cwd` is not a folder: {workdir}")
+    return workdir
+
+
+async def _spawn(cmd: str | list[str], cwd: Path,
+                 env: dict[str, str] | None) -> asyncio.subprocess.Process:
+    common: dict[str, Any] = {
+        "cwd": cwd, "env": env, "stdin": asyncio.subprocess.DEVNULL,
+        "stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE,
+        # Its own process group, so a timeout can end the command and everything it started.
+        "start_new_session": True,
+    }
+    if isinstance(cmd, str):
+        return await asyncio.create_subprocess_exec("/bin/sh", "-c", cmd, **common)
+    if not cmd:
+        raise InvalidInput("shell.run: `cmd` is an empty list")
+    try:
+        return await asyncio.create_subprocess_exec(*cmd, **common)
+    except FileNotFoundError:
+        raise ToolError(f"command not found: {cmd[0]!r}") from None
+    except PermissionError:
+        raise ToolError(f"command not executable: {cmd[0]!r}") from None
+
+
+async def terminate_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, SIGKILL it after the grace period, and reap the child.
+
+    Runs while the caller is being cancelled; a second cancellation during the grace period
+    still ends in SIGKILL and a reaped child (the `finally`).
+    """
+    pgid = proc.pid  # start_new_session: the child leads its own group
+    _signal_group(pgid, signal.SIGTERM)
+    try:
+        await _wait_group_gone(proc, pgid, KILL_GRACE_S)
+    finally:
+        _signal_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
+
+
+async def _wait_group_gone(proc: asyncio.subprocess.Process, pgid: int, grace: float) -> None:
+    """Wait until the child exited and no other member of its group is left, or `grace`."""
+    end = time.monotonic() + grace
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            await proc.wait()
+    while time.monotonic() < end and _group_alive(pgid):
+        await asyncio.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", errors="replace")
+
+
+def tail(text: str, limit: int = TAIL_CHARS) -> str:
+    """The end of a command's output, where the error usually is."""
+    text = text.strip()
+    if not text:
+        return "(no output)"
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _describe(cmd: str | list[str]) -> str:
+    shown = cmd if isinstance(cmd, str) else " ".join(cmd)
+    shown = " ".join(shown.split())
+    return f"`{shown[:80]}{'…' if len(shown) > 80 else ''}`"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"

@@ -1,0 +1,647 @@
+"""The run journal: every run, event, attempt and finished step, in one SQLite file.
+
+Where it lives: `--journal PATH`, else `$PLAIT_HOME/journal.db`, else `.plait/journal.db` in
+the current folder. SQLite in WAL mode (readers never block the writer), the schema version in
+`PRAGMA user_version`.
+
+What it holds, per run (a run resumed keeps its id; each start or resume is a *session*):
+the compiled plan as JSON, the plan file's path and SHA-256, the inputs twice (masked for
+display, raw for resume), every event, every attempt (status, error, timing) and every
+finished step with its real output.
+
+Secrets: a resume must feed finished steps' real outputs and the real inputs back to the
+scheduler, so `steps.result` and `runs.raw_inputs` hold values **unmasked**. They are read
+only by `resume`; `runs`, `show`, `report` and `graph --run` read the masked copies (the
+events, `runs.inputs` and the stored report). The journal file is created mode 0600 and its
+folder 0700 for that reason.
+
+Durability: each event is committed as it arrives (`synchronous=NORMAL`: survives a killed
+process); `step_finished`, `run_started` and `run_finished` are committed with
+`synchronous=FULL` (also survive a power cut). The sink runs synchronously inside the
+scheduler's event emission, so a finished step's record is on disk before any dependant
+starts.
+
+A journal that is locked (after a busy timeout), corrupt, not a plait journal, or written by
+a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here ever
+deletes or rewrites an existing record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait.errors import UserError
+
+SCHEMA_VERSION = 1
+DEFAULT_FOLDER = ".plait"
+JOURNAL_FILE = "journal.db"
+# Seconds to wait for another process's write lock before giving up with a clear error.
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+BUSY_TIMEOUT_ENV = "PLAIT_JOURNAL_BUSY_TIMEOUT"
+
+# Step statuses that end a step for good: such a step is kept by a resume.
+FINISHED_STATUSES = frozenset({"succeeded", "recovered", "failed", "skipped"})
+# Events committed with a full sync: the records a resume relies on.
+_DURABLE_EVENTS = frozenset({"run_started", "step_finished", "run_finished"})
+
+_SCHEMA = """
+CREATE TABLE runs (
+    run_id        TEXT PRIMARY KEY,
+    plan          TEXT NOT NULL,
+    plan_path     TEXT,
+    plan_sha256   TEXT,
+    compiled_plan TEXT NOT NULL,      -- the CompiledPlan as JSON
+    inputs        TEXT NOT NULL,      -- masked, for display
+    raw_inputs    TEXT NOT NULL,      -- unmasked, for resume only
+    plait_version TEXT,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    outcome       TEXT,               -- NULL while running or after a crash
+    duration_s    REAL,
+    sessions      INTEGER NOT NULL DEFAULT 1,
+    report        TEXT                -- the last session's run report (masked), as JSON
+);
+CREATE TABLE sessions (
+    run_id      TEXT NOT NULL REFERENCES runs(run_id),
+    session     INTEGER NOT NULL,     -- 1 for the first run, 2 for the first resume, ...
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    outcome     TEXT,
+    forced      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, session)
+);
+CREATE TABLE events (
+    run_id  TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    event   TEXT NOT NULL,
+    step    TEXT,
+    ts      TEXT,
+    data    TEXT NOT NULL,            -- the event as JSON (masked, as emitted)
+    PRIMARY KEY (run_id, session, seq)
+);
+CREATE TABLE attempts (
+    run_id      TEXT NOT NULL,
+    session     INTEGER NOT NULL,
+    step        TEXT NOT NULL,
+    element     INTEGER,
+    attempt     INTEGER NOT NULL,
+    status      TEXT,                 -- NULL while running, then succeeded or failed
+    kind        TEXT,
+    message     TEXT,
+    started_at  TEXT,
+    finished_at TEXT,
+    duration_s  REAL
+);
+CREATE INDEX attempts_by_step ON attempts (run_id, session, step, attempt);
+CREATE TABLE steps (
+    run_id      TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    session     INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    attempts    INTEGER,
+    finished_at TEXT,
+    result      TEXT,                 -- the step's result with its REAL output (resume only)
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+
+class JournalError(UserError):
+    """The journal cannot be used: locked, corrupt, not ours, or from a newer plait."""
+
+
+class UnknownRun(UserError):
+    """No recorded run has that id."""
+
+
+def busy_timeout_s() -> float:
+    """The busy timeout, from `PLAIT_JOURNAL_BUSY_TIMEOUT` (seconds) or the default."""
+    raw = os.environ.get(BUSY_TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else DEFAULT_BUSY_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT_S
+
+
+def journal_path(option: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> Path:
+    """Where the journal is: `--journal`, else `$PLAIT_HOME/journal.db`, else `.plait/`."""
+    if option:
+        return Path(option)
+    env = os.environ if env is None else env
+    home = env.get("PLAIT_HOME")
+    if home:
+        return Path(home) / JOURNAL_FILE
+    return Path(DEFAULT_FOLDER) / JOURNAL_FILE
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One recorded run as `plait runs` lists it."""
+
+    run_id: str
+    plan: str
+    plan_path: str | None
+    plan_sha256: str | None
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    duration_s: float | None
+    sessions: int
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    session: int
+    step: str
+    element: int | None
+    attempt: int
+    status: str | None
+    kind: str | None
+    message: str | None
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    """An event as a JSON-ready dict, whether it is a pydantic model or already a dict."""
+    if isinstance(event, Mapping):
+        return dict(event)
+    to_json: Callable[[], dict[str, Any]] | None = getattr(event, "to_json_dict", None)
+    if to_json is not None:
+        return to_json()
+    dump: Callable[..., dict[str, Any]] = event.model_dump
+    return dump(mode="json")
+
+
+class Journal:
+    """An open journal file. Use `Journal.open(path)`; close it (or use `with`)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Journal:
+        """Open (and with `create`, make) the journal; raises JournalError saying why not."""
+        if path.is_dir():
+            raise JournalError(f"journal {path} is a folder, not a file")
+        if not path.exists():
+            if not create:
+                raise JournalError(f"no journal at {path} (no run recorded there yet)")
+            _make_file(path)
+        timeout = busy_timeout_s()
+        with _guard(path):
+            # autocommit mode: every statement or explicit BEGIN..COMMIT is its own transaction
+            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False)
+        journal = cls(path, conn)
+        try:
+            with _guard(path):
+                journal._prepare()
+        except BaseException:
+            conn.close()
+            raise
+        return journal
+
+    def _prepare(self) -> None:
+        # Read before any write: a file that is not ours, or is newer, must stay untouched.
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {self.path} was written by a newer plait (schema {version}, this "
+                f"plait reads up to {SCHEMA_VERSION}); upgrade plait or pass --journal PATH")
+        tables = {r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and tables:
+            raise JournalError(f"{self.path} is an SQLite file but not a plait journal; "
+                               "pass --journal PATH to use another file")
+        if version == SCHEMA_VERSION and "runs" not in tables:
+            raise JournalError(f"journal {self.path} is damaged (its tables are missing)")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        if version == 0:
+            self._create_schema()
+
+    def _create_schema(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created it while we waited for the lock.
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; `durable` syncs it to disk (power-cut safe) on commit."""
+        with _guard(self.path):
+            if durable:
+                self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                if durable:
+                    self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    def begin_run(self, *, run_id: str, plan: str, plan_path: str | None,
+                  plan_sha256: str | None, compiled_plan: Mapping[str, Any],
+                  inputs: Mapping[str, Any], raw_inputs: Mapping[str, Any],
+                  started_at: str, plait_version: str | None = None) -> int:
+        """Record a new run (session 1); returns the session number."""
+        with self._write(durable=True) as db:
+            db.execute(
+                "INSERT INTO runs (run_id, plan, plan_path, plan_sha256, compiled_plan, inputs,"
+                " raw_inputs, plait_version, started_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, plan, plan_path, plan_sha256, _dumps(compiled_plan), _dumps(inputs),
+                 _dumps(raw_inputs), plait_version, started_at))
+            db.execute("INSERT INTO sessions (run_id, session, started_at) VALUES (?,1,?)",
+                       (run_id, started_at))
+        return 1
+
+    def begin_session(self, run_id: str, started_at: str, *, forced: bool = False,
+                      compiled_plan: Mapping[str, Any] | None = None,
+                      plan_sha256: str | None = None) -> int:
+        """Record a resume of `run_id`: a new session; returns its number.
+
+        With `compiled_plan` (a forced resume of a changed plan) the stored plan is replaced,
+        so later resumes continue from what actually ran.
+        """
+        with self._write(durable=True) as db:
+            row = db.execute("SELECT sessions FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise UnknownRun(f"unknown run {run_id!r}")
+            session = int(row[0]) + 1
+            db.execute("INSERT INTO sessions (run_id, session, started_at, forced)"
+                       " VALUES (?,?,?,?)", (run_id, session, started_at, int(forced)))
+            db.execute("UPDATE runs SET sessions = ?, outcome = NULL, finished_at = NULL,"
+                       " duration_s = NULL WHERE run_id = ?", (session, run_id))
+            if compiled_plan is not None:
+                db.execute("UPDATE runs SET compiled_plan = ?, plan_sha256 = ? WHERE run_id = ?",
+                           (_dumps(compiled_plan), plan_sha256, run_id))
+        return session
+
+    def record_event(self, run_id: str, session: int, event: Mapping[str, Any]) -> None:
+        """Store one event, and the attempt row it opens or closes."""
+        name = str(event.get("event"))
+        with self._write(durable=name in _DURABLE_EVENTS) as db:
+            db.execute(
+                "INSERT INTO events (run_id, session, seq, event, step, ts, data)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (run_id, session, event.get("seq"), name, event.get("step"), event.get("ts"),
+                 _dumps(event)))
+            if name == "attempt_started":
+                db.execute(
+                    "INSERT INTO attempts (run_id, session, step, element, attempt, started_at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (run_id, session, event.get("step"), event.get("element"),
+                     event.get("attempt"), event.get("ts")))
+            elif name in ("attempt_finished", "attempt_failed"):
+                _close_attempt(db, run_id, session, event)
+
+    def record_step(self, run_id: str, session: int, step: str,
+                    result: Mapping[str, Any]) -> None:
+        """Store a finished step's result (with its real output), replacing an earlier one."""
+        with self._write(durable=True) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
+                " finished_at, result) VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, step, session, result.get("status"), result.get("reason"),
+                 result.get("attempts"), result.get("finished_at"), _dumps(result)))
+
+    def finish_run(self, run_id: str, session: int, *, outcome: str, finished_at: str | None,
+                   duration_s: float | None, report: Mapping[str, Any] | None) -> None:
+        """Record the run's end: outcome, time and (masked) report."""
+        with self._write(durable=True) as db:
+            db.execute("UPDATE sessions SET finished_at = ?, outcome = ? WHERE run_id = ?"
+                       " AND session = ?", (finished_at, outcome, run_id, session))
+            first = db.execute("SELECT started_at FROM runs WHERE run_id = ?",
+                               (run_id,)).fetchone()
+            total = _span_s(first[0], finished_at) if first else None
+            db.execute(
+                "UPDATE runs SET outcome = ?, finished_at = ?, duration_s = ?, report = ?"
+                " WHERE run_id = ?",
+                (outcome, finished_at, total if total is not None else duration_s,
+                 _dumps(report) if report is not None else None, run_id))
+
+    def store_report(self, run_id: str, report: Mapping[str, Any]) -> None:
+        with self._write() as db:
+            db.execute("UPDATE runs SET report = ? WHERE run_id = ?", (_dumps(report), run_id))
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with _guard(self.path):
+            cur = self._conn.execute(sql, args)
+            cur.row_factory = sqlite3.Row
+            return list(cur.fetchall())
+
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Recorded runs, most recent first."""
+        sql = ("SELECT run_id, plan, plan_path, plan_sha256, started_at, finished_at, outcome,"
+               " duration_s, sessions FROM runs ORDER BY started_at DESC, rowid DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RunRecord(**dict(r)) for r in self._query(sql)]
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """The full id of a run given by its id or an unambiguous prefix; UnknownRun if none."""
+        rows = self._query("SELECT run_id FROM runs WHERE run_id = ?", (run_id,))
+        if rows:
+            return str(rows[0][0])
+        like = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._query("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\'", (like,))
+        if len(rows) == 1 and run_id:
+            return str(rows[0][0])
+        if len(rows) > 1 and run_id:
+            raise UnknownRun(f"run id {run_id!r} is ambiguous: it starts "
+                             f"{len(rows)} recorded runs; give more characters")
+        raise UnknownRun(f"unknown run {run_id!r} in journal {self.path} "
+                         "(`plait runs` lists the recorded runs)")
+
+    def run(self, run_id: str) -> RunRecord:
+        rid = self.resolve_run_id(run_id)
+        return next(r for r in self.list_runs() if r.run_id == rid)
+
+    def _run_field(self, run_id: str, column: str) -> Any:
+        rows = self._query(f"SELECT {column} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise UnknownRun(f"unknown run {run_id!r}")
+        return rows[0][0]
+
+    def compiled_plan(self, run_id: str) -> dict[str, Any]:
+        return dict(json.loads(self._run_field(run_id, "compiled_plan")))
+
+    def inputs(self, run_id: str, *, raw: bool = False) -> dict[str, Any]:
+        """The run's inputs: masked for display, or `raw` (with secrets) for a resume."""
+        return dict(json.loads(self._run_field(run_id, "raw_inputs" if raw else "inputs")))
+
+    def report(self, run_id: str) -> dict[str, Any] | None:
+        """The last finished session's run report (masked), or None if none finished."""
+        text = self._run_field(run_id, "report")
+        return dict(json.loads(text)) if text else None
+
+    def events(self, run_id: str, session: int | None = None) -> list[dict[str, Any]]:
+        """Every event of the run (or of one session), in order; each gets its `session`."""
+        sql = "SELECT session, data FROM events WHERE run_id = ?"
+        args: tuple[Any, ...] = (run_id,)
+        if session is not None:
+            sql += " AND session = ?"
+            args += (session,)
+        out = []
+        for row in self._query(sql + " ORDER BY session, seq", args):
+            event = dict(json.loads(row[1]))
+            event["session"] = row[0]
+            out.append(event)
+        return out
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        rows = self._query(
+            "SELECT session, step, element, attempt, status, kind, message, started_at,"
+            " finished_at, duration_s FROM attempts WHERE run_id = ?"
+            " ORDER BY session, started_at, rowid", (run_id,))
+        return [AttemptRecord(**dict(r)) for r in rows]
+
+    def finished_steps(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Every step recorded as finished for good, with its real (unmasked) result.
+
+        `cancelled` steps are left out: a resume runs them again.
+        """
+        rows = self._query("SELECT step, status, result FROM steps WHERE run_id = ?", (run_id,))
+        return {str(r[0]): dict(json.loads(r[2])) for r in rows
+                if r[1] in FINISHED_STATUSES and r[2]}
+
+
+def _close_attempt(db: sqlite3.Connection, run_id: str, session: int,
+                   event: Mapping[str, Any]) -> None:
+    """Fill in the attempt row that `attempt_finished` / `attempt_failed` ends."""
+    where = ("run_id = ? AND session = ? AND step = ? AND attempt = ? AND element IS ?",
+             (run_id, session, event.get("step"), event.get("attempt"), event.get("element")))
+    if event.get("event") == "attempt_failed":
+        db.execute(f"UPDATE attempts SET kind = ?, message = ? WHERE {where[0]}",
+                   (event.get("kind"), event.get("message"), *where[1]))
+        return
+    db.execute(
+        f"UPDATE attempts SET status = ?, finished_at = ?, duration_s = ?,"
+        f" kind = COALESCE(?, kind), message = COALESCE(?, message) WHERE {where[0]}",
+        (event.get("status"), event.get("ts"), event.get("duration_s"), event.get("kind"),
+         event.get("message"), *where[1]))
+
+
+def _span_s(start: str | None, end: str | None) -> float | None:
+    from datetime import datetime
+
+    if not start or not end:
+        return None
+    try:
+        return round((datetime.fromisoformat(end) - datetime.fromisoformat(start))
+                     .total_seconds(), 6)
+    except ValueError:
+        return None
+
+
+def _make_file(path: Path) -> None:
+    """Create the journal file (and its folder) readable by the owner only: it holds secrets."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise JournalError(f"cannot create journal {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _guard(path: Path) -> Iterator[None]:
+    """Turn SQLite failures into one-line JournalErrors that say what to do."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            raise JournalError(
+                f"journal {path} is locked by another process (waited {busy_timeout_s():g}s);"
+                f" try again, or pass --journal PATH") from None
+        if "unable to open" in text or "readonly" in text:
+            raise JournalError(f"cannot open journal {path}: {text}") from None
+        raise JournalError(f"journal {path} is damaged: {text}") from None
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(
+            f"journal {path} is corrupt or not an SQLite file ({exc}); move it away or "
+            "pass --journal PATH (plait will not overwrite it)") from None
+
+
+class JournalSink:
+    """An event-bus sink that records a run in the journal as its events arrive.
+
+    Give it what the events do not carry: the compiled plan (JSON), the plan file's path
+    and the raw inputs. For a resume pass `resume=True`: the run's row exists and a new
+    session starts. `record_output` receives a finished step's *unmasked* output from the
+    scheduler just before its `step_finished` (events carry masked values only).
+    """
+
+    def __init__(self, journal: Journal, *, compiled_plan: Mapping[str, Any],
+                 plan_path: str | None, raw_inputs: Mapping[str, Any],
+                 resume: bool = False, forced: bool = False,
+                 replace_plan: bool = False) -> None:
+        self.journal = journal
+        self.compiled_plan = compiled_plan
+        self.plan_path = plan_path
+        self.raw_inputs = raw_inputs
+        self.resume = resume
+        self.forced = forced
+        self.replace_plan = replace_plan
+        self.run_id: str | None = None
+        self.session = 0
+        self._raw_outputs: dict[str, Any] = {}
+
+    def record_output(self, step: str, output: Any) -> None:
+        """Keep a step's real output until its `step_finished` is recorded."""
+        self._raw_outputs[step] = output
+
+    def __call__(self, event: Any) -> None:
+        data = event_dict(event)
+        name = data.get("event")
+        if name == "run_started":
+            self._start(data)
+        if self.run_id is None:
+            return  # nothing to attach events to before run_started
+        self.journal.record_event(self.run_id, self.session, data)
+        if name == "step_finished":
+            self._finish_step(data)
+        elif name == "run_finished":
+            self.journal.finish_run(self.run_id, self.session, outcome=str(data.get("outcome")),
+                                    finished_at=data.get("ts"),
+                                    duration_s=data.get("duration_s"), report=None)
+
+    def _start(self, data: Mapping[str, Any]) -> None:
+        self.run_id = str(data.get("run_id"))
+        if self.resume:
+            self.session = self.journal.begin_session(
+                self.run_id, str(data.get("ts")), forced=self.forced,
+                compiled_plan=self.compiled_plan if self.replace_plan else None,
+                plan_sha256=data.get("plan_sha256"))
+            return
+        self.session = self.journal.begin_run(
+            run_id=self.run_id, plan=str(data.get("plan")), plan_path=self.plan_path,
+            plan_sha256=data.get("plan_sha256"), compiled_plan=self.compiled_plan,
+            inputs=data.get("inputs") or {}, raw_inputs=self.raw_inputs,
+            started_at=str(data.get("ts")), plait_version=data.get("plait_version"))
+
+    def _finish_step(self, data: Mapping[str, Any]) -> None:
+        if data.get("resumed"):
+            return  # seeded from an earlier session: its record is already there
+        step = str(data.get("step"))
+        result = dict(data)
+        if step in self._raw_outputs:
+            result["output"] = self._raw_outputs.pop(step)
+        assert self.run_id is not None
+        self.journal.record_step(self.run_id, self.session, step, result)
+
+    def store_report(self, report: Mapping[str, Any]) -> None:
+        """Keep the finished run's (masked) report, for `show` and `report`."""
+        if self.run_id is not None:
+            self.journal.store_report(self.run_id, report)
+
+
+def merge_sessions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run's events across sessions, cut to what a report of the whole run folds.
+
+    Each step keeps the events of the session that decided it: the last one where it really
+    finished (a `step_finished` marked `resumed` only repeats an earlier session's), else the
+    last one where it appeared. The run starts with the first session's `run_started` (its
+    time) carrying the last session's step list (a forced resume may change the plan), and
+    ends with the last session's `run_finished`, if it has one.
+    """
+    if not events:
+        return []
+    last = max(int(e.get("session", 1)) for e in events)
+    starts = [e for e in events if e.get("event") == "run_started"]
+    if not starts:
+        return []
+    run_started = dict(starts[0])
+    run_started["steps"] = starts[-1].get("steps", {})
+    deciding = _deciding_sessions(events)
+    kept = [run_started]
+    for e in events:
+        name, step = e.get("event"), e.get("step")
+        if name in ("run_started", "run_finished"):
+            continue
+        if step is not None and name != "fallback_started" and step not in run_started["steps"]:
+            continue
+        if step is None or name in _RUN_SCOPED or deciding.get(step) == e.get("session"):
+            kept.append(e)
+    kept += [e for e in events if e.get("event") == "run_finished" and e.get("session") == last]
+    return kept
+
+
+# Events that name a step but describe a resource: they stay whatever session they are in.
+_RUN_SCOPED = frozenset({"breaker_opened", "breaker_half_open", "breaker_closed"})
+
+
+def _deciding_sessions(events: list[dict[str, Any]]) -> dict[str, int]:
+    finished: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for e in events:
+        step = e.get("step")
+        if step is None:
+            continue
+        session = int(e.get("session", 1))
+        seen[step] = max(seen.get(step, 0), session)
+        if e.get("event") == "step_finished" and not e.get("resumed"):
+            finished[step] = session
+    return {step: finished.get(step, seen[step]) for step in seen}
+
+
+def run_report(journal: Journal, run_id: str) -> Any:
+    """The report of a recorded run (a `RunReport`), folded from its events, all sessions.
+
+    Works for a run that crashed too: unfinished steps show as `running`/`pending` and the
+    outcome is what the finished steps decide so far.
+    """
+    from plait.runtime.events import event_from_dict
+    from plait.runtime.report import ReportBuilder
+
+    builder = ReportBuilder()
+    for data in merge_sessions(journal.events(run_id)):
+        data = {k: v for k, v in data.items() if k != "session"}
+        builder.apply(event_from_dict(data))
+    return builder.report()

@@ -1,0 +1,61 @@
+"""Run metrics folded from events: backoff, queueing, retries, fallbacks, critical path."""
+
+from __future__ import annotations
+
+from plait.runtime.metrics import compute_metrics, critical_path, plan_dependencies
+
+
+def _ts(seconds: float) -> str:
+    whole = int(seconds)
+    micro = round((seconds - whole) * 1_000_000)
+    return f"2026-01-01T10:00:{whole:02d}.{micro:06d}Z"
+
+
+EVENTS = [
+    {"event": "run_started", "ts": _ts(0), "steps": {"a": {}, "b": {}, "c": {}, "sb": {}}},
+    {"event": "attempt_started", "step": "a", "attempt": 1, "ts": _ts(0)},
+    {"event": "attempt_finished", "step": "a", "attempt": 1, "ts": _ts(1.5), "status": "failed",
+     "duration_s": 1.0, "queued_s": 0.5},
+    {"event": "retry_scheduled", "step": "a", "attempt": 2, "ts": _ts(1.5), "delay_s": 2.0},
+    {"event": "attempt_started", "step": "a", "attempt": 2, "ts": _ts(3.5)},
+    {"event": "attempt_finished", "step": "a", "attempt": 2, "ts": _ts(4), "status": "succeeded",
+     "duration_s": 0.5, "queued_s": 0.0},
+    {"event": "step_finished", "step": "a", "status": "succeeded", "ts": _ts(4)},
+    {"event": "attempt_started", "step": "c", "attempt": 1, "ts": _ts(0)},
+    {"event": "attempt_finished", "step": "c", "attempt": 1, "ts": _ts(1), "status": "failed",
+     "duration_s": 1.0},
+    {"event": "breaker_opened", "resource": "api", "step": "c", "ts": _ts(1)},
+    {"event": "fallback_started", "step": "c", "fallback": "sb", "ts": _ts(1)},
+    {"event": "attempt_started", "step": "sb", "attempt": 1, "ts": _ts(1)},
+    {"event": "attempt_finished", "step": "sb", "attempt": 1, "ts": _ts(2), "status": "succeeded",
+     "duration_s": 1.0},
+    {"event": "step_finished", "step": "sb", "status": "succeeded", "ts": _ts(2)},
+    {"event": "step_finished", "step": "c", "status": "recovered", "fallback_used": "sb",
+     "ts": _ts(2)},
+    {"event": "attempt_started", "step": "b", "attempt": 1, "ts": _ts(4)},
+    {"event": "attempt_finished", "step": "b", "attempt": 1, "ts": _ts(5), "status": "succeeded",
+     "duration_s": 1.0},
+    {"event": "step_finished", "step": "b", "status": "succeeded", "ts": _ts(5)},
+    {"event": "run_finished", "outcome": "degraded", "ts": _ts(6)},
+]
+
+
+def test_step_and_run_metrics() -> None:
+    deps, standbys = plan_dependencies({"steps": {
+        "a": {"depends_on": []}, "b": {"depends_on": ["a"]}, "c": {"depends_on": []},
+        "sb": {"depends_on": [], "standby_for": "c"}}})
+    m = compute_metrics(EVENTS, deps, standbys)
+    a = m.steps["a"]
+    assert (a.attempts, a.backoff_s, a.queued_s, a.call_s, a.duration_s) == (2, 2.0, 0.5, 1.5, 4.0)
+    assert m.steps["c"].queued_s is None  # not measured
+    assert (m.retries, m.fallbacks_used, m.breaker_trips) == (1, 1, 1)
+    assert m.makespan_s == 6.0
+    assert m.critical_path == ["a", "b"]
+    assert m.critical_path_s == 5.0
+
+
+def test_critical_path_picks_the_heaviest_chain() -> None:
+    durations = {"x": 1.0, "y": 5.0, "z": 1.0, "w": 1.0}
+    deps = {"z": ["x", "y"], "w": ["z"]}
+    assert critical_path(durations, deps) == (7.0, ["y", "z", "w"])
+    assert critical_path({}, {}) == (0.0, [])

@@ -55,7 +55,7 @@ def idx(value: Expr, index: Expr | int | str, optional: bool = False) -> IndexEx
 
 
 def op(left: Expr, operator: str, right: Expr) -> BinaryExpr:
-    return BinaryExpr(op=operator, left=left, right=right)  # type: ignore[arg-type]
+    return BinaryExpr(op=operator, left=left, right=right)
 
 
 def path(*parts: str) -> Expr:

@@ -52,7 +52,7 @@ class Event(BaseModel):
         """The JSON object written to `--events` (empty optional fields left out)."""
         data = self.model_dump(mode="json")
         return {k: v for k, v in data.items()
-                if not (k in _OMIT_WHEN_EMPTY and v in (None, False))}
+                if not (k in _OMIT_WHEN_EMPTY and (v is None or v is False or v == []))}
 
 
 class RunStarted(Event):

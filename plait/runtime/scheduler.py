@@ -1,0 +1,607 @@
+"""The scheduler: runs a compiled plan over one asyncio TaskGroup, event-driven.
+
+A step starts the moment its last dependency becomes terminal and its trigger rule and `if`
+allow (no polling, no layers): finishing a step decrements its dependants' counters, and
+steps whose counter reaches zero are decided at once. Steps decided `skipped` are finished
+synchronously in a work-list loop (no recursion, so a 1,000-step chain is fine).
+
+Per attempt (SPEC section 9, in this order): `attempt_started`; arguments evaluated and
+validated (an error is an `invalid_input` attempt); breakers asked (refused at once with
+`breaker_open`, consuming nothing); concurrency slots of each used resource in name order,
+then the map's, then the plan's; each resource's rate window; breakers checked again; the
+tool called under the per-attempt `timeout` (which covers the call only); slots released;
+the breakers told the result. Around that: retries with backoff (no slot held while
+waiting), then the fallback chain, then `default`.
+
+Cancellation (deadline or signal) cancels the task running the TaskGroup; every in-flight
+attempt is closed with an `attempt_finished` of status `cancelled`, and every step without
+a status ends `cancelled` (a standby that never ran: `skipped`/`not_needed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plait import __version__
+from plait.compiler.ir import CompiledPlan, Expr, Plan, Step
+from plait.errors import ErrorKind, ToolError, error_for_kind, kind_of
+from plait.runtime import events as ev
+from plait.runtime import outcomes
+from plait.runtime.clock import Clock, RealClock
+from plait.runtime.executor import execute
+from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
+from plait.runtime.expressions import StepView as ExprStepView
+from plait.runtime.state import CallResult, StepState
+from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
+
+try:  # the real policy modules; the interim stand-ins until they land
+    from plait.runtime.masking import Masker
+    from plait.runtime.policies.breaker import CircuitBreaker
+    from plait.runtime.policies.bulkhead import Bulkhead
+    from plait.runtime.policies.ratelimit import RateLimiter
+    from plait.runtime.policies.retry import (
+        RetryVerdict,
+        fits_deadline,
+        retry_wait,
+        should_retry,
+    )
+except ImportError:  # pragma: no cover - removed once RUNTIME-CORE's modules exist
+    from plait.runtime._interim import (  # type: ignore[assignment]
+        Bulkhead,
+        CircuitBreaker,
+        Masker,
+        RateLimiter,
+        RetryVerdict,
+        fits_deadline,
+        retry_wait,
+        should_retry,
+    )
+
+
+@dataclass
+class Injection:
+    """`--inject STEP=KIND[:N]`: the first `times` attempts (all when None) fail with `kind`."""
+
+    kind: ErrorKind
+    times: int | None = None
+    used: dict[int | None, int] = field(default_factory=dict)  # per map element
+
+    def take(self, element: int | None) -> bool:
+        n = self.used.get(element, 0)
+        if self.times is not None and n >= self.times:
+            return False
+        self.used[element] = n + 1
+        return True
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    inputs: dict[str, Any]
+    env: dict[str, str]
+    clock: Clock = field(default_factory=RealClock)
+    seed: int | None = None
+    inject: dict[str, Injection] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    plan_dir: Path = field(default_factory=Path.cwd)
+
+
+class _Attempt:
+    """Identifies one attempt: which step, which attempt number, which element."""
+
+    __slots__ = ("element", "loop", "number", "state")
+
+    def __init__(self, state: StepState, number: int, element: int | None,
+                 loop: dict[str, Any]) -> None:
+        self.state, self.number, self.element, self.loop = state, number, element, loop
+
+
+class Run:
+    """One run of a plan. `await run.execute()` returns when every step is terminal."""
+
+    def __init__(self, plan: Plan, registry: ToolRegistry, options: RunOptions,
+                 sinks: Iterable[ev.Sink] = ()) -> None:
+        self.plan = plan
+        self.registry = registry
+        self.opts = options
+        self.clock = options.clock
+        self.rng = random.Random(options.seed)
+        self.masker = Masker(options.secrets)
+        self.bus = ev.EventBus(options.run_id, sinks, mask_text=self.masker.mask_text,
+                               mask_value=self.masker.mask, wall=self.clock.wall)
+        self.states = {name: StepState(step) for name, step in plan.steps.items()}
+        self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
+        self.views: dict[str, ExprStepView] = {}
+        self.cancelled_by: str | None = None
+        self.deadline_at: float | None = None
+        self.run_state: dict[str, Any] = {}
+        self.on_run_end: list[Any] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._stop: asyncio.Future[str] | None = None
+        self._plan_slots = Bulkhead(plan.concurrency)
+        self._map_slots: dict[str, Bulkhead] = {}
+        self._breakers = {
+            r.name: CircuitBreaker(r.name, r.breaker, self.clock)
+            for r in plan.resources.values() if r.breaker is not None}
+        self._bulkheads = {r.name: Bulkhead(r.concurrency)
+                           for r in plan.resources.values() if r.concurrency is not None}
+        self._limiters = {r.name: RateLimiter(r.rate, self.clock)
+                          for r in plan.resources.values() if r.rate is not None}
+        self._link()
+
+    def _link(self) -> None:
+        for name, st in self.states.items():
+            if st.step.is_standby:
+                continue
+            deps = list(dict.fromkeys(st.step.depends_on))
+            st.pending = len(deps)
+            for dep in deps:
+                self.dependants[dep].append(name)
+
+    # --- the run as a whole ------------------------------------------------------------
+
+    async def execute(self) -> None:
+        """Run every step, then evaluate outputs; emits run_started ... run_finished."""
+        started = self.clock.now()
+        self._emit_run_started()
+        if self.plan.deadline_s is not None:
+            self.deadline_at = started + self.plan.deadline_s
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        steps_task = asyncio.ensure_future(self._run_steps())
+        watchers = [asyncio.ensure_future(self._stop)]
+        if self.plan.deadline_s is not None:
+            watchers.append(asyncio.ensure_future(self._deadline(self.plan.deadline_s)))
+        try:
+            await asyncio.wait([steps_task, *watchers], return_when=asyncio.FIRST_COMPLETED)
+            if not steps_task.done():
+                self.cancelled_by = self.cancelled_by or "deadline"
+                steps_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await steps_task
+        finally:
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            if not steps_task.done():  # our own task was cancelled: leave nothing behind
+                steps_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await steps_task
+        self._close_unfinished()
+        await self._run_end_hooks()
+        self._emit_run_finished(self.clock.now() - started)
+
+    def stop(self, why: str = "signal") -> None:
+        """Cancel the run like the deadline does (Ctrl-C, SIGTERM); safe to call twice."""
+        if self._stop is not None and not self._stop.done():
+            self.cancelled_by = why
+            self._stop.set_result(why)
+
+    async def _deadline(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        self.cancelled_by = self.cancelled_by or "deadline"
+
+    async def _run_steps(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            roots = [n for n, st in self.states.items()
+                     if not st.step.is_standby and st.pending == 0]
+            self._decide_all(roots)
+
+    async def _run_end_hooks(self) -> None:
+        for hook in self.on_run_end:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+    def _emit_run_started(self) -> None:
+        plan = self.plan
+        sha = plan.plan_sha256 if isinstance(plan, CompiledPlan) else None
+        info = {n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map}
+                for n, s in plan.steps.items()}
+        self.bus.emit(ev.RunStarted(
+            plan=plan.plan, description=plan.description, plait_version=__version__,
+            plan_sha256=sha, inputs=dict(self.opts.inputs), steps=info, seed=self.opts.seed))
+
+    def _emit_run_finished(self, duration: float) -> None:
+        outputs: dict[str, Any] = {}
+        errors: list[dict[str, str]] = []
+        scope = self._scope({})
+        for name, out in self.plan.outputs.items():
+            try:
+                outputs[name] = evaluate(out.expr, scope)
+            except EvalError as exc:
+                outputs[name] = None
+                errors.append({"output": name, "why": self.masker.mask_text(exc.message)})
+        views = [st.view() for st in self.states.values()]
+        self.bus.emit(ev.RunFinished(
+            outcome=outcomes.run_outcome(views), cancelled_by=self.cancelled_by,
+            outputs=outputs, output_errors=errors, duration_s=round(duration, 6)))
+
+    def _close_unfinished(self) -> None:
+        """After a cancellation: every step without a status ends now, in definition order."""
+        for st in self.states.values():
+            if st.done:
+                continue
+            if st.step.is_standby and not st.started:
+                self._finish(st, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED, propagate=False)
+                continue
+            st.kind = ErrorKind.CANCELLED.value
+            st.message = f"cancelled by the {self.cancelled_by or 'deadline'}"
+            st.retry = None
+            self._finish(st, outcomes.CANCELLED, propagate=False)
+
+    # --- deciding and finishing steps --------------------------------------------------
+
+    def _decide_all(self, names: list[str]) -> None:
+        """Decide each ready step; skips finish here and may make further steps ready."""
+        work = list(reversed(names))
+        while work:
+            st = self.states[work.pop()]
+            skipped = self._decide(st)
+            for name in reversed(skipped):
+                work.append(name)
+
+    def _decide(self, st: StepState) -> list[str]:
+        """Start `st` or skip it. Returns the steps that became ready through a skip."""
+        if self.cancelled_by is not None:
+            return []
+        deps = [self.states[d].view() for d in dict.fromkeys(st.step.depends_on)]
+        decision = outcomes.trigger(st.step.when, deps)
+        if not decision.run:
+            return self._finish(st, outcomes.SKIPPED, reason=decision.reason,
+                                caused_by=decision.caused_by)
+        if st.step.condition is not None:
+            try:
+                ok = truthy(evaluate(st.step.condition, self._scope({})))
+            except EvalError as exc:
+                self._spawn(st, CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
+                                           message=self._expr_error("if", st.step.condition,
+                                                                    exc),
+                                           retry="not_retryable"))
+                return []
+            if not ok:
+                return self._finish(st, outcomes.SKIPPED, reason=outcomes.CONDITION_FALSE)
+        self._spawn(st, None)
+        return []
+
+    def _spawn(self, st: StepState, early_failure: CallResult | None) -> None:
+        assert self._tg is not None
+        self._tg.create_task(self._run_primary(st, early_failure), name=f"plait:{st.name}")
+
+    def _finish(self, st: StepState, status: str, *, reason: str | None = None,
+                caused_by: str | None = None, propagate: bool = True) -> list[str]:
+        """Record a terminal status, emit `step_finished`; returns dependants now ready."""
+        st.status, st.reason, st.caused_by = status, reason, caused_by
+        if status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
+            st.output = None
+        error = None if st.kind is None else {"kind": st.kind, "message": st.message or ""}
+        self.views[st.name] = ExprStepView(
+            status=status, output=st.output, error=error, attempts=st.attempts,
+            optional=st.step.optional, reason=reason)
+        self.bus.emit(ev.StepFinished(
+            step=st.name, status=status, reason=reason, caused_by=caused_by,
+            attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
+            retry=st.retry, fallback_used=st.fallback_used, recovered_by=st.recovered_by,
+            elements=st.elements))
+        for standby in st.step.fallback:  # unused standbys are not needed any more
+            sb = self.states[standby]
+            if not sb.done and not sb.started:
+                self._finish(sb, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED,
+                             propagate=False)
+        if not propagate:
+            return []
+        ready = []
+        for name in self.dependants[st.name]:
+            dep = self.states[name]
+            dep.pending -= 1
+            if dep.pending == 0:
+                ready.append(name)
+        return ready
+
+    # --- running a step ----------------------------------------------------------------
+
+    async def _run_primary(self, st: StepState, early_failure: CallResult | None) -> None:
+        await self._run_step(st, early_failure)
+        self._decide_all(self._finish_after_run(st))
+
+    def _finish_after_run(self, st: StepState) -> list[str]:
+        assert st.status is not None
+        return self._finish(st, st.status)
+
+    async def _run_step(self, st: StepState, early_failure: CallResult | None = None) -> None:
+        """Own attempts, then fallbacks, then default; sets st.status (not yet emitted)."""
+        st.started = True
+        self.bus.emit(ev.StepStarted(step=st.name, standby_for=st.step.standby_for))
+        result = early_failure or await self._own_attempts(st)
+        if result.ok:
+            st.output = result.value
+            st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
+            return
+        st.kind, st.message, st.retry = result.kind, result.message, result.retry
+        for name in st.step.fallback:
+            standby = self.states[name]
+            self.bus.emit(ev.FallbackStarted(step=st.name, fallback=name))
+            await self._run_step(standby)
+            self._finish(standby, standby.status or outcomes.FAILED, propagate=False)
+            if standby.status in (outcomes.SUCCEEDED, outcomes.RECOVERED):
+                st.output, st.fallback_used = standby.output, name
+                st.status, st.recovered_by = outcomes.RECOVERED, "fallback"
+                return
+        st.status = outcomes.FAILED
+        if st.step.default is not None:
+            self._apply_default(st)
+
+    def _apply_default(self, st: StepState) -> None:
+        assert st.step.default is not None
+        try:
+            st.output = evaluate(st.step.default, self._scope({}))
+        except EvalError as exc:
+            st.kind = ErrorKind.INVALID_INPUT.value
+            st.message = self._expr_error("default", st.step.default, exc)
+            st.retry = "not_retryable"
+            return
+        st.status, st.recovered_by = outcomes.RECOVERED, "default"
+
+    async def _own_attempts(self, st: StepState) -> CallResult:
+        if st.step.map is None:
+            return await self._call_unit(st, None, {})
+        return await self._run_map(st)
+
+    async def _run_map(self, st: StepState) -> CallResult:
+        assert st.step.map is not None
+        spec = st.step.map
+        try:
+            items = evaluate(spec.over, self._scope({}))
+        except EvalError as exc:
+            return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
+                              message=self._expr_error("map list", spec.over, exc),
+                              retry="not_retryable")
+        if not isinstance(items, list):
+            return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
+                              message=f"`{to_source(spec.over)}` is not a list "
+                                      f"(got {_type_name(items)})",
+                              retry="not_retryable")
+        if st.step.concurrency is not None:
+            self._map_slots[st.name] = Bulkhead(st.step.concurrency)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._call_unit(st, i, {spec.var: item}))
+                     for i, item in enumerate(items)]
+        return self._map_result(st, [t.result() for t in tasks])
+
+    def _map_result(self, st: StepState, results: list[CallResult]) -> CallResult:
+        failed = [(i, r) for i, r in enumerate(results) if not r.ok]
+        st.elements = {"total": len(results), "failed": len(failed), "errors": [
+            {"index": i, "kind": r.kind, "message": r.message} for i, r in failed]}
+        output = [r.value if r.ok else None for r in results]
+        if not failed:
+            return CallResult(True, output)
+        first = failed[0][1]
+        share = 100.0 * len(failed) / len(results)
+        if share > (st.step.tolerate or 0.0):
+            return CallResult(False, kind=first.kind, message=first.message, retry=first.retry)
+        st.kind, st.message, st.retry = first.kind, first.message, first.retry
+        st.recovered_by = "tolerance"
+        return CallResult(True, output)
+
+    # --- attempts and retries ----------------------------------------------------------
+
+    async def _call_unit(self, st: StepState, element: int | None,
+                         loop: dict[str, Any]) -> CallResult:
+        """One call with its retries: a plain step, or one element of a map."""
+        number = 0
+        while True:
+            number += 1
+            result = await self._attempt(_Attempt(st, number, element, loop))
+            if result.ok:
+                return result
+            assert result.kind is not None
+            verdict = should_retry(st.step.retry, ErrorKind(result.kind), number)
+            if verdict is not RetryVerdict.RETRY:
+                result.retry = verdict.value
+                return result
+            assert st.step.retry is not None
+            wait = retry_wait(st.step.retry, number, self.rng, result.hint_s)
+            if not fits_deadline(self.clock.now(), wait, self.deadline_at):
+                result.retry = "deadline"
+                return result
+            self.bus.emit(ev.RetryScheduled(step=st.name, attempt=number + 1, element=element,
+                                            delay_s=round(wait, 6), hint_s=result.hint_s))
+            await self.clock.sleep(wait)
+
+    async def _attempt(self, at: _Attempt) -> CallResult:
+        st = at.state
+        st.attempts += 1
+        start = self.clock.now()
+        key = (at.number, at.element)
+        st.inflight[key] = start
+        self.bus.emit(ev.AttemptStarted(step=st.name, attempt=at.number, element=at.element))
+        queued: list[float] = []
+        try:
+            result = await self._attempt_body(at, queued)
+        except asyncio.CancelledError:
+            st.inflight.pop(key, None)
+            self.bus.emit(ev.AttemptFinished(
+                step=st.name, attempt=at.number, element=at.element, status="cancelled",
+                duration_s=round(self.clock.now() - start, 6), kind="cancelled",
+                message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
+            raise
+        st.inflight.pop(key, None)
+        duration = round(self.clock.now() - start, 6)
+        queued_s = round(queued[0] - start, 6) if queued else None
+        if result.ok:
+            self.bus.emit(ev.AttemptFinished(step=st.name, attempt=at.number,
+                                             element=at.element, status="succeeded",
+                                             duration_s=duration, queued_s=queued_s))
+            return result
+        assert result.kind is not None and result.message is not None
+        self.bus.emit(ev.AttemptFailed(step=st.name, attempt=at.number, element=at.element,
+                                       kind=result.kind, message=result.message,
+                                       injected=result.injected))
+        self.bus.emit(ev.AttemptFinished(
+            step=st.name, attempt=at.number, element=at.element, status="failed",
+            duration_s=duration, kind=result.kind, message=result.message,
+            injected=result.injected, queued_s=queued_s))
+        return result
+
+    async def _attempt_body(self, at: _Attempt, queued: list[float]) -> CallResult:
+        step = at.state.step
+        spec = self.registry.get(step.tool)
+        if spec is None:
+            return _failure(ErrorKind.INVALID_INPUT, f"unknown tool `{step.tool}`")
+        try:
+            args = self._evaluate_args(step, at.loop)
+            args = spec.validate_args(args)
+        except ToolError as exc:
+            return _failure(kind_of(exc), exc.message)
+        uses = sorted(dict.fromkeys(step.uses))
+        admissions: list[tuple[CircuitBreaker, Any]] = []
+        for name in uses:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                continue
+            admission = breaker.admit()
+            if admission is None:
+                self._release_admissions(at, admissions)
+                return _failure(ErrorKind.BREAKER_OPEN,
+                                f"the circuit breaker of resource `{name}` is open")
+            self._breaker_events(at, self._admission_transitions(breaker, admission))
+            admissions.append((breaker, admission))
+        kind: str | None = None
+        try:
+            result = await self._guarded_call(at, spec, args, uses, admissions, queued)
+        except asyncio.CancelledError:
+            self._release_admissions(at, admissions)
+            raise
+        kind = None if result.ok else result.kind
+        for breaker, admission in admissions:
+            self._breaker_events(at, breaker.record(admission, kind))
+        return result
+
+    async def _guarded_call(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any],
+                            uses: list[str], admissions: list[tuple[CircuitBreaker, Any]],
+                            queued: list[float]) -> CallResult:
+        async with contextlib.AsyncExitStack() as slots:
+            for name in uses:
+                if name in self._bulkheads:
+                    await slots.enter_async_context(self._bulkheads[name])
+            map_slots = self._map_slots.get(at.state.name)
+            if map_slots is not None:
+                await slots.enter_async_context(map_slots)
+            await slots.enter_async_context(self._plan_slots)
+            for name in uses:
+                if name in self._limiters:
+                    await self._limiters[name].acquire()
+            for breaker, admission in admissions:
+                if not breaker.still_closed_for(admission):
+                    return _failure(ErrorKind.BREAKER_OPEN,
+                                    f"the circuit breaker of resource `{breaker.name}` opened")
+            queued.append(self.clock.now())
+            return await self._call_tool(at, spec, args)
+
+    async def _call_tool(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any]) -> CallResult:
+        step = at.state.step
+        injection = self.opts.inject.get(step.name)
+        if injection is not None and injection.take(at.element):
+            return CallResult(False, kind=injection.kind.value,
+                              message=f"injected failure ({injection.kind.value}, --inject)",
+                              injected=True)
+        ctx = self._context(at)
+        try:
+            async with asyncio.timeout(step.timeout_s) as scope:
+                value = await execute(spec, args, ctx)
+        except TimeoutError as exc:
+            if scope.expired():
+                return _failure(ErrorKind.TIMEOUT, f"timed out after {_secs(step.timeout_s)}")
+            return _failure(ErrorKind.TOOL_ERROR, _describe(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any exception a tool raises is a failure with a kind
+            hint = exc.retry_after if isinstance(exc, ToolError) else None
+            result = _failure(kind_of(exc), _describe(exc))
+            result.hint_s = hint
+            return result
+        return CallResult(True, value)
+
+    def _context(self, at: _Attempt) -> ToolContext:
+        def emit(name: str, fields: dict[str, Any]) -> None:
+            self.bus.emit(ev.ToolEvent(step=at.state.name, attempt=at.number,
+                                       element=at.element, tool_event=name, **fields))
+
+        return ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
+                           element=at.element, plan_dir=self.opts.plan_dir,
+                           run_state=self.run_state, emit=emit, on_run_end=self.on_run_end)
+
+    # --- breakers ------------------------------------------------------------------------
+
+    def _admission_transitions(self, breaker: CircuitBreaker, admission: Any) -> list[Any]:
+        return list(getattr(admission, "transitions", []) or [])
+
+    def _release_admissions(self, at: _Attempt,
+                            admissions: list[tuple[CircuitBreaker, Any]]) -> None:
+        """Give back admissions not used for a call; `breaker_open` is a kind the breaker
+        neither counts nor resets on, so a held half-open trial is simply released."""
+        for breaker, admission in admissions:
+            self._breaker_events(at, breaker.record(admission, ErrorKind.BREAKER_OPEN))
+
+    def _breaker_events(self, at: _Attempt, transitions: Iterable[Any]) -> None:
+        types: dict[str, type[ev.Event]] = {"opened": ev.BreakerOpened,
+                                             "half_open": ev.BreakerHalfOpen,
+                                             "closed": ev.BreakerClosed}
+        for t in transitions:
+            self.bus.emit(types[t.kind](resource=t.resource, step=at.state.name))
+
+    # --- expressions ---------------------------------------------------------------------
+
+    def _scope(self, loop: Mapping[str, Any]) -> Scope:
+        return Scope(inputs=self.opts.inputs, steps=self.views, env=self.opts.env,
+                     run_id=self.opts.run_id, loop=dict(loop))
+
+    def _evaluate_args(self, step: Step, loop: Mapping[str, Any]) -> dict[str, Any]:
+        scope = self._scope(loop)
+        args = {}
+        for name, expr in step.args.items():
+            try:
+                args[name] = evaluate(expr, scope)
+            except EvalError as exc:
+                raise error_for_kind(ErrorKind.INVALID_INPUT,
+                                     self._expr_error(f"argument `{name}`", expr, exc)) from None
+        return args
+
+    @staticmethod
+    def _expr_error(where: str, expr: Expr, exc: EvalError) -> str:
+        text = exc.message
+        source = to_source(expr)
+        # the evaluator names the failing sub-expression; name the whole one when it differs
+        if f"`{source}`" not in text and len(source) <= 80:
+            text = f"in `{source}`: {text}"
+        return f"{where}: {text}"
+
+
+def _failure(kind: ErrorKind | str, message: str) -> CallResult:
+    return CallResult(False, kind=ErrorKind(kind).value, message=message)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ToolError):
+        return exc.message or type(exc).__name__
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _secs(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds:g}s"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "bool", int: "int", float: "float", str: "str", dict: "dict"}.get(
+        type(value), type(value).__name__)

@@ -1,0 +1,153 @@
+"""Run state: what the scheduler knows about each step while a run goes on, and the checks
+made before any step starts (environment variables read by the plan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from plait.compiler.ir import (
+    AttrExpr,
+    BinaryExpr,
+    CallExpr,
+    DictExpr,
+    EnvExpr,
+    Expr,
+    IndexExpr,
+    ListExpr,
+    NotExpr,
+    Plan,
+    Step,
+    TemplateExpr,
+)
+from plait.errors import UserError
+from plait.runtime import outcomes
+
+
+@dataclass
+class CallResult:
+    """The end of one call unit (a step's own attempts, or one map element's)."""
+
+    ok: bool
+    value: Any = None
+    kind: str | None = None
+    message: str | None = None
+    retry: str | None = None  # exhausted | not_retryable | deadline, when not ok
+    hint_s: float | None = None
+    injected: bool = False
+
+
+@dataclass
+class StepState:
+    """One step's run state; `status` is None until the step is terminal."""
+
+    step: Step
+    pending: int = 0  # dependencies not yet terminal
+    status: str | None = None
+    reason: str | None = None
+    caused_by: str | None = None
+    attempts: int = 0
+    output: Any = None
+    kind: str | None = None
+    message: str | None = None
+    retry: str | None = None
+    fallback_used: str | None = None
+    recovered_by: str | None = None
+    elements: dict[str, Any] | None = None
+    started: bool = False  # step_started was emitted
+    # Attempts in flight, by (attempt, element): their start time, to close them on cancel.
+    inflight: dict[tuple[int, int | None], float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+    def view(self) -> outcomes.StepView:
+        return outcomes.StepView(
+            name=self.name, status=self.status or "", reason=self.reason,
+            optional=self.step.optional, standby=self.step.is_standby, kind=self.kind,
+            fallback_used=self.fallback_used,
+            recovered_by_default=self.recovered_by == "default",
+            elements_failed=(self.elements or {}).get("failed"))
+
+
+# --- environment variables ------------------------------------------------------------------
+
+
+def _children(expr: Expr) -> Iterator[Expr]:
+    if isinstance(expr, ListExpr):
+        yield from expr.items
+    elif isinstance(expr, DictExpr):
+        yield from (e.value for e in expr.entries)
+    elif isinstance(expr, TemplateExpr):
+        yield from (p for p in expr.parts if not isinstance(p, str))
+    elif isinstance(expr, AttrExpr):
+        yield expr.value
+    elif isinstance(expr, IndexExpr):
+        yield expr.value
+        yield expr.index
+    elif isinstance(expr, CallExpr):
+        yield from expr.args
+    elif isinstance(expr, BinaryExpr):
+        yield expr.left
+        yield expr.right
+    elif isinstance(expr, NotExpr):
+        yield expr.operand
+
+
+def unguarded_env_reads(expr: Expr) -> Iterator[str]:
+    """Names of `env.X` read where an unset variable is an error: every read except the
+    left side of a `??` (decided on the IR: an EnvExpr that is directly that left side)."""
+    if isinstance(expr, EnvExpr):
+        yield expr.name
+        return
+    for child in _children(expr):
+        if (isinstance(expr, BinaryExpr) and expr.op == "??" and child is expr.left
+                and isinstance(child, EnvExpr)):
+            continue
+        yield from unguarded_env_reads(child)
+
+
+def step_exprs(step: Step) -> Iterator[Expr]:
+    yield from step.args.values()
+    if step.map is not None:
+        yield step.map.over
+    if step.condition is not None:
+        yield step.condition
+    if step.default is not None:
+        yield step.default
+
+
+def check_env(plan: Plan, environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of every set `env.NAME` the plan reads (unset ones guarded by `??` are
+    left out, and read as null).
+
+    Raises UserError naming each unset variable and the steps (or outputs) that read it.
+    """
+    readers: dict[str, list[str]] = {}
+    for step in plan.steps.values():
+        for expr in step_exprs(step):
+            for name in unguarded_env_reads(expr):
+                _add(readers, name, f"step `{step.name}`")
+    for out in plan.outputs.values():
+        for name in unguarded_env_reads(out.expr):
+            _add(readers, name, f"output `{out.name}`")
+    missing = [n for n in readers if n not in environ]
+    if missing:
+        lines = [f"environment variable {n} is not set (read by {', '.join(readers[n])})"
+                 for n in missing]
+        raise UserError("; ".join(lines))
+    names = list(dict.fromkeys([*plan.env, *readers]))
+    return {n: environ[n] for n in names if n in environ}
+
+
+def _add(readers: dict[str, list[str]], name: str, who: str) -> None:
+    lst = readers.setdefault(name, [])
+    if who not in lst:
+        lst.append(who)

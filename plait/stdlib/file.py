@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from plait.errors import Permanent
+from plait.errors import InvalidInput, Permanent
 from plait.stdlib.registry import ToolContext, tool
 
 
@@ -34,7 +34,10 @@ def read(ctx: ToolContext, path: str) -> str:
 def write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
     """Write text atomically (relative to the plan's folder; missing folders are created)."""
     target = resolve(ctx, path)
-    data = content.encode("utf-8")
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"file.write: `content` is not valid text ({exc.reason})") from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, data)

@@ -1,0 +1,125 @@
+"""OpenTelemetry spans built from run events, checked with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from plait.runtime.events import (
+    AttemptFailed,
+    AttemptFinished,
+    AttemptStarted,
+    BreakerOpened,
+    EventBus,
+    FallbackStarted,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    ToolEvent,
+)
+from plait.runtime.tracing import start_tracing, tracing_mode
+
+PLAN = {"plan": "triage", "steps": {
+    "classify": {"tool": "llm.chat", "args": {"model": {"node": "literal", "value": "m-1"}}},
+    "rules": {"tool": "std.echo", "args": {}, "standby_for": "classify"},
+    "later": {"tool": "std.echo", "args": {}},
+}}
+
+
+def _run_events(bus: EventBus) -> None:
+    bus.emit(RunStarted(plan="triage", steps={"classify": {}, "rules": {}, "later": {}}))
+    bus.emit(StepStarted(step="classify"))
+    bus.emit(AttemptStarted(step="classify", attempt=1))
+    bus.emit(ToolEvent(step="classify", attempt=1, tool_event="llm_usage", model="m-1b",
+                       provider="openai", prompt_tokens=10, completion_tokens=4))
+    bus.emit(AttemptFailed(step="classify", attempt=1, kind="timeout", message="slow"))
+    bus.emit(AttemptFinished(step="classify", attempt=1, status="failed", duration_s=0.1,
+                             kind="timeout", message="slow", queued_s=0.02))
+    bus.emit(RetryScheduled(step="classify", attempt=2, delay_s=0.5))
+    bus.emit(AttemptStarted(step="classify", attempt=2))
+    bus.emit(ToolEvent(step="classify", attempt=2, tool_event="llm_usage", model="m-1b",
+                       prompt_tokens=7, completion_tokens=3))
+    bus.emit(AttemptFinished(step="classify", attempt=2, status="failed", duration_s=0.1,
+                             kind="transient", message="5xx"))
+    bus.emit(BreakerOpened(resource="llm_api", step="classify"))
+    bus.emit(FallbackStarted(step="classify", fallback="rules"))
+    bus.emit(StepStarted(step="rules", standby_for="classify"))
+    bus.emit(AttemptStarted(step="rules", attempt=1))
+    bus.emit(AttemptFinished(step="rules", attempt=1, status="succeeded", duration_s=0.01))
+    bus.emit(StepFinished(step="rules", status="succeeded", attempts=1))
+    bus.emit(StepFinished(step="classify", status="recovered", attempts=2, kind="transient",
+                          message="5xx", fallback_used="rules"))
+    bus.emit(StepFinished(step="later", status="skipped", reason="upstream_failed"))
+    bus.emit(RunFinished(outcome="degraded"))
+
+
+def _spans() -> dict[str, Any]:
+    exporter = InMemorySpanExporter()
+    tracing = start_tracing("console", PLAN, exporter=exporter)
+    _run_events(EventBus("run-1", [tracing.sink]))
+    tracing.shutdown()
+    return {s.name: s for s in exporter.get_finished_spans()}
+
+
+def test_run_step_and_attempt_spans_follow_genai_conventions() -> None:
+    spans = _spans()
+    run = spans["invoke_workflow triage"]
+    chat = spans["chat m-1b"]  # renamed from the literal model to the model that answered
+    assert run.attributes["gen_ai.operation.name"] == "invoke_workflow"
+    assert run.attributes["plait.outcome"] == "degraded"
+    assert chat.parent.span_id == run.context.span_id
+    assert chat.attributes["gen_ai.operation.name"] == "chat"
+    assert chat.attributes["gen_ai.request.model"] == "m-1"
+    assert chat.attributes["gen_ai.usage.input_tokens"] == 17
+    assert chat.attributes["gen_ai.usage.output_tokens"] == 7
+    assert chat.attributes["plait.status"] == "recovered"
+    first = spans["classify attempt 1"]
+    assert first.parent.span_id == chat.context.span_id
+    assert first.status.status_code is StatusCode.ERROR
+    assert first.attributes["error.type"] == "timeout"
+    assert first.attributes["gen_ai.usage.input_tokens"] == 10
+    assert first.attributes["plait.queued_s"] == 0.02
+    assert spans["classify attempt 2"].attributes["error.type"] == "transient"
+    standby = spans["execute_tool std.echo"]
+    assert standby.attributes["gen_ai.tool.name"] == "std.echo"
+    assert {"rules attempt 1"} <= set(spans)
+    assert spans["rules attempt 1"].parent.span_id != run.context.span_id
+
+
+def test_retries_fallbacks_and_breakers_are_span_events() -> None:
+    spans = _spans()
+    chat_events = {e.name: e for e in spans["chat m-1b"].events}
+    assert chat_events["retry_scheduled"].attributes["plait.delay_s"] == 0.5
+    assert chat_events["fallback_started"].attributes["plait.fallback"] == "rules"
+    assert chat_events["breaker_opened"].attributes["plait.resource"] == "llm_api"
+    assert "breaker_opened" in {e.name for e in spans["invoke_workflow triage"].events}
+
+
+def test_every_span_ends_and_skipped_steps_get_a_span() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = start_tracing("console", PLAN, exporter=exporter)
+    _run_events(EventBus("run-1", [tracing.sink]))
+    tracing.shutdown()
+    names = [s.name for s in exporter.get_finished_spans()]
+    # run + 3 steps + 3 attempts
+    assert len(names) == 7
+    skipped = [s for s in exporter.get_finished_spans()
+               if s.attributes.get("plait.step") == "later"]
+    assert skipped[0].attributes["plait.reason"] == "upstream_failed"
+
+
+@pytest.mark.parametrize(("option", "env", "expected"), [
+    (None, {}, None),
+    ("console", {}, "console"),
+    (None, {"OTEL_TRACES_EXPORTER": "console"}, "console"),
+    (None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp"),
+    (None, {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}, None),
+    ("otlp", {"OTEL_TRACES_EXPORTER": "none"}, "otlp"),
+])
+def test_tracing_mode(option: str | None, env: dict[str, str], expected: str | None) -> None:
+    assert tracing_mode(option, env) == expected

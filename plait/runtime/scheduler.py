@@ -38,31 +38,24 @@ from plait.runtime.clock import Clock, RealClock
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
 from plait.runtime.expressions import StepView as ExprStepView
+from plait.runtime.masking import Masker
+from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
 from plait.runtime.state import CallResult, StepState
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
 
-try:  # the real policy modules; the interim stand-ins until they land
-    from plait.runtime.masking import Masker
+# The policy modules of RUNTIME-CORE; the interim stand-ins only until each one lands.
+try:
     from plait.runtime.policies.breaker import CircuitBreaker
+except ImportError:  # pragma: no cover
+    from plait.runtime._interim import CircuitBreaker  # type: ignore[assignment]
+try:
     from plait.runtime.policies.bulkhead import Bulkhead
+except ImportError:  # pragma: no cover
+    from plait.runtime._interim import Bulkhead  # type: ignore[assignment]
+try:
     from plait.runtime.policies.ratelimit import RateLimiter
-    from plait.runtime.policies.retry import (
-        RetryVerdict,
-        fits_deadline,
-        retry_wait,
-        should_retry,
-    )
-except ImportError:  # pragma: no cover - removed once RUNTIME-CORE's modules exist
-    from plait.runtime._interim import (  # type: ignore[assignment]
-        Bulkhead,
-        CircuitBreaker,
-        Masker,
-        RateLimiter,
-        RetryVerdict,
-        fits_deadline,
-        retry_wait,
-        should_retry,
-    )
+except ImportError:  # pragma: no cover
+    from plait.runtime._interim import RateLimiter  # type: ignore[assignment]
 
 
 @dataclass

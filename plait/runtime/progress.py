@@ -1,0 +1,136 @@
+"""Progress on stderr, as an event sink: a rich live view on a terminal (one line per running
+step with its attempt number and elapsed time), plain timestamped lines otherwise, and a
+final summary with the outcome's reasons. Event values are already masked by the bus.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from plait.runtime import events as ev
+from plait.runtime.report import RunReport
+
+_STATUS_STYLE = {"succeeded": "green", "recovered": "yellow", "failed": "red",
+                 "skipped": "dim", "cancelled": "magenta", "degraded": "yellow"}
+
+
+class PlainProgress:
+    """One timestamped line per meaningful event (for logs and CI)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def __call__(self, event: ev.Event) -> None:
+        line = describe(event)
+        if line is not None:
+            stamp = event.ts[11:23]
+            print(f"{stamp} {line}", file=self.stream, flush=True)
+
+    def close(self, report: RunReport) -> None:
+        print(summary_text(report), file=self.stream, flush=True)
+
+
+def describe(event: ev.Event) -> str | None:
+    """A one-line description of an event, or None for events not worth a line."""
+    e: Any = event
+    elem = f"[{e.element}]" if getattr(e, "element", None) is not None else ""
+    if isinstance(event, ev.RunStarted):
+        return f"run {e.run_id} of plan {e.plan} started"
+    if isinstance(event, ev.StepStarted):
+        return f"{e.step}: started" + (f" (fallback for {e.standby_for})"
+                                       if e.standby_for else "")
+    if isinstance(event, ev.AttemptFailed):
+        tag = " (injected)" if e.injected else ""
+        return f"{e.step}{elem}: attempt {e.attempt} failed: {e.kind}: {e.message}{tag}"
+    if isinstance(event, ev.RetryScheduled):
+        return f"{e.step}{elem}: retry (attempt {e.attempt}) in {e.delay_s:.3g}s"
+    if isinstance(event, ev.FallbackStarted):
+        return f"{e.step}: trying fallback {e.fallback}"
+    if isinstance(event, (ev.BreakerOpened, ev.BreakerHalfOpen, ev.BreakerClosed)):
+        return f"breaker of {e.resource}: {e.event.removeprefix('breaker_')}"
+    if isinstance(event, ev.StepFinished):
+        extra = f" ({e.reason})" if e.reason else ""
+        if e.kind and e.status in ("failed", "cancelled"):
+            extra += f": {e.kind}: {e.message}"
+        return f"{e.step}: {e.status}{extra}"
+    if isinstance(event, ev.RunFinished):
+        return f"run finished: {e.outcome}" + (f" (cancelled by {e.cancelled_by})"
+                                               if e.cancelled_by else "")
+    return None
+
+
+def summary_text(report: RunReport) -> str:
+    lines = [f"{report.plan}: {report.outcome} in {report.duration_s or 0:.2f}s"]
+    for name, s in report.steps.items():
+        why = s.reason or (f"{s.error.kind}: {s.error.message}" if s.error else "")
+        lines.append(f"  {name:<20} {s.status:<10} attempts={s.attempts} {why}".rstrip())
+    for r in report.reasons:
+        who = f"step {r.step}" if r.step else f"output {r.output}"
+        lines.append(f"  reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+    return "\n".join(lines)
+
+
+class LiveProgress:
+    """A rich live view of running steps, then a summary table (on a terminal)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.console = Console(file=stream or sys.stderr)
+        self.running: dict[str, tuple[int, float]] = {}  # step -> (attempt, started)
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
+                         get_renderable=self._render)
+        self.live.start()
+
+    def __call__(self, event: ev.Event) -> None:
+        e: Any = event
+        if isinstance(event, ev.AttemptStarted):
+            first = self.running.get(e.step, (0, time.monotonic()))[1]
+            self.running[e.step] = (e.attempt, first)
+        elif isinstance(event, ev.StepFinished):
+            self.running.pop(e.step, None)
+            if e.status in ("failed", "cancelled", "recovered"):
+                self.live.console.print(Text(describe(event) or "",
+                                             style=_STATUS_STYLE.get(e.status, "")))
+        elif isinstance(event, (ev.AttemptFailed, ev.FallbackStarted, ev.BreakerOpened)):
+            self.live.console.print(Text(describe(event) or "", style="dim"))
+
+    def _render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for step, (attempt, started) in list(self.running.items()):
+            table.add_row(Text(step, style="bold"), f"attempt {attempt}",
+                          f"{now - started:5.1f}s")
+        return table
+
+    def close(self, report: RunReport) -> None:
+        self.live.stop()
+        table = Table(title=f"{report.plan}: {report.outcome}")
+        for col in ("step", "status", "attempts", "why"):
+            table.add_column(col)
+        for name, s in report.steps.items():
+            why = s.reason or (f"{s.error.kind}: {s.error.message}" if s.error else "")
+            if s.fallback_used:
+                why = f"fallback {s.fallback_used}; {why}"
+            table.add_row(name, Text(s.status, style=_STATUS_STYLE.get(s.status, "")),
+                          str(s.attempts), why)
+        self.console.print(table)
+        for r in report.reasons:
+            who = f"step {r.step}" if r.step else f"output {r.output}"
+            self.console.print(f"reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+
+
+def make_progress(quiet: bool,
+                  stream: IO[str] | None = None) -> PlainProgress | LiveProgress | None:
+    """The progress sink for this terminal: None with `--quiet`."""
+    if quiet:
+        return None
+    stream = stream or sys.stderr
+    if stream.isatty():
+        return LiveProgress(stream)
+    return PlainProgress(stream)

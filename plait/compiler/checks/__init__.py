@@ -1,0 +1,46 @@
+"""Semantic checks: a tuple of small passes over the IR, run in a fixed order.
+
+Each pass is `(plan, ctx) -> Iterator[Diagnostic]`; passes yield, never raise. The order
+matters once: `use` items are loaded (tools.check_uses) before tools are looked up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from plait.compiler.checks import fallbacks, graph_checks, policies, references, tools, warnings
+from plait.compiler.checks.context import CheckContext
+from plait.compiler.diagnostics import Diagnostic, sort_key
+from plait.compiler.ir import Plan
+from plait.compiler.source import SourceMap
+from plait.stdlib.registry import ToolRegistry
+
+Check = Callable[[Plan, CheckContext], Iterator[Diagnostic]]
+
+CHECKS: tuple[Check, ...] = (
+    *tools.CHECKS,
+    *references.CHECKS,
+    *policies.CHECKS,
+    *fallbacks.CHECKS,
+    *graph_checks.CHECKS,
+    *warnings.CHECKS,
+)
+
+
+def run_checks(plan: Plan, source: SourceMap, registry: ToolRegistry,
+               plan_dir: Path | None = None) -> list[Diagnostic]:
+    """Every diagnostic of every check, in source order, each carrying the plan's path.
+
+    `registry` receives the tools of the plan's `use` items.
+    """
+    ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd())
+    found: list[Diagnostic] = []
+    for check in CHECKS:
+        found.extend(check(plan, ctx))
+    found = [d if d.path else dataclasses.replace(d, path=source.path) for d in found]
+    return sorted(found, key=sort_key)
+
+
+__all__ = ["CHECKS", "Check", "CheckContext", "run_checks"]

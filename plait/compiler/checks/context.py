@@ -1,0 +1,64 @@
+"""What every check may read besides the plan: positions, tools, and shared derived facts."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from plait.compiler.ir import Plan
+from plait.compiler.source import SourceMap, Span
+from plait.stdlib.registry import ToolRegistry
+
+
+@dataclass
+class CheckContext:
+    plan: Plan
+    source: SourceMap
+    registry: ToolRegistry
+    plan_dir: Path
+    # Set by the `use` check: when a module failed to load, tools it would have provided
+    # are unknown for a reason already reported, so unknown tools are not reported again.
+    use_failed: bool = False
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def span(self, *key: str) -> Span | None:
+        return self.source.span(*key)
+
+    def step_span(self, step: str, *rest: str) -> Span | None:
+        """The span of ("step", step, *rest), else of the step's name."""
+        return self.span("step", step, *rest) or self.span("step", step)
+
+    def written(self, step: str, policy: str) -> bool:
+        """Whether the step itself wrote `policy` (as opposed to inheriting `defaults`)."""
+        return ("step", step, "policy", policy) in self.source.spans
+
+    @cached_property
+    def standbys(self) -> dict[str, list[str]]:
+        """Each step named in some `fallback`, with the primaries naming it in file order."""
+        named: dict[str, list[str]] = {}
+        for step in self.plan.steps.values():
+            for target in step.fallback:
+                named.setdefault(target, []).append(step.name)
+        return named
+
+    @cached_property
+    def order(self) -> dict[str, int]:
+        """Step name -> its position in the file."""
+        return {name: i for i, name in enumerate(self.plan.steps)}
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> tuple[str, ...]:
+    """A one-element hint tuple "did you mean `x`?" when a close name exists, else ()."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return (f"did you mean `{close[0]}`?",) if close else ()
+
+
+def quoted(names: Iterable[str]) -> str:
+    """`a`, `b` and `c`."""
+    items = [f"`{n}`" for n in names]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

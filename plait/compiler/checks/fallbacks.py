@@ -1,0 +1,146 @@
+"""Fallback rules (SPEC sections 4 and 9): a standby serves one primary, is read by nothing
+else, carries no `when`/`if`/`optional`, and only needs what is finished when its primary
+fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import networkx as nx  # type: ignore[import-untyped]
+
+from plait.compiler import codes
+from plait.compiler.checks.context import CheckContext, quoted
+from plait.compiler.checks.walk import referenced_names, sites
+from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.ir import Plan, Step
+from plait.compiler.source import Span
+
+
+def check_self_fallback(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for step in plan.steps.values():
+        if step.name in step.fallback:
+            yield error(codes.SELF_FALLBACK, f"step `{step.name}` names itself in `fallback`",
+                        ctx.step_span(step.name, "fallback", step.name),
+                        "a fallback is another step, tried when this one has failed; "
+                        "to try again use `retry`")
+
+
+def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    for standby, primaries in ctx.standbys.items():
+        if standby not in plan.steps:
+            continue
+        first = primaries[0]
+        for other in [p for p in primaries[1:] if p != standby]:
+            yield error(codes.STANDBY_SHARED,
+                        f"step `{standby}` is already the fallback of `{first}`; "
+                        "a standby serves exactly one primary",
+                        ctx.step_span(other, "fallback", standby),
+                        f"define a second step with the same call for `{other}`")
+
+
+def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    graph = nx.DiGraph()
+    for step in plan.steps.values():
+        graph.add_edges_from((step.name, t) for t in step.fallback
+                             if t in plan.steps and t != step.name)
+    for component in nx.strongly_connected_components(graph):
+        if len(component) < 2:
+            continue
+        first = min(component, key=ctx.order.__getitem__)
+        cycle = [first]
+        while len(cycle) == 1 or cycle[-1] != first:
+            cycle.append(next(t for t in plan.steps[cycle[-1]].fallback if t in component))
+            if len(cycle) > len(component) + 1:
+                break
+        chain = ", which falls back to ".join(f"`{n}`" for n in cycle[1:])
+        yield error(codes.FALLBACK_CYCLE,
+                    f"fallback cycle: `{first}` falls back to {chain}",
+                    ctx.step_span(first, "fallback", cycle[1]),
+                    "a standby cannot fall back, directly or not, to its own primary")
+
+
+def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """Nothing but `fallback` may name a standby: not an expression, not `after`."""
+    standbys = ctx.standbys
+    for site in sites(plan):
+        for node in referenced_names(site.expr):
+            if node.name in standbys and node.name in plan.steps:
+                yield _referenced(node.name, standbys[node.name][0], node.span)
+    for step in plan.steps.values():
+        for target in step.after:
+            if target in standbys and target in plan.steps:
+                yield _referenced(target, standbys[target][0],
+                                  ctx.step_span(step.name, "after", target))
+
+
+def _referenced(standby: str, primary: str, span: Span | None) -> Diagnostic:
+    return error(codes.STANDBY_REFERENCED,
+                 f"step `{standby}` is a standby (a fallback of `{primary}`) and cannot be "
+                 "referenced by other steps or outputs",
+                 span,
+                 f"read `{primary}.output` instead: it carries `{standby}`'s output when "
+                 "the fallback is used")
+
+
+def check_standby_policies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """A standby runs only when its primary needs it: `when`, `if` and `optional` make no sense."""
+    for name, primaries in ctx.standbys.items():
+        step = plan.steps.get(name)
+        if step is None:
+            continue
+        written = {
+            "when": ctx.written(name, "when") or step.when != "all_succeeded",
+            "if": step.condition is not None,
+            "optional": step.optional,
+        }
+        for policy in (p for p, present in written.items() if present):
+            yield error(codes.STANDBY_POLICY,
+                        f"standby step `{name}` (a fallback of `{primaries[0]}`) cannot "
+                        f"carry `{policy}`",
+                        ctx.step_span(name, "policy", policy),
+                        "a standby runs only when its primary has failed; put the policy "
+                        f"on `{primaries[0]}`")
+
+
+def check_standby_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """A standby's dependencies must all be finished when its primary fails: they are among
+    the primary's dependencies or their ancestors."""
+    cache: dict[str, set[str]] = {}
+    for name, primaries in ctx.standbys.items():
+        step = plan.steps.get(name)
+        primary = plan.steps.get(primaries[0])
+        if step is None or primary is None or primary.name == name:
+            continue
+        if primary.name not in cache:
+            cache[primary.name] = _ancestors(plan, primary)
+        bad = [d for d in step.depends_on
+               if d not in cache[primary.name] and d in plan.steps and d not in ctx.standbys]
+        if bad:
+            yield _standby_dependency(step, primary.name, bad, ctx)
+
+
+def _standby_dependency(step: Step, primary: str, bad: list[str],
+                        ctx: CheckContext) -> Diagnostic:
+    word = "depends on" if len(bad) == 1 else "depends on each of"
+    return error(codes.STANDBY_DEPENDENCIES,
+                 f"standby `{step.name}` {word} {quoted(bad)}, which may not be finished "
+                 f"when its primary `{primary}` fails",
+                 ctx.step_span(step.name),
+                 f"a standby may only depend on steps that `{primary}` itself depends on, "
+                 f"directly or not; add `after {bad[0]}` to `{primary}`")
+
+
+def _ancestors(plan: Plan, step: Step) -> set[str]:
+    seen: set[str] = set()
+    stack = list(step.depends_on)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in plan.steps:
+            continue
+        seen.add(name)
+        stack.extend(plan.steps[name].depends_on)
+    return seen
+
+
+CHECKS = (check_self_fallback, check_shared_standby, check_fallback_cycles,
+          check_standby_references, check_standby_policies, check_standby_dependencies)

@@ -1,0 +1,109 @@
+"""Names: unknown references, step fields, bare step names, functions, `after`/`fallback`
+targets and map variables that shadow a name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from plait.compiler import codes
+from plait.compiler.checks.context import CheckContext, did_you_mean
+from plait.compiler.checks.walk import Site, sites, walk
+from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.ir import STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
+
+FUNCTIONS = {"len": 1}  # built-in function -> number of arguments
+RUN_FIELDS = ("id",)
+
+
+def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """Every name read in an expression is an input, a step read through a field, the map
+    variable, or `run.id`; every function called exists."""
+    for site in sites(plan):
+        for node, parent in walk(site.expr):
+            if isinstance(node, NameExpr):
+                yield from _check_name(node, parent, site, ctx)
+            elif isinstance(node, CallExpr):
+                yield from _check_call(node)
+
+
+def _check_name(node: NameExpr, parent: Expr | None, site: Site,
+                ctx: CheckContext) -> Iterator[Diagnostic]:
+    plan = ctx.plan
+    name = node.name
+    if name == site.loop_var or name in plan.inputs:
+        return
+    field = parent if isinstance(parent, AttrExpr) and parent.value is node else None
+    if name in plan.steps:
+        yield from _check_field(name, node, field, "step", STEP_FIELDS)
+    elif name == "run":
+        yield from _check_field(name, node, field, "`run`", RUN_FIELDS)
+    else:
+        scope = [*plan.inputs, *plan.steps]
+        if site.loop_var:
+            scope.append(site.loop_var)
+        where = f"output `{site.name}`" if site.owner is None else f"step `{site.owner}`"
+        yield error(codes.UNKNOWN_REFERENCE,
+                    f"unknown name `{name}` in {where}: no input or step has this name",
+                    node.span, *did_you_mean(name, scope))
+
+
+def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,
+                 fields: tuple[str, ...]) -> Iterator[Diagnostic]:
+    label = f"step `{name}`" if what == "step" else what
+    listed = ", ".join(f"`{f}`" for f in fields)
+    if attr is None:
+        example = f"{name}.{fields[0]}"
+        yield error(codes.BARE_STEP_REFERENCE,
+                    f"{label} is used without a field",
+                    node.span, f"read one of its fields ({listed}), e.g. `{example}`")
+    elif attr.field not in fields:
+        hints = did_you_mean(attr.field, fields) or (f"the fields of {label} are {listed}",)
+        yield error(codes.UNKNOWN_STEP_FIELD,
+                    f"{label} has no field `{attr.field}`",
+                    attr.field_span or attr.span, *hints)
+
+
+def _check_call(node: CallExpr) -> Iterator[Diagnostic]:
+    arity = FUNCTIONS.get(node.func)
+    if arity is None:
+        hints = did_you_mean(node.func, FUNCTIONS) or ("the only built-in function is `len(x)`",)
+        yield error(codes.UNKNOWN_FUNCTION, f"unknown function `{node.func}`",
+                    node.span, *hints)
+    elif len(node.args) != arity:
+        yield error(codes.UNKNOWN_FUNCTION,
+                    f"`{node.func}` takes exactly {arity} argument, got {len(node.args)}",
+                    node.span)
+
+
+def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """Every name in `after` and `fallback` is a step of this plan."""
+    for step in plan.steps.values():
+        for policy, targets in (("after", step.after), ("fallback", step.fallback)):
+            for target in targets:
+                if target in plan.steps:
+                    continue
+                span = ctx.step_span(step.name, policy, target)
+                if target in plan.inputs:
+                    yield error(codes.UNKNOWN_STEP,
+                                f"`{target}` in `{policy}` is an input, not a step", span,
+                                f"`{policy}` takes step names")
+                else:
+                    yield error(codes.UNKNOWN_STEP,
+                                f"unknown step `{target}` in `{policy}` of step `{step.name}`",
+                                span, *did_you_mean(target, plan.steps))
+
+
+def check_loop_vars(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """A map's loop variable may not shadow an input or a step (SPEC section 9)."""
+    for step in plan.steps.values():
+        if step.map is None:
+            continue
+        var = step.map.var
+        kind = "input" if var in plan.inputs else "step" if var in plan.steps else None
+        if kind is not None:
+            yield error(codes.LOOP_VAR_SHADOWS,
+                        f"loop variable `{var}` of step `{step.name}` shadows the {kind} `{var}`",
+                        ctx.step_span(step.name, "var"), "rename the loop variable")
+
+
+CHECKS = (check_references, check_step_targets, check_loop_vars)

@@ -1,0 +1,112 @@
+"""Walking expression trees: every expression of a plan with where it was written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from plait.compiler.ir import (
+    AttrExpr,
+    BinaryExpr,
+    CallExpr,
+    DictExpr,
+    Expr,
+    IndexExpr,
+    ListExpr,
+    LiteralExpr,
+    NameExpr,
+    NotExpr,
+    Plan,
+    TemplateExpr,
+)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One top-level expression: `owner` is the step name, or None for a plan `output`.
+
+    `role` is "arg", "map", "if", "default" or "output"; `name` is the argument or output
+    name; `loop_var` is the map variable in scope (arguments of a map step only).
+    """
+
+    owner: str | None
+    role: str
+    name: str
+    expr: Expr
+    loop_var: str | None = None
+
+
+def children(expr: Expr) -> Iterator[Expr]:
+    """The direct sub-expressions of `expr`, in source order."""
+    if isinstance(expr, ListExpr):
+        yield from expr.items
+    elif isinstance(expr, DictExpr):
+        for entry in expr.entries:
+            yield entry.value
+    elif isinstance(expr, TemplateExpr):
+        for part in expr.parts:
+            if not isinstance(part, str):
+                yield part
+    elif isinstance(expr, AttrExpr):
+        yield expr.value
+    elif isinstance(expr, IndexExpr):
+        yield expr.value
+        yield expr.index
+    elif isinstance(expr, CallExpr):
+        yield from expr.args
+    elif isinstance(expr, BinaryExpr):
+        yield expr.left
+        yield expr.right
+    elif isinstance(expr, NotExpr):
+        yield expr.operand
+
+
+def walk(expr: Expr, parent: Expr | None = None) -> Iterator[tuple[Expr, Expr | None]]:
+    """Every node of the tree with its parent, pre-order. Iterative: deep trees are fine."""
+    stack: list[tuple[Expr, Expr | None]] = [(expr, parent)]
+    while stack:
+        node, up = stack.pop()
+        yield node, up
+        stack.extend((child, node) for child in reversed(list(children(node))))
+
+
+def step_sites(plan: Plan, step_name: str) -> Iterator[Site]:
+    """The expressions of one step: arguments, map list, `if`, `default`."""
+    step = plan.steps[step_name]
+    loop_var = step.map.var if step.map is not None else None
+    if step.map is not None:
+        yield Site(step_name, "map", step.map.var, step.map.over)
+    for arg, value in step.args.items():
+        yield Site(step_name, "arg", arg, value, loop_var)
+    if step.condition is not None:
+        yield Site(step_name, "if", "if", step.condition)
+    if step.default is not None:
+        yield Site(step_name, "default", "default", step.default)
+
+
+def sites(plan: Plan) -> Iterator[Site]:
+    """Every top-level expression of the plan: steps in file order, then outputs."""
+    for name in plan.steps:
+        yield from step_sites(plan, name)
+    for output in plan.outputs.values():
+        yield Site(None, "output", output.name, output.expr)
+
+
+def literal_value(expr: Expr) -> tuple[bool, object]:
+    """(True, value) when `expr` is made only of literals (lists and dicts included)."""
+    if isinstance(expr, LiteralExpr):
+        return True, expr.value
+    if isinstance(expr, ListExpr):
+        values = [literal_value(item) for item in expr.items]
+        return all(ok for ok, _ in values), [v for _, v in values]
+    if isinstance(expr, DictExpr):
+        pairs = [(e.key, literal_value(e.value)) for e in expr.entries]
+        return all(ok for _, (ok, _) in pairs), {k: v for k, (_, v) in pairs}
+    return False, None
+
+
+def referenced_names(expr: Expr) -> Iterator[NameExpr]:
+    """Every bare name read in `expr`."""
+    for node, _ in walk(expr):
+        if isinstance(node, NameExpr):
+            yield node

@@ -1,0 +1,131 @@
+"""Warnings (exit 0; exit 2 with --strict): trigger rules that can never be met, plain access
+into outputs that may be null, and steps that look like forgotten standbys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from plait.compiler import codes
+from plait.compiler.checks.context import CheckContext
+from plait.compiler.checks.walk import Site, referenced_names, sites, walk
+from plait.compiler.diagnostics import Diagnostic, warning
+from plait.compiler.ir import AttrExpr, Expr, IndexExpr, NameExpr, Plan, Step, TriggerRule
+
+RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE)
+
+
+def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """`any_succeeded`, `any_failed` and `all_failed` are never met without dependencies."""
+    for step in plan.steps.values():
+        if step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES or step.is_standby:
+            continue
+        yield warning(codes.RULE_WITHOUT_DEPENDENCIES,
+                      f"`when {step.when}` is never met for step `{step.name}`, which has no "
+                      "dependencies: it will always be skipped",
+                      ctx.step_span(step.name, "policy", "when"),
+                      "add `after STEP` to say which steps the rule watches, or remove `when`")
+
+
+# --- nullable access ------------------------------------------------------------------------
+
+
+def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """Plain `.`/`[ ]` on `STEP.output` where that output may be null (SPEC sections 5, 9)."""
+    for site in sites(plan):
+        reader = plan.steps.get(site.owner) if site.owner else None
+        for node, parent in walk(site.expr):
+            source = _output_of(node)
+            if source is None or not isinstance(parent, AttrExpr | IndexExpr):
+                continue
+            if parent.value is not node or parent.optional:
+                continue
+            why = _why_nullable(plan, source, reader, site)
+            if why is not None:
+                yield _nullable(source, why, parent)
+
+
+def _output_of(node: Expr) -> str | None:
+    """The step name when `node` is `STEP.output`."""
+    if (isinstance(node, AttrExpr) and node.field == "output"
+            and isinstance(node.value, NameExpr)):
+        return node.value.name
+    return None
+
+
+def _why_nullable(plan: Plan, source: str, reader: Step | None, site: Site) -> str | None:
+    step = plan.steps.get(source)
+    if step is None or source == site.loop_var:
+        return None
+    if step.optional:
+        return f"`{source}` is optional"
+    if step.condition is not None:
+        return f"`{source}` has an `if` and may be skipped"
+    if (reader is not None and reader.when != TriggerRule.ALL_SUCCEEDED
+            and source in reader.depends_on):
+        return (f"`{reader.name}` runs `when {reader.when}`, so `{source}` may have ended "
+                "without output")
+    return None
+
+
+def _nullable(source: str, why: str, reader: AttrExpr | IndexExpr) -> Diagnostic:
+    access = "`.`" if isinstance(reader, AttrExpr) else "`[ ]`"
+    safe = "?." if isinstance(reader, AttrExpr) else "?[ ]"
+    return warning(codes.NULLABLE_ACCESS,
+                   f"`{source}.output` may be null here ({why}), and {access} on null is an "
+                   "error",
+                   reader.span,
+                   f"use `{safe}` to get null instead, or `?? VALUE` to supply a default")
+
+
+# --- steps that look like forgotten standbys ------------------------------------------------
+
+STANDBY_WORDS = re.compile(r"(^|_)(fallback|backup|standby|spare|secondary|alt|alternative)"
+                           r"(_|$)|_by_", re.IGNORECASE)
+
+
+def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """A step that looks like a standby nobody names in `fallback`.
+
+    Such a step runs on its own at the start of the run and its output goes nowhere. It
+    fires only when all hold: the step is not a standby, has no dependencies, nothing reads
+    it or waits for it (no step, no output), and its name says standby (`..._fallback`,
+    `backup_...`, `..._by_rules`) or extends the name of another step (`classify_rules` for
+    `classify`) that has no `fallback` of its own.
+    """
+    used = _used_steps(plan)
+    for step in plan.steps.values():
+        if step.is_standby or step.name in ctx.standbys or step.depends_on or step.name in used:
+            continue
+        primary = _likely_primary(plan, step.name)
+        if primary is None and not STANDBY_WORDS.search(step.name):
+            continue
+        hint = (f"add `fallback {step.name}` to step `{primary}`" if primary
+                else "name it in the `fallback` of the step it stands in for")
+        yield warning(codes.UNUSED_STANDBY,
+                      f"step `{step.name}` looks like a standby, but no `fallback` names it: "
+                      "it will run on its own and nothing reads its output",
+                      ctx.step_span(step.name), hint,
+                      "if it is meant to run on its own, read its output in an `output`")
+
+
+def _used_steps(plan: Plan) -> set[str]:
+    used: set[str] = set()
+    for site in sites(plan):
+        used.update(n.name for n in referenced_names(site.expr))
+    for step in plan.steps.values():
+        used.update(step.after)
+    return used
+
+
+def _likely_primary(plan: Plan, name: str) -> str | None:
+    """The step `name` extends (`classify` for `classify_rules`) when it has no fallback."""
+    best = None
+    for other in plan.steps.values():
+        if (other.name != name and name.startswith(other.name + "_") and not other.fallback
+                and (best is None or len(other.name) > len(best))):
+            best = other.name
+    return best
+
+
+CHECKS = (check_rule_without_dependencies, check_nullable_access, check_unused_standby)

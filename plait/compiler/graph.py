@@ -1,0 +1,444 @@
+"""The plan's DAG, built once: a networkx.DiGraph of steps, edge lists, cycles, the critical
+path, and drawings (DOT, SVG/PNG/PDF through Graphviz, Mermaid)."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import networkx as nx  # type: ignore[import-untyped]
+
+from plait.compiler.checks.walk import referenced_names, step_sites
+from plait.compiler.ir import (
+    AttrExpr,
+    BinaryExpr,
+    CallExpr,
+    DictExpr,
+    EdgeKind,
+    EnvExpr,
+    Expr,
+    IndexExpr,
+    ListExpr,
+    LiteralExpr,
+    NameExpr,
+    NotExpr,
+    Plan,
+    Step,
+)
+from plait.errors import UserError
+
+Edge = tuple[str, str, EdgeKind]
+FORMATS = ("dot", "svg", "png", "pdf", "mermaid")
+SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png", ".pdf": "pdf",
+            ".mmd": "mermaid", ".mermaid": "mermaid"}
+
+# --- structure ------------------------------------------------------------------------------
+
+
+def step_references(plan: Plan, step: Step) -> set[str]:
+    """The steps read by a step's expressions (arguments, map list, `if`, `default`)."""
+    found: set[str] = set()
+    for site in step_sites(plan, step.name):
+        for node in referenced_names(site.expr):
+            if node.name in plan.steps and node.name != site.loop_var:
+                found.add(node.name)
+    return found
+
+
+def edges(plan: Plan) -> list[Edge]:
+    """Every edge, from the dependency to the dependant, in file order of the dependant.
+
+    A dependency both read and named in `after` is a `data` edge; a fallback edge goes from
+    the primary to its standby.
+    """
+    result: list[Edge] = []
+    for step in plan.steps.values():
+        refs = step_references(plan, step)
+        for dep in step.depends_on:
+            if dep not in plan.steps:
+                continue
+            after_only = dep in step.after and dep not in refs
+            result.append((dep, step.name, EdgeKind.AFTER if after_only else EdgeKind.DATA))
+        result.extend((step.name, standby, EdgeKind.FALLBACK)
+                      for standby in step.fallback if standby in plan.steps)
+    return result
+
+
+def build_graph(plan: Plan) -> nx.DiGraph:
+    """One node per step carrying its policies as attributes; edges carry `kind`."""
+    graph = nx.DiGraph(plan=plan.plan)
+    for step in plan.steps.values():
+        graph.add_node(step.name, **step_attributes(step))
+    for source, target, kind in plan.edges or edges(plan):
+        graph.add_edge(source, target, kind=kind)
+    return graph
+
+
+def step_attributes(step: Step) -> dict[str, Any]:
+    """A step's policies as plain node attributes."""
+    return {
+        "tool": step.tool, "map": step.map is not None, "when": step.when,
+        "condition": step.condition is not None, "timeout_s": step.timeout_s,
+        "retry": step.retry, "fallback": list(step.fallback), "default": step.default is not None,
+        "optional": step.optional, "uses": list(step.uses), "concurrency": step.concurrency,
+        "tolerate": step.tolerate, "standby_for": step.standby_for,
+    }
+
+
+def dependency_cycles(plan: Plan) -> list[list[str]]:
+    """Each dependency cycle once, as [first, dep, dep-of-dep, ..., first], starting at the
+    cycle's first step in file order; in file order of that first step."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(plan.steps)
+    for step in plan.steps.values():
+        graph.add_edges_from((step.name, dep) for dep in step.depends_on if dep in plan.steps)
+    order = {name: i for i, name in enumerate(plan.steps)}
+    cycles = []
+    for component in nx.strongly_connected_components(graph):
+        first = min(component, key=order.__getitem__)
+        if len(component) > 1 or graph.has_edge(first, first):
+            cycles.append(_cycle_through(graph, first, component))
+    return sorted(cycles, key=lambda c: order[c[0]])
+
+
+def _cycle_through(graph: nx.DiGraph, start: str, component: set[str]) -> list[str]:
+    """The shortest path from `start` back to itself inside its component (breadth first)."""
+    came_from: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for nxt in sorted(graph.successors(node)):
+            if nxt == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return [*reversed(path), start]
+            if nxt in component and nxt not in came_from:
+                came_from[nxt] = node
+                queue.append(nxt)
+    return [start, start]
+
+
+def critical_path(graph: nx.DiGraph, weight: Callable[[str], float]) -> list[str]:
+    """The heaviest chain of steps, summing `weight(step)` over its steps (e.g. durations).
+
+    Fallback edges are left out: a standby runs instead of, not after, the rest of a chain.
+    """
+    dag = nx.DiGraph()
+    dag.add_nodes_from(graph.nodes)
+    dag.add_edges_from((u, v) for u, v, kind in graph.edges(data="kind")
+                       if kind != EdgeKind.FALLBACK)
+    best: dict[str, tuple[float, str | None]] = {}
+    for node in nx.topological_sort(dag):
+        preds = [(best[p][0], p) for p in dag.predecessors(node)]
+        total, prev = max(preds, default=(0.0, None))
+        best[node] = (total + weight(node), prev)
+    if not best:
+        return []
+    cursor: str | None = max(best, key=lambda n: best[n][0])
+    path = []
+    while cursor is not None:
+        path.append(cursor)
+        cursor = best[cursor][1]
+    return path[::-1]
+
+
+def input_readers(plan: Plan) -> list[tuple[str, str]]:
+    """(input, step) for every step that reads an input directly."""
+    pairs: list[tuple[str, str]] = []
+    for step in plan.steps.values():
+        seen: set[str] = set()
+        for site in step_sites(plan, step.name):
+            for node in referenced_names(site.expr):
+                if node.name in plan.inputs and node.name != site.loop_var:
+                    seen.add(node.name)
+        pairs.extend((name, step.name) for name in plan.inputs if name in seen)
+    return pairs
+
+
+def output_sources(plan: Plan) -> list[tuple[str, str]]:
+    """(input or step, output) for everything an output reads."""
+    pairs: list[tuple[str, str]] = []
+    for output in plan.outputs.values():
+        names = dict.fromkeys(n.name for n in referenced_names(output.expr))
+        pairs.extend((name, output.name) for name in names
+                     if name in plan.steps or name in plan.inputs)
+    return pairs
+
+
+# --- expressions as text --------------------------------------------------------------------
+
+
+def expr_text(expr: Expr) -> str:
+    """An expression written back as plait source (for labels and messages)."""
+    if isinstance(expr, LiteralExpr):
+        return json.dumps(expr.value)
+    if isinstance(expr, NameExpr):
+        return expr.name
+    if isinstance(expr, EnvExpr):
+        return f"env.{expr.name}"
+    if isinstance(expr, AttrExpr):
+        return f"{expr_text(expr.value)}{'?.' if expr.optional else '.'}{expr.field}"
+    if isinstance(expr, IndexExpr):
+        dot = "?" if expr.optional else ""
+        return f"{expr_text(expr.value)}{dot}[{expr_text(expr.index)}]"
+    if isinstance(expr, ListExpr):
+        return "[" + ", ".join(expr_text(i) for i in expr.items) + "]"
+    if isinstance(expr, DictExpr):
+        return "{" + ", ".join(f"{e.key}: {expr_text(e.value)}" for e in expr.entries) + "}"
+    if isinstance(expr, CallExpr):
+        return f"{expr.func}(" + ", ".join(expr_text(a) for a in expr.args) + ")"
+    if isinstance(expr, BinaryExpr):
+        return f"{expr_text(expr.left)} {expr.op} {expr_text(expr.right)}"
+    if isinstance(expr, NotExpr):
+        return f"not {expr_text(expr.operand)}"
+    text = "".join(p if isinstance(p, str) else "${" + expr_text(p) + "}" for p in expr.parts)
+    return json.dumps(text)
+
+
+def _short(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- drawing --------------------------------------------------------------------------------
+
+STATUS_COLOURS = {  # status -> (fill, border)
+    "succeeded": ("#DCFCE7", "#16A34A"),
+    "recovered": ("#FEF3C7", "#D97706"),
+    "failed": ("#FEE2E2", "#DC2626"),
+    "skipped": ("#F3F4F6", "#9CA3AF"),
+    "cancelled": ("#EDE9FE", "#7C3AED"),
+    "running": ("#DBEAFE", "#2563EB"),
+}
+STEP_FILL, STEP_BORDER = "#EEF2FF", "#4F46E5"
+EDGE_STYLE = {
+    EdgeKind.DATA: {"color": "#475569"},
+    EdgeKind.AFTER: {"color": "#94A3B8", "style": "dotted", "label": "after"},
+    EdgeKind.FALLBACK: {"color": "#D97706", "style": "dashed", "label": "fallback"},
+}
+FONT = "Helvetica"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def badges(step: Step) -> list[str]:
+    """Short marks for a step's policies: "⟳3", "⏱20s", resources, rule, `if`."""
+    marks = []
+    if step.retry is not None and step.retry.retries:
+        marks.append(f"⟳{step.retry.retries}")
+    if step.timeout_s is not None:
+        marks.append(f"⏱{_fmt_seconds(step.timeout_s)}")
+    marks.extend(step.uses)
+    if step.when != "all_succeeded":
+        marks.append(f"when {step.when}")
+    if step.condition is not None:
+        marks.append("if " + _short(expr_text(step.condition), 24))
+    if step.default is not None:
+        marks.append("default")
+    if step.tolerate:
+        marks.append(f"tolerate {step.tolerate:g}%")
+    return marks
+
+
+def _status_line(info: dict[str, Any]) -> str:
+    parts = [str(info.get("status", ""))]
+    attempts = info.get("attempts")
+    if attempts:
+        parts.append(f"{attempts} attempt{'s' if attempts != 1 else ''}")
+    duration = info.get("duration_s")
+    if isinstance(duration, int | float):
+        parts.append(f"{duration:.2f}s")
+    return " · ".join(p for p in parts if p)
+
+
+def _step_label(step: Step, info: dict[str, Any] | None) -> str:
+    esc = html.escape
+    rows = [f"<B>{esc(step.name)}</B>"]
+    tool = step.tool
+    if step.map is not None:
+        tool = f"for {step.map.var} in {_short(expr_text(step.map.over), 24)}: {tool}"
+    rows.append(f'<FONT POINT-SIZE="10" COLOR="#475569">{esc(tool)}</FONT>')
+    marks = badges(step)
+    if marks:
+        rows.append(f'<FONT POINT-SIZE="9" COLOR="#64748B">{esc(" · ".join(marks))}</FONT>')
+    if info:
+        rows.append(f'<FONT POINT-SIZE="9"><B>{esc(_status_line(info))}</B></FONT>')
+    return "<" + "<BR/>".join(rows) + ">"
+
+
+def _step_node_attrs(step: Step, info: dict[str, Any] | None) -> dict[str, str]:
+    styles = ["filled"]
+    shape = "box3d" if step.map is not None else "box"
+    if shape == "box":
+        styles.append("rounded")
+    if step.is_standby:
+        styles.append("dashed")
+    elif step.optional:
+        styles.append("dotted")
+    fill, border = STEP_FILL, STEP_BORDER
+    if info and info.get("status") in STATUS_COLOURS:
+        fill, border = STATUS_COLOURS[str(info["status"])]
+    return {"shape": shape, "style": ",".join(styles), "fillcolor": fill, "color": border,
+            "penwidth": "1.4", "label": _step_label(step, info),
+            "tooltip": f"{step.name} = {step.tool}(...)"}
+
+
+def to_dot(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
+    """The plan as Graphviz DOT: inputs on top, outputs at the bottom, steps between.
+
+    `status` (step -> {status, attempts, duration_s}) colours a recorded run.
+    """
+    import graphviz  # type: ignore[import-untyped]
+
+    title = plan.plan + (f" — {plan.description}" if plan.description else "")
+    dot = graphviz.Digraph(plan.plan, graph_attr={
+        "rankdir": "TB", "fontname": FONT, "label": title, "labelloc": "t",
+        "fontsize": "16", "nodesep": "0.35", "ranksep": "0.5", "bgcolor": "white",
+    }, node_attr={"fontname": FONT, "fontsize": "12", "margin": "0.15,0.07"},
+        edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"})
+    _dot_inputs(dot, plan)
+    for step in plan.steps.values():
+        info = (status or {}).get(step.name)
+        dot.node(f"step:{step.name}", **_step_node_attrs(step, info))
+    for source, target, kind in plan.edges or edges(plan):
+        dot.edge(f"step:{source}", f"step:{target}", **EDGE_STYLE[EdgeKind(kind)])
+    for name, step_name in input_readers(plan):
+        dot.edge(f"input:{name}", f"step:{step_name}", color="#16A34A", arrowhead="vee")
+    _dot_outputs(dot, plan)
+    return str(dot.source)
+
+
+def _dot_inputs(dot: Any, plan: Plan) -> None:
+    with dot.subgraph(name="inputs", graph_attr={"rank": "source"}) as sub:
+        for item in plan.inputs.values():
+            text = f"{item.name}: {item.type}"
+            if item.has_default:
+                text += " = " + _short(json.dumps(item.default), 20)
+            sub.node(f"input:{item.name}", label=text, shape="invhouse", style="filled",
+                     fillcolor="#F0FDF4", color="#16A34A", fontsize="11")
+
+
+def _dot_outputs(dot: Any, plan: Plan) -> None:
+    with dot.subgraph(name="outputs", graph_attr={"rank": "sink"}) as sub:
+        for output in plan.outputs.values():
+            sub.node(f"output:{output.name}", label=output.name, shape="house",
+                     style="filled", fillcolor="#FFF7ED", color="#EA580C", fontsize="11",
+                     tooltip=_short(expr_text(output.expr), 80))
+    for name, output_name in output_sources(plan):
+        kind = "step" if name in plan.steps else "input"
+        dot.edge(f"{kind}:{name}", f"output:{output_name}", color="#EA580C", style="dashed",
+                 arrowhead="vee")
+
+
+def render(plan: Plan, fmt: str, status: dict[str, dict[str, Any]] | None = None) -> bytes:
+    """The drawing in `fmt` (dot, mermaid, svg, png or pdf); the last three need `dot`."""
+    if fmt == "dot":
+        return to_dot(plan, status).encode()
+    if fmt == "mermaid":
+        return to_mermaid(plan, status).encode()
+    if fmt not in FORMATS:
+        raise UserError(f"unknown graph format {fmt!r}; use one of {', '.join(FORMATS)}")
+    import graphviz
+
+    try:
+        return bytes(graphviz.Source(to_dot(plan, status)).pipe(format=fmt))
+    except graphviz.ExecutableNotFound:
+        raise UserError(
+            f"drawing {fmt.upper()} needs the Graphviz `dot` program, which was not found; "
+            "install graphviz (`apt-get install graphviz`, `brew install graphviz`), "
+            "or use --format dot or mermaid") from None
+
+
+def format_for(path: str | None, fmt: str | None) -> str:
+    """The drawing format: `--format` wins, else the output file's suffix, else DOT."""
+    if fmt:
+        return fmt
+    if path is None:
+        return "dot"
+    suffix = path[path.rfind("."):].lower() if "." in path else ""
+    if suffix not in SUFFIXES:
+        known = " ".join(SUFFIXES)
+        raise UserError(f"cannot tell the graph format from {path!r}; use a suffix "
+                        f"({known}) or --format")
+    return SUFFIXES[suffix]
+
+
+# --- mermaid --------------------------------------------------------------------------------
+
+
+def _mm(text: str) -> str:
+    """Text safe inside a quoted Mermaid label."""
+    return html.escape(text, quote=False).replace('"', "#quot;")
+
+
+def to_mermaid(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
+    """The plan as a Mermaid flowchart (top to bottom)."""
+    lines = ["flowchart TD"]
+    for item in plan.inputs.values():
+        lines.append(f'  in_{item.name}[/"{_mm(item.name)}: {_mm(item.type)}"/]')
+    for step in plan.steps.values():
+        lines.append("  " + _mermaid_step(step, (status or {}).get(step.name)))
+    for output in plan.outputs.values():
+        lines.append(f'  out_{output.name}[\\"{_mm(output.name)}"\\]')
+    arrows = {EdgeKind.DATA: "-->", EdgeKind.AFTER: "-. after .->",
+              EdgeKind.FALLBACK: "-. fallback .->"}
+    for source, target, kind in plan.edges or edges(plan):
+        lines.append(f"  s_{source} {arrows[EdgeKind(kind)]} s_{target}")
+    lines.extend(f"  in_{name} --> s_{step}" for name, step in input_readers(plan))
+    for name, output_name in output_sources(plan):
+        prefix = "s" if name in plan.steps else "in"
+        lines.append(f"  {prefix}_{name} --> out_{output_name}")
+    lines.extend(_mermaid_classes(plan, status))
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_step(step: Step, info: dict[str, Any] | None) -> str:
+    text = f"<b>{_mm(step.name)}</b><br/>{_mm(step.tool)}"
+    if step.map is not None:
+        text = f"<b>{_mm(step.name)}</b><br/>for {_mm(step.map.var)} in …: {_mm(step.tool)}"
+    marks = badges(step)
+    if marks:
+        text += "<br/><small>" + _mm(" · ".join(marks)) + "</small>"
+    if info:
+        text += "<br/>" + _mm(_status_line(info))
+    if step.map is not None:
+        return f's_{step.name}[["{text}"]]'
+    return f's_{step.name}("{text}")'
+
+
+def _mermaid_classes(plan: Plan, status: dict[str, dict[str, Any]] | None) -> list[str]:
+    lines = [
+        f"  classDef step fill:{STEP_FILL},stroke:{STEP_BORDER}",
+        f"  classDef standby fill:{STEP_FILL},stroke:{STEP_BORDER},stroke-dasharray:6 4",
+        f"  classDef optional fill:{STEP_FILL},stroke:{STEP_BORDER},stroke-dasharray:2 3",
+        "  classDef input fill:#F0FDF4,stroke:#16A34A",
+        "  classDef output fill:#FFF7ED,stroke:#EA580C",
+    ]
+    lines.extend(f"  classDef {name} fill:{fill},stroke:{border}"
+                 for name, (fill, border) in STATUS_COLOURS.items())
+    groups: dict[str, list[str]] = {}
+    for step in plan.steps.values():
+        info = (status or {}).get(step.name) or {}
+        cls = str(info.get("status", ""))
+        if cls not in STATUS_COLOURS:
+            cls = "standby" if step.is_standby else "optional" if step.optional else "step"
+        groups.setdefault(cls, []).append(f"s_{step.name}")
+    groups["input"] = [f"in_{n}" for n in plan.inputs]
+    groups["output"] = [f"out_{n}" for n in plan.outputs]
+    lines.extend(f"  class {','.join(ids)} {cls}" for cls, ids in groups.items() if ids)
+    return lines
+
+
+__all__ = [
+    "FORMATS", "build_graph", "critical_path", "dependency_cycles", "edges", "expr_text",
+    "format_for", "render", "to_dot", "to_mermaid",
+]

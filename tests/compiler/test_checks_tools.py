@@ -1,0 +1,83 @@
+"""Tools: `use` loading, unknown tools, and arguments against the tool's schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plait.compiler.ir import Use
+from tests.compiler.irkit import at, check, codes_of, lit, make_plan, only, ref, step
+
+
+def test_unknown_tool_suggests_a_close_name() -> None:
+    spans = {("step", "a", "tool"): at("tool")}
+    diag = only(check(make_plan(step("a", tool="std.ecoh")), spans), "E304")
+    assert diag.message == "unknown tool `std.ecoh` in step `a`"
+    assert diag.hints == ("did you mean `std.echo`?",)
+    assert diag.span == at("tool")
+
+
+def test_unknown_tool_without_close_name_points_to_plait_tools() -> None:
+    diag = only(check(make_plan(step("a", tool="zz.qq"))), "E304")
+    assert diag.hints == (
+        "`plait tools` lists the available tools; `use \"./file.py\"` loads your own",)
+
+
+def test_unknown_argument() -> None:
+    diag = only(check(make_plan(step("a", tool="std.sleep",
+                                     args={"secnds": lit(1)}))), "E305")
+    assert diag.message == "`std.sleep` has no argument `secnds`"
+    assert diag.hints == ("did you mean `seconds`?",)
+    diag = only(check(make_plan(step("a", args={"value": lit(1), "zzz": lit(2)}))), "E305")
+    assert diag.hints == ("`std.echo` takes (value)",)
+
+
+def test_missing_argument() -> None:
+    diags = check(make_plan(step("a", tool="std.fail", args={})))
+    diag = only(diags, "E306")
+    assert diag.message == "step `a` is missing required argument `message` of `std.fail`"
+    assert diag.hints == ('`std.fail` takes (message, kind = "tool_error")',)
+
+
+def test_literal_argument_type() -> None:
+    diag = only(check(make_plan(step("a", tool="std.sleep", args={"seconds": lit("soon")}))),
+                "E307")
+    assert diag.message == ("argument `seconds` of `std.sleep` expects float: "
+                            "`seconds`: input should be a valid number")
+
+
+def test_int_accepted_for_float_and_expressions_left_to_run_time() -> None:
+    plan = make_plan(step("a", tool="std.sleep", args={"seconds": lit(1)}),
+                     step("b", tool="std.sleep", args={"seconds": ref("n")}),
+                     inputs={"n": "str"})
+    assert check(plan) == []
+
+
+def test_list_of_literals_is_type_checked() -> None:
+    plan = make_plan(step("a", tool="std.flaky", args={"fail_times": lit([1])}))
+    assert codes_of(check(plan)) == ["E307"]
+
+
+def test_use_of_missing_module_is_a_diagnostic(tmp_path: Path) -> None:
+    plan = make_plan(step("a", tool="mine.do"), uses=[Use(target="./nope.py")])
+    diags = check(plan, {("use", "0"): at("use")}, plan_dir=tmp_path)
+    diag = only(diags, "E321")
+    assert diag.message == f'cannot load `use "./nope.py"`: no such file: {tmp_path}/nope.py'
+    assert diag.span == at("use")
+    # The tool it would have provided is not reported again.
+    assert codes_of(diags) == ["E321"]
+
+
+def test_use_of_a_file_with_an_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    plan = make_plan(step("a"), uses=[Use(target="./broken.py")])
+    diag = only(check(plan, plan_dir=tmp_path), "E321")
+    assert diag.message == 'cannot load `use "./broken.py"`: RuntimeError: boom'
+
+
+def test_use_loads_tools_that_are_then_checked(tmp_path: Path) -> None:
+    (tmp_path / "mytools.py").write_text(
+        "import plait\n\n@plait.tool\ndef shout(text: str) -> str:\n    return text.upper()\n")
+    plan = make_plan(step("a", tool="mytools.shout", args={"text": lit(3)}),
+                     uses=[Use(target="./mytools.py")])
+    diag = only(check(plan, plan_dir=tmp_path), "E307")
+    assert diag.message.startswith("argument `text` of `mytools.shout` expects str")

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from plait.runtime.executor import execute
 from plait.stdlib.registry import ToolContext, builtin_registry
 from tests.servers import FakeLLM, TestServer
 
@@ -47,12 +48,7 @@ async def invoke(ctx: ToolContext, name: str, **args: Any) -> Any:
     """Validate `args` against the tool's schema and call it, as the runtime would."""
     spec = builtin_registry().get(name)
     assert spec is not None, name
-    values = spec.validate_args(args)
-    if spec.context_param:
-        values[spec.context_param] = ctx
-    if spec.is_async:
-        return await spec.func(**values)
-    return await asyncio.to_thread(spec.func, **values)
+    return await execute(spec, spec.validate_args(args), ctx)
 
 
 def run_with(ctx: ToolContext, body: Callable[[], Awaitable[T]]) -> T:

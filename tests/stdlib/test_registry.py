@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from plait.errors import ErrorKind, ToolError
-from plait.stdlib.registry import ToolContext, ToolLoadError, builtin_registry, plan_registry
+from plait.stdlib.registry import ToolLoadError, builtin_registry, plan_registry
 from tests.stdlib.conftest import make_ctx, run_with
 
 TOOLS = '''

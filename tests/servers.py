@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -87,7 +87,7 @@ class BaseServer:
     _httpd: _Server | None = None
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> BaseServer:
+    def __enter__(self) -> Self:
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever,

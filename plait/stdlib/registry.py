@@ -229,10 +229,8 @@ def _default_name(func: Callable[..., Any]) -> str:
     stem = getattr(module, "__plait_stem__", None) if module else None
     if stem is None:
         mod = func.__module__
-        if mod.startswith("plait_use_"):
-            stem = mod.split("_", 3)[-1]
-        else:
-            stem = mod.rsplit(".", 1)[-1]
+        # a `use`d file is imported as plait_use_<hash>_<stem>
+        stem = mod.split("_", 3)[-1] if mod.startswith("plait_use_") else mod.rsplit(".", 1)[-1]
     return f"{stem}.{func.__name__}"
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 _OMIT_WHEN_EMPTY = frozenset({
     "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
     "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256", "queued_s",
+    "plan_sha256", "queued_s", "resumed",
 })
 
 
@@ -163,6 +163,8 @@ class StepFinished(Event):
     fallback_used: str | None = None
     recovered_by: str | None = None  # fallback | default | tolerance, when recovered
     elements: dict[str, Any] | None = None
+    # A resume seeded this step from the journal: it did not run in this session.
+    resumed: bool = False
 
 
 class RunFinished(Event):

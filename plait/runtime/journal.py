@@ -520,11 +520,14 @@ class JournalSink:
 
     def __init__(self, journal: Journal, *, compiled_plan: Mapping[str, Any],
                  plan_path: str | None, raw_inputs: Mapping[str, Any],
-                 resume: bool = False, forced: bool = False,
-                 replace_plan: bool = False) -> None:
+                 plan_file_sha256: str | None = None, resume: bool = False,
+                 forced: bool = False, replace_plan: bool = False) -> None:
         self.journal = journal
         self.compiled_plan = compiled_plan
         self.plan_path = plan_path
+        # The hash a resume compares the plan file with: of the file given to `run` (which
+        # may be compiled JSON), falling back to the report's `plan_sha256`.
+        self.plan_file_sha256 = plan_file_sha256
         self.raw_inputs = raw_inputs
         self.resume = resume
         self.forced = forced
@@ -558,11 +561,12 @@ class JournalSink:
             self.session = self.journal.begin_session(
                 self.run_id, str(data.get("ts")), forced=self.forced,
                 compiled_plan=self.compiled_plan if self.replace_plan else None,
-                plan_sha256=data.get("plan_sha256"))
+                plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"))
             return
         self.session = self.journal.begin_run(
             run_id=self.run_id, plan=str(data.get("plan")), plan_path=self.plan_path,
-            plan_sha256=data.get("plan_sha256"), compiled_plan=self.compiled_plan,
+            plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),
+            compiled_plan=self.compiled_plan,
             inputs=data.get("inputs") or {}, raw_inputs=self.raw_inputs,
             started_at=str(data.get("ts")), plait_version=data.get("plait_version"))
 

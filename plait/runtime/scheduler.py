@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import inspect
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,13 @@ class RunOptions:
     inject: dict[str, Injection] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     plan_dir: Path = field(default_factory=Path.cwd)
+    # Resume (journal): steps recorded as finished by an earlier session, by name, each a
+    # `step_finished`-shaped dict with the REAL output. They end at once with that result
+    # (`step_finished` marked `resumed`) and are never run again.
+    completed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Called with (step, unmasked output) just before each `step_finished` is emitted, so
+    # the journal can keep what events (masked) cannot carry.
+    record_output: Callable[[str, Any], None] | None = None
 
 
 class _Attempt:
@@ -113,6 +120,7 @@ class Run:
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
         self.views: dict[str, ExprStepView] = {}
         self.cancelled_by: str | None = None
+        self._resumed: set[str] = set()  # steps seeded from `options.completed`
         self.deadline_at: float | None = None
         self.run_state: dict[str, Any] = {}
         self.on_run_end: list[Any] = []
@@ -144,6 +152,7 @@ class Run:
         """Run every step, then evaluate outputs; emits run_started ... run_finished."""
         started = self.clock.now()
         self._emit_run_started()
+        self._seed_completed()
         if self.plan.deadline_s is not None:
             self.deadline_at = started + self.plan.deadline_s
         loop = asyncio.get_running_loop()
@@ -185,7 +194,7 @@ class Run:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             roots = [n for n, st in self.states.items()
-                     if not st.step.is_standby and st.pending == 0]
+                     if not st.step.is_standby and st.pending == 0 and not st.done]
             self._decide_all(roots)
 
     async def _run_end_hooks(self) -> None:
@@ -233,6 +242,21 @@ class Run:
 
     # --- deciding and finishing steps --------------------------------------------------
 
+    def _seed_completed(self) -> None:
+        """Resume: end each recorded step at once with its recorded result. Standbys first,
+        so a seeded primary does not mark a standby that really ran as `not_needed`."""
+        names = [n for n in self.states if n in self.opts.completed]
+        names.sort(key=lambda n: not self.states[n].step.is_standby)
+        for name in names:
+            st, rec = self.states[name], self.opts.completed[name]
+            st.attempts = int(rec.get("attempts") or 0)
+            for attr in ("output", "kind", "message", "retry", "fallback_used",
+                         "recovered_by", "elements"):
+                setattr(st, attr, rec.get(attr))
+            self._resumed.add(name)
+            self._finish(st, str(rec["status"]), reason=rec.get("reason"),
+                         caused_by=rec.get("caused_by"), propagate=not st.step.is_standby)
+
     def _decide_all(self, names: list[str]) -> None:
         """Decide each ready step; skips finish here and may make further steps ready."""
         work = list(reversed(names))
@@ -279,7 +303,10 @@ class Run:
         self.views[st.name] = ExprStepView(
             status=status, output=st.output, error=error, attempts=st.attempts,
             optional=st.step.optional, reason=reason)
+        if self.opts.record_output is not None:
+            self.opts.record_output(st.name, st.output)
         self.bus.emit(ev.StepFinished(
+            resumed=st.name in self._resumed,
             step=st.name, status=status, reason=reason, caused_by=caused_by,
             attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
             retry=st.retry, fallback_used=st.fallback_used, recovered_by=st.recovered_by,

@@ -1,0 +1,128 @@
+"""Durable runs: attach the journal to a run, and continue a recorded run (`plait resume`).
+
+A resume keeps every step the journal recorded as finished (`succeeded`, `recovered`,
+`failed`, `skipped`) whose dependencies are kept too, seeds them into the scheduler with
+their recorded results (real outputs), and runs the rest: steps that never started, were
+running when the process died, or were `cancelled`. A kept step is never run again. The
+run keeps its id (so `run.id` and idempotency keys stay the same); each resume is a new
+*session* of it in the journal.
+
+Which plan: the file the run was started from, if its SHA-256 is unchanged; if it changed,
+refuse unless `force` (then the new plan is used and recorded steps it no longer has are
+dropped); if the file is gone, the compiled plan stored in the journal.
+Environment variables are not journaled: a resume reads them afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait.compiler.ir import CompiledPlan, Plan
+from plait.errors import UserError
+from plait.runtime.journal import FINISHED_STATUSES, Journal, JournalSink
+
+
+def file_sha256(path: str | Path | None) -> str | None:
+    """SHA-256 of a file's bytes, or None when there is no such file."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def attach_journal(runner: Any, journal: Journal, plan: Plan, plan_path: str | Path | None,
+                   *, resume: bool = False, forced: bool = False,
+                   replace_plan: bool = False) -> JournalSink:
+    """Record `runner`'s run (an `api.Runner`, not started yet) in `journal`.
+
+    The sink is subscribed to the run's events and receives each step's unmasked output
+    through the scheduler's `record_output` hook.
+    """
+    absolute = str(Path(plan_path).resolve()) if plan_path is not None else None
+    sink = JournalSink(journal, compiled_plan=plan.model_dump(mode="json"),
+                       plan_path=absolute, plan_file_sha256=file_sha256(absolute),
+                       raw_inputs=runner.inputs, resume=resume, forced=forced,
+                       replace_plan=replace_plan)
+    runner.options.record_output = sink.record_output
+    runner.sinks.insert(0, sink)  # first: the record is on disk before progress shows it
+    return sink
+
+
+def kept_steps(plan: Plan, finished: Mapping[str, Mapping[str, Any]]
+               ) -> dict[str, Mapping[str, Any]]:
+    """The recorded steps a resume keeps: finished for good, in the plan, and with every
+    dependency (and a standby's primary) kept as well, so nothing kept was decided by a step
+    that will run again."""
+    memo: dict[str, bool] = {}
+
+    def keep(name: str) -> bool:
+        if name not in memo:
+            memo[name] = False  # a cycle (impossible in a checked plan) keeps nothing
+            step = plan.steps.get(name)
+            record = finished.get(name)
+            ok = (step is not None and record is not None
+                  and record.get("status") in FINISHED_STATUSES
+                  and all(keep(d) for d in step.depends_on)
+                  and (step.standby_for is None or keep(step.standby_for)))
+            memo[name] = ok
+        return memo[name]
+
+    return {name: finished[name] for name in plan.steps if keep(name)}
+
+
+@dataclass
+class ResumeSetup:
+    """What a resume runs: the plan, the recorded inputs and the steps it keeps."""
+
+    run_id: str
+    plan: Plan
+    plan_path: str | None
+    raw_inputs: dict[str, Any]
+    completed: dict[str, Mapping[str, Any]]
+    replace_plan: bool  # a forced resume of a changed plan: record the new plan
+    note: str | None  # something to tell the user (plan file gone, plan changed and forced)
+
+
+def prepare_resume(journal: Journal, run_id: str, *, force: bool,
+                   load: Callable[[str], Plan]) -> ResumeSetup:
+    """Everything `plait resume` needs; UserError for an unknown run or a changed plan.
+
+    `load` compiles a plan file (the compiler's `load_plan`).
+    """
+    rid = journal.resolve_run_id(run_id)
+    record = journal.run(rid)
+    path = record.plan_path
+    current = file_sha256(path)
+    note = None
+    replace = False
+    if path is not None and current is not None:
+        if record.plan_sha256 is not None and current != record.plan_sha256:
+            if not force:
+                raise UserError(
+                    f"plan file {path} changed since run {rid} was recorded (sha256 "
+                    f"{record.plan_sha256[:12]}… is now {current[:12]}…); resuming would mix "
+                    "two plans. Restore the file, or pass --force to resume with the plan as "
+                    "it is now (recorded steps it no longer has are dropped)")
+            note = f"note: plan file {path} changed since the run; resuming with it (--force)"
+            replace = True
+        plan = load(path)
+    else:
+        plan = CompiledPlan.model_validate(journal.compiled_plan(rid))
+        if path is not None:
+            note = f"note: plan file {path} is gone; resuming with the plan recorded in the journal"
+    completed = kept_steps(plan, journal.finished_steps(rid))
+    return ResumeSetup(rid, plan, path, journal.inputs(rid, raw=True), completed, replace, note)
+
+
+def start_resume(runner: Any, journal: Journal, setup: ResumeSetup,
+                 *, forced: bool) -> JournalSink:
+    """Seed the kept steps into `runner` and record its run as a new session."""
+    runner.options.completed = setup.completed
+    return attach_journal(runner, journal, setup.plan, setup.plan_path, resume=True,
+                          forced=forced, replace_plan=setup.replace_plan)

@@ -6,6 +6,7 @@ Each command lives in its own section below; exit codes are the named constants 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import traceback
@@ -73,6 +74,230 @@ def cli() -> None:
 
 
 # --- compiler commands: check, compile, graph, tools ----------------------------------------
+
+
+def _stderr_colour() -> bool:
+    """Colour diagnostics only on a terminal, and never when NO_COLOR is set."""
+    return sys.stderr.isatty() and "NO_COLOR" not in os.environ
+
+
+def _show_diagnostics(result: Any) -> None:
+    """Diagnostics of one compile to stderr, followed by a one-line count."""
+    from plait.compiler.render import summary
+
+    if result.diagnostics:
+        click.echo(result.render(color=_stderr_colour()), err=True)
+        click.echo(f"{result.source.path}: {summary(result.diagnostics)}\n", err=True)
+
+
+def _load_for_command(plan_path: str) -> Any:
+    """A CompiledPlan from a .agent or compiled .json file; diagnostics -> stderr, exit 2."""
+    from plait.compiler.api import PlanInvalid, load_plan
+
+    try:
+        return load_plan(plan_path)
+    except PlanInvalid as exc:
+        _show_diagnostics(exc.result)
+        sys.exit(EXIT_INVALID)
+
+
+@cli.command("check")
+@click.argument("plan_paths", nargs=-1, required=True, metavar="PLAN...")
+@click.option("--strict", is_flag=True, help="Warnings make the check fail too (exit 2).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: the diagnostics as a JSON list on stdout.")
+@guarded
+def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str) -> None:
+    """Parse and validate plans without running them.
+
+    Prints `ok: PATH (N steps)` for each valid plan; diagnostics go to stderr as
+    `PATH:LINE:COL: error[CODE]: message` with the source line and hints. Exit 0 when every
+    plan is valid, 2 otherwise (with --strict, warnings count too).
+
+    \b
+    Examples:
+      plait check triage.agent
+      plait check plans/*.agent --strict
+      plait check triage.agent --format json | jq '.[].message'
+    """
+    from plait.compiler.api import compile_file
+    from plait.compiler.render import to_json
+
+    all_valid = True
+    collected: list[dict[str, Any]] = []
+    for path in plan_paths:
+        try:
+            result = compile_file(path)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            all_valid = False
+            continue
+        valid = result.plan is not None and not (strict and result.warnings)
+        all_valid = all_valid and valid
+        if fmt == "json":
+            collected.extend(to_json(result.diagnostics))
+            continue
+        _show_diagnostics(result)
+        if valid and result.plan is not None:
+            click.echo(f"ok: {path} ({len(result.plan.steps)} steps)")
+    if fmt == "json":
+        click.echo(json.dumps(collected, indent=2, ensure_ascii=False))
+    sys.exit(EXIT_OK if all_valid else EXIT_INVALID)
+
+
+@cli.command("compile")
+@click.argument("plan_path", metavar="PLAN")
+@click.option("-o", "--output", "out_path", metavar="FILE",
+              help="Write the JSON here instead of stdout.")
+@guarded
+def compile_command(plan_path: str, out_path: str | None) -> None:
+    """Compile a plan to its JSON form (the IR that `plait run` also accepts).
+
+    \b
+    Examples:
+      plait compile triage.agent -o triage.json
+      plait run triage.json --input ticket="..."
+    """
+    from plait.compiler.api import compile_file, compiled_json
+
+    result = compile_file(plan_path)
+    _show_diagnostics(result)
+    if result.plan is None:
+        sys.exit(EXIT_INVALID)
+    _write_output(compiled_json(result.plan).encode(), out_path)
+
+
+def _write_output(data: bytes, out_path: str | None) -> None:
+    if out_path is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        with open(out_path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise UserError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+
+
+@cli.command("graph")
+@click.argument("plan_path", metavar="PLAN")
+@click.option("-o", "--output", "out_path", metavar="FILE",
+              help="Write the drawing here; the suffix (.dot .svg .png .pdf .mmd) picks the "
+                   "format.")
+@click.option("--format", "fmt", type=click.Choice(["dot", "svg", "png", "pdf", "mermaid"]),
+              default=None, help="The format, whatever the suffix. Default: DOT.")
+@guarded
+def graph_command(plan_path: str, out_path: str | None, fmt: str | None) -> None:
+    """Draw a plan's DAG: steps with their tool and policies, inputs on top, outputs below.
+
+    Without -o, prints DOT (or --format mermaid) on stdout. SVG, PNG and PDF need the
+    Graphviz `dot` program.
+
+    \b
+    Examples:
+      plait graph triage.agent -o triage.svg
+      plait graph triage.agent --format mermaid > triage.mmd
+      plait graph triage.agent | dot -Tpng > triage.png
+    """
+    from plait.compiler.graph import format_for, render
+
+    chosen = format_for(out_path, fmt)
+    if out_path is None and chosen in ("svg", "png", "pdf") and sys.stdout.isatty():
+        raise UserError(f"{chosen.upper()} is binary; write it to a file with -o FILE")
+    plan = _load_for_command(plan_path)
+    _write_output(render(plan, chosen), out_path)
+
+
+@cli.command("tools")
+@click.argument("name", required=False)
+@click.option("--plan", "plan_path", metavar="PLAN",
+              help="Also list the tools this plan loads with `use`.")
+@guarded
+def tools_command(name: str | None, plan_path: str | None) -> None:
+    """List the tools plans can call, with their arguments, types and defaults.
+
+    \b
+    Examples:
+      plait tools
+      plait tools llm.chat
+      plait tools --plan triage.agent
+    """
+    from plait.stdlib.registry import builtin_registry
+
+    registry = builtin_registry()
+    own: list[str] = []
+    if plan_path is not None:
+        registry, own = _plan_tools(plan_path)
+    if name is not None:
+        spec = registry.get(name)
+        if spec is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, registry.names(), n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else "; `plait tools` lists them"
+            raise UserError(f"unknown tool `{name}`{hint}")
+        _print_tools([spec], set(own), detailed=True)
+        return
+    _print_tools(list(registry), set(own), detailed=False)
+
+
+def _plan_tools(plan_path: str) -> tuple[Any, list[str]]:
+    """The registry with a plan's `use` tools loaded; exit 2 when a `use` fails."""
+    from plait.compiler.api import compile_file
+
+    result = compile_file(plan_path)
+    failed = [d for d in result.diagnostics
+              if d.code.id == "E321" or (d.is_error and d.code.id.startswith("E1"))]
+    if failed:
+        from plait.compiler.render import render_all
+
+        click.echo(render_all(failed, {result.source.path: result.source.text},
+                              color=_stderr_colour()), err=True)
+        sys.exit(EXIT_INVALID)
+    return result.registry, result.registry.own_names()
+
+
+def _signature(spec: Any) -> list[str]:
+    params = []
+    for p in spec.params:
+        text = f"{p.name}: {p.annotation}"
+        if not p.required:
+            text += " = " + _json_or_repr(p.default)
+        params.append(text)
+    if spec.accepts_extra:
+        params.append("...")
+    return params
+
+
+def _json_or_repr(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _print_tools(specs: list[Any], own: set[str], *, detailed: bool) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_lines=detailed)
+        for column in ("tool", "arguments", "description"):
+            table.add_column(column)
+        for spec in specs:
+            label = spec.name + (" (use)" if spec.name in own else "")
+            table.add_row(label, "\n".join(_signature(spec)), spec.description)
+        Console().print(table)
+        return
+    for spec in specs:
+        mark = "  [use]" if spec.name in own else ""
+        click.echo(f"{spec.name}({', '.join(_signature(spec))}){mark}")
+        if spec.description:
+            click.echo(f"    {spec.description}")
+        if detailed:
+            for p in spec.params:
+                need = "required" if p.required else f"default {_json_or_repr(p.default)}"
+                click.echo(f"    {p.name}: {p.annotation} ({need})")
 
 
 # --- runtime commands: run ------------------------------------------------------------------

@@ -30,8 +30,10 @@ class CommandFailed(ToolError):
 @tool(name="shell.run")
 async def run(ctx: ToolContext, cmd: str | list[str], cwd: str | None = None,
               env: dict[str, str] | None = None, check: bool = True) -> dict[str, Any]:
-    """Run `cmd` (a string through /bin/sh -c, a list directly); returns {code, stdout,
-    stderr}. A non-zero exit fails the step unless `check = false`."""
+    """Run a command (string: via /bin/sh -c; list: directly); returns {code, stdout, stderr}.
+
+    A non-zero exit fails the step (kind `tool_error`) unless `check = false`.
+    """
     workdir = _workdir(ctx, cwd)
     proc = await _spawn(cmd, workdir, {**os.environ, **env} if env else None)
     try:

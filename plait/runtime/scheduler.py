@@ -39,23 +39,12 @@ from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
 from plait.runtime.expressions import StepView as ExprStepView
 from plait.runtime.masking import Masker
+from plait.runtime.policies.breaker import CircuitBreaker
+from plait.runtime.policies.bulkhead import Bulkhead
+from plait.runtime.policies.ratelimit import RateLimiter
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
 from plait.runtime.state import CallResult, StepState
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
-
-# The policy modules of RUNTIME-CORE; the interim stand-ins only until each one lands.
-try:
-    from plait.runtime.policies.breaker import CircuitBreaker
-except ImportError:  # pragma: no cover
-    from plait.runtime._interim import CircuitBreaker  # type: ignore[assignment]
-try:
-    from plait.runtime.policies.bulkhead import Bulkhead
-except ImportError:  # pragma: no cover
-    from plait.runtime._interim import Bulkhead  # type: ignore[assignment]
-try:
-    from plait.runtime.policies.ratelimit import RateLimiter
-except ImportError:  # pragma: no cover
-    from plait.runtime._interim import RateLimiter  # type: ignore[assignment]
 
 
 @dataclass
@@ -566,10 +555,10 @@ class Run:
 
     def _release_admissions(self, at: _Attempt,
                             admissions: list[tuple[CircuitBreaker, Any]]) -> None:
-        """Give back admissions not used for a call; `breaker_open` is a kind the breaker
+        """Give back admissions not used for a call: `cancelled` is a kind the breaker
         neither counts nor resets on, so a held half-open trial is simply released."""
         for breaker, admission in admissions:
-            self._breaker_events(at, breaker.record(admission, ErrorKind.BREAKER_OPEN))
+            self._breaker_events(at, breaker.record(admission, ErrorKind.CANCELLED))
 
     def _breaker_events(self, at: _Attempt, transitions: Iterable[Any]) -> None:
         types: dict[str, type[ev.Event]] = {"opened": ev.BreakerOpened,

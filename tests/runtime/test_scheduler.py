@@ -313,7 +313,7 @@ def test_map_outputs_in_order_attempts_summed(run: RunFn) -> None:
 def test_map_within_and_above_tolerance(run: RunFn) -> None:
     items = [{"f": 0}, {"f": 9}, {"f": 0}, {"f": 0}]
     plan = P(S("within", "std.flaky", over=items, fail_times=R("x.f"), value=1, tolerate=25.0),
-             S("above", "std.flaky", over=items + [{"f": 9}], fail_times=R("x.f"), value=1,
+             S("above", "std.flaky", over=[*items, {"f": 9}], fail_times=R("x.f"), value=1,
                tolerate=25.0, optional=True))
     r = run(plan)
     w = r.step("within")
@@ -464,7 +464,7 @@ def test_bad_inject_specs() -> None:
 def test_missing_env_stops_the_run_before_any_step(run: RunFn) -> None:
     plan = P(S("a", "tt.count", value=R("env.PLAIT_T_KEY")),
              S("b", "tt.count", value=B("??", R("env.PLAIT_T_OTHER"), "dflt")))
-    with pytest.raises(UserError, match="PLAIT_T_KEY is not set.*step `a`"):
+    with pytest.raises(UserError, match=r"PLAIT_T_KEY is not set.*step `a`"):
         run(plan, environ={})
     assert tt.CALLS == {}
     r = run(plan, environ={"PLAIT_T_KEY": "k3y-value"})

@@ -125,12 +125,13 @@ def _cycle_through(graph: nx.DiGraph, start: str, component: set[str]) -> list[s
 def critical_path(graph: nx.DiGraph, weight: Callable[[str], float]) -> list[str]:
     """The heaviest chain of steps, summing `weight(step)` over its steps (e.g. durations).
 
-    Fallback edges are left out: a standby runs instead of, not after, the rest of a chain.
+    Standbys are left out: a primary's time already includes its fallbacks (SPEC section 9,
+    `finished_at`).
     """
     dag = nx.DiGraph()
-    dag.add_nodes_from(graph.nodes)
+    dag.add_nodes_from(n for n, standby in graph.nodes(data="standby_for") if standby is None)
     dag.add_edges_from((u, v) for u, v, kind in graph.edges(data="kind")
-                       if kind != EdgeKind.FALLBACK)
+                       if kind != EdgeKind.FALLBACK and u in dag and v in dag)
     best: dict[str, tuple[float, str | None]] = {}
     for node in nx.topological_sort(dag):
         preds = [(best[p][0], p) for p in dag.predecessors(node)]
@@ -308,11 +309,11 @@ def to_dot(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
     _dot_inputs(dot, plan)
     for step in plan.steps.values():
         info = (status or {}).get(step.name)
-        dot.node(f"step:{step.name}", **_step_node_attrs(step, info))
+        dot.node(f"s_{step.name}", **_step_node_attrs(step, info))
     for source, target, kind in plan.edges or edges(plan):
-        dot.edge(f"step:{source}", f"step:{target}", **EDGE_STYLE[EdgeKind(kind)])
+        dot.edge(f"s_{source}", f"s_{target}", **EDGE_STYLE[EdgeKind(kind)])
     for name, step_name in input_readers(plan):
-        dot.edge(f"input:{name}", f"step:{step_name}", color="#16A34A", arrowhead="vee")
+        dot.edge(f"i_{name}", f"s_{step_name}", color="#16A34A", arrowhead="vee")
     _dot_outputs(dot, plan)
     return str(dot.source)
 
@@ -323,19 +324,19 @@ def _dot_inputs(dot: Any, plan: Plan) -> None:
             text = f"{item.name}: {item.type}"
             if item.has_default:
                 text += " = " + _short(json.dumps(item.default), 20)
-            sub.node(f"input:{item.name}", label=text, shape="invhouse", style="filled",
+            sub.node(f"i_{item.name}", label=text, shape="invhouse", style="filled",
                      fillcolor="#F0FDF4", color="#16A34A", fontsize="11")
 
 
 def _dot_outputs(dot: Any, plan: Plan) -> None:
     with dot.subgraph(name="outputs", graph_attr={"rank": "sink"}) as sub:
         for output in plan.outputs.values():
-            sub.node(f"output:{output.name}", label=output.name, shape="house",
+            sub.node(f"o_{output.name}", label=output.name, shape="house",
                      style="filled", fillcolor="#FFF7ED", color="#EA580C", fontsize="11",
                      tooltip=_short(expr_text(output.expr), 80))
     for name, output_name in output_sources(plan):
-        kind = "step" if name in plan.steps else "input"
-        dot.edge(f"{kind}:{name}", f"output:{output_name}", color="#EA580C", style="dashed",
+        kind = "s" if name in plan.steps else "i"
+        dot.edge(f"{kind}_{name}", f"o_{output_name}", color="#EA580C", style="dashed",
                  arrowhead="vee")
 
 

@@ -63,7 +63,8 @@ class RunStarted(Event):
     plan_sha256: str | None = None
     inputs: dict[str, Any] = {}
     # Every step in definition order (standbys included) with what the outcome rules
-    # need: {"optional": bool, "standby_for": str | None, "map": bool}.
+    # need: {"optional": bool, "standby_for": str | None, "map": bool}, plus
+    # "depends_on": [step, ...] for the critical path of the run metrics.
     steps: dict[str, dict[str, Any]] = {}
     seed: int | None = None
 

@@ -55,38 +55,78 @@ class _Acc:
         self.finished: str | None = None
 
 
+class MetricsFold:
+    """Folds events (dicts or typed events) into RunMetrics; `apply` each, then `result()`.
+
+    The dependencies for the critical path come from `run_started`'s step list (its
+    `depends_on` and `standby_for`), or from the arguments, which win.
+    """
+
+    def __init__(self, depends_on: Mapping[str, Iterable[str]] | None = None,
+                 standbys: Iterable[str] | None = None) -> None:
+        self.run = RunMetrics()
+        self.steps: dict[str, _Acc] = {}
+        self.depends_on: dict[str, list[str]] = {
+            k: list(v) for k, v in (depends_on or {}).items()}
+        self.standbys = set(standbys or ())
+        self._given = depends_on is not None
+        self.started_at: str | None = None
+        self.finished_at: str | None = None
+
+    def __call__(self, event: Any) -> None:
+        self.apply(event)
+
+    def apply(self, event: Any) -> None:
+        e: Mapping[str, Any] = event if isinstance(event, Mapping) else event.model_dump()
+        name, step = e.get("event"), e.get("step")
+        acc = self.steps.setdefault(str(step), _Acc()) if step is not None else None
+        if name == "run_started":
+            self._on_run_started(e)
+        elif name == "run_finished":
+            self.finished_at = e.get("ts")
+        elif name == "breaker_opened":
+            self.run.breaker_trips += 1
+        elif acc is not None:
+            _apply_step_event(self.run, acc, e)
+
+    def _on_run_started(self, e: Mapping[str, Any]) -> None:
+        self.started_at = self.started_at or e.get("ts")
+        for s, info in (e.get("steps", {}) or {}).items():
+            self.steps.setdefault(s, _Acc())
+            info = info or {}
+            if not self._given and "depends_on" in info:
+                self.depends_on[s] = list(info.get("depends_on") or [])
+            if info.get("standby_for"):
+                self.standbys.add(s)
+
+    def result(self) -> RunMetrics:
+        run = self.run.model_copy()
+        run.makespan_s = _seconds(self.started_at, self.finished_at)
+        steps = {}
+        for s, acc in self.steps.items():
+            m = acc.metrics.model_copy()
+            m.duration_s = _seconds(acc.first_start, acc.finished)
+            steps[s] = m
+        run.steps = steps
+        run.critical_path_s, run.critical_path = critical_path(
+            {s: m.duration_s or 0.0 for s, m in steps.items() if s not in self.standbys},
+            self.depends_on)
+        return run
+
+
 def compute_metrics(events: Iterable[Mapping[str, Any]],
                     depends_on: Mapping[str, Iterable[str]] | None = None,
                     standbys: Iterable[str] = ()) -> RunMetrics:
     """Metrics of one run from its events (dicts as in `--events`, in order).
 
-    `depends_on` (step -> its dependencies, from the plan) is needed for the critical path;
-    `standbys` are left out of it, their time being inside their primary's.
+    `depends_on` (step -> its dependencies, from the plan) is needed for the critical path
+    unless `run_started` carries it; `standbys` are left out of it, their time being inside
+    their primary's.
     """
-    run = RunMetrics()
-    steps: dict[str, _Acc] = {}
-    started_at = finished_at = None
+    fold = MetricsFold(depends_on, standbys)
     for e in events:
-        name, step = e.get("event"), e.get("step")
-        acc = steps.setdefault(str(step), _Acc()) if step is not None else None
-        if name == "run_started":
-            started_at = started_at or e.get("ts")
-            for s in e.get("steps", {}) or {}:
-                steps.setdefault(s, _Acc())
-        elif name == "run_finished":
-            finished_at = e.get("ts")
-        elif name == "breaker_opened":
-            run.breaker_trips += 1
-        elif acc is not None:
-            _apply_step_event(run, acc, e)
-    run.makespan_s = _seconds(started_at, finished_at)
-    for acc in steps.values():
-        acc.metrics.duration_s = _seconds(acc.first_start, acc.finished)
-    run.steps = {s: acc.metrics for s, acc in steps.items()}
-    run.critical_path_s, run.critical_path = critical_path(
-        {s: m.duration_s or 0.0 for s, m in run.steps.items() if s not in set(standbys)},
-        depends_on or {})
-    return run
+        fold.apply(e)
+    return fold.result()
 
 
 def _apply_step_event(run: RunMetrics, acc: _Acc, e: Mapping[str, Any]) -> None:

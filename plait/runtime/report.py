@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from plait.runtime import outcomes
+from plait.runtime.metrics import MetricsFold, RunMetrics
 from plait.runtime.events import (
     AttemptFailed,
     AttemptFinished,
@@ -100,6 +101,8 @@ class RunReport(_Model):
     outputs: dict[str, Any] = {}
     reasons: list[Reason] = []
     steps: dict[str, StepReport] = {}
+    # Added (optional): where the time went, per step and for the run (runtime/metrics.py).
+    metrics: RunMetrics | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON of SPEC section 7 (a reason leaves out the fields it does not use)."""
@@ -130,8 +133,10 @@ class ReportBuilder:
         self.started: RunStarted | None = None
         self.finished: RunFinished | None = None
         self.steps: dict[str, _StepFold] = {}
+        self.metrics = MetricsFold()
 
     def apply(self, event: Event) -> None:
+        self.metrics.apply(event)
         handler = getattr(self, f"_on_{event.event}", None)
         if handler is not None:
             handler(event)
@@ -245,4 +250,5 @@ class ReportBuilder:
             inputs=self.started.inputs, outputs=fin.outputs if fin else {},
             reasons=reasons,
             steps={name: self.step_report(name) for name in self.steps},
+            metrics=self.metrics.result(),
         )

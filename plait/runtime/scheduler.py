@@ -195,7 +195,8 @@ class Run:
     def _emit_run_started(self) -> None:
         plan = self.plan
         sha = plan.plan_sha256 if isinstance(plan, CompiledPlan) else None
-        info = {n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map}
+        info = {n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map,
+                    "depends_on": s.depends_on}  # for the critical path (metrics)
                 for n, s in plan.steps.items()}
         self.bus.emit(ev.RunStarted(
             plan=plan.plan, description=plan.description, plait_version=__version__,

@@ -80,10 +80,9 @@ def S(name: str, tool: str, *, over: Any = None, var: str = "x",
     fields = set(Step.model_fields)
     policy = {k: v for k, v in kw.items() if k in fields}
     args = {k: L(v) for k, v in kw.items() if k not in fields}
-    if "condition" in policy:
-        policy["condition"] = L(policy["condition"])
-    if "default" in policy:
-        policy["default"] = L(policy["default"])
+    for key in ("condition", "default"):  # None: not set; pass L(None) for `null`
+        if policy.get(key) is not None:
+            policy[key] = L(policy[key])
     if over is not None:
         policy["map"] = MapSpec(var=var, over=L(over))
     return Step(name=name, tool=tool, args=args, **policy)

@@ -255,7 +255,7 @@ def test_fallback_that_fails_and_a_default_that_rescues(run: RunFn) -> None:
 
 @pytest.mark.parametrize("value", [0, False, [], None])
 def test_any_default_value_rescues(run: RunFn, value: object) -> None:
-    r = run(P(bad("p", default=value)))
+    r = run(P(bad("p", default=L(value))))
     assert (r.status("p"), r.step("p").output) == ("recovered", value)
 
 

@@ -60,7 +60,7 @@ def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,
         hints = did_you_mean(attr.field, fields) or (f"the fields of {label} are {listed}",)
         yield error(codes.UNKNOWN_STEP_FIELD,
                     f"{label} has no field `{attr.field}`",
-                    attr.field_span or attr.span, *hints)
+                    attr.field_span or attr.span or node.span, *hints)
 
 
 def _check_call(node: CallExpr) -> Iterator[Diagnostic]:

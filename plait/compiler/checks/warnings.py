@@ -11,6 +11,7 @@ from plait.compiler.checks.context import CheckContext
 from plait.compiler.checks.walk import Site, referenced_names, sites, walk
 from plait.compiler.diagnostics import Diagnostic, warning
 from plait.compiler.ir import AttrExpr, Expr, IndexExpr, NameExpr, Plan, Step, TriggerRule
+from plait.compiler.source import Span
 
 RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE)
 
@@ -42,7 +43,7 @@ def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]
                 continue
             why = _why_nullable(plan, source, reader, site)
             if why is not None:
-                yield _nullable(source, why, parent)
+                yield _nullable(source, why, parent, node.span)
 
 
 def _output_of(node: Expr) -> str | None:
@@ -68,13 +69,14 @@ def _why_nullable(plan: Plan, source: str, reader: Step | None, site: Site) -> s
     return None
 
 
-def _nullable(source: str, why: str, reader: AttrExpr | IndexExpr) -> Diagnostic:
+def _nullable(source: str, why: str, reader: AttrExpr | IndexExpr,
+              fallback_span: Span | None) -> Diagnostic:
     access = "`.`" if isinstance(reader, AttrExpr) else "`[ ]`"
     safe = "?." if isinstance(reader, AttrExpr) else "?[ ]"
     return warning(codes.NULLABLE_ACCESS,
                    f"`{source}.output` may be null here ({why}), and {access} on null is an "
                    "error",
-                   reader.span,
+                   reader.span or fallback_span,
                    f"use `{safe}` to get null instead, or `?? VALUE` to supply a default")
 
 

@@ -34,6 +34,7 @@ NO_PLAN = Code("E111", "no-plan")
 MULTIPLE_PLANS = Code("E112", "multiple-plans")
 BAD_INTERPOLATION = Code("E113", "bad-interpolation")
 UNKNOWN_POLICY = Code("E114", "unknown-policy")
+UNKNOWN_ERROR_KIND = Code("E115", "unknown-error-kind")
 
 # --- E2xx: structure (plait/compiler/lower.py) ----------------------------------------------
 DUPLICATE_NAME = Code("E201", "duplicate-name")

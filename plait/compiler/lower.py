@@ -1,0 +1,365 @@
+"""Syntax tree -> IR: units to numbers, `defaults` applied, dependencies inferred, spans recorded.
+
+Lowering reports structural errors (E2xx): duplicate names, outputs, resources, policies,
+dict keys and arguments; policies `defaults` may not hold; plan settings given twice. It
+keeps values as written (range checks are the checks' job) and fills `source.spans` with
+the key shapes documented in `plait.compiler.source`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from plait.compiler import codes, nodes
+from plait.compiler.diagnostics import Diagnostic, Label, error
+from plait.compiler.ir import (
+    BreakerPolicy, Defaults, DictExpr, EnvExpr, Expr, Input, ListExpr, LiteralExpr, MapSpec,
+    NameExpr, Output, Plan, Rate, Resource, RetryPolicy, Step, TriggerRule, Use,
+)
+from plait.compiler.source import SourceMap, Span
+from plait.errors import ErrorKind
+
+DEFAULTS_POLICIES = ("timeout", "retry", "uses")
+_KINDS = {kind.value: kind for kind in ErrorKind}
+_RULES = {rule.value: rule for rule in TriggerRule}
+
+
+def lower(tree: nodes.PlanNode, source: SourceMap) -> tuple[Plan, list[Diagnostic]]:
+    """Turn a parsed plan into the IR; never raises on a tree `parse` produced."""
+    return _Lowering(tree, source).run()
+
+
+class _Lowering:
+    def __init__(self, tree: nodes.PlanNode, source: SourceMap) -> None:
+        self.tree, self.source, self.spans = tree, source, source.spans
+        self.diagnostics: list[Diagnostic] = []
+        self.names: dict[str, tuple[str, Span]] = {}  # inputs and steps share one namespace
+        self.inputs: dict[str, Input] = {}
+        self.outputs: dict[str, Output] = {}
+        self.resources: dict[str, Resource] = {}
+        self.step_nodes: dict[str, nodes.StepNode] = {}
+        self.uses: list[Use] = []
+        self.settings: dict[str, Any] = {}
+        self.defaults = Defaults.model_construct(timeout_s=None, retry=None, uses=[])
+        self.default_policies: set[str] = set()
+        self.env: set[str] = set()
+        self.order: dict[str, int] = {}
+
+    def run(self) -> tuple[Plan, list[Diagnostic]]:
+        self.spans[("plan",)] = self.tree.name.span
+        for item in self.tree.items:
+            self._item(item)
+        self.order = {name: index for index, name in enumerate(self.step_nodes)}
+        steps = {name: self._step(node) for name, node in self.step_nodes.items()}
+        _mark_standbys(steps)
+        plan = Plan.model_construct(
+            plan=self.tree.name.name, description=self.tree.description, inputs=self.inputs,
+            outputs=self.outputs, resources=self.resources, steps=steps,
+            deadline_s=self.settings.get("deadline"), concurrency=self.settings.get("concurrency"),
+            defaults=self.defaults, uses=self.uses, env=sorted(self.env), edges=[],
+        )
+        return plan, self.diagnostics
+
+    # --- plan items -----------------------------------------------------------------------------
+
+    def _item(self, item: nodes.PlanItem) -> None:
+        if isinstance(item, nodes.StepNode):
+            if self._claim(item.name, "step"):
+                self.step_nodes[item.name.name] = item
+        elif isinstance(item, nodes.InputNode):
+            self._input(item)
+        elif isinstance(item, nodes.OutputNode):
+            self._output(item)
+        elif isinstance(item, nodes.ResourceNode):
+            self._resource(item)
+        elif isinstance(item, nodes.DefaultsNode):
+            self._defaults(item)
+        elif isinstance(item, nodes.UseNode):
+            self.spans[("use", str(len(self.uses)))] = item.span
+            self.uses.append(Use.model_construct(target=item.target))
+        elif isinstance(item, nodes.DeadlineNode):
+            self._setting("deadline", item.duration.seconds, item.span)
+        else:
+            self._setting("concurrency", item.value, item.span)
+
+    def _claim(self, name: nodes.Ident, kind: str) -> bool:
+        """Record a name in the shared namespace; report a second definition (E201)."""
+        first = self.names.get(name.name)
+        if first is not None:
+            self._duplicate(codes.DUPLICATE_NAME, f"`{name.name}` is already defined as {_a(first[0])}",
+                            name.span, first[1], "names of inputs and steps must be unique")
+            return False
+        self.names[name.name] = (kind, name.span)
+        self.spans[(kind, name.name)] = name.span
+        return True
+
+    def _input(self, item: nodes.InputNode) -> None:
+        if not self._claim(item.name, "input"):
+            return
+        if item.default is not None and item.default.span is not None:
+            self.spans[("input", item.name.name, "default")] = item.default.span
+        if item.default is not None:
+            self._scan(item.default)
+        self.inputs[item.name.name] = Input.model_construct(
+            name=item.name.name, type=item.type.text, has_default=item.default is not None,
+            default=_json(item.default) if item.default is not None else None,
+        )
+
+    def _output(self, item: nodes.OutputNode) -> None:
+        name = item.name.name
+        if ("output", name) in self.spans:
+            self._duplicate(codes.DUPLICATE_NAME, f"output `{name}` is already defined", item.name.span,
+                            self.spans[("output", name)], "output names must be unique")
+            return
+        self.spans[("output", name)] = item.name.span
+        self._scan(item.expr)
+        self.outputs[name] = Output.model_construct(name=name, expr=item.expr)
+
+    def _resource(self, item: nodes.ResourceNode) -> None:
+        name = item.name.name
+        if ("resource", name) in self.spans:
+            self._duplicate(codes.DUPLICATE_NAME, f"resource `{name}` is already defined", item.name.span,
+                            self.spans[("resource", name)], "resource names must be unique")
+            return
+        self.spans[("resource", name)] = item.name.span
+        fields: dict[str, Any] = {}
+        for setting in item.settings:
+            if self._once(fields, setting.keyword, setting.span, ("resource", name, setting.keyword), f"resource `{name}`"):
+                fields[setting.keyword] = _resource_field(setting)
+        self.resources[name] = Resource.model_construct(
+            name=name, rate=fields.get("rate"), concurrency=fields.get("concurrency"), breaker=fields.get("breaker"))
+
+    def _setting(self, key: str, value: Any, span: Span) -> None:
+        """`deadline` / plan `concurrency`, each at most once (E206)."""
+        if (key,) in self.spans:
+            self._duplicate(codes.DUPLICATE_PLAN_SETTING, f"`{key}` is given twice", span, self.spans[(key,)],
+                            "keep one of them")
+            return
+        self.spans[(key,)] = span
+        self.settings[key] = value
+
+    def _defaults(self, item: nodes.DefaultsNode) -> None:
+        for policy in item.policies:
+            key = policy.keyword
+            if key not in DEFAULTS_POLICIES:
+                self.diagnostics.append(error(
+                    codes.POLICY_NOT_IN_DEFAULTS, f"`{key}` cannot be a default", policy.span,
+                    "`defaults` may hold timeout, retry and uses; write the others on each step",
+                    path=self.source.path))
+                continue
+            if key in self.default_policies:
+                self._duplicate(codes.DUPLICATE_POLICY, f"`{key}` is given twice in `defaults`", policy.span,
+                                self.spans[("defaults", key)], "keep one of them")
+                continue
+            self.default_policies.add(key)
+            self.spans[("defaults", key)] = policy.span
+            self._apply_default(policy)
+
+    def _apply_default(self, policy: nodes.PolicyNode) -> None:
+        if isinstance(policy, nodes.TimeoutPolicy):
+            self.defaults.timeout_s = policy.duration.seconds
+        elif isinstance(policy, nodes.RetryNode):
+            self.defaults.retry = _retry(policy)
+        elif isinstance(policy, nodes.UsesPolicy):
+            self.defaults.uses = [target.name for target in policy.targets]
+            for target in policy.targets:
+                self.spans.setdefault(("defaults", "uses", target.name), target.span)
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def _step(self, node: nodes.StepNode) -> Step:
+        name = node.name.name
+        self.spans[("step", name, "tool")] = node.call.tool.span
+        policies = self._policies(node)
+        args = self._args(name, node.call)
+        loop_var = node.map.var.name if node.map else None
+        if node.map:
+            self.spans[("step", name, "var")] = node.map.var.span
+        refs: list[Expr] = list(args.values())
+        condition = _get(policies, "if", "condition")
+        default = _get(policies, "default", "value")
+        extra = [e for e in (node.map.over if node.map else None, condition, default) if e is not None]
+        depends = self._references(refs, loop_var) | self._references(extra, None)
+        after = self._targets(name, policies.get("after"), "after")
+        depends.update(t for t in after if t in self.step_nodes)
+        return Step.model_construct(
+            name=name, tool=node.call.tool.name, args=args,
+            map=MapSpec.model_construct(var=loop_var, over=node.map.over) if node.map else None,
+            depends_on=sorted(depends, key=self.order.__getitem__), after=after,
+            when=_when(policies),
+            condition=condition, timeout_s=self._timeout(policies), retry=self._step_retry(policies),
+            fallback=self._targets(name, policies.get("fallback"), "fallback"), default=default,
+            optional="optional" in policies, uses=self._uses(name, policies),
+            concurrency=_get(policies, "concurrency", "value"), tolerate=_get(policies, "tolerate", "percent"),
+            standby_for=None,
+        )
+
+    def _policies(self, node: nodes.StepNode) -> dict[str, nodes.PolicyNode]:
+        """Each policy at most once (E202); the first one counts."""
+        found: dict[str, nodes.PolicyNode] = {}
+        name = node.name.name
+        for policy in node.policies:
+            if self._once(found, policy.keyword, policy.span, ("step", name, "policy", policy.keyword), f"step `{name}`"):
+                found[policy.keyword] = policy
+        return found
+
+    def _once(self, found: dict[str, Any], key: str, span: Span, span_key: tuple[str, ...], where: str) -> bool:
+        if key in found:
+            self._duplicate(codes.DUPLICATE_POLICY, f"`{key}` is given twice in {where}", span,
+                            self.spans[span_key], "keep one of them")
+            return False
+        self.spans[span_key] = span
+        return True
+
+    def _args(self, step: str, call: nodes.Call) -> dict[str, Expr]:
+        args: dict[str, Expr] = {}
+        for arg in call.args:
+            key = ("step", step, "arg", arg.name.name)
+            if arg.name.name in args:
+                self._duplicate(codes.DUPLICATE_ARGUMENT, f"argument `{arg.name.name}` is given twice",
+                                arg.name.span, self.spans[key], "keep one of them")
+                continue
+            self.spans[key] = arg.name.span
+            args[arg.name.name] = arg.value
+        return args
+
+    def _targets(self, step: str, policy: nodes.PolicyNode | None, kind: str) -> list[str]:
+        if not isinstance(policy, nodes.AfterPolicy | nodes.FallbackPolicy | nodes.UsesPolicy):
+            return []
+        for target in policy.targets:
+            self.spans.setdefault(("step", step, kind, target.name), target.span)
+        return list(dict.fromkeys(target.name for target in policy.targets))
+
+    def _timeout(self, policies: dict[str, nodes.PolicyNode]) -> float | None:
+        policy = policies.get("timeout")
+        return policy.duration.seconds if isinstance(policy, nodes.TimeoutPolicy) else self.defaults.timeout_s
+
+    def _step_retry(self, policies: dict[str, nodes.PolicyNode]) -> RetryPolicy | None:
+        policy = policies.get("retry")
+        if isinstance(policy, nodes.RetryNode):
+            return _retry(policy)
+        return self.defaults.retry.model_copy() if self.defaults.retry else None
+
+    def _uses(self, step: str, policies: dict[str, nodes.PolicyNode]) -> list[str]:
+        if "uses" in policies:
+            return self._targets(step, policies["uses"], "uses")
+        return list(self.defaults.uses)
+
+    # --- expressions ----------------------------------------------------------------------------
+
+    def _references(self, exprs: Iterable[Expr], loop_var: str | None) -> set[str]:
+        """Steps named in these expressions; also collects `env` names and checks dict keys."""
+        found: set[str] = set()
+        for expr in exprs:
+            for node in self._scan(expr):
+                if node.name in self.step_nodes and node.name != loop_var:
+                    found.add(node.name)
+        return found
+
+    def _scan(self, expr: Expr) -> list[NameExpr]:
+        """Walk an expression once: record `env.NAME`, report duplicate dict keys (E203), and
+        return the bare names it reads."""
+        names: list[NameExpr] = []
+        for node in _walk(expr):
+            if isinstance(node, NameExpr):
+                names.append(node)
+            elif isinstance(node, EnvExpr):
+                self.env.add(node.name)
+            elif isinstance(node, DictExpr):
+                self._dict_keys(node)
+        return names
+
+    def _dict_keys(self, node: DictExpr) -> None:
+        seen: dict[str, Span | None] = {}
+        for entry in node.entries:
+            if entry.key in seen:
+                first = seen[entry.key]
+                self.diagnostics.append(error(
+                    codes.DUPLICATE_KEY, f"dict key `{entry.key}` is given twice", entry.key_span,
+                    "keep one of them", path=self.source.path,
+                    labels=(Label(first, "first given here"),) if first else ()))
+            else:
+                seen[entry.key] = entry.key_span
+
+    def _duplicate(self, code: codes.Code, message: str, span: Span, first: Span, hint: str) -> None:
+        self.diagnostics.append(error(code, message, span, hint, path=self.source.path,
+                                      labels=(Label(first, "first defined here"),)))
+
+
+def _walk(expr: Expr) -> Iterator[Expr]:
+    """Every node of an expression tree, without recursion (trees may be deep)."""
+    stack: list[Any] = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        kind = node.node
+        if kind in ("attr", "index", "not", "binary"):
+            stack.extend(getattr(node, f) for f in _CHILDREN[kind])
+        elif kind == "list":
+            stack.extend(node.items)
+        elif kind == "dict":
+            stack.extend(entry.value for entry in node.entries)
+        elif kind == "template":
+            stack.extend(part for part in node.parts if not isinstance(part, str))
+        elif kind == "call":
+            stack.extend(node.args)
+
+
+_CHILDREN = {"attr": ("value",), "index": ("value", "index"), "not": ("operand",), "binary": ("left", "right")}
+
+
+def _get(policies: dict[str, nodes.PolicyNode], key: str, field: str) -> Any:
+    policy = policies.get(key)
+    return getattr(policy, field) if policy is not None else None
+
+
+def _when(policies: dict[str, nodes.PolicyNode]) -> TriggerRule:
+    policy = policies.get("when")
+    if isinstance(policy, nodes.WhenPolicy):
+        return _RULES.get(policy.rule.name, TriggerRule.ALL_SUCCEEDED)  # unknown: parse reported it
+    return TriggerRule.ALL_SUCCEEDED
+
+
+def _retry(node: nodes.RetryNode) -> RetryPolicy:
+    on = [_KINDS[kind.name] for kind in node.on if kind.name in _KINDS] if node.on is not None else None
+    return RetryPolicy.model_construct(
+        retries=node.retries, on=on,
+        backoff_s=node.backoff.seconds if node.backoff and node.backoff.seconds is not None else 1.0,
+        factor=node.factor if node.factor is not None else 1.0,
+        max_s=node.max.seconds if node.max else None, jitter=node.jitter)
+
+
+def _resource_field(setting: nodes.ResourceSetting) -> Any:
+    if isinstance(setting, nodes.RateNode):
+        if setting.count is None or setting.per_s is None:
+            return None
+        return Rate.model_construct(count=setting.count, per_s=setting.per_s)
+    if isinstance(setting, nodes.BreakerNode):
+        cooldown = setting.cooldown.seconds if setting.cooldown and setting.cooldown.seconds is not None else 30.0
+        return BreakerPolicy.model_construct(failures=setting.failures, cooldown_s=cooldown)
+    return setting.value
+
+
+def _mark_standbys(steps: dict[str, Step]) -> None:
+    """A standby serves the first primary, in source order, whose `fallback` names it."""
+    for primary in steps.values():
+        for name in primary.fallback:
+            standby = steps.get(name)
+            if standby is not None and name != primary.name and standby.standby_for is None:
+                standby.standby_for = primary.name
+
+
+def _json(expr: Expr) -> Any:
+    """The JSON value of a literal expression (parse already reported anything else)."""
+    if isinstance(expr, LiteralExpr):
+        return expr.value
+    if isinstance(expr, ListExpr):
+        return [_json(item) for item in expr.items]
+    if isinstance(expr, DictExpr):
+        return {entry.key: _json(entry.value) for entry in expr.entries}
+    return None
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"

@@ -1,0 +1,539 @@
+"""Source text -> syntax tree (`nodes.PlanNode`) plus syntax diagnostics; never raises.
+
+The LALR parser is driven token by token (lark's interactive parser) so that this module
+can do what a grammar cannot:
+- newlines: dropped inside ( ) [ ] and a dict's { }, merged into one statement end
+  elsewhere; `;` is a statement end too; a `{` opens a dict after an operator, `=`, `:`,
+  `,`, a bracket or `default`/`if`, and a block otherwise;
+- named errors ("expected `}` to close step `draft` opened at 12:3", a block `{` on the
+  next line, `when` given an expression, `a < b < c`, unterminated strings, ...);
+- recovery: after an error the parser is rewound to the start of the statement and the
+  text skipped to the statement's end, so later errors are reported too;
+- a nesting limit, so 10 MB of brackets ends in a diagnostic, not a crash.
+`${...}` sources are parsed by a nested run of the same parser (start symbol `interp`)
+with positions mapped back into the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lark import PostLex
+from lark.lexer import LexerState, LineCounter
+
+from plait.compiler import codes, nodes
+from plait.compiler.diagnostics import Diagnostic, Label, error
+from plait.compiler.ir import Expr
+from plait.compiler.source import Span
+from plait.compiler.transformer import RESERVED_WORDS, WHEN_HINT, PlanTransformer, span_of
+
+GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "grammar" / "plait.lark"
+MAX_NESTING = 64  # open brackets; deeper input is refused with a diagnostic
+MAX_ERRORS = 50
+
+ITEM_KEYWORDS = {"PLAN", "USE", "INPUT", "OUTPUT", "DEADLINE", "DEFAULTS", "RESOURCE", "STEP"}
+POLICY_KEYWORDS = {"AFTER", "WHEN", "IF", "TIMEOUT", "RETRY", "FALLBACK", "DEFAULT", "OPTIONAL",
+                   "USES", "CONCURRENCY", "TOLERATE"}
+POLICY_WORDS = ("after", "when", "if", "timeout", "retry", "fallback", "default", "optional",
+                "uses", "concurrency", "tolerate")
+ITEM_WORDS = ("use", "input", "output", "deadline", "concurrency", "defaults", "resource", "step")
+RESOURCE_WORDS = ("rate", "concurrency", "breaker")
+# A `{` after one of these opens a block (plan, step, resource, `defaults`); else a dict.
+_BLOCK_AFTER = {"RPAR", "NAME", "STRING", "LONG_STRING", "DEFAULTS", "_NL"}
+_BLOCK_HEADS = {"PLAN", "RESOURCE", "DEFAULTS", "STEP"}
+_OPERATORS = {"COMPARE", "IN", "NOT", "AND", "OR", "COALESCE", "DOT", "QDOT", "LSQB", "QLSQB", "LPAR"}
+_CLOSERS = {"(": ")", "[": "]", "dict": "}", "block": "}"}
+_SKIP_BLANK = re.compile(r"(?:[ \t\f\r\n]|#[^\n]*)*")
+_LINE_START_WORD = re.compile(r"[ \t]*([a-z]+)\b")
+_WORDS = {  # what a terminal is, in words a user knows
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LONG_STRING": "a string",
+    "DURATION": "a duration like `30s`", "RATE": "a rate like `10/s`",
+    "PERCENT": "a percentage like `25%`", "FACTOR": "a factor like `x2`", "_NL": "end of line",
+    "$END": "end of file", "DICT_OPEN": "`{`", "COMPARE": "a comparison",
+    "COALESCE": "`??`", "QDOT": "`?.`", "QLSQB": "`?[`", "SEMI": "`;`", "LPAR": "`(`",
+    "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`",
+    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "DOT": "`.`",
+}
+
+
+class _KeepNewlines(PostLex):
+    """Makes the contextual lexer always produce these; parse.py's filter decides their fate."""
+
+    always_accept = ("_NL", "SEMI", "LBRACE", "RBRACE")
+
+    def process(self, stream):  # type: ignore[no-untyped-def]
+        return stream
+
+
+_TRANSFORMER = PlanTransformer()
+_LOCK = threading.RLock()
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    """Built once: analysing the grammar is the slow part."""
+    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", lexer="contextual",
+                start=["start", "interp"], postlex=_KeepNewlines(), transformer=_TRANSFORMER,
+                maybe_placeholders=False, propagate_positions=False)
+
+
+def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagnostic]]:
+    """Parse a plan; syntax errors come back as diagnostics (codes E1xx), never as exceptions."""
+    with _LOCK:
+        _TRANSFORMER.reset(path)
+        _TRANSFORMER.sub_parse = lambda source, line, column: _parse_interpolation(source, line, column, path)
+        diagnostics: list[Diagnostic] = []
+        try:
+            plans = _Driver(text, "start", path, diagnostics).run()
+        except RecursionError:  # belt and braces: the limits above should make this unreachable
+            diagnostics.append(error(codes.SYNTAX_ERROR, "plan is nested too deeply", _end_span(text), path=path))
+            plans = None
+        diagnostics.extend(_TRANSFORMER.diagnostics)
+        _TRANSFORMER.reset("")
+    diagnostics.sort(key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+    return _one_plan(plans, text, path, diagnostics), diagnostics
+
+
+def _one_plan(plans: object, text: str, path: str, diagnostics: list[Diagnostic]) -> nodes.PlanNode | None:
+    if not isinstance(plans, tuple):
+        return None
+    if not plans:
+        if not diagnostics:
+            diagnostics.append(error(codes.NO_PLAN, "no plan in this file", span_of(1, 1, 1, 2),
+                                     'a file holds one plan: `plan NAME { ... }`', path=path))
+        return None
+    for extra in plans[1:]:
+        diagnostics.append(error(codes.MULTIPLE_PLANS, f"a file holds exactly one plan; found another, `{extra.name.name}`",
+                                 extra.name.span, "move it to a file of its own", path=path,
+                                 labels=(Label(plans[0].name.span, "the first plan"),)))
+    first: nodes.PlanNode = plans[0]
+    return first
+
+
+def _parse_interpolation(source: str, line: int, column: int, path: str) -> Expr | None:
+    """Parse the source of one `${...}` that starts at (line, column) of the file."""
+    origin = (line, column)  # already mapped into the file by the transformer
+    _TRANSFORMER.origins.append(origin)
+    try:
+        result = _Driver(source, "interp", path, _TRANSFORMER.diagnostics, origin).run()
+    finally:
+        _TRANSFORMER.origins.pop()
+    return result if result is not None and not isinstance(result, tuple) else None
+
+
+def _end_span(text: str) -> Span:
+    line = text.count("\n") + 1
+    column = len(text) - (text.rfind("\n") + 1) + 1
+    return span_of(line, column, line, column + 1)
+
+
+@dataclass
+class _Open:
+    """An open bracket or block, for newline handling, error messages and recovery."""
+
+    kind: str  # "(", "[", "dict" or "block"
+    token: Token
+    label: str  # blocks: "step `draft`", "plan `triage`", "`defaults`", ...
+    saved_base: int | None  # the enclosing statement's parser-stack base (blocks)
+
+
+class _Fatal(Exception):
+    """Stop parsing: nothing sensible can follow."""
+
+
+class _Driver:
+    """One run of the parser over one text (a whole file, or one `${...}` source)."""
+
+    def __init__(self, text: str, start: str, path: str, diagnostics: list[Diagnostic],
+                 origin: tuple[int, int] | None = None) -> None:
+        self.text, self.start, self.path, self.diagnostics = text, start, path, diagnostics
+        self.origin = origin  # where a `${...}` source starts in the file
+        self.stack: list[_Open] = []
+        self.base: int | None = None  # parser-stack length where the current statement starts
+        self.head: list[Token] = []  # the first two tokens of the current statement
+        # The last token fed to the parser; a `${...}` starts in an expression, where `{` is a dict.
+        self.prev: Token | None = Token("COLON", ":") if start == "interp" else None
+        self.at_line_start = True  # the last thing fed ended a statement (or opened a block)
+        self.errors = 0
+        self.last_error_pos = -1
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> object:
+        interactive = _lark().parse_interactive(self.text, start=self.start)
+        self.parser, self.lexer = interactive.parser_state, interactive.lexer_thread
+        while True:
+            try:
+                for token in self.lexer.lex(self.parser):
+                    self._take(token)
+                return self.parser.feed_token(self._eof(), True)
+            except UnexpectedToken as problem:
+                if not self._on_unexpected(problem.token, set(problem.expected)):
+                    return None
+            except UnexpectedCharacters as problem:
+                if not self._on_bad_character(problem.pos_in_stream):
+                    return None
+            except (_Fatal, UnexpectedInput):
+                return None
+
+    def _take(self, token: Token) -> None:
+        kind = token.type
+        if kind in ("_NL", "SEMI"):
+            self._end_of_line(token)
+            return
+        if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in _BLOCK_AFTER:
+            token = Token.new_borrow_pos("DICT_OPEN", token.value, token)
+        self._feed(token)
+
+    def _end_of_line(self, token: Token) -> None:
+        if (self.stack and self.stack[-1].kind != "block") or self.start == "interp":
+            if token.type == "SEMI":
+                self._feed(token)  # `;` inside brackets: an error the parser reports
+            return
+        if self.at_line_start:
+            return
+        if self._brace_follows(token):
+            return  # reported; parse on as if the `{` stood on the header's line
+        self._feed(Token.new_borrow_pos("_NL", token.value, token))
+        self.at_line_start, self.base, self.head = True, None, []
+
+    def _feed(self, token: Token) -> None:
+        self.parser.feed_token(token, False)
+        self.prev, self.at_line_start = token, False
+        if self.base is None:
+            self.base = len(self.parser.state_stack) - 1
+        if len(self.head) < 2 and (not self.stack or self.stack[-1].kind == "block"):
+            self.head.append(token)
+        self._track_brackets(token)
+
+    def _track_brackets(self, token: Token) -> None:
+        value = token.value
+        if token.type in ("LPAR", "LSQB", "QLSQB", "DICT_OPEN"):
+            kind = "dict" if token.type == "DICT_OPEN" else "(" if value == "(" else "["
+            self._push(_Open(kind, token, "", None))
+        elif token.type == "LBRACE":
+            self._push(_Open("block", token, self._label(), self.base))
+            self.base, self.head, self.at_line_start = None, [], True
+        elif token.type in ("RPAR", "RSQB", "RBRACE") and self.stack:
+            closed = self.stack.pop()
+            if closed.kind == "block":
+                self.base = closed.saved_base
+
+    def _push(self, opened: _Open) -> None:
+        self.stack.append(opened)
+        if len(self.stack) > MAX_NESTING:
+            self._report(codes.SYNTAX_ERROR, f"brackets nested deeper than {MAX_NESTING} levels",
+                         self._tspan(opened.token), "split the value into smaller pieces")
+            raise _Fatal
+
+    def _label(self) -> str:
+        words = [str(t) for t in self.head]
+        if len(words) >= 2 and words[0] in ("plan", "step", "resource"):
+            return f"{words[0]} `{words[1]}`"
+        return f"`{words[0]}`" if words else "the block"
+
+    def _eof(self) -> Token:
+        counter = self.lexer.state.line_ctr
+        return Token("$END", "", counter.char_pos, counter.line, counter.column,
+                     counter.line, counter.column + 1, counter.char_pos)
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def _on_unexpected(self, token: Token, expected: set[str]) -> bool:
+        """Report an unexpected token; return whether parsing goes on."""
+        if self.start == "interp":
+            self._report_interpolation(token, expected)
+            return False
+        if token.type == "$END":
+            self._report_end_of_file(expected)
+            return False
+        self._report_token(token, expected)
+        if self.errors >= MAX_ERRORS:
+            return False
+        self._recover(token)
+        return True
+
+    def _report_token(self, token: Token, expected: set[str]) -> None:
+        opened = self._open_before_line_start_keyword(token)
+        if opened is not None:
+            self._report_unclosed(opened, self._tspan(token), f" before `{token}`")
+        elif self.head and self.head[0].type == "WHEN":
+            first = self.head[1] if len(self.head) > 1 else token
+            self._report(codes.WHEN_TAKES_RULE, "`when` takes a trigger rule, not an expression",
+                         join_spans(self._tspan(first), self._tspan(token)), WHEN_HINT)
+        elif token.type in ("COMPARE", "IN", "NOT") and "AND" in expected:
+            self._report(codes.CHAINED_COMPARISON, f"comparisons do not chain: unexpected `{token}` after a comparison",
+                         self._tspan(token), "combine two comparisons with `and`: `a < b and b < c`")
+        elif str(token) in RESERVED_WORDS and "NAME" in expected:
+            self._report(codes.RESERVED_WORD, f"`{token}` is a reserved word and cannot be used as a name",
+                         self._tspan(token), "choose another name")
+        else:
+            self._report_generic(token, expected)
+
+    def _report_generic(self, token: Token, expected: set[str]) -> None:
+        word, span = str(token), self._tspan(token)
+        if {"TIMEOUT", "RETRY"} <= expected and token.type not in ("RBRACE", "_NL"):
+            self._report(codes.UNKNOWN_POLICY, f"unknown policy `{word}`", span,
+                         _did_you_mean(word, POLICY_WORDS) or f"policies are {', '.join(POLICY_WORDS)}")
+        elif {"RATE_KW", "BREAKER"} <= expected and token.type not in ("RBRACE", "_NL"):
+            self._report(codes.UNKNOWN_POLICY, f"unknown resource setting `{word}`; use rate, concurrency or breaker",
+                         span, _did_you_mean(word, RESOURCE_WORDS))
+        elif {"STEP", "INPUT"} <= expected and token.type not in ("RBRACE", "_NL"):
+            self._report(codes.SYNTAX_ERROR, f"expected a plan item, found {_what(token)}", span,
+                         _did_you_mean(word, ITEM_WORDS) or f"plan items are {', '.join(ITEM_WORDS)}")
+        else:
+            self._report(codes.SYNTAX_ERROR, f"unexpected {_what(token)}; expected {_describe(expected)}", span)
+
+    def _open_before_line_start_keyword(self, token: Token) -> _Open | None:
+        """The bracket or block a plan item / policy keyword at a line start shows unclosed."""
+        if not self.stack or not self._starts_line(token):
+            return None
+        inner = self.stack[-1]
+        if token.type in ITEM_KEYWORDS and (inner.kind != "block" or not inner.label.startswith("plan")):
+            return inner
+        if token.type in POLICY_KEYWORDS and inner.kind != "block":
+            return inner
+        return None
+
+    def _report_unclosed(self, opened: _Open, span: Span, where: str = "") -> None:
+        at = self._tspan(opened.token)
+        closer = _CLOSERS[opened.kind]
+        what = opened.label if opened.kind == "block" else "the dict" if opened.kind == "dict" else f"`{opened.token}`"
+        self._report(codes.UNCLOSED_BLOCK, f"expected `{closer}` to close {what} opened at {at.line}:{at.column}{where}",
+                     span, labels=(Label(at, f"{what} opened here"),))
+
+    def _report_end_of_file(self, expected: set[str]) -> None:
+        span = self._tspan(self._eof())
+        opened = self.stack[-1] if self.stack else None
+        if opened is not None and (_closer_type(opened) in expected or self.at_line_start):
+            self._report_unclosed(opened, span)
+        else:
+            self._report(codes.SYNTAX_ERROR, f"unexpected end of file; expected {_describe(expected)}", span)
+
+    def _report_interpolation(self, token: Token, expected: set[str]) -> None:
+        if not self.text.strip():
+            message = "empty `${}` in string"
+        elif token.type == "$END":
+            message = f"incomplete expression in `${{...}}`; expected {_describe(expected)}"
+        else:
+            message = f"unexpected {_what(token)} in `${{...}}`; expected {_describe(expected)}"
+        self._report(codes.BAD_INTERPOLATION, message, self._tspan(token), "write `$${` for a literal `${`")
+
+    def _on_bad_character(self, pos: int) -> bool:
+        line, column = self._position(pos)
+        char = self.text[pos]
+        if self.start == "interp":
+            self._report(codes.BAD_INTERPOLATION, f"unexpected character `{char}` in `${{...}}`",
+                         self._span(line, column, line, column + 1))
+            return False
+        end_of_line = self.text.find("\n", pos)
+        end_of_line = len(self.text) if end_of_line < 0 else end_of_line
+        if char == '"':
+            long = self.text.startswith('"""', pos)
+            self._report(codes.UNTERMINATED_STRING, "unterminated string",
+                         self._span(line, column, line, column + max(1, end_of_line - pos)),
+                         'close it with `"""`' if long else
+                         'close it with `"` on the same line; use `"""` for text over several lines')
+            if long:
+                return False
+            resume_scan = end_of_line
+        else:
+            shown = char if char.isprintable() else repr(char)
+            self._report(codes.SYNTAX_ERROR, f"unexpected character `{shown}`", self._span(line, column, line, column + 1))
+            resume_scan = pos + 1
+        if self.errors >= MAX_ERRORS:
+            return False
+        depth = self._unwind_statement()
+        self._seek(_statement_end(self.text, resume_scan, depth))
+        return True
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    def _recover(self, token: Token) -> None:
+        """Rewind to the start of the current statement and skip to its end."""
+        if token.start_pos == self.last_error_pos:
+            self._unwind_statement()
+            self._seek(token.end_pos or token.start_pos + 1)
+            return
+        self.last_error_pos = token.start_pos or 0
+        if self._open_before_line_start_keyword(token) is not None:
+            self._unwind_to_keyword_level(token)
+            self._seek(token.start_pos or 0)
+            return
+        depth = self._unwind_statement()
+        self._seek(_statement_end(self.text, token.start_pos or 0, depth))
+
+    def _unwind_statement(self) -> int:
+        """Close the brackets opened by the current statement; return how many there were."""
+        depth = 0
+        while self.stack and self.stack[-1].kind != "block":
+            self.stack.pop()
+            depth += 1
+        self._rewind_parser()
+        return depth
+
+    def _unwind_to_keyword_level(self, token: Token) -> None:
+        """Drop open brackets (and, for a plan item, blocks other than the plan's)."""
+        while self.stack:
+            top = self.stack[-1]
+            if top.kind == "block" and (token.type in POLICY_KEYWORDS or top.label.startswith("plan")):
+                break
+            self.stack.pop()
+            if top.kind == "block":
+                self.base = top.saved_base
+        self._rewind_parser()
+
+    def _rewind_parser(self) -> None:
+        if self.base is not None:
+            del self.parser.state_stack[self.base:]
+            del self.parser.value_stack[self.base - 1:]
+        self.base, self.head, self.at_line_start = None, [], True
+        self.prev = Token("_NL", "\n")
+
+    def _seek(self, pos: int) -> None:
+        """Continue lexing at `pos` of the text."""
+        pos = min(max(pos, 0), len(self.text))
+        counter = LineCounter("\n")
+        counter.feed(self.text[:pos])
+        state = self.lexer.state
+        self.lexer.state = LexerState(state.text, counter, state.last_token)
+
+    def _brace_follows(self, newline: Token) -> bool:
+        """A block `{` on the line after its header: report it (E102)."""
+        if not self.head or self.head[0].type not in _BLOCK_HEADS or self.prev is None:
+            return False
+        if self.prev.type not in _BLOCK_AFTER or self.prev.type == "_NL":
+            return False
+        pos = _SKIP_BLANK.match(self.text, newline.start_pos or 0)
+        brace = pos.end() if pos else 0
+        if not self.text.startswith("{", brace):
+            return False
+        line, column = self._position(brace)
+        header_line = self.prev.end_line or line
+        self._report(codes.BRACE_ON_NEXT_LINE, f"the `{{` of {self._label()} must be on the same line as its header",
+                     self._span(line, column, line, column + 1), f"move `{{` up to the end of line {self._map(header_line, 1)[0]}")
+        return True
+
+    # --- positions and reporting --------------------------------------------------------------
+
+    def _report(self, code: codes.Code, message: str, span: Span, *hints: str | None,
+                labels: tuple[Label, ...] = ()) -> None:
+        self.errors += 1
+        self.diagnostics.append(error(code, message, span, *(h for h in hints if h), path=self.path, labels=labels))
+
+    def _starts_line(self, token: Token) -> bool:
+        start = token.start_pos or 0
+        return not self.text[self.text.rfind("\n", 0, start) + 1:start].strip()
+
+    def _position(self, pos: int) -> tuple[int, int]:
+        line = self.text.count("\n", 0, pos) + 1
+        return line, pos - self.text.rfind("\n", 0, pos)
+
+    def _map(self, line: int, column: int) -> tuple[int, int]:
+        if self.origin is None:
+            return line, column
+        origin_line, origin_column = self.origin
+        return (origin_line, origin_column + column - 1) if line == 1 else (origin_line + line - 1, column)
+
+    def _span(self, line: int, column: int, end_line: int, end_column: int) -> Span:
+        return span_of(*self._map(line, column), *self._map(end_line, end_column))
+
+    def _tspan(self, token: Token) -> Span:
+        line, column = token.line or 1, token.column or 1
+        return self._span(line, column, token.end_line or line, token.end_column or column + 1)
+
+
+def join_spans(first: Span, last: Span) -> Span:
+    return span_of(first.line, first.column, last.end_line, last.end_column)
+
+
+def _closer_type(opened: _Open) -> str:
+    return {"(": "RPAR", "[": "RSQB"}.get(opened.kind, "RBRACE")
+
+
+def _statement_end(text: str, pos: int, depth: int) -> int:
+    """Where the statement around `pos` ends: a newline or `;` outside brackets, or the `}`
+    that closes the enclosing block; `depth` brackets are open at `pos`."""
+    n = len(text)
+    while pos < n:
+        c = text[pos]
+        if c == "#":
+            pos = _index_or_end(text, "\n", pos)
+            continue
+        if c == '"':
+            pos = _string_end(text, pos)
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]":
+            depth = max(depth - 1, 0)
+        elif c == "}":
+            if depth == 0:
+                return pos
+            depth -= 1
+        elif c in "\n;" and (depth == 0 or (c == "\n" and _next_line_is_item(text, pos + 1))):
+            return pos
+        pos += 1
+    return n
+
+
+def _string_end(text: str, pos: int) -> int:
+    if text.startswith('"""', pos):
+        end = re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*"""').match(text, pos + 3)
+        return end.end() if end else len(text)
+    end = re.compile(r'(?:[^"\\\n]|\\[^\n])*"?').match(text, pos + 1)
+    return end.end() if end else len(text)
+
+
+def _index_or_end(text: str, char: str, pos: int) -> int:
+    found = text.find(char, pos)
+    return len(text) if found < 0 else found
+
+
+def _next_line_is_item(text: str, pos: int) -> bool:
+    match = _LINE_START_WORD.match(text, pos)
+    return bool(match and match.group(1) in ("step", "input", "output", "resource", "defaults", "use", "deadline"))
+
+
+def _what(token: Token) -> str:
+    if token.type in ("_NL", "$END"):
+        return _WORDS[token.type]
+    if token.type == "NAME":
+        return f"name `{token}`"
+    if token.type in ("STRING", "LONG_STRING"):
+        return "string"
+    text = str(token)
+    return f"`{text if len(text) <= 20 else text[:20] + '…'}`"
+
+
+def _describe(expected: set[str]) -> str:
+    """The expected terminals, in words."""
+    expected = {t for t in expected if t != "SEMI"}
+    if {"NAME", "NUMBER", "STRING"} <= expected:
+        return "an expression"
+    if {"TIMEOUT", "RETRY"} <= expected:
+        return "a policy or `}`"
+    if {"STEP", "INPUT"} <= expected:
+        return "a plan item or `}`"
+    words = []
+    if expected & _OPERATORS and len(expected) > 4:
+        words.append("an operator")
+        expected -= _OPERATORS
+    for terminal in sorted(expected):
+        words.append(_WORDS.get(terminal, f"`{terminal.lower()}`"))
+    words = sorted(set(words), key=words.index)
+    if not words:
+        return "something else"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None

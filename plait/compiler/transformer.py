@@ -1,0 +1,434 @@
+"""The lark Transformer: builds syntax-tree nodes (and IR expressions) as the parser reduces.
+
+It runs inline in the LALR parser (no parse tree is built), so spans come from the tokens
+each rule keeps. Methods only construct; checking literal values (durations, escapes,
+reserved names) goes through small helpers that add diagnostics to `self.diagnostics`.
+One instance serves every parse (lark binds it once); `parse.py` resets it per parse
+under a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lark import Token, Transformer, v_args
+
+from plait.compiler import codes, nodes
+from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.ir import (
+    AttrExpr, BinaryExpr, CallExpr, DictEntry, DictExpr, EnvExpr, Expr, IndexExpr,
+    ListExpr, LiteralExpr, NameExpr, NotExpr, TemplateExpr, TriggerRule,
+)
+from plait.compiler.lexical import (
+    Interpolation, LexicalError, decode_string, parse_duration, parse_factor, parse_number,
+    parse_percent, parse_rate,
+)
+from plait.compiler.source import Span
+from plait.errors import ErrorKind
+
+RESERVED_WORDS = frozenset(
+    "plan step input output resource defaults use for in if not and or true false null "
+    "env run type tool loop".split()
+)
+MAX_EXPR_DEPTH = 64  # deeper trees are refused: walkers and JSON round trips recurse
+TRIGGER_RULES = tuple(rule.value for rule in TriggerRule)
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+WHEN_HINT = "`when` takes a trigger rule; to test data use `if`"
+
+# Parses the source of a `${...}` found at (line, column); set by parse.py.
+SubParser = Callable[[str, int, int], "Expr | None"]
+
+
+def span_of(line: int, column: int, end_line: int, end_column: int) -> Span:
+    return Span.model_construct(line=line, column=column, end_line=end_line, end_column=end_column)
+
+
+def join(first: Span, last: Span) -> Span:
+    """The span from the start of `first` to the end of `last`."""
+    return span_of(first.line, first.column, last.end_line, last.end_column)
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    policies: tuple[nodes.PolicyNode, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryOn:
+    kinds: tuple[nodes.Ident, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Backoff:
+    base: nodes.Duration
+    factor: float | None
+    max: nodes.Duration | None
+    span: Span
+
+
+@v_args(inline=True)
+class PlanTransformer(Transformer[Token, Any]):
+    """Rule name -> node. See plait.lark for what each rule's children are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset("")
+
+    def reset(self, path: str) -> None:
+        self.path = path
+        self.diagnostics: list[Diagnostic] = []
+        self.origins: list[tuple[int, int]] = []  # where nested `${...}` sources start
+        self.depth: dict[int, int] = {}
+        self.too_deep = False
+        self.sub_parse: SubParser | None = None
+
+    # --- plan items -------------------------------------------------------------------------
+
+    def start(self, *plans: nodes.PlanNode) -> tuple[nodes.PlanNode, ...]:
+        return plans
+
+    def interp(self, expr: Expr) -> Expr:
+        return expr
+
+    def plan(self, keyword: Token, name: Token, *rest: Any) -> nodes.PlanNode:
+        description = self._plain(rest[0]) if rest[0].type in ("STRING", "LONG_STRING") else None
+        items = tuple(item for item in rest if not isinstance(item, Token))
+        return nodes.PlanNode(self._ident(name), description, items, self._span(keyword, rest[-1]))
+
+    def use(self, keyword: Token, target: Token) -> nodes.UseNode:
+        return nodes.UseNode(self._plain(target), self._span(keyword, target))
+
+    def input(self, keyword: Token, name: Token, type_: nodes.TypeRef,
+              default: Expr | None = None) -> nodes.InputNode:
+        self._check_literal(default)
+        end = default.span if default is not None and default.span else type_.span
+        return nodes.InputNode(self._name(name, "an input"), type_, default, join(self._tspan(keyword), end))
+
+    def type(self, name: Token, *inner: Any) -> nodes.TypeRef:
+        text = f"{name}[{inner[1].text}]" if inner else str(name)
+        return nodes.TypeRef(text, self._span(name, inner[-1] if inner else name))
+
+    def output(self, keyword: Token, name: Token, expr: Expr) -> nodes.OutputNode:
+        return nodes.OutputNode(self._ident(name), expr, join(self._tspan(keyword), _expr_span(expr)))
+
+    def deadline(self, keyword: Token, duration: Token) -> nodes.DeadlineNode:
+        return nodes.DeadlineNode(self._duration(duration), self._span(keyword, duration))
+
+    def plan_concurrency(self, keyword: Token, value: Token) -> nodes.PlanConcurrencyNode:
+        return nodes.PlanConcurrencyNode(self._int(value, "concurrency"), self._span(keyword, value))
+
+    def defaults(self, keyword: Token, *rest: Any) -> nodes.DefaultsNode:
+        return nodes.DefaultsNode(tuple(rest[1:-1]), self._span(keyword, rest[-1]))
+
+    def resource(self, keyword: Token, name: Token, *rest: Any) -> nodes.ResourceNode:
+        return nodes.ResourceNode(self._ident(name), tuple(rest[1:-1]), self._span(keyword, rest[-1]))
+
+    def rate(self, keyword: Token, rate: Token) -> nodes.RateNode:
+        count, per_s = self._value(parse_rate, rate, (None, None))
+        return nodes.RateNode(count, per_s, self._span(keyword, rate))
+
+    def resource_concurrency(self, keyword: Token, value: Token) -> nodes.ResourceConcurrencyNode:
+        return nodes.ResourceConcurrencyNode(self._int(value, "concurrency"), self._span(keyword, value))
+
+    def breaker(self, keyword: Token, failures: Token, word: Token, *cooldown: Token) -> nodes.BreakerNode:
+        duration = self._duration(cooldown[1]) if cooldown else None
+        end = cooldown[1] if cooldown else word
+        return nodes.BreakerNode(self._int(failures, "breaker after"), duration, self._span(keyword, end))
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def step(self, keyword: Token, name: Token, body: nodes.Call | nodes.MapCall,
+             block: _Block | None = None) -> nodes.StepNode:
+        call = body.call if isinstance(body, nodes.MapCall) else body
+        mapped = body if isinstance(body, nodes.MapCall) else None
+        end = block.span if block else body.span
+        return nodes.StepNode(self._name(name, "a step"), call, mapped,
+                              block.policies if block else (), join(self._tspan(keyword), end))
+
+    def map_call(self, keyword: Token, var: Token, _in: Token, over: Expr, call: nodes.Call) -> nodes.MapCall:
+        return nodes.MapCall(self._name(var, "a map variable"), over, call, join(self._tspan(keyword), call.span))
+
+    def call(self, tool: nodes.Ident, *rest: Any) -> nodes.Call:
+        return nodes.Call(tool, tuple(rest[:-1]), join(tool.span, self._tspan(rest[-1])))
+
+    def tool_name(self, *parts: Token) -> nodes.Ident:
+        return nodes.Ident(".".join(parts), self._span(parts[0], parts[-1]))
+
+    def arg(self, name: Token, value: Expr) -> nodes.Arg:
+        return nodes.Arg(self._ident(name), value)
+
+    def step_block(self, opening: Token, *rest: Any) -> _Block:
+        return _Block(tuple(rest[:-1]), self._span(opening, rest[-1]))
+
+    def name_list(self, *names: Token) -> tuple[nodes.Ident, ...]:
+        return tuple(self._ident(name) for name in names)
+
+    # --- policies ---------------------------------------------------------------------------
+
+    def after(self, keyword: Token, targets: tuple[nodes.Ident, ...]) -> nodes.AfterPolicy:
+        return nodes.AfterPolicy(targets, join(self._tspan(keyword), targets[-1].span))
+
+    def when(self, keyword: Token, rule: Token) -> nodes.WhenPolicy:
+        self._check_choice(rule, TRIGGER_RULES, "trigger rule", codes.WHEN_TAKES_RULE, WHEN_HINT)
+        return nodes.WhenPolicy(self._ident(rule), self._span(keyword, rule))
+
+    def if_policy(self, keyword: Token, condition: Expr) -> nodes.IfPolicy:
+        return nodes.IfPolicy(condition, join(self._tspan(keyword), _expr_span(condition)))
+
+    def timeout(self, keyword: Token, duration: Token) -> nodes.TimeoutPolicy:
+        return nodes.TimeoutPolicy(self._duration(duration), self._span(keyword, duration))
+
+    def retry(self, keyword: Token, count: Token, *rest: Any) -> nodes.RetryNode:
+        on = next((r.kinds for r in rest if isinstance(r, _RetryOn)), None)
+        backoff = next((r for r in rest if isinstance(r, _Backoff)), None)
+        jitter = any(isinstance(r, Token) for r in rest)
+        end = self._tspan(rest[-1]) if jitter else backoff.span if backoff else on[-1].span if on else self._tspan(count)
+        return nodes.RetryNode(self._int(count, "retry"), on, backoff.base if backoff else None,
+                               backoff.factor if backoff else None, backoff.max if backoff else None,
+                               jitter, join(self._tspan(keyword), end))
+
+    def retry_on(self, _keyword: Token, kinds: tuple[nodes.Ident, ...]) -> _RetryOn:
+        for kind in kinds:
+            self._check_choice(kind, ERROR_KINDS, "error kind", codes.UNKNOWN_ERROR_KIND, None)
+        return _RetryOn(kinds)
+
+    def backoff(self, keyword: Token, base: Token, *rest: Token) -> _Backoff:
+        factor = next((self._value(parse_factor, t, None) for t in rest if t.type == "FACTOR"), None)
+        cap = self._duration(rest[-1]) if rest and rest[-1].type == "DURATION" else None
+        return _Backoff(self._duration(base), factor, cap, self._span(keyword, rest[-1] if rest else base))
+
+    def fallback(self, keyword: Token, targets: tuple[nodes.Ident, ...]) -> nodes.FallbackPolicy:
+        return nodes.FallbackPolicy(targets, join(self._tspan(keyword), targets[-1].span))
+
+    def default(self, keyword: Token, value: Expr) -> nodes.DefaultPolicy:
+        return nodes.DefaultPolicy(value, join(self._tspan(keyword), _expr_span(value)))
+
+    def optional(self, keyword: Token) -> nodes.OptionalPolicy:
+        return nodes.OptionalPolicy(self._tspan(keyword))
+
+    def uses(self, keyword: Token, targets: tuple[nodes.Ident, ...]) -> nodes.UsesPolicy:
+        return nodes.UsesPolicy(targets, join(self._tspan(keyword), targets[-1].span))
+
+    def map_concurrency(self, keyword: Token, value: Token) -> nodes.ConcurrencyPolicy:
+        return nodes.ConcurrencyPolicy(self._int(value, "concurrency"), self._span(keyword, value))
+
+    def tolerate(self, keyword: Token, percent: Token) -> nodes.TolerancePolicy:
+        return nodes.TolerancePolicy(self._value(parse_percent, percent, 0.0), self._span(keyword, percent))
+
+    # --- expressions ------------------------------------------------------------------------
+
+    def binary(self, left: Expr, op: Token, right: Expr) -> Expr:
+        return self._nest(BinaryExpr.model_construct(op=str(op), left=left, right=right, span=_cover(left, right)), left, right)
+
+    def not_in(self, left: Expr, _not: Token, _in: Token, right: Expr) -> Expr:
+        return self._nest(BinaryExpr.model_construct(op="not in", left=left, right=right, span=_cover(left, right)), left, right)
+
+    def not_expr(self, keyword: Token, operand: Expr) -> Expr:
+        return self._nest(NotExpr.model_construct(operand=operand, span=join(self._tspan(keyword), _expr_span(operand))), operand)
+
+    def attr(self, value: Expr, field: Token) -> Expr:
+        if isinstance(value, NameExpr) and value.name == "env":
+            return EnvExpr.model_construct(name=str(field), span=join(_expr_span(value), self._tspan(field)))
+        return self._attr(value, field, False)
+
+    def opt_attr(self, value: Expr, _qdot: Token, field: Token) -> Expr:
+        return self._attr(value, field, True)
+
+    def index(self, value: Expr, index: Expr, closing: Token) -> Expr:
+        return self._index(value, index, closing, False)
+
+    def opt_index(self, value: Expr, _opening: Token, index: Expr, closing: Token) -> Expr:
+        return self._index(value, index, closing, True)
+
+    def name(self, token: Token) -> Expr:
+        return NameExpr.model_construct(name=str(token), span=self._tspan(token))
+
+    def call_expr(self, func: Token, *rest: Any) -> Expr:
+        args = list(rest[:-1])
+        return self._nest(CallExpr.model_construct(func=str(func), args=args, span=self._span(func, rest[-1])), *args)
+
+    def number(self, token: Token) -> Expr:
+        return self._literal(self._value(parse_number, token, 0), token)
+
+    def string(self, token: Token) -> Expr:
+        return self._string(token)
+
+    def true(self, token: Token) -> Expr:
+        return self._literal(True, token)
+
+    def false(self, token: Token) -> Expr:
+        return self._literal(False, token)
+
+    def null(self, token: Token) -> Expr:
+        return self._literal(None, token)
+
+    def list(self, opening: Token, *rest: Any) -> Expr:
+        items = list(rest[:-1])
+        return self._nest(ListExpr.model_construct(items=items, span=self._span(opening, rest[-1])), *items)
+
+    def dict(self, opening: Token, *rest: Any) -> Expr:
+        entries: list[DictEntry] = list(rest[:-1])
+        node = DictExpr.model_construct(entries=entries, span=self._span(opening, rest[-1]))
+        return self._nest(node, *(entry.value for entry in entries))
+
+    def entry(self, key: Token, value: Expr) -> DictEntry:
+        text = self._plain(key) if key.type in ("STRING", "LONG_STRING") else str(key)
+        return DictEntry.model_construct(key=text, value=value, key_span=self._tspan(key))
+
+    # --- helpers: spans -----------------------------------------------------------------------
+
+    def _tspan(self, token: Token) -> Span:
+        line, column = self._absolute(token.line or 1, token.column or 1)
+        end_line, end_column = self._absolute(token.end_line or line, token.end_column or column)
+        return span_of(line, column, end_line, end_column)
+
+    def _span(self, first: Token, last: Token) -> Span:
+        return join(self._tspan(first), self._tspan(last))
+
+    def _absolute(self, line: int, column: int) -> tuple[int, int]:
+        """Map a position inside a `${...}` source being parsed to its place in the file."""
+        if not self.origins:
+            return line, column
+        origin_line, origin_column = self.origins[-1]
+        return (origin_line, origin_column + column - 1) if line == 1 else (origin_line + line - 1, column)
+
+    # --- helpers: values ----------------------------------------------------------------------
+
+    def _ident(self, token: Token) -> nodes.Ident:
+        return nodes.Ident(str(token), self._tspan(token))
+
+    def _name(self, token: Token, what: str) -> nodes.Ident:
+        """A name that may not be a reserved word (inputs, steps, map variables)."""
+        ident = self._ident(token)
+        if ident.name in RESERVED_WORDS:
+            self._report(codes.RESERVED_WORD, f"`{ident.name}` is a reserved word and cannot name {what}",
+                         ident.span, f"choose another name, such as `{ident.name}_`")
+        return ident
+
+    def _report(self, code: codes.Code, message: str, span: Span, *hints: str | None) -> None:
+        self.diagnostics.append(error(code, message, span, *(h for h in hints if h), path=self.path))
+
+    def _value(self, convert: Callable[[str], Any], token: Token, fallback: Any) -> Any:
+        try:
+            return convert(str(token))
+        except LexicalError as problem:
+            code = codes.UNKNOWN_DURATION_UNIT if convert is parse_duration else codes.BAD_LITERAL
+            self._report(code, problem.message, self._tspan(token), problem.hint)
+            return fallback
+
+    def _duration(self, token: Token) -> nodes.Duration:
+        return nodes.Duration(str(token), self._value(parse_duration, token, None), self._tspan(token))
+
+    def _int(self, token: Token, what: str) -> int:
+        value = self._value(parse_number, token, 0)
+        if isinstance(value, float):
+            self._report(codes.BAD_LITERAL, f"`{what}` takes a whole number, not `{token}`", self._tspan(token))
+            return int(value) if value == value and abs(value) < 1e18 else 0
+        return int(value)
+
+    def _check_choice(self, token: Token | nodes.Ident, choices: Sequence[str], what: str,
+                      code: codes.Code, hint: str | None) -> None:
+        word = token.name if isinstance(token, nodes.Ident) else str(token)
+        if word not in choices:
+            span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
+            self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span, hint)
+
+    def _check_literal(self, default: Expr | None) -> None:
+        if default is not None and not _is_literal(default):
+            self._report(codes.BAD_LITERAL, "an input default must be a literal value",
+                         _expr_span(default), "use a string, number, boolean, null, list or dict")
+
+    # --- helpers: expressions -----------------------------------------------------------------
+
+    def _literal(self, value: Any, token: Token) -> Expr:
+        return LiteralExpr.model_construct(value=value, span=self._tspan(token))
+
+    def _attr(self, value: Expr, field: Token, optional: bool) -> Expr:
+        field_span = self._tspan(field)
+        node = AttrExpr.model_construct(value=value, field=str(field), optional=optional,
+                                        field_span=field_span, span=join(_expr_span(value), field_span))
+        return self._nest(node, value)
+
+    def _index(self, value: Expr, index: Expr, closing: Token, optional: bool) -> Expr:
+        node = IndexExpr.model_construct(value=value, index=index, optional=optional,
+                                         span=join(_expr_span(value), self._tspan(closing)))
+        return self._nest(node, value, index)
+
+    def _nest(self, node: Expr, *children: Expr) -> Expr:
+        """Record the node's depth; one deeper than MAX_EXPR_DEPTH is replaced by null."""
+        depth = 1 + max((self.depth.get(id(child), 1) for child in children), default=1)
+        if depth > MAX_EXPR_DEPTH:
+            if not self.too_deep:
+                self.too_deep = True
+                self._report(codes.SYNTAX_ERROR, f"expression nested deeper than {MAX_EXPR_DEPTH} levels",
+                             _expr_span(node), "split it into steps or simpler expressions")
+            return LiteralExpr.model_construct(value=None, span=node.span)
+        self.depth[id(node)] = depth
+        return node
+
+    def _string(self, token: Token) -> Expr:
+        parts, problems = decode_string(str(token))
+        for problem in problems:
+            code = codes.BAD_ESCAPE if problem.kind == "escape" else codes.BAD_INTERPOLATION
+            self._report(code, problem.message, self._offset_span(token, problem.start, problem.end), problem.hint)
+        if len(parts) == 1 and isinstance(parts[0], str):
+            return self._literal(parts[0], token)
+        resolved = [part if isinstance(part, str) else self._interpolate(token, part) for part in parts]
+        node = TemplateExpr.model_construct(parts=resolved, span=self._tspan(token))
+        return self._nest(node, *(part for part in resolved if not isinstance(part, str)))
+
+    def _interpolate(self, token: Token, part: Interpolation) -> Expr:
+        line, column = self._offset_position(token, part.offset)
+        parsed = self.sub_parse(part.source, line, column) if self.sub_parse else None
+        if parsed is None:
+            end = self._offset_position(token, part.offset + len(part.source))
+            return LiteralExpr.model_construct(value=None, span=span_of(line, column, *end))
+        return parsed
+
+    def _offset_position(self, token: Token, offset: int) -> tuple[int, int]:
+        """The file position of the character at `offset` in a token's text."""
+        text = str(token)
+        newlines = text.count("\n", 0, offset)
+        if newlines:
+            line, column = (token.line or 1) + newlines, offset - text.rfind("\n", 0, offset)
+            return self._absolute(line, column)
+        return self._absolute(token.line or 1, (token.column or 1) + offset)
+
+    def _offset_span(self, token: Token, start: int, end: int) -> Span:
+        return span_of(*self._offset_position(token, start), *self._offset_position(token, end))
+
+    def _plain(self, token: Token) -> str:
+        """A string where interpolation is not allowed (plan description, `use`, dict keys)."""
+        parts, problems = decode_string(str(token))
+        for problem in problems:
+            self._report(codes.BAD_ESCAPE, problem.message, self._offset_span(token, problem.start, problem.end), problem.hint)
+        if len(parts) != 1 or not isinstance(parts[0], str):
+            self._report(codes.BAD_INTERPOLATION, "`${...}` is not allowed in this string",
+                         self._tspan(token), "write `$${` for a literal `${`")
+            return "".join(part for part in parts if isinstance(part, str))
+        return parts[0]
+
+
+def _expr_span(expr: Expr) -> Span:
+    return expr.span or span_of(1, 1, 1, 1)
+
+
+def _cover(left: Expr, right: Expr) -> Span:
+    return join(_expr_span(left), _expr_span(right))
+
+
+def _is_literal(expr: Expr) -> bool:
+    if isinstance(expr, LiteralExpr):
+        return True
+    if isinstance(expr, ListExpr):
+        return all(_is_literal(item) for item in expr.items)
+    if isinstance(expr, DictExpr):
+        return all(_is_literal(entry.value) for entry in expr.entries)
+    return False
+
+
+def _one_of(choices: Sequence[str]) -> str:
+    return ", ".join(choices[:-1]) + " or " + choices[-1]

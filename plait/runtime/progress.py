@@ -58,7 +58,7 @@ def describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.StepFinished):
         extra = f" ({e.reason})" if e.reason else ""
         if e.kind and e.status in ("failed", "cancelled"):
-            extra += f": {e.kind}: {e.message}"
+            extra += f": {e.message}" if e.kind == "cancelled" else f": {e.kind}: {e.message}"
         return f"{e.step}: {e.status}{extra}"
     if isinstance(event, ev.RunFinished):
         return f"run finished: {e.outcome}" + (f" (cancelled by {e.cancelled_by})"

@@ -186,8 +186,13 @@ def _write_output(data: bytes, out_path: str | None) -> None:
                    "format.")
 @click.option("--format", "fmt", type=click.Choice(["dot", "svg", "png", "pdf", "mermaid"]),
               default=None, help="The format, whatever the suffix. Default: DOT.")
+@click.option("--run", "run_id", metavar="RUN_ID", default=None,  # JOURNAL: colour a run
+              help="Colour each step by its status in this recorded run.")
+@click.option("--journal", "journal_path", metavar="PATH", default=None,
+              help="The run journal to read --run from (default .plait/journal.db).")
 @guarded
-def graph_command(plan_path: str, out_path: str | None, fmt: str | None) -> None:
+def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
+                  run_id: str | None, journal_path: str | None) -> None:
     """Draw a plan's DAG: steps with their tool and policies, inputs on top, outputs below.
 
     Without -o, prints DOT (or --format mermaid) on stdout. SVG, PNG and PDF need the
@@ -205,7 +210,8 @@ def graph_command(plan_path: str, out_path: str | None, fmt: str | None) -> None
     if out_path is None and chosen in ("svg", "png", "pdf") and sys.stdout.isatty():
         raise UserError(f"{chosen.upper()} is binary; write it to a file with -o FILE")
     plan = _load_for_command(plan_path)
-    _write_output(render(plan, chosen), out_path)
+    status = graph_run_status(run_id, journal_path) if run_id else None  # JOURNAL
+    _write_output(render(plan, chosen, status), out_path)
 
 
 @cli.command("tools")
@@ -389,22 +395,296 @@ def run_output_options(func: F) -> F:
 @click.option("--seed", type=int, default=None, help="Seed the retry jitter.")
 @click.option("--inject", "injections", multiple=True, metavar="STEP=KIND[:N]",
               help="Make STEP's first N attempts (all without N) fail with KIND.")
+@click.option("--journal", "journal_path", metavar="PATH", default=None,  # JOURNAL
+              help="The run journal (default .plait/journal.db, or under $PLAIT_HOME).")
+@click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
+              help="Export OpenTelemetry traces (also switched on by OTEL_* variables); "
+                   "needs `pip install plait[otel]`.")
 @guarded
 def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str | None,
                 json_out: bool, report_path: str | None, events_path: str | None,
                 allow_degraded: bool, quiet: bool, seed: int | None,
-                injections: tuple[str, ...]) -> None:
+                injections: tuple[str, ...], journal_path: str | None,
+                trace: str | None) -> None:
     """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal."""
     from plait.runtime.api import Runner, load_plan, parse_cli_inputs, parse_injections
 
     plan = load_plan(plan_path)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan))
-    sys.exit(execute_run(runner, json_out=json_out, report_path=report_path,
-                         events_path=events_path, quiet=quiet, allow_degraded=allow_degraded))
+    with RunObservers(runner, plan, plan_path, journal_path, trace):  # JOURNAL: record, trace
+        code = execute_run(runner, json_out=json_out, report_path=report_path,
+                           events_path=events_path, quiet=quiet, allow_degraded=allow_degraded)
+    sys.exit(code)
 
 
 # --- journal commands: resume, runs, show, report -------------------------------------------
+
+
+def journal_option(func: F) -> F:
+    """`--journal PATH` (default `.plait/journal.db`, or `$PLAIT_HOME/journal.db`)."""
+    return click.option("--journal", "journal_path", metavar="PATH", default=None,
+                        help="The run journal (default .plait/journal.db, or under "
+                             "$PLAIT_HOME).")(func)
+
+
+def trace_option(func: F) -> F:
+    """`--trace console|otlp`: OpenTelemetry spans of the run (needs plait[otel])."""
+    return click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
+                        help="Export OpenTelemetry traces (also switched on by OTEL_* "
+                             "variables); needs `pip install plait[otel]`.")(func)
+
+
+def open_journal(journal_path: str | None, *, create: bool) -> Any:
+    """The journal at `--journal`, `$PLAIT_HOME` or `.plait/` (JournalError -> exit 2)."""
+    from plait.runtime.journal import Journal
+    from plait.runtime.journal import journal_path as resolve
+
+    return Journal.open(resolve(journal_path), create=create)
+
+
+class RunObservers:
+    """Attach the journal (and tracing, when asked) to a prepared run; closes them after.
+
+    For `resume`, pass the open `journal` and the `setup` (a ResumeSetup): the run then
+    continues the recorded one as a new session.
+    """
+
+    def __init__(self, runner: Any, plan: Any, plan_path: str | None, journal_path: str | None,
+                 trace: str | None, *, journal: Any = None, setup: Any = None,
+                 force: bool = False) -> None:
+        self.runner, self.plan, self.plan_path = runner, plan, plan_path
+        self.journal_path, self.trace = journal_path, trace
+        self.journal, self.setup, self.force = journal, setup, force
+        self.tracing: Any = None
+
+    def __enter__(self) -> RunObservers:
+        from plait.runtime.resume import attach_journal, start_resume
+        from plait.runtime.tracing import start_tracing, tracing_mode
+
+        mode = tracing_mode(self.trace, os.environ)
+        if mode is not None:  # before the journal: a missing package must not leave a record
+            self.tracing = start_tracing(mode, self.plan.model_dump(mode="json"), env=os.environ)
+            self.runner.sinks.append(self.tracing.sink)
+        if self.setup is not None:
+            start_resume(self.runner, self.journal, self.setup, forced=self.force)
+        else:
+            self.journal = open_journal(self.journal_path, create=True)
+            attach_journal(self.runner, self.journal, self.plan, self.plan_path)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tracing is not None:
+            self.tracing.shutdown()
+        if self.journal is not None:
+            self.journal.close()
+
+
+@cli.command("resume")
+@click.argument("run_id")
+@click.option("--force", is_flag=True,
+              help="Resume even though the plan file changed since the run.")
+@run_output_options
+@journal_option
+@trace_option
+@guarded
+def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | None,
+                   events_path: str | None, allow_degraded: bool, quiet: bool,
+                   journal_path: str | None, trace: str | None) -> None:
+    """Continue a recorded run that crashed, was killed or was cancelled.
+
+    Steps that finished keep their recorded outputs and are not run again; the others run.
+    Exit codes as `run`; 2 for an unknown run or a plan file changed since (without --force).
+    """
+    from plait.runtime.api import Runner, load_plan
+    from plait.runtime.resume import prepare_resume
+
+    journal = open_journal(journal_path, create=False)
+    try:
+        setup = prepare_resume(journal, run_id, force=force, load=load_plan)
+        if setup.note and not quiet:
+            click.echo(setup.note, err=True)
+        runner = Runner(setup.plan, setup.raw_inputs, run_id=setup.run_id)
+    except BaseException:
+        journal.close()
+        raise
+    with RunObservers(runner, setup.plan, setup.plan_path, journal_path, trace,
+                      journal=journal, setup=setup, force=force):
+        code = execute_run(runner, json_out=json_out, report_path=report_path,
+                           events_path=events_path, quiet=quiet, allow_degraded=allow_degraded)
+    sys.exit(code)
+
+
+def _fmt_secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f}s"
+    minutes, seconds = divmod(value, 60)
+    return f"{int(minutes)}m{seconds:04.1f}s"
+
+
+def _fmt_time(ts: str | None) -> str:
+    return ts.replace("T", " ")[:19] if ts else "-"
+
+
+def _print_table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal, aligned plain columns otherwise (pipes, tests)."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns, title=title, title_justify="left")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+              for i, c in enumerate(columns)]
+    if title:
+        click.echo(title)
+    for row in [columns, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command("runs")
+@journal_option
+@click.option("--limit", "-n", type=int, default=20, show_default=True,
+              help="How many runs to list (0 for all).")
+@click.option("--json", "json_out", is_flag=True, help="Print the runs as a JSON list.")
+@guarded
+def runs_command(journal_path: str | None, limit: int, json_out: bool) -> None:
+    """List recorded runs, most recent first: id, plan, outcome, start, duration."""
+    import dataclasses
+    import json
+
+    from plait.runtime.journal import journal_path as resolve
+
+    path = resolve(journal_path)
+    if not path.exists():
+        if json_out:
+            click.echo("[]")
+        else:
+            click.echo(f"no runs recorded yet (no journal at {path})", err=True)
+        return
+    with open_journal(journal_path, create=False) as journal:
+        runs = journal.list_runs(limit or None)
+    if json_out:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in runs], indent=2))
+        return
+    rows = [[r.run_id, r.plan, r.outcome or "unfinished", _fmt_time(r.started_at),
+             _fmt_secs(r.duration_s), str(r.sessions)] for r in runs]
+    _print_table(None, ["id", "plan", "outcome", "started", "duration", "sessions"], rows)
+
+
+def _recorded(journal: Any, run_id: str) -> tuple[str, Any, list[dict[str, Any]], Any]:
+    """(full run id, the run's report with metrics, its merged events, its plan or None)."""
+    from pydantic import ValidationError
+
+    from plait.compiler.ir import CompiledPlan
+    from plait.runtime.journal import merge_sessions, run_report
+
+    rid = journal.resolve_run_id(run_id)
+    report = run_report(journal, rid)
+    events = merge_sessions(journal.events(rid))
+    try:
+        plan = CompiledPlan.model_validate(journal.compiled_plan(rid))
+    except ValidationError:  # recorded by another plait version: draw no graph
+        plan = None
+    return rid, report, events, plan
+
+
+def _timeline_bar(step: Any, start: str, total: float, width: int = 24) -> str:
+    from plait.runtime.events import parse_ts
+
+    if not step.started_at or not step.finished_at or total <= 0:
+        return ""
+    offset = (parse_ts(step.started_at) - parse_ts(start)).total_seconds()
+    begin = min(width - 1, int(offset / total * width))
+    length = max(1, round((step.duration_s or 0.0) / total * width))
+    return " " * begin + "█" * min(length, width - begin)
+
+
+@cli.command("show")
+@click.argument("run_id")
+@journal_option
+@click.option("--json", "json_out", is_flag=True,
+              help="Print the run's report (with metrics) as JSON.")
+@guarded
+def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
+    """Show a recorded run: outcome, reasons, a per-step timeline, metrics and outputs."""
+    import json
+
+    with open_journal(journal_path, create=False) as journal:
+        rid, report, _events, _plan = _recorded(journal, run_id)
+        record = journal.run(rid)
+    if json_out:
+        click.echo(json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False))
+        return
+    outcome = record.outcome or f"unfinished (so far: {report.outcome})"
+    click.echo(f"run {rid}  plan {report.plan}  outcome {outcome}")
+    click.echo(f"started {_fmt_time(report.started_at)}  duration "
+               f"{_fmt_secs(report.duration_s)}  sessions {record.sessions}"
+               + (f"  cancelled by {report.cancelled_by}" if report.cancelled_by else ""))
+    for reason in report.reasons:
+        who = f"step {reason.step}" if reason.step else f"output {reason.output}"
+        click.echo(f"  why: {who}: {reason.why}" + (f" ({reason.kind})" if reason.kind else ""))
+    _show_steps(report)
+    m = report.metrics
+    if m is not None:
+        click.echo(f"retries {m.retries}  fallbacks used {m.fallbacks_used}  breaker trips "
+                   f"{m.breaker_trips}  makespan {_fmt_secs(m.makespan_s)}  critical path "
+                   f"{_fmt_secs(m.critical_path_s)} ({' -> '.join(m.critical_path) or '-'})")
+    click.echo("outputs: " + json.dumps(report.outputs, ensure_ascii=False, default=str))
+
+
+def _show_steps(report: Any) -> None:
+    total = max([s.duration_s or 0.0 for s in report.steps.values()]
+                + [report.duration_s or 0.0])
+    metrics = report.metrics.steps if report.metrics is not None else {}
+    rows = []
+    for name, s in report.steps.items():
+        m = metrics.get(name)
+        error = f"{s.error.kind}: {s.error.message}" if s.error else ""
+        status = s.status + (f" ({s.reason})" if s.reason else "")
+        rows.append([name, status, str(s.attempts), _fmt_secs(s.duration_s),
+                     _fmt_secs(m.backoff_s) if m and m.backoff_s else "-",
+                     _fmt_secs(m.queued_s) if m and m.queued_s else "-",
+                     s.fallback_used or "-", _timeline_bar(s, report.started_at, total),
+                     error[:60]])
+    _print_table("steps", ["step", "status", "attempts", "duration", "backoff", "queued",
+                           "fallback", "timeline", "error"], rows)
+
+
+@cli.command("report")
+@click.argument("run_id")
+@click.option("-o", "--output", "out_path", required=True, metavar="FILE.html",
+              help="The HTML file to write.")
+@journal_option
+@guarded
+def report_command(run_id: str, out_path: str, journal_path: str | None) -> None:
+    """Write one self-contained HTML page about a recorded run: outcome, coloured graph,
+    a timeline of every attempt, backoff and queueing, and each failed attempt's error."""
+    from plait.runtime.html_report import render_html
+
+    with open_journal(journal_path, create=False) as journal:
+        _rid, report, events, plan = _recorded(journal, run_id)
+    assert report.metrics is not None
+    page = render_html(report.to_json_dict(), events, plan, report.metrics)
+    try:
+        with open(out_path, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as exc:
+        raise UserError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+
+
+def graph_run_status(run_id: str, journal_path: str | None) -> dict[str, dict[str, Any]]:
+    """`plait graph PLAN --run RUN_ID`: per step {status, attempts, duration_s} of a run."""
+    from plait.runtime.html_report import step_status
+
+    with open_journal(journal_path, create=False) as journal:
+        _rid, report, _events, _plan = _recorded(journal, run_id)
+    return step_status(report.to_json_dict())
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -50,7 +50,7 @@ def _secs(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}s"
 
 
-def render_html(report: Mapping[str, Any], events: list[Mapping[str, Any]],
+def render_html(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
                 plan: Plan | None, metrics: RunMetrics) -> str:
     """The whole page. `report` is a run report's JSON, `events` the run's events in order."""
     title = f"plait run {report.get('run_id')} — {report.get('plan')}"
@@ -140,7 +140,7 @@ def _steps_section(report: Mapping[str, Any], m: RunMetrics) -> str:
     return f'<h2>Steps</h2><table id="steps">{head}{"".join(rows)}</table>'
 
 
-def _failures_section(events: list[Mapping[str, Any]]) -> str:
+def _failures_section(events: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for e in events:
         if e.get("event") == "attempt_finished" and e.get("status") != "succeeded":
@@ -169,7 +169,7 @@ def _values_section(report: Mapping[str, Any]) -> str:
 _ROW, _LABEL_W, _WIDTH = 22, 170, 900
 
 
-def gantt_svg(events: list[Mapping[str, Any]], step_order: list[str]) -> str:
+def gantt_svg(events: Sequence[Mapping[str, Any]], step_order: list[str]) -> str:
     """An inline SVG: one row per step; per attempt a queued part and a call part coloured
     by its result; backoff waits between attempts. Times are relative to the run's start."""
     if not events or not any(e.get("ts") for e in events):
@@ -210,7 +210,7 @@ def _rect(x0: float, width: float, row: int, colour: str, tip: str, *, thin: boo
             f'height="{h}" fill="{colour}"><title>{escape(tip)}</title></rect>')
 
 
-def _bars(events: list[Mapping[str, Any]], rows: Mapping[str, int], x: Any,
+def _bars(events: Sequence[Mapping[str, Any]], rows: Mapping[str, int], x: Any,
           scale: float) -> list[str]:
     out: list[str] = []
     open_at: dict[tuple[Any, ...], str] = {}

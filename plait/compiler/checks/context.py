@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from plait.compiler.checks.walk import Visit, flatten
 from plait.compiler.ir import Plan
 from plait.compiler.source import SourceMap, Span
 from plait.stdlib.registry import ToolRegistry
@@ -43,6 +44,11 @@ class CheckContext:
             for target in step.fallback:
                 named.setdefault(target, []).append(step.name)
         return named
+
+    @cached_property
+    def nodes(self) -> list[Visit]:
+        """Every expression node with its site and parent (walked once per plan)."""
+        return flatten(self.plan)
 
     @cached_property
     def order(self) -> dict[str, int]:

@@ -10,9 +10,8 @@ import networkx as nx  # type: ignore[import-untyped]
 
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
-from plait.compiler.checks.walk import referenced_names, sites
 from plait.compiler.diagnostics import Diagnostic, error
-from plait.compiler.ir import Plan, Step
+from plait.compiler.ir import NameExpr, Plan, Step
 from plait.compiler.source import Span
 
 
@@ -62,10 +61,9 @@ def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]
 def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Nothing but `fallback` may name a standby: not an expression, not `after`."""
     standbys = ctx.standbys
-    for site in sites(plan):
-        for node in referenced_names(site.expr):
-            if node.name in standbys and node.name in plan.steps:
-                yield _referenced(node.name, standbys[node.name][0], node.span)
+    for _, node, _ in ctx.nodes:
+        if isinstance(node, NameExpr) and node.name in standbys and node.name in plan.steps:
+            yield _referenced(node.name, standbys[node.name][0], node.span)
     for step in plan.steps.values():
         for target in step.after:
             if target in standbys and target in plan.steps:

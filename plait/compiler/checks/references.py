@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, did_you_mean
-from plait.compiler.checks.walk import Site, sites, walk
+from plait.compiler.checks.walk import Site
 from plait.compiler.diagnostics import Diagnostic, error
 from plait.compiler.ir import STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
 
@@ -18,12 +18,11 @@ RUN_FIELDS = ("id",)
 def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name read in an expression is an input, a step read through a field, the map
     variable, or `run.id`; every function called exists."""
-    for site in sites(plan):
-        for node, parent in walk(site.expr):
-            if isinstance(node, NameExpr):
-                yield from _check_name(node, parent, site, ctx)
-            elif isinstance(node, CallExpr):
-                yield from _check_call(node)
+    for site, node, parent in ctx.nodes:
+        if isinstance(node, NameExpr):
+            yield from _check_name(node, parent, site, ctx)
+        elif isinstance(node, CallExpr):
+            yield from _check_call(node)
 
 
 def _check_name(node: NameExpr, parent: Expr | None, site: Site,

@@ -62,12 +62,29 @@ def children(expr: Expr) -> Iterator[Expr]:
 
 
 def walk(expr: Expr, parent: Expr | None = None) -> Iterator[tuple[Expr, Expr | None]]:
-    """Every node of the tree with its parent, pre-order. Iterative: deep trees are fine."""
+    """Every node of the tree with its parent (a parent before its children; siblings may
+    come in any order). Iterative, so deep trees are fine; dispatches on the `node` tag
+    because this is the compiler's hottest loop."""
     stack: list[tuple[Expr, Expr | None]] = [(expr, parent)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, up = stack.pop()
+        node, up = pop()
         yield node, up
-        stack.extend((child, node) for child in reversed(list(children(node))))
+        kind = node.node
+        if kind in _LEAVES:
+            continue
+        if kind == "attr":
+            push((node.value, node))  # type: ignore[union-attr]
+        elif kind == "template":
+            for part in node.parts:  # type: ignore[union-attr]
+                if not isinstance(part, str):
+                    push((part, node))
+        else:
+            for child in children(node):
+                push((child, node))
+
+
+_LEAVES = frozenset({"literal", "name", "env"})
 
 
 def step_sites(plan: Plan, step_name: str) -> Iterator[Site]:
@@ -110,3 +127,12 @@ def referenced_names(expr: Expr) -> Iterator[NameExpr]:
     for node, _ in walk(expr):
         if isinstance(node, NameExpr):
             yield node
+
+
+Visit = tuple[Site, Expr, "Expr | None"]
+
+
+def flatten(plan: Plan) -> list[Visit]:
+    """Every expression node of the plan as (site, node, parent): walked once, read by many
+    checks."""
+    return [(site, node, parent) for site in sites(plan) for node, parent in walk(site.expr)]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext
-from plait.compiler.checks.walk import Site, referenced_names, sites, walk
+from plait.compiler.checks.walk import Site
 from plait.compiler.diagnostics import Diagnostic, warning
 from plait.compiler.ir import AttrExpr, Expr, IndexExpr, NameExpr, Plan, Step, TriggerRule
 from plait.compiler.source import Span
@@ -33,17 +33,16 @@ def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[D
 
 def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Plain `.`/`[ ]` on `STEP.output` where that output may be null (SPEC sections 5, 9)."""
-    for site in sites(plan):
+    for site, node, parent in ctx.nodes:
+        if not isinstance(parent, AttrExpr | IndexExpr) or parent.optional:
+            continue
+        source = _output_of(node)
+        if source is None or parent.value is not node:
+            continue
         reader = plan.steps.get(site.owner) if site.owner else None
-        for node, parent in walk(site.expr):
-            source = _output_of(node)
-            if source is None or not isinstance(parent, AttrExpr | IndexExpr):
-                continue
-            if parent.value is not node or parent.optional:
-                continue
-            why = _why_nullable(plan, source, reader, site)
-            if why is not None:
-                yield _nullable(source, why, parent, node.span)
+        why = _why_nullable(plan, source, reader, site)
+        if why is not None:
+            yield _nullable(source, why, parent, node.span)
 
 
 def _output_of(node: Expr) -> str | None:
@@ -95,7 +94,7 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     `backup_...`, `..._by_rules`) or extends the name of another step (`classify_rules` for
     `classify`) that has no `fallback` of its own.
     """
-    used = _used_steps(plan)
+    used = _used_steps(plan, ctx)
     for step in plan.steps.values():
         if step.is_standby or step.name in ctx.standbys or step.depends_on or step.name in used:
             continue
@@ -111,10 +110,8 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
                       "if it is meant to run on its own, read its output in an `output`")
 
 
-def _used_steps(plan: Plan) -> set[str]:
-    used: set[str] = set()
-    for site in sites(plan):
-        used.update(n.name for n in referenced_names(site.expr))
+def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
+    used = {node.name for _, node, _ in ctx.nodes if isinstance(node, NameExpr)}
     for step in plan.steps.values():
         used.update(step.after)
     return used

@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plait.compiler.api import _gc_paused  # noqa: E402
-from plait.compiler.checks import run_checks  # noqa: E402
-from plait.compiler.graph import build_graph, edges  # noqa: E402
-from plait.compiler.lower import lower  # noqa: E402
-from plait.compiler.parse import parse  # noqa: E402
-from plait.compiler.source import SourceMap  # noqa: E402
-from plait.stdlib.registry import builtin_registry  # noqa: E402
+from plait.compiler.api import _gc_paused
+from plait.compiler.checks import run_checks
+from plait.compiler.graph import build_graph, edges
+from plait.compiler.lower import lower
+from plait.compiler.parse import parse
+from plait.compiler.source import SourceMap
+from plait.stdlib.registry import builtin_registry
 
 SIZES = (100, 1_000, 10_000)
 
@@ -83,7 +83,8 @@ def _step(i: int) -> list[str]:
         return [f"  step s{i} = std.echo(value = [{reads}, {prev}.output]) {{",
                 "    when all_done", "  }"]
     if i % 7 == 0:  # a map step
-        return [f"  step s{i} = for x in [1, 2, 3]: std.echo(value = \"${{x}} ${{{prev}.attempts}}\") {{",
+        body = f'std.echo(value = "${{x}} ${{{prev}.attempts}}")'
+        return [f"  step s{i} = for x in [1, 2, 3]: {body} {{",
                 "    concurrency 2", "    tolerate 50%", "  }"]
     if i % 13 == 0:
         return [f'  step s{i} = std.echo(value = {prev}.output) {{',

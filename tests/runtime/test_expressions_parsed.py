@@ -15,7 +15,7 @@ pytest.importorskip("plait.compiler.lower")
 
 from plait.compiler.api import compile_source
 from plait.compiler.ir import Expr
-from plait.runtime.expressions import EvalError, Scope, evaluate, to_source
+from plait.runtime.expressions import EvalError, Scope, StepView, evaluate, to_source
 
 INPUTS: dict[str, Any] = {
     "a": None, "b": False, "c": 1, "s": "my printer is on fire",
@@ -77,7 +77,23 @@ def test_parsed_errors(text: str, message: str) -> None:
 
 @pytest.mark.parametrize("text", [
     "a ?? b or c", "not c == 2", "(not c) == false", "(b or c) and a", "obj.k?.deep[-1]",
-    "len(xs) > 2", "c not in xs", "{k: [1, 2.5], \"a b\": null}",
+    "len(xs) > 2", "c not in xs", "{k: [1, 2.5], \"a b\": null}", "xs?[-1] == 30",
+    "\"a ${s} b\"", "[1, 2][-1]", "env.HOME_DIR ?? \"x\"",
 ])
 def test_to_source_round_trips(text: str) -> None:
     assert to_source(parse_expr(text)) == text
+
+
+def test_spec_message_for_a_failed_optional_step() -> None:
+    source = ('plan t {\n'
+              '  step history = std.echo(value = {body: 1}) {\n    optional\n  }\n'
+              '  output o = history.output.body\n}\n')
+    result = compile_source(source, "t.agent")
+    assert result.plan is not None, result.render()
+    scope = Scope(inputs={}, env={}, run_id="r",
+                  steps={"history": StepView(status="failed", optional=True, attempts=1)})
+    with pytest.raises(EvalError) as caught:
+        evaluate(result.plan.outputs["o"].expr, scope)
+    assert caught.value.message == "`history.output` is null: `history` ended `failed` (optional)"
+    scope.steps = {"history": StepView(status="succeeded", output={"body": 7})}
+    assert evaluate(result.plan.outputs["o"].expr, scope) == 7

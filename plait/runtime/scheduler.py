@@ -147,11 +147,12 @@ class Run:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
         steps_task = asyncio.ensure_future(self._run_steps())
-        watchers = [asyncio.ensure_future(self._stop)]
+        watchers: list[asyncio.Future[Any]] = [self._stop]
         if self.plan.deadline_s is not None:
             watchers.append(asyncio.ensure_future(self._deadline(self.plan.deadline_s)))
         try:
-            await asyncio.wait([steps_task, *watchers], return_when=asyncio.FIRST_COMPLETED)
+            pending: list[asyncio.Future[Any]] = [steps_task, *watchers]
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if not steps_task.done():
                 self.cancelled_by = self.cancelled_by or "deadline"
                 steps_task.cancel()
@@ -562,7 +563,8 @@ class Run:
             self._breaker_events(at, breaker.record(admission, ErrorKind.CANCELLED))
 
     def _breaker_events(self, at: _Attempt, transitions: Iterable[Any]) -> None:
-        types: dict[str, type[ev.Event]] = {"opened": ev.BreakerOpened,
+        types: dict[str, type[ev.BreakerOpened | ev.BreakerHalfOpen | ev.BreakerClosed]] = {
+                                             "opened": ev.BreakerOpened,
                                              "half_open": ev.BreakerHalfOpen,
                                              "closed": ev.BreakerClosed}
         for t in transitions:

@@ -9,12 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("plait.compiler.parse")
 pytest.importorskip("plait.compiler.lower")
 
 from plait.compiler.api import compile_source
-from plait.compiler.ir import Expr
+from plait.compiler.ir import (
+    AttrExpr,
+    BinaryExpr,
+    CallExpr,
+    Expr,
+    IndexExpr,
+    ListExpr,
+    LiteralExpr,
+    NameExpr,
+    NotExpr,
+)
 from plait.runtime.expressions import EvalError, Scope, StepView, evaluate, to_source
 
 INPUTS: dict[str, Any] = {
@@ -97,3 +109,44 @@ def test_spec_message_for_a_failed_optional_step() -> None:
     assert caught.value.message == "`history.output` is null: `history` ended `failed` (optional)"
     scope.steps = {"history": StepView(status="succeeded", output={"body": 7})}
     assert evaluate(result.plan.outputs["o"].expr, scope) == 7
+
+
+# --- to_source and the parser agree on every tree ---------------------------------------------
+
+_SPAN_KEYS = {"span", "field_span", "key_span"}
+
+
+def _shape(value: Any) -> Any:
+    """An expression dump without positions."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items() if k not in _SPAN_KEYS}
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    return value
+
+
+_atoms = st.one_of(
+    st.sampled_from(sorted(INPUTS)).map(lambda n: NameExpr(name=n)),
+    st.one_of(st.none(), st.booleans(), st.integers(-50, 50), st.sampled_from([2.5, 0.125]),
+              st.text("abc xyz", max_size=5)).map(lambda v: LiteralExpr(value=v)),
+)
+
+
+def _extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+    ops = st.sampled_from(["??", "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in"])
+    return st.one_of(
+        st.builds(BinaryExpr, op=ops, left=children, right=children),
+        st.builds(NotExpr, operand=children),
+        st.builds(AttrExpr, value=children, field=st.sampled_from(["k", "n", "max"]),
+                  optional=st.booleans()),
+        st.builds(IndexExpr, value=children, index=children, optional=st.booleans()),
+        st.builds(CallExpr, func=st.just("len"), args=children.map(lambda c: [c])),
+        st.lists(children, max_size=3).map(lambda items: ListExpr(items=items)),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.recursive(_atoms, _extend, max_leaves=6))
+def test_parse_of_to_source_gives_the_same_tree(tree: Expr) -> None:
+    parsed = parse_expr(to_source(tree))
+    assert _shape(parsed.model_dump()) == _shape(tree.model_dump())

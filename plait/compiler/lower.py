@@ -17,6 +17,7 @@ from plait.compiler.ir import (
     BreakerPolicy, Defaults, DictExpr, EnvExpr, Expr, Input, ListExpr, LiteralExpr, MapSpec,
     NameExpr, Output, Plan, Rate, Resource, RetryPolicy, Step, TriggerRule, Use,
 )
+from plait.compiler.parse import _no_gc
 from plait.compiler.source import SourceMap, Span
 from plait.errors import ErrorKind
 
@@ -27,7 +28,8 @@ _RULES = {rule.value: rule for rule in TriggerRule}
 
 def lower(tree: nodes.PlanNode, source: SourceMap) -> tuple[Plan, list[Diagnostic]]:
     """Turn a parsed plan into the IR; never raises on a tree `parse` produced."""
-    return _Lowering(tree, source).run()
+    with _no_gc():
+        return _Lowering(tree, source).run()
 
 
 class _Lowering:
@@ -41,7 +43,7 @@ class _Lowering:
         self.step_nodes: dict[str, nodes.StepNode] = {}
         self.uses: list[Use] = []
         self.settings: dict[str, Any] = {}
-        self.defaults = Defaults.model_construct(timeout_s=None, retry=None, uses=[])
+        self.defaults = Defaults(timeout_s=None, retry=None, uses=[])
         self.default_policies: set[str] = set()
         self.env: set[str] = set()
         self.order: dict[str, int] = {}
@@ -53,7 +55,7 @@ class _Lowering:
         self.order = {name: index for index, name in enumerate(self.step_nodes)}
         steps = {name: self._step(node) for name, node in self.step_nodes.items()}
         _mark_standbys(steps)
-        plan = Plan.model_construct(
+        plan = Plan(
             plan=self.tree.name.name, description=self.tree.description, inputs=self.inputs,
             outputs=self.outputs, resources=self.resources, steps=steps,
             deadline_s=self.settings.get("deadline"), concurrency=self.settings.get("concurrency"),
@@ -77,7 +79,7 @@ class _Lowering:
             self._defaults(item)
         elif isinstance(item, nodes.UseNode):
             self.spans[("use", str(len(self.uses)))] = item.span
-            self.uses.append(Use.model_construct(target=item.target))
+            self.uses.append(Use(target=item.target))
         elif isinstance(item, nodes.DeadlineNode):
             self._setting("deadline", item.duration.seconds, item.span)
         else:
@@ -101,7 +103,7 @@ class _Lowering:
             self.spans[("input", item.name.name, "default")] = item.default.span
         if item.default is not None:
             self._scan(item.default)
-        self.inputs[item.name.name] = Input.model_construct(
+        self.inputs[item.name.name] = Input(
             name=item.name.name, type=item.type.text, has_default=item.default is not None,
             default=_json(item.default) if item.default is not None else None,
         )
@@ -114,7 +116,7 @@ class _Lowering:
             return
         self.spans[("output", name)] = item.name.span
         self._scan(item.expr)
-        self.outputs[name] = Output.model_construct(name=name, expr=item.expr)
+        self.outputs[name] = Output(name=name, expr=item.expr)
 
     def _resource(self, item: nodes.ResourceNode) -> None:
         name = item.name.name
@@ -127,7 +129,7 @@ class _Lowering:
         for setting in item.settings:
             if self._once(fields, setting.keyword, setting.span, ("resource", name, setting.keyword), f"resource `{name}`"):
                 fields[setting.keyword] = _resource_field(setting)
-        self.resources[name] = Resource.model_construct(
+        self.resources[name] = Resource(
             name=name, rate=fields.get("rate"), concurrency=fields.get("concurrency"), breaker=fields.get("breaker"))
 
     def _setting(self, key: str, value: Any, span: Span) -> None:
@@ -183,9 +185,9 @@ class _Lowering:
         depends = self._references(refs, loop_var) | self._references(extra, None)
         after = self._targets(name, policies.get("after"), "after")
         depends.update(t for t in after if t in self.step_nodes)
-        return Step.model_construct(
+        return Step(
             name=name, tool=node.call.tool.name, args=args,
-            map=MapSpec.model_construct(var=loop_var, over=node.map.over) if node.map else None,
+            map=MapSpec(var=loop_var, over=node.map.over) if node.map else None,
             depends_on=sorted(depends, key=self.order.__getitem__), after=after,
             when=_when(policies),
             condition=condition, timeout_s=self._timeout(policies), retry=self._step_retry(policies),
@@ -323,7 +325,7 @@ def _when(policies: dict[str, nodes.PolicyNode]) -> TriggerRule:
 
 def _retry(node: nodes.RetryNode) -> RetryPolicy:
     on = [_KINDS[kind.name] for kind in node.on if kind.name in _KINDS] if node.on is not None else None
-    return RetryPolicy.model_construct(
+    return RetryPolicy(
         retries=node.retries, on=on,
         backoff_s=node.backoff.seconds if node.backoff and node.backoff.seconds is not None else 1.0,
         factor=node.factor if node.factor is not None else 1.0,
@@ -334,10 +336,10 @@ def _resource_field(setting: nodes.ResourceSetting) -> Any:
     if isinstance(setting, nodes.RateNode):
         if setting.count is None or setting.per_s is None:
             return None
-        return Rate.model_construct(count=setting.count, per_s=setting.per_s)
+        return Rate(count=setting.count, per_s=setting.per_s)
     if isinstance(setting, nodes.BreakerNode):
         cooldown = setting.cooldown.seconds if setting.cooldown and setting.cooldown.seconds is not None else 30.0
-        return BreakerPolicy.model_construct(failures=setting.failures, cooldown_s=cooldown)
+        return BreakerPolicy(failures=setting.failures, cooldown_s=cooldown)
     return setting.value
 
 

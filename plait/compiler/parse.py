@@ -17,8 +17,11 @@ with positions mapped back into the file.
 from __future__ import annotations
 
 import difflib
+import gc
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -86,7 +89,7 @@ def _lark() -> Lark:
 
 def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagnostic]]:
     """Parse a plan; syntax errors come back as diagnostics (codes E1xx), never as exceptions."""
-    with _LOCK:
+    with _LOCK, _no_gc():
         _TRANSFORMER.reset(path)
         _TRANSFORMER.sub_parse = lambda source, line, column: _parse_interpolation(source, line, column, path)
         diagnostics: list[Diagnostic] = []
@@ -101,9 +104,33 @@ def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagno
     return _one_plan(plans, text, path, diagnostics), diagnostics
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Parsing allocates many small objects and no cycles: the cyclic GC only costs time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _one_plan(plans: object, text: str, path: str, diagnostics: list[Diagnostic]) -> nodes.PlanNode | None:
     if not isinstance(plans, tuple):
         return None
+    strays = [item for item in plans if not isinstance(item, nodes.PlanNode)]
+    plans = tuple(item for item in plans if isinstance(item, nodes.PlanNode))
+    if strays and not plans:
+        diagnostics.append(error(codes.NO_PLAN, "no plan in this file", strays[0].span,
+                                 "wrap the items in `plan NAME { ... }`", path=path))
+        return None
+    for stray in strays:
+        closed = plans[0].span if plans else None
+        diagnostics.append(error(
+            codes.SYNTAX_ERROR, "this item is outside the plan's braces", stray.span,
+            "check the `}` before it: it closes the plan", path=path,
+            labels=(Label(_end_of(closed), "the plan ends here"),) if closed else ()))
     if not plans:
         if not diagnostics:
             diagnostics.append(error(codes.NO_PLAN, "no plan in this file", span_of(1, 1, 1, 2),
@@ -126,6 +153,10 @@ def _parse_interpolation(source: str, line: int, column: int, path: str) -> Expr
     finally:
         _TRANSFORMER.origins.pop()
     return result if result is not None and not isinstance(result, tuple) else None
+
+
+def _end_of(span: Span) -> Span:
+    return span_of(span.end_line, max(span.end_column - 1, 1), span.end_line, span.end_column)
 
 
 def _end_span(text: str) -> Span:
@@ -175,7 +206,7 @@ class _Driver:
                     self._take(token)
                 return self.parser.feed_token(self._eof(), True)
             except UnexpectedToken as problem:
-                if not self._on_unexpected(problem.token, set(problem.expected)):
+                if not self._on_unexpected(problem.token, self._expected()):
                     return None
             except UnexpectedCharacters as problem:
                 if not self._on_bad_character(problem.pos_in_stream):
@@ -239,6 +270,26 @@ class _Driver:
             return f"{words[0]} `{words[1]}`"
         return f"`{words[0]}`" if words else "the block"
 
+    def _expected(self) -> set[str]:
+        """What the parser accepts here (the lexer's own list also has the always-lexed tokens)."""
+        actions = self.parser.parse_conf.states[self.parser.position]
+        expected = {symbol for symbol in actions if symbol.isupper()}  # terminals, not rules
+        return expected - self._implausible()
+
+    def _implausible(self) -> set[str]:
+        """Terminals LALR's merged states allow here that the open brackets rule out."""
+        inner = self.stack[-1].kind if self.stack else None
+        ruled_out = {"RPAR", "RSQB", "RBRACE"} - {_closer_type(self.stack[-1])} if inner else {"RPAR", "RSQB", "RBRACE"}
+        if inner is not None:
+            ruled_out.add("$END")
+        if inner in (None, "block"):
+            ruled_out.add("COMMA")
+        else:
+            ruled_out.add("_NL")
+        if inner != "dict" and not (inner in (None, "block") and self.head and self.head[0].type == "STEP"):
+            ruled_out.add("COLON")
+        return ruled_out
+
     def _eof(self) -> Token:
         counter = self.lexer.state.line_ctr
         return Token("$END", "", counter.char_pos, counter.line, counter.column,
@@ -254,6 +305,10 @@ class _Driver:
         if token.type == "$END":
             self._report_end_of_file(expected)
             return False
+        if token.start_pos == self.last_error_pos:
+            self._unwind_statement()  # the same token failed again after recovery: skip it
+            self._seek(token.end_pos or (token.start_pos or 0) + 1)
+            return True
         self._report_token(token, expected)
         if self.errors >= MAX_ERRORS:
             return False
@@ -358,10 +413,6 @@ class _Driver:
 
     def _recover(self, token: Token) -> None:
         """Rewind to the start of the current statement and skip to its end."""
-        if token.start_pos == self.last_error_pos:
-            self._unwind_statement()
-            self._seek(token.end_pos or token.start_pos + 1)
-            return
         self.last_error_pos = token.start_pos or 0
         if self._open_before_line_start_keyword(token) is not None:
             self._unwind_to_keyword_level(token)
@@ -447,6 +498,8 @@ class _Driver:
 
     def _tspan(self, token: Token) -> Span:
         line, column = token.line or 1, token.column or 1
+        if token.type == "_NL":  # the line end itself, not the indentation after it
+            return self._span(line, column, line, column + 1)
         return self._span(line, column, token.end_line or line, token.end_column or column + 1)
 
 
@@ -518,10 +571,11 @@ def _describe(expected: set[str]) -> str:
     expected = {t for t in expected if t != "SEMI"}
     if {"NAME", "NUMBER", "STRING"} <= expected:
         return "an expression"
+    brace = " or `}`" if "RBRACE" in expected else ""
     if {"TIMEOUT", "RETRY"} <= expected:
-        return "a policy or `}`"
+        return "a policy" + brace
     if {"STEP", "INPUT"} <= expected:
-        return "a plan item or `}`"
+        return "a plan item" + brace
     words = []
     if expected & _OPERATORS and len(expected) > 4:
         words.append("an operator")

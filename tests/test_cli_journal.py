@@ -166,9 +166,8 @@ class _StepRows(HTMLParser):
             self.failures += 1
 
 
-def _mixed_run(tmp_path: Path, *extra: str) -> tuple[Path, Path, str,
-                                                     subprocess.CompletedProcess[str]]:
-    plan = P(
+def _mixed_plan() -> CompiledPlan:
+    return P(
         S("ok", "std.echo", value="fine"),
         S("flaky", "std.flaky", fail_times=1, value="ok", retry=retry(2, 0.05)),
         S("broken", "std.fail", message="it broke", kind="permanent", optional=True),
@@ -176,16 +175,22 @@ def _mixed_run(tmp_path: Path, *extra: str) -> tuple[Path, Path, str,
         S("rescuer", "std.echo", value="saved"),
         S("never", "std.echo", value=1, condition=False),
         name="mixed")
-    plan_path = _write_plan(tmp_path, plan)
+
+
+def _mixed_run(tmp_path: Path) -> tuple[Path, Path, str]:
+    """The mixed plan recorded in-process (the commands under test run as subprocesses)."""
+    from plait.runtime.journal import Journal
+
+    plan_path = _write_plan(tmp_path, _mixed_plan())
     journal = tmp_path / "j.db"
-    result = plait("run", str(plan_path), "--journal", str(journal), "--quiet", *extra,
-                   cwd=tmp_path)
-    return plan_path, journal, _only_run_id(tmp_path, journal), result
+    _record_in_process(plan_path, journal)
+    with Journal.open(journal, create=False) as j:
+        (run,) = j.list_runs()
+    return plan_path, journal, run.run_id
 
 
 def test_html_report_shows_every_step_with_its_status(tmp_path: Path) -> None:
-    _plan, journal, run_id, result = _mixed_run(tmp_path)
-    assert result.returncode == 3, result.stderr  # degraded
+    _plan, journal, run_id = _mixed_run(tmp_path)
     out = tmp_path / "run.html"
     made = plait("report", run_id, "-o", str(out), "--journal", str(journal), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
@@ -201,7 +206,7 @@ def test_html_report_shows_every_step_with_its_status(tmp_path: Path) -> None:
 
 
 def test_show_graph_and_json_metrics(tmp_path: Path) -> None:
-    plan_path, journal, run_id, _ = _mixed_run(tmp_path)
+    plan_path, journal, run_id = _mixed_run(tmp_path)
     shown = plait("show", run_id[:6], "--journal", str(journal), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "recovered" in shown.stdout and "retries 1" in shown.stdout
@@ -220,9 +225,27 @@ def test_show_graph_and_json_metrics(tmp_path: Path) -> None:
 
 
 def test_trace_console_prints_spans(tmp_path: Path) -> None:
-    _plan, _journal, _run_id, result = _mixed_run(tmp_path, "--trace", "console")
+    plan_path = _write_plan(tmp_path, _mixed_plan())
+    result = plait("run", str(plan_path), "--journal", str(tmp_path / "j.db"), "--quiet",
+                   "--trace", "console", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr  # degraded
     assert "invoke_workflow mixed" in result.stderr
     assert "execute_tool std.flaky" in result.stderr
+
+
+def _record_in_process(plan_path: Path, journal_path: Path) -> None:
+    """One run recorded in a journal, without the cost of a subprocess."""
+    import asyncio
+
+    from plait.runtime.api import Runner, load_plan
+    from plait.runtime.journal import Journal
+    from plait.runtime.resume import attach_journal
+
+    plan = load_plan(plan_path)
+    with Journal.open(journal_path) as journal:
+        runner = Runner(plan, {}, environ={})
+        attach_journal(runner, journal, plan, plan_path)
+        asyncio.run(runner.run())
 
 
 def _digest(path: Path) -> str:
@@ -233,8 +256,7 @@ def _digest(path: Path) -> str:
 def test_bad_journal_is_a_clear_error_and_keeps_records(tmp_path: Path, damage: str) -> None:
     plan_path = _write_plan(tmp_path, P(S("a", "std.echo", value=1), name="tiny"))
     journal = tmp_path / "j.db"
-    assert plait("run", str(plan_path), "--journal", str(journal), "--quiet",
-                 cwd=tmp_path).returncode == 0
+    _record_in_process(plan_path, journal)
     holder = None
     if damage == "corrupt":
         journal.write_bytes(b"garbage " * 512)
@@ -249,10 +271,11 @@ def test_bad_journal_is_a_clear_error_and_keeps_records(tmp_path: Path, damage: 
         holder.execute("BEGIN EXCLUSIVE")
     before = _digest(journal)
     try:
-        for args in (["run", str(plan_path), "--quiet"], ["runs"], ["show", "x"]):
+        commands = [["run", str(plan_path), "--quiet"], ["show", "x"]]
+        if damage == "locked":
+            commands = commands[:1]  # WAL: readers are not blocked by a writer
+        for args in commands:
             result = plait(*args, "--journal", str(journal), cwd=tmp_path)
-            if damage == "locked" and args[0] != "run":
-                continue  # WAL: readers are not blocked by a writer
             assert result.returncode == 2, (args, result.stderr)
             assert "Traceback" not in result.stderr
             assert {"corrupt": "corrupt", "newer": "newer plait",

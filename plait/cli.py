@@ -457,6 +457,7 @@ class RunObservers:
         self.journal_path, self.trace = journal_path, trace
         self.journal, self.setup, self.force = journal, setup, force
         self.tracing: Any = None
+        self.sink: Any = None
 
     def __enter__(self) -> RunObservers:
         from plait.runtime.resume import attach_journal, start_resume
@@ -467,17 +468,21 @@ class RunObservers:
             self.tracing = start_tracing(mode, self.plan.model_dump(mode="json"), env=os.environ)
             self.runner.sinks.append(self.tracing.sink)
         if self.setup is not None:
-            start_resume(self.runner, self.journal, self.setup, forced=self.force)
+            self.sink = start_resume(self.runner, self.journal, self.setup, forced=self.force)
         else:
             self.journal = open_journal(self.journal_path, create=True)
-            attach_journal(self.runner, self.journal, self.plan, self.plan_path)
+            self.sink = attach_journal(self.runner, self.journal, self.plan, self.plan_path)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.tracing is not None:
             self.tracing.shutdown()
-        if self.journal is not None:
-            self.journal.close()
+        try:
+            if exc[0] is None and self.sink is not None:
+                self.sink.store_report()
+        finally:
+            if self.journal is not None:
+                self.journal.close()
 
 
 @cli.command("resume")

@@ -66,7 +66,7 @@ CREATE TABLE runs (
     outcome       TEXT,               -- NULL while running or after a crash
     duration_s    REAL,
     sessions      INTEGER NOT NULL DEFAULT 1,
-    report        TEXT                -- the last session's run report (masked), as JSON
+    report        TEXT                -- the whole run's report (masked, sessions folded), JSON
 );
 CREATE TABLE sessions (
     run_id      TEXT NOT NULL REFERENCES runs(run_id),
@@ -414,7 +414,8 @@ class Journal:
         return dict(json.loads(self._run_field(run_id, "raw_inputs" if raw else "inputs")))
 
     def report(self, run_id: str) -> dict[str, Any] | None:
-        """The last finished session's run report (masked), or None if none finished."""
+        """The stored report of the run after its last session (masked); None when no session
+        ended normally (a crash): fold the events with `run_report` instead."""
         text = self._run_field(run_id, "report")
         return dict(json.loads(text)) if text else None
 
@@ -580,10 +581,12 @@ class JournalSink:
         assert self.run_id is not None
         self.journal.record_step(self.run_id, self.session, step, result)
 
-    def store_report(self, report: Mapping[str, Any]) -> None:
-        """Keep the finished run's (masked) report, for `show` and `report`."""
+    def store_report(self) -> None:
+        """Keep the whole run's report (masked, all sessions folded) in `runs.report`, for
+        readers of the journal that do not fold events themselves. Call it after the run."""
         if self.run_id is not None:
-            self.journal.store_report(self.run_id, report)
+            self.journal.store_report(self.run_id, run_report(self.journal, self.run_id)
+                                      .to_json_dict())
 
 
 def merge_sessions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from plait.runtime import outcomes
-from plait.runtime.metrics import MetricsFold, RunMetrics
 from plait.runtime.events import (
     AttemptFailed,
     AttemptFinished,
@@ -25,6 +24,7 @@ from plait.runtime.events import (
     StepFinished,
     parse_ts,
 )
+from plait.runtime.metrics import MetricsFold, RunMetrics
 
 ATTEMPT_LOG_SIZE = 20
 

@@ -97,6 +97,12 @@ def test_report_from_events_and_unfinished_run(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j.db") as journal:
         _record_run(journal, "done")
         _record_run(journal, "crashed", finish=False)
+        assert journal.report("done") is None
+        sink = JournalSink(journal, compiled_plan=PLAN_JSON, plan_path=None, raw_inputs={})
+        sink.run_id = "done"
+        sink.store_report()
+        stored = journal.report("done")
+        assert stored is not None and stored["outcome"] == "succeeded"
         report = run_report(journal, "done")
         assert report.outcome == "succeeded"
         assert report.steps["a"].attempts == 2

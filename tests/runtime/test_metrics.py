@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from plait.runtime.metrics import compute_metrics, critical_path, plan_dependencies
 
 
@@ -11,7 +13,7 @@ def _ts(seconds: float) -> str:
     return f"2026-01-01T10:00:{whole:02d}.{micro:06d}Z"
 
 
-EVENTS = [
+EVENTS: list[dict[str, Any]] = [
     {"event": "run_started", "ts": _ts(0), "steps": {"a": {}, "b": {}, "c": {}, "sb": {}}},
     {"event": "attempt_started", "step": "a", "attempt": 1, "ts": _ts(0)},
     {"event": "attempt_finished", "step": "a", "attempt": 1, "ts": _ts(1.5), "status": "failed",

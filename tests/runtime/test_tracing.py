@@ -123,3 +123,40 @@ def test_every_span_ends_and_skipped_steps_get_a_span() -> None:
 ])
 def test_tracing_mode(option: str | None, env: dict[str, str], expected: str | None) -> None:
     assert tracing_mode(option, env) == expected
+
+
+def test_otlp_exporter_posts_spans_to_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[tuple[str, str, int]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            size = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(size)
+            received.append((self.path, self.headers.get("Content-Type", ""), size))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT",
+                           f"http://127.0.0.1:{server.server_address[1]}")
+        tracing = start_tracing("otlp", PLAN)
+        _run_events(EventBus("run-otlp", [tracing.sink]))
+        tracing.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received, "no spans were exported"
+    path, content_type, size = received[0]
+    assert path == "/v1/traces"
+    assert content_type == "application/x-protobuf"
+    assert size > 100

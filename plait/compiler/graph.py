@@ -7,9 +7,7 @@ import html
 import json
 from collections import deque
 from collections.abc import Callable
-from typing import Any
-
-import networkx as nx  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from plait.compiler.checks.walk import referenced_names, step_sites
 from plait.compiler.ir import (
@@ -29,6 +27,9 @@ from plait.compiler.ir import (
     Step,
 )
 from plait.errors import UserError
+
+if TYPE_CHECKING:
+    import networkx as nx  # type: ignore[import-untyped]
 
 Edge = tuple[str, str, EdgeKind]
 FORMATS = ("dot", "svg", "png", "pdf", "mermaid")
@@ -69,6 +70,8 @@ def edges(plan: Plan) -> list[Edge]:
 
 def build_graph(plan: Plan) -> nx.DiGraph:
     """One node per step carrying its policies as attributes; edges carry `kind`."""
+    import networkx as nx
+
     graph = nx.DiGraph(plan=plan.plan)
     for step in plan.steps.values():
         graph.add_node(step.name, **step_attributes(step))
@@ -91,6 +94,8 @@ def step_attributes(step: Step) -> dict[str, Any]:
 def dependency_cycles(plan: Plan) -> list[list[str]]:
     """Each dependency cycle once, as [first, dep, dep-of-dep, ..., first], starting at the
     cycle's first step in file order; in file order of that first step."""
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.add_nodes_from(plan.steps)
     for step in plan.steps.values():
@@ -128,6 +133,8 @@ def critical_path(graph: nx.DiGraph, weight: Callable[[str], float]) -> list[str
     Standbys are left out: a primary's time already includes its fallbacks (SPEC section 9,
     `finished_at`).
     """
+    import networkx as nx
+
     dag = nx.DiGraph()
     dag.add_nodes_from(n for n, standby in graph.nodes(data="standby_for") if standby is None)
     dag.add_edges_from((u, v) for u, v, kind in graph.edges(data="kind")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import networkx as nx  # type: ignore[import-untyped]
-
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
 from plait.compiler.diagnostics import Diagnostic, error
@@ -38,6 +36,8 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    import networkx as nx  # type: ignore[import-untyped]  # lazily: it slows every start
+
     graph = nx.DiGraph()
     for step in plan.steps.values():
         graph.add_edges_from((step.name, t) for t in step.fallback

@@ -74,7 +74,7 @@ def walk(expr: Expr, parent: Expr | None = None) -> Iterator[tuple[Expr, Expr | 
         if kind in _LEAVES:
             continue
         if kind == "attr":
-            push((node.value, node))  # type: ignore[union-attr]
+            push((node.value, node))  # type: ignore[union-attr,arg-type]
         elif kind == "template":
             for part in node.parts:  # type: ignore[union-attr]
                 if not isinstance(part, str):

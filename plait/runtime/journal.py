@@ -318,10 +318,14 @@ class Journal:
                            (_dumps(compiled_plan), plan_sha256, run_id))
         return session
 
-    def record_event(self, run_id: str, session: int, event: Mapping[str, Any]) -> None:
-        """Store one event, and the attempt row it opens or closes."""
+    def record_event(self, run_id: str, session: int, event: Mapping[str, Any],
+                     step_result: Mapping[str, Any] | None = None) -> None:
+        """Store one event, and the attempt row it opens or closes; with `step_result` (on
+        `step_finished`) the step's record too, in the same durable transaction."""
         name = str(event.get("event"))
         with self._write(durable=name in _DURABLE_EVENTS) as db:
+            if step_result is not None:
+                _put_step(db, run_id, session, str(event.get("step")), step_result)
             db.execute(
                 "INSERT INTO events (run_id, session, seq, event, step, ts, data)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -340,11 +344,7 @@ class Journal:
                     result: Mapping[str, Any]) -> None:
         """Store a finished step's result (with its real output), replacing an earlier one."""
         with self._write(durable=True) as db:
-            db.execute(
-                "INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
-                " finished_at, result) VALUES (?,?,?,?,?,?,?,?)",
-                (run_id, step, session, result.get("status"), result.get("reason"),
-                 result.get("attempts"), result.get("finished_at"), _dumps(result)))
+            _put_step(db, run_id, session, step, result)
 
     def finish_run(self, run_id: str, session: int, *, outcome: str, finished_at: str | None,
                    duration_s: float | None, report: Mapping[str, Any] | None) -> None:
@@ -450,6 +450,15 @@ class Journal:
                 if r[1] in FINISHED_STATUSES and r[2]}
 
 
+def _put_step(db: sqlite3.Connection, run_id: str, session: int, step: str,
+              result: Mapping[str, Any]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
+        " finished_at, result) VALUES (?,?,?,?,?,?,?,?)",
+        (run_id, step, session, result.get("status"), result.get("reason"),
+         result.get("attempts"), result.get("ts"), _dumps(result)))
+
+
 def _close_attempt(db: sqlite3.Connection, run_id: str, session: int,
                    event: Mapping[str, Any]) -> None:
     """Fill in the attempt row that `attempt_finished` / `attempt_failed` ends."""
@@ -548,10 +557,9 @@ class JournalSink:
             self._start(data)
         if self.run_id is None:
             return  # nothing to attach events to before run_started
-        self.journal.record_event(self.run_id, self.session, data)
-        if name == "step_finished":
-            self._finish_step(data)
-        elif name == "run_finished":
+        self.journal.record_event(self.run_id, self.session, data,
+                                  self._step_result(data) if name == "step_finished" else None)
+        if name == "run_finished":
             self.journal.finish_run(self.run_id, self.session, outcome=str(data.get("outcome")),
                                     finished_at=data.get("ts"),
                                     duration_s=data.get("duration_s"), report=None)
@@ -571,15 +579,13 @@ class JournalSink:
             inputs=data.get("inputs") or {}, raw_inputs=self.raw_inputs,
             started_at=str(data.get("ts")), plait_version=data.get("plait_version"))
 
-    def _finish_step(self, data: Mapping[str, Any]) -> None:
-        if data.get("resumed"):
-            return  # seeded from an earlier session: its record is already there
+    def _step_result(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A finished step's record: its `step_finished` with the REAL output."""
         step = str(data.get("step"))
-        result = dict(data)
-        if step in self._raw_outputs:
-            result["output"] = self._raw_outputs.pop(step)
-        assert self.run_id is not None
-        self.journal.record_step(self.run_id, self.session, step, result)
+        raw = self._raw_outputs.pop(step, data.get("output"))
+        if data.get("resumed"):
+            return None  # seeded from an earlier session: its record is already there
+        return {**data, "output": raw}
 
     def store_report(self) -> None:
         """Keep the whole run's report (masked, all sessions folded) in `runs.report`, for

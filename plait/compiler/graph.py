@@ -94,28 +94,67 @@ def step_attributes(step: Step) -> dict[str, Any]:
 def dependency_cycles(plan: Plan) -> list[list[str]]:
     """Each dependency cycle once, as [first, dep, dep-of-dep, ..., first], starting at the
     cycle's first step in file order; in file order of that first step."""
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    graph.add_nodes_from(plan.steps)
-    for step in plan.steps.values():
-        graph.add_edges_from((step.name, dep) for dep in step.depends_on if dep in plan.steps)
+    deps = {name: [d for d in step.depends_on if d in plan.steps]
+            for name, step in plan.steps.items()}
     order = {name: i for i, name in enumerate(plan.steps)}
     cycles = []
-    for component in nx.strongly_connected_components(graph):
+    for component in strongly_connected(deps):
         first = min(component, key=order.__getitem__)
-        if len(component) > 1 or graph.has_edge(first, first):
-            cycles.append(_cycle_through(graph, first, component))
+        if len(component) > 1 or first in deps[first]:
+            cycles.append(_cycle_through(deps, first, component))
     return sorted(cycles, key=lambda c: order[c[0]])
 
 
-def _cycle_through(graph: nx.DiGraph, start: str, component: set[str]) -> list[str]:
+def strongly_connected(successors: dict[str, list[str]]) -> list[set[str]]:
+    """The strongly connected components of a graph given as node -> successors (Tarjan's
+    algorithm, iterative; networkx is not imported for this, it slows every start)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[set[str]] = []
+    for root in successors:
+        if root in index:
+            continue
+        work = [(root, iter(successors[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(successors.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component: set[str] = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                found.append(component)
+    return found
+
+
+def _cycle_through(deps: dict[str, list[str]], start: str, component: set[str]) -> list[str]:
     """The shortest path from `start` back to itself inside its component (breadth first)."""
     came_from: dict[str, str] = {}
     queue = deque([start])
     while queue:
         node = queue.popleft()
-        for nxt in sorted(graph.successors(node)):
+        for nxt in sorted(deps[node]):
             if nxt == start:
                 path = [node]
                 while path[-1] != start:

@@ -129,3 +129,11 @@ def test_format_from_suffix_or_option() -> None:
     assert format_for(None, None) == "dot"
     with pytest.raises(UserError, match="cannot tell the graph format"):
         format_for("x.txt", None)
+
+
+def test_long_cycle_needs_no_recursion() -> None:
+    n = 5000
+    plan = make_plan(*[step(f"s{i}", after=[f"s{(i + 1) % n}"]) for i in range(n)])
+    (cycle,) = dependency_cycles(plan)
+    assert len(cycle) == n + 1 and cycle[0] == cycle[-1] == "s0"
+    assert cycle[1] == "s1"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
 from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.graph import strongly_connected
 from plait.compiler.ir import NameExpr, Plan, Step
 from plait.compiler.source import Span
 
@@ -36,13 +37,9 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    import networkx as nx  # type: ignore[import-untyped]  # lazily: it slows every start
-
-    graph = nx.DiGraph()
-    for step in plan.steps.values():
-        graph.add_edges_from((step.name, t) for t in step.fallback
-                             if t in plan.steps and t != step.name)
-    for component in nx.strongly_connected_components(graph):
+    graph = {step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
+             for step in plan.steps.values()}
+    for component in strongly_connected(graph):
         if len(component) < 2:
             continue
         first = min(component, key=ctx.order.__getitem__)

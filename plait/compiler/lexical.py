@@ -227,3 +227,28 @@ def _skip_quoted(text: str, i: int) -> int:
     while i < n and text[i] != '"':
         i += 2 if text[i] == "\\" else 1
     return i + 1
+
+
+class Tok:
+    """A token: lighter than lark's (a parse makes hundreds of thousands of them).
+
+    Lines and columns are 1-based; `end_column` and `end_pos` are exclusive.
+    """
+
+    __slots__ = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
+
+    def __init__(self, type_: str, value: str, start_pos: int, line: int, column: int,
+                 end_line: int, end_column: int, end_pos: int) -> None:
+        self.type, self.value, self.start_pos = type_, value, start_pos
+        self.line, self.column, self.end_line, self.end_column, self.end_pos = (
+            line, column, end_line, end_column, end_pos)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Tok({self.type}, {self.value!r}, {self.line}:{self.column})"
+
+    def retyped(self, type_: str) -> Tok:
+        return Tok(type_, self.value, self.start_pos, self.line, self.column, self.end_line,
+                   self.end_column, self.end_pos)

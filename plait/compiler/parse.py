@@ -26,14 +26,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.lark import PostLex
-from lark.lexer import LexerState, LineCounter
+from lark import Lark
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error
 from plait.compiler.ir import Expr
+from plait.compiler.lexical import Tok
 from plait.compiler.source import Span
 from plait.compiler.transformer import RESERVED_WORDS, WHEN_HINT, PlanTransformer, span_of
 
@@ -52,6 +50,7 @@ RESOURCE_WORDS = ("rate", "concurrency", "breaker")
 _BLOCK_AFTER = {"RPAR", "NAME", "STRING", "LONG_STRING", "DEFAULTS", "_NL"}
 _BLOCK_HEADS = {"PLAN", "RESOURCE", "DEFAULTS", "STEP"}
 _OPERATORS = {"COMPARE", "IN", "NOT", "AND", "OR", "COALESCE", "DOT", "QDOT", "LSQB", "QLSQB", "LPAR"}
+_BRACKETS = {"LPAR", "LSQB", "QLSQB", "DICT_OPEN", "LBRACE", "RPAR", "RSQB", "RBRACE"}
 _CLOSERS = {"(": ")", "[": "]", "dict": "}", "block": "}"}
 _SKIP_BLANK = re.compile(r"(?:[ \t\f\r\n]|#[^\n]*)*")
 _LINE_START_WORD = re.compile(r"[ \t]*([a-z]+)\b")
@@ -66,25 +65,66 @@ _WORDS = {  # what a terminal is, in words a user knows
 }
 
 
-class _KeepNewlines(PostLex):
-    """Makes the contextual lexer always produce these; parse.py's filter decides their fate."""
-
-    always_accept = ("_NL", "SEMI", "LBRACE", "RBRACE")
-
-    def process(self, stream):  # type: ignore[no-untyped-def]
-        return stream
-
-
 _TRANSFORMER = PlanTransformer()
 _LOCK = threading.RLock()
+
+# The lexer. Words, numbers and `x2` are typed by what the parser state accepts (soft
+# keywords), as lark's contextual lexer would, but without its per-state regexes.
+_TOKEN = re.compile(r"""
+    (?P<WS>[ \t\f\r]+)
+  | (?P<COMMENT>\#[^\n]*)
+  | (?P<NL>(?:\r?\n[\t \f\r]*)+)
+  | (?P<LONG_STRING>\"\"\"(?:[^"\\]|\\[\s\S]|"(?!""))*\"\"\")
+  | (?P<STRING>"(?!"")(?:[^"\\\n]|\\[^\n])*")
+  | (?P<WORD>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<DIGITS>-?[0-9])
+  | (?P<PUNCT>\?\?|\?\.|\?\[|==|!=|<=|>=|[<>()\[\]{},:;=.])
+""", re.VERBOSE)
+_VALUE_PATTERNS = {  # what a token starting with a digit can be, most specific first
+    "DURATION": re.compile(r"[0-9][0-9_.]*[A-Za-z0-9_.]*"),
+    "RATE": re.compile(r"[0-9][0-9_.]*/[A-Za-z]*"),
+    "PERCENT": re.compile(r"[0-9][0-9_.]*%"),
+}
+_NUMBER = re.compile(r"-?[0-9][0-9_]*(\.[0-9][0-9_]*)?([eE][+-]?[0-9]+)?")
+_FACTOR = re.compile(r"x[0-9][0-9_.]*")
+_PUNCTUATION = {"??": "COALESCE", "?.": "QDOT", "?[": "QLSQB", "==": "COMPARE", "!=": "COMPARE",
+                "<=": "COMPARE", ">=": "COMPARE", "<": "COMPARE", ">": "COMPARE", "(": "LPAR",
+                ")": "RPAR", "[": "LSQB", "]": "RSQB", "{": "LBRACE", "}": "RBRACE", ",": "COMMA",
+                ":": "COLON", ";": "SEMI", "=": "EQUAL", ".": "DOT"}
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """lark's LALR table, flattened for a fast loop: per state, symbol -> next state (shift
+    or goto) or (size, rule name, callback) (reduce)."""
+
+    states: dict[int, dict[str, int | tuple[int, str, object]]]
+    start: int
+    end: int
+    keywords: dict[str, str]  # "step" -> "STEP"
 
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     """Built once: analysing the grammar is the slow part."""
-    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", lexer="contextual",
-                start=["start", "interp"], postlex=_KeepNewlines(), transformer=_TRANSFORMER,
-                maybe_placeholders=False, propagate_positions=False)
+    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", lexer="basic",
+                start=["start", "interp"], transformer=_TRANSFORMER, maybe_placeholders=False)
+
+
+@lru_cache(maxsize=2)
+def _tables(start: str) -> _Tables:
+    lark = _lark()
+    conf = lark.parse_interactive("", start=start).parser_state.parse_conf
+    states: dict[int, dict[str, int | tuple[int, str, object]]] = {}
+    for state, actions in conf.states.items():
+        row: dict[str, int | tuple[int, str, object]] = {}
+        for symbol, (action, arg) in actions.items():
+            is_shift = action.name == "Shift"
+            row[symbol] = arg if is_shift else (len(arg.expansion), arg.origin.name, conf.callbacks[arg])
+        states[state] = row
+    keywords = {t.pattern.value: t.name for t in lark.terminals
+                if t.pattern.type == "str" and t.pattern.value.isalpha()}
+    return _Tables(states, conf.start_state, conf.end_state, keywords)
 
 
 def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagnostic]]:
@@ -100,8 +140,9 @@ def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagno
             plans = None
         diagnostics.extend(_TRANSFORMER.diagnostics)
         _TRANSFORMER.reset("")
+    plan = _one_plan(plans, text, path, diagnostics)
     diagnostics.sort(key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
-    return _one_plan(plans, text, path, diagnostics), diagnostics
+    return plan, diagnostics
 
 
 @contextmanager
@@ -170,13 +211,25 @@ class _Open:
     """An open bracket or block, for newline handling, error messages and recovery."""
 
     kind: str  # "(", "[", "dict" or "block"
-    token: Token
+    token: Tok
     label: str  # blocks: "step `draft`", "plan `triage`", "`defaults`", ...
     saved_base: int | None  # the enclosing statement's parser-stack base (blocks)
 
 
 class _Fatal(Exception):
     """Stop parsing: nothing sensible can follow."""
+
+
+class _Unexpected(Exception):
+    def __init__(self, token: Tok) -> None:
+        super().__init__(token.value)
+        self.token = token
+
+
+class _BadCharacter(Exception):
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
 
 
 class _Driver:
@@ -186,11 +239,15 @@ class _Driver:
                  origin: tuple[int, int] | None = None) -> None:
         self.text, self.start, self.path, self.diagnostics = text, start, path, diagnostics
         self.origin = origin  # where a `${...}` source starts in the file
+        self.tables = _tables(start)
+        self.states: list[int] = [self.tables.start]  # the LALR stacks
+        self.values: list[object] = []
+        self.pos, self.line, self.line_start = 0, 1, 0  # the lexer's position
         self.stack: list[_Open] = []
         self.base: int | None = None  # parser-stack length where the current statement starts
-        self.head: list[Token] = []  # the first two tokens of the current statement
+        self.head: list[Tok] = []  # the first two tokens of the current statement
         # The last token fed to the parser; a `${...}` starts in an expression, where `{` is a dict.
-        self.prev: Token | None = Token("COLON", ":") if start == "interp" else None
+        self.prev: Tok | None = _token("COLON", ":") if start == "interp" else None
         self.at_line_start = True  # the last thing fed ended a statement (or opened a block)
         self.errors = 0
         self.last_error_pos = -1
@@ -198,32 +255,88 @@ class _Driver:
     # --- the loop -----------------------------------------------------------------------------
 
     def run(self) -> object:
-        interactive = _lark().parse_interactive(self.text, start=self.start)
-        self.parser, self.lexer = interactive.parser_state, interactive.lexer_thread
         while True:
             try:
-                for token in self.lexer.lex(self.parser):
+                token = self._next()
+                while token is not None:
                     self._take(token)
-                return self.parser.feed_token(self._eof(), True)
-            except UnexpectedToken as problem:
+                    token = self._next()
+                return self._feed_end()
+            except _Unexpected as problem:
                 if not self._on_unexpected(problem.token, self._expected()):
                     return None
-            except UnexpectedCharacters as problem:
-                if not self._on_bad_character(problem.pos_in_stream):
+            except _BadCharacter as problem:
+                if not self._on_bad_character(problem.pos):
                     return None
-            except (_Fatal, UnexpectedInput):
+            except _Fatal:
                 return None
 
-    def _take(self, token: Token) -> None:
+    def _next(self) -> Tok | None:
+        """The next token, typed by what the parser accepts here; None at the end."""
+        text, pos = self.text, self.pos
+        while True:
+            match = _TOKEN.match(text, pos)
+            if match is None:
+                if pos >= len(text):
+                    return None
+                raise _BadCharacter(pos)
+            group = match.lastgroup
+            if group == "WS" or group == "COMMENT":
+                pos = match.end()
+                continue
+            break
+        value = match.group()
+        if group == "WORD":
+            kind = self._word_type(value, pos)
+            if kind == "FACTOR":
+                value = _FACTOR.match(text, pos).group()  # type: ignore[union-attr]
+        elif group == "DIGITS":
+            kind, value = self._value_token(pos)
+        elif group == "PUNCT":
+            kind = _PUNCTUATION[value]
+        else:
+            kind = "_NL" if group == "NL" else group  # type: ignore[assignment]
+        return self._make(kind, value, pos)
+
+    def _word_type(self, word: str, pos: int) -> str:
+        accepts = self.tables.states[self.states[-1]]
+        keyword = self.tables.keywords.get(word)
+        if keyword is not None and (keyword in accepts or "NAME" not in accepts):
+            return keyword
+        if word[0] == "x" and "FACTOR" in accepts and _FACTOR.match(self.text, pos):
+            return "FACTOR"
+        return "NAME"
+
+    def _value_token(self, pos: int) -> tuple[str, str]:
+        accepts = self.tables.states[self.states[-1]]
+        for kind, pattern in _VALUE_PATTERNS.items():
+            if kind in accepts:
+                match = pattern.match(self.text, pos)
+                if match:
+                    return kind, match.group()
+        number = _NUMBER.match(self.text, pos)
+        return "NUMBER", number.group() if number else self.text[pos]
+
+    def _make(self, kind: str, value: str, pos: int) -> Tok:
+        line, column = self.line, pos - self.line_start + 1
+        end = pos + len(value)
+        newlines = value.count("\n") if kind in ("_NL", "LONG_STRING") else 0
+        if newlines:
+            self.line += newlines
+            self.line_start = pos + value.rindex("\n") + 1
+        self.pos = end
+        return Tok(kind, value, pos, line, column, self.line, end - self.line_start + 1, end)
+
+    def _take(self, token: Tok) -> None:
         kind = token.type
-        if kind in ("_NL", "SEMI"):
+        if kind == "_NL" or kind == "SEMI":
             self._end_of_line(token)
             return
         if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in _BLOCK_AFTER:
-            token = Token.new_borrow_pos("DICT_OPEN", token.value, token)
+            token = token.retyped("DICT_OPEN")
         self._feed(token)
 
-    def _end_of_line(self, token: Token) -> None:
+    def _end_of_line(self, token: Tok) -> None:
         if (self.stack and self.stack[-1].kind != "block") or self.start == "interp":
             if token.type == "SEMI":
                 self._feed(token)  # `;` inside brackets: an error the parser reports
@@ -232,27 +345,66 @@ class _Driver:
             return
         if self._brace_follows(token):
             return  # reported; parse on as if the `{` stood on the header's line
-        self._feed(Token.new_borrow_pos("_NL", token.value, token))
+        self._feed(token if token.type == "_NL" else token.retyped("_NL"))
         self.at_line_start, self.base, self.head = True, None, []
 
-    def _feed(self, token: Token) -> None:
-        self.parser.feed_token(token, False)
+    def _feed(self, token: Tok) -> None:
+        self._shift(token)
         self.prev, self.at_line_start = token, False
         if self.base is None:
-            self.base = len(self.parser.state_stack) - 1
+            self.base = len(self.states) - 1
         if len(self.head) < 2 and (not self.stack or self.stack[-1].kind == "block"):
             self.head.append(token)
-        self._track_brackets(token)
+        if token.type in _BRACKETS:
+            self._track_brackets(token)
 
-    def _track_brackets(self, token: Token) -> None:
-        value = token.value
-        if token.type in ("LPAR", "LSQB", "QLSQB", "DICT_OPEN"):
-            kind = "dict" if token.type == "DICT_OPEN" else "(" if value == "(" else "["
-            self._push(_Open(kind, token, "", None))
-        elif token.type == "LBRACE":
+    def _shift(self, token: Tok) -> None:
+        """The LALR loop: reduce while the table says so, then shift the token."""
+        table, states, values = self.tables.states, self.states, self.values
+        kind = token.type
+        while True:
+            action = table[states[-1]].get(kind)
+            if action is None:
+                raise _Unexpected(token)
+            if action.__class__ is int:
+                states.append(action)  # type: ignore[arg-type]
+                values.append(token)
+                return
+            self._reduce(action)  # type: ignore[arg-type]
+
+    def _reduce(self, action: tuple[int, str, object]) -> None:
+        size, rule, callback = action
+        states, values = self.states, self.values
+        if size:
+            children = values[-size:]
+            del states[-size:]
+            del values[-size:]
+        else:
+            children = []
+        values.append(callback(children))  # type: ignore[operator]
+        states.append(self.tables.states[states[-1]][rule])  # type: ignore[arg-type]
+
+    def _feed_end(self) -> object:
+        """Feed the end of input; return what the start rule built."""
+        end = self._eof()
+        table, states = self.tables.states, self.states
+        while True:
+            action = table[states[-1]].get("$END")
+            if action is None or action.__class__ is int:
+                raise _Unexpected(end)
+            self._reduce(action)  # type: ignore[arg-type]
+            if states[-1] == self.tables.end:
+                return self.values[-1]
+
+    def _track_brackets(self, token: Tok) -> None:
+        kind = token.type
+        if kind in ("LPAR", "LSQB", "QLSQB", "DICT_OPEN"):
+            opened = "dict" if kind == "DICT_OPEN" else "(" if kind == "LPAR" else "["
+            self._push(_Open(opened, token, "", None))
+        elif kind == "LBRACE":
             self._push(_Open("block", token, self._label(), self.base))
             self.base, self.head, self.at_line_start = None, [], True
-        elif token.type in ("RPAR", "RSQB", "RBRACE") and self.stack:
+        elif self.stack:
             closed = self.stack.pop()
             if closed.kind == "block":
                 self.base = closed.saved_base
@@ -272,7 +424,7 @@ class _Driver:
 
     def _expected(self) -> set[str]:
         """What the parser accepts here (the lexer's own list also has the always-lexed tokens)."""
-        actions = self.parser.parse_conf.states[self.parser.position]
+        actions = self.tables.states[self.states[-1]]
         expected = {symbol for symbol in actions if symbol.isupper()}  # terminals, not rules
         return expected - self._implausible()
 
@@ -290,14 +442,13 @@ class _Driver:
             ruled_out.add("COLON")
         return ruled_out
 
-    def _eof(self) -> Token:
-        counter = self.lexer.state.line_ctr
-        return Token("$END", "", counter.char_pos, counter.line, counter.column,
-                     counter.line, counter.column + 1, counter.char_pos)
+    def _eof(self) -> Tok:
+        pos = len(self.text)
+        line = self.text.count("\n") + 1
+        column = pos - (self.text.rfind("\n") + 1) + 1
+        return Tok("$END", "", pos, line, column, line, column + 1, pos)
 
-    # --- errors -------------------------------------------------------------------------------
-
-    def _on_unexpected(self, token: Token, expected: set[str]) -> bool:
+    def _on_unexpected(self, token: Tok, expected: set[str]) -> bool:
         """Report an unexpected token; return whether parsing goes on."""
         if self.start == "interp":
             self._report_interpolation(token, expected)
@@ -315,7 +466,7 @@ class _Driver:
         self._recover(token)
         return True
 
-    def _report_token(self, token: Token, expected: set[str]) -> None:
+    def _report_token(self, token: Tok, expected: set[str]) -> None:
         opened = self._open_before_line_start_keyword(token)
         if opened is not None:
             self._report_unclosed(opened, self._tspan(token), f" before `{token}`")
@@ -332,7 +483,7 @@ class _Driver:
         else:
             self._report_generic(token, expected)
 
-    def _report_generic(self, token: Token, expected: set[str]) -> None:
+    def _report_generic(self, token: Tok, expected: set[str]) -> None:
         word, span = str(token), self._tspan(token)
         if {"TIMEOUT", "RETRY"} <= expected and token.type not in ("RBRACE", "_NL"):
             self._report(codes.UNKNOWN_POLICY, f"unknown policy `{word}`", span,
@@ -346,7 +497,7 @@ class _Driver:
         else:
             self._report(codes.SYNTAX_ERROR, f"unexpected {_what(token)}; expected {_describe(expected)}", span)
 
-    def _open_before_line_start_keyword(self, token: Token) -> _Open | None:
+    def _open_before_line_start_keyword(self, token: Tok) -> _Open | None:
         """The bracket or block a plan item / policy keyword at a line start shows unclosed."""
         if not self.stack or not self._starts_line(token):
             return None
@@ -372,7 +523,7 @@ class _Driver:
         else:
             self._report(codes.SYNTAX_ERROR, f"unexpected end of file; expected {_describe(expected)}", span)
 
-    def _report_interpolation(self, token: Token, expected: set[str]) -> None:
+    def _report_interpolation(self, token: Tok, expected: set[str]) -> None:
         if not self.text.strip():
             message = "empty `${}` in string"
         elif token.type == "$END":
@@ -411,7 +562,7 @@ class _Driver:
 
     # --- recovery -----------------------------------------------------------------------------
 
-    def _recover(self, token: Token) -> None:
+    def _recover(self, token: Tok) -> None:
         """Rewind to the start of the current statement and skip to its end."""
         self.last_error_pos = token.start_pos or 0
         if self._open_before_line_start_keyword(token) is not None:
@@ -430,7 +581,7 @@ class _Driver:
         self._rewind_parser()
         return depth
 
-    def _unwind_to_keyword_level(self, token: Token) -> None:
+    def _unwind_to_keyword_level(self, token: Tok) -> None:
         """Drop open brackets (and, for a plan item, blocks other than the plan's)."""
         while self.stack:
             top = self.stack[-1]
@@ -443,20 +594,19 @@ class _Driver:
 
     def _rewind_parser(self) -> None:
         if self.base is not None:
-            del self.parser.state_stack[self.base:]
-            del self.parser.value_stack[self.base - 1:]
+            del self.states[self.base:]
+            del self.values[self.base - 1:]
         self.base, self.head, self.at_line_start = None, [], True
-        self.prev = Token("_NL", "\n")
+        self.prev = _token("_NL", "\n")
 
     def _seek(self, pos: int) -> None:
         """Continue lexing at `pos` of the text."""
         pos = min(max(pos, 0), len(self.text))
-        counter = LineCounter("\n")
-        counter.feed(self.text[:pos])
-        state = self.lexer.state
-        self.lexer.state = LexerState(state.text, counter, state.last_token)
+        self.pos = pos
+        self.line = self.text.count("\n", 0, pos) + 1
+        self.line_start = self.text.rfind("\n", 0, pos) + 1
 
-    def _brace_follows(self, newline: Token) -> bool:
+    def _brace_follows(self, newline: Tok) -> bool:
         """A block `{` on the line after its header: report it (E102)."""
         if not self.head or self.head[0].type not in _BLOCK_HEADS or self.prev is None:
             return False
@@ -479,7 +629,7 @@ class _Driver:
         self.errors += 1
         self.diagnostics.append(error(code, message, span, *(h for h in hints if h), path=self.path, labels=labels))
 
-    def _starts_line(self, token: Token) -> bool:
+    def _starts_line(self, token: Tok) -> bool:
         start = token.start_pos or 0
         return not self.text[self.text.rfind("\n", 0, start) + 1:start].strip()
 
@@ -496,11 +646,15 @@ class _Driver:
     def _span(self, line: int, column: int, end_line: int, end_column: int) -> Span:
         return span_of(*self._map(line, column), *self._map(end_line, end_column))
 
-    def _tspan(self, token: Token) -> Span:
+    def _tspan(self, token: Tok) -> Span:
         line, column = token.line or 1, token.column or 1
         if token.type == "_NL":  # the line end itself, not the indentation after it
             return self._span(line, column, line, column + 1)
         return self._span(line, column, token.end_line or line, token.end_column or column + 1)
+
+
+def _token(kind: str, value: str) -> Tok:
+    return Tok(kind, value, 0, 1, 1, 1, 1, 0)
 
 
 def join_spans(first: Span, last: Span) -> Span:
@@ -555,7 +709,7 @@ def _next_line_is_item(text: str, pos: int) -> bool:
     return bool(match and match.group(1) in ("step", "input", "output", "resource", "defaults", "use", "deadline"))
 
 
-def _what(token: Token) -> str:
+def _what(token: Tok) -> str:
     if token.type in ("_NL", "$END"):
         return _WORDS[token.type]
     if token.type == "NAME":

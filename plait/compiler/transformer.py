@@ -14,17 +14,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Token, Transformer, v_args
+from lark import Transformer, v_args
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, error
 from plait.compiler.ir import (
-    AttrExpr, BinaryExpr, CallExpr, DictEntry, DictExpr, EnvExpr, Expr, IndexExpr,
-    ListExpr, LiteralExpr, NameExpr, NotExpr, TemplateExpr, TriggerRule,
+    AttrExpr,
+    BinaryExpr,
+    CallExpr,
+    DictEntry,
+    DictExpr,
+    EnvExpr,
+    Expr,
+    IndexExpr,
+    ListExpr,
+    LiteralExpr,
+    NameExpr,
+    NotExpr,
+    TemplateExpr,
+    TriggerRule,
 )
 from plait.compiler.lexical import (
-    Interpolation, LexicalError, decode_string, parse_duration, parse_factor, parse_number,
-    parse_percent, parse_rate,
+    Interpolation,
+    LexicalError,
+    Tok,
+    decode_string,
+    parse_duration,
+    parse_factor,
+    parse_number,
+    parse_percent,
+    parse_rate,
 )
 from plait.compiler.source import Span
 from plait.errors import ErrorKind
@@ -73,7 +92,7 @@ class _Backoff:
 
 
 @v_args(inline=True)
-class PlanTransformer(Transformer[Token, Any]):
+class PlanTransformer(Transformer[Tok, Any]):
     """Rule name -> node. See plait.lark for what each rule's children are."""
 
     def __init__(self) -> None:
@@ -96,200 +115,208 @@ class PlanTransformer(Transformer[Token, Any]):
     def interp(self, expr: Expr) -> Expr:
         return expr
 
-    def plan(self, keyword: Token, name: Token, *rest: Any) -> nodes.PlanNode:
+    def plan(self, keyword: Tok, name: Tok, *rest: Any) -> nodes.PlanNode:
         description = self._plain(rest[0]) if rest[0].type in ("STRING", "LONG_STRING") else None
-        items = tuple(item for item in rest if not isinstance(item, Token))
+        items = tuple(item for item in rest if not isinstance(item, Tok))
         return nodes.PlanNode(self._ident(name), description, items, self._span(keyword, rest[-1]))
 
-    def use(self, keyword: Token, target: Token) -> nodes.UseNode:
+    def use(self, keyword: Tok, target: Tok) -> nodes.UseNode:
         return nodes.UseNode(self._plain(target), self._span(keyword, target))
 
-    def input(self, keyword: Token, name: Token, type_: nodes.TypeRef,
+    def input(self, keyword: Tok, name: Tok, type_: nodes.TypeRef,
               default: Expr | None = None) -> nodes.InputNode:
         self._check_literal(default)
         end = default.span if default is not None and default.span else type_.span
-        return nodes.InputNode(self._name(name, "an input"), type_, default, join(self._tspan(keyword), end))
+        return nodes.InputNode(self._name(name, "an input"), type_, default, self._from(keyword, end))
 
-    def type(self, name: Token, *inner: Any) -> nodes.TypeRef:
+    def type(self, name: Tok, *inner: Any) -> nodes.TypeRef:
         text = f"{name}[{inner[1].text}]" if inner else str(name)
         return nodes.TypeRef(text, self._span(name, inner[-1] if inner else name))
 
-    def output(self, keyword: Token, name: Token, expr: Expr) -> nodes.OutputNode:
-        return nodes.OutputNode(self._ident(name), expr, join(self._tspan(keyword), _expr_span(expr)))
+    def output(self, keyword: Tok, name: Tok, expr: Expr) -> nodes.OutputNode:
+        return nodes.OutputNode(self._ident(name), expr, self._from(keyword, _expr_span(expr)))
 
-    def deadline(self, keyword: Token, duration: Token) -> nodes.DeadlineNode:
+    def deadline(self, keyword: Tok, duration: Tok) -> nodes.DeadlineNode:
         return nodes.DeadlineNode(self._duration(duration), self._span(keyword, duration))
 
-    def plan_concurrency(self, keyword: Token, value: Token) -> nodes.PlanConcurrencyNode:
+    def plan_concurrency(self, keyword: Tok, value: Tok) -> nodes.PlanConcurrencyNode:
         return nodes.PlanConcurrencyNode(self._int(value, "concurrency"), self._span(keyword, value))
 
-    def defaults(self, keyword: Token, *rest: Any) -> nodes.DefaultsNode:
+    def defaults(self, keyword: Tok, *rest: Any) -> nodes.DefaultsNode:
         return nodes.DefaultsNode(tuple(rest[1:-1]), self._span(keyword, rest[-1]))
 
-    def resource(self, keyword: Token, name: Token, *rest: Any) -> nodes.ResourceNode:
+    def resource(self, keyword: Tok, name: Tok, *rest: Any) -> nodes.ResourceNode:
         return nodes.ResourceNode(self._ident(name), tuple(rest[1:-1]), self._span(keyword, rest[-1]))
 
-    def rate(self, keyword: Token, rate: Token) -> nodes.RateNode:
+    def rate(self, keyword: Tok, rate: Tok) -> nodes.RateNode:
         count, per_s = self._value(parse_rate, rate, (None, None))
         return nodes.RateNode(count, per_s, self._span(keyword, rate))
 
-    def resource_concurrency(self, keyword: Token, value: Token) -> nodes.ResourceConcurrencyNode:
+    def resource_concurrency(self, keyword: Tok, value: Tok) -> nodes.ResourceConcurrencyNode:
         return nodes.ResourceConcurrencyNode(self._int(value, "concurrency"), self._span(keyword, value))
 
-    def breaker(self, keyword: Token, failures: Token, word: Token, *cooldown: Token) -> nodes.BreakerNode:
+    def breaker(self, keyword: Tok, failures: Tok, word: Tok, *cooldown: Tok) -> nodes.BreakerNode:
         duration = self._duration(cooldown[1]) if cooldown else None
         end = cooldown[1] if cooldown else word
         return nodes.BreakerNode(self._int(failures, "breaker after"), duration, self._span(keyword, end))
 
     # --- steps ------------------------------------------------------------------------------
 
-    def step(self, keyword: Token, name: Token, body: nodes.Call | nodes.MapCall,
+    def step(self, keyword: Tok, name: Tok, body: nodes.Call | nodes.MapCall,
              block: _Block | None = None) -> nodes.StepNode:
         call = body.call if isinstance(body, nodes.MapCall) else body
         mapped = body if isinstance(body, nodes.MapCall) else None
         end = block.span if block else body.span
         return nodes.StepNode(self._name(name, "a step"), call, mapped,
-                              block.policies if block else (), join(self._tspan(keyword), end))
+                              block.policies if block else (), self._from(keyword, end))
 
-    def map_call(self, keyword: Token, var: Token, _in: Token, over: Expr, call: nodes.Call) -> nodes.MapCall:
-        return nodes.MapCall(self._name(var, "a map variable"), over, call, join(self._tspan(keyword), call.span))
+    def map_call(self, keyword: Tok, var: Tok, _in: Tok, over: Expr, call: nodes.Call) -> nodes.MapCall:
+        return nodes.MapCall(self._name(var, "a map variable"), over, call, self._from(keyword, call.span))
 
     def call(self, tool: nodes.Ident, *rest: Any) -> nodes.Call:
         return nodes.Call(tool, tuple(rest[:-1]), join(tool.span, self._tspan(rest[-1])))
 
-    def tool_name(self, *parts: Token) -> nodes.Ident:
-        return nodes.Ident(".".join(parts), self._span(parts[0], parts[-1]))
+    def tool_name(self, *parts: Tok) -> nodes.Ident:
+        return nodes.Ident(".".join(part.value for part in parts), self._span(parts[0], parts[-1]))
 
-    def arg(self, name: Token, value: Expr) -> nodes.Arg:
+    def arg(self, name: Tok, value: Expr) -> nodes.Arg:
         return nodes.Arg(self._ident(name), value)
 
-    def step_block(self, opening: Token, *rest: Any) -> _Block:
+    def step_block(self, opening: Tok, *rest: Any) -> _Block:
         return _Block(tuple(rest[:-1]), self._span(opening, rest[-1]))
 
-    def name_list(self, *names: Token) -> tuple[nodes.Ident, ...]:
+    def name_list(self, *names: Tok) -> tuple[nodes.Ident, ...]:
         return tuple(self._ident(name) for name in names)
 
     # --- policies ---------------------------------------------------------------------------
 
-    def after(self, keyword: Token, targets: tuple[nodes.Ident, ...]) -> nodes.AfterPolicy:
-        return nodes.AfterPolicy(targets, join(self._tspan(keyword), targets[-1].span))
+    def after(self, keyword: Tok, targets: tuple[nodes.Ident, ...]) -> nodes.AfterPolicy:
+        return nodes.AfterPolicy(targets, self._from(keyword, targets[-1].span))
 
-    def when(self, keyword: Token, rule: Token) -> nodes.WhenPolicy:
+    def when(self, keyword: Tok, rule: Tok) -> nodes.WhenPolicy:
         self._check_choice(rule, TRIGGER_RULES, "trigger rule", codes.WHEN_TAKES_RULE, WHEN_HINT)
         return nodes.WhenPolicy(self._ident(rule), self._span(keyword, rule))
 
-    def if_policy(self, keyword: Token, condition: Expr) -> nodes.IfPolicy:
-        return nodes.IfPolicy(condition, join(self._tspan(keyword), _expr_span(condition)))
+    def if_policy(self, keyword: Tok, condition: Expr) -> nodes.IfPolicy:
+        return nodes.IfPolicy(condition, self._from(keyword, _expr_span(condition)))
 
-    def timeout(self, keyword: Token, duration: Token) -> nodes.TimeoutPolicy:
+    def timeout(self, keyword: Tok, duration: Tok) -> nodes.TimeoutPolicy:
         return nodes.TimeoutPolicy(self._duration(duration), self._span(keyword, duration))
 
-    def retry(self, keyword: Token, count: Token, *rest: Any) -> nodes.RetryNode:
+    def retry(self, keyword: Tok, count: Tok, *rest: Any) -> nodes.RetryNode:
         on = next((r.kinds for r in rest if isinstance(r, _RetryOn)), None)
         backoff = next((r for r in rest if isinstance(r, _Backoff)), None)
-        jitter = any(isinstance(r, Token) for r in rest)
+        jitter = any(isinstance(r, Tok) for r in rest)
         end = self._tspan(rest[-1]) if jitter else backoff.span if backoff else on[-1].span if on else self._tspan(count)
         return nodes.RetryNode(self._int(count, "retry"), on, backoff.base if backoff else None,
                                backoff.factor if backoff else None, backoff.max if backoff else None,
-                               jitter, join(self._tspan(keyword), end))
+                               jitter, self._from(keyword, end))
 
-    def retry_on(self, _keyword: Token, kinds: tuple[nodes.Ident, ...]) -> _RetryOn:
+    def retry_on(self, _keyword: Tok, kinds: tuple[nodes.Ident, ...]) -> _RetryOn:
         for kind in kinds:
             self._check_choice(kind, ERROR_KINDS, "error kind", codes.UNKNOWN_ERROR_KIND, None)
         return _RetryOn(kinds)
 
-    def backoff(self, keyword: Token, base: Token, *rest: Token) -> _Backoff:
+    def backoff(self, keyword: Tok, base: Tok, *rest: Tok) -> _Backoff:
         factor = next((self._value(parse_factor, t, None) for t in rest if t.type == "FACTOR"), None)
         cap = self._duration(rest[-1]) if rest and rest[-1].type == "DURATION" else None
         return _Backoff(self._duration(base), factor, cap, self._span(keyword, rest[-1] if rest else base))
 
-    def fallback(self, keyword: Token, targets: tuple[nodes.Ident, ...]) -> nodes.FallbackPolicy:
-        return nodes.FallbackPolicy(targets, join(self._tspan(keyword), targets[-1].span))
+    def fallback(self, keyword: Tok, targets: tuple[nodes.Ident, ...]) -> nodes.FallbackPolicy:
+        return nodes.FallbackPolicy(targets, self._from(keyword, targets[-1].span))
 
-    def default(self, keyword: Token, value: Expr) -> nodes.DefaultPolicy:
-        return nodes.DefaultPolicy(value, join(self._tspan(keyword), _expr_span(value)))
+    def default(self, keyword: Tok, value: Expr) -> nodes.DefaultPolicy:
+        return nodes.DefaultPolicy(value, self._from(keyword, _expr_span(value)))
 
-    def optional(self, keyword: Token) -> nodes.OptionalPolicy:
+    def optional(self, keyword: Tok) -> nodes.OptionalPolicy:
         return nodes.OptionalPolicy(self._tspan(keyword))
 
-    def uses(self, keyword: Token, targets: tuple[nodes.Ident, ...]) -> nodes.UsesPolicy:
-        return nodes.UsesPolicy(targets, join(self._tspan(keyword), targets[-1].span))
+    def uses(self, keyword: Tok, targets: tuple[nodes.Ident, ...]) -> nodes.UsesPolicy:
+        return nodes.UsesPolicy(targets, self._from(keyword, targets[-1].span))
 
-    def map_concurrency(self, keyword: Token, value: Token) -> nodes.ConcurrencyPolicy:
+    def map_concurrency(self, keyword: Tok, value: Tok) -> nodes.ConcurrencyPolicy:
         return nodes.ConcurrencyPolicy(self._int(value, "concurrency"), self._span(keyword, value))
 
-    def tolerate(self, keyword: Token, percent: Token) -> nodes.TolerancePolicy:
+    def tolerate(self, keyword: Tok, percent: Tok) -> nodes.TolerancePolicy:
         return nodes.TolerancePolicy(self._value(parse_percent, percent, 0.0), self._span(keyword, percent))
 
     # --- expressions ------------------------------------------------------------------------
 
-    def binary(self, left: Expr, op: Token, right: Expr) -> Expr:
+    def binary(self, left: Expr, op: Tok, right: Expr) -> Expr:
         return self._nest(BinaryExpr(op=str(op), left=left, right=right, span=_cover(left, right)), left, right)
 
-    def not_in(self, left: Expr, _not: Token, _in: Token, right: Expr) -> Expr:
+    def not_in(self, left: Expr, _not: Tok, _in: Tok, right: Expr) -> Expr:
         return self._nest(BinaryExpr(op="not in", left=left, right=right, span=_cover(left, right)), left, right)
 
-    def not_expr(self, keyword: Token, operand: Expr) -> Expr:
-        return self._nest(NotExpr(operand=operand, span=join(self._tspan(keyword), _expr_span(operand))), operand)
+    def not_expr(self, keyword: Tok, operand: Expr) -> Expr:
+        return self._nest(NotExpr(operand=operand, span=self._from(keyword, _expr_span(operand))), operand)
 
-    def attr(self, value: Expr, field: Token) -> Expr:
+    def attr(self, value: Expr, field: Tok) -> Expr:
         if isinstance(value, NameExpr) and value.name == "env":
             return EnvExpr(name=str(field), span=join(_expr_span(value), self._tspan(field)))
         return self._attr(value, field, False)
 
-    def opt_attr(self, value: Expr, _qdot: Token, field: Token) -> Expr:
+    def opt_attr(self, value: Expr, _qdot: Tok, field: Tok) -> Expr:
         return self._attr(value, field, True)
 
-    def index(self, value: Expr, index: Expr, closing: Token) -> Expr:
+    def index(self, value: Expr, index: Expr, closing: Tok) -> Expr:
         return self._index(value, index, closing, False)
 
-    def opt_index(self, value: Expr, _opening: Token, index: Expr, closing: Token) -> Expr:
+    def opt_index(self, value: Expr, _opening: Tok, index: Expr, closing: Tok) -> Expr:
         return self._index(value, index, closing, True)
 
-    def name(self, token: Token) -> Expr:
+    def name(self, token: Tok) -> Expr:
         return NameExpr(name=str(token), span=self._tspan(token))
 
-    def call_expr(self, func: Token, *rest: Any) -> Expr:
+    def call_expr(self, func: Tok, *rest: Any) -> Expr:
         args = list(rest[:-1])
         return self._nest(CallExpr(func=str(func), args=args, span=self._span(func, rest[-1])), *args)
 
-    def number(self, token: Token) -> Expr:
+    def number(self, token: Tok) -> Expr:
         return self._literal(self._value(parse_number, token, 0), token)
 
-    def string(self, token: Token) -> Expr:
+    def string(self, token: Tok) -> Expr:
         return self._string(token)
 
-    def true(self, token: Token) -> Expr:
+    def true(self, token: Tok) -> Expr:
         return self._literal(True, token)
 
-    def false(self, token: Token) -> Expr:
+    def false(self, token: Tok) -> Expr:
         return self._literal(False, token)
 
-    def null(self, token: Token) -> Expr:
+    def null(self, token: Tok) -> Expr:
         return self._literal(None, token)
 
-    def list(self, opening: Token, *rest: Any) -> Expr:
+    def list(self, opening: Tok, *rest: Any) -> Expr:
         items = list(rest[:-1])
         return self._nest(ListExpr(items=items, span=self._span(opening, rest[-1])), *items)
 
-    def dict(self, opening: Token, *rest: Any) -> Expr:
+    def dict(self, opening: Tok, *rest: Any) -> Expr:
         entries: list[DictEntry] = list(rest[:-1])
         node = DictExpr(entries=entries, span=self._span(opening, rest[-1]))
         return self._nest(node, *(entry.value for entry in entries))
 
-    def entry(self, key: Token, value: Expr) -> DictEntry:
+    def entry(self, key: Tok, value: Expr) -> DictEntry:
         text = self._plain(key) if key.type in ("STRING", "LONG_STRING") else str(key)
         return DictEntry(key=text, value=value, key_span=self._tspan(key))
 
     # --- helpers: spans -----------------------------------------------------------------------
 
-    def _tspan(self, token: Token) -> Span:
-        line, column = self._absolute(token.line or 1, token.column or 1)
-        end_line, end_column = self._absolute(token.end_line or line, token.end_column or column)
-        return span_of(line, column, end_line, end_column)
+    def _tspan(self, token: Tok) -> Span:
+        if not self.origins:
+            return Span(line=token.line, column=token.column, end_line=token.end_line, end_column=token.end_column)
+        return span_of(*self._absolute(token.line, token.column), *self._absolute(token.end_line, token.end_column))
 
-    def _span(self, first: Token, last: Token) -> Span:
-        return join(self._tspan(first), self._tspan(last))
+    def _span(self, first: Tok, last: Tok) -> Span:
+        """From the start of one token to the end of another."""
+        if not self.origins:
+            return Span(line=first.line, column=first.column, end_line=last.end_line, end_column=last.end_column)
+        return span_of(*self._absolute(first.line, first.column), *self._absolute(last.end_line, last.end_column))
+
+    def _from(self, first: Tok, last: Span) -> Span:
+        """From the start of a token to the end of a span."""
+        line, column = self._absolute(first.line, first.column) if self.origins else (first.line, first.column)
+        return Span(line=line, column=column, end_line=last.end_line, end_column=last.end_column)
 
     def _absolute(self, line: int, column: int) -> tuple[int, int]:
         """Map a position inside a `${...}` source being parsed to its place in the file."""
@@ -300,10 +327,10 @@ class PlanTransformer(Transformer[Token, Any]):
 
     # --- helpers: values ----------------------------------------------------------------------
 
-    def _ident(self, token: Token) -> nodes.Ident:
+    def _ident(self, token: Tok) -> nodes.Ident:
         return nodes.Ident(str(token), self._tspan(token))
 
-    def _name(self, token: Token, what: str) -> nodes.Ident:
+    def _name(self, token: Tok, what: str) -> nodes.Ident:
         """A name that may not be a reserved word (inputs, steps, map variables)."""
         ident = self._ident(token)
         if ident.name in RESERVED_WORDS:
@@ -314,7 +341,7 @@ class PlanTransformer(Transformer[Token, Any]):
     def _report(self, code: codes.Code, message: str, span: Span, *hints: str | None) -> None:
         self.diagnostics.append(error(code, message, span, *(h for h in hints if h), path=self.path))
 
-    def _value(self, convert: Callable[[str], Any], token: Token, fallback: Any) -> Any:
+    def _value(self, convert: Callable[[str], Any], token: Tok, fallback: Any) -> Any:
         try:
             return convert(str(token))
         except LexicalError as problem:
@@ -322,17 +349,17 @@ class PlanTransformer(Transformer[Token, Any]):
             self._report(code, problem.message, self._tspan(token), problem.hint)
             return fallback
 
-    def _duration(self, token: Token) -> nodes.Duration:
+    def _duration(self, token: Tok) -> nodes.Duration:
         return nodes.Duration(str(token), self._value(parse_duration, token, None), self._tspan(token))
 
-    def _int(self, token: Token, what: str) -> int:
+    def _int(self, token: Tok, what: str) -> int:
         value = self._value(parse_number, token, 0)
         if isinstance(value, float):
             self._report(codes.BAD_LITERAL, f"`{what}` takes a whole number, not `{token}`", self._tspan(token))
             return int(value) if value == value and abs(value) < 1e18 else 0
         return int(value)
 
-    def _check_choice(self, token: Token | nodes.Ident, choices: Sequence[str], what: str,
+    def _check_choice(self, token: Tok | nodes.Ident, choices: Sequence[str], what: str,
                       code: codes.Code, hint: str | None) -> None:
         word = token.name if isinstance(token, nodes.Ident) else str(token)
         if word not in choices:
@@ -346,16 +373,16 @@ class PlanTransformer(Transformer[Token, Any]):
 
     # --- helpers: expressions -----------------------------------------------------------------
 
-    def _literal(self, value: Any, token: Token) -> Expr:
+    def _literal(self, value: Any, token: Tok) -> Expr:
         return LiteralExpr(value=value, span=self._tspan(token))
 
-    def _attr(self, value: Expr, field: Token, optional: bool) -> Expr:
+    def _attr(self, value: Expr, field: Tok, optional: bool) -> Expr:
         field_span = self._tspan(field)
         node = AttrExpr(value=value, field=str(field), optional=optional,
                                         field_span=field_span, span=join(_expr_span(value), field_span))
         return self._nest(node, value)
 
-    def _index(self, value: Expr, index: Expr, closing: Token, optional: bool) -> Expr:
+    def _index(self, value: Expr, index: Expr, closing: Tok, optional: bool) -> Expr:
         node = IndexExpr(value=value, index=index, optional=optional,
                                          span=join(_expr_span(value), self._tspan(closing)))
         return self._nest(node, value, index)
@@ -372,7 +399,7 @@ class PlanTransformer(Transformer[Token, Any]):
         self.depth[id(node)] = depth
         return node
 
-    def _string(self, token: Token) -> Expr:
+    def _string(self, token: Tok) -> Expr:
         parts, problems = decode_string(str(token))
         for problem in problems:
             code = codes.BAD_ESCAPE if problem.kind == "escape" else codes.BAD_INTERPOLATION
@@ -383,7 +410,7 @@ class PlanTransformer(Transformer[Token, Any]):
         node = TemplateExpr(parts=resolved, span=self._tspan(token))
         return self._nest(node, *(part for part in resolved if not isinstance(part, str)))
 
-    def _interpolate(self, token: Token, part: Interpolation) -> Expr:
+    def _interpolate(self, token: Tok, part: Interpolation) -> Expr:
         line, column = self._offset_position(token, part.offset)
         simple = _SIMPLE_PATH.fullmatch(part.source)
         if simple and simple.group(2) not in _VALUE_WORDS:
@@ -410,7 +437,7 @@ class PlanTransformer(Transformer[Token, Any]):
                                            span=span_of(line, start, line, end)), expr)
         return expr
 
-    def _offset_position(self, token: Token, offset: int) -> tuple[int, int]:
+    def _offset_position(self, token: Tok, offset: int) -> tuple[int, int]:
         """The file position of the character at `offset` in a token's text."""
         text = str(token)
         newlines = text.count("\n", 0, offset)
@@ -419,10 +446,10 @@ class PlanTransformer(Transformer[Token, Any]):
             return self._absolute(line, column)
         return self._absolute(token.line or 1, (token.column or 1) + offset)
 
-    def _offset_span(self, token: Token, start: int, end: int) -> Span:
+    def _offset_span(self, token: Tok, start: int, end: int) -> Span:
         return span_of(*self._offset_position(token, start), *self._offset_position(token, end))
 
-    def _plain(self, token: Token) -> str:
+    def _plain(self, token: Tok) -> str:
         """A string where interpolation is not allowed (plan description, `use`, dict keys)."""
         parts, problems = decode_string(str(token))
         for problem in problems:

@@ -104,6 +104,12 @@ class RunReport(_Model):
     # Added (optional): where the time went, per step and for the run (runtime/metrics.py).
     metrics: RunMetrics | None = None
 
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio reprs the finished main task (and so its result) when
+        # `asyncio.run` restores the SIGINT handler; a full repr of a big run costs seconds.
+        return (f"RunReport(plan={self.plan!r}, run_id={self.run_id!r}, "
+                f"outcome={self.outcome!r}, steps={len(self.steps)})")
+
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON of SPEC section 7 (a reason leaves out the fields it does not use)."""
         data = self.model_dump(mode="json")

@@ -103,8 +103,11 @@ class Run:
         self.clock = options.clock
         self.rng = random.Random(options.seed)
         self.masker = Masker(options.secrets)
-        self.bus = ev.EventBus(options.run_id, sinks, mask_text=self.masker.mask_text,
-                               mask_value=self.masker.mask, wall=self.clock.wall)
+        masking = bool(self.masker)  # without secrets the bus skips masking entirely
+        self.bus = ev.EventBus(options.run_id, sinks,
+                               mask_text=self.masker.mask_text if masking else None,
+                               mask_value=self.masker.mask if masking else None,
+                               wall=self.clock.wall)
         self.states = {name: StepState(step) for name, step in plan.steps.items()}
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
         self.views: dict[str, ExprStepView] = {}
@@ -170,6 +173,9 @@ class Run:
         await self._run_end_hooks()
         self._emit_run_finished(self.clock.now() - started)
 
+    def _emit(self, cls: type[ev.Event], **fields: Any) -> None:
+        self.bus.make(cls, **fields)
+
     def stop(self, why: str = "signal") -> None:
         """Cancel the run like the deadline does (Ctrl-C, SIGTERM); safe to call twice."""
         if self._stop is not None and not self._stop.done():
@@ -199,9 +205,9 @@ class Run:
         info = {n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map,
                     "depends_on": s.depends_on}  # for the critical path (metrics)
                 for n, s in plan.steps.items()}
-        self.bus.emit(ev.RunStarted(
+        self._emit(ev.RunStarted,
             plan=plan.plan, description=plan.description, plait_version=__version__,
-            plan_sha256=sha, inputs=dict(self.opts.inputs), steps=info, seed=self.opts.seed))
+            plan_sha256=sha, inputs=dict(self.opts.inputs), steps=info, seed=self.opts.seed)
 
     def _emit_run_finished(self, duration: float) -> None:
         outputs: dict[str, Any] = {}
@@ -214,9 +220,9 @@ class Run:
                 outputs[name] = None
                 errors.append({"output": name, "why": self.masker.mask_text(exc.message)})
         views = [st.view() for st in self.states.values()]
-        self.bus.emit(ev.RunFinished(
+        self._emit(ev.RunFinished,
             outcome=outcomes.run_outcome(views), cancelled_by=self.cancelled_by,
-            outputs=outputs, output_errors=errors, duration_s=round(duration, 6)))
+            outputs=outputs, output_errors=errors, duration_s=round(duration, 6))
 
     def _close_unfinished(self) -> None:
         """After a cancellation: every step without a status ends now, in definition order."""
@@ -296,12 +302,12 @@ class Run:
             optional=st.step.optional, reason=reason)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
-        self.bus.emit(ev.StepFinished(
+        self._emit(ev.StepFinished,
             resumed=st.name in self._resumed,
             step=st.name, status=status, reason=reason, caused_by=caused_by,
             attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
             retry=st.retry, fallback_used=st.fallback_used, recovered_by=st.recovered_by,
-            elements=st.elements))
+            elements=st.elements)
         for standby in st.step.fallback:  # unused standbys are not needed any more
             sb = self.states[standby]
             if not sb.done and not sb.started:
@@ -330,7 +336,7 @@ class Run:
     async def _run_step(self, st: StepState, early_failure: CallResult | None = None) -> None:
         """Own attempts, then fallbacks, then default; sets st.status (not yet emitted)."""
         st.started = True
-        self.bus.emit(ev.StepStarted(step=st.name, standby_for=st.step.standby_for))
+        self._emit(ev.StepStarted, step=st.name, standby_for=st.step.standby_for)
         result = early_failure or await self._own_attempts(st)
         if result.ok:
             st.output = result.value
@@ -339,7 +345,7 @@ class Run:
         st.kind, st.message, st.retry = result.kind, result.message, result.retry
         for name in st.step.fallback:
             standby = self.states[name]
-            self.bus.emit(ev.FallbackStarted(step=st.name, fallback=name))
+            self._emit(ev.FallbackStarted, step=st.name, fallback=name)
             await self._run_step(standby)
             self._finish(standby, standby.status or outcomes.FAILED, propagate=False)
             if standby.status in (outcomes.SUCCEEDED, outcomes.RECOVERED):
@@ -423,8 +429,8 @@ class Run:
             if not fits_deadline(self.clock.now(), wait, self.deadline_at):
                 result.retry = "deadline"
                 return result
-            self.bus.emit(ev.RetryScheduled(step=st.name, attempt=number + 1, element=element,
-                                            delay_s=round(wait, 6), hint_s=result.hint_s))
+            self._emit(ev.RetryScheduled, step=st.name, attempt=number + 1, element=element,
+                                            delay_s=round(wait, 6), hint_s=result.hint_s)
             await self.clock.sleep(wait)
 
     async def _attempt(self, at: _Attempt) -> CallResult:
@@ -433,33 +439,33 @@ class Run:
         start = self.clock.now()
         key = (at.number, at.element)
         st.inflight[key] = start
-        self.bus.emit(ev.AttemptStarted(step=st.name, attempt=at.number, element=at.element))
+        self._emit(ev.AttemptStarted, step=st.name, attempt=at.number, element=at.element)
         queued: list[float] = []
         try:
             result = await self._attempt_body(at, queued)
         except asyncio.CancelledError:
             st.inflight.pop(key, None)
-            self.bus.emit(ev.AttemptFinished(
+            self._emit(ev.AttemptFinished,
                 step=st.name, attempt=at.number, element=at.element, status="cancelled",
                 duration_s=round(self.clock.now() - start, 6), kind="cancelled",
-                message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
+                message=f"cancelled by the {self.cancelled_by or 'deadline'}")
             raise
         st.inflight.pop(key, None)
         duration = round(self.clock.now() - start, 6)
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
-            self.bus.emit(ev.AttemptFinished(step=st.name, attempt=at.number,
+            self._emit(ev.AttemptFinished, step=st.name, attempt=at.number,
                                              element=at.element, status="succeeded",
-                                             duration_s=duration, queued_s=queued_s))
+                                             duration_s=duration, queued_s=queued_s)
             return result
         assert result.kind is not None and result.message is not None
-        self.bus.emit(ev.AttemptFailed(step=st.name, attempt=at.number, element=at.element,
+        self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
                                        kind=result.kind, message=result.message,
-                                       injected=result.injected))
-        self.bus.emit(ev.AttemptFinished(
+                                       injected=result.injected)
+        self._emit(ev.AttemptFinished,
             step=st.name, attempt=at.number, element=at.element, status="failed",
             duration_s=duration, kind=result.kind, message=result.message,
-            injected=result.injected, queued_s=queued_s))
+            injected=result.injected, queued_s=queued_s)
         return result
 
     async def _attempt_body(self, at: _Attempt, queued: list[float]) -> CallResult:
@@ -499,11 +505,14 @@ class Run:
     async def _guarded_call(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any],
                             uses: list[str], admissions: list[tuple[CircuitBreaker, Any]],
                             queued: list[float]) -> CallResult:
+        map_slots = self._map_slots.get(at.state.name)
+        if not uses and map_slots is None and self.plan.concurrency is None:
+            queued.append(self.clock.now())  # nothing to wait for: the common fast path
+            return await self._call_tool(at, spec, args)
         async with contextlib.AsyncExitStack() as slots:
             for name in uses:
                 if name in self._bulkheads:
                     await slots.enter_async_context(self._bulkheads[name])
-            map_slots = self._map_slots.get(at.state.name)
             if map_slots is not None:
                 await slots.enter_async_context(map_slots)
             await slots.enter_async_context(self._plan_slots)
@@ -525,11 +534,15 @@ class Run:
                               message=f"injected failure ({injection.kind.value}, --inject)",
                               injected=True)
         ctx = self._context(at)
+        scope = None
         try:
-            async with asyncio.timeout(step.timeout_s) as scope:
+            if step.timeout_s is None:
                 value = await execute(spec, args, ctx)
+            else:
+                async with asyncio.timeout(step.timeout_s) as scope:
+                    value = await execute(spec, args, ctx)
         except TimeoutError as exc:
-            if scope.expired():
+            if scope is not None and scope.expired():
                 return _failure(ErrorKind.TIMEOUT, f"timed out after {_secs(step.timeout_s)}")
             return _failure(ErrorKind.TOOL_ERROR, _describe(exc))
         except asyncio.CancelledError:
@@ -543,8 +556,8 @@ class Run:
 
     def _context(self, at: _Attempt) -> ToolContext:
         def emit(name: str, fields: dict[str, Any]) -> None:
-            self.bus.emit(ev.ToolEvent(step=at.state.name, attempt=at.number,
-                                       element=at.element, tool_event=name, **fields))
+            self._emit(ev.ToolEvent, step=at.state.name, attempt=at.number,
+                                       element=at.element, tool_event=name, **fields)
 
         return ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
                            element=at.element, plan_dir=self.opts.plan_dir,
@@ -568,7 +581,7 @@ class Run:
                                              "half_open": ev.BreakerHalfOpen,
                                              "closed": ev.BreakerClosed}
         for t in transitions:
-            self.bus.emit(types[t.kind](resource=t.resource, step=at.state.name))
+            self._emit(types[t.kind], resource=t.resource, step=at.state.name)
 
     # --- expressions ---------------------------------------------------------------------
 

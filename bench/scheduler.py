@@ -1,0 +1,140 @@
+"""Scheduler benchmark: plait against a hand-written asyncio baseline, in one process.
+
+Workloads: 10,000 no-op steps fanned out from one root; a 1,000-step chain; a 100-step DAG
+of 50 ms sleeps (makespan against its critical path); peak memory of the 10,000-step run.
+The baseline runs one task per step, each awaiting its dependencies' futures, then calling
+the same tool function. Run: `.venv/bin/python bench/scheduler.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from plait.compiler.ir import CompiledPlan, LiteralExpr, Step  # noqa: E402
+from plait.runtime.api import Runner  # noqa: E402
+from plait.stdlib.registry import tool  # noqa: E402
+
+
+@tool(name="bench.noop")
+async def noop(value: Any = None) -> Any:
+    """The no-op step: the same coroutine the baseline awaits."""
+    return value
+
+
+def _plan(deps: dict[str, list[str]], tool: str, args: dict[str, Any]) -> CompiledPlan:
+    steps = {name: Step(name=name, tool=tool, depends_on=d, after=d,
+                        args={k: LiteralExpr(value=v) for k, v in args.items()})
+             for name, d in deps.items()}
+    return CompiledPlan(plan="bench", steps=steps)
+
+
+def fan_out(n: int) -> dict[str, list[str]]:
+    return {"root": [], **{f"s{i}": ["root"] for i in range(n - 1)}}
+
+
+def chain(n: int) -> dict[str, list[str]]:
+    return {f"s{i}": ([f"s{i - 1}"] if i else []) for i in range(n)}
+
+
+def random_dag(n: int, seed: int = 1) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    deps: dict[str, list[str]] = {}
+    for i in range(n):
+        earlier = list(deps)
+        k = min(len(earlier), rng.choice([0, 1, 2, 3]))
+        deps[f"s{i}"] = sorted(rng.sample(earlier[-20:], k=min(k, len(earlier[-20:]))),
+                               key=earlier.index)
+    return deps
+
+
+def critical_path(deps: dict[str, list[str]], cost: float) -> float:
+    depth: dict[str, int] = {}
+    for name, d in deps.items():
+        depth[name] = 1 + max((depth[x] for x in d), default=0)
+    return max(depth.values()) * cost
+
+
+async def baseline(deps: dict[str, list[str]], call: Callable[[], Awaitable[Any]]) -> None:
+    """What a hand-written asyncio program would do: a task per step awaiting its deps."""
+    loop = asyncio.get_running_loop()
+    futures = {name: loop.create_future() for name in deps}
+
+    async def one(name: str) -> None:
+        for d in deps[name]:
+            await futures[d]
+        futures[name].set_result(await call())
+
+    async with asyncio.TaskGroup() as tg:
+        for name in deps:
+            tg.create_task(one(name))
+
+
+async def _noop() -> None:
+    await noop()
+
+
+def _sleeper(seconds: float) -> Callable[[], Awaitable[Any]]:
+    async def call() -> None:
+        await asyncio.sleep(seconds)
+    return call
+
+
+def time_plait(plan: CompiledPlan) -> float:
+    runner = Runner(plan, {}, environ={}, warn=lambda _s: None)
+    t0 = time.perf_counter()
+    report = asyncio.run(runner.run())
+    elapsed = time.perf_counter() - t0
+    assert report.outcome == "succeeded", report.outcome
+    return elapsed
+
+
+def time_baseline(deps: dict[str, list[str]], call: Callable[[], Awaitable[Any]]) -> float:
+    t0 = time.perf_counter()
+    asyncio.run(baseline(deps, call))
+    return time.perf_counter() - t0
+
+
+def peak_memory_mb(plan: CompiledPlan) -> float:
+    gc.collect()
+    tracemalloc.start()
+    runner = Runner(plan, {}, environ={}, warn=lambda _s: None)
+    asyncio.run(runner.run())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def main() -> None:
+    print(f"{'workload':<28}{'plait':>10}{'baseline':>10}{'ratio':>8}{'us/step':>10}")
+    for label, deps in [("10,000 no-op fan-out", fan_out(10_000)),
+                        ("1,000-step chain", chain(1_000))]:
+        plan = _plan(deps, "bench.noop", {"value": None})
+        plait_s = min(time_plait(plan) for _ in range(3))
+        base_s = min(time_baseline(deps, _noop) for _ in range(3))
+        n = len(deps)
+        print(f"{label:<28}{plait_s:>9.3f}s{base_s:>9.3f}s{plait_s / base_s:>8.1f}"
+              f"{(plait_s - base_s) / n * 1e6:>10.1f}")
+    deps = random_dag(100)
+    plan = _plan(deps, "std.sleep", {"seconds": 0.05})
+    cp = critical_path(deps, 0.05)
+    plait_s = min(time_plait(plan) for _ in range(3))
+    base_s = min(time_baseline(deps, _sleeper(0.05)) for _ in range(3))
+    print(f"{'100-step DAG of 50ms sleeps':<28}{plait_s:>9.3f}s{base_s:>9.3f}s"
+          f"{plait_s / base_s:>8.2f}   critical path {cp:.3f}s, makespan/cp "
+          f"{plait_s / cp:.3f} (+{(plait_s - cp) * 1000:.0f} ms)")
+    mb = peak_memory_mb(_plan(fan_out(10_000), "bench.noop", {"value": None}))
+    print(f"peak memory, 10,000-step plan (tracemalloc): {mb:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -198,3 +198,74 @@ def test_deadline_run_exit_1_and_report(tmp_path: Path) -> None:
     report = json.loads(p.stdout)
     assert report["cancelled_by"] == "deadline"
     assert report["steps"]["slow"]["error"]["kind"] == "cancelled"
+
+
+AGENT = '''
+plan triage "exercise the runtime from plan text" {
+  input ticket: str
+  input urgency: int = 1
+
+  defaults {
+    retry 2 backoff 10ms x2 max 50ms
+  }
+
+  step classify = std.fail(message = "model down: ${ticket}", kind = "transient") {
+    fallback classify_by_rules
+    default {category: "other"}
+  }
+  step classify_by_rules = std.fail(message = "no rules", kind = "permanent")
+
+  step history = std.fail(message = "no history") {
+    optional
+    retry 0
+  }
+  step draft = std.echo(value = "reply to ${ticket}: ${classify.output.category}") {
+    after history
+  }
+  step escalate = std.echo(value = "escalated") {
+    if urgency >= 3
+  }
+  step notify = std.echo(value = "triage failed") {
+    after history
+    when any_failed
+  }
+  step each = for n in [0, 5, 0, 0]: std.flaky(fail_times = n, value = n) {
+    tolerate 25%
+    retry 1 backoff 0ms
+  }
+  output reply = draft.output
+  output category = classify.output.category
+  output missing = history.output.body
+}
+'''
+
+
+def test_agent_plan_end_to_end(tmp_path: Path) -> None:
+    path = tmp_path / "triage.agent"
+    path.write_text(AGENT)
+    p = plait("run", path, "--input", "ticket=T-1", "--json", "--seed", "3",
+              "--events", tmp_path / "e.jsonl")
+    assert p.returncode == 3, p.stderr
+    r = json.loads(p.stdout)
+    steps = r["steps"]
+    c = steps["classify"]
+    assert (c["status"], c["attempts"], c["fallback_used"]) == ("recovered", 3, None)
+    assert c["error"] == {"kind": "transient", "message": "model down: T-1", "retry": "exhausted"}
+    assert [a["delay_s"] for a in c["attempt_log"]] == [0.01, 0.02, None]
+    sb = steps["classify_by_rules"]
+    assert (sb["status"], sb["attempts"], sb["error"]["retry"]) == ("failed", 1, "not_retryable")
+    assert (steps["history"]["status"], steps["history"]["attempts"]) == ("failed", 1)
+    assert steps["draft"]["output"] == "reply to T-1: other"
+    assert steps["escalate"]["reason"] == "condition_false"
+    assert steps["notify"]["status"] == "succeeded"
+    each = steps["each"]
+    assert (each["status"], each["output"], each["attempts"]) == ("recovered", [0, None, 0, 0], 5)
+    assert each["elements"]["errors"][0]["index"] == 1
+    assert r["outputs"] == {"reply": "reply to T-1: other", "category": "other", "missing": None}
+    whys = [(x.get("step") or x.get("output"), x["why"]) for x in r["reasons"]]
+    assert whys == [("classify", "recovered by its default"),
+                    ("history", "optional step failed"),
+                    ("each", "1 map element(s) failed within tolerance"),
+                    ("missing", whys[-1][1])]
+    assert "history" in whys[-1][1]
+    assert r["plan_sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()

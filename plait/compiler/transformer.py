@@ -266,7 +266,9 @@ class PlanTransformer(Transformer[Tok, Any]):
         return self._index(value, index, closing, True)
 
     def name(self, token: Tok) -> Expr:
-        return NameExpr(name=str(token), span=self._tspan(token))
+        node = NameExpr(name=token.value, span=self._tspan(token))
+        self._check_reference(node)
+        return node
 
     def call_expr(self, func: Tok, *rest: Any) -> Expr:
         args = list(rest[:-1])
@@ -366,6 +368,12 @@ class PlanTransformer(Transformer[Tok, Any]):
             span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
             self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span, hint)
 
+    def _check_reference(self, node: NameExpr) -> None:
+        """A reserved word read as a name (`env` and `run` are read through a field)."""
+        if node.name in RESERVED_WORDS and node.name not in ("env", "run") and node.span:
+            self._report(codes.RESERVED_WORD, f"`{node.name}` is a reserved word and cannot be used as a name",
+                         node.span, "choose another name")
+
     def _check_literal(self, default: Expr | None) -> None:
         if default is not None and not _is_literal(default):
             self._report(codes.BAD_LITERAL, "an input default must be a literal value",
@@ -426,6 +434,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         start = column + match.start(1)
         words = match.group(1).split(".")
         expr: Expr = NameExpr(name=words[0], span=span_of(line, start, line, start + len(words[0])))
+        self._check_reference(expr)
         end = start + len(words[0])
         for word in words[1:]:
             field_span = span_of(line, end + 1, line, end + 1 + len(word))

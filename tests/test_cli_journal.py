@@ -300,3 +300,72 @@ def test_runs_without_a_journal_and_plait_home(tmp_path: Path) -> None:
     assert (home / "journal.db").exists() and not (tmp_path / ".plait").exists()
     listed = plait("runs", cwd=tmp_path, env={"PLAIT_HOME": str(home)})
     assert "homed" in listed.stdout and "succeeded" in listed.stdout
+
+
+TOOLS = '''
+import os
+import time
+
+import plait
+
+
+@plait.tool
+def mark(log: str, name: str) -> str:
+    """Append `name` to the log: the side effect a resume must not repeat."""
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(name + "\\n")
+    return f"marked-{name}"
+
+
+@plait.tool
+def wait_for(path: str) -> str:
+    """Block until `path` exists."""
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    return "released"
+'''
+
+AGENT = '''
+plan interrupted "Ctrl-C in the middle, then resume" {
+  use "./tools.py"
+  input log: str
+  input gate: str
+  step one = tools.mark(log = log, name = "one")
+  step hold = tools.wait_for(path = gate) { after one }
+  step two = tools.mark(log = log, name = "two") { after hold }
+  output one = one.output
+  output two = two.output
+}
+'''
+
+
+def test_ctrl_c_then_resume_with_a_used_python_tool(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (tmp_path / "plan.agent").write_text(AGENT)
+    journal, log, gate = tmp_path / "j.db", tmp_path / "marks.log", tmp_path / "gate"
+    proc = subprocess.Popen(
+        [*PLAIT, "run", "plan.agent", "--input", f"log={log}", "--input", f"gate={gate}",
+         "--journal", str(journal), "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "one" not in _finished_steps(journal):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the run never finished `one`"
+            time.sleep(0.02)
+        time.sleep(0.2)  # `hold` is waiting now
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    run_id = _only_run_id(tmp_path, journal)
+    gate.write_text("open")
+    resumed = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet",
+                    cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert log.read_text().split() == ["one", "two"]
+    report = json.loads(resumed.stdout)
+    assert report["outputs"] == {"one": "marked-one", "two": "marked-two"}
+    assert report["steps"]["hold"]["status"] == "succeeded"

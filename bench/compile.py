@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from plait.compiler.api import _gc_paused
-from plait.compiler.checks import run_checks
+from plait.compiler.checks import check_plan
 from plait.compiler.graph import build_graph, edges
 from plait.compiler.lower import lower
 from plait.compiler.parse import parse
@@ -51,29 +51,19 @@ def generate(n: int) -> str:
         "    uses api",
         "  }",
     ]
-    i = 1
-    while i < n:
-        lines.extend(_step(i))
-        i += 1
-        if i % 50 == 0 and i < n:  # a primary with a standby: two steps
-            lines.extend(_fallback_pair(i))
-            i += 2
-    lines.append(f"  output last = s{_last_plain(n)}.output")
+    index, count = 1, 1
+    while count < n:
+        if index % 50 == 0 and count + 2 <= n:  # a primary with a standby: two steps
+            lines.extend(_fallback_pair(index))
+            count += 2
+        else:
+            lines.extend(_step(index))
+            count += 1
+        index += 1
+    lines.append(f"  output last = s{index - 1}.output")
     lines.append('  output first = s0.output.topic ?? "none"')
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def _last_plain(n: int) -> int:
-    """The highest index of a step named s<i> (standbys are named f<i>)."""
-    i, last = 1, 0
-    while i < n:
-        last = i
-        i += 1
-        if i % 50 == 0 and i < n:
-            last = i
-            i += 2
-    return last
 
 
 def _step(i: int) -> list[str]:
@@ -129,12 +119,12 @@ def _measure(n: int) -> dict[str, float]:
     plan, lowered = lower(tree, source)
     times["lower"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found = run_checks(plan, source, registry.child(), Path.cwd())
+    found, ctx = check_plan(plan, source, registry.child(), Path.cwd())
     times["check"] = time.perf_counter() - t0
     errors = [d for d in [*lowered, *found] if d.is_error]
     assert not errors, [(d.code.id, d.message) for d in errors[:3]]
     t0 = time.perf_counter()
-    plan.edges = edges(plan)
+    plan.edges = edges(plan, ctx.step_refs)
     build_graph(plan)
     times["graph"] = time.perf_counter() - t0
     times["total"] = sum(times.values())

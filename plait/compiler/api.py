@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from plait.compiler import codes
-from plait.compiler.checks import run_checks
+from plait.compiler.checks import check_plan
 from plait.compiler.diagnostics import Diagnostic, Severity, error, has_errors, sort_key
 from plait.compiler.graph import edges
 from plait.compiler.ir import IR_VERSION, CompiledPlan, Plan
@@ -94,10 +94,11 @@ def _compile(text: str, path: str, plan_dir: Path | None) -> CompileResult:
         return _result(None, diagnostics, source, registry)
     plan, lowered = lower(tree, source)
     diagnostics = [*diagnostics, *lowered]
-    diagnostics += run_checks(plan, source, registry, plan_dir)
+    checked, ctx = check_plan(plan, source, registry, plan_dir)
+    diagnostics += checked
     if has_errors(diagnostics):
         return _result(None, diagnostics, source, registry)
-    plan.edges = edges(plan)
+    plan.edges = edges(plan, ctx.step_refs)
     return _result(_compiled(plan), diagnostics, source, registry)
 
 

@@ -49,15 +49,16 @@ def step_references(plan: Plan, step: Step) -> set[str]:
     return found
 
 
-def edges(plan: Plan) -> list[Edge]:
+def edges(plan: Plan, step_refs: dict[str, set[str]] | None = None) -> list[Edge]:
     """Every edge, from the dependency to the dependant, in file order of the dependant.
 
     A dependency both read and named in `after` is a `data` edge; a fallback edge goes from
-    the primary to its standby.
+    the primary to its standby. `step_refs` (step -> steps it reads), when the checks have
+    computed it, saves walking the expressions again.
     """
     result: list[Edge] = []
     for step in plan.steps.values():
-        refs = step_references(plan, step)
+        refs = step_refs[step.name] if step_refs is not None else step_references(plan, step)
         for dep in step.depends_on:
             if dep not in plan.steps:
                 continue

@@ -35,12 +35,19 @@ def run_checks(plan: Plan, source: SourceMap, registry: ToolRegistry,
 
     `registry` receives the tools of the plan's `use` items.
     """
+    return check_plan(plan, source, registry, plan_dir)[0]
+
+
+def check_plan(plan: Plan, source: SourceMap, registry: ToolRegistry,
+               plan_dir: Path | None = None) -> tuple[list[Diagnostic], CheckContext]:
+    """`run_checks`, also returning the context: its derived facts (which steps each step
+    reads) let the graph be built without walking the expressions again."""
     ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd())
     found: list[Diagnostic] = []
     for check in CHECKS:
         found.extend(check(plan, ctx))
     found = [d if d.path else dataclasses.replace(d, path=source.path) for d in found]
-    return sorted(found, key=sort_key)
+    return sorted(found, key=sort_key), ctx
 
 
-__all__ = ["CHECKS", "Check", "CheckContext", "run_checks"]
+__all__ = ["CHECKS", "Check", "CheckContext", "check_plan", "run_checks"]

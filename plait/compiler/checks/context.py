@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from plait.compiler.checks.walk import Visit, flatten
-from plait.compiler.ir import Plan
+from plait.compiler.ir import NameExpr, Plan
 from plait.compiler.source import SourceMap, Span
 from plait.stdlib.registry import ToolRegistry
 
@@ -49,6 +49,17 @@ class CheckContext:
     def nodes(self) -> list[Visit]:
         """Every expression node with its site and parent (walked once per plan)."""
         return flatten(self.plan)
+
+    @cached_property
+    def step_refs(self) -> dict[str, set[str]]:
+        """Step -> the steps its own expressions read (for graph edges)."""
+        refs: dict[str, set[str]] = {name: set() for name in self.plan.steps}
+        steps = self.plan.steps
+        for site, node, _ in self.nodes:
+            if (site.owner is not None and isinstance(node, NameExpr) and node.name in steps
+                    and node.name != site.loop_var):
+                refs[site.owner].add(node.name)
+        return refs
 
     @cached_property
     def order(self) -> dict[str, int]:

@@ -100,18 +100,14 @@ def check_standby_policies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic
 def check_standby_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """A standby's dependencies must all be finished when its primary fails: they are among
     the primary's dependencies or their ancestors."""
-    pairs = [(plan.steps[name], plan.steps[primaries[0]])
-             for name, primaries in ctx.standbys.items()
-             if name in plan.steps and primaries[0] in plan.steps and primaries[0] != name]
-    if not pairs:
-        return
-    ancestors = _ancestor_bits(plan, [primary.name for _, primary in pairs])
-    position = ctx.order
-    for step, primary in pairs:
-        mask = ancestors[primary.name]
-        bad = [d for d in step.depends_on
-               if d in position and not mask >> position[d] & 1 and d not in ctx.standbys]
-        if bad:
+    for name, primaries in ctx.standbys.items():
+        step, primary = plan.steps.get(name), plan.steps.get(primaries[0])
+        if step is None or primary is None or primary.name == name:
+            continue
+        wanted = {d for d in step.depends_on if d in plan.steps and d not in ctx.standbys}
+        missing = _not_ancestors(plan, primary, wanted)
+        if missing:
+            bad = [d for d in step.depends_on if d in missing]
             yield _standby_dependency(step, primary.name, bad, ctx)
 
 
@@ -126,31 +122,20 @@ def _standby_dependency(step: Step, primary: str, bad: list[str],
                  f"directly or not; add `after {bad[0]}` to `{primary}`")
 
 
-def _ancestor_bits(plan: Plan, targets: list[str]) -> dict[str, int]:
-    """For each target and everything above it: its ancestors as a bit set (bit i = the i-th
-    step in file order). Shared sub-results make this linear in the plan, where one set per
-    primary was quadratic. Cycles (reported elsewhere) are cut where they close."""
-    bit = {name: 1 << i for i, name in enumerate(plan.steps)}
-    memo: dict[str, int] = {}
-    visiting: set[str] = set()
-    for target in targets:
-        stack = [(target, False)]
-        while stack:
-            node, children_done = stack.pop()
-            if node in memo:
-                continue
-            deps = [d for d in plan.steps[node].depends_on if d in bit]
-            if children_done:
-                acc = 0
-                for dep in deps:
-                    acc |= bit[dep] | memo.get(dep, 0)
-                memo[node] = acc
-                visiting.discard(node)
-            elif node not in visiting:
-                visiting.add(node)
-                stack.append((node, True))
-                stack.extend((d, False) for d in deps if d not in memo and d not in visiting)
-    return memo
+def _not_ancestors(plan: Plan, step: Step, wanted: set[str]) -> set[str]:
+    """The names in `wanted` that are not ancestors of `step`. Walks up from `step` and stops
+    as soon as all are found: a standby usually reads its primary's direct dependencies."""
+    missing = set(wanted)
+    seen: set[str] = set()
+    stack = list(step.depends_on)
+    while stack and missing:
+        name = stack.pop()
+        if name in seen or name not in plan.steps:
+            continue
+        seen.add(name)
+        missing.discard(name)
+        stack.extend(plan.steps[name].depends_on)
+    return missing
 
 
 CHECKS = (check_self_fallback, check_shared_standby, check_fallback_cycles,

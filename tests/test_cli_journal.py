@@ -205,6 +205,19 @@ def test_html_report_shows_every_step_with_its_status(tmp_path: Path) -> None:
     assert "it broke" in text and "backoff" in text
 
 
+def test_html_report_without_graphviz_degrades_to_a_note(tmp_path: Path) -> None:
+    _plan, journal, run_id = _mixed_run(tmp_path)
+    out = tmp_path / "run.html"
+    made = plait("report", run_id, "-o", str(out), "--journal", str(journal), cwd=tmp_path,
+                 env={"PATH": str(tmp_path / "no-bin")})
+    assert made.returncode == 0, made.stderr
+    page = _StepRows()
+    page.feed(out.read_text())
+    assert page.svgs == 1  # the timeline only
+    assert "No graph" in out.read_text() and "Graphviz" in out.read_text()
+    assert len(page.rows) == 6
+
+
 def test_show_graph_and_json_metrics(tmp_path: Path) -> None:
     plan_path, journal, run_id = _mixed_run(tmp_path)
     shown = plait("show", run_id[:6], "--journal", str(journal), cwd=tmp_path)

@@ -653,8 +653,12 @@ def run_report(journal: Journal, run_id: str) -> Any:
     from plait.runtime.events import event_from_dict
     from plait.runtime.report import ReportBuilder
 
+    events = merge_sessions(journal.events(run_id))
+    if not events:
+        raise UserError(f"run {run_id} has no recorded events: it stopped as it started "
+                        "(`plait resume` runs it from the beginning)")
     builder = ReportBuilder()
-    for data in merge_sessions(journal.events(run_id)):
+    for data in events:
         data = {k: v for k, v in data.items() if k != "session"}
         builder.apply(event_from_dict(data))
     return builder.report()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from plait.errors import UserError
 from plait.runtime.events import (
     AttemptFailed,
     AttemptFinished,
@@ -209,3 +210,12 @@ def test_missing_journal_for_reading(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="no journal"):
         Journal.open(tmp_path / "none.db", create=False)
     assert not (tmp_path / "none.db").exists()
+
+
+def test_run_without_events_reports_clearly(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.begin_run(run_id="early", plan="demo", plan_path=None, plan_sha256=None,
+                          compiled_plan=PLAN_JSON, inputs={}, raw_inputs={},
+                          started_at="2026-01-01T00:00:00.000000Z")
+        with pytest.raises(UserError, match="no recorded events"):
+            run_report(journal, "early")

@@ -105,13 +105,28 @@ async def _wait_group_gone(proc: asyncio.subprocess.Process, pgid: int, grace: f
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    """Whether a live (non-zombie) process is left in the group. A grandchild that died
+    after its parent waits as a zombie until init reaps it; that must not cost the grace."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: signal 0 counts zombies too, which only costs time
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
         return True
-    return True
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and _live_member(entry / "stat", pgid):
+            return True
+    return False
+
+
+def _live_member(stat_file: Path, pgid: int) -> bool:
+    try:
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+        fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        return int(fields[2]) == pgid and fields[0] != "Z"
+    except (OSError, IndexError, ValueError):
+        return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from plait.compiler import codes, nodes
-from plait.compiler.diagnostics import Diagnostic, Label, error
+from plait.compiler.diagnostics import Diagnostic, Label, error, sort_key
 from plait.compiler.ir import (
     BreakerPolicy, Defaults, DictExpr, EnvExpr, Expr, Input, ListExpr, LiteralExpr, MapSpec,
     NameExpr, Output, Plan, Rate, Resource, RetryPolicy, Step, TriggerRule, Use,
@@ -61,7 +61,7 @@ class _Lowering:
             deadline_s=self.settings.get("deadline"), concurrency=self.settings.get("concurrency"),
             defaults=self.defaults, uses=self.uses, env=sorted(self.env), edges=[],
         )
-        return plan, self.diagnostics
+        return plan, sorted(self.diagnostics, key=sort_key)
 
     # --- plan items -----------------------------------------------------------------------------
 

@@ -432,3 +432,80 @@ def test_messages_name_no_internal_terminals() -> None:
     for text in samples:
         for d in errors(text):
             assert not re.search(r"\b[A-Z_]{3,}\b", d.message), d.message
+
+
+# --- fuzzing: parse + lower never raise ------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from plait.compiler.lower import lower  # noqa: E402
+from plait.compiler.source import SourceMap  # noqa: E402
+
+_PIECES = [
+    "plan", "p", "step", "s", "input", "output", "resource", "defaults", "use", "deadline",
+    "concurrency", "for", "in", "not", "and", "or", "??", "?.", "?[", "after", "when", "if",
+    "timeout", "retry", "on", "backoff", "x2", "max", "jitter", "fallback", "default", "optional",
+    "uses", "tolerate", "rate", "breaker", "failures", "cooldown", "true", "null", "env", "run",
+    "=", "==", "<", ":", ",", ".", ";", "(", ")", "[", "]", "{", "}", "\n", " ", "#c\n", '"s"',
+    '"${a}"', '"""\n t\n"""', '"\\d"', '"${', "1", "-3", "1.5", "30s", "1m30s", "10/s", "25%",
+    "std.echo", "value", "a.output", "len", "\\", "@", '"', "\x00", "é",
+]
+_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _survives(text: str) -> None:
+    plan, diagnostics = parse(text, "fuzz.agent")
+    for d in diagnostics:
+        assert d.span is not None and d.span.line >= 1 and d.span.column >= 1 and d.message
+    if plan is not None:
+        lower(plan, SourceMap("fuzz.agent", text))
+
+
+@_SETTINGS
+@given(st.lists(st.sampled_from(_PIECES), max_size=80).map(" ".join))
+def test_fuzz_token_soup(text: str) -> None:
+    _survives(text)
+
+
+@_SETTINGS
+@given(st.text(max_size=300))
+def test_fuzz_any_text(text: str) -> None:
+    _survives(text)
+
+
+@_SETTINGS
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    _survives(data.decode("utf-8", errors="replace"))
+
+
+@_SETTINGS
+@given(st.data())
+def test_fuzz_mutated_spec_example(data: st.DataObject) -> None:
+    text = spec_example()
+    for _ in range(data.draw(st.integers(1, 4))):
+        start = data.draw(st.integers(0, len(text)))
+        end = data.draw(st.integers(start, min(len(text), start + 40)))
+        action = data.draw(st.sampled_from(["delete", "insert", "duplicate", "truncate"]))
+        if action == "delete":
+            text = text[:start] + text[end:]
+        elif action == "insert":
+            text = text[:start] + data.draw(st.sampled_from(_PIECES)) + text[start:]
+        elif action == "duplicate":
+            text = text[:end] + text[start:end] + text[end:]
+        else:
+            text = text[:start]
+    _survives(text)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from("([{)]}\"$#\n"), st.integers(1, 6))
+def test_fuzz_bracket_soup_at_scale(char: str, power: int) -> None:
+    _survives("plan p { output o = " + char * 10**power)
+
+
+def test_megabyte_of_brackets() -> None:
+    for char in "[({":
+        _survives(char * 1_000_000)
+        _survives("plan p { step s = f(x = " + char * 1_000_000)

@@ -654,7 +654,7 @@ def _show_steps(report: Any) -> None:
         status = s.status + (f" ({s.reason})" if s.reason else "")
         rows.append([name, status, str(s.attempts), _fmt_secs(s.duration_s),
                      _fmt_secs(m.backoff_s) if m and m.backoff_s else "-",
-                     _fmt_secs(m.queued_s) if m and m.queued_s else "-",
+                     _fmt_secs(m.queued_s) if m and (m.queued_s or 0) >= 0.005 else "-",
                      s.fallback_used or "-", _timeline_bar(s, report.started_at, total),
                      error[:60]])
     _print_table("steps", ["step", "status", "attempts", "duration", "backoff", "queued",

@@ -345,6 +345,10 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
             runner.sinks.append(sink)
     try:
         report = asyncio.run(runner.run(handle_signals=True))
+    except BaseException:
+        if progress is not None:
+            progress.stop()
+        raise
     finally:
         if events_file is not None:
             events_file.close()

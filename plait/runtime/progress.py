@@ -36,6 +36,9 @@ class PlainProgress:
     def close(self, report: RunReport) -> None:
         print(summary_text(report), file=self.stream, flush=True)
 
+    def stop(self) -> None:
+        """Nothing to tear down for plain lines (the run ended without a report)."""
+
 
 def describe(event: ev.Event) -> str | None:
     """A one-line description of an event, or None for events not worth a line."""
@@ -107,6 +110,10 @@ class LiveProgress:
             table.add_row(Text(step, style="bold"), f"attempt {attempt}",
                           f"{now - started:5.1f}s")
         return table
+
+    def stop(self) -> None:
+        """Stop the live view (restores the cursor), also when the run ended in an error."""
+        self.live.stop()
 
     def close(self, report: RunReport) -> None:
         self.live.stop()

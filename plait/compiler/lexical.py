@@ -46,17 +46,23 @@ def parse_duration(text: str) -> float:
     while pos < len(text):
         match = _DURATION_PART.match(text, pos)
         if match is None:
-            raise LexicalError(f"malformed duration `{text}`", "write durations like 250ms, 30s, 5m or 1m30s")
+            raise LexicalError(
+                f"malformed duration `{text}`", "write durations like 250ms, 30s, 5m or 1m30s"
+            )
         number, unit = match.group(1), match.group(2)
         if unit is None:
-            raise LexicalError(f"duration `{text}` needs a unit",
-                               f"write `{text}s` for seconds; units are ms, s, m and h")
+            raise LexicalError(
+                f"duration `{text}` needs a unit",
+                f"write `{text}s` for seconds; units are ms, s, m and h",
+            )
         if unit not in DURATION_UNITS:
             raise LexicalError(f"unknown duration unit `{unit}`; use ms, s, m or h")
         rank = _UNIT_ORDER.index(unit)
         if rank <= last_rank:
-            raise LexicalError(f"units in `{text}` must go from largest to smallest, each once",
-                               "write it like `1h30m` or `1m30s`")
+            raise LexicalError(
+                f"units in `{text}` must go from largest to smallest, each once",
+                "write it like `1h30m` or `1m30s`",
+            )
         total += _float(number, text) * DURATION_UNITS[unit]
         pos, last_rank = match.end(), rank
     return total
@@ -66,7 +72,9 @@ def parse_rate(text: str) -> tuple[float, float]:
     """`10/s` -> (count, period in seconds)."""
     count, _, period = text.partition("/")
     if period not in RATE_PERIODS:
-        raise LexicalError(f"unknown rate period `{period}`; use s, m or h", "write rates like 10/s, 600/m or 5/h")
+        raise LexicalError(
+            f"unknown rate period `{period}`; use s, m or h", "write rates like 10/s, 600/m or 5/h"
+        )
     return _float(count, text), RATE_PERIODS[period]
 
 
@@ -116,9 +124,8 @@ def decode_string(token: str) -> tuple[list[StringPart], list[Problem]]:
     """Split a string token into literal text and `${...}` parts (triple-quoted: dedented first)."""
     if token.startswith('"""'):
         body, offsets = dedent(token[3:-3], 3)
-    else:
-        body, offsets = token[1:-1], range(1, len(token) - 1)
-    return _scan(token, body, offsets)
+        return _scan(token, body, offsets)
+    return _scan(token, token[1:-1], range(1, len(token) - 1))
 
 
 def dedent(body: str, base: int) -> tuple[str, list[int]]:
@@ -135,15 +142,18 @@ def dedent(body: str, base: int) -> tuple[str, list[int]]:
         lines.pop(0)
     if lines and not lines[-1][1].strip(" \t"):
         lines.pop()
-    indents = [line[: len(line) - len(line.lstrip(" \t"))] for _, line in lines if line.strip(" \t")]
-    cut = len(os.path.commonprefix(indents)) if indents else 0
+    indents = [
+        line[: len(line) - len(line.lstrip(" \t"))] for _, line in lines if line.strip(" \t")
+    ]
+    # character by character is what is wanted: the shared run of spaces and tabs
+    cut = len(os.path.commonprefix(indents)) if indents else 0  # noqa: RUF071
     chars: list[str] = []
     offsets: list[int] = []
     for number, (start, line) in enumerate(lines):
         if number:
             chars.append("\n")
             offsets.append(start - 1)
-        kept = line[min(cut, len(line) - len(line.lstrip(" \t"))):]
+        kept = line[min(cut, len(line) - len(line.lstrip(" \t"))) :]
         chars.append(kept)
         first = start + len(line) - len(kept)
         offsets.extend(range(first, first + len(kept)))
@@ -165,14 +175,21 @@ def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPar
         elif c == "$" and text.startswith("${", i):
             end = _interpolation_end(text, i + 2)
             if end is None:
-                problems.append(Problem("unterminated `${` in string", "close it with `}`; write `$${` for a literal `${`",
-                                        offsets[i], offsets[i] + 2, "interpolation"))
+                problems.append(
+                    Problem(
+                        "unterminated `${` in string",
+                        "close it with `}`; write `$${` for a literal `${`",
+                        offsets[i],
+                        offsets[i] + 2,
+                        "interpolation",
+                    )
+                )
                 break
             if buf:
                 parts.append("".join(buf))
                 buf = []
             start = offsets[i + 2] if i + 2 < end else offsets[end]
-            parts.append(Interpolation(token[start:offsets[end]], start))
+            parts.append(Interpolation(token[start : offsets[end]], start))
             i = end + 1
         else:
             buf.append(c)
@@ -182,10 +199,19 @@ def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPar
     return parts, problems
 
 
-def _escape(text: str, i: int, offsets: Sequence[int], buf: list[str], problems: list[Problem]) -> int:
+def _escape(
+    text: str, i: int, offsets: Sequence[int], buf: list[str], problems: list[Problem]
+) -> int:
     """Decode the escape at text[i] (a backslash) into buf; return the index after it."""
     if i + 1 >= len(text):
-        problems.append(Problem("a string cannot end with a lone `\\`", "write `\\\\` for a backslash", offsets[i], offsets[i] + 1))
+        problems.append(
+            Problem(
+                "a string cannot end with a lone `\\`",
+                "write `\\\\` for a backslash",
+                offsets[i],
+                offsets[i] + 1,
+            )
+        )
         return i + 1
     kind = text[i + 1]
     if kind in _SIMPLE_ESCAPES:
@@ -196,10 +222,24 @@ def _escape(text: str, i: int, offsets: Sequence[int], buf: list[str], problems:
         if match and int(match.group(1), 16) <= 0x10FFFF:
             buf.append(chr(int(match.group(1), 16)))
             return match.end()
-        problems.append(Problem("malformed unicode escape; write it like `\\u{1F600}`", None, offsets[i], offsets[i + 1] + 1))
+        problems.append(
+            Problem(
+                "malformed unicode escape; write it like `\\u{1F600}`",
+                None,
+                offsets[i],
+                offsets[i + 1] + 1,
+            )
+        )
         return i + 2
     shown = kind if kind.isprintable() else repr(kind)
-    problems.append(Problem(f"unknown escape `\\{shown}` in string", f"write `\\\\{shown}` for a backslash followed by `{shown}`; {ESCAPES_HELP}", offsets[i], offsets[i + 1] + 1))
+    problems.append(
+        Problem(
+            f"unknown escape `\\{shown}` in string",
+            f"write `\\\\{shown}` for a backslash followed by `{shown}`; {ESCAPES_HELP}",
+            offsets[i],
+            offsets[i + 1] + 1,
+        )
+    )
     return i + 2
 
 
@@ -235,13 +275,36 @@ class Tok:
     Lines and columns are 1-based; `end_column` and `end_pos` are exclusive.
     """
 
-    __slots__ = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
+    __slots__ = (
+        "column",
+        "end_column",
+        "end_line",
+        "end_pos",
+        "line",
+        "start_pos",
+        "type",
+        "value",
+    )
 
-    def __init__(self, type_: str, value: str, start_pos: int, line: int, column: int,
-                 end_line: int, end_column: int, end_pos: int) -> None:
+    def __init__(
+        self,
+        type_: str,
+        value: str,
+        start_pos: int,
+        line: int,
+        column: int,
+        end_line: int,
+        end_column: int,
+        end_pos: int,
+    ) -> None:
         self.type, self.value, self.start_pos = type_, value, start_pos
         self.line, self.column, self.end_line, self.end_column, self.end_pos = (
-            line, column, end_line, end_column, end_pos)
+            line,
+            column,
+            end_line,
+            end_column,
+            end_pos,
+        )
 
     def __str__(self) -> str:
         return self.value
@@ -250,5 +313,13 @@ class Tok:
         return f"Tok({self.type}, {self.value!r}, {self.line}:{self.column})"
 
     def retyped(self, type_: str) -> Tok:
-        return Tok(type_, self.value, self.start_pos, self.line, self.column, self.end_line,
-                   self.end_column, self.end_pos)
+        return Tok(
+            type_,
+            self.value,
+            self.start_pos,
+            self.line,
+            self.column,
+            self.end_line,
+            self.end_column,
+            self.end_pos,
+        )

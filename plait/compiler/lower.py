@@ -14,8 +14,24 @@ from typing import Any
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error, sort_key
 from plait.compiler.ir import (
-    BreakerPolicy, Defaults, DictExpr, EnvExpr, Expr, Input, ListExpr, LiteralExpr, MapSpec,
-    NameExpr, Output, Plan, Rate, Resource, RetryPolicy, Step, TriggerRule, Use,
+    BreakerPolicy,
+    Defaults,
+    DictExpr,
+    EnvExpr,
+    Expr,
+    Input,
+    ListExpr,
+    LiteralExpr,
+    MapSpec,
+    NameExpr,
+    Output,
+    Plan,
+    Rate,
+    Resource,
+    RetryPolicy,
+    Step,
+    TriggerRule,
+    Use,
 )
 from plait.compiler.parse import _no_gc
 from plait.compiler.source import SourceMap, Span
@@ -56,10 +72,18 @@ class _Lowering:
         steps = {name: self._step(node) for name, node in self.step_nodes.items()}
         _mark_standbys(steps)
         plan = Plan(
-            plan=self.tree.name.name, description=self.tree.description, inputs=self.inputs,
-            outputs=self.outputs, resources=self.resources, steps=steps,
-            deadline_s=self.settings.get("deadline"), concurrency=self.settings.get("concurrency"),
-            defaults=self.defaults, uses=self.uses, env=sorted(self.env), edges=[],
+            plan=self.tree.name.name,
+            description=self.tree.description,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            resources=self.resources,
+            steps=steps,
+            deadline_s=self.settings.get("deadline"),
+            concurrency=self.settings.get("concurrency"),
+            defaults=self.defaults,
+            uses=self.uses,
+            env=sorted(self.env),
+            edges=[],
         )
         return plan, sorted(self.diagnostics, key=sort_key)
 
@@ -89,8 +113,13 @@ class _Lowering:
         """Record a name in the shared namespace; report a second definition (E201)."""
         first = self.names.get(name.name)
         if first is not None:
-            self._duplicate(codes.DUPLICATE_NAME, f"`{name.name}` is already defined as {_a(first[0])}",
-                            name.span, first[1], "names of inputs and steps must be unique")
+            self._duplicate(
+                codes.DUPLICATE_NAME,
+                f"`{name.name}` is already defined as {_a(first[0])}",
+                name.span,
+                first[1],
+                "names of inputs and steps must be unique",
+            )
             return False
         self.names[name.name] = (kind, name.span)
         self.spans[(kind, name.name)] = name.span
@@ -104,15 +133,22 @@ class _Lowering:
         if item.default is not None:
             self._scan(item.default)
         self.inputs[item.name.name] = Input(
-            name=item.name.name, type=item.type.text, has_default=item.default is not None,
+            name=item.name.name,
+            type=item.type.text,
+            has_default=item.default is not None,
             default=_json(item.default) if item.default is not None else None,
         )
 
     def _output(self, item: nodes.OutputNode) -> None:
         name = item.name.name
         if ("output", name) in self.spans:
-            self._duplicate(codes.DUPLICATE_NAME, f"output `{name}` is already defined", item.name.span,
-                            self.spans[("output", name)], "output names must be unique")
+            self._duplicate(
+                codes.DUPLICATE_NAME,
+                f"output `{name}` is already defined",
+                item.name.span,
+                self.spans[("output", name)],
+                "output names must be unique",
+            )
             return
         self.spans[("output", name)] = item.name.span
         self._scan(item.expr)
@@ -121,22 +157,42 @@ class _Lowering:
     def _resource(self, item: nodes.ResourceNode) -> None:
         name = item.name.name
         if ("resource", name) in self.spans:
-            self._duplicate(codes.DUPLICATE_NAME, f"resource `{name}` is already defined", item.name.span,
-                            self.spans[("resource", name)], "resource names must be unique")
+            self._duplicate(
+                codes.DUPLICATE_NAME,
+                f"resource `{name}` is already defined",
+                item.name.span,
+                self.spans[("resource", name)],
+                "resource names must be unique",
+            )
             return
         self.spans[("resource", name)] = item.name.span
         fields: dict[str, Any] = {}
         for setting in item.settings:
-            if self._once(fields, setting.keyword, setting.span, ("resource", name, setting.keyword), f"resource `{name}`"):
+            if self._once(
+                fields,
+                setting.keyword,
+                setting.span,
+                ("resource", name, setting.keyword),
+                f"resource `{name}`",
+            ):
                 fields[setting.keyword] = _resource_field(setting)
         self.resources[name] = Resource(
-            name=name, rate=fields.get("rate"), concurrency=fields.get("concurrency"), breaker=fields.get("breaker"))
+            name=name,
+            rate=fields.get("rate"),
+            concurrency=fields.get("concurrency"),
+            breaker=fields.get("breaker"),
+        )
 
     def _setting(self, key: str, value: Any, span: Span) -> None:
         """`deadline` / plan `concurrency`, each at most once (E206)."""
         if (key,) in self.spans:
-            self._duplicate(codes.DUPLICATE_PLAN_SETTING, f"`{key}` is given twice", span, self.spans[(key,)],
-                            "keep one of them")
+            self._duplicate(
+                codes.DUPLICATE_PLAN_SETTING,
+                f"`{key}` is given twice",
+                span,
+                self.spans[(key,)],
+                "keep one of them",
+            )
             return
         self.spans[(key,)] = span
         self.settings[key] = value
@@ -145,14 +201,24 @@ class _Lowering:
         for policy in item.policies:
             key = policy.keyword
             if key not in DEFAULTS_POLICIES:
-                self.diagnostics.append(error(
-                    codes.POLICY_NOT_IN_DEFAULTS, f"`{key}` cannot be a default", policy.span,
-                    "`defaults` may hold timeout, retry and uses; write the others on each step",
-                    path=self.source.path))
+                self.diagnostics.append(
+                    error(
+                        codes.POLICY_NOT_IN_DEFAULTS,
+                        f"`{key}` cannot be a default",
+                        policy.span,
+                        "`defaults` may hold timeout, retry and uses; write others on each step",
+                        path=self.source.path,
+                    )
+                )
                 continue
             if key in self.default_policies:
-                self._duplicate(codes.DUPLICATE_POLICY, f"`{key}` is given twice in `defaults`", policy.span,
-                                self.spans[("defaults", key)], "keep one of them")
+                self._duplicate(
+                    codes.DUPLICATE_POLICY,
+                    f"`{key}` is given twice in `defaults`",
+                    policy.span,
+                    self.spans[("defaults", key)],
+                    "keep one of them",
+                )
                 continue
             self.default_policies.add(key)
             self.spans[("defaults", key)] = policy.span
@@ -181,19 +247,29 @@ class _Lowering:
         refs: list[Expr] = list(args.values())
         condition = _get(policies, "if", "condition")
         default = _get(policies, "default", "value")
-        extra = [e for e in (node.map.over if node.map else None, condition, default) if e is not None]
+        extra = [
+            e for e in (node.map.over if node.map else None, condition, default) if e is not None
+        ]
         depends = self._references(refs, loop_var) | self._references(extra, None)
         after = self._targets(name, policies.get("after"), "after")
         depends.update(t for t in after if t in self.step_nodes)
         return Step(
-            name=name, tool=node.call.tool.name, args=args,
+            name=name,
+            tool=node.call.tool.name,
+            args=args,
             map=MapSpec(var=loop_var, over=node.map.over) if node.map else None,
-            depends_on=sorted(depends, key=self.order.__getitem__), after=after,
+            depends_on=sorted(depends, key=self.order.__getitem__),
+            after=after,
             when=_when(policies),
-            condition=condition, timeout_s=self._timeout(policies), retry=self._step_retry(policies),
-            fallback=self._targets(name, policies.get("fallback"), "fallback"), default=default,
-            optional="optional" in policies, uses=self._uses(name, policies),
-            concurrency=_get(policies, "concurrency", "value"), tolerate=_get(policies, "tolerate", "percent"),
+            condition=condition,
+            timeout_s=self._timeout(policies),
+            retry=self._step_retry(policies),
+            fallback=self._targets(name, policies.get("fallback"), "fallback"),
+            default=default,
+            optional="optional" in policies,
+            uses=self._uses(name, policies),
+            concurrency=_get(policies, "concurrency", "value"),
+            tolerate=_get(policies, "tolerate", "percent"),
             standby_for=None,
         )
 
@@ -202,14 +278,27 @@ class _Lowering:
         found: dict[str, nodes.PolicyNode] = {}
         name = node.name.name
         for policy in node.policies:
-            if self._once(found, policy.keyword, policy.span, ("step", name, "policy", policy.keyword), f"step `{name}`"):
+            if self._once(
+                found,
+                policy.keyword,
+                policy.span,
+                ("step", name, "policy", policy.keyword),
+                f"step `{name}`",
+            ):
                 found[policy.keyword] = policy
         return found
 
-    def _once(self, found: dict[str, Any], key: str, span: Span, span_key: tuple[str, ...], where: str) -> bool:
+    def _once(
+        self, found: dict[str, Any], key: str, span: Span, span_key: tuple[str, ...], where: str
+    ) -> bool:
         if key in found:
-            self._duplicate(codes.DUPLICATE_POLICY, f"`{key}` is given twice in {where}", span,
-                            self.spans[span_key], "keep one of them")
+            self._duplicate(
+                codes.DUPLICATE_POLICY,
+                f"`{key}` is given twice in {where}",
+                span,
+                self.spans[span_key],
+                "keep one of them",
+            )
             return False
         self.spans[span_key] = span
         return True
@@ -219,8 +308,13 @@ class _Lowering:
         for arg in call.args:
             key = ("step", step, "arg", arg.name.name)
             if arg.name.name in args:
-                self._duplicate(codes.DUPLICATE_ARGUMENT, f"argument `{arg.name.name}` is given twice",
-                                arg.name.span, self.spans[key], "keep one of them")
+                self._duplicate(
+                    codes.DUPLICATE_ARGUMENT,
+                    f"argument `{arg.name.name}` is given twice",
+                    arg.name.span,
+                    self.spans[key],
+                    "keep one of them",
+                )
                 continue
             self.spans[key] = arg.name.span
             args[arg.name.name] = arg.value
@@ -235,7 +329,11 @@ class _Lowering:
 
     def _timeout(self, policies: dict[str, nodes.PolicyNode]) -> float | None:
         policy = policies.get("timeout")
-        return policy.duration.seconds if isinstance(policy, nodes.TimeoutPolicy) else self.defaults.timeout_s
+        return (
+            policy.duration.seconds
+            if isinstance(policy, nodes.TimeoutPolicy)
+            else self.defaults.timeout_s
+        )
 
     def _step_retry(self, policies: dict[str, nodes.PolicyNode]) -> RetryPolicy | None:
         policy = policies.get("retry")
@@ -277,16 +375,32 @@ class _Lowering:
         for entry in node.entries:
             if entry.key in seen:
                 first = seen[entry.key]
-                self.diagnostics.append(error(
-                    codes.DUPLICATE_KEY, f"dict key `{entry.key}` is given twice", entry.key_span,
-                    "keep one of them", path=self.source.path,
-                    labels=(Label(first, "first given here"),) if first else ()))
+                self.diagnostics.append(
+                    error(
+                        codes.DUPLICATE_KEY,
+                        f"dict key `{entry.key}` is given twice",
+                        entry.key_span,
+                        "keep one of them",
+                        path=self.source.path,
+                        labels=(Label(first, "first given here"),) if first else (),
+                    )
+                )
             else:
                 seen[entry.key] = entry.key_span
 
-    def _duplicate(self, code: codes.Code, message: str, span: Span, first: Span, hint: str) -> None:
-        self.diagnostics.append(error(code, message, span, hint, path=self.source.path,
-                                      labels=(Label(first, "first defined here"),)))
+    def _duplicate(
+        self, code: codes.Code, message: str, span: Span, first: Span, hint: str
+    ) -> None:
+        self.diagnostics.append(
+            error(
+                code,
+                message,
+                span,
+                hint,
+                path=self.source.path,
+                labels=(Label(first, "first defined here"),),
+            )
+        )
 
 
 def _walk(expr: Expr) -> Iterator[Expr]:
@@ -308,7 +422,12 @@ def _walk(expr: Expr) -> Iterator[Expr]:
             stack.extend(node.args)
 
 
-_CHILDREN = {"attr": ("value",), "index": ("value", "index"), "not": ("operand",), "binary": ("left", "right")}
+_CHILDREN = {
+    "attr": ("value",),
+    "index": ("value", "index"),
+    "not": ("operand",),
+    "binary": ("left", "right"),
+}
 
 
 def _get(policies: dict[str, nodes.PolicyNode], key: str, field: str) -> Any:
@@ -324,12 +443,21 @@ def _when(policies: dict[str, nodes.PolicyNode]) -> TriggerRule:
 
 
 def _retry(node: nodes.RetryNode) -> RetryPolicy:
-    on = [_KINDS[kind.name] for kind in node.on if kind.name in _KINDS] if node.on is not None else None
+    on = (
+        [_KINDS[kind.name] for kind in node.on if kind.name in _KINDS]
+        if node.on is not None
+        else None
+    )
     return RetryPolicy(
-        retries=node.retries, on=on,
-        backoff_s=node.backoff.seconds if node.backoff and node.backoff.seconds is not None else 1.0,
+        retries=node.retries,
+        on=on,
+        backoff_s=node.backoff.seconds
+        if node.backoff and node.backoff.seconds is not None
+        else 1.0,
         factor=node.factor if node.factor is not None else 1.0,
-        max_s=node.max.seconds if node.max else None, jitter=node.jitter)
+        max_s=node.max.seconds if node.max else None,
+        jitter=node.jitter,
+    )
 
 
 def _resource_field(setting: nodes.ResourceSetting) -> Any:
@@ -338,7 +466,11 @@ def _resource_field(setting: nodes.ResourceSetting) -> Any:
             return None
         return Rate(count=setting.count, per_s=setting.per_s)
     if isinstance(setting, nodes.BreakerNode):
-        cooldown = setting.cooldown.seconds if setting.cooldown and setting.cooldown.seconds is not None else 30.0
+        cooldown = (
+            setting.cooldown.seconds
+            if setting.cooldown and setting.cooldown.seconds is not None
+            else 30.0
+        )
         return BreakerPolicy(failures=setting.failures, cooldown_s=cooldown)
     return setting.value
 

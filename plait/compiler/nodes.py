@@ -143,14 +143,23 @@ class TolerancePolicy:
 
 
 PolicyNode = (
-    AfterPolicy | WhenPolicy | IfPolicy | TimeoutPolicy | RetryNode | FallbackPolicy
-    | DefaultPolicy | OptionalPolicy | UsesPolicy | ConcurrencyPolicy | TolerancePolicy
+    AfterPolicy
+    | WhenPolicy
+    | IfPolicy
+    | TimeoutPolicy
+    | RetryNode
+    | FallbackPolicy
+    | DefaultPolicy
+    | OptionalPolicy
+    | UsesPolicy
+    | ConcurrencyPolicy
+    | TolerancePolicy
 )
 
 
 @dataclass(frozen=True, slots=True)
 class StepNode:
-    """`step NAME = CALL [{ POLICY* }]`, or a map step when `map` is set (then `call` is its body)."""
+    """`step NAME = CALL [{ POLICY* }]`; a map step when `map` is set (`call` is then its body)."""
 
     name: Ident
     call: Call
@@ -243,8 +252,14 @@ class ResourceNode:
 
 
 PlanItem = (
-    UseNode | InputNode | OutputNode | DeadlineNode | PlanConcurrencyNode | DefaultsNode
-    | ResourceNode | StepNode
+    UseNode
+    | InputNode
+    | OutputNode
+    | DeadlineNode
+    | PlanConcurrencyNode
+    | DefaultsNode
+    | ResourceNode
+    | StepNode
 )
 
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import get_args
 
 from lark import Lark
 
@@ -40,37 +41,92 @@ MAX_NESTING = 64  # open brackets; deeper input is refused with a diagnostic
 MAX_ERRORS = 50
 
 ITEM_KEYWORDS = {"PLAN", "USE", "INPUT", "OUTPUT", "DEADLINE", "DEFAULTS", "RESOURCE", "STEP"}
-POLICY_KEYWORDS = {"AFTER", "WHEN", "IF", "TIMEOUT", "RETRY", "FALLBACK", "DEFAULT", "OPTIONAL",
-                   "USES", "CONCURRENCY", "TOLERATE"}
-POLICY_WORDS = ("after", "when", "if", "timeout", "retry", "fallback", "default", "optional",
-                "uses", "concurrency", "tolerate")
+POLICY_KEYWORDS = {
+    "AFTER",
+    "WHEN",
+    "IF",
+    "TIMEOUT",
+    "RETRY",
+    "FALLBACK",
+    "DEFAULT",
+    "OPTIONAL",
+    "USES",
+    "CONCURRENCY",
+    "TOLERATE",
+}
+POLICY_WORDS = (
+    "after",
+    "when",
+    "if",
+    "timeout",
+    "retry",
+    "fallback",
+    "default",
+    "optional",
+    "uses",
+    "concurrency",
+    "tolerate",
+)
 ITEM_WORDS = ("use", "input", "output", "deadline", "concurrency", "defaults", "resource", "step")
 RESOURCE_WORDS = ("rate", "concurrency", "breaker")
 # A `{` after one of these opens a block (plan, step, resource, `defaults`); else a dict.
 _BLOCK_AFTER = {"RPAR", "NAME", "STRING", "LONG_STRING", "DEFAULTS", "_NL"}
 _BLOCK_HEADS = {"PLAN", "RESOURCE", "DEFAULTS", "STEP"}
-_OPERATORS = {"COMPARE", "IN", "NOT", "AND", "OR", "COALESCE", "DOT", "QDOT", "LSQB", "QLSQB", "LPAR"}
+_OPERATORS = {
+    "COMPARE",
+    "IN",
+    "NOT",
+    "AND",
+    "OR",
+    "COALESCE",
+    "DOT",
+    "QDOT",
+    "LSQB",
+    "QLSQB",
+    "LPAR",
+}
 _BRACKETS = {"LPAR", "LSQB", "QLSQB", "DICT_OPEN", "LBRACE", "RPAR", "RSQB", "RBRACE"}
 _CLOSERS = {"(": ")", "[": "]", "dict": "}", "block": "}"}
 _SKIP_BLANK = re.compile(r"(?:[ \t\f\r\n]|#[^\n]*)*")
 _LINE_START_WORD = re.compile(r"[ \t]*([a-z]+)\b")
 _WORDS = {  # what a terminal is, in words a user knows
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LONG_STRING": "a string",
-    "DURATION": "a duration like `30s`", "RATE": "a rate like `10/s`",
-    "PERCENT": "a percentage like `25%`", "FACTOR": "a factor like `x2`", "_NL": "end of line",
-    "$END": "end of file", "DICT_OPEN": "`{`", "COMPARE": "a comparison",
-    "COALESCE": "`??`", "QDOT": "`?.`", "QLSQB": "`?[`", "SEMI": "`;`", "LPAR": "`(`",
-    "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`",
-    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "DOT": "`.`",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "LONG_STRING": "a string",
+    "DURATION": "a duration like `30s`",
+    "RATE": "a rate like `10/s`",
+    "PERCENT": "a percentage like `25%`",
+    "FACTOR": "a factor like `x2`",
+    "_NL": "end of line",
+    "$END": "end of file",
+    "DICT_OPEN": "`{`",
+    "COMPARE": "a comparison",
+    "COALESCE": "`??`",
+    "QDOT": "`?.`",
+    "QLSQB": "`?[`",
+    "SEMI": "`;`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "COMMA": "`,`",
+    "COLON": "`:`",
+    "EQUAL": "`=`",
+    "DOT": "`.`",
 }
 
 
+_EXPR_TYPES = get_args(get_args(Expr)[0])  # the classes of the Expr union
 _TRANSFORMER = PlanTransformer()
 _LOCK = threading.RLock()
 
 # The lexer. Words, numbers and `x2` are typed by what the parser state accepts (soft
 # keywords), as lark's contextual lexer would, but without its per-state regexes.
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<WS>[ \t\f\r]+)
   | (?P<COMMENT>\#[^\n]*)
   | (?P<NL>(?:\r?\n[\t \f\r]*)+)
@@ -79,7 +135,9 @@ _TOKEN = re.compile(r"""
   | (?P<WORD>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<DIGITS>-?[0-9])
   | (?P<PUNCT>\?\?|\?\.|\?\[|==|!=|<=|>=|[<>()\[\]{},:;=.])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _VALUE_PATTERNS = {  # what a token starting with a digit can be, most specific first
     "DURATION": re.compile(r"[0-9][0-9_.]*[A-Za-z0-9_.]*"),
     "RATE": re.compile(r"[0-9][0-9_.]*/[A-Za-z]*"),
@@ -87,10 +145,28 @@ _VALUE_PATTERNS = {  # what a token starting with a digit can be, most specific 
 }
 _NUMBER = re.compile(r"-?[0-9][0-9_]*(\.[0-9][0-9_]*)?([eE][+-]?[0-9]+)?")
 _FACTOR = re.compile(r"x[0-9][0-9_.]*")
-_PUNCTUATION = {"??": "COALESCE", "?.": "QDOT", "?[": "QLSQB", "==": "COMPARE", "!=": "COMPARE",
-                "<=": "COMPARE", ">=": "COMPARE", "<": "COMPARE", ">": "COMPARE", "(": "LPAR",
-                ")": "RPAR", "[": "LSQB", "]": "RSQB", "{": "LBRACE", "}": "RBRACE", ",": "COMMA",
-                ":": "COLON", ";": "SEMI", "=": "EQUAL", ".": "DOT"}
+_PUNCTUATION = {
+    "??": "COALESCE",
+    "?.": "QDOT",
+    "?[": "QLSQB",
+    "==": "COMPARE",
+    "!=": "COMPARE",
+    "<=": "COMPARE",
+    ">=": "COMPARE",
+    "<": "COMPARE",
+    ">": "COMPARE",
+    "(": "LPAR",
+    ")": "RPAR",
+    "[": "LSQB",
+    "]": "RSQB",
+    "{": "LBRACE",
+    "}": "RBRACE",
+    ",": "COMMA",
+    ":": "COLON",
+    ";": "SEMI",
+    "=": "EQUAL",
+    ".": "DOT",
+}
 
 
 @dataclass(frozen=True)
@@ -107,8 +183,14 @@ class _Tables:
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     """Built once: analysing the grammar is the slow part."""
-    return Lark(GRAMMAR_PATH.read_text(encoding="utf-8"), parser="lalr", lexer="basic",
-                start=["start", "interp"], transformer=_TRANSFORMER, maybe_placeholders=False)
+    return Lark(
+        GRAMMAR_PATH.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="basic",
+        start=["start", "interp"],
+        transformer=_TRANSFORMER,
+        maybe_placeholders=False,
+    )
 
 
 @lru_cache(maxsize=2)
@@ -120,10 +202,15 @@ def _tables(start: str) -> _Tables:
         row: dict[str, int | tuple[int, str, object]] = {}
         for symbol, (action, arg) in actions.items():
             is_shift = action.name == "Shift"
-            row[symbol] = arg if is_shift else (len(arg.expansion), arg.origin.name, conf.callbacks[arg])
+            row[symbol] = (
+                arg if is_shift else (len(arg.expansion), arg.origin.name, conf.callbacks[arg])
+            )
         states[state] = row
-    keywords = {t.pattern.value: t.name for t in lark.terminals
-                if t.pattern.type == "str" and t.pattern.value.isalpha()}
+    keywords = {
+        t.pattern.value: t.name
+        for t in lark.terminals
+        if t.pattern.type == "str" and t.pattern.value.isalpha()
+    }
     return _Tables(states, conf.start_state, conf.end_state, keywords)
 
 
@@ -131,12 +218,16 @@ def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagno
     """Parse a plan; syntax errors come back as diagnostics (codes E1xx), never as exceptions."""
     with _LOCK, _no_gc():
         _TRANSFORMER.reset(path)
-        _TRANSFORMER.sub_parse = lambda source, line, column: _parse_interpolation(source, line, column, path)
+        _TRANSFORMER.sub_parse = lambda source, line, column: _parse_interpolation(
+            source, line, column, path
+        )
         diagnostics: list[Diagnostic] = []
         try:
             plans = _Driver(text, "start", path, diagnostics).run()
         except RecursionError:  # belt and braces: the limits above should make this unreachable
-            diagnostics.append(error(codes.SYNTAX_ERROR, "plan is nested too deeply", _end_span(text), path=path))
+            diagnostics.append(
+                error(codes.SYNTAX_ERROR, "plan is nested too deeply", _end_span(text), path=path)
+            )
             plans = None
         diagnostics.extend(_TRANSFORMER.diagnostics)
         _TRANSFORMER.reset("")
@@ -157,30 +248,59 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _one_plan(plans: object, text: str, path: str, diagnostics: list[Diagnostic]) -> nodes.PlanNode | None:
+def _one_plan(
+    plans: object, text: str, path: str, diagnostics: list[Diagnostic]
+) -> nodes.PlanNode | None:
     if not isinstance(plans, tuple):
         return None
     strays = [item for item in plans if not isinstance(item, nodes.PlanNode)]
     plans = tuple(item for item in plans if isinstance(item, nodes.PlanNode))
     if strays and not plans:
-        diagnostics.append(error(codes.NO_PLAN, "no plan in this file", strays[0].span,
-                                 "wrap the items in `plan NAME { ... }`", path=path))
+        diagnostics.append(
+            error(
+                codes.NO_PLAN,
+                "no plan in this file",
+                strays[0].span,
+                "wrap the items in `plan NAME { ... }`",
+                path=path,
+            )
+        )
         return None
     for stray in strays:
         closed = plans[0].span if plans else None
-        diagnostics.append(error(
-            codes.SYNTAX_ERROR, "this item is outside the plan's braces", stray.span,
-            "check the `}` before it: it closes the plan", path=path,
-            labels=(Label(_end_of(closed), "the plan ends here"),) if closed else ()))
+        diagnostics.append(
+            error(
+                codes.SYNTAX_ERROR,
+                "this item is outside the plan's braces",
+                stray.span,
+                "check the `}` before it: it closes the plan",
+                path=path,
+                labels=(Label(_end_of(closed), "the plan ends here"),) if closed else (),
+            )
+        )
     if not plans:
         if not diagnostics:
-            diagnostics.append(error(codes.NO_PLAN, "no plan in this file", span_of(1, 1, 1, 2),
-                                     'a file holds one plan: `plan NAME { ... }`', path=path))
+            diagnostics.append(
+                error(
+                    codes.NO_PLAN,
+                    "no plan in this file",
+                    span_of(1, 1, 1, 2),
+                    "a file holds one plan: `plan NAME { ... }`",
+                    path=path,
+                )
+            )
         return None
     for extra in plans[1:]:
-        diagnostics.append(error(codes.MULTIPLE_PLANS, f"a file holds exactly one plan; found another, `{extra.name.name}`",
-                                 extra.name.span, "move it to a file of its own", path=path,
-                                 labels=(Label(plans[0].name.span, "the first plan"),)))
+        diagnostics.append(
+            error(
+                codes.MULTIPLE_PLANS,
+                f"a file holds exactly one plan; found another, `{extra.name.name}`",
+                extra.name.span,
+                "move it to a file of its own",
+                path=path,
+                labels=(Label(plans[0].name.span, "the first plan"),),
+            )
+        )
     first: nodes.PlanNode = plans[0]
     return first
 
@@ -193,7 +313,7 @@ def _parse_interpolation(source: str, line: int, column: int, path: str) -> Expr
         result = _Driver(source, "interp", path, _TRANSFORMER.diagnostics, origin).run()
     finally:
         _TRANSFORMER.origins.pop()
-    return result if result is not None and not isinstance(result, tuple) else None
+    return result if isinstance(result, _EXPR_TYPES) else None
 
 
 def _end_of(span: Span) -> Span:
@@ -235,8 +355,14 @@ class _BadCharacter(Exception):
 class _Driver:
     """One run of the parser over one text (a whole file, or one `${...}` source)."""
 
-    def __init__(self, text: str, start: str, path: str, diagnostics: list[Diagnostic],
-                 origin: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        start: str,
+        path: str,
+        diagnostics: list[Diagnostic],
+        origin: tuple[int, int] | None = None,
+    ) -> None:
         self.text, self.start, self.path, self.diagnostics = text, start, path, diagnostics
         self.origin = origin  # where a `${...}` source starts in the file
         self.tables = _tables(start)
@@ -367,7 +493,7 @@ class _Driver:
             if action is None:
                 raise _Unexpected(token)
             if action.__class__ is int:
-                states.append(action)  # type: ignore[arg-type]
+                states.append(action)
                 values.append(token)
                 return
             self._reduce(action)  # type: ignore[arg-type]
@@ -412,8 +538,12 @@ class _Driver:
     def _push(self, opened: _Open) -> None:
         self.stack.append(opened)
         if len(self.stack) > MAX_NESTING:
-            self._report(codes.SYNTAX_ERROR, f"brackets nested deeper than {MAX_NESTING} levels",
-                         self._tspan(opened.token), "split the value into smaller pieces")
+            self._report(
+                codes.SYNTAX_ERROR,
+                f"brackets nested deeper than {MAX_NESTING} levels",
+                self._tspan(opened.token),
+                "split the value into smaller pieces",
+            )
             raise _Fatal
 
     def _label(self) -> str:
@@ -431,14 +561,20 @@ class _Driver:
     def _implausible(self) -> set[str]:
         """Terminals LALR's merged states allow here that the open brackets rule out."""
         inner = self.stack[-1].kind if self.stack else None
-        ruled_out = {"RPAR", "RSQB", "RBRACE"} - {_closer_type(self.stack[-1])} if inner else {"RPAR", "RSQB", "RBRACE"}
+        ruled_out = (
+            {"RPAR", "RSQB", "RBRACE"} - {_closer_type(self.stack[-1])}
+            if inner
+            else {"RPAR", "RSQB", "RBRACE"}
+        )
         if inner is not None:
             ruled_out.add("$END")
         if inner in (None, "block"):
             ruled_out.add("COMMA")
         else:
             ruled_out.add("_NL")
-        if inner != "dict" and not (inner in (None, "block") and self.head and self.head[0].type == "STEP"):
+        if inner != "dict" and not (
+            inner in (None, "block") and self.head and self.head[0].type == "STEP"
+        ):
             ruled_out.add("COLON")
         return ruled_out
 
@@ -472,37 +608,67 @@ class _Driver:
             self._report_unclosed(opened, self._tspan(token), f" before `{token}`")
         elif self.head and self.head[0].type == "WHEN":
             first = self.head[1] if len(self.head) > 1 else token
-            self._report(codes.WHEN_TAKES_RULE, "`when` takes a trigger rule, not an expression",
-                         join_spans(self._tspan(first), self._tspan(token)), WHEN_HINT)
+            self._report(
+                codes.WHEN_TAKES_RULE,
+                "`when` takes a trigger rule, not an expression",
+                join_spans(self._tspan(first), self._tspan(token)),
+                WHEN_HINT,
+            )
         elif token.type in ("COMPARE", "IN", "NOT") and "AND" in expected:
-            self._report(codes.CHAINED_COMPARISON, f"comparisons do not chain: unexpected `{token}` after a comparison",
-                         self._tspan(token), "combine two comparisons with `and`: `a < b and b < c`")
+            self._report(
+                codes.CHAINED_COMPARISON,
+                f"comparisons do not chain: unexpected `{token}` after a comparison",
+                self._tspan(token),
+                "combine two comparisons with `and`: `a < b and b < c`",
+            )
         elif str(token) in RESERVED_WORDS and "NAME" in expected:
-            self._report(codes.RESERVED_WORD, f"`{token}` is a reserved word and cannot be used as a name",
-                         self._tspan(token), "choose another name")
+            self._report(
+                codes.RESERVED_WORD,
+                f"`{token}` is a reserved word and cannot be used as a name",
+                self._tspan(token),
+                "choose another name",
+            )
         else:
             self._report_generic(token, expected)
 
     def _report_generic(self, token: Tok, expected: set[str]) -> None:
         word, span = str(token), self._tspan(token)
         if {"TIMEOUT", "RETRY"} <= expected and token.type not in ("RBRACE", "_NL"):
-            self._report(codes.UNKNOWN_POLICY, f"unknown policy `{word}`", span,
-                         _did_you_mean(word, POLICY_WORDS) or f"policies are {', '.join(POLICY_WORDS)}")
+            self._report(
+                codes.UNKNOWN_POLICY,
+                f"unknown policy `{word}`",
+                span,
+                _did_you_mean(word, POLICY_WORDS) or f"policies are {', '.join(POLICY_WORDS)}",
+            )
         elif {"RATE_KW", "BREAKER"} <= expected and token.type not in ("RBRACE", "_NL"):
-            self._report(codes.UNKNOWN_POLICY, f"unknown resource setting `{word}`; use rate, concurrency or breaker",
-                         span, _did_you_mean(word, RESOURCE_WORDS))
+            self._report(
+                codes.UNKNOWN_POLICY,
+                f"unknown resource setting `{word}`; use rate, concurrency or breaker",
+                span,
+                _did_you_mean(word, RESOURCE_WORDS),
+            )
         elif {"STEP", "INPUT"} <= expected and token.type not in ("RBRACE", "_NL"):
-            self._report(codes.SYNTAX_ERROR, f"expected a plan item, found {_what(token)}", span,
-                         _did_you_mean(word, ITEM_WORDS) or f"plan items are {', '.join(ITEM_WORDS)}")
+            self._report(
+                codes.SYNTAX_ERROR,
+                f"expected a plan item, found {_what(token)}",
+                span,
+                _did_you_mean(word, ITEM_WORDS) or f"plan items are {', '.join(ITEM_WORDS)}",
+            )
         else:
-            self._report(codes.SYNTAX_ERROR, f"unexpected {_what(token)}; expected {_describe(expected)}", span)
+            self._report(
+                codes.SYNTAX_ERROR,
+                f"unexpected {_what(token)}; expected {_describe(expected)}",
+                span,
+            )
 
     def _open_before_line_start_keyword(self, token: Tok) -> _Open | None:
         """The bracket or block a plan item / policy keyword at a line start shows unclosed."""
         if not self.stack or not self._starts_line(token):
             return None
         inner = self.stack[-1]
-        if token.type in ITEM_KEYWORDS and (inner.kind != "block" or not inner.label.startswith("plan")):
+        if token.type in ITEM_KEYWORDS and (
+            inner.kind != "block" or not inner.label.startswith("plan")
+        ):
             return inner
         if token.type in POLICY_KEYWORDS and inner.kind != "block":
             return inner
@@ -511,9 +677,19 @@ class _Driver:
     def _report_unclosed(self, opened: _Open, span: Span, where: str = "") -> None:
         at = self._tspan(opened.token)
         closer = _CLOSERS[opened.kind]
-        what = opened.label if opened.kind == "block" else "the dict" if opened.kind == "dict" else f"`{opened.token}`"
-        self._report(codes.UNCLOSED_BLOCK, f"expected `{closer}` to close {what} opened at {at.line}:{at.column}{where}",
-                     span, labels=(Label(at, f"{what} opened here"),))
+        what = (
+            opened.label
+            if opened.kind == "block"
+            else "the dict"
+            if opened.kind == "dict"
+            else f"`{opened.token}`"
+        )
+        self._report(
+            codes.UNCLOSED_BLOCK,
+            f"expected `{closer}` to close {what} opened at {at.line}:{at.column}{where}",
+            span,
+            labels=(Label(at, f"{what} opened here"),),
+        )
 
     def _report_end_of_file(self, expected: set[str]) -> None:
         span = self._tspan(self._eof())
@@ -521,7 +697,9 @@ class _Driver:
         if opened is not None and (_closer_type(opened) in expected or self.at_line_start):
             self._report_unclosed(opened, span)
         else:
-            self._report(codes.SYNTAX_ERROR, f"unexpected end of file; expected {_describe(expected)}", span)
+            self._report(
+                codes.SYNTAX_ERROR, f"unexpected end of file; expected {_describe(expected)}", span
+            )
 
     def _report_interpolation(self, token: Tok, expected: set[str]) -> None:
         if not self.text.strip():
@@ -530,29 +708,42 @@ class _Driver:
             message = f"incomplete expression in `${{...}}`; expected {_describe(expected)}"
         else:
             message = f"unexpected {_what(token)} in `${{...}}`; expected {_describe(expected)}"
-        self._report(codes.BAD_INTERPOLATION, message, self._tspan(token), "write `$${` for a literal `${`")
+        self._report(
+            codes.BAD_INTERPOLATION, message, self._tspan(token), "write `$${` for a literal `${`"
+        )
 
     def _on_bad_character(self, pos: int) -> bool:
         line, column = self._position(pos)
         char = self.text[pos]
         if self.start == "interp":
-            self._report(codes.BAD_INTERPOLATION, f"unexpected character `{char}` in `${{...}}`",
-                         self._span(line, column, line, column + 1))
+            self._report(
+                codes.BAD_INTERPOLATION,
+                f"unexpected character `{char}` in `${{...}}`",
+                self._span(line, column, line, column + 1),
+            )
             return False
         end_of_line = self.text.find("\n", pos)
         end_of_line = len(self.text) if end_of_line < 0 else end_of_line
         if char == '"':
             long = self.text.startswith('"""', pos)
-            self._report(codes.UNTERMINATED_STRING, "unterminated string",
-                         self._span(line, column, line, column + max(1, end_of_line - pos)),
-                         'close it with `"""`' if long else
-                         'close it with `"` on the same line; use `"""` for text over several lines')
+            self._report(
+                codes.UNTERMINATED_STRING,
+                "unterminated string",
+                self._span(line, column, line, column + max(1, end_of_line - pos)),
+                'close it with `"""`'
+                if long
+                else 'close it with `"` on the same line; use `"""` for text over several lines',
+            )
             if long:
                 return False
             resume_scan = end_of_line
         else:
             shown = char if char.isprintable() else repr(char)
-            self._report(codes.SYNTAX_ERROR, f"unexpected character `{shown}`", self._span(line, column, line, column + 1))
+            self._report(
+                codes.SYNTAX_ERROR,
+                f"unexpected character `{shown}`",
+                self._span(line, column, line, column + 1),
+            )
             resume_scan = pos + 1
         if self.errors >= MAX_ERRORS:
             return False
@@ -585,7 +776,9 @@ class _Driver:
         """Drop open brackets (and, for a plan item, blocks other than the plan's)."""
         while self.stack:
             top = self.stack[-1]
-            if top.kind == "block" and (token.type in POLICY_KEYWORDS or top.label.startswith("plan")):
+            if top.kind == "block" and (
+                token.type in POLICY_KEYWORDS or top.label.startswith("plan")
+            ):
                 break
             self.stack.pop()
             if top.kind == "block":
@@ -594,8 +787,8 @@ class _Driver:
 
     def _rewind_parser(self) -> None:
         if self.base is not None:
-            del self.states[self.base:]
-            del self.values[self.base - 1:]
+            del self.states[self.base :]
+            del self.values[self.base - 1 :]
         self.base, self.head, self.at_line_start = None, [], True
         self.prev = _token("_NL", "\n")
 
@@ -618,20 +811,32 @@ class _Driver:
             return False
         line, column = self._position(brace)
         header_line = self.prev.end_line or line
-        self._report(codes.BRACE_ON_NEXT_LINE, f"the `{{` of {self._label()} must be on the same line as its header",
-                     self._span(line, column, line, column + 1), f"move `{{` up to the end of line {self._map(header_line, 1)[0]}")
+        self._report(
+            codes.BRACE_ON_NEXT_LINE,
+            f"the `{{` of {self._label()} must be on the same line as its header",
+            self._span(line, column, line, column + 1),
+            f"move `{{` up to the end of line {self._map(header_line, 1)[0]}",
+        )
         return True
 
     # --- positions and reporting --------------------------------------------------------------
 
-    def _report(self, code: codes.Code, message: str, span: Span, *hints: str | None,
-                labels: tuple[Label, ...] = ()) -> None:
+    def _report(
+        self,
+        code: codes.Code,
+        message: str,
+        span: Span,
+        *hints: str | None,
+        labels: tuple[Label, ...] = (),
+    ) -> None:
         self.errors += 1
-        self.diagnostics.append(error(code, message, span, *(h for h in hints if h), path=self.path, labels=labels))
+        self.diagnostics.append(
+            error(code, message, span, *(h for h in hints if h), path=self.path, labels=labels)
+        )
 
     def _starts_line(self, token: Tok) -> bool:
         start = token.start_pos or 0
-        return not self.text[self.text.rfind("\n", 0, start) + 1:start].strip()
+        return not self.text[self.text.rfind("\n", 0, start) + 1 : start].strip()
 
     def _position(self, pos: int) -> tuple[int, int]:
         line = self.text.count("\n", 0, pos) + 1
@@ -641,7 +846,11 @@ class _Driver:
         if self.origin is None:
             return line, column
         origin_line, origin_column = self.origin
-        return (origin_line, origin_column + column - 1) if line == 1 else (origin_line + line - 1, column)
+        return (
+            (origin_line, origin_column + column - 1)
+            if line == 1
+            else (origin_line + line - 1, column)
+        )
 
     def _span(self, line: int, column: int, end_line: int, end_column: int) -> Span:
         return span_of(*self._map(line, column), *self._map(end_line, end_column))
@@ -706,7 +915,10 @@ def _index_or_end(text: str, char: str, pos: int) -> int:
 
 def _next_line_is_item(text: str, pos: int) -> bool:
     match = _LINE_START_WORD.match(text, pos)
-    return bool(match and match.group(1) in ("step", "input", "output", "resource", "defaults", "use", "deadline"))
+    return bool(
+        match
+        and match.group(1) in ("step", "input", "output", "resource", "defaults", "use", "deadline")
+    )
 
 
 def _what(token: Tok) -> str:

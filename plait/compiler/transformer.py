@@ -49,8 +49,29 @@ from plait.compiler.source import Span
 from plait.errors import ErrorKind
 
 RESERVED_WORDS = frozenset(
-    "plan step input output resource defaults use for in if not and or true false null "
-    "env run type tool loop".split()
+    [
+        "plan",
+        "step",
+        "input",
+        "output",
+        "resource",
+        "defaults",
+        "use",
+        "for",
+        "in",
+        "if",
+        "not",
+        "and",
+        "or",
+        "true",
+        "false",
+        "null",
+        "env",
+        "run",
+        "type",
+        "tool",
+        "loop",
+    ]
 )
 MAX_EXPR_DEPTH = 64  # deeper trees are refused: walkers and JSON round trips recurse
 TRIGGER_RULES = tuple(rule.value for rule in TriggerRule)
@@ -123,11 +144,14 @@ class PlanTransformer(Transformer[Tok, Any]):
     def use(self, keyword: Tok, target: Tok) -> nodes.UseNode:
         return nodes.UseNode(self._plain(target), self._span(keyword, target))
 
-    def input(self, keyword: Tok, name: Tok, type_: nodes.TypeRef,
-              default: Expr | None = None) -> nodes.InputNode:
+    def input(
+        self, keyword: Tok, name: Tok, type_: nodes.TypeRef, default: Expr | None = None
+    ) -> nodes.InputNode:
         self._check_literal(default)
         end = default.span if default is not None and default.span else type_.span
-        return nodes.InputNode(self._name(name, "an input"), type_, default, self._from(keyword, end))
+        return nodes.InputNode(
+            self._name(name, "an input"), type_, default, self._from(keyword, end)
+        )
 
     def type(self, name: Tok, *inner: Any) -> nodes.TypeRef:
         text = f"{name}[{inner[1].text}]" if inner else str(name)
@@ -140,38 +164,56 @@ class PlanTransformer(Transformer[Tok, Any]):
         return nodes.DeadlineNode(self._duration(duration), self._span(keyword, duration))
 
     def plan_concurrency(self, keyword: Tok, value: Tok) -> nodes.PlanConcurrencyNode:
-        return nodes.PlanConcurrencyNode(self._int(value, "concurrency"), self._span(keyword, value))
+        return nodes.PlanConcurrencyNode(
+            self._int(value, "concurrency"), self._span(keyword, value)
+        )
 
     def defaults(self, keyword: Tok, *rest: Any) -> nodes.DefaultsNode:
         return nodes.DefaultsNode(tuple(rest[1:-1]), self._span(keyword, rest[-1]))
 
     def resource(self, keyword: Tok, name: Tok, *rest: Any) -> nodes.ResourceNode:
-        return nodes.ResourceNode(self._ident(name), tuple(rest[1:-1]), self._span(keyword, rest[-1]))
+        return nodes.ResourceNode(
+            self._ident(name), tuple(rest[1:-1]), self._span(keyword, rest[-1])
+        )
 
     def rate(self, keyword: Tok, rate: Tok) -> nodes.RateNode:
         count, per_s = self._value(parse_rate, rate, (None, None))
         return nodes.RateNode(count, per_s, self._span(keyword, rate))
 
     def resource_concurrency(self, keyword: Tok, value: Tok) -> nodes.ResourceConcurrencyNode:
-        return nodes.ResourceConcurrencyNode(self._int(value, "concurrency"), self._span(keyword, value))
+        return nodes.ResourceConcurrencyNode(
+            self._int(value, "concurrency"), self._span(keyword, value)
+        )
 
     def breaker(self, keyword: Tok, failures: Tok, word: Tok, *cooldown: Tok) -> nodes.BreakerNode:
         duration = self._duration(cooldown[1]) if cooldown else None
         end = cooldown[1] if cooldown else word
-        return nodes.BreakerNode(self._int(failures, "breaker after"), duration, self._span(keyword, end))
+        return nodes.BreakerNode(
+            self._int(failures, "breaker after"), duration, self._span(keyword, end)
+        )
 
     # --- steps ------------------------------------------------------------------------------
 
-    def step(self, keyword: Tok, name: Tok, body: nodes.Call | nodes.MapCall,
-             block: _Block | None = None) -> nodes.StepNode:
+    def step(
+        self, keyword: Tok, name: Tok, body: nodes.Call | nodes.MapCall, block: _Block | None = None
+    ) -> nodes.StepNode:
         call = body.call if isinstance(body, nodes.MapCall) else body
         mapped = body if isinstance(body, nodes.MapCall) else None
         end = block.span if block else body.span
-        return nodes.StepNode(self._name(name, "a step"), call, mapped,
-                              block.policies if block else (), self._from(keyword, end))
+        return nodes.StepNode(
+            self._name(name, "a step"),
+            call,
+            mapped,
+            block.policies if block else (),
+            self._from(keyword, end),
+        )
 
-    def map_call(self, keyword: Tok, var: Tok, _in: Tok, over: Expr, call: nodes.Call) -> nodes.MapCall:
-        return nodes.MapCall(self._name(var, "a map variable"), over, call, self._from(keyword, call.span))
+    def map_call(
+        self, keyword: Tok, var: Tok, _in: Tok, over: Expr, call: nodes.Call
+    ) -> nodes.MapCall:
+        return nodes.MapCall(
+            self._name(var, "a map variable"), over, call, self._from(keyword, call.span)
+        )
 
     def call(self, tool: nodes.Ident, *rest: Any) -> nodes.Call:
         return nodes.Call(tool, tuple(rest[:-1]), join(tool.span, self._tspan(rest[-1])))
@@ -207,10 +249,24 @@ class PlanTransformer(Transformer[Tok, Any]):
         on = next((r.kinds for r in rest if isinstance(r, _RetryOn)), None)
         backoff = next((r for r in rest if isinstance(r, _Backoff)), None)
         jitter = any(isinstance(r, Tok) for r in rest)
-        end = self._tspan(rest[-1]) if jitter else backoff.span if backoff else on[-1].span if on else self._tspan(count)
-        return nodes.RetryNode(self._int(count, "retry"), on, backoff.base if backoff else None,
-                               backoff.factor if backoff else None, backoff.max if backoff else None,
-                               jitter, self._from(keyword, end))
+        end = (
+            self._tspan(rest[-1])
+            if jitter
+            else backoff.span
+            if backoff
+            else on[-1].span
+            if on
+            else self._tspan(count)
+        )
+        return nodes.RetryNode(
+            self._int(count, "retry"),
+            on,
+            backoff.base if backoff else None,
+            backoff.factor if backoff else None,
+            backoff.max if backoff else None,
+            jitter,
+            self._from(keyword, end),
+        )
 
     def retry_on(self, _keyword: Tok, kinds: tuple[nodes.Ident, ...]) -> _RetryOn:
         for kind in kinds:
@@ -218,9 +274,13 @@ class PlanTransformer(Transformer[Tok, Any]):
         return _RetryOn(kinds)
 
     def backoff(self, keyword: Tok, base: Tok, *rest: Tok) -> _Backoff:
-        factor = next((self._value(parse_factor, t, None) for t in rest if t.type == "FACTOR"), None)
+        factor = next(
+            (self._value(parse_factor, t, None) for t in rest if t.type == "FACTOR"), None
+        )
         cap = self._duration(rest[-1]) if rest and rest[-1].type == "DURATION" else None
-        return _Backoff(self._duration(base), factor, cap, self._span(keyword, rest[-1] if rest else base))
+        return _Backoff(
+            self._duration(base), factor, cap, self._span(keyword, rest[-1] if rest else base)
+        )
 
     def fallback(self, keyword: Tok, targets: tuple[nodes.Ident, ...]) -> nodes.FallbackPolicy:
         return nodes.FallbackPolicy(targets, self._from(keyword, targets[-1].span))
@@ -238,18 +298,26 @@ class PlanTransformer(Transformer[Tok, Any]):
         return nodes.ConcurrencyPolicy(self._int(value, "concurrency"), self._span(keyword, value))
 
     def tolerate(self, keyword: Tok, percent: Tok) -> nodes.TolerancePolicy:
-        return nodes.TolerancePolicy(self._value(parse_percent, percent, 0.0), self._span(keyword, percent))
+        return nodes.TolerancePolicy(
+            self._value(parse_percent, percent, 0.0), self._span(keyword, percent)
+        )
 
     # --- expressions ------------------------------------------------------------------------
 
     def binary(self, left: Expr, op: Tok, right: Expr) -> Expr:
-        return self._nest(BinaryExpr(op=str(op), left=left, right=right, span=_cover(left, right)), left, right)
+        return self._nest(
+            BinaryExpr(op=str(op), left=left, right=right, span=_cover(left, right)), left, right
+        )
 
     def not_in(self, left: Expr, _not: Tok, _in: Tok, right: Expr) -> Expr:
-        return self._nest(BinaryExpr(op="not in", left=left, right=right, span=_cover(left, right)), left, right)
+        return self._nest(
+            BinaryExpr(op="not in", left=left, right=right, span=_cover(left, right)), left, right
+        )
 
     def not_expr(self, keyword: Tok, operand: Expr) -> Expr:
-        return self._nest(NotExpr(operand=operand, span=self._from(keyword, _expr_span(operand))), operand)
+        return self._nest(
+            NotExpr(operand=operand, span=self._from(keyword, _expr_span(operand))), operand
+        )
 
     def attr(self, value: Expr, field: Tok) -> Expr:
         if isinstance(value, NameExpr) and value.name == "env":
@@ -272,7 +340,9 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def call_expr(self, func: Tok, *rest: Any) -> Expr:
         args = list(rest[:-1])
-        return self._nest(CallExpr(func=str(func), args=args, span=self._span(func, rest[-1])), *args)
+        return self._nest(
+            CallExpr(func=str(func), args=args, span=self._span(func, rest[-1])), *args
+        )
 
     def number(self, token: Tok) -> Expr:
         return self._literal(self._value(parse_number, token, 0), token)
@@ -306,18 +376,36 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _tspan(self, token: Tok) -> Span:
         if not self.origins:
-            return Span(line=token.line, column=token.column, end_line=token.end_line, end_column=token.end_column)
-        return span_of(*self._absolute(token.line, token.column), *self._absolute(token.end_line, token.end_column))
+            return Span(
+                line=token.line,
+                column=token.column,
+                end_line=token.end_line,
+                end_column=token.end_column,
+            )
+        return span_of(
+            *self._absolute(token.line, token.column),
+            *self._absolute(token.end_line, token.end_column),
+        )
 
     def _span(self, first: Tok, last: Tok) -> Span:
         """From the start of one token to the end of another."""
         if not self.origins:
-            return Span(line=first.line, column=first.column, end_line=last.end_line, end_column=last.end_column)
-        return span_of(*self._absolute(first.line, first.column), *self._absolute(last.end_line, last.end_column))
+            return Span(
+                line=first.line,
+                column=first.column,
+                end_line=last.end_line,
+                end_column=last.end_column,
+            )
+        return span_of(
+            *self._absolute(first.line, first.column),
+            *self._absolute(last.end_line, last.end_column),
+        )
 
     def _from(self, first: Tok, last: Span) -> Span:
         """From the start of a token to the end of a span."""
-        line, column = self._absolute(first.line, first.column) if self.origins else (first.line, first.column)
+        line, column = (
+            self._absolute(first.line, first.column) if self.origins else (first.line, first.column)
+        )
         return Span(line=line, column=column, end_line=last.end_line, end_column=last.end_column)
 
     def _absolute(self, line: int, column: int) -> tuple[int, int]:
@@ -325,7 +413,11 @@ class PlanTransformer(Transformer[Tok, Any]):
         if not self.origins:
             return line, column
         origin_line, origin_column = self.origins[-1]
-        return (origin_line, origin_column + column - 1) if line == 1 else (origin_line + line - 1, column)
+        return (
+            (origin_line, origin_column + column - 1)
+            if line == 1
+            else (origin_line + line - 1, column)
+        )
 
     # --- helpers: values ----------------------------------------------------------------------
 
@@ -336,12 +428,18 @@ class PlanTransformer(Transformer[Tok, Any]):
         """A name that may not be a reserved word (inputs, steps, map variables)."""
         ident = self._ident(token)
         if ident.name in RESERVED_WORDS:
-            self._report(codes.RESERVED_WORD, f"`{ident.name}` is a reserved word and cannot name {what}",
-                         ident.span, f"choose another name, such as `{ident.name}_`")
+            self._report(
+                codes.RESERVED_WORD,
+                f"`{ident.name}` is a reserved word and cannot name {what}",
+                ident.span,
+                f"choose another name, such as `{ident.name}_`",
+            )
         return ident
 
     def _report(self, code: codes.Code, message: str, span: Span, *hints: str | None) -> None:
-        self.diagnostics.append(error(code, message, span, *(h for h in hints if h), path=self.path))
+        self.diagnostics.append(
+            error(code, message, span, *(h for h in hints if h), path=self.path)
+        )
 
     def _value(self, convert: Callable[[str], Any], token: Tok, fallback: Any) -> Any:
         try:
@@ -352,17 +450,29 @@ class PlanTransformer(Transformer[Tok, Any]):
             return fallback
 
     def _duration(self, token: Tok) -> nodes.Duration:
-        return nodes.Duration(str(token), self._value(parse_duration, token, None), self._tspan(token))
+        return nodes.Duration(
+            str(token), self._value(parse_duration, token, None), self._tspan(token)
+        )
 
     def _int(self, token: Tok, what: str) -> int:
         value = self._value(parse_number, token, 0)
         if isinstance(value, float):
-            self._report(codes.BAD_LITERAL, f"`{what}` takes a whole number, not `{token}`", self._tspan(token))
+            self._report(
+                codes.BAD_LITERAL,
+                f"`{what}` takes a whole number, not `{token}`",
+                self._tspan(token),
+            )
             return int(value) if value == value and abs(value) < 1e18 else 0
         return int(value)
 
-    def _check_choice(self, token: Tok | nodes.Ident, choices: Sequence[str], what: str,
-                      code: codes.Code, hint: str | None) -> None:
+    def _check_choice(
+        self,
+        token: Tok | nodes.Ident,
+        choices: Sequence[str],
+        what: str,
+        code: codes.Code,
+        hint: str | None,
+    ) -> None:
         word = token.name if isinstance(token, nodes.Ident) else str(token)
         if word not in choices:
             span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
@@ -371,13 +481,21 @@ class PlanTransformer(Transformer[Tok, Any]):
     def _check_reference(self, node: NameExpr) -> None:
         """A reserved word read as a name (`env` and `run` are read through a field)."""
         if node.name in RESERVED_WORDS and node.name not in ("env", "run") and node.span:
-            self._report(codes.RESERVED_WORD, f"`{node.name}` is a reserved word and cannot be used as a name",
-                         node.span, "choose another name")
+            self._report(
+                codes.RESERVED_WORD,
+                f"`{node.name}` is a reserved word and cannot be used as a name",
+                node.span,
+                "choose another name",
+            )
 
     def _check_literal(self, default: Expr | None) -> None:
         if default is not None and not _is_literal(default):
-            self._report(codes.BAD_LITERAL, "an input default must be a literal value",
-                         _expr_span(default), "use a string, number, boolean, null, list or dict")
+            self._report(
+                codes.BAD_LITERAL,
+                "an input default must be a literal value",
+                _expr_span(default),
+                "use a string, number, boolean, null, list or dict",
+            )
 
     # --- helpers: expressions -----------------------------------------------------------------
 
@@ -386,13 +504,22 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _attr(self, value: Expr, field: Tok, optional: bool) -> Expr:
         field_span = self._tspan(field)
-        node = AttrExpr(value=value, field=str(field), optional=optional,
-                                        field_span=field_span, span=join(_expr_span(value), field_span))
+        node = AttrExpr(
+            value=value,
+            field=str(field),
+            optional=optional,
+            field_span=field_span,
+            span=join(_expr_span(value), field_span),
+        )
         return self._nest(node, value)
 
     def _index(self, value: Expr, index: Expr, closing: Tok, optional: bool) -> Expr:
-        node = IndexExpr(value=value, index=index, optional=optional,
-                                         span=join(_expr_span(value), self._tspan(closing)))
+        node = IndexExpr(
+            value=value,
+            index=index,
+            optional=optional,
+            span=join(_expr_span(value), self._tspan(closing)),
+        )
         return self._nest(node, value, index)
 
     def _nest(self, node: Expr, *children: Expr) -> Expr:
@@ -401,8 +528,12 @@ class PlanTransformer(Transformer[Tok, Any]):
         if depth > MAX_EXPR_DEPTH:
             if not self.too_deep:
                 self.too_deep = True
-                self._report(codes.SYNTAX_ERROR, f"expression nested deeper than {MAX_EXPR_DEPTH} levels",
-                             _expr_span(node), "split it into steps or simpler expressions")
+                self._report(
+                    codes.SYNTAX_ERROR,
+                    f"expression nested deeper than {MAX_EXPR_DEPTH} levels",
+                    _expr_span(node),
+                    "split it into steps or simpler expressions",
+                )
             return LiteralExpr(value=None, span=node.span)
         self.depth[id(node)] = depth
         return node
@@ -411,10 +542,17 @@ class PlanTransformer(Transformer[Tok, Any]):
         parts, problems = decode_string(str(token))
         for problem in problems:
             code = codes.BAD_ESCAPE if problem.kind == "escape" else codes.BAD_INTERPOLATION
-            self._report(code, problem.message, self._offset_span(token, problem.start, problem.end), problem.hint)
+            self._report(
+                code,
+                problem.message,
+                self._offset_span(token, problem.start, problem.end),
+                problem.hint,
+            )
         if len(parts) == 1 and isinstance(parts[0], str):
             return self._literal(parts[0], token)
-        resolved = [part if isinstance(part, str) else self._interpolate(token, part) for part in parts]
+        resolved = [
+            part if isinstance(part, str) else self._interpolate(token, part) for part in parts
+        ]
         node = TemplateExpr(parts=resolved, span=self._tspan(token))
         return self._nest(node, *(part for part in resolved if not isinstance(part, str)))
 
@@ -433,8 +571,9 @@ class PlanTransformer(Transformer[Tok, Any]):
         """`${a.b.c}` without the parser: by far the most common interpolation."""
         start = column + match.start(1)
         words = match.group(1).split(".")
-        expr: Expr = NameExpr(name=words[0], span=span_of(line, start, line, start + len(words[0])))
-        self._check_reference(expr)
+        head = NameExpr(name=words[0], span=span_of(line, start, line, start + len(words[0])))
+        self._check_reference(head)
+        expr: Expr = head
         end = start + len(words[0])
         for word in words[1:]:
             field_span = span_of(line, end + 1, line, end + 1 + len(word))
@@ -442,8 +581,16 @@ class PlanTransformer(Transformer[Tok, Any]):
             if isinstance(expr, NameExpr) and expr.name == "env":
                 expr = EnvExpr(name=word, span=span_of(line, start, line, end))
             else:
-                expr = self._nest(AttrExpr(value=expr, field=word, optional=False, field_span=field_span,
-                                           span=span_of(line, start, line, end)), expr)
+                expr = self._nest(
+                    AttrExpr(
+                        value=expr,
+                        field=word,
+                        optional=False,
+                        field_span=field_span,
+                        span=span_of(line, start, line, end),
+                    ),
+                    expr,
+                )
         return expr
 
     def _offset_position(self, token: Tok, offset: int) -> tuple[int, int]:
@@ -462,10 +609,19 @@ class PlanTransformer(Transformer[Tok, Any]):
         """A string where interpolation is not allowed (plan description, `use`, dict keys)."""
         parts, problems = decode_string(str(token))
         for problem in problems:
-            self._report(codes.BAD_ESCAPE, problem.message, self._offset_span(token, problem.start, problem.end), problem.hint)
+            self._report(
+                codes.BAD_ESCAPE,
+                problem.message,
+                self._offset_span(token, problem.start, problem.end),
+                problem.hint,
+            )
         if len(parts) != 1 or not isinstance(parts[0], str):
-            self._report(codes.BAD_INTERPOLATION, "`${...}` is not allowed in this string",
-                         self._tspan(token), "write `$${` for a literal `${`")
+            self._report(
+                codes.BAD_INTERPOLATION,
+                "`${...}` is not allowed in this string",
+                self._tspan(token),
+                "write `$${` for a literal `${`",
+            )
             return "".join(part for part in parts if isinstance(part, str))
         return parts[0]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.utils
 import json as jsonlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -14,6 +15,8 @@ from plait.errors import InvalidInput, InvalidOutput, Permanent, RateLimited, Ti
 from plait.stdlib.registry import ToolContext, tool
 
 CLIENT_KEY = "http.client"
+# Header values may be numbers too (`{"X-Page": 2}`); they are sent as text.
+Headers = dict[str, str | int | float]
 # Generous on purpose: the step's own `timeout` policy is the real limit, applied by the
 # runtime; this only stops a plan without any timeout from hanging on a dead socket forever.
 DEFAULT_TIMEOUT_S = 300.0
@@ -21,7 +24,7 @@ EXCERPT_CHARS = 200
 
 
 @tool(name="http.get")
-async def get(ctx: ToolContext, url: str, headers: dict[str, str] | None = None,
+async def get(ctx: ToolContext, url: str, headers: Headers | None = None,
               params: dict[str, Any] | None = None,
               timeout: float | None = None) -> dict[str, Any]:
     """GET `url`; returns {status, headers, body} with `body` parsed when it is JSON."""
@@ -29,7 +32,7 @@ async def get(ctx: ToolContext, url: str, headers: dict[str, str] | None = None,
 
 
 @tool(name="http.post", idempotent=False)
-async def post(ctx: ToolContext, url: str, headers: dict[str, str] | None = None,
+async def post(ctx: ToolContext, url: str, headers: Headers | None = None,
                json: Any = None, params: dict[str, Any] | None = None,
                timeout: float | None = None) -> dict[str, Any]:
     """POST `json` to `url`; returns {status, headers, body} with `body` parsed when JSON."""
@@ -49,8 +52,9 @@ def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
 
 
 async def request(ctx: ToolContext, method: str, url: str, *,
-                  headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
-                  json: Any = None, timeout: float | None = None) -> dict[str, Any]:
+                  headers: Mapping[str, Any] | None = None,
+                  params: dict[str, Any] | None = None, json: Any = None,
+                  timeout: float | None = None) -> dict[str, Any]:
     """Send one request and return {status, headers, body}, or raise the mapped ToolError."""
     response = await send(ctx, method, url, headers=headers, params=params, json=json,
                           timeout=timeout)
@@ -60,10 +64,13 @@ async def request(ctx: ToolContext, method: str, url: str, *,
 
 
 async def send(ctx: ToolContext, method: str, url: str, *,
-               headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
-               json: Any = None, timeout: float | None = None) -> httpx.Response:
+               headers: Mapping[str, Any] | None = None,
+               params: dict[str, Any] | None = None, json: Any = None,
+               timeout: float | None = None) -> httpx.Response:
     """Send a request on the shared client, mapping transport failures to error kinds."""
-    kwargs: dict[str, Any] = {"headers": headers, "params": _query(params)}
+    kwargs: dict[str, Any] = {"params": _query(params)}
+    if headers:
+        kwargs["headers"] = {k: str(v) for k, v in headers.items()}
     if json is not None:
         kwargs["json"] = json
     if timeout is not None:

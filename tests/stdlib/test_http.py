@@ -25,12 +25,14 @@ def fails(ctx: ToolContext, name: str, **args: object) -> ToolError:
 def test_get_parses_json_and_sends_params_and_headers(ctx: ToolContext,
                                                       server: TestServer) -> None:
     result = call(ctx, "http.get", url=server.url("/json"),
-                  params={"q": "refund", "n": 2, "f": {"a": 1}}, headers={"X-Trace": "t1"})
+                  params={"q": "refund", "n": 2, "f": {"a": 1}},
+                  headers={"X-Trace": "t1", "X-Page": 2})
     assert result["status"] == 200
     assert result["headers"]["content-type"] == "application/json"
     assert result["body"] == {"method": "GET", "path": "/json", "body": None,
                               "query": {"q": "refund", "n": "2", "f": '{"a":1}'}}
     assert server.requests[-1].headers["x-trace"] == "t1"
+    assert server.requests[-1].headers["x-page"] == "2"
 
 
 def test_get_text_body_stays_text(ctx: ToolContext, server: TestServer) -> None:

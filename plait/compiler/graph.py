@@ -74,10 +74,9 @@ def build_graph(plan: Plan) -> nx.DiGraph:
     import networkx as nx
 
     graph = nx.DiGraph(plan=plan.plan)
-    for step in plan.steps.values():
-        graph.add_node(step.name, **step_attributes(step))
-    for source, target, kind in plan.edges or edges(plan):
-        graph.add_edge(source, target, kind=kind)
+    graph.add_nodes_from((step.name, step_attributes(step)) for step in plan.steps.values())
+    graph.add_edges_from((source, target, {"kind": kind})
+                         for source, target, kind in plan.edges or edges(plan))
     return graph
 
 

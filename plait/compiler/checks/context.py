@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from plait.compiler.checks.walk import Visit, flatten
-from plait.compiler.ir import NameExpr, Plan
+from plait.compiler.checks.walk import Site, Visit, flatten
+from plait.compiler.ir import Expr, NameExpr, Plan
 from plait.compiler.source import SourceMap, Span
 from plait.stdlib.registry import ToolRegistry
 
@@ -51,13 +51,18 @@ class CheckContext:
         return flatten(self.plan)
 
     @cached_property
+    def names(self) -> list[tuple[Site, NameExpr, Expr | None]]:
+        """Every bare name read, with its site and parent."""
+        return [(site, node, parent) for site, node, parent in self.nodes
+                if isinstance(node, NameExpr)]
+
+    @cached_property
     def step_refs(self) -> dict[str, set[str]]:
         """Step -> the steps its own expressions read (for graph edges)."""
         refs: dict[str, set[str]] = {name: set() for name in self.plan.steps}
         steps = self.plan.steps
-        for site, node, _ in self.nodes:
-            if (site.owner is not None and isinstance(node, NameExpr) and node.name in steps
-                    and node.name != site.loop_var):
+        for site, node, _ in self.names:
+            if site.owner is not None and node.name in steps and node.name != site.loop_var:
                 refs[site.owner].add(node.name)
         return refs
 

@@ -10,7 +10,7 @@ from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
 from plait.compiler.diagnostics import Diagnostic, error
 from plait.compiler.graph import strongly_connected
-from plait.compiler.ir import NameExpr, Plan, Step
+from plait.compiler.ir import Plan, Step
 from plait.compiler.source import Span
 
 
@@ -38,7 +38,7 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     graph = {step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
-             for step in plan.steps.values()}
+             for step in plan.steps.values() if step.fallback}
     for component in strongly_connected(graph):
         if len(component) < 2:
             continue
@@ -58,8 +58,10 @@ def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]
 def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Nothing but `fallback` may name a standby: not an expression, not `after`."""
     standbys = ctx.standbys
-    for _, node, _ in ctx.nodes:
-        if isinstance(node, NameExpr) and node.name in standbys and node.name in plan.steps:
+    if not standbys:
+        return
+    for _, node, _ in ctx.names:
+        if node.name in standbys and node.name in plan.steps:
             yield _referenced(node.name, standbys[node.name][0], node.span)
     for step in plan.steps.values():
         for target in step.after:

@@ -74,21 +74,32 @@ def check_ranges(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def _step_ranges(step: Step, plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    # Values are tested before positions are looked up: this runs for every step.
     def own(policy: str) -> bool:
         return ctx.written(step.name, policy)
 
     def span(policy: str) -> Span | None:
         return ctx.step_span(step.name, "policy", policy)
 
-    if own("timeout") or step.timeout_s != plan.defaults.timeout_s:
-        yield from _positive("timeout", step.timeout_s, span("timeout"))
-    if step.retry is not None and (own("retry") or step.retry != plan.defaults.retry):
-        yield from _retry(step.retry, span("retry"))
-    yield from _at_least_one("`concurrency`", step.concurrency, span("concurrency"))
+    timeout = step.timeout_s
+    if timeout is not None and timeout <= 0 and (own("timeout")
+                                                 or timeout != plan.defaults.timeout_s):
+        yield from _positive("timeout", timeout, span("timeout"))
+    retry = step.retry
+    if retry is not None and _retry_is_odd(retry) and (own("retry")
+                                                       or retry != plan.defaults.retry):
+        yield from _retry(retry, span("retry"))
+    if step.concurrency is not None and step.concurrency < 1:
+        yield from _at_least_one("`concurrency`", step.concurrency, span("concurrency"))
     if step.tolerate is not None and not 0 <= step.tolerate <= 100:
         yield error(codes.OUT_OF_RANGE,
                     f"`tolerate` must be between 0% and 100%, got {_num(step.tolerate)}%",
                     span("tolerate"))
+
+
+def _retry_is_odd(retry: RetryPolicy) -> bool:
+    return (not 0 <= retry.retries <= MAX_RETRIES or retry.backoff_s < 0 or retry.factor <= 0
+            or (retry.max_s is not None and retry.max_s < 0))
 
 
 def _resource_ranges(name: str, plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:

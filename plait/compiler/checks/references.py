@@ -18,11 +18,20 @@ RUN_FIELDS = ("id",)
 def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name read in an expression is an input, a step read through a field, the map
     variable, or `run.id`; every function called exists."""
-    for site, node, parent in ctx.nodes:
-        if isinstance(node, NameExpr):
-            yield from _check_name(node, parent, site, ctx)
-        elif isinstance(node, CallExpr):
+    for site, name, parent in ctx.names:
+        if name.name in plan.inputs or name.name == site.loop_var or _good_step_read(
+                name, parent, plan):
+            continue  # the common cases, decided without building a diagnostic
+        yield from _check_name(name, parent, site, ctx)
+    for _, node, _ in ctx.nodes:
+        if isinstance(node, CallExpr):
             yield from _check_call(node)
+
+
+def _good_step_read(node: NameExpr, parent: Expr | None, plan: Plan) -> bool:
+    """`STEP.output` (or another step field)."""
+    return (node.name in plan.steps and isinstance(parent, AttrExpr) and parent.value is node
+            and parent.field in STEP_FIELDS)
 
 
 def _check_name(node: NameExpr, parent: Expr | None, site: Site,

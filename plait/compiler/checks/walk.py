@@ -135,4 +135,12 @@ Visit = tuple[Site, Expr, "Expr | None"]
 def flatten(plan: Plan) -> list[Visit]:
     """Every expression node of the plan as (site, node, parent): walked once, read by many
     checks."""
-    return [(site, node, parent) for site in sites(plan) for node, parent in walk(site.expr)]
+    found: list[Visit] = []
+    add = found.append
+    for site in sites(plan):
+        expr = site.expr
+        if expr.node in _LEAVES:  # most arguments are a literal or a name: skip the walker
+            add((site, expr, None))
+        else:
+            found.extend((site, node, parent) for node, parent in walk(expr))
+    return found

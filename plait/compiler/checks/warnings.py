@@ -111,7 +111,7 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
-    used = {node.name for _, node, _ in ctx.nodes if isinstance(node, NameExpr)}
+    used = {node.name for _, node, _ in ctx.names}
     for step in plan.steps.values():
         used.update(step.after)
     return used

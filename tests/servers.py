@@ -66,7 +66,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if headers.get("X-Drip"):
+                for i in range(len(payload)):
+                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.flush()
+                    owner.sleep(0.1)
+            else:
+                self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout tests)
 
@@ -143,6 +149,7 @@ class TestServer(BaseServer):
     /text            "hello" as text/plain
     /status/CODE     answer CODE; ?retry_after=V sets Retry-After; ?body=TEXT the body
     /slow?s=SEC      answer JSON after SEC seconds
+    /drip?s=SEC      a text body trickling in over SEC seconds
     /badjson         content-type JSON, body not JSON
     /flaky/KEY?fail=N&code=C   the first N requests to KEY answer C (default 500), then JSON
     """
@@ -164,11 +171,18 @@ class TestServer(BaseServer):
         if path == "/slow":
             self.sleep(float(q.get("s", "1")))
             return json_response(200, {"slow": True})
+        if path == "/drip":
+            return self._drip(float(q.get("s", "2")))
         if path == "/badjson":
             return 200, {"Content-Type": "application/json"}, b"{not json"
         if path.startswith("/flaky/"):
             return self._flaky_answer(path, q)
         return text_response(404, f"no route {path}")
+
+    def _drip(self, seconds: float) -> Response:
+        """A body that trickles in a byte every 0.1 s (no single read ever waits long)."""
+        return 200, {"Content-Type": "text/plain", "X-Drip": "1"}, \
+            b"." * max(1, int(seconds * 10))
 
     def _flaky_answer(self, path: str, q: dict[str, str]) -> Response:
         with self._lock:

@@ -3,6 +3,7 @@ mapped to error kinds (5xx/connection -> transient, 429 -> rate_limited, 4xx -> 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json as jsonlib
 import time
@@ -15,6 +16,7 @@ from plait.errors import InvalidInput, InvalidOutput, Permanent, RateLimited, Ti
 from plait.stdlib.registry import ToolContext, tool
 
 CLIENT_KEY = "http.client"
+CLIENT_LOOP_KEY = "http.client.loop"
 # Header values may be numbers too (`{"X-Page": 2}`); they are sent as text.
 Headers = dict[str, str | int | float]
 # Generous on purpose: the step's own `timeout` policy is the real limit, applied by the
@@ -42,10 +44,13 @@ async def post(ctx: ToolContext, url: str, headers: Headers | None = None,
 
 def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
     """The run's pooled client, created on first use and closed when the run ends."""
-    client = ctx.run_state.get(CLIENT_KEY)
-    if client is None:
+    client, loop = ctx.run_state.get(CLIENT_KEY), asyncio.get_running_loop()
+    # A client's connections belong to one event loop; a state reused on another loop (or
+    # after the run-end cleanup closed it) gets a fresh client.
+    if client is None or client.is_closed or ctx.run_state.get(CLIENT_LOOP_KEY) is not loop:
         client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_S, follow_redirects=True)
         ctx.run_state[CLIENT_KEY] = client
+        ctx.run_state[CLIENT_LOOP_KEY] = loop
         ctx.on_run_end.append(client.aclose)
     assert isinstance(client, httpx.AsyncClient)
     return client
@@ -73,14 +78,15 @@ async def send(ctx: ToolContext, method: str, url: str, *,
         kwargs["headers"] = {k: str(v) for k, v in headers.items()}
     if json is not None:
         kwargs["json"] = json
-    if timeout is not None:
-        kwargs["timeout"] = timeout
     try:
-        return await shared_client(ctx).request(method, url, **kwargs)
+        # `timeout` bounds the whole exchange (httpx's own timeouts are per read/write)
+        async with asyncio.timeout(timeout):
+            return await shared_client(ctx).request(method, url, **kwargs)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise InvalidInput(f"bad URL {url!r}: {exc}") from None
-    except httpx.TimeoutException as exc:
-        raise Timeout(f"{method} {url}: no answer within the timeout "
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        raise Timeout(f"{method} {url}: no complete answer within "
+                      f"{f'{timeout:g}s' if timeout is not None else 'the timeout'} "
                       f"({type(exc).__name__})") from None
     except httpx.TransportError as exc:
         raise Transient(f"{method} {url}: {type(exc).__name__}: {exc or 'connection failed'}"

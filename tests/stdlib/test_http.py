@@ -115,6 +115,15 @@ def test_timeout_argument_gives_kind_timeout(ctx: ToolContext, server: TestServe
     assert time.monotonic() - started < 3
 
 
+def test_timeout_argument_bounds_the_whole_exchange(ctx: ToolContext,
+                                                    server: TestServer) -> None:
+    started = time.monotonic()
+    err = fails(ctx, "http.get", url=server.url("/drip?s=4"), timeout=0.5)
+    assert err.kind is ErrorKind.TIMEOUT and "0.5s" in err.message
+    assert time.monotonic() - started < 3
+    assert call(ctx, "http.get", url=server.url("/drip?s=0.3"), timeout=5)["body"] == "..."
+
+
 def test_cancellation_stops_a_slow_request(ctx: ToolContext, server: TestServer) -> None:
     async def body() -> float:
         started = time.monotonic()

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from lark import Lark
 
@@ -127,7 +127,7 @@ _LOCK = threading.RLock()
 # keywords), as lark's contextual lexer would, but without its per-state regexes.
 _TOKEN = re.compile(
     r"""
-    (?P<WS>[ \t\f\r]+)
+    (?P<WS>[ \t\f\r\ufeff]+)
   | (?P<COMMENT>\#[^\n]*)
   | (?P<NL>(?:\r?\n[\t \f\r]*)+)
   | (?P<LONG_STRING>\"\"\"(?:[^"\\]|\\[\s\S]|"(?!""))*\"\"\")
@@ -200,11 +200,14 @@ def _tables(start: str) -> _Tables:
     states: dict[int, dict[str, int | tuple[int, str, object]]] = {}
     for state, actions in conf.states.items():
         row: dict[str, int | tuple[int, str, object]] = {}
-        for symbol, (action, arg) in actions.items():
-            is_shift = action.name == "Shift"
-            row[symbol] = (
-                arg if is_shift else (len(arg.expansion), arg.origin.name, conf.callbacks[arg])
-            )
+        for name, (action, arg) in actions.items():
+            symbol = str(name)  # plain strings: lark's Token compares slowly
+            if action.name == "Shift":
+                row[symbol] = arg
+            elif _passes_child_through(arg):
+                row[symbol] = (1, str(arg.origin.name), None)
+            else:
+                row[symbol] = (len(arg.expansion), str(arg.origin.name), conf.callbacks[arg])
         states[state] = row
     keywords = {
         t.pattern.value: t.name
@@ -212,6 +215,14 @@ def _tables(start: str) -> _Tables:
         if t.pattern.type == "str" and t.pattern.value.isalpha()
     }
     return _Tables(states, conf.start_state, conf.end_state, keywords)
+
+
+def _passes_child_through(rule: Any) -> bool:
+    """`?expr: coalesce` and the like: the value is the child's, so skip the callback (most
+    reductions in an expression are such links of the precedence chain)."""
+    only = rule.expansion[0] if len(rule.expansion) == 1 else None
+    return bool(only is not None and rule.options.expand1 and rule.alias is None
+                and not only.is_term and not only.name.startswith("_"))
 
 
 def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagnostic]]:
@@ -496,10 +507,14 @@ class _Driver:
                 states.append(action)
                 values.append(token)
                 return
-            self._reduce(action)  # type: ignore[arg-type]
+            size, rule, callback = action  # type: ignore[misc]
+            if callback is None:  # a link of the precedence chain: keep the value
+                del states[-1]
+                states.append(table[states[-1]][rule])  # type: ignore[arg-type]
+            else:
+                self._reduce(size, rule, callback)
 
-    def _reduce(self, action: tuple[int, str, object]) -> None:
-        size, rule, callback = action
+    def _reduce(self, size: int, rule: str, callback: Any) -> None:
         states, values = self.states, self.values
         if size:
             children = values[-size:]
@@ -507,7 +522,7 @@ class _Driver:
             del values[-size:]
         else:
             children = []
-        values.append(callback(children))  # type: ignore[operator]
+        values.append(callback(children) if callback else children[0])
         states.append(self.tables.states[states[-1]][rule])  # type: ignore[arg-type]
 
     def _feed_end(self) -> object:
@@ -518,7 +533,7 @@ class _Driver:
             action = table[states[-1]].get("$END")
             if action is None or action.__class__ is int:
                 raise _Unexpected(end)
-            self._reduce(action)  # type: ignore[arg-type]
+            self._reduce(*action)  # type: ignore[misc]
             if states[-1] == self.tables.end:
                 return self.values[-1]
 

@@ -725,3 +725,7 @@ def test_megabyte_of_brackets() -> None:
     for char in "[({":
         _survives(char * 1_000_000)
         _survives("plan p { step s = f(x = " + char * 1_000_000)
+
+
+def test_byte_order_mark_is_whitespace() -> None:
+    assert ok("\ufeffplan p {}\n").name.name == "p"

@@ -198,6 +198,16 @@ class _Lowering:
         self.settings[key] = value
 
     def _defaults(self, item: nodes.DefaultsNode) -> None:
+        if ("defaults",) in self.spans:
+            self._duplicate(
+                codes.DUPLICATE_PLAN_SETTING,
+                "`defaults` is given twice",
+                item.span,
+                self.spans[("defaults",)],
+                "merge them into one `defaults` block",
+            )
+            return
+        self.spans[("defaults",)] = item.span
         for policy in item.policies:
             key = policy.keyword
             if key not in DEFAULTS_POLICIES:
@@ -325,7 +335,7 @@ class _Lowering:
             return []
         for target in policy.targets:
             self.spans.setdefault(("step", step, kind, target.name), target.span)
-        return list(dict.fromkeys(target.name for target in policy.targets))
+        return [target.name for target in policy.targets]  # as written: checks see repeats
 
     def _timeout(self, policies: dict[str, nodes.PolicyNode]) -> float | None:
         policy = policies.get("timeout")

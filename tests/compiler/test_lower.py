@@ -130,7 +130,7 @@ def test_dependencies_in_step_order_from_every_place() -> None:
         )
     )
     assert plan.steps["z"].depends_on == ["a", "b", "c", "d", "e"]
-    assert plan.steps["z"].after == ["a"]
+    assert plan.steps["z"].after == ["a", "a"]  # as written
 
 
 def test_loop_variable_is_not_a_dependency() -> None:
@@ -269,5 +269,14 @@ def test_policies_not_allowed_in_defaults() -> None:
 
 
 def test_plan_settings_given_twice() -> None:
-    _, ds, _ = lowered(in_plan("  deadline 1s\n  deadline 2s\n  concurrency 1\n  concurrency 2"))
-    assert [(d.code.id, d.span.line if d.span else 0) for d in ds] == [("E206", 3), ("E206", 5)]
+    _, ds, _ = lowered(
+        in_plan(
+            "  deadline 1s\n  deadline 2s\n  concurrency 1\n  concurrency 2\n  defaults {}\n  defaults {}"
+        )
+    )
+    assert [(d.code.id, d.span.line if d.span else 0) for d in ds] == [
+        ("E206", 3),
+        ("E206", 5),
+        ("E206", 7),
+    ]
+    assert ds[0].message == "`deadline` is given twice" and ds[0].labels[0].span.line == 2

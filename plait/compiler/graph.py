@@ -278,12 +278,12 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def badges(step: Step) -> list[str]:
-    """Short marks for a step's policies: "⟳3", "⏱20s", resources, rule, `if`."""
+    """Short marks for a step's policies: "⟳3", "◷20s", resources, rule, `if`."""
     marks = []
     if step.retry is not None and step.retry.retries:
         marks.append(f"⟳{step.retry.retries}")
     if step.timeout_s is not None:
-        marks.append(f"⏱{_fmt_seconds(step.timeout_s)}")
+        marks.append(f"◷{_fmt_seconds(step.timeout_s)}")
     marks.extend(step.uses)
     if step.when != "all_succeeded":
         marks.append(f"when {step.when}")

@@ -82,7 +82,7 @@ def test_dot_marks_standby_optional_map_and_badges() -> None:
     assert "s_by_rules" in dot and "dashed" in dot
     assert "rounded,dotted" in dot  # the optional step
     assert "box3d" in dot and "for x in [1, 2]: std.echo" in dot
-    assert "⟳3 · ⏱20s · llm_api" in dot
+    assert "⟳3 · ◷20s · llm_api" in dot
     assert "invhouse" in dot and 'i_ticket -> s_classify' in dot
     assert 's_draft -> o_reply' in dot
     assert 'label=fallback' in dot and 'label=after' in dot

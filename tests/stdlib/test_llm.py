@@ -307,3 +307,15 @@ def test_scripted_rules_read_once_per_run(ctx: ToolContext, tmp_path: Path) -> N
         return [first, await invoke(ctx, "llm.chat", prompt="x", provider="scripted:r.json")]
 
     assert run_with(ctx, body) == ["v1", "v1"]
+
+
+def test_scripted_times_holds_under_concurrent_calls(ctx: ToolContext, tmp_path: Path) -> None:
+    name = write_rules(tmp_path, {"rules": [{"match": "q", "reply": "once", "times": 1,
+                                             "delay": 0.1}], "default": "other"})
+
+    async def body() -> list[Any]:
+        return list(await asyncio.gather(*(
+            invoke(ctx, "llm.chat", prompt="q", provider=f"scripted:{name}")
+            for _ in range(4))))
+
+    assert sorted(run_with(ctx, body)) == ["once", "other", "other", "other"]

@@ -626,7 +626,7 @@ class _Driver:
             self._report(
                 codes.WHEN_TAKES_RULE,
                 "`when` takes a trigger rule, not an expression",
-                join_spans(self._tspan(first), self._tspan(token)),
+                self._to_statement_end(first, token),
                 WHEN_HINT,
             )
         elif token.type in ("COMPARE", "IN", "NOT") and "AND" in expected:
@@ -706,8 +706,16 @@ class _Driver:
             labels=(Label(at, f"{what} opened here"),),
         )
 
+    def _to_statement_end(self, first: Tok, token: Tok) -> Span:
+        """From `first` to the end of the statement `token` is in, trailing blanks excluded."""
+        end = _statement_end(self.text, token.start_pos, 0)
+        end = max(len(self.text[:end].rstrip()), token.end_pos)
+        return self._span(first.line, first.column, *self._position(end))
+
     def _report_end_of_file(self, expected: set[str]) -> None:
-        span = self._tspan(self._eof())
+        # at the end of the last line with text: that is where the missing token belongs
+        line, column = self._position(len(self.text.rstrip()))
+        span = self._span(line, column, line, column + 1)
         opened = self.stack[-1] if self.stack else None
         if opened is not None and (_closer_type(opened) in expected or self.at_line_start):
             self._report_unclosed(opened, span)

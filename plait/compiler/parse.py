@@ -440,6 +440,10 @@ class _Driver:
         keyword = self.tables.keywords.get(word)
         if keyword is not None and (keyword in accepts or "NAME" not in accepts):
             return keyword
+        if keyword in ITEM_KEYWORDS and "NUMBER" in accepts:
+            # `step` where an expression starts: never a valid name (it is reserved), most
+            # likely the next item after an unclosed bracket; as a keyword it says so
+            return keyword
         if word[0] == "x" and "FACTOR" in accepts and _FACTOR.match(self.text, pos):
             return "FACTOR"
         return "NAME"

@@ -82,7 +82,7 @@ def make_plan(*steps: Step, inputs: dict[str, str] | None = None,
     return plan
 
 
-def check(plan: Plan, spans: dict[tuple[str, ...], Span] | None = None,
+def check(plan: Plan, spans: dict[Any, Span] | None = None,
           plan_dir: Path | None = None) -> list[Diagnostic]:
     source = SourceMap("t.agent", "", dict(spans or {}))
     return run_checks(plan, source, builtin_registry().child(), plan_dir)

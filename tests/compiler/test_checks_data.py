@@ -16,7 +16,7 @@ EXPECT = re.compile(r"#\s*[EW]:\s*((?:[EW]\d{3}\s*)+)$")
 
 
 def expected(path: Path) -> set[tuple[int, str]]:
-    found = set()
+    found: set[tuple[int, str]] = set()
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         match = EXPECT.search(line)
         if match:

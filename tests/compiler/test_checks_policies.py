@@ -3,6 +3,8 @@ maps over literals."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from plait.compiler.ir import (
@@ -58,7 +60,7 @@ def test_map_only_policies_on_a_plain_step() -> None:
     ({"map": MapSpec(var="x", over=lit([1])), "tolerate": 150.0},
      "`tolerate` must be between 0% and 100%, got 150%"),
 ])
-def test_step_values_out_of_range(fields: dict[str, object], message: str) -> None:
+def test_step_values_out_of_range(fields: dict[str, Any], message: str) -> None:
     diag = only(check(make_plan(step("a", **fields))), "E317")
     assert diag.message == message
 
@@ -129,6 +131,6 @@ def test_null_default_hint_and_unknown_type() -> None:
     (TemplateExpr(parts=["a"]), "a string"), (lit(None), "null"),
 ])
 def test_map_over_a_literal_that_is_not_a_list(over: object, found: str) -> None:
-    plan = make_plan(step("m", map=MapSpec(var="x", over=over)))  # type: ignore[arg-type]
+    plan = make_plan(step("m", map=MapSpec(var="x", over=over)))
     diag = only(check(plan), "E319")
     assert diag.message == f"step `m` maps over {found}; a map needs a list"

@@ -67,6 +67,7 @@ def _snippet(line: str, span: Span, mark: str, message: str, width: int,
     start = max(span.column - 1, 0)
     end = span.end_column - 1 if span.end_line == span.line else len(line)
     end = max(min(end, len(line)), start + 1)
+    line, start, end = _window(line, start, end)
     shown = line.replace("\t", TAB)
     # A tab is wider than one column: shift the marks by the tabs before them.
     offset = line[:start].count("\t") * (len(TAB) - 1)
@@ -80,6 +81,23 @@ def _snippet(line: str, span: Span, mark: str, message: str, width: int,
         f"{paint('gutter', str(span.line).rjust(width))} {gutter} {shown}".rstrip(),
         f"{' ' * width} {gutter} {paint(style, marks)}",
     ]
+
+
+MAX_LINE = 160  # longer source lines are cut to a window around the span
+
+
+def _window(line: str, start: int, end: int) -> tuple[str, int, int]:
+    """A long line cut around [start, end), with `…` where text was left out."""
+    if len(line) <= MAX_LINE:
+        return line, start, end
+    left = max(0, start - MAX_LINE // 3)
+    right = min(len(line), max(end, left + MAX_LINE))
+    right = min(right, left + MAX_LINE)
+    end = min(end, right)
+    prefix = "…" if left > 0 else ""
+    suffix = "…" if right < len(line) else ""
+    shift = len(prefix) - left
+    return prefix + line[left:right] + suffix, start + shift, end + shift
 
 
 def render_all(diagnostics: Iterable[Diagnostic], sources: dict[str, str], *,

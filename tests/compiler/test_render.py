@@ -96,3 +96,14 @@ def test_json_form() -> None:
 def test_summary() -> None:
     assert summary(sample()) == "5 errors, 1 warning"
     assert summary([]) == ""
+
+
+def test_long_lines_are_cut_around_the_span() -> None:
+    text = "x = " + "[" * 5000 + "]" * 5000
+    diag = error(codes.SYNTAX_ERROR, "too deep", span(1, 2000, 2001), path="t.agent")
+    lines = render_diagnostic(diag, text).splitlines()
+    assert len(lines[2]) < 200 and lines[2].startswith("1 | …[[[") and lines[2].endswith("[…")
+    caret = lines[3].index("^")
+    assert lines[3].count("^") == 1 and lines[2][caret] == "["
+    short = render_diagnostic(error(codes.SYNTAX_ERROR, "m", span(1, 1, 2)), "ab")
+    assert short.splitlines()[2] == "1 | ab"

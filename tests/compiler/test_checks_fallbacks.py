@@ -105,3 +105,10 @@ def test_two_separate_cycles_are_both_reported() -> None:
     plan = make_plan(step("a", after=["b"]), step("b", after=["a"]),
                      step("c", after=["d"]), step("d", after=["c"]))
     assert codes_of(check(plan)) == ["E309", "E309"]
+
+
+def test_standby_named_twice_by_one_primary() -> None:
+    plan = make_plan(step("a", fallback=["s", "s"]), step("s"))
+    diag = only(check(plan), "E313")
+    assert diag.message == "step `s` is named twice in the `fallback` of `a`"
+    assert diag.hints == ("a standby is tried once; name it once",)

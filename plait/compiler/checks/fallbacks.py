@@ -28,7 +28,12 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
         if standby not in plan.steps:
             continue
         first = primaries[0]
-        for other in [p for p in primaries[1:] if p != standby]:
+        if primaries.count(first) > 1:
+            yield error(codes.STANDBY_SHARED,
+                        f"step `{standby}` is named twice in the `fallback` of `{first}`",
+                        ctx.step_span(first, "policy", "fallback"),
+                        "a standby is tried once; name it once")
+        for other in dict.fromkeys(p for p in primaries[1:] if p not in (standby, first)):
             yield error(codes.STANDBY_SHARED,
                         f"step `{standby}` is already the fallback of `{first}`; "
                         "a standby serves exactly one primary",

@@ -123,50 +123,11 @@ _EXPR_TYPES = get_args(get_args(Expr)[0])  # the classes of the Expr union
 _TRANSFORMER = PlanTransformer()
 _LOCK = threading.RLock()
 
-# The lexer. Words, numbers and `x2` are typed by what the parser state accepts (soft
-# keywords), as lark's contextual lexer would, but without its per-state regexes.
-_TOKEN = re.compile(
-    r"""
-    (?P<WS>[ \t\f\r\ufeff]+)
-  | (?P<COMMENT>\#[^\n]*)
-  | (?P<NL>(?:\r?\n[\t \f\r]*)+)
-  | (?P<LONG_STRING>\"\"\"(?:[^"\\]|\\[\s\S]|"(?!""))*\"\"\")
-  | (?P<STRING>"(?!"")(?:[^"\\\n]|\\[^\n])*")
-  | (?P<WORD>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<DIGITS>-?[0-9])
-  | (?P<PUNCT>\?\?|\?\.|\?\[|==|!=|<=|>=|[<>()\[\]{},:;=.])
-""",
-    re.VERBOSE,
-)
-_VALUE_PATTERNS = {  # what a token starting with a digit can be, most specific first
-    "DURATION": re.compile(r"[0-9][0-9_.]*[A-Za-z0-9_.]*"),
-    "RATE": re.compile(r"[0-9][0-9_.]*/[A-Za-z]*"),
-    "PERCENT": re.compile(r"[0-9][0-9_.]*%"),
-}
-_NUMBER = re.compile(r"-?[0-9][0-9_]*(\.[0-9][0-9_]*)?([eE][+-]?[0-9]+)?")
-_FACTOR = re.compile(r"x[0-9][0-9_.]*")
-_PUNCTUATION = {
-    "??": "COALESCE",
-    "?.": "QDOT",
-    "?[": "QLSQB",
-    "==": "COMPARE",
-    "!=": "COMPARE",
-    "<=": "COMPARE",
-    ">=": "COMPARE",
-    "<": "COMPARE",
-    ">": "COMPARE",
-    "(": "LPAR",
-    ")": "RPAR",
-    "[": "LSQB",
-    "]": "RSQB",
-    "{": "LBRACE",
-    "}": "RBRACE",
-    ",": "COMMA",
-    ":": "COLON",
-    ";": "SEMI",
-    "=": "EQUAL",
-    ".": "DOT",
-}
+# The lexer is built from the grammar's terminals (plait.lark stays the one source of the
+# syntax). Words, numbers and `x2` are typed by what the parser state accepts, as lark's
+# contextual lexer would (soft keywords), but with one regex instead of one per state.
+_VALUE_KINDS = ("DURATION", "RATE", "PERCENT")  # tried in this order where accepted
+_DIGIT_START = r"-?[0-9]"  # numbers, durations, rates and percentages start so
 
 
 @dataclass(frozen=True)
@@ -177,7 +138,54 @@ class _Tables:
     states: dict[int, dict[str, int | tuple[int, str, object]]]
     start: int
     end: int
+    lexer: _Lexicon
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    """The grammar's terminals, arranged for the tokenizer."""
+
+    token: re.Pattern[str]  # one alternation; the group name says what matched
     keywords: dict[str, str]  # "step" -> "STEP"
+    punctuation: dict[str, str]  # "(" -> "LPAR"; comparisons -> "COMPARE"
+    patterns: dict[str, re.Pattern[str]]  # NUMBER, FACTOR, DURATION, RATE, PERCENT
+
+
+def _lexicon(lark: Lark) -> _Lexicon:
+    terminals = {t.name: t for t in lark.terminals}
+    regex = {name: t.pattern.to_regexp() for name, t in terminals.items()}
+    literal = {t.pattern.value: t.name for t in lark.terminals if t.pattern.type == "str"}
+    literal[";"] = "SEMI"  # no rule uses it (it becomes a newline), so lark drops the terminal
+    symbols = [v for v in literal if not v.isalpha()]
+    longest_first = sorted(symbols, key=len, reverse=True)
+    punct = "|".join(
+        [
+            *(re.escape(v) for v in longest_first if len(v) > 1),
+            regex["COMPARE"],
+            *(re.escape(v) for v in longest_first if len(v) == 1),
+        ]
+    )
+    token = "|".join(
+        f"(?P<{group}>{pattern})"
+        for group, pattern in (
+            ("WS", regex["WS"]),
+            ("COMMENT", regex["COMMENT"]),
+            ("NL", regex["_NL"]),
+            ("LONG_STRING", regex["LONG_STRING"]),
+            ("STRING", regex["STRING"]),
+            ("WORD", regex["NAME"]),
+            ("DIGITS", _DIGIT_START),
+            ("PUNCT", punct),
+        )
+    )
+    compare = re.compile(regex["COMPARE"])
+    return _Lexicon(
+        re.compile(token),
+        {value: name for value, name in literal.items() if value.isalpha()},
+        {value: "COMPARE" if compare.fullmatch(value) else name for value, name in literal.items()}
+        | {op: "COMPARE" for op in ("==", "!=", "<=", ">=", "<", ">")},
+        {name: re.compile(regex[name]) for name in ("NUMBER", "FACTOR", *_VALUE_KINDS)},
+    )
 
 
 @lru_cache(maxsize=1)
@@ -209,20 +217,20 @@ def _tables(start: str) -> _Tables:
             else:
                 row[symbol] = (len(arg.expansion), str(arg.origin.name), conf.callbacks[arg])
         states[state] = row
-    keywords = {
-        t.pattern.value: t.name
-        for t in lark.terminals
-        if t.pattern.type == "str" and t.pattern.value.isalpha()
-    }
-    return _Tables(states, conf.start_state, conf.end_state, keywords)
+    return _Tables(states, conf.start_state, conf.end_state, _lexicon(lark))
 
 
 def _passes_child_through(rule: Any) -> bool:
     """`?expr: coalesce` and the like: the value is the child's, so skip the callback (most
     reductions in an expression are such links of the precedence chain)."""
     only = rule.expansion[0] if len(rule.expansion) == 1 else None
-    return bool(only is not None and rule.options.expand1 and rule.alias is None
-                and not only.is_term and not only.name.startswith("_"))
+    return bool(
+        only is not None
+        and rule.options.expand1
+        and rule.alias is None
+        and not only.is_term
+        and not only.name.startswith("_")
+    )
 
 
 def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagnostic]]:
@@ -377,6 +385,7 @@ class _Driver:
         self.text, self.start, self.path, self.diagnostics = text, start, path, diagnostics
         self.origin = origin  # where a `${...}` source starts in the file
         self.tables = _tables(start)
+        self.lexicon = self.tables.lexer
         self.states: list[int] = [self.tables.start]  # the LALR stacks
         self.values: list[object] = []
         self.pos, self.line, self.line_start = 0, 1, 0  # the lexer's position
@@ -412,7 +421,7 @@ class _Driver:
         """The next token, typed by what the parser accepts here; None at the end."""
         text, pos = self.text, self.pos
         while True:
-            match = _TOKEN.match(text, pos)
+            match = self.lexicon.token.match(text, pos)
             if match is None:
                 if pos >= len(text):
                     return None
@@ -426,36 +435,36 @@ class _Driver:
         if group == "WORD":
             kind = self._word_type(value, pos)
             if kind == "FACTOR":
-                value = _FACTOR.match(text, pos).group()  # type: ignore[union-attr]
+                value = self.lexicon.patterns["FACTOR"].match(text, pos).group()  # type: ignore[union-attr]
         elif group == "DIGITS":
             kind, value = self._value_token(pos)
         elif group == "PUNCT":
-            kind = _PUNCTUATION[value]
+            kind = self.lexicon.punctuation[value]
         else:
             kind = "_NL" if group == "NL" else group  # type: ignore[assignment]
         return self._make(kind, value, pos)
 
     def _word_type(self, word: str, pos: int) -> str:
         accepts = self.tables.states[self.states[-1]]
-        keyword = self.tables.keywords.get(word)
+        keyword = self.lexicon.keywords.get(word)
         if keyword is not None and (keyword in accepts or "NAME" not in accepts):
             return keyword
         if keyword in ITEM_KEYWORDS and "NUMBER" in accepts:
             # `step` where an expression starts: never a valid name (it is reserved), most
             # likely the next item after an unclosed bracket; as a keyword it says so
             return keyword
-        if word[0] == "x" and "FACTOR" in accepts and _FACTOR.match(self.text, pos):
+        if "FACTOR" in accepts and self.lexicon.patterns["FACTOR"].match(self.text, pos):
             return "FACTOR"
         return "NAME"
 
     def _value_token(self, pos: int) -> tuple[str, str]:
         accepts = self.tables.states[self.states[-1]]
-        for kind, pattern in _VALUE_PATTERNS.items():
+        for kind in _VALUE_KINDS:
             if kind in accepts:
-                match = pattern.match(self.text, pos)
+                match = self.lexicon.patterns[kind].match(self.text, pos)
                 if match:
                     return kind, match.group()
-        number = _NUMBER.match(self.text, pos)
+        number = self.lexicon.patterns["NUMBER"].match(self.text, pos)
         return "NUMBER", number.group() if number else self.text[pos]
 
     def _make(self, kind: str, value: str, pos: int) -> Tok:

@@ -87,6 +87,14 @@ _OPERATORS = {
 }
 _BRACKETS = {"LPAR", "LSQB", "QLSQB", "DICT_OPEN", "LBRACE", "RPAR", "RSQB", "RBRACE"}
 _CLOSERS = {"(": ")", "[": "]", "dict": "}", "block": "}"}
+_CHARACTER_HINTS = {
+    "'": 'strings use double quotes: "text"',
+    "+": 'there is no arithmetic; build text with interpolation: "${a}${b}"',
+    "-": "there is no arithmetic or unary minus; `-3` is a number literal",
+    "!": "write `not x`, or `!=` for inequality",
+    "&": "write `and`",
+    "|": "write `or`",
+}
 _SKIP_BLANK = re.compile(r"(?:[ \t\f\r\n]|#[^\n]*)*")
 _LINE_START_WORD = re.compile(r"[ \t]*([a-z]+)\b")
 _WORDS = {  # what a terminal is, in words a user knows
@@ -779,6 +787,7 @@ class _Driver:
                 codes.SYNTAX_ERROR,
                 f"unexpected character `{shown}`",
                 self._span(line, column, line, column + 1),
+                _CHARACTER_HINTS.get(char),
             )
             resume_scan = pos + 1
         if self.errors >= MAX_ERRORS:

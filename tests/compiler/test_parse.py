@@ -729,3 +729,12 @@ def test_megabyte_of_brackets() -> None:
 
 def test_byte_order_mark_is_whitespace() -> None:
     assert ok("\ufeffplan p {}\n").name.name == "p"
+
+
+def test_hints_for_characters_from_other_languages() -> None:
+    ds = errors(in_plan("  output a = 'x'\n  output b = a + b\n  output c = a && b"))
+    assert [(d.code.id, where(d), d.hints) for d in ds] == [
+        ("E100", (2, 14), ('strings use double quotes: "text"',)),
+        ("E100", (3, 16), ('there is no arithmetic; build text with interpolation: "${a}${b}"',)),
+        ("E100", (4, 16), ("write `and`",)),
+    ]

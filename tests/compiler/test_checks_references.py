@@ -27,9 +27,16 @@ def test_unknown_reference_suggests_a_close_name() -> None:
     assert diag.path == "t.agent"
 
 
-def test_unknown_reference_without_close_name_has_no_hint() -> None:
+def test_unknown_reference_without_close_name_says_how_to_declare() -> None:
     plan = make_plan(step("a", args={"value": ref("zzz")}))
-    assert only(check(plan), "E301").hints == ()
+    assert only(check(plan), "E301").hints == (
+        "declare it as an input (`input zzz: str`) or define a step named `zzz`",)
+
+
+def test_bare_env() -> None:
+    diag = only(check(make_plan(step("a", args={"value": ref("env")}))), "E303")
+    assert diag.message == "`env` is used without a variable name"
+    assert diag.hints == ("read an environment variable as `env.NAME`",)
 
 
 def test_output_referencing_unknown_name() -> None:

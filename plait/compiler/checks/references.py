@@ -45,14 +45,19 @@ def _check_name(node: NameExpr, parent: Expr | None, site: Site,
         yield from _check_field(name, node, field, "step", STEP_FIELDS)
     elif name == "run":
         yield from _check_field(name, node, field, "`run`", RUN_FIELDS)
+    elif name == "env":
+        yield error(codes.BARE_STEP_REFERENCE, "`env` is used without a variable name",
+                    node.span, "read an environment variable as `env.NAME`")
     else:
         scope = [*plan.inputs, *plan.steps]
         if site.loop_var:
             scope.append(site.loop_var)
         where = f"output `{site.name}`" if site.owner is None else f"step `{site.owner}`"
+        hints = did_you_mean(name, scope) or (
+            f"declare it as an input (`input {name}: str`) or define a step named `{name}`",)
         yield error(codes.UNKNOWN_REFERENCE,
                     f"unknown name `{name}` in {where}: no input or step has this name",
-                    node.span, *did_you_mean(name, scope))
+                    node.span, *hints)
 
 
 def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,

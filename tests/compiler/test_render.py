@@ -107,3 +107,14 @@ def test_long_lines_are_cut_around_the_span() -> None:
     assert lines[3].count("^") == 1 and lines[2][caret] == "["
     short = render_diagnostic(error(codes.SYNTAX_ERROR, "m", span(1, 1, 2)), "ab")
     assert short.splitlines()[2] == "1 | ab"
+
+
+def test_end_to_end_rendering_matches_golden() -> None:
+    """A real plan through the whole compiler: messages, positions and hints together."""
+    from plait.compiler.api import compile_file
+
+    data = Path(__file__).parent / "data"
+    for name in ("references", "fallbacks", "warnings"):
+        result = compile_file(data / f"{name}.agent")
+        text = result.render().replace(str(data), "DATA")
+        golden(f"e2e_{name}.txt", text + "\n")

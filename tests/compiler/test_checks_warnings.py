@@ -77,3 +77,11 @@ def test_ordinary_leaf_steps_are_not_forgotten_standbys() -> None:
     used = make_plan(step("classify"), step("classify_rules"),
                      outputs={"r": ref("classify_rules", "output")})
     assert check(used) == []
+
+
+def test_step_whose_own_rule_may_not_be_met() -> None:
+    plan = make_plan(step("a"), step("n", when=TriggerRule.ANY_FAILED, after=["a"]),
+                     outputs={"o": ref("n", "output", "x")})
+    diag = only(check(plan), "W403")
+    assert diag.message == ("`n.output` may be null here (`n` runs only `when any_failed` and "
+                            "may be skipped), and `.` on null is an error")

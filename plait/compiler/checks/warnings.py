@@ -61,6 +61,8 @@ def _why_nullable(plan: Plan, source: str, reader: Step | None, site: Site) -> s
         return f"`{source}` is optional"
     if step.condition is not None:
         return f"`{source}` has an `if` and may be skipped"
+    if step.when not in RUN_WITHOUT_DEPENDENCIES:
+        return f"`{source}` runs only `when {step.when}` and may be skipped"
     if (reader is not None and reader.when != TriggerRule.ALL_SUCCEEDED
             and source in reader.depends_on):
         return (f"`{reader.name}` runs `when {reader.when}`, so `{source}` may have ended "

@@ -933,6 +933,8 @@ def _statement_end(text: str, pos: int, depth: int) -> int:
             continue
         if c in "([{":
             depth += 1
+            if depth > MAX_NESTING:
+                return n  # nested past any sensible plan: the rest of the file is skipped
         elif c in ")]":
             depth = max(depth - 1, 0)
         elif c == "}":

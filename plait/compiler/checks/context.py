@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -16,6 +16,8 @@ from plait.stdlib.registry import ToolRegistry
 
 @dataclass
 class CheckContext:
+    """The plan's surroundings for the checks, and facts derived once and shared by them."""
+
     plan: Plan
     source: SourceMap
     registry: ToolRegistry
@@ -23,7 +25,6 @@ class CheckContext:
     # Set by the `use` check: when a module failed to load, tools it would have provided
     # are unknown for a reason already reported, so unknown tools are not reported again.
     use_failed: bool = False
-    notes: dict[str, object] = field(default_factory=dict)
 
     def span(self, *key: str) -> Span | None:
         return self.source.span(*key)

@@ -738,3 +738,9 @@ def test_hints_for_characters_from_other_languages() -> None:
         ("E100", (3, 16), ('there is no arithmetic; build text with interpolation: "${a}${b}"',)),
         ("E100", (4, 16), ("write `and`",)),
     ]
+
+
+def test_triple_quoted_description_and_use() -> None:
+    plan = ok('plan p """\n  A plan\n  in two lines\n""" {\n  use """tools.py"""\n}')
+    assert plan.description == "A plan\nin two lines"
+    assert isinstance(plan.items[0], nodes.UseNode) and plan.items[0].target == "tools.py"

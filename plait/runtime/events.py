@@ -10,11 +10,14 @@ a pure fold of the events (see `report.ReportBuilder`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+from plait.runtime.fastmodel import trusted
 
 # Fields left out of the JSON when they hold None/False, so events stay small and the
 # fixed fields of SPEC section 9 (e.g. `reason: null` on step_finished) stay present.
@@ -25,9 +28,21 @@ _OMIT_WHEN_EMPTY = frozenset({
 })
 
 
+# utc_now_iso formats only the microseconds per call; the date and time up to the second
+# are formatted once per second (events are stamped at a high rate).
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def utc_now_iso() -> str:
     """The current time as ISO-8601 UTC with microseconds (`2026-01-01T10:00:00.123456Z`)."""
-    return format_ts(datetime.now(UTC))
+    global _second_cache
+    now = time.time()
+    second = int(now)
+    cached, prefix = _second_cache
+    if second != cached:
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]  # drop "+00:00"
+        _second_cache = (second, prefix)
+    return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def format_ts(moment: datetime) -> str:
@@ -226,6 +241,7 @@ class EventBus:
         self._seq = 0
         self._mask_text = mask_text
         self._mask_value = mask_value
+        self._masking = mask_text is not None or mask_value is not None
 
     def subscribe(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -238,18 +254,29 @@ class EventBus:
         return self._deliver(event)
 
     def make(self, cls: type[E], **fields: Any) -> E:
-        """Build, stamp and emit an event in one go (cheaper than `emit(cls(...))`: no
-        attribute assignments on the pydantic model after construction)."""
+        """Build, stamp and emit an event in one go.
+
+        The runtime is the only caller and passes declared fields with correctly typed
+        values, so the event is built without pydantic validation (`fastmodel.trusted`:
+        about 3x cheaper, and four events are made per step); it is the same typed model,
+        and serialises the same. Events with extra fields (`tool_event`) go through `emit`.
+        """
         self._seq += 1
-        event = cls(seq=self._seq, ts=self._now(), run_id=self.run_id, **fields)
-        self._deliver(event)
+        fields["seq"] = self._seq
+        fields["ts"] = utc_now_iso() if self._wall is None else format_ts(self._wall())
+        fields["run_id"] = self.run_id
+        event = trusted(cls, fields)
+        if self._masking:
+            self._mask(event)
+        for sink in self.sinks:
+            sink(event)
         return event
 
     def _now(self) -> str:
         return format_ts(self._wall()) if self._wall is not None else utc_now_iso()
 
     def _deliver(self, event: E) -> E:
-        if self._mask_text is not None or self._mask_value is not None:
+        if self._masking:
             self._mask(event)
         for sink in self.sinks:
             sink(event)

@@ -17,8 +17,10 @@ from typing import Any
 from plait.stdlib.registry import ToolContext, ToolSpec
 
 
-async def execute(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext) -> Any:
-    """Call a tool with validated arguments; exceptions propagate as raised by the tool."""
+async def execute(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None) -> Any:
+    """Call a tool with validated arguments; exceptions propagate as raised by the tool.
+
+    `ctx` may be None only for a tool that takes no context."""
     kwargs = dict(args)
     if spec.context_param is not None:
         kwargs[spec.context_param] = ctx

@@ -10,12 +10,13 @@ with unlimited concurrency and no waiting between steps).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from plait.runtime.events import parse_ts
+from plait.runtime.fastmodel import construct
 
 
 class StepMetrics(BaseModel):
@@ -47,12 +48,23 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 
 class _Acc:
-    """Per-step accumulator while the events are read."""
+    """Per-step accumulator while the events are read (plain fields: one per step, updated
+    per event; `StepMetrics` is built only by `result()`)."""
+
+    __slots__ = ("attempts", "backoff_s", "call_s", "finished", "first_start", "queued_s")
 
     def __init__(self) -> None:
-        self.metrics = StepMetrics()
+        self.attempts = 0
+        self.backoff_s = 0.0
+        self.queued_s: float | None = None
+        self.call_s = 0.0
         self.first_start: str | None = None
         self.finished: str | None = None
+
+    def metrics(self) -> StepMetrics:
+        return construct(StepMetrics, {
+            "attempts": self.attempts, "backoff_s": self.backoff_s, "queued_s": self.queued_s,
+            "call_s": self.call_s, "duration_s": _seconds(self.first_start, self.finished)})
 
 
 class MetricsFold:
@@ -77,22 +89,32 @@ class MetricsFold:
         self.apply(event)
 
     def apply(self, event: Any) -> None:
-        e: Mapping[str, Any] = event if isinstance(event, Mapping) else event.model_dump()
-        name, step = e.get("event"), e.get("step")
-        acc = self.steps.setdefault(str(step), _Acc()) if step is not None else None
+        """One event: a typed event (read by attribute, no dump) or its JSON dict."""
+        e: Any = event
+        # a typed event has an `event` attribute; the ABC check is only for other mappings
+        if type(event) is dict or (not hasattr(event, "event") and isinstance(event, Mapping)):
+            e = _DictEvent(event)
+        name = e.event
+        step = getattr(e, "step", None)
+        acc = None
+        if step is not None:  # every step named by an event gets metrics
+            acc = self.steps.get(step)
+            if acc is None:
+                acc = self.steps[str(step)] = _Acc()
         if name == "run_started":
             self._on_run_started(e)
         elif name == "run_finished":
-            self.finished_at = e.get("ts")
+            self.finished_at = e.ts
         elif name == "breaker_opened":
             self.run.breaker_trips += 1
-        elif acc is not None:
-            _apply_step_event(self.run, acc, e)
+        elif acc is not None and name in _STEP_EVENTS:
+            _apply_step_event(self.run, acc, name, e)
 
-    def _on_run_started(self, e: Mapping[str, Any]) -> None:
-        self.started_at = self.started_at or e.get("ts")
-        for s, info in (e.get("steps", {}) or {}).items():
-            self.steps.setdefault(s, _Acc())
+    def _on_run_started(self, e: Any) -> None:
+        self.started_at = self.started_at or e.ts
+        for s, info in (e.steps or {}).items():
+            if s not in self.steps:
+                self.steps[s] = _Acc()
             info = info or {}
             if not self._given and "depends_on" in info:
                 self.depends_on[s] = list(info.get("depends_on") or [])
@@ -102,16 +124,28 @@ class MetricsFold:
     def result(self) -> RunMetrics:
         run = self.run.model_copy()
         run.makespan_s = _seconds(self.started_at, self.finished_at)
-        steps = {}
-        for s, acc in self.steps.items():
-            m = acc.metrics.model_copy()
-            m.duration_s = _seconds(acc.first_start, acc.finished)
-            steps[s] = m
+        steps = {s: acc.metrics() for s, acc in self.steps.items()}
         run.steps = steps
         run.critical_path_s, run.critical_path = critical_path(
             {s: m.duration_s or 0.0 for s, m in steps.items() if s not in self.standbys},
             self.depends_on)
         return run
+
+
+class _DictEvent:
+    """Attribute access over an event's JSON dict (missing fields read as None)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        return self._data.get(name)
+
+
+_STEP_EVENTS = frozenset({"attempt_started", "attempt_finished", "retry_scheduled",
+                          "step_finished"})
 
 
 def compute_metrics(events: Iterable[Mapping[str, Any]],
@@ -129,43 +163,62 @@ def compute_metrics(events: Iterable[Mapping[str, Any]],
     return fold.result()
 
 
-def _apply_step_event(run: RunMetrics, acc: _Acc, e: Mapping[str, Any]) -> None:
-    name, m = e.get("event"), acc.metrics
+def _apply_step_event(run: RunMetrics, acc: _Acc, name: str, e: Any) -> None:
     if name == "attempt_started":
-        m.attempts += 1
-        acc.first_start = acc.first_start or e.get("ts")
+        acc.attempts += 1
+        acc.first_start = acc.first_start or e.ts
     elif name == "attempt_finished":
-        m.call_s = round(m.call_s + float(e.get("duration_s") or 0.0), 6)
-        queued = e.get("queued_s")
+        acc.call_s = round(acc.call_s + float(e.duration_s or 0.0), 6)
+        queued = e.queued_s
         if queued is not None:
-            m.queued_s = round((m.queued_s or 0.0) + float(queued), 6)
+            acc.queued_s = round((acc.queued_s or 0.0) + float(queued), 6)
     elif name == "retry_scheduled":
         run.retries += 1
-        m.backoff_s = round(m.backoff_s + float(e.get("delay_s") or 0.0), 6)
+        acc.backoff_s = round(acc.backoff_s + float(e.delay_s or 0.0), 6)
     elif name == "step_finished":
-        acc.finished = e.get("ts") if acc.first_start else None
-        if e.get("fallback_used"):
+        acc.finished = e.ts if acc.first_start else None
+        if e.fallback_used:
             run.fallbacks_used += 1
 
 
 def critical_path(durations: Mapping[str, float],
                   depends_on: Mapping[str, Iterable[str]]) -> tuple[float, list[str]]:
-    """The longest chain of dependencies by summed duration: (seconds, steps in order)."""
-    best: dict[str, tuple[float, list[str]]] = {}
+    """The longest chain of dependencies by summed duration: (seconds, steps in order).
 
-    def longest(step: str, trail: frozenset[str]) -> tuple[float, list[str]]:
-        if step in best:
-            return best[step]
-        head = (0.0, list[str]())
-        for dep in depends_on.get(step, ()):
-            if dep in durations and dep not in trail:  # `trail` guards against a bad cycle
-                cand = longest(dep, trail | {step})
-                head = max(head, cand, key=lambda c: c[0])
-        best[step] = (round(head[0] + durations[step], 6), [*head[1], step])
-        return best[step]
-
-    paths = [longest(s, frozenset()) for s in durations]
-    return max(paths, key=lambda p: p[0], default=(0.0, []))
+    Iterative (a depth-first walk with an explicit stack), so a 10,000-step chain needs no
+    recursion; each step's best chain is kept as (seconds, previous step) and the path is
+    rebuilt once at the end.
+    """
+    best: dict[str, tuple[float, str | None]] = {}
+    for root in durations:
+        if root in best:
+            continue
+        on_path = {root}  # the steps being walked: guards against a bad cycle
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(depends_on.get(root, ())))]
+        while stack:
+            step, deps = stack[-1]
+            for dep in deps:
+                if dep in durations and dep not in best and dep not in on_path:
+                    on_path.add(dep)
+                    stack.append((dep, iter(depends_on.get(dep, ()))))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(step)
+                head: tuple[float, str | None] = (0.0, None)
+                for dep in depends_on.get(step, ()):
+                    if dep in best and best[dep][0] > head[0]:  # the first heaviest wins
+                        head = (best[dep][0], dep)
+                best[step] = (round(head[0] + durations[step], 6), head[1])
+    if not best:
+        return (0.0, [])
+    last = max(durations, key=lambda s: best[s][0])
+    path: list[str] = []
+    node: str | None = last
+    while node is not None:
+        path.append(node)
+        node = best[node][1]
+    return (best[last][0], path[::-1])
 
 
 def plan_dependencies(compiled_plan: Mapping[str, Any]) -> tuple[dict[str, list[str]], list[str]]:

@@ -7,7 +7,7 @@ Values in events are already masked, so the report is too.
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,7 @@ from plait.runtime.events import (
     StepFinished,
     parse_ts,
 )
+from plait.runtime.fastmodel import construct
 from plait.runtime.metrics import MetricsFold, RunMetrics
 
 ATTEMPT_LOG_SIZE = 20
@@ -121,29 +122,68 @@ def _seconds_between(start: str, end: str) -> float:
     return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
 
 
+class _Attempt:
+    """One attempt while events arrive (a plain object: one is made per attempt; it becomes
+    an `AttemptRecord` only when the report is built)."""
+
+    __slots__ = ("attempt", "delay_s", "duration_s", "element", "injected", "kind", "message",
+                 "started_at")
+
+    def __init__(self, attempt: int, element: int | None, started_at: str) -> None:
+        self.attempt, self.element, self.started_at = attempt, element, started_at
+        self.duration_s: float | None = None
+        self.kind: str | None = None
+        self.message: str | None = None
+        self.delay_s: float | None = None
+        self.injected = False
+
+    def record(self) -> AttemptRecord:
+        return construct(AttemptRecord, {
+            "attempt": self.attempt, "element": self.element, "started_at": self.started_at,
+            "duration_s": self.duration_s, "kind": self.kind, "message": self.message,
+            "delay_s": self.delay_s, "injected": self.injected})
+
+
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
+    __slots__ = ("final", "last_failed", "log", "open", "started_at")
+
     def __init__(self) -> None:
         self.started_at: str | None = None
-        self.log: deque[AttemptRecord] = deque(maxlen=ATTEMPT_LOG_SIZE)
-        self.open: dict[tuple[int, int | None], AttemptRecord] = {}
-        self.last_failed: dict[int | None, AttemptRecord] = {}
+        self.log: list[_Attempt] = []  # the last ATTEMPT_LOG_SIZE attempts
+        # Attempts still open, by (attempt, element), and the last failed one per element
+        # (made only when an attempt fails).
+        self.open: dict[tuple[int, int | None], _Attempt] = {}
+        self.last_failed: dict[int | None, _Attempt] | None = None
         self.final: StepFinished | None = None
 
 
 class ReportBuilder:
-    """Folds events into a RunReport; `apply` is the only way state changes."""
+    """Folds events into a RunReport; `apply` is the only way state changes.
+
+    Each event costs O(1): a dict lookup for its handler and a few attribute updates;
+    pydantic records are built only by `report()`.
+    """
 
     def __init__(self) -> None:
         self.started: RunStarted | None = None
         self.finished: RunFinished | None = None
         self.steps: dict[str, _StepFold] = {}
         self.metrics = MetricsFold()
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            "run_started": self._on_run_started,
+            "attempt_started": self._on_attempt_started,
+            "attempt_finished": self._on_attempt_finished,
+            "attempt_failed": self._on_attempt_failed,
+            "retry_scheduled": self._on_retry_scheduled,
+            "step_finished": self._on_step_finished,
+            "run_finished": self._on_run_finished,
+        }
 
     def apply(self, event: Event) -> None:
         self.metrics.apply(event)
-        handler = getattr(self, f"_on_{event.event}", None)
+        handler = self._handlers.get(event.event)
         if handler is not None:
             handler(event)
 
@@ -165,10 +205,12 @@ class ReportBuilder:
         fold = self._step(event.step)
         if fold.started_at is None:
             fold.started_at = event.ts
-        record = AttemptRecord(attempt=event.attempt, element=event.element,
-                               started_at=event.ts)
+        record = _Attempt(event.attempt, event.element, event.ts)
         fold.open[(event.attempt, event.element)] = record
-        fold.log.append(record)
+        log = fold.log
+        log.append(record)
+        if len(log) > ATTEMPT_LOG_SIZE:
+            del log[0]
 
     def _on_attempt_finished(self, event: AttemptFinished) -> None:
         fold = self._step(event.step)
@@ -179,6 +221,8 @@ class ReportBuilder:
         if event.status != outcomes.SUCCEEDED:
             record.kind, record.message = event.kind, event.message
             record.injected = event.injected
+            if fold.last_failed is None:
+                fold.last_failed = {}
             fold.last_failed[event.element] = record
 
     def _on_attempt_failed(self, event: AttemptFailed) -> None:
@@ -188,7 +232,8 @@ class ReportBuilder:
                                                             event.injected)
 
     def _on_retry_scheduled(self, event: RetryScheduled) -> None:
-        record = self._step(event.step).last_failed.get(event.element)
+        last_failed = self._step(event.step).last_failed
+        record = last_failed.get(event.element) if last_failed is not None else None
         if record is not None:
             record.delay_s = event.delay_s
 
@@ -205,20 +250,24 @@ class ReportBuilder:
         final = fold.final
         if final is None:  # not finished yet (a live view asks mid-run)
             return StepReport(status="running" if fold.started_at else "pending",
-                              started_at=fold.started_at, attempt_log=list(fold.log))
+                              started_at=fold.started_at,
+                              attempt_log=[a.record() for a in fold.log])
         error = None
         if final.kind is not None:
-            error = StepError(kind=final.kind, message=final.message or "", retry=final.retry)
+            error = construct(StepError, {"kind": final.kind, "message": final.message or "",
+                                          "retry": final.retry})
         started = fold.started_at if final.attempts > 0 else None
-        return StepReport(
-            status=final.status, reason=final.reason, caused_by=final.caused_by,
-            attempts=final.attempts, output=final.output, error=error,
-            fallback_used=final.fallback_used, started_at=started,
-            finished_at=final.ts if started else None,
-            duration_s=_seconds_between(started, final.ts) if started else None,
-            attempt_log=list(fold.log),
-            elements=ElementSummary.model_validate(final.elements) if final.elements else None,
-        )
+        # values come from typed events: built without validation (one record per step)
+        return construct(StepReport, {
+            "status": final.status, "reason": final.reason, "caused_by": final.caused_by,
+            "attempts": final.attempts, "output": final.output, "error": error,
+            "fallback_used": final.fallback_used, "started_at": started,
+            "finished_at": final.ts if started else None,
+            "duration_s": _seconds_between(started, final.ts) if started else None,
+            "attempt_log": [a.record() for a in fold.log],
+            "elements": (ElementSummary.model_validate(final.elements) if final.elements
+                         else None),
+        })
 
     def step_views(self) -> list[outcomes.StepView]:
         """Finished steps as the outcome rules see them, in definition order."""
@@ -246,15 +295,16 @@ class ReportBuilder:
         fin = self.finished
         if fin is not None:
             reasons += [Reason(**e) for e in fin.output_errors]
-        return RunReport(
-            plan=self.started.plan, run_id=self.started.run_id,
-            outcome=fin.outcome if fin else outcomes.run_outcome(views),
-            plait_version=self.started.plait_version, plan_sha256=self.started.plan_sha256,
-            cancelled_by=fin.cancelled_by if fin else None,
-            started_at=self.started.ts, finished_at=fin.ts if fin else None,
-            duration_s=_seconds_between(self.started.ts, fin.ts) if fin else None,
-            inputs=self.started.inputs, outputs=fin.outputs if fin else {},
-            reasons=reasons,
-            steps={name: self.step_report(name) for name in self.steps},
-            metrics=self.metrics.result(),
-        )
+        return construct(RunReport, {
+            "plan": self.started.plan, "run_id": self.started.run_id,
+            "outcome": fin.outcome if fin else outcomes.run_outcome(views),
+            "plait_version": self.started.plait_version,
+            "plan_sha256": self.started.plan_sha256,
+            "cancelled_by": fin.cancelled_by if fin else None,
+            "started_at": self.started.ts, "finished_at": fin.ts if fin else None,
+            "duration_s": _seconds_between(self.started.ts, fin.ts) if fin else None,
+            "inputs": self.started.inputs, "outputs": fin.outputs if fin else {},
+            "reasons": reasons,
+            "steps": {name: self.step_report(name) for name in self.steps},
+            "metrics": self.metrics.result(),
+        })

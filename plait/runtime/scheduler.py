@@ -107,7 +107,11 @@ class Run:
         self.bus = ev.EventBus(options.run_id, sinks,
                                mask_text=self.masker.mask_text if masking else None,
                                mask_value=self.masker.mask if masking else None,
-                               wall=self.clock.wall)
+                               # real time: the bus's own fast UTC stamp
+                               wall=None if type(self.clock) is RealClock else self.clock.wall)
+        # `_emit(EventClass, **fields)`: build, stamp and deliver (the bus's `make`, bound
+        # once: four events per step)
+        self._emit = self.bus.make
         self.states = {name: StepState(step) for name, step in plan.steps.items()}
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
         self.views: dict[str, ExprStepView] = {}
@@ -133,9 +137,8 @@ class Run:
         for name, st in self.states.items():
             if st.step.is_standby:
                 continue
-            deps = list(dict.fromkeys(st.step.depends_on))
-            st.pending = len(deps)
-            for dep in deps:
+            st.pending = len(st.deps)
+            for dep in st.deps:
                 self.dependants[dep].append(name)
 
     # --- the run as a whole ------------------------------------------------------------
@@ -173,8 +176,6 @@ class Run:
         await self._run_end_hooks()
         self._emit_run_finished(self.clock.now() - started)
 
-    def _emit(self, cls: type[ev.Event], **fields: Any) -> None:
-        self.bus.make(cls, **fields)
 
     def stop(self, why: str = "signal") -> None:
         """Cancel the run like the deadline does (Ctrl-C, SIGTERM); safe to call twice."""
@@ -267,7 +268,8 @@ class Run:
         """Start `st` or skip it. Returns the steps that became ready through a skip."""
         if self.cancelled_by is not None:
             return []
-        deps = [self.states[d].view() for d in dict.fromkeys(st.step.depends_on)]
+        states = self.states
+        deps = [states[d].final_view or states[d].view() for d in st.deps]
         decision = outcomes.trigger(st.step.when, deps)
         if not decision.run:
             return self._finish(st, outcomes.SKIPPED, reason=decision.reason,
@@ -296,6 +298,7 @@ class Run:
         st.status, st.reason, st.caused_by = status, reason, caused_by
         if status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
             st.output = None
+        st.final_view = st.view()
         error = None if st.kind is None else {"kind": st.kind, "message": st.message or ""}
         self.views[st.name] = ExprStepView(
             status=status, output=st.output, error=error, attempts=st.attempts,
@@ -478,7 +481,7 @@ class Run:
             args = spec.validate_args(args)
         except ToolError as exc:
             return _failure(kind_of(exc), exc.message)
-        uses = sorted(dict.fromkeys(step.uses))
+        uses = at.state.uses
         admissions: list[tuple[CircuitBreaker, Any]] = []
         for name in uses:
             breaker = self._breakers.get(name)
@@ -533,7 +536,8 @@ class Run:
             return CallResult(False, kind=injection.kind.value,
                               message=f"injected failure ({injection.kind.value}, --inject)",
                               injected=True)
-        ctx = self._context(at)
+        # the context is made only for a tool that takes one
+        ctx = self._context(at) if spec.context_param is not None else None
         scope = None
         try:
             if step.timeout_s is None:
@@ -556,8 +560,9 @@ class Run:
 
     def _context(self, at: _Attempt) -> ToolContext:
         def emit(name: str, fields: dict[str, Any]) -> None:
-            self._emit(ev.ToolEvent, step=at.state.name, attempt=at.number,
-                                       element=at.element, tool_event=name, **fields)
+            # validated and stamped by `emit`: a tool's fields are extra fields of the event
+            self.bus.emit(ev.ToolEvent(step=at.state.name, attempt=at.number,
+                                       element=at.element, tool_event=name, **fields))
 
         return ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
                            element=at.element, plan_dir=self.opts.plan_dir,

@@ -744,3 +744,26 @@ def test_triple_quoted_description_and_use() -> None:
     plan = ok('plan p """\n  A plan\n  in two lines\n""" {\n  use """tools.py"""\n}')
     assert plan.description == "A plan\nin two lines"
     assert isinstance(plan.items[0], nodes.UseNode) and plan.items[0].target == "tools.py"
+
+
+def test_fast_constructors_equal_validated_models() -> None:
+    from plait.compiler import ir
+    from plait.compiler.source import Span
+    from plait.compiler.transformer import build
+
+    span = Span(line=1, column=2, end_line=3, end_column=4)
+    name = ir.NameExpr(name="a", span=span)
+    cases = [
+        (build.Span(line=1, column=2, end_line=3, end_column=4), span),
+        (build.NameExpr(name="a", span=span), name),
+        (
+            build.AttrExpr(value=name, field="f", span=span),
+            ir.AttrExpr(value=name, field="f", span=span),
+        ),
+        (build.LiteralExpr(value=None, span=span), ir.LiteralExpr(value=None, span=span)),
+        (build.TemplateExpr(parts=["x", name]), ir.TemplateExpr(parts=["x", name])),
+        (build.DictEntry(key="k", value=name), ir.DictEntry(key="k", value=name)),
+    ]
+    for fast, validated in cases:
+        assert fast == validated and fast.model_dump() == validated.model_dump()
+        assert type(fast).model_validate_json(fast.model_dump_json()) == validated

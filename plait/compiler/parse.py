@@ -1,7 +1,9 @@
 """Source text -> syntax tree (`nodes.PlanNode`) plus syntax diagnostics; never raises.
 
-The LALR parser is driven token by token (lark's interactive parser) so that this module
-can do what a grammar cannot:
+lark analyses plait.lark once (LALR table, terminals, the transformer's callbacks); this
+module runs that table with its own token loop, so that it can do what a grammar cannot:
+- soft keywords: a word is a keyword only where the parser state accepts that keyword (as
+  lark's contextual lexer does, from one regex built from the grammar's terminals);
 - newlines: dropped inside ( ) [ ] and a dict's { }, merged into one statement end
   elsewhere; `;` is a statement end too; a `{` opens a dict after an operator, `=`, `:`,
   `,`, a bracket or `default`/`if`, and a block otherwise;

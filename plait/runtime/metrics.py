@@ -10,7 +10,7 @@ with unlimited concurrency and no waiting between steps).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -95,20 +95,25 @@ class MetricsFold:
         if type(event) is dict or (not hasattr(event, "event") and isinstance(event, Mapping)):
             e = _DictEvent(event)
         name = e.event
-        step = getattr(e, "step", None)
-        acc = None
-        if step is not None:  # every step named by an event gets metrics
+        step_event = _STEP_EVENTS.get(name)
+        if step_event is not None:  # the common case: one attribute read, one dict lookup
+            step = e.step
+            if step is None:
+                return
             acc = self.steps.get(step)
             if acc is None:
                 acc = self.steps[str(step)] = _Acc()
+            step_event(self.run, acc, e)
+            return
+        step = getattr(e, "step", None)
+        if step is not None and step not in self.steps:  # every step named gets metrics
+            self.steps[str(step)] = _Acc()
         if name == "run_started":
             self._on_run_started(e)
         elif name == "run_finished":
             self.finished_at = e.ts
         elif name == "breaker_opened":
             self.run.breaker_trips += 1
-        elif acc is not None and name in _STEP_EVENTS:
-            _apply_step_event(self.run, acc, name, e)
 
     def _on_run_started(self, e: Any) -> None:
         self.started_at = self.started_at or e.ts
@@ -144,10 +149,6 @@ class _DictEvent:
         return self._data.get(name)
 
 
-_STEP_EVENTS = frozenset({"attempt_started", "attempt_finished", "retry_scheduled",
-                          "step_finished"})
-
-
 def compute_metrics(events: Iterable[Mapping[str, Any]],
                     depends_on: Mapping[str, Iterable[str]] | None = None,
                     standbys: Iterable[str] = ()) -> RunMetrics:
@@ -163,22 +164,33 @@ def compute_metrics(events: Iterable[Mapping[str, Any]],
     return fold.result()
 
 
-def _apply_step_event(run: RunMetrics, acc: _Acc, name: str, e: Any) -> None:
-    if name == "attempt_started":
-        acc.attempts += 1
-        acc.first_start = acc.first_start or e.ts
-    elif name == "attempt_finished":
-        acc.call_s = round(acc.call_s + float(e.duration_s or 0.0), 6)
-        queued = e.queued_s
-        if queued is not None:
-            acc.queued_s = round((acc.queued_s or 0.0) + float(queued), 6)
-    elif name == "retry_scheduled":
-        run.retries += 1
-        acc.backoff_s = round(acc.backoff_s + float(e.delay_s or 0.0), 6)
-    elif name == "step_finished":
-        acc.finished = e.ts if acc.first_start else None
-        if e.fallback_used:
-            run.fallbacks_used += 1
+def _on_attempt_started(run: RunMetrics, acc: _Acc, e: Any) -> None:
+    acc.attempts += 1
+    if acc.first_start is None:
+        acc.first_start = e.ts
+
+
+def _on_attempt_finished(run: RunMetrics, acc: _Acc, e: Any) -> None:
+    acc.call_s = round(acc.call_s + float(e.duration_s or 0.0), 6)
+    queued = e.queued_s
+    if queued is not None:
+        acc.queued_s = round((acc.queued_s or 0.0) + float(queued), 6)
+
+
+def _on_retry_scheduled(run: RunMetrics, acc: _Acc, e: Any) -> None:
+    run.retries += 1
+    acc.backoff_s = round(acc.backoff_s + float(e.delay_s or 0.0), 6)
+
+
+def _on_step_finished(run: RunMetrics, acc: _Acc, e: Any) -> None:
+    acc.finished = e.ts if acc.first_start else None
+    if e.fallback_used:
+        run.fallbacks_used += 1
+
+
+_STEP_EVENTS: dict[str, Callable[[RunMetrics, _Acc, Any], None]] = {
+    "attempt_started": _on_attempt_started, "attempt_finished": _on_attempt_finished,
+    "retry_scheduled": _on_retry_scheduled, "step_finished": _on_step_finished}
 
 
 def critical_path(durations: Mapping[str, float],

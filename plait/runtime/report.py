@@ -7,6 +7,7 @@ Values in events are already masked, so the report is too.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -288,8 +289,22 @@ class ReportBuilder:
         return views
 
     def report(self) -> RunReport:
+        """The report of the events so far (the final one once `run_finished` arrived)."""
         if self.started is None:
             raise ValueError("no run_started event")
+        # Building makes a few records per step and no garbage cycles, all at once, with no
+        # other code running: without the collector, which would otherwise walk the whole
+        # heap several times over for a big run (30-50% of building 10,000 steps).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._build()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _build(self) -> RunReport:
+        assert self.started is not None
         views = self.step_views()
         reasons = [Reason(**r) for r in outcomes.reasons(views)]
         fin = self.finished

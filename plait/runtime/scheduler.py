@@ -220,7 +220,7 @@ class Run:
             except EvalError as exc:
                 outputs[name] = None
                 errors.append({"output": name, "why": self.masker.mask_text(exc.message)})
-        views = [st.view() for st in self.states.values()]
+        views = [st.final_view or st.view() for st in self.states.values()]
         self._emit(ev.RunFinished,
             outcome=outcomes.run_outcome(views), cancelled_by=self.cancelled_by,
             outputs=outputs, output_errors=errors, duration_s=round(duration, 6))
@@ -440,20 +440,16 @@ class Run:
         st = at.state
         st.attempts += 1
         start = self.clock.now()
-        key = (at.number, at.element)
-        st.inflight[key] = start
         self._emit(ev.AttemptStarted, step=st.name, attempt=at.number, element=at.element)
         queued: list[float] = []
         try:
             result = await self._attempt_body(at, queued)
         except asyncio.CancelledError:
-            st.inflight.pop(key, None)
             self._emit(ev.AttemptFinished,
                 step=st.name, attempt=at.number, element=at.element, status="cancelled",
                 duration_s=round(self.clock.now() - start, 6), kind="cancelled",
                 message=f"cancelled by the {self.cancelled_by or 'deadline'}")
             raise
-        st.inflight.pop(key, None)
         duration = round(self.clock.now() - start, 6)
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
@@ -506,7 +502,7 @@ class Run:
         return result
 
     async def _guarded_call(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any],
-                            uses: list[str], admissions: list[tuple[CircuitBreaker, Any]],
+                            uses: tuple[str, ...], admissions: list[tuple[CircuitBreaker, Any]],
                             queued: list[float]) -> CallResult:
         map_slots = self._map_slots.get(at.state.name)
         if not uses and map_slots is None and self.plan.concurrency is None:

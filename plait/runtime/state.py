@@ -57,20 +57,18 @@ class StepState:
     recovered_by: str | None = None
     elements: dict[str, Any] | None = None
     started: bool = False  # step_started was emitted
-    # Attempts in flight, by (attempt, element): their start time, to close them on cancel.
-    inflight: dict[tuple[int, int | None], float] = field(default_factory=dict)
     # Read per attempt and per decision, so worked out once: the step's name, its distinct
     # dependencies, the resources it uses (sorted: the order slots are taken in), and its
     # view for the outcome rules once it is terminal (set by the scheduler's `_finish`).
     name: str = field(init=False)
-    deps: list[str] = field(init=False)
-    uses: list[str] = field(init=False)
+    deps: tuple[str, ...] = field(init=False)  # tuples of strings: the GC stops tracking them
+    uses: tuple[str, ...] = field(init=False)
     final_view: outcomes.StepView | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.name = self.step.name
-        self.deps = list(dict.fromkeys(self.step.depends_on))
-        self.uses = sorted(dict.fromkeys(self.step.uses))
+        self.deps = tuple(dict.fromkeys(self.step.depends_on))
+        self.uses = tuple(sorted(dict.fromkeys(self.step.uses)))
 
     @property
     def done(self) -> bool:

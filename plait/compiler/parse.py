@@ -155,7 +155,8 @@ class _Tables:
 class _Lexicon:
     """The grammar's terminals, arranged for the tokenizer."""
 
-    token: re.Pattern[str]  # one alternation; the group name says what matched
+    token: re.Pattern[str]  # blanks, then one alternation; the group name says what matched
+    blank: re.Pattern[str]  # blanks and comments only
     keywords: dict[str, str]  # "step" -> "STEP"
     punctuation: dict[str, str]  # "(" -> "LPAR"; comparisons -> "COMPARE"
     patterns: dict[str, re.Pattern[str]]  # NUMBER, FACTOR, DURATION, RATE, PERCENT
@@ -175,22 +176,28 @@ def _lexicon(lark: Lark) -> _Lexicon:
             *(re.escape(v) for v in longest_first if len(v) == 1),
         ]
     )
-    token = "|".join(
-        f"(?P<{group}>{pattern})"
-        for group, pattern in (
-            ("WS", regex["WS"]),
-            ("COMMENT", regex["COMMENT"]),
-            ("NL", regex["_NL"]),
-            ("LONG_STRING", regex["LONG_STRING"]),
-            ("STRING", regex["STRING"]),
-            ("WORD", regex["NAME"]),
-            ("DIGITS", _DIGIT_START),
-            ("PUNCT", punct),
+    # atomic: a token may not start inside a comment the blanks gave back
+    blank = f"(?>(?:{regex['WS']}|{regex['COMMENT']})*)"
+    token = (
+        blank
+        + "(?:"
+        + "|".join(
+            f"(?P<{group}>{pattern})"
+            for group, pattern in (
+                ("NL", regex["_NL"]),
+                ("LONG_STRING", regex["LONG_STRING"]),
+                ("STRING", regex["STRING"]),
+                ("WORD", regex["NAME"]),
+                ("DIGITS", _DIGIT_START),
+                ("PUNCT", punct),
+            )
         )
+        + ")"
     )
     compare = re.compile(regex["COMPARE"])
     return _Lexicon(
         re.compile(token),
+        re.compile(blank),
         {value: name for value, name in literal.items() if value.isalpha()},
         {value: "COMPARE" if compare.fullmatch(value) else name for value, name in literal.items()}
         | {op: "COMPARE" for op in ("==", "!=", "<=", ">=", "<", ">")},
@@ -396,6 +403,7 @@ class _Driver:
         self.origin = origin  # where a `${...}` source starts in the file
         self.tables = _tables(start)
         self.lexicon = self.tables.lexer
+        self._match_token, self._punctuation = self.lexicon.token.match, self.lexicon.punctuation
         self.states: list[int] = [self.tables.start]  # the LALR stacks
         self.values: list[object] = []
         self.pos, self.line, self.line_start = 0, 1, 0  # the lexer's position
@@ -429,27 +437,24 @@ class _Driver:
 
     def _next(self) -> Tok | None:
         """The next token, typed by what the parser accepts here; None at the end."""
-        text, pos = self.text, self.pos
-        while True:
-            match = self.lexicon.token.match(text, pos)
-            if match is None:
-                if pos >= len(text):
-                    return None
-                raise _BadCharacter(pos)
-            group = match.lastgroup
-            if group == "WS" or group == "COMMENT":
-                pos = match.end()
-                continue
-            break
-        value = match.group()
-        if group == "WORD":
+        text = self.text
+        match = self._match_token(text, self.pos)  # blanks and comments, then a token
+        if match is None:
+            end = self.lexicon.blank.match(text, self.pos).end()  # type: ignore[union-attr]
+            if end >= len(text):
+                return None
+            raise _BadCharacter(end)
+        group = match.lastgroup
+        pos = match.start(group)  # type: ignore[arg-type]
+        value = match.group(group)  # type: ignore[arg-type]
+        if group == "PUNCT":
+            kind = self._punctuation[value]
+        elif group == "WORD":
             kind = self._word_type(value, pos)
             if kind == "FACTOR":
                 value = self.lexicon.patterns["FACTOR"].match(text, pos).group()  # type: ignore[union-attr]
         elif group == "DIGITS":
             kind, value = self._value_token(pos)
-        elif group == "PUNCT":
-            kind = self.lexicon.punctuation[value]
         else:
             kind = "_NL" if group == "NL" else group  # type: ignore[assignment]
         return self._make(kind, value, pos)

@@ -131,8 +131,21 @@ class build:  # lower case: reads as `build.NameExpr(...)`
     NotExpr = staticmethod(_fast(NotExpr))
 
 
+_SPAN_FIELDS = {"line", "column", "end_line", "end_column"}  # shared: a Span is frozen
+
+
 def span_of(line: int, column: int, end_line: int, end_column: int) -> Span:
-    return build.Span(line=line, column=column, end_line=end_line, end_column=end_column)
+    """A Span, built as `_fast` does; the most frequent object of a parse, so by hand."""
+    span = _new(Span)
+    _set(
+        span,
+        "__dict__",
+        {"line": line, "column": column, "end_line": end_line, "end_column": end_column},
+    )
+    _set(span, "__pydantic_fields_set__", _SPAN_FIELDS)
+    _set(span, "__pydantic_extra__", None)
+    _set(span, "__pydantic_private__", None)
+    return span
 
 
 def join(first: Span, last: Span) -> Span:
@@ -427,12 +440,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _tspan(self, token: Tok) -> Span:
         if not self.origins:
-            return build.Span(
-                line=token.line,
-                column=token.column,
-                end_line=token.end_line,
-                end_column=token.end_column,
-            )
+            return span_of(token.line, token.column, token.end_line, token.end_column)
         return span_of(
             *self._absolute(token.line, token.column),
             *self._absolute(token.end_line, token.end_column),
@@ -441,12 +449,7 @@ class PlanTransformer(Transformer[Tok, Any]):
     def _span(self, first: Tok, last: Tok) -> Span:
         """From the start of one token to the end of another."""
         if not self.origins:
-            return build.Span(
-                line=first.line,
-                column=first.column,
-                end_line=last.end_line,
-                end_column=last.end_column,
-            )
+            return span_of(first.line, first.column, last.end_line, last.end_column)
         return span_of(
             *self._absolute(first.line, first.column),
             *self._absolute(last.end_line, last.end_column),
@@ -457,9 +460,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         line, column = (
             self._absolute(first.line, first.column) if self.origins else (first.line, first.column)
         )
-        return build.Span(
-            line=line, column=column, end_line=last.end_line, end_column=last.end_column
-        )
+        return span_of(line, column, last.end_line, last.end_column)
 
     def _absolute(self, line: int, column: int) -> tuple[int, int]:
         """Map a position inside a `${...}` source being parsed to its place in the file."""

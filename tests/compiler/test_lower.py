@@ -271,7 +271,8 @@ def test_policies_not_allowed_in_defaults() -> None:
 def test_plan_settings_given_twice() -> None:
     _, ds, _ = lowered(
         in_plan(
-            "  deadline 1s\n  deadline 2s\n  concurrency 1\n  concurrency 2\n  defaults {}\n  defaults {}"
+            "  deadline 1s\n  deadline 2s\n  concurrency 1\n  concurrency 2\n"
+            "  defaults {}\n  defaults {}"
         )
     )
     assert [(d.code.id, d.span.line if d.span else 0) for d in ds] == [

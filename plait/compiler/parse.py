@@ -215,6 +215,7 @@ def _lark() -> Lark:
         start=["start", "interp"],
         transformer=_TRANSFORMER,
         maybe_placeholders=False,
+        cache=True,  # the grammar analysis, kept in the temp folder, keyed by the grammar's hash
     )
 
 

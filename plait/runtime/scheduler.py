@@ -340,7 +340,12 @@ class Run:
         """Own attempts, then fallbacks, then default; sets st.status (not yet emitted)."""
         st.started = True
         self._emit(ev.StepStarted, step=st.name, standby_for=st.step.standby_for)
-        result = early_failure or await self._own_attempts(st)
+        if early_failure is not None:
+            result = early_failure
+        elif st.step.map is None:  # (awaited here directly: one coroutine less per step)
+            result = await self._call_unit(st, None, {})
+        else:
+            result = await self._run_map(st)
         if result.ok:
             st.output = result.value
             st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
@@ -369,11 +374,6 @@ class Run:
             st.retry = "not_retryable"
             return
         st.status, st.recovered_by = outcomes.RECOVERED, "default"
-
-    async def _own_attempts(self, st: StepState) -> CallResult:
-        if st.step.map is None:
-            return await self._call_unit(st, None, {})
-        return await self._run_map(st)
 
     async def _run_map(self, st: StepState) -> CallResult:
         assert st.step.map is not None
@@ -473,11 +473,15 @@ class Run:
         if spec is None:
             return _failure(ErrorKind.INVALID_INPUT, f"unknown tool `{step.tool}`")
         try:
-            args = self._evaluate_args(step, at.loop)
+            literal = at.state.literal_args
+            args = dict(literal) if literal is not None else self._evaluate_args(step, at.loop)
             args = spec.validate_args(args)
         except ToolError as exc:
             return _failure(kind_of(exc), exc.message)
         uses = at.state.uses
+        if not uses and self.plan.concurrency is None and at.state.name not in self._map_slots:
+            queued.append(self.clock.now())  # nothing to acquire: the common fast path
+            return await self._call_tool(at, spec, args)
         admissions: list[tuple[CircuitBreaker, Any]] = []
         for name in uses:
             breaker = self._breakers.get(name)
@@ -505,9 +509,6 @@ class Run:
                             uses: tuple[str, ...], admissions: list[tuple[CircuitBreaker, Any]],
                             queued: list[float]) -> CallResult:
         map_slots = self._map_slots.get(at.state.name)
-        if not uses and map_slots is None and self.plan.concurrency is None:
-            queued.append(self.clock.now())  # nothing to wait for: the common fast path
-            return await self._call_tool(at, spec, args)
         async with contextlib.AsyncExitStack() as slots:
             for name in uses:
                 if name in self._bulkheads:

@@ -17,6 +17,7 @@ from plait.compiler.ir import (
     Expr,
     IndexExpr,
     ListExpr,
+    LiteralExpr,
     NotExpr,
     Plan,
     Step,
@@ -64,23 +65,26 @@ class StepState:
     deps: tuple[str, ...] = field(init=False)  # tuples of strings: the GC stops tracking them
     uses: tuple[str, ...] = field(init=False)
     final_view: outcomes.StepView | None = field(default=None, init=False)
+    # The arguments when every one is a literal (evaluated once, not per attempt), or None.
+    literal_args: dict[str, Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = self.step.name
         self.deps = tuple(dict.fromkeys(self.step.depends_on))
         self.uses = tuple(sorted(dict.fromkeys(self.step.uses)))
+        literals = {n: e for n, e in self.step.args.items() if isinstance(e, LiteralExpr)}
+        self.literal_args = ({n: e.value for n, e in literals.items()}
+                             if len(literals) == len(self.step.args) else None)
 
     @property
     def done(self) -> bool:
         return self.status is not None
 
     def view(self) -> outcomes.StepView:
-        return outcomes.StepView(
-            name=self.name, status=self.status or "", reason=self.reason,
-            optional=self.step.optional, standby=self.step.is_standby, kind=self.kind,
-            fallback_used=self.fallback_used,
-            recovered_by_default=self.recovered_by == "default",
-            elements_failed=(self.elements or {}).get("failed"))
+        return outcomes.step_view(
+            self.name, self.status or "", self.reason, self.step.optional,
+            self.step.is_standby, self.kind, self.fallback_used,
+            self.recovered_by == "default", (self.elements or {}).get("failed"))
 
 
 # --- environment variables ------------------------------------------------------------------

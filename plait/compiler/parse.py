@@ -22,7 +22,7 @@ import difflib
 import gc
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from lark import Lark
+from lark.visitors import _vargs_inline
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error
@@ -140,12 +141,16 @@ _VALUE_KINDS = ("DURATION", "RATE", "PERCENT")  # tried in this order where acce
 _DIGIT_START = r"-?[0-9]"  # numbers, durations, rates and percentages start so
 
 
+# a reduction: children count, rule name, what builds the value, whether children are spread
+_Reduce = tuple[int, str, Callable[..., object] | None, bool]
+
+
 @dataclass(frozen=True)
 class _Tables:
     """lark's LALR table, flattened for a fast loop: per state, symbol -> next state (shift
-    or goto) or (size, rule name, callback) (reduce)."""
+    or goto) or (size, rule name, builder, spread) (reduce; see `_builder`)."""
 
-    states: dict[int, dict[str, int | tuple[int, str, object]]]
+    states: dict[int, dict[str, int | _Reduce]]
     start: int
     end: int
     lexer: _Lexicon
@@ -223,19 +228,67 @@ def _lark() -> Lark:
 def _tables(start: str) -> _Tables:
     lark = _lark()
     conf = lark.parse_interactive("", start=start).parser_state.parse_conf
-    states: dict[int, dict[str, int | tuple[int, str, object]]] = {}
+    states: dict[int, dict[str, int | _Reduce]] = {}
     for state, actions in conf.states.items():
-        row: dict[str, int | tuple[int, str, object]] = {}
+        row: dict[str, int | _Reduce] = {}
         for name, (action, arg) in actions.items():
             symbol = str(name)  # plain strings: lark's Token compares slowly
             if action.name == "Shift":
                 row[symbol] = arg
             elif _passes_child_through(arg):
-                row[symbol] = (1, str(arg.origin.name), None)
+                row[symbol] = (1, str(arg.origin.name), None, False)
             else:
-                row[symbol] = (len(arg.expansion), str(arg.origin.name), conf.callbacks[arg])
+                row[symbol] = (len(arg.expansion), str(arg.origin.name), *_builder(arg))
         states[state] = row
     return _Tables(states, conf.start_state, conf.end_state, _lexicon(lark))
+
+
+def _builder(rule: Any) -> tuple[Callable[..., object], bool]:
+    """What a reduction of `rule` calls, and whether with the children spread (`f(*kids)`)
+    or as one list: lark's callback chain for the rule (child filter, `_rule` inlining,
+    `?rule` single-child expansion, then the transformer method), flattened into one call.
+
+    Same result as lark's `conf.callbacks[rule]`, except that an inlined `_rule` builds a
+    plain list where lark builds a Tree for the parent to take apart.
+    """
+    name = str(rule.alias or rule.options.template_source or rule.origin.name)
+    method = getattr(_TRANSFORMER, name, None)
+    if method is not None:
+        if getattr(method, "visit_wrapper", None) is not _vargs_inline:
+            raise TypeError(f"transformer method {name} must take its children inline")
+        method = method.base_func
+    keep_all = rule.options.keep_all_tokens
+    include = tuple(
+        (i, not sym.is_term and sym.name.startswith("_"))
+        for i, sym in enumerate(rule.expansion)
+        if keep_all or not (sym.is_term and sym.filter_out)
+    )
+    single = bool(rule.options.expand1 and not rule.alias)  # `?rule` with one child: the child
+    if (
+        method is not None
+        and not single
+        and len(include) == len(rule.expansion)
+        and not any(expand for _, expand in include)
+    ):
+        return method, True
+    inlined = method is None and name.startswith("_")
+
+    def reduce(children: list[Any]) -> object:
+        kept: list[Any] = []
+        for i, expand in include:
+            if not expand:
+                kept.append(children[i])
+            elif kept:
+                kept += children[i]
+            else:  # left recursion (`item*`): extend the child's own list, no copying
+                kept = children[i]
+        if single and len(kept) == 1:
+            return kept[0]
+        if method is not None:
+            return method(*kept)
+        return kept if inlined else _TRANSFORMER.__default__(name, kept, None)
+
+    return reduce, False
 
 
 def _passes_child_through(rule: Any) -> bool:
@@ -422,10 +475,7 @@ class _Driver:
     def run(self) -> object:
         while True:
             try:
-                token = self._next()
-                while token is not None:
-                    self._take(token)
-                    token = self._next()
+                self._loop()
                 return self._feed_end()
             except _Unexpected as problem:
                 if not self._on_unexpected(problem.token, self._expected()):
@@ -436,31 +486,115 @@ class _Driver:
             except _Fatal:
                 return None
 
-    def _next(self) -> Tok | None:
-        """The next token, typed by what the parser accepts here; None at the end."""
-        text = self.text
-        match = self._match_token(text, self.pos)  # blanks and comments, then a token
-        if match is None:
-            end = self.lexicon.blank.match(text, self.pos).end()  # type: ignore[union-attr]
-            if end >= len(text):
-                return None
-            raise _BadCharacter(end)
-        group = match.lastgroup
-        pos = match.start(group)  # type: ignore[arg-type]
-        value = match.group(group)  # type: ignore[arg-type]
-        if group == "PUNCT":
-            kind = self._punctuation[value]
-        elif group == "WORD":
-            kind = self._word_type(value, pos)
-            if kind == "FACTOR":
-                value = self.lexicon.patterns["FACTOR"].match(text, pos).group()  # type: ignore[union-attr]
-        elif group == "DIGITS":
-            kind, value = self._value_token(pos)
-        else:
-            kind = "_NL" if group == "NL" else group  # type: ignore[assignment]
-        return self._make(kind, value, pos)
+    def _loop(self) -> None:
+        """Tokenize and parse to the end of the text (raises on an error; `run` recovers).
+
+        One loop for the whole hot path (a 10,000-step plan is ~300,000 tokens): the lexer
+        (`_next` in words), the newline and `{` rules (`_take`), and the LALR table (`_shift`,
+        `_reduce`), with everything bound to locals. The lexer's position lives in locals
+        and is written back to `self` on the way out, so recovery sees where it stopped.
+        """
+        text, table, states, values, stack = (
+            self.text,
+            self.tables.states,
+            self.states,
+            self.values,
+            self.stack,
+        )
+        match_token, punctuation = self._match_token, self._punctuation
+        keywords, factor = self.lexicon.keywords, self.lexicon.patterns["FACTOR"].match
+        interp = self.start == "interp"
+        pos, line, line_start = self.pos, self.line, self.line_start
+        try:
+            while True:
+                match = match_token(text, pos)  # blanks and comments, then a token
+                if match is None:
+                    end = self.lexicon.blank.match(text, pos).end()  # type: ignore[union-attr]
+                    if end >= len(text):
+                        return
+                    raise _BadCharacter(end)
+                group = match.lastgroup
+                start, end = match.span(group)
+                # the token's type: words, numbers and `x2` by what the parser accepts here
+                if group == "WORD":
+                    value = text[start:end]
+                    accepts = table[states[-1]]
+                    kind = keywords.get(value)  # type: ignore[assignment]
+                    if kind is None or not (kind in accepts or "NAME" not in accepts):
+                        if kind in ITEM_KEYWORDS and "NUMBER" in accepts:
+                            pass  # an item keyword where an expression starts (see _word_type)
+                        elif "FACTOR" in accepts and (found := factor(text, start)):
+                            kind, value = "FACTOR", found.group()
+                            end = start + len(value)
+                        else:
+                            kind = "NAME"
+                elif group == "PUNCT":
+                    value = text[start:end]
+                    kind = punctuation[value]
+                elif group == "DIGITS":
+                    kind, value = self._value_token(start)
+                    end = start + len(value)
+                else:
+                    value = text[start:end]
+                    kind = "_NL" if group == "NL" else group  # type: ignore[assignment]
+                column, first_line = start - line_start + 1, line
+                if kind == "_NL" or kind == "LONG_STRING":
+                    newlines = value.count("\n")
+                    if newlines:
+                        line += newlines
+                        line_start = start + value.rindex("\n") + 1
+                pos = end
+                token = Tok(kind, value, start, first_line, column, line, end - line_start + 1, end)
+                # newlines end statements outside brackets; a `{` after a value opens a dict
+                ends = False
+                if kind == "_NL" or kind == "SEMI":
+                    if (stack and stack[-1].kind != "block") or interp:
+                        if kind != "SEMI":
+                            continue  # `;` inside brackets: an error the parser reports
+                    else:
+                        if self.at_line_start or self._brace_follows(token):
+                            continue  # a run of line ends; or reported, parse on
+                        if kind == "SEMI":
+                            token, kind = token.retyped("_NL"), "_NL"
+                        ends = True
+                elif kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in (
+                    _BLOCK_AFTER
+                ):
+                    token, kind = token.retyped("DICT_OPEN"), "DICT_OPEN"
+                # the LALR loop: reduce while the table says so, then shift the token
+                while True:
+                    action = table[states[-1]].get(kind)
+                    if action is None:
+                        raise _Unexpected(token)
+                    if action.__class__ is int:
+                        states.append(action)  # type: ignore[arg-type]
+                        values.append(token)
+                        break
+                    size, rule, build, spread = action  # type: ignore[misc]
+                    if build is None:  # a link of the precedence chain: keep the value
+                        del states[-1]
+                    else:
+                        children = values[-size:] if size else []
+                        if size:
+                            del states[-size:]
+                            del values[-size:]
+                        values.append(build(*children) if spread else build(children))
+                    states.append(table[states[-1]][rule])  # type: ignore[arg-type]
+                self.prev, self.at_line_start = token, False
+                if self.base is None:
+                    self.base = len(states) - 1
+                if len(self.head) < 2 and (not stack or stack[-1].kind == "block"):
+                    self.head.append(token)
+                if kind in _BRACKETS:
+                    self._track_brackets(token)
+                if ends:
+                    self.at_line_start, self.base, self.head = True, None, []
+        finally:
+            self.pos, self.line, self.line_start = pos, line, line_start
 
     def _word_type(self, word: str, pos: int) -> str:
+        """What a word is here (the loop inlines this): a keyword only where the parser
+        accepts it (or where no name fits), `x2` a factor where one is accepted, else a name."""
         accepts = self.tables.states[self.states[-1]]
         keyword = self.lexicon.keywords.get(word)
         if keyword is not None and (keyword in accepts or "NAME" not in accepts):
@@ -483,67 +617,7 @@ class _Driver:
         number = self.lexicon.patterns["NUMBER"].match(self.text, pos)
         return "NUMBER", number.group() if number else self.text[pos]
 
-    def _make(self, kind: str, value: str, pos: int) -> Tok:
-        line, column = self.line, pos - self.line_start + 1
-        end = pos + len(value)
-        newlines = value.count("\n") if kind in ("_NL", "LONG_STRING") else 0
-        if newlines:
-            self.line += newlines
-            self.line_start = pos + value.rindex("\n") + 1
-        self.pos = end
-        return Tok(kind, value, pos, line, column, self.line, end - self.line_start + 1, end)
-
-    def _take(self, token: Tok) -> None:
-        kind = token.type
-        if kind == "_NL" or kind == "SEMI":
-            self._end_of_line(token)
-            return
-        if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in _BLOCK_AFTER:
-            token = token.retyped("DICT_OPEN")
-        self._feed(token)
-
-    def _end_of_line(self, token: Tok) -> None:
-        if (self.stack and self.stack[-1].kind != "block") or self.start == "interp":
-            if token.type == "SEMI":
-                self._feed(token)  # `;` inside brackets: an error the parser reports
-            return
-        if self.at_line_start:
-            return
-        if self._brace_follows(token):
-            return  # reported; parse on as if the `{` stood on the header's line
-        self._feed(token if token.type == "_NL" else token.retyped("_NL"))
-        self.at_line_start, self.base, self.head = True, None, []
-
-    def _feed(self, token: Tok) -> None:
-        self._shift(token)
-        self.prev, self.at_line_start = token, False
-        if self.base is None:
-            self.base = len(self.states) - 1
-        if len(self.head) < 2 and (not self.stack or self.stack[-1].kind == "block"):
-            self.head.append(token)
-        if token.type in _BRACKETS:
-            self._track_brackets(token)
-
-    def _shift(self, token: Tok) -> None:
-        """The LALR loop: reduce while the table says so, then shift the token."""
-        table, states, values = self.tables.states, self.states, self.values
-        kind = token.type
-        while True:
-            action = table[states[-1]].get(kind)
-            if action is None:
-                raise _Unexpected(token)
-            if action.__class__ is int:
-                states.append(action)
-                values.append(token)
-                return
-            size, rule, callback = action  # type: ignore[misc]
-            if callback is None:  # a link of the precedence chain: keep the value
-                del states[-1]
-                states.append(table[states[-1]][rule])  # type: ignore[arg-type]
-            else:
-                self._reduce(size, rule, callback)
-
-    def _reduce(self, size: int, rule: str, callback: Any) -> None:
+    def _reduce(self, size: int, rule: str, build: Any, spread: bool) -> None:
         states, values = self.states, self.values
         if size:
             children = values[-size:]
@@ -551,7 +625,10 @@ class _Driver:
             del values[-size:]
         else:
             children = []
-        values.append(callback(children) if callback else children[0])
+        if build is None:
+            values.append(children[0])
+        else:
+            values.append(build(*children) if spread else build(children))
         states.append(self.tables.states[states[-1]][rule])  # type: ignore[arg-type]
 
     def _feed_end(self) -> object:

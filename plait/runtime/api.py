@@ -245,7 +245,7 @@ class Runner:
 
     async def run(self, *, handle_signals: bool = False) -> RunReport:
         run = self.run_obj = Run(self.plan, self.registry, self.options,
-                                 [self.builder, *self.sinks])
+                                 [self.builder.apply, *self.sinks])
         loop = asyncio.get_running_loop()
         installed = []
         if handle_signals:

@@ -24,12 +24,14 @@ class _Blueprint:
         fields = cls.model_fields
         self.names = frozenset(fields)
         self.required = frozenset(n for n, f in fields.items() if f.is_required())
-        optional = {n: f.default for n, f in fields.items() if not f.is_required()}
-        # immutable defaults are shared; mutable ones ({} and []) are made fresh per
-        # instance, as pydantic does
-        self.defaults = {n: d for n, d in optional.items() if not isinstance(d, dict | list)}
-        self.fresh = tuple((n, type(d)) for n, d in optional.items()
-                           if isinstance(d, dict | list))
+        # Every field in declaration order (the order of `__dict__` is the order of
+        # model_dump, repr and the JSON): required ones hold a placeholder that the given
+        # values replace in place. Immutable defaults are shared; mutable ones ({} and [])
+        # are made fresh per instance, as pydantic does.
+        self.defaults = {n: (None if f.is_required() else f.default)
+                         for n, f in fields.items()}
+        self.fresh = tuple((n, type(f.default)) for n, f in fields.items()
+                           if not f.is_required() and isinstance(f.default, dict | list))
         self.extra = cls.model_config.get("extra") == "allow"
 
 

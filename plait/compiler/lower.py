@@ -35,6 +35,7 @@ from plait.compiler.ir import (
 )
 from plait.compiler.parse import _no_gc
 from plait.compiler.source import SourceMap, Span
+from plait.compiler.transformer import _fast
 from plait.errors import ErrorKind
 
 DEFAULTS_POLICIES = ("timeout", "retry", "uses")
@@ -263,11 +264,11 @@ class _Lowering:
         depends = self._references(refs, loop_var) | self._references(extra, None)
         after = self._targets(name, policies.get("after"), "after")
         depends.update(t for t in after if t in self.step_nodes)
-        return Step(
+        return _new_step(
             name=name,
             tool=node.call.tool.name,
             args=args,
-            map=MapSpec(var=loop_var, over=node.map.over) if node.map else None,
+            map=_new_map(var=loop_var, over=node.map.over) if node.map else None,
             depends_on=sorted(depends, key=self.order.__getitem__),
             after=after,
             when=_when(policies),
@@ -413,6 +414,15 @@ class _Lowering:
         )
 
 
+# The lowering builds these from values the parser has already typed (a Step's expressions
+# are IR models already), so pydantic's validation would only re-check them: built
+# directly instead (~0.15 s at 10,000 steps); tests/compiler/test_ir_roundtrip.py checks
+# that the plan still validates and round-trips.
+_new_step = _fast(Step)
+_new_map = _fast(MapSpec)
+_new_retry = _fast(RetryPolicy)
+
+
 def _walk(expr: Expr) -> Iterator[Expr]:
     """Every node of an expression tree, without recursion (trees may be deep)."""
     stack: list[Any] = [expr]
@@ -458,7 +468,7 @@ def _retry(node: nodes.RetryNode) -> RetryPolicy:
         if node.on is not None
         else None
     )
-    return RetryPolicy(
+    return _new_retry(
         retries=node.retries,
         on=on,
         backoff_s=node.backoff.seconds

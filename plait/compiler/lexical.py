@@ -17,6 +17,7 @@ _UNIT_ORDER = ("h", "m", "s", "ms")  # units combine in this (descending) order
 RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"([0-9][0-9_]*(?:\.[0-9][0-9_]*)?)([A-Za-z_.][A-Za-z_.]*)?")
 _UNICODE_ESCAPE = re.compile(r"\{([0-9A-Fa-f]{1,6})\}")
+_SPECIAL = re.compile(r"[\\$]")  # what `_scan` must look at; the rest is copied as is
 _SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "$": "$"}
 ESCAPES_HELP = 'escapes are \\\\ \\" \\n \\r \\t \\$ and \\u{HEX}'
 
@@ -166,6 +167,13 @@ def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPar
     buf: list[str] = []
     i, n = 0, len(text)
     while i < n:
+        special = _SPECIAL.search(text, i)  # plain text runs are copied whole
+        if special is None:
+            buf.append(text[i:])
+            break
+        if special.start() > i:
+            buf.append(text[i : special.start()])
+            i = special.start()
         c = text[i]
         if c == "\\":
             i = _escape(text, i, offsets, buf, problems)

@@ -504,7 +504,10 @@ class _Driver:
         match_token, punctuation = self._match_token, self._punctuation
         keywords, factor = self.lexicon.keywords, self.lexicon.patterns["FACTOR"].match
         interp = self.start == "interp"
+        brackets, block_after, item_keywords = _BRACKETS, _BLOCK_AFTER, ITEM_KEYWORDS
         pos, line, line_start = self.pos, self.line, self.line_start
+        # the statement state, in locals too; written back around the few calls that use it
+        prev, at_line_start, base, head = self.prev, self.at_line_start, self.base, self.head
         try:
             while True:
                 match = match_token(text, pos)  # blanks and comments, then a token
@@ -521,7 +524,7 @@ class _Driver:
                     accepts = table[states[-1]]
                     kind = keywords.get(value)  # type: ignore[assignment]
                     if kind is None or not (kind in accepts or "NAME" not in accepts):
-                        if kind in ITEM_KEYWORDS and "NUMBER" in accepts:
+                        if kind in item_keywords and "NUMBER" in accepts:
                             pass  # an item keyword where an expression starts (see _word_type)
                         elif "FACTOR" in accepts and (found := factor(text, start)):
                             kind, value = "FACTOR", found.group()
@@ -552,14 +555,15 @@ class _Driver:
                         if kind != "SEMI":
                             continue  # `;` inside brackets: an error the parser reports
                     else:
-                        if self.at_line_start or self._brace_follows(token):
-                            continue  # a run of line ends; or reported, parse on
+                        if at_line_start:
+                            continue  # a run of line ends
+                        self.head, self.prev = head, prev
+                        if self._brace_follows(token):
+                            continue  # reported; parse on as if `{` stood on the header line
                         if kind == "SEMI":
                             token, kind = token.retyped("_NL"), "_NL"
                         ends = True
-                elif kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in (
-                    _BLOCK_AFTER
-                ):
+                elif kind == "LBRACE" and (prev.type if prev else "_NL") not in block_after:
                     token, kind = token.retyped("DICT_OPEN"), "DICT_OPEN"
                 # the LALR loop: reduce while the table says so, then shift the token
                 while True:
@@ -580,17 +584,20 @@ class _Driver:
                             del values[-size:]
                         values.append(build(*children) if spread else build(children))
                     states.append(table[states[-1]][rule])  # type: ignore[arg-type]
-                self.prev, self.at_line_start = token, False
-                if self.base is None:
-                    self.base = len(states) - 1
-                if len(self.head) < 2 and (not stack or stack[-1].kind == "block"):
-                    self.head.append(token)
-                if kind in _BRACKETS:
+                prev, at_line_start = token, False
+                if base is None:
+                    base = len(states) - 1
+                if len(head) < 2 and (not stack or stack[-1].kind == "block"):
+                    head.append(token)
+                if kind in brackets:
+                    self.base, self.head, self.at_line_start = base, head, False
                     self._track_brackets(token)
+                    base, head, at_line_start = self.base, self.head, self.at_line_start
                 if ends:
-                    self.at_line_start, self.base, self.head = True, None, []
+                    at_line_start, base, head = True, None, []
         finally:
             self.pos, self.line, self.line_start = pos, line, line_start
+            self.prev, self.at_line_start, self.base, self.head = prev, at_line_start, base, head
 
     def _word_type(self, word: str, pos: int) -> str:
         """What a word is here (the loop inlines this): a keyword only where the parser

@@ -214,7 +214,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         )
 
     def type(self, name: Tok, *inner: Any) -> nodes.TypeRef:
-        text = f"{name}[{inner[1].text}]" if inner else str(name)
+        text = f"{name.value}[{inner[1].text}]" if inner else name.value
         return nodes.TypeRef(text, self._span(name, inner[-1] if inner else name))
 
     def output(self, keyword: Tok, name: Tok, expr: Expr) -> nodes.OutputNode:
@@ -366,7 +366,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def binary(self, left: Expr, op: Tok, right: Expr) -> Expr:
         return self._nest(
-            build.BinaryExpr(op=str(op), left=left, right=right, span=_cover(left, right)),
+            build.BinaryExpr(op=op.value, left=left, right=right, span=_cover(left, right)),
             left,
             right,
         )
@@ -385,7 +385,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def attr(self, value: Expr, field: Tok) -> Expr:
         if isinstance(value, NameExpr) and value.name == "env":
-            return build.EnvExpr(name=str(field), span=join(_expr_span(value), self._tspan(field)))
+            return build.EnvExpr(name=field.value, span=join(_expr_span(value), self._tspan(field)))
         return self._attr(value, field, False)
 
     def opt_attr(self, value: Expr, _qdot: Tok, field: Tok) -> Expr:
@@ -405,7 +405,7 @@ class PlanTransformer(Transformer[Tok, Any]):
     def call_expr(self, func: Tok, *rest: Any) -> Expr:
         args = list(rest[:-1])
         return self._nest(
-            build.CallExpr(func=str(func), args=args, span=self._span(func, rest[-1])), *args
+            build.CallExpr(func=func.value, args=args, span=self._span(func, rest[-1])), *args
         )
 
     def number(self, token: Tok) -> Expr:
@@ -433,7 +433,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         return self._nest(node, *(entry.value for entry in entries))
 
     def entry(self, key: Tok, value: Expr) -> DictEntry:
-        text = self._plain(key) if key.type in ("STRING", "LONG_STRING") else str(key)
+        text = self._plain(key) if key.type in ("STRING", "LONG_STRING") else key.value
         return build.DictEntry(key=text, value=value, key_span=self._tspan(key))
 
     # --- helpers: spans -----------------------------------------------------------------------
@@ -476,7 +476,7 @@ class PlanTransformer(Transformer[Tok, Any]):
     # --- helpers: values ----------------------------------------------------------------------
 
     def _ident(self, token: Tok) -> nodes.Ident:
-        return nodes.Ident(str(token), self._tspan(token))
+        return nodes.Ident(token.value, self._tspan(token))
 
     def _name(self, token: Tok, what: str) -> nodes.Ident:
         """A name that may not be a reserved word (inputs, steps, map variables)."""
@@ -497,7 +497,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _value(self, convert: Callable[[str], Any], token: Tok, fallback: Any) -> Any:
         try:
-            return convert(str(token))
+            return convert(token.value)
         except LexicalError as problem:
             code = codes.UNKNOWN_DURATION_UNIT if convert is parse_duration else codes.BAD_LITERAL
             self._report(code, problem.message, self._tspan(token), problem.hint)
@@ -505,7 +505,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _duration(self, token: Tok) -> nodes.Duration:
         return nodes.Duration(
-            str(token), self._value(parse_duration, token, None), self._tspan(token)
+            token.value, self._value(parse_duration, token, None), self._tspan(token)
         )
 
     def _int(self, token: Tok, what: str) -> int:
@@ -527,7 +527,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         code: codes.Code,
         hint: str | None,
     ) -> None:
-        word = token.name if isinstance(token, nodes.Ident) else str(token)
+        word = token.name if isinstance(token, nodes.Ident) else token.value
         if word not in choices:
             span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
             self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span, hint)
@@ -560,7 +560,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         field_span = self._tspan(field)
         node = build.AttrExpr(
             value=value,
-            field=str(field),
+            field=field.value,
             optional=optional,
             field_span=field_span,
             span=join(_expr_span(value), field_span),
@@ -598,7 +598,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         return node
 
     def _string(self, token: Tok) -> Expr:
-        parts, problems = decode_string(str(token))
+        parts, problems = decode_string(token.value)
         for problem in problems:
             code = codes.BAD_ESCAPE if problem.kind == "escape" else codes.BAD_INTERPOLATION
             self._report(
@@ -654,7 +654,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _offset_position(self, token: Tok, offset: int) -> tuple[int, int]:
         """The file position of the character at `offset` in a token's text."""
-        text = str(token)
+        text = token.value
         newlines = text.count("\n", 0, offset)
         if newlines:
             line, column = (token.line or 1) + newlines, offset - text.rfind("\n", 0, offset)
@@ -666,7 +666,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _plain(self, token: Tok) -> str:
         """A string where interpolation is not allowed (plan description, `use`, dict keys)."""
-        parts, problems = decode_string(str(token))
+        parts, problems = decode_string(token.value)
         for problem in problems:
             self._report(
                 codes.BAD_ESCAPE,

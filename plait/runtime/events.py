@@ -29,20 +29,21 @@ _OMIT_WHEN_EMPTY = frozenset({
 
 
 # utc_now_iso formats only the microseconds per call; the date and time up to the second
-# are formatted once per second (events are stamped at a high rate).
+# are formatted once per second (events are stamped at a high rate). Integer nanoseconds:
+# no float rounding.
 _second_cache: tuple[int, str] = (-1, "")
+_time_ns = time.time_ns
 
 
 def utc_now_iso() -> str:
     """The current time as ISO-8601 UTC with microseconds (`2026-01-01T10:00:00.123456Z`)."""
     global _second_cache
-    now = time.time()
-    second = int(now)
+    second, micro = divmod(_time_ns() // 1000, 1_000_000)
     cached, prefix = _second_cache
     if second != cached:
         prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]  # drop "+00:00"
         _second_cache = (second, prefix)
-    return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+    return f"{prefix}.{micro:06d}Z"
 
 
 def format_ts(moment: datetime) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from plait.runtime.events import parse_ts
-from plait.runtime.fastmodel import construct
+from plait.runtime.fastmodel import trusted
 
 
 class StepMetrics(BaseModel):
@@ -62,7 +62,7 @@ class _Acc:
         self.finished: str | None = None
 
     def metrics(self) -> StepMetrics:
-        return construct(StepMetrics, {
+        return trusted(StepMetrics, {
             "attempts": self.attempts, "backoff_s": self.backoff_s, "queued_s": self.queued_s,
             "call_s": self.call_s, "duration_s": _seconds(self.first_start, self.finished)})
 

@@ -25,7 +25,7 @@ from plait.runtime.events import (
     StepFinished,
     parse_ts,
 )
-from plait.runtime.fastmodel import construct
+from plait.runtime.fastmodel import construct, trusted
 from plait.runtime.metrics import MetricsFold, RunMetrics
 
 ATTEMPT_LOG_SIZE = 20
@@ -139,7 +139,7 @@ class _Attempt:
         self.injected = False
 
     def record(self) -> AttemptRecord:
-        return construct(AttemptRecord, {
+        return trusted(AttemptRecord, {
             "attempt": self.attempt, "element": self.element, "started_at": self.started_at,
             "duration_s": self.duration_s, "kind": self.kind, "message": self.message,
             "delay_s": self.delay_s, "injected": self.injected})
@@ -259,7 +259,7 @@ class ReportBuilder:
                                           "retry": final.retry})
         started = fold.started_at if final.attempts > 0 else None
         # values come from typed events: built without validation (one record per step)
-        return construct(StepReport, {
+        return trusted(StepReport, {
             "status": final.status, "reason": final.reason, "caused_by": final.caused_by,
             "attempts": final.attempts, "output": final.output, "error": error,
             "fallback_used": final.fallback_used, "started_at": started,
@@ -279,13 +279,10 @@ class ReportBuilder:
                 continue
             meta = info.get(name, {})
             f = fold.final
-            views.append(outcomes.StepView(
-                name=name, status=f.status, reason=f.reason,
-                optional=bool(meta.get("optional")), standby=bool(meta.get("standby_for")),
-                kind=f.kind, fallback_used=f.fallback_used,
-                recovered_by_default=f.recovered_by == "default",
-                elements_failed=(f.elements or {}).get("failed"),
-            ))
+            views.append(outcomes.step_view(
+                name, f.status, f.reason, bool(meta.get("optional")),
+                bool(meta.get("standby_for")), f.kind, f.fallback_used,
+                f.recovered_by == "default", (f.elements or {}).get("failed")))
         return views
 
     def report(self) -> RunReport:
@@ -310,7 +307,7 @@ class ReportBuilder:
         fin = self.finished
         if fin is not None:
             reasons += [Reason(**e) for e in fin.output_errors]
-        return construct(RunReport, {
+        return trusted(RunReport, {
             "plan": self.started.plan, "run_id": self.started.run_id,
             "outcome": fin.outcome if fin else outcomes.run_outcome(views),
             "plait_version": self.started.plait_version,

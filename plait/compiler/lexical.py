@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _UNIT_ORDER = ("h", "m", "s", "ms")  # units combine in this (descending) order
@@ -31,6 +32,7 @@ class LexicalError(ValueError):
         self.hint = hint
 
 
+@lru_cache(maxsize=4096)  # pure; a plan repeats the same few values
 def parse_number(text: str) -> int | float:
     """`42`, `-3`, `0.5`, `1e-3`, `1_000`."""
     try:
@@ -41,6 +43,7 @@ def parse_number(text: str) -> int | float:
         raise LexicalError(f"malformed number `{text}`") from None
 
 
+@lru_cache(maxsize=4096)  # pure; a plan repeats the same few values
 def parse_duration(text: str) -> float:
     """`250ms`, `1.5s`, `1m30s` -> seconds."""
     total, pos, last_rank = 0.0, 0, -1
@@ -69,6 +72,7 @@ def parse_duration(text: str) -> float:
     return total
 
 
+@lru_cache(maxsize=4096)  # pure; a plan repeats the same few values
 def parse_rate(text: str) -> tuple[float, float]:
     """`10/s` -> (count, period in seconds)."""
     count, _, period = text.partition("/")
@@ -79,11 +83,13 @@ def parse_rate(text: str) -> tuple[float, float]:
     return _float(count, text), RATE_PERIODS[period]
 
 
+@lru_cache(maxsize=4096)  # pure; a plan repeats the same few values
 def parse_percent(text: str) -> float:
     """`25%` -> 25.0."""
     return _float(text[:-1], text)
 
 
+@lru_cache(maxsize=4096)  # pure; a plan repeats the same few values
 def parse_factor(text: str) -> float:
     """`x2`, `x1.5` -> the backoff factor."""
     return _float(text[1:], text)

@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
@@ -154,6 +154,10 @@ class _Tables:
     start: int
     end: int
     lexer: _Lexicon
+    # (state below, top state, lookahead) -> the top state after the run of precedence-chain
+    # links that lookahead reduces there (`?expr: coalesce`, ...: most reductions); filled
+    # as met, so a `name` climbs the chain in one step instead of seven
+    links: dict[tuple[int, int, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -501,7 +505,7 @@ class _Driver:
             self.values,
             self.stack,
         )
-        match_token, punctuation = self._match_token, self._punctuation
+        match_token, punctuation, links = self._match_token, self._punctuation, self.tables.links
         keywords, factor = self.lexicon.keywords, self.lexicon.patterns["FACTOR"].match
         interp = self.start == "interp"
         brackets, block_after, item_keywords = _BRACKETS, _BLOCK_AFTER, ITEM_KEYWORDS
@@ -576,14 +580,19 @@ class _Driver:
                         break
                     size, rule, build, spread = action  # type: ignore[misc]
                     if build is None:  # a link of the precedence chain: keep the value
-                        del states[-1]
+                        below = states[-2]
+                        key = (below, states[-1], kind)
+                        top = links.get(key)
+                        if top is None:
+                            top = links[key] = _climb(table, below, action, kind)  # type: ignore[arg-type]
+                        states[-1] = top
                     else:
                         children = values[-size:] if size else []
                         if size:
                             del states[-size:]
                             del values[-size:]
                         values.append(build(*children) if spread else build(children))
-                    states.append(table[states[-1]][rule])  # type: ignore[arg-type]
+                        states.append(table[states[-1]][rule])  # type: ignore[arg-type]
                 prev, at_line_start = token, False
                 if base is None:
                     base = len(states) - 1
@@ -997,6 +1006,18 @@ class _Driver:
         if token.type == "_NL":  # the line end itself, not the indentation after it
             return self._span(line, column, line, column + 1)
         return self._span(line, column, token.end_line or line, token.end_column or column + 1)
+
+
+def _climb(
+    table: dict[int, dict[str, int | _Reduce]], below: int, action: _Reduce, kind: str
+) -> int:
+    """The top state after `kind` reduces a run of precedence-chain links over `below`."""
+    while True:
+        top: int = table[below][action[1]]  # type: ignore[assignment]
+        following = table[top].get(kind)
+        if following is None or following.__class__ is int or following[2] is not None:  # type: ignore[index]
+            return top
+        action = following  # type: ignore[assignment]
 
 
 def _token(kind: str, value: str) -> Tok:

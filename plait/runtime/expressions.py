@@ -34,7 +34,7 @@ from plait.compiler.ir import (
 OUTPUT_STATUSES = frozenset({"succeeded", "recovered"})
 
 
-@dataclass
+@dataclass(slots=True)  # one per finished step, kept for the run: no per-instance dict
 class StepView:
     """What an expression may see of a step: the fields `STEP.output/status/error/attempts`."""
 

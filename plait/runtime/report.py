@@ -148,14 +148,12 @@ class _Attempt:
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
-    __slots__ = ("final", "last_failed", "log", "open", "started_at")
+    __slots__ = ("final", "last_failed", "log", "started_at")
 
     def __init__(self) -> None:
         self.started_at: str | None = None
         self.log: list[_Attempt] = []  # the last ATTEMPT_LOG_SIZE attempts
-        # Attempts still open, by (attempt, element), and the last failed one per element
-        # (made only when an attempt fails).
-        self.open: dict[tuple[int, int | None], _Attempt] = {}
+        # The last failed attempt per element (made only when an attempt fails).
         self.last_failed: dict[int | None, _Attempt] | None = None
         self.final: StepFinished | None = None
 
@@ -171,6 +169,8 @@ class ReportBuilder:
         self.started: RunStarted | None = None
         self.finished: RunFinished | None = None
         self.steps: dict[str, _StepFold] = {}
+        # Attempts still open, by (step, attempt, element): one dict for the run, not per step.
+        self.open: dict[tuple[str, int, int | None], _Attempt] = {}
         self.metrics = MetricsFold()
         self._handlers: dict[str, Callable[[Any], None]] = {
             "run_started": self._on_run_started,
@@ -207,7 +207,7 @@ class ReportBuilder:
         if fold.started_at is None:
             fold.started_at = event.ts
         record = _Attempt(event.attempt, event.element, event.ts)
-        fold.open[(event.attempt, event.element)] = record
+        self.open[(event.step, event.attempt, event.element)] = record
         log = fold.log
         log.append(record)
         if len(log) > ATTEMPT_LOG_SIZE:
@@ -215,7 +215,7 @@ class ReportBuilder:
 
     def _on_attempt_finished(self, event: AttemptFinished) -> None:
         fold = self._step(event.step)
-        record = fold.open.pop((event.attempt, event.element), None)
+        record = self.open.pop((event.step, event.attempt, event.element), None)
         if record is None:
             return
         record.duration_s = event.duration_s
@@ -227,7 +227,8 @@ class ReportBuilder:
             fold.last_failed[event.element] = record
 
     def _on_attempt_failed(self, event: AttemptFailed) -> None:
-        record = self._step(event.step).open.get((event.attempt, event.element))
+        self._step(event.step)
+        record = self.open.get((event.step, event.attempt, event.element))
         if record is not None:
             record.kind, record.message, record.injected = (event.kind, event.message,
                                                             event.injected)

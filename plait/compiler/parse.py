@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, get_args
 
@@ -276,6 +277,9 @@ def _builder(rule: Any) -> tuple[Callable[..., object], bool]:
     ):
         return method, True
     inlined = method is None and name.startswith("_")
+    fast = None if single else _fast_builder(method, include, inlined)
+    if fast is not None:
+        return fast, False
 
     def reduce(children: list[Any]) -> object:
         kept: list[Any] = []
@@ -293,6 +297,44 @@ def _builder(rule: Any) -> tuple[Callable[..., object], bool]:
         return kept if inlined else _TRANSFORMER.__default__(name, kept, None)
 
     return reduce, False
+
+
+def _fast_builder(
+    method: Callable[..., object] | None, include: tuple[tuple[int, bool], ...], inlined: bool
+) -> Callable[[list[Any]], object] | None:
+    """The frequent shapes of `_builder`'s general reduce, without its loop: a method given
+    some of the children (`step`, `call`, `arg`: punctuation left out), a `_rule`'s list of
+    children (`_policy`), and one more item on a left-recursive `item*` list."""
+    kept = tuple(i for i, _ in include)
+    expands = tuple(expand for _, expand in include)
+    if method is not None and not any(expands) and kept:
+        if len(kept) == 1:
+            (only,) = kept
+            return lambda children: method(children[only])
+        pick = itemgetter(*kept)
+        return lambda children: method(*pick(children))
+    if not inlined:
+        return None
+    if not any(expands):
+        return lambda children: [children[i] for i in kept]
+    if len(include) == 2 and expands[0] and kept[0] == 0:  # `__x_star: __x_star item`
+        item = kept[1]
+        if expands[1]:  # the item is a `_rule` itself: its list
+
+            def more(children: list[Any]) -> object:
+                items: list[Any] = children[0]
+                items += children[item]
+                return items
+
+            return more
+
+        def one_more(children: list[Any]) -> object:
+            items: list[Any] = children[0]
+            items.append(children[item])
+            return items
+
+        return one_more
+    return None
 
 
 def _passes_child_through(rule: Any) -> bool:

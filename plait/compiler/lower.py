@@ -8,7 +8,7 @@ the key shapes documented in `plait.compiler.source`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from plait.compiler import codes, nodes
@@ -17,7 +17,6 @@ from plait.compiler.ir import (
     BreakerPolicy,
     Defaults,
     DictExpr,
-    EnvExpr,
     Expr,
     Input,
     ListExpr,
@@ -370,15 +369,39 @@ class _Lowering:
 
     def _scan(self, expr: Expr) -> list[NameExpr]:
         """Walk an expression once: record `env.NAME`, report duplicate dict keys (E203), and
-        return the bare names it reads."""
+        return the bare names it reads. Iterative (trees may be deep), dispatching on the
+        node tag, a node before its children: the hottest loop of lowering."""
         names: list[NameExpr] = []
-        for node in _walk(expr):
-            if isinstance(node, NameExpr):
+        stack: list[Any] = [expr]
+        pop, push = stack.pop, stack.append
+        while stack:
+            node = pop()
+            kind = node.node
+            if kind == "name":
                 names.append(node)
-            elif isinstance(node, EnvExpr):
+            elif kind == "literal":
+                continue
+            elif kind == "attr":
+                push(node.value)
+            elif kind == "template":
+                stack.extend(part for part in node.parts if not isinstance(part, str))
+            elif kind == "binary":
+                push(node.left)
+                push(node.right)
+            elif kind == "env":
                 self.env.add(node.name)
-            elif isinstance(node, DictExpr):
+            elif kind == "index":
+                push(node.value)
+                push(node.index)
+            elif kind == "not":
+                push(node.operand)
+            elif kind == "list":
+                stack.extend(node.items)
+            elif kind == "dict":
                 self._dict_keys(node)
+                stack.extend(entry.value for entry in node.entries)
+            elif kind == "call":
+                stack.extend(node.args)
         return names
 
     def _dict_keys(self, node: DictExpr) -> None:
@@ -421,33 +444,6 @@ class _Lowering:
 _new_step = _fast(Step)
 _new_map = _fast(MapSpec)
 _new_retry = _fast(RetryPolicy)
-
-
-def _walk(expr: Expr) -> Iterator[Expr]:
-    """Every node of an expression tree, without recursion (trees may be deep)."""
-    stack: list[Any] = [expr]
-    while stack:
-        node = stack.pop()
-        yield node
-        kind = node.node
-        if kind in ("attr", "index", "not", "binary"):
-            stack.extend(getattr(node, f) for f in _CHILDREN[kind])
-        elif kind == "list":
-            stack.extend(node.items)
-        elif kind == "dict":
-            stack.extend(entry.value for entry in node.entries)
-        elif kind == "template":
-            stack.extend(part for part in node.parts if not isinstance(part, str))
-        elif kind == "call":
-            stack.extend(node.args)
-
-
-_CHILDREN = {
-    "attr": ("value",),
-    "index": ("value", "index"),
-    "not": ("operand",),
-    "binary": ("left", "right"),
-}
 
 
 def _get(policies: dict[str, nodes.PolicyNode], key: str, field: str) -> Any:

@@ -141,6 +141,23 @@ def flatten(plan: Plan) -> list[Visit]:
         expr = site.expr
         if expr.node in _LEAVES:  # most arguments are a literal or a name: skip the walker
             add((site, expr, None))
-        else:
-            found.extend((site, node, parent) for node, parent in walk(expr))
+            continue
+        # `walk`, inlined: no generator to resume per node (this runs once per plan node)
+        stack: list[tuple[Expr, Expr | None]] = [(expr, None)]
+        pop, push = stack.pop, stack.append
+        while stack:
+            node, up = pop()
+            add((site, node, up))
+            kind = node.node
+            if kind in _LEAVES:
+                continue
+            if kind == "attr":
+                push((node.value, node))  # type: ignore[union-attr]
+            elif kind == "template":
+                for part in node.parts:  # type: ignore[union-attr]
+                    if not isinstance(part, str):
+                        push((part, node))
+            else:
+                for child in children(node):
+                    push((child, node))
     return found

@@ -26,6 +26,7 @@ EXIT_DEGRADED = 3
 EXIT_INTERNAL = 70
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,6 +49,8 @@ def guarded(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as exc:
             fail_usage(str(exc))
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except (SystemExit, KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:
@@ -58,6 +61,17 @@ def guarded(func: F) -> F:
             sys.exit(EXIT_INTERNAL)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our stdout went away (`plait tools | head -1`): stop quietly.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again;
+    the exit status is the shell's convention for a process ended by SIGPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -702,3 +716,5 @@ def main() -> None:
         cli.main(prog_name="plait", standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(EXIT_SIGINT)
+    except BrokenPipeError:
+        _quiet_broken_pipe()

@@ -424,7 +424,19 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
                 allow_degraded: bool, quiet: bool, seed: int | None,
                 injections: tuple[str, ...], journal_path: str | None,
                 trace: str | None) -> None:
-    """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal."""
+    """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal.
+
+    PLAN is a .agent file or the JSON of `plait compile`. Progress goes to stderr; the
+    report (--json, --report) says what succeeded, what degraded and why.
+
+    \b
+    Examples:
+      plait run triage.agent --input ticket="I was charged twice"
+      plait run triage.agent --inputs inputs.json --json > report.json
+      plait run triage.agent --inject history=timeout     rehearse an outage
+      plait run triage.agent --inject classify=transient:2 --seed 7 --events events.jsonl
+      plait run triage.agent --allow-degraded             exit 0 when degraded (for CI)
+    """
     from plait.runtime.api import Runner, load_plan, parse_cli_inputs, parse_injections
 
     plan = load_plan(plan_path)

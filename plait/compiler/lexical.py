@@ -135,7 +135,7 @@ def decode_string(token: str) -> tuple[list[StringPart], list[Problem]]:
     return _scan(token, token[1:-1], range(1, len(token) - 1))
 
 
-def dedent(body: str, base: int) -> tuple[str, list[int]]:
+def dedent(body: str, base: int) -> tuple[str, Sequence[int]]:
     """SPEC section 9: drop a blank first and last line, remove the common indentation.
 
     Returns the text and, for each of its characters, the offset it came from (`base` is
@@ -149,6 +149,11 @@ def dedent(body: str, base: int) -> tuple[str, list[int]]:
         lines.pop(0)
     if lines and not lines[-1][1].strip(" \t"):
         lines.pop()
+    if len(lines) == 1:  # the common case (one line of text): its own indentation goes
+        start, line = lines[0]
+        kept = line.lstrip(" \t") or line
+        first = start + len(line) - len(kept)
+        return kept, range(first, first + len(kept))
     indents = [
         line[: len(line) - len(line.lstrip(" \t"))] for _, line in lines if line.strip(" \t")
     ]

@@ -294,7 +294,7 @@ def _builder(rule: Any) -> tuple[Callable[..., object], bool]:
             return kept[0]
         if method is not None:
             return method(*kept)
-        return kept if inlined else _TRANSFORMER.__default__(name, kept, None)
+        return kept if inlined else _TRANSFORMER.__default__(name, kept, None)  # type: ignore[no-untyped-call]
 
     return reduce, False
 
@@ -562,21 +562,24 @@ class _Driver:
                     if end >= len(text):
                         return
                     raise _BadCharacter(end)
-                group = match.lastgroup
+                group: str = match.lastgroup  # type: ignore[assignment]
                 start, end = match.span(group)
                 # the token's type: words, numbers and `x2` by what the parser accepts here
                 if group == "WORD":
                     value = text[start:end]
                     accepts = table[states[-1]]
-                    kind = keywords.get(value)  # type: ignore[assignment]
-                    if kind is None or not (kind in accepts or "NAME" not in accepts):
-                        if kind in item_keywords and "NUMBER" in accepts:
-                            pass  # an item keyword where an expression starts (see _word_type)
-                        elif "FACTOR" in accepts and (found := factor(text, start)):
-                            kind, value = "FACTOR", found.group()
-                            end = start + len(value)
-                        else:
-                            kind = "NAME"
+                    keyword = keywords.get(value)
+                    if keyword is not None and (
+                        keyword in accepts
+                        or "NAME" not in accepts
+                        or (keyword in item_keywords and "NUMBER" in accepts)  # see _word_type
+                    ):
+                        kind = keyword
+                    elif "FACTOR" in accepts and (found := factor(text, start)):
+                        kind, value = "FACTOR", found.group()
+                        end = start + len(value)
+                    else:
+                        kind = "NAME"
                 elif group == "PUNCT":
                     value = text[start:end]
                     kind = punctuation[value]
@@ -585,7 +588,7 @@ class _Driver:
                     end = start + len(value)
                 else:
                     value = text[start:end]
-                    kind = "_NL" if group == "NL" else group  # type: ignore[assignment]
+                    kind = "_NL" if group == "NL" else group
                 column, first_line = start - line_start + 1, line
                 if kind == "_NL" or kind == "LONG_STRING":
                     newlines = value.count("\n")
@@ -617,7 +620,7 @@ class _Driver:
                     if action is None:
                         raise _Unexpected(token)
                     if action.__class__ is int:
-                        states.append(action)  # type: ignore[arg-type]
+                        states.append(action)
                         values.append(token)
                         break
                     size, rule, build, spread = action  # type: ignore[misc]

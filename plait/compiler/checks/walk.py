@@ -152,7 +152,7 @@ def flatten(plan: Plan) -> list[Visit]:
             if kind in _LEAVES:
                 continue
             if kind == "attr":
-                push((node.value, node))  # type: ignore[union-attr]
+                push((node.value, node))  # type: ignore[union-attr,arg-type]
             elif kind == "template":
                 for part in node.parts:  # type: ignore[union-attr]
                     if not isinstance(part, str):

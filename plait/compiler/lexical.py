@@ -18,6 +18,7 @@ _UNIT_ORDER = ("h", "m", "s", "ms")  # units combine in this (descending) order
 RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"([0-9][0-9_]*(?:\.[0-9][0-9_]*)?)([A-Za-z_.][A-Za-z_.]*)?")
 _UNICODE_ESCAPE = re.compile(r"\{([0-9A-Fa-f]{1,6})\}")
+_PLAIN_INTERPOLATION = re.compile(r'[^"{}]*\}')
 _SPECIAL = re.compile(r"[\\$]")  # what `_scan` must look at; the rest is copied as is
 _SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "$": "$"}
 ESCAPES_HELP = 'escapes are \\\\ \\" \\n \\r \\t \\$ and \\u{HEX}'
@@ -264,6 +265,9 @@ def _escape(
 
 def _interpolation_end(text: str, i: int) -> int | None:
     """The index of the `}` closing a `${` whose expression starts at i, or None."""
+    plain = _PLAIN_INTERPOLATION.match(text, i)  # no quotes or braces inside: the usual case
+    if plain is not None:
+        return plain.end() - 1
     depth, n = 1, len(text)
     while i < n:
         c = text[i]

@@ -23,11 +23,12 @@ class Span(BaseModel):
 #   ("plan",)                        the plan's name
 #   ("input", NAME)                  an input's name;   ("input", NAME, "default") its default
 #   ("output", NAME)                 an output's name   (its expression carries its own span)
-#   ("resource", NAME)               a resource's name; ("resource", NAME, FIELD) rate/concurrency/breaker
+#   ("resource", NAME)               a resource's name
+#   ("resource", NAME, FIELD)        its rate, concurrency or breaker setting
 #   ("step", NAME)                   a step's name;     ("step", NAME, "tool") the tool name
 #   ("step", NAME, "arg", ARG)       an argument's name (its value expression carries its own span)
 #   ("step", NAME, "policy", POLICY) a policy clause (timeout, retry, after, fallback, ...)
-#   ("step", NAME, "after", TARGET)  / ("step", NAME, "fallback", TARGET) / ("step", NAME, "uses", R)
+#   ("step", NAME, "after", TARGET)  one name in `after`; likewise "fallback" and "uses"
 #   ("step", NAME, "var")            a map step's loop variable
 #   ("defaults", POLICY)             a policy inside `defaults`; ("defaults", "uses", R)
 #   ("use", INDEX)                   the INDEX-th `use` item (0-based)

@@ -25,7 +25,7 @@ from plait.compiler.ir import (
 from plait.compiler.parse import parse
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = Path("/work/shared/SPEC.md")
+SPEC = ROOT.parent / "shared" / "SPEC.md"  # beside the checkout, as in CI
 
 
 def spec_example() -> str:

@@ -568,11 +568,16 @@ class _Driver:
                 if group == "WORD":
                     value = text[start:end]
                     accepts = table[states[-1]]
+                    # a keyword where the parser accepts it, or where no name fits; and an
+                    # item keyword (`step`) where an expression starts: never a valid name
+                    # (it is reserved), most likely the next item after an unclosed
+                    # bracket, and as a keyword it says so; else `x2` a factor where one
+                    # is accepted; else a name
                     keyword = keywords.get(value)
                     if keyword is not None and (
                         keyword in accepts
                         or "NAME" not in accepts
-                        or (keyword in item_keywords and "NUMBER" in accepts)  # see _word_type
+                        or (keyword in item_keywords and "NUMBER" in accepts)
                     ):
                         kind = keyword
                     elif "FACTOR" in accepts and (found := factor(text, start)):
@@ -652,21 +657,6 @@ class _Driver:
         finally:
             self.pos, self.line, self.line_start = pos, line, line_start
             self.prev, self.at_line_start, self.base, self.head = prev, at_line_start, base, head
-
-    def _word_type(self, word: str, pos: int) -> str:
-        """What a word is here (the loop inlines this): a keyword only where the parser
-        accepts it (or where no name fits), `x2` a factor where one is accepted, else a name."""
-        accepts = self.tables.states[self.states[-1]]
-        keyword = self.lexicon.keywords.get(word)
-        if keyword is not None and (keyword in accepts or "NAME" not in accepts):
-            return keyword
-        if keyword in ITEM_KEYWORDS and "NUMBER" in accepts:
-            # `step` where an expression starts: never a valid name (it is reserved), most
-            # likely the next item after an unclosed bracket; as a keyword it says so
-            return keyword
-        if "FACTOR" in accepts and self.lexicon.patterns["FACTOR"].match(self.text, pos):
-            return "FACTOR"
-        return "NAME"
 
     def _value_token(self, pos: int) -> tuple[str, str]:
         accepts = self.tables.states[self.states[-1]]

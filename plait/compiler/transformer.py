@@ -608,10 +608,13 @@ class PlanTransformer(Transformer[Tok, Any]):
         return self._nest(node, value, index)
 
     def _nest(self, node: Expr, *children: Expr) -> Expr:
-        """Record the node's depth; one deeper than MAX_EXPR_DEPTH is replaced by null."""
+        """Record the node's depth; one deeper than MAX_EXPR_DEPTH is replaced by null.
+
+        A child's entry is dropped once its parent has read it (a node has one parent): the
+        table holds only expressions still being built, not every node of the file."""
         depth, known = 1, self.depth
         for child in children:
-            below = known.get(id(child), 1)
+            below = known.pop(id(child), 1)
             if below > depth:
                 depth = below
         depth += 1

@@ -9,19 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plait.compiler.ir import (
-    AttrExpr,
     BinaryExpr,
-    CallExpr,
-    DictExpr,
     EnvExpr,
     Expr,
-    IndexExpr,
-    ListExpr,
     LiteralExpr,
-    NotExpr,
     Plan,
     Step,
-    TemplateExpr,
+    children,
 )
 from plait.errors import UserError
 from plait.runtime import outcomes
@@ -90,34 +84,13 @@ class StepState:
 # --- environment variables ------------------------------------------------------------------
 
 
-def _children(expr: Expr) -> Iterator[Expr]:
-    if isinstance(expr, ListExpr):
-        yield from expr.items
-    elif isinstance(expr, DictExpr):
-        yield from (e.value for e in expr.entries)
-    elif isinstance(expr, TemplateExpr):
-        yield from (p for p in expr.parts if not isinstance(p, str))
-    elif isinstance(expr, AttrExpr):
-        yield expr.value
-    elif isinstance(expr, IndexExpr):
-        yield expr.value
-        yield expr.index
-    elif isinstance(expr, CallExpr):
-        yield from expr.args
-    elif isinstance(expr, BinaryExpr):
-        yield expr.left
-        yield expr.right
-    elif isinstance(expr, NotExpr):
-        yield expr.operand
-
-
 def unguarded_env_reads(expr: Expr) -> Iterator[str]:
     """Names of `env.X` read where an unset variable is an error: every read except the
     left side of a `??` (decided on the IR: an EnvExpr that is directly that left side)."""
     if isinstance(expr, EnvExpr):
         yield expr.name
         return
-    for child in _children(expr):
+    for child in children(expr):
         if (isinstance(expr, BinaryExpr) and expr.op == "??" and child is expr.left
                 and isinstance(child, EnvExpr)):
             continue

@@ -6,18 +6,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from plait.compiler.ir import (
-    AttrExpr,
-    BinaryExpr,
-    CallExpr,
     DictExpr,
     Expr,
-    IndexExpr,
     ListExpr,
     LiteralExpr,
     NameExpr,
-    NotExpr,
     Plan,
-    TemplateExpr,
+    children,
 )
 
 
@@ -34,31 +29,6 @@ class Site:
     name: str
     expr: Expr
     loop_var: str | None = None
-
-
-def children(expr: Expr) -> Iterator[Expr]:
-    """The direct sub-expressions of `expr`, in source order."""
-    if isinstance(expr, ListExpr):
-        yield from expr.items
-    elif isinstance(expr, DictExpr):
-        for entry in expr.entries:
-            yield entry.value
-    elif isinstance(expr, TemplateExpr):
-        for part in expr.parts:
-            if not isinstance(part, str):
-                yield part
-    elif isinstance(expr, AttrExpr):
-        yield expr.value
-    elif isinstance(expr, IndexExpr):
-        yield expr.value
-        yield expr.index
-    elif isinstance(expr, CallExpr):
-        yield from expr.args
-    elif isinstance(expr, BinaryExpr):
-        yield expr.left
-        yield expr.right
-    elif isinstance(expr, NotExpr):
-        yield expr.operand
 
 
 def walk(expr: Expr, parent: Expr | None = None) -> Iterator[tuple[Expr, Expr | None]]:

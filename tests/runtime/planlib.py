@@ -27,8 +27,8 @@ from plait.compiler.ir import (
     RetryPolicy,
     Step,
     TemplateExpr,
+    children,
 )
-from plait.runtime.state import _children
 
 _EXPR_TYPES = (LiteralExpr, ListExpr, DictExpr, TemplateExpr, NameExpr, EnvExpr, AttrExpr,
                IndexExpr, BinaryExpr)
@@ -91,7 +91,7 @@ def S(name: str, tool: str, *, over: Any = None, var: str = "x",
 def _names(expr: Expr) -> list[str]:
     if isinstance(expr, NameExpr):
         return [expr.name]
-    return [n for c in _children(expr) for n in _names(c)]
+    return [n for c in children(expr) for n in _names(c)]
 
 
 def P(*steps: Step, inputs: dict[str, Any] | None = None,

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 
-class Span(BaseModel):
-    """A region of the plan file: 1-based lines and columns; the end column is exclusive."""
+class Span(NamedTuple):
+    """A region of the plan file: 1-based lines and columns; the end column is exclusive.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A named tuple, not a pydantic model: a parse of 10,000 steps keeps ~200,000 of them, and
+    a tuple is built ~5x faster and takes a quarter of the memory of a model with its
+    `__dict__`. In the IR it still validates from, and serialises to, the JSON object
+    `{"line": .., "column": .., "end_line": .., "end_column": ..}` (see the schema below).
+    Being a tuple it also equals a plain tuple of the same four numbers, and orders by
+    position.
+    """
 
     line: int
     column: int
     end_line: int
     end_column: int
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        as_dict = core_schema.typed_dict_schema(
+            {name: core_schema.typed_dict_field(core_schema.int_schema()) for name in cls._fields},
+            extra_behavior="forbid",
+        )
+        from_dict = core_schema.no_info_after_validator_function(lambda d: cls(**d), as_dict)
+        return core_schema.json_or_python_schema(
+            json_schema=from_dict,
+            python_schema=core_schema.union_schema(
+                [core_schema.is_instance_schema(cls), from_dict]
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(_span_dict),
+        )
+
+
+def _span_dict(span: Span) -> dict[str, int]:
+    return {"line": span[0], "column": span[1], "end_line": span[2], "end_column": span[3]}
 
 
 # Keys of the span table name an IR entity by path, so checks that run on the

@@ -116,7 +116,7 @@ def _fast(cls: type[Model]) -> Callable[..., Model]:
 class build:  # lower case: reads as `build.NameExpr(...)`
     """Fast constructors of the IR models the transformer makes (see `_fast`)."""
 
-    Span = staticmethod(_fast(Span))
+    Span = Span
     LiteralExpr = staticmethod(_fast(LiteralExpr))
     ListExpr = staticmethod(_fast(ListExpr))
     DictEntry = staticmethod(_fast(DictEntry))
@@ -131,20 +131,12 @@ class build:  # lower case: reads as `build.NameExpr(...)`
     NotExpr = staticmethod(_fast(NotExpr))
 
 
-_SPAN_FIELDS = {"line", "column", "end_line", "end_column"}  # shared: a Span is frozen
+_tuple_new = tuple.__new__  # Span(...) without the named tuple's Python-level __new__
 
 
 def span_of(line: int, column: int, end_line: int, end_column: int) -> Span:
-    """A Span, built as `_fast` does; the most frequent object of a parse, so by hand."""
-    span = _new(Span)
-    _set(
-        span,
-        "__dict__",
-        {"line": line, "column": column, "end_line": end_line, "end_column": end_column},
-    )
-    _set(span, "__pydantic_fields_set__", _SPAN_FIELDS)
-    _set(span, "__pydantic_extra__", None)
-    _set(span, "__pydantic_private__", None)
+    """A Span; the most frequent object of a parse, so built without the keyword call."""
+    span: Span = _tuple_new(Span, (line, column, end_line, end_column))
     return span
 
 
@@ -443,20 +435,9 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _tspan(self, token: Tok) -> Span:
         if not self.origins:
-            span = _new(Span)
-            _set(
-                span,
-                "__dict__",
-                {
-                    "line": token.line,
-                    "column": token.column,
-                    "end_line": token.end_line,
-                    "end_column": token.end_column,
-                },
+            span: Span = _tuple_new(
+                Span, (token.line, token.column, token.end_line, token.end_column)
             )
-            _set(span, "__pydantic_fields_set__", _SPAN_FIELDS)
-            _set(span, "__pydantic_extra__", None)
-            _set(span, "__pydantic_private__", None)
             return span
         return span_of(
             *self._absolute(token.line, token.column),
@@ -466,20 +447,9 @@ class PlanTransformer(Transformer[Tok, Any]):
     def _span(self, first: Tok, last: Tok) -> Span:
         """From the start of one token to the end of another."""
         if not self.origins:
-            span = _new(Span)
-            _set(
-                span,
-                "__dict__",
-                {
-                    "line": first.line,
-                    "column": first.column,
-                    "end_line": last.end_line,
-                    "end_column": last.end_column,
-                },
+            span: Span = _tuple_new(
+                Span, (first.line, first.column, last.end_line, last.end_column)
             )
-            _set(span, "__pydantic_fields_set__", _SPAN_FIELDS)
-            _set(span, "__pydantic_extra__", None)
-            _set(span, "__pydantic_private__", None)
             return span
         return span_of(
             *self._absolute(first.line, first.column),

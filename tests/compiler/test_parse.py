@@ -753,8 +753,8 @@ def test_fast_constructors_equal_validated_models() -> None:
 
     span = Span(line=1, column=2, end_line=3, end_column=4)
     name = ir.NameExpr(name="a", span=span)
+    assert build.Span(line=1, column=2, end_line=3, end_column=4) == span
     cases = [
-        (build.Span(line=1, column=2, end_line=3, end_column=4), span),
         (build.NameExpr(name="a", span=span), name),
         (
             build.AttrExpr(value=name, field="f", span=span),
@@ -767,3 +767,22 @@ def test_fast_constructors_equal_validated_models() -> None:
     for fast, validated in cases:
         assert fast == validated and fast.model_dump() == validated.model_dump()
         assert type(fast).model_validate_json(fast.model_dump_json()) == validated
+
+
+def test_span_is_a_json_object_in_the_ir() -> None:
+    """A Span is a named tuple, but the IR JSON keeps it as an object, and loads it back."""
+    from plait.compiler import ir
+    from plait.compiler.source import Span
+    from plait.compiler.transformer import span_of
+
+    span = span_of(1, 2, 3, 4)
+    assert type(span) is Span and span == Span(line=1, column=2, end_line=3, end_column=4)
+    assert (span.line, span.column, span.end_line, span.end_column) == (1, 2, 3, 4)
+    assert hash(span) == hash(Span(1, 2, 3, 4))
+    name = ir.NameExpr(name="a", span=span)
+    assert name.model_dump()["span"] == {"line": 1, "column": 2, "end_line": 3, "end_column": 4}
+    assert '"span":{"line":1,"column":2,"end_line":3,"end_column":4}' in name.model_dump_json()
+    loaded = ir.NameExpr.model_validate_json(name.model_dump_json())
+    assert loaded == name and type(loaded.span) is Span
+    with pytest.raises(ValueError):
+        ir.NameExpr.model_validate({"name": "a", "span": {"line": 1, "column": 2}})

@@ -101,11 +101,16 @@ def _fast(cls: type[Model]) -> Callable[..., Model]:
     defaults = {
         name: field.default for name, field in cls.model_fields.items() if not field.is_required()
     }
+    # One "fields set" shared by every instance, naming every field (as if each was given):
+    # a set of its own was the largest single allocation of a parse (224 bytes, a quarter of
+    # the parsed tree). Holding every name, pydantic's `fields_set.add(name)` on an
+    # assignment never changes it; only `exclude_unset` dumps (not used) would see defaults.
+    every_field = set(cls.model_fields)
 
     def build(**values: Any) -> Model:
         instance = _new(cls)
         _set(instance, "__dict__", {**defaults, **values})
-        _set(instance, "__pydantic_fields_set__", set(values))
+        _set(instance, "__pydantic_fields_set__", every_field)
         _set(instance, "__pydantic_extra__", None)
         _set(instance, "__pydantic_private__", None)
         return instance

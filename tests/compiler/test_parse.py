@@ -786,3 +786,13 @@ def test_span_is_a_json_object_in_the_ir() -> None:
     assert loaded == name and type(loaded.span) is Span
     with pytest.raises(ValueError):
         ir.NameExpr.model_validate({"name": "a", "span": {"line": 1, "column": 2}})
+
+
+def test_fast_models_share_a_fields_set_that_assignment_cannot_change() -> None:
+    from plait.compiler.transformer import build, span_of
+
+    first = build.NameExpr(name="a", span=span_of(1, 1, 1, 2))
+    second = build.NameExpr(name="b")
+    first.span = None  # pydantic adds the name to the fields set: already there
+    assert second.model_fields_set == set(type(second).model_fields)
+    assert second.model_dump() == {"span": None, "node": "name", "name": "b"}

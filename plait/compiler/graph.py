@@ -97,6 +97,11 @@ def dependency_cycles(plan: Plan) -> list[list[str]]:
     deps = {name: [d for d in step.depends_on if d in plan.steps]
             for name, step in plan.steps.items()}
     order = {name: i for i, name in enumerate(plan.steps)}
+    # The usual case: every step depends only on steps above it, so the file order is a
+    # topological order and there is no cycle (a self-loop fails the test: Tarjan finds it).
+    # Tarjan alone took ~0.1 s at 10,000 steps; this test takes a few ms.
+    if all(order[dep] < order[name] for name, names in deps.items() for dep in names):
+        return []
     cycles = []
     for component in strongly_connected(deps):
         first = min(component, key=order.__getitem__)

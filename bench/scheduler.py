@@ -110,14 +110,16 @@ class GcClock:
 GC = GcClock()
 
 
-def time_plait(plan: CompiledPlan) -> float:
+def time_plait(plan: CompiledPlan) -> tuple[float, float]:
+    """(seconds, of which in the garbage collector) of one run."""
     runner = Runner(plan, {}, environ={}, warn=lambda _s: None)
     gc.collect()  # each side starts without the garbage of the run before
+    gc_before = GC.seconds  # (after that collection: it is not the run's)
     t0 = time.perf_counter()
     report = asyncio.run(runner.run())
     elapsed = time.perf_counter() - t0
     assert report.outcome == "succeeded", report.outcome
-    return elapsed
+    return elapsed, GC.seconds - gc_before
 
 
 def time_baseline(deps: dict[str, list[str]], call: Callable[[], Awaitable[Any]]) -> float:
@@ -139,12 +141,7 @@ def peak_memory_mb(plan: CompiledPlan) -> float:
 
 def best_plait(plan: CompiledPlan) -> tuple[float, float]:
     """Best of 3 plait runs: (seconds, of which in the garbage collector)."""
-    runs = []
-    for _ in range(3):
-        before = GC.seconds
-        elapsed = time_plait(plan)
-        runs.append((elapsed, GC.seconds - before))
-    return min(runs)
+    return min(time_plait(plan) for _ in range(3))
 
 
 def main() -> None:
@@ -162,7 +159,7 @@ def main() -> None:
     deps = random_dag(100)
     plan = _plan(deps, "std.sleep", {"seconds": 0.05})
     cp = critical_path(deps, 0.05)
-    plait_s = min(time_plait(plan) for _ in range(3))
+    plait_s = min(time_plait(plan) for _ in range(3))[0]
     base_s = min(time_baseline(deps, _sleeper(0.05)) for _ in range(3))
     print(f"{'100-step DAG of 50ms sleeps':<28}{plait_s:>9.3f}s{base_s:>9.3f}s"
           f"{plait_s / base_s:>8.2f}   critical path {cp:.3f}s, makespan/cp "

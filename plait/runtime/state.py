@@ -63,12 +63,22 @@ class StepState:
     literal_args: dict[str, Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.name = self.step.name
-        self.deps = tuple(dict.fromkeys(self.step.depends_on))
-        self.uses = tuple(sorted(dict.fromkeys(self.step.uses)))
-        literals = {n: e for n, e in self.step.args.items() if isinstance(e, LiteralExpr)}
-        self.literal_args = ({n: e.value for n, e in literals.items()}
-                             if len(literals) == len(self.step.args) else None)
+        # one StepState per step before the run starts: the common shapes (no resources,
+        # at most one dependency) skip the de-duplication, and the arguments are read once
+        step = self.step
+        self.name = step.name
+        deps = step.depends_on
+        self.deps = tuple(dict.fromkeys(deps)) if len(deps) > 1 else tuple(deps)
+        uses = step.uses
+        self.uses = tuple(sorted(set(uses))) if uses else ()
+        literals: dict[str, Any] = {}
+        for name, expr in step.args.items():
+            if not isinstance(expr, LiteralExpr):
+                self.literal_args = None
+                break
+            literals[name] = expr.value
+        else:
+            self.literal_args = literals
 
     @property
     def done(self) -> bool:

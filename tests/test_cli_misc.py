@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 PLAIT = [sys.executable, "-m", "plait"]
 
@@ -32,3 +33,18 @@ def test_version() -> None:
     out = subprocess.run([*PLAIT, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert out.stdout.startswith("plait, version ")
+
+
+def test_run_summary_shows_the_outputs(tmp_path: Path) -> None:
+    plan = tmp_path / "p.agent"
+    plan.write_text('plan p {\n  step a = std.echo(value = {n: 1, s: "x"})\n'
+                    '  step b = std.echo(value = "${a.output.s}" )\n'
+                    '  output whole = a.output\n  output text = b.output\n'
+                    '  output long = ["' + "y" * 300 + '"]\n}\n')
+    proc = subprocess.run([*PLAIT, "run", str(plan), "--journal", str(tmp_path / "j.db")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert '  output whole = {"n":1,"s":"x"}\n' in proc.stderr
+    assert "  output text = x\n" in proc.stderr  # a string output is shown as it is
+    long_line = next(line for line in proc.stderr.splitlines() if "output long" in line)
+    assert long_line.endswith("…") and len(long_line) < 260

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plait.runtime import events as ev
+from plait.runtime.expressions import to_json_text
 from plait.runtime.report import RunReport
 
 _STATUS_STYLE = {"succeeded": "green", "recovered": "yellow", "failed": "red",
@@ -69,6 +70,21 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
+OUTPUT_PREVIEW_CHARS = 200  # the summary shows a preview; --json and --report have it all
+
+
+def output_lines(report: RunReport) -> list[str]:
+    """`output NAME = VALUE` per plan output, as compact JSON cut to a preview (values in
+    the report are already masked)."""
+    lines = []
+    for name, value in report.outputs.items():
+        text = value if isinstance(value, str) else to_json_text(value)
+        if len(text) > OUTPUT_PREVIEW_CHARS:
+            text = text[:OUTPUT_PREVIEW_CHARS] + "…"
+        lines.append(f"output {name} = {text}")
+    return lines
+
+
 def summary_text(report: RunReport) -> str:
     lines = [f"{report.plan}: {report.outcome} in {report.duration_s or 0:.2f}s"]
     for name, s in report.steps.items():
@@ -77,6 +93,7 @@ def summary_text(report: RunReport) -> str:
     for r in report.reasons:
         who = f"step {r.step}" if r.step else f"output {r.output}"
         lines.append(f"  reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+    lines += [f"  {line}" for line in output_lines(report)]
     return "\n".join(lines)
 
 
@@ -130,6 +147,8 @@ class LiveProgress:
         for r in report.reasons:
             who = f"step {r.step}" if r.step else f"output {r.output}"
             self.console.print(f"reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+        for line in output_lines(report):
+            self.console.print(Text(line))
 
 
 def make_progress(quiet: bool,

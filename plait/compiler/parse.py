@@ -793,6 +793,14 @@ class _Driver:
                 self._tspan(token),
                 "combine two comparisons with `and`: `a < b and b < c`",
             )
+        elif self._unit_after_space(token):
+            number = str(self.prev)
+            self._report(
+                codes.UNKNOWN_DURATION_UNIT,
+                f"unknown duration unit `{token}`; use ms, s, m or h, right after the number",
+                join_spans(self._tspan(self.prev), self._tspan(token)),  # type: ignore[arg-type]
+                f"for example `{number}s`, `{number}m` or `{number}h`",
+            )
         elif str(token) in RESERVED_WORDS and "NAME" in expected:
             self._report(
                 codes.RESERVED_WORD,
@@ -802,6 +810,12 @@ class _Driver:
             )
         else:
             self._report_generic(token, expected)
+
+    def _unit_after_space(self, token: Tok) -> bool:
+        """`deadline 3 days`: a bare number where a duration goes, then a word."""
+        prev = self.prev
+        return (token.type == "NAME" and prev is not None and prev.type == "DURATION"
+                and str(prev).replace("_", "").replace(".", "").isdigit())
 
     def _report_generic(self, token: Tok, expected: set[str]) -> None:
         word, span = str(token), self._tspan(token)

@@ -411,6 +411,20 @@ def test_unknown_duration_unit() -> None:
 
 
 @pytest.mark.parametrize(
+    ("item", "word", "column"),
+    [
+        ("deadline 3 days", "days", 12),
+        ("step a = std.echo(value = 1) { timeout 3 minutes }", "minutes", 42),
+    ],
+)
+def test_a_unit_written_after_a_space_is_named(item: str, word: str, column: int) -> None:
+    [d] = errors(in_plan(f"  {item}"))
+    assert d.code.id == "E103" and where(d) == (2, column)
+    assert d.message == f"unknown duration unit `{word}`; use ms, s, m or h, right after the number"
+    assert d.hints == ("for example `3s`, `3m` or `3h`",)
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("5", "duration `5` needs a unit"),
@@ -493,7 +507,7 @@ def test_recovery_reports_every_error() -> None:
         "  step b = f(x = 1 2)\n"  # E100 line 5
         "  step c = f() {\n    when x.y\n  }\n"  # E106 line 7
         "  output o = a < b < c\n"  # E105 line 9
-        "  deadline 3 days\n"  # E100 line 10
+        "  deadline 3 days\n"  # E103 line 10
         '  output p = "\\q"\n'  # E104 line 11
         "  step ok = f(x = 1)"
     )
@@ -503,7 +517,7 @@ def test_recovery_reports_every_error() -> None:
         ("E100", 5),
         ("E106", 7),
         ("E105", 9),
-        ("E100", 10),
+        ("E103", 10),
         ("E104", 11),
     ]
 

@@ -930,7 +930,14 @@ class _Driver:
             )
             if long:
                 return False
-            resume_scan = end_of_line
+            # The string most likely swallowed the brackets that closed the statement
+            # (`f(x = "text)`): end the statement with its line, or the brackets it left
+            # open would swallow the lines after it and report a cascade of errors there.
+            if self.errors >= MAX_ERRORS:
+                return False
+            self._unwind_statement()
+            self._seek(_statement_end(self.text, end_of_line, 0))
+            return True
         else:
             shown = char if char.isprintable() else repr(char)
             self._report(

@@ -810,3 +810,9 @@ def test_fast_models_share_a_fields_set_that_assignment_cannot_change() -> None:
     first.span = None  # pydantic adds the name to the fields set: already there
     assert second.model_fields_set == set(type(second).model_fields)
     assert second.model_dump() == {"span": None, "node": "name", "name": "b"}
+
+
+def test_an_unterminated_string_ends_its_statement_without_a_cascade() -> None:
+    # The string swallowed the `)`: the lines after it must not read as still inside `f(`.
+    text = in_plan('  step d = f(value = "open)\n  step e = f(x = 1)\n  step g = f(x = "\\q")')
+    assert [(d.code.id, where(d)) for d in errors(text)] == [("E107", (2, 22)), ("E104", (4, 19))]

@@ -9,6 +9,7 @@ under a lock.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -536,7 +537,10 @@ class PlanTransformer(Transformer[Tok, Any]):
         word = token.name if isinstance(token, nodes.Ident) else token.value
         if word not in choices:
             span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
-            self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span, hint)
+            close = difflib.get_close_matches(word, choices, n=1)
+            guess = f"did you mean `{close[0]}`?" if close else None
+            self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span,
+                         guess, hint)
 
     def _check_reference(self, node: NameExpr) -> None:
         """A reserved word read as a name (`env` and `run` are read through a field)."""

@@ -364,7 +364,17 @@ def test_when_given_an_unknown_rule() -> None:
     [d] = errors(in_plan("  step s = f() {\n    when all_good\n  }"))
     assert d.code.id == "E106" and where(d) == (3, 10)
     assert d.message.startswith("unknown trigger rule `all_good`")
-    assert d.hints == ("`when` takes a trigger rule; to test data use `if`",)
+    assert d.hints == ("did you mean `all_done`?",
+                       "`when` takes a trigger rule; to test data use `if`")
+
+
+def test_unknown_error_kind_suggests_the_closest() -> None:
+    [d] = errors(in_plan("  step s = f() {\n    retry 2 on timout\n  }"))
+    assert d.code.id == "E115" and where(d) == (3, 16)
+    assert d.message.startswith("unknown error kind `timout`; use timeout, transient,")
+    assert d.hints == ("did you mean `timeout`?",)
+    [d] = errors(in_plan("  step s = f() {\n    retry 2 on zzz\n  }"))
+    assert d.hints == ()
 
 
 def test_unknown_escape() -> None:

@@ -31,15 +31,17 @@ class Site:
     loop_var: str | None = None
 
 
-def walk(expr: Expr, parent: Expr | None = None) -> Iterator[tuple[Expr, Expr | None]]:
+def walk(expr: Expr, parent: Expr | None = None) -> list[tuple[Expr, Expr | None]]:
     """Every node of the tree with its parent (a parent before its children; siblings may
-    come in any order). Iterative, so deep trees are fine; dispatches on the `node` tag
-    because this is the compiler's hottest loop."""
+    come in any order). Iterative, so deep trees are fine; a list rather than a generator and
+    dispatched on the `node` tag because this is the compiler's hottest loop."""
+    found: list[tuple[Expr, Expr | None]] = []
+    add = found.append
     stack: list[tuple[Expr, Expr | None]] = [(expr, parent)]
     pop, push = stack.pop, stack.append
     while stack:
         node, up = pop()
-        yield node, up
+        add((node, up))
         kind = node.node
         if kind in _LEAVES:
             continue
@@ -52,6 +54,7 @@ def walk(expr: Expr, parent: Expr | None = None) -> Iterator[tuple[Expr, Expr | 
         else:
             for child in children(node):
                 push((child, node))
+    return found
 
 
 _LEAVES = frozenset({"literal", "name", "env"})
@@ -112,22 +115,5 @@ def flatten(plan: Plan) -> list[Visit]:
         if expr.node in _LEAVES:  # most arguments are a literal or a name: skip the walker
             add((site, expr, None))
             continue
-        # `walk`, inlined: no generator to resume per node (this runs once per plan node)
-        stack: list[tuple[Expr, Expr | None]] = [(expr, None)]
-        pop, push = stack.pop, stack.append
-        while stack:
-            node, up = pop()
-            add((site, node, up))
-            kind = node.node
-            if kind in _LEAVES:
-                continue
-            if kind == "attr":
-                push((node.value, node))  # type: ignore[union-attr,arg-type]
-            elif kind == "template":
-                for part in node.parts:  # type: ignore[union-attr]
-                    if not isinstance(part, str):
-                        push((part, node))
-            else:
-                for child in children(node):
-                    push((child, node))
+        found.extend([(site, node, up) for node, up in walk(expr)])
     return found

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from plait.runtime.events import parse_ts
-from plait.runtime.fastmodel import trusted
+from plait.runtime.fastmodel import maker
 
 
 class StepMetrics(BaseModel):
@@ -41,13 +41,16 @@ class RunMetrics(BaseModel):
     steps: dict[str, StepMetrics] = {}
 
 
+_step_metrics = maker(StepMetrics)
+
+
 def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
 
 
-class _Acc:
+class StepAccumulator:
     """Per-step accumulator while the events are read (plain fields: one per step, updated
     per event; `StepMetrics` is built only by `result()`)."""
 
@@ -62,9 +65,9 @@ class _Acc:
         self.finished: str | None = None
 
     def metrics(self) -> StepMetrics:
-        return trusted(StepMetrics, {
-            "attempts": self.attempts, "backoff_s": self.backoff_s, "queued_s": self.queued_s,
-            "call_s": self.call_s, "duration_s": _seconds(self.first_start, self.finished)})
+        return _step_metrics(
+            attempts=self.attempts, backoff_s=self.backoff_s, queued_s=self.queued_s,
+            call_s=self.call_s, duration_s=_seconds(self.first_start, self.finished))
 
 
 class MetricsFold:
@@ -77,7 +80,7 @@ class MetricsFold:
     def __init__(self, depends_on: Mapping[str, Iterable[str]] | None = None,
                  standbys: Iterable[str] | None = None) -> None:
         self.run = RunMetrics()
-        self.steps: dict[str, _Acc] = {}
+        self.steps: dict[str, StepAccumulator] = {}
         self.depends_on: dict[str, list[str]] = {
             k: list(v) for k, v in (depends_on or {}).items()}
         self.standbys = set(standbys or ())
@@ -87,6 +90,13 @@ class MetricsFold:
 
     def __call__(self, event: Any) -> None:
         self.apply(event)
+
+    def accumulator(self, step: str) -> StepAccumulator:
+        """The step's accumulator (made on first use), for a fold that feeds it directly."""
+        acc = self.steps.get(step)
+        if acc is None:
+            acc = self.steps[step] = StepAccumulator()
+        return acc
 
     def apply(self, event: Any) -> None:
         """One event: a typed event (read by attribute, no dump) or its JSON dict."""
@@ -102,12 +112,12 @@ class MetricsFold:
                 return
             acc = self.steps.get(step)
             if acc is None:
-                acc = self.steps[str(step)] = _Acc()
+                acc = self.steps[str(step)] = StepAccumulator()
             step_event(self.run, acc, e)
             return
         step = getattr(e, "step", None)
         if step is not None and step not in self.steps:  # every step named gets metrics
-            self.steps[str(step)] = _Acc()
+            self.steps[str(step)] = StepAccumulator()
         if name == "run_started":
             self._on_run_started(e)
         elif name == "run_finished":
@@ -119,7 +129,7 @@ class MetricsFold:
         self.started_at = self.started_at or e.ts
         for s, info in (e.steps or {}).items():
             if s not in self.steps:
-                self.steps[s] = _Acc()
+                self.steps[s] = StepAccumulator()
             info = info or {}
             if not self._given and "depends_on" in info:
                 self.depends_on[s] = list(info.get("depends_on") or [])
@@ -164,33 +174,33 @@ def compute_metrics(events: Iterable[Mapping[str, Any]],
     return fold.result()
 
 
-def _on_attempt_started(run: RunMetrics, acc: _Acc, e: Any) -> None:
+def metric_attempt_started(run: RunMetrics, acc: StepAccumulator, e: Any) -> None:
     acc.attempts += 1
     if acc.first_start is None:
         acc.first_start = e.ts
 
 
-def _on_attempt_finished(run: RunMetrics, acc: _Acc, e: Any) -> None:
+def metric_attempt_finished(run: RunMetrics, acc: StepAccumulator, e: Any) -> None:
     acc.call_s = round(acc.call_s + float(e.duration_s or 0.0), 6)
     queued = e.queued_s
     if queued is not None:
         acc.queued_s = round((acc.queued_s or 0.0) + float(queued), 6)
 
 
-def _on_retry_scheduled(run: RunMetrics, acc: _Acc, e: Any) -> None:
+def metric_retry_scheduled(run: RunMetrics, acc: StepAccumulator, e: Any) -> None:
     run.retries += 1
     acc.backoff_s = round(acc.backoff_s + float(e.delay_s or 0.0), 6)
 
 
-def _on_step_finished(run: RunMetrics, acc: _Acc, e: Any) -> None:
+def metric_step_finished(run: RunMetrics, acc: StepAccumulator, e: Any) -> None:
     acc.finished = e.ts if acc.first_start else None
     if e.fallback_used:
         run.fallbacks_used += 1
 
 
-_STEP_EVENTS: dict[str, Callable[[RunMetrics, _Acc, Any], None]] = {
-    "attempt_started": _on_attempt_started, "attempt_finished": _on_attempt_finished,
-    "retry_scheduled": _on_retry_scheduled, "step_finished": _on_step_finished}
+_STEP_EVENTS: dict[str, Callable[[RunMetrics, StepAccumulator, Any], None]] = {
+    "attempt_started": metric_attempt_started, "attempt_finished": metric_attempt_finished,
+    "retry_scheduled": metric_retry_scheduled, "step_finished": metric_step_finished}
 
 
 def critical_path(durations: Mapping[str, float],

@@ -25,8 +25,16 @@ from plait.runtime.events import (
     StepFinished,
     parse_ts,
 )
-from plait.runtime.fastmodel import construct, trusted
-from plait.runtime.metrics import MetricsFold, RunMetrics
+from plait.runtime.fastmodel import construct, maker, trusted
+from plait.runtime.metrics import (
+    MetricsFold,
+    RunMetrics,
+    StepAccumulator,
+    metric_attempt_finished,
+    metric_attempt_started,
+    metric_retry_scheduled,
+    metric_step_finished,
+)
 
 ATTEMPT_LOG_SIZE = 20
 
@@ -119,6 +127,11 @@ class RunReport(_Model):
         return data
 
 
+# values come from typed events: records are built without validation (one per step)
+_attempt_record = maker(AttemptRecord)
+_step_report = maker(StepReport)
+
+
 def _seconds_between(start: str, end: str) -> float:
     return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
 
@@ -139,18 +152,19 @@ class _Attempt:
         self.injected = False
 
     def record(self) -> AttemptRecord:
-        return trusted(AttemptRecord, {
-            "attempt": self.attempt, "element": self.element, "started_at": self.started_at,
-            "duration_s": self.duration_s, "kind": self.kind, "message": self.message,
-            "delay_s": self.delay_s, "injected": self.injected})
+        return _attempt_record(
+            attempt=self.attempt, element=self.element, started_at=self.started_at,
+            duration_s=self.duration_s, kind=self.kind, message=self.message,
+            delay_s=self.delay_s, injected=self.injected)
 
 
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
-    __slots__ = ("final", "last_failed", "log", "started_at")
+    __slots__ = ("acc", "final", "last_failed", "log", "started_at")
 
-    def __init__(self) -> None:
+    def __init__(self, acc: StepAccumulator) -> None:
+        self.acc = acc  # the step's metrics, updated by the same handlers
         self.started_at: str | None = None
         self.log: list[_Attempt] = []  # the last ATTEMPT_LOG_SIZE attempts
         # The last failed attempt per element (made only when an attempt fails).
@@ -162,7 +176,10 @@ class ReportBuilder:
     """Folds events into a RunReport; `apply` is the only way state changes.
 
     Each event costs O(1): a dict lookup for its handler and a few attribute updates;
-    pydantic records are built only by `report()`.
+    pydantic records are built only by `report()`. The run metrics are folded alongside:
+    the four per-attempt event types update the step's report fold and its metrics in one
+    handler (they are most of the events of a run); the rest also pass through
+    `MetricsFold.apply`.
     """
 
     def __init__(self) -> None:
@@ -172,17 +189,24 @@ class ReportBuilder:
         # Attempts still open, by (step, attempt, element): one dict for the run, not per step.
         self.open: dict[tuple[str, int, int | None], _Attempt] = {}
         self.metrics = MetricsFold()
+        # by class: these handlers fold the metrics too
+        self._step_handlers: dict[type[Event], Callable[[Any], None]] = {
+            AttemptStarted: self._on_attempt_started,
+            AttemptFinished: self._on_attempt_finished,
+            RetryScheduled: self._on_retry_scheduled,
+            StepFinished: self._on_step_finished,
+        }
         self._handlers: dict[str, Callable[[Any], None]] = {
             "run_started": self._on_run_started,
-            "attempt_started": self._on_attempt_started,
-            "attempt_finished": self._on_attempt_finished,
             "attempt_failed": self._on_attempt_failed,
-            "retry_scheduled": self._on_retry_scheduled,
-            "step_finished": self._on_step_finished,
             "run_finished": self._on_run_finished,
         }
 
     def apply(self, event: Event) -> None:
+        handler = self._step_handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+            return
         self.metrics.apply(event)
         handler = self._handlers.get(event.event)
         if handler is not None:
@@ -194,7 +218,7 @@ class ReportBuilder:
     def _step(self, name: str) -> _StepFold:
         fold = self.steps.get(name)
         if fold is None:
-            fold = self.steps[name] = _StepFold()
+            fold = self.steps[name] = _StepFold(self.metrics.accumulator(name))
         return fold
 
     def _on_run_started(self, event: RunStarted) -> None:
@@ -204,6 +228,7 @@ class ReportBuilder:
 
     def _on_attempt_started(self, event: AttemptStarted) -> None:
         fold = self._step(event.step)
+        metric_attempt_started(self.metrics.run, fold.acc, event)
         if fold.started_at is None:
             fold.started_at = event.ts
         record = _Attempt(event.attempt, event.element, event.ts)
@@ -215,6 +240,7 @@ class ReportBuilder:
 
     def _on_attempt_finished(self, event: AttemptFinished) -> None:
         fold = self._step(event.step)
+        metric_attempt_finished(self.metrics.run, fold.acc, event)
         record = self.open.pop((event.step, event.attempt, event.element), None)
         if record is None:
             return
@@ -234,13 +260,17 @@ class ReportBuilder:
                                                             event.injected)
 
     def _on_retry_scheduled(self, event: RetryScheduled) -> None:
-        last_failed = self._step(event.step).last_failed
+        fold = self._step(event.step)
+        metric_retry_scheduled(self.metrics.run, fold.acc, event)
+        last_failed = fold.last_failed
         record = last_failed.get(event.element) if last_failed is not None else None
         if record is not None:
             record.delay_s = event.delay_s
 
     def _on_step_finished(self, event: StepFinished) -> None:
-        self._step(event.step).final = event
+        fold = self._step(event.step)
+        metric_step_finished(self.metrics.run, fold.acc, event)
+        fold.final = event
 
     def _on_run_finished(self, event: RunFinished) -> None:
         self.finished = event
@@ -259,17 +289,15 @@ class ReportBuilder:
             error = construct(StepError, {"kind": final.kind, "message": final.message or "",
                                           "retry": final.retry})
         started = fold.started_at if final.attempts > 0 else None
-        # values come from typed events: built without validation (one record per step)
-        return trusted(StepReport, {
-            "status": final.status, "reason": final.reason, "caused_by": final.caused_by,
-            "attempts": final.attempts, "output": final.output, "error": error,
-            "fallback_used": final.fallback_used, "started_at": started,
-            "finished_at": final.ts if started else None,
-            "duration_s": _seconds_between(started, final.ts) if started else None,
-            "attempt_log": [a.record() for a in fold.log],
-            "elements": (ElementSummary.model_validate(final.elements) if final.elements
-                         else None),
-        })
+        return _step_report(
+            status=final.status, reason=final.reason, caused_by=final.caused_by,
+            attempts=final.attempts, output=final.output, error=error,
+            fallback_used=final.fallback_used, started_at=started,
+            finished_at=final.ts if started else None,
+            duration_s=_seconds_between(started, final.ts) if started else None,
+            attempt_log=[a.record() for a in fold.log],
+            elements=(ElementSummary.model_validate(final.elements) if final.elements
+                      else None))
 
     def step_views(self) -> list[outcomes.StepView]:
         """Finished steps as the outcome rules see them, in definition order."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from plait.runtime.events import parse_ts
+from plait.runtime.events import seconds_between
 from plait.runtime.fastmodel import maker
 
 
@@ -47,7 +47,7 @@ _step_metrics = maker(StepMetrics)
 def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
-    return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
+    return seconds_between(start, end)
 
 
 class StepAccumulator:

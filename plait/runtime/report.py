@@ -23,7 +23,7 @@ from plait.runtime.events import (
     RunFinished,
     RunStarted,
     StepFinished,
-    parse_ts,
+    seconds_between,
 )
 from plait.runtime.fastmodel import construct, maker, trusted
 from plait.runtime.metrics import (
@@ -37,6 +37,8 @@ from plait.runtime.metrics import (
 )
 
 ATTEMPT_LOG_SIZE = 20
+# Statuses that never decide a run's outcome or add a reason (SPEC section 6).
+_NOT_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 
 
 class _Model(BaseModel):
@@ -130,10 +132,6 @@ class RunReport(_Model):
 # values come from typed events: records are built without validation (one per step)
 _attempt_record = maker(AttemptRecord)
 _step_report = maker(StepReport)
-
-
-def _seconds_between(start: str, end: str) -> float:
-    return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
 
 
 class _Attempt:
@@ -294,17 +292,22 @@ class ReportBuilder:
             attempts=final.attempts, output=final.output, error=error,
             fallback_used=final.fallback_used, started_at=started,
             finished_at=final.ts if started else None,
-            duration_s=_seconds_between(started, final.ts) if started else None,
+            duration_s=seconds_between(started, final.ts) if started else None,
             attempt_log=[a.record() for a in fold.log],
             elements=(ElementSummary.model_validate(final.elements) if final.elements
                       else None))
 
-    def step_views(self) -> list[outcomes.StepView]:
-        """Finished steps as the outcome rules see them, in definition order."""
+    def step_views(self, *, deciding_only: bool = False) -> list[outcomes.StepView]:
+        """Finished steps as the outcome rules see them, in definition order.
+
+        `deciding_only` leaves out `succeeded` and `skipped` steps, which neither the run
+        outcome nor its reasons look at (most steps of a run)."""
         info = self.started.steps if self.started is not None else {}
         views = []
         for name, fold in self.steps.items():
             if fold.final is None:
+                continue
+            if deciding_only and fold.final.status in _NOT_DECIDING:
                 continue
             meta = info.get(name, {})
             f = fold.final
@@ -331,7 +334,7 @@ class ReportBuilder:
 
     def _build(self) -> RunReport:
         assert self.started is not None
-        views = self.step_views()
+        views = self.step_views(deciding_only=True)
         reasons = [Reason(**r) for r in outcomes.reasons(views)]
         fin = self.finished
         if fin is not None:
@@ -343,7 +346,7 @@ class ReportBuilder:
             "plan_sha256": self.started.plan_sha256,
             "cancelled_by": fin.cancelled_by if fin else None,
             "started_at": self.started.ts, "finished_at": fin.ts if fin else None,
-            "duration_s": _seconds_between(self.started.ts, fin.ts) if fin else None,
+            "duration_s": seconds_between(self.started.ts, fin.ts) if fin else None,
             "inputs": self.started.inputs, "outputs": fin.outputs if fin else {},
             "reasons": reasons,
             "steps": {name: self.step_report(name) for name in self.steps},

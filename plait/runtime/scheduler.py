@@ -37,13 +37,12 @@ from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
-from plait.runtime.expressions import StepView as ExprStepView
 from plait.runtime.masking import Masker
 from plait.runtime.policies.breaker import CircuitBreaker
 from plait.runtime.policies.bulkhead import Bulkhead
 from plait.runtime.policies.ratelimit import RateLimiter
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
-from plait.runtime.state import CallResult, StepState
+from plait.runtime.state import CallResult, FinishedSteps, StepState
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
 
 
@@ -82,6 +81,10 @@ class RunOptions:
     record_output: Callable[[str, Any], None] | None = None
 
 
+# Statuses that never make a run degraded or failed (SPEC section 6).
+_NEVER_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
+
+
 class _Attempt:
     """Identifies one attempt: which step, which attempt number, which element."""
 
@@ -114,7 +117,8 @@ class Run:
         self._emit = self.bus.make
         self.states = {name: StepState(step) for name, step in plan.steps.items()}
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
-        self.views: dict[str, ExprStepView] = {}
+        self.views = FinishedSteps(self.states)  # what expressions may read
+        self._specs: dict[str, ToolSpec | None] = {}  # tool name -> spec, looked up once
         self.cancelled_by: str | None = None
         self._resumed: set[str] = set()  # steps seeded from `options.completed`
         self.deadline_at: float | None = None
@@ -123,6 +127,7 @@ class Run:
         self._tg: asyncio.TaskGroup | None = None
         self._stop: asyncio.Future[str] | None = None
         self._plan_slots = Bulkhead(plan.concurrency)
+        self._plan_limited = plan.concurrency is not None
         self._map_slots: dict[str, Bulkhead] = {}
         self._breakers = {
             r.name: CircuitBreaker(r.name, r.breaker, self.clock)
@@ -220,7 +225,9 @@ class Run:
             except EvalError as exc:
                 outputs[name] = None
                 errors.append({"output": name, "why": self.masker.mask_text(exc.message)})
-        views = [st.final_view or st.view() for st in self.states.values()]
+        # only these statuses can make the run degraded or failed
+        views = [st.outcome_view() for st in self.states.values()
+                 if st.status not in _NEVER_DECIDING]
         self._emit(ev.RunFinished,
             outcome=outcomes.run_outcome(views), cancelled_by=self.cancelled_by,
             outputs=outputs, output_errors=errors, duration_s=round(duration, 6))
@@ -269,7 +276,7 @@ class Run:
         if self.cancelled_by is not None:
             return []
         states = self.states
-        deps = [states[d].final_view or states[d].view() for d in st.deps]
+        deps = [states[d].outcome_view() for d in st.deps]
         decision = outcomes.trigger(st.step.when, deps)
         if not decision.run:
             return self._finish(st, outcomes.SKIPPED, reason=decision.reason,
@@ -298,11 +305,7 @@ class Run:
         st.status, st.reason, st.caused_by = status, reason, caused_by
         if status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
             st.output = None
-        st.final_view = st.view()
-        error = None if st.kind is None else {"kind": st.kind, "message": st.message or ""}
-        self.views[st.name] = ExprStepView(
-            status=status, output=st.output, error=error, attempts=st.attempts,
-            optional=st.step.optional, reason=reason)
+        st.finished = True  # now visible to expressions (`self.views`)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
         self._emit(ev.StepFinished,
@@ -443,7 +446,14 @@ class Run:
         self._emit(ev.AttemptStarted, step=st.name, attempt=at.number, element=at.element)
         queued: list[float] = []
         try:
-            result = await self._attempt_body(at, queued)
+            prepared = self._prepare(at)
+            if isinstance(prepared, CallResult):
+                result = prepared
+            elif not (st.uses or self._plan_limited or st.name in self._map_slots):
+                queued.append(self.clock.now())  # nothing to acquire: the common fast path
+                result = await self._call_tool(at, prepared[0], prepared[1])
+            else:
+                result = await self._admitted_call(at, prepared[0], prepared[1], queued)
         except asyncio.CancelledError:
             self._emit(ev.AttemptFinished,
                 step=st.name, attempt=at.number, element=at.element, status="cancelled",
@@ -467,21 +477,26 @@ class Run:
             injected=result.injected, queued_s=queued_s)
         return result
 
-    async def _attempt_body(self, at: _Attempt, queued: list[float]) -> CallResult:
+    def _prepare(self, at: _Attempt) -> CallResult | tuple[ToolSpec, dict[str, Any]]:
+        """The tool and its validated arguments, or the attempt's `invalid_input` failure."""
         step = at.state.step
-        spec = self.registry.get(step.tool)
+        try:
+            spec = self._specs[step.tool]
+        except KeyError:
+            spec = self._specs[step.tool] = self.registry.get(step.tool)
         if spec is None:
             return _failure(ErrorKind.INVALID_INPUT, f"unknown tool `{step.tool}`")
         try:
             literal = at.state.literal_args
             args = dict(literal) if literal is not None else self._evaluate_args(step, at.loop)
-            args = spec.validate_args(args)
+            return spec, spec.validate_args(args)
         except ToolError as exc:
             return _failure(kind_of(exc), exc.message)
+
+    async def _admitted_call(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any],
+                             queued: list[float]) -> CallResult:
+        """Breakers, slots and rate windows (SPEC section 9 order), then the call."""
         uses = at.state.uses
-        if not uses and self.plan.concurrency is None and at.state.name not in self._map_slots:
-            queued.append(self.clock.now())  # nothing to acquire: the common fast path
-            return await self._call_tool(at, spec, args)
         admissions: list[tuple[CircuitBreaker, Any]] = []
         for name in uses:
             breaker = self._breakers.get(name)

@@ -19,6 +19,7 @@ from plait.compiler.ir import (
 )
 from plait.errors import UserError
 from plait.runtime import outcomes
+from plait.runtime.expressions import StepView as ExprStepView
 
 
 @dataclass
@@ -52,13 +53,16 @@ class StepState:
     recovered_by: str | None = None
     elements: dict[str, Any] | None = None
     started: bool = False  # step_started was emitted
+    finished: bool = False  # the scheduler's `_finish` ran: step_finished was emitted
     # Read per attempt and per decision, so worked out once: the step's name, its distinct
     # dependencies, the resources it uses (sorted: the order slots are taken in), and its
-    # view for the outcome rules once it is terminal (set by the scheduler's `_finish`).
+    # views once it is finished (made on first use: most steps are read by one dependant
+    # or none, and a succeeded step never by the outcome rules).
     name: str = field(init=False)
     deps: tuple[str, ...] = field(init=False)  # tuples of strings: the GC stops tracking them
     uses: tuple[str, ...] = field(init=False)
     final_view: outcomes.StepView | None = field(default=None, init=False)
+    expression_view: ExprStepView | None = field(default=None, init=False)
     # The arguments when every one is a literal (evaluated once, not per attempt), or None.
     literal_args: dict[str, Any] | None = field(init=False)
 
@@ -89,6 +93,50 @@ class StepState:
             self.name, self.status or "", self.reason, self.step.optional,
             self.step.is_standby, self.kind, self.fallback_used,
             self.recovered_by == "default", (self.elements or {}).get("failed"))
+
+    def outcome_view(self) -> outcomes.StepView:
+        """The finished step as the outcome rules see it (made once)."""
+        view = self.final_view
+        if view is None:
+            view = self.final_view = self.view()
+        return view
+
+    def for_expressions(self) -> ExprStepView:
+        """The finished step as expressions see it: `STEP.output/status/error/attempts`."""
+        view = self.expression_view
+        if view is None:
+            error = None if self.kind is None else {"kind": self.kind,
+                                                    "message": self.message or ""}
+            view = self.expression_view = ExprStepView(
+                status=self.status or "", output=self.output, error=error,
+                attempts=self.attempts, optional=self.step.optional, reason=self.reason)
+        return view
+
+
+class FinishedSteps(Mapping[str, ExprStepView]):
+    """The steps an expression may read (the finished ones), viewed on demand: a run
+    builds no expression view for a step nothing reads."""
+
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Mapping[str, StepState]) -> None:
+        self._states = states
+
+    def __getitem__(self, name: str) -> ExprStepView:
+        st = self._states.get(name)
+        if st is None or not st.finished:
+            raise KeyError(name)
+        return st.for_expressions()
+
+    def __contains__(self, name: object) -> bool:
+        st = self._states.get(name) if isinstance(name, str) else None
+        return st is not None and st.finished
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, st in self._states.items() if st.finished)
+
+    def __len__(self) -> int:
+        return sum(1 for st in self._states.values() if st.finished)
 
 
 # --- environment variables ------------------------------------------------------------------

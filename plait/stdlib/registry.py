@@ -79,10 +79,11 @@ class ToolSpec:
     def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Check evaluated arguments against the schema; raises InvalidInput saying why."""
         try:
-            model = self.args_model.model_validate(args)
+            model = self.args_model.__pydantic_validator__.validate_python(args)
         except ValidationError as exc:
             raise InvalidInput(f"{self.name}: {_explain(exc)}") from None
-        values = {p.name: getattr(model, p.name) for p in self.params}
+        # the model's fields are the parameters, in order (extra ones are kept apart)
+        values: dict[str, Any] = model.__dict__.copy()
         if self.accepts_extra:
             values.update(model.model_extra or {})
         return values

@@ -246,7 +246,7 @@ class Runner:
 
     async def run(self, *, handle_signals: bool = False) -> RunReport:
         run = self.run_obj = Run(self.plan, self.registry, self.options,
-                                 [self.builder.apply, *self.sinks])
+                                 [self.builder, *self.sinks])
         loop = asyncio.get_running_loop()
         installed = []
         if handle_signals:

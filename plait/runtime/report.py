@@ -213,6 +213,11 @@ class ReportBuilder:
     def __call__(self, event: Event) -> None:  # usable directly as a bus sink
         self.apply(event)
 
+    def handler_for(self, cls: type[Event]) -> Callable[[Any], None]:
+        """The bus's route for `cls` events (`events.RoutedSink`): the per-attempt events go
+        straight to their handler, skipping `apply`'s lookup."""
+        return self._step_handlers.get(cls, self.apply)
+
     def _step(self, name: str) -> _StepFold:
         fold = self.steps.get(name)
         if fold is None:
@@ -225,7 +230,7 @@ class ReportBuilder:
             self._step(name)
 
     def _on_attempt_started(self, event: AttemptStarted) -> None:
-        fold = self._step(event.step)
+        fold = self.steps.get(event.step) or self._step(event.step)
         metric_attempt_started(self.metrics.run, fold.acc, event)
         if fold.started_at is None:
             fold.started_at = event.ts
@@ -237,7 +242,7 @@ class ReportBuilder:
             del log[0]
 
     def _on_attempt_finished(self, event: AttemptFinished) -> None:
-        fold = self._step(event.step)
+        fold = self.steps.get(event.step) or self._step(event.step)
         metric_attempt_finished(self.metrics.run, fold.acc, event)
         record = self.open.pop((event.step, event.attempt, event.element), None)
         if record is None:
@@ -266,7 +271,7 @@ class ReportBuilder:
             record.delay_s = event.delay_s
 
     def _on_step_finished(self, event: StepFinished) -> None:
-        fold = self._step(event.step)
+        fold = self.steps.get(event.step) or self._step(event.step)
         metric_step_finished(self.metrics.run, fold.acc, event)
         fold.final = event
 

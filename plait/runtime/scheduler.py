@@ -115,6 +115,11 @@ class Run:
         # `_emit(EventClass, **fields)`: build, stamp and deliver (the bus's `make`, bound
         # once: four events per step)
         self._emit = self.bus.make
+        # the four events of every step, bound once
+        self._step_started = self.bus.emitter(ev.StepStarted)
+        self._attempt_started = self.bus.emitter(ev.AttemptStarted)
+        self._attempt_finished = self.bus.emitter(ev.AttemptFinished)
+        self._step_finished = self.bus.emitter(ev.StepFinished)
         self.states = {name: StepState(step) for name, step in plan.steps.items()}
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
         self.views = FinishedSteps(self.states)  # what expressions may read
@@ -308,7 +313,7 @@ class Run:
         st.finished = True  # now visible to expressions (`self.views`)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
-        self._emit(ev.StepFinished,
+        self._step_finished(
             resumed=st.name in self._resumed,
             step=st.name, status=status, reason=reason, caused_by=caused_by,
             attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
@@ -342,7 +347,7 @@ class Run:
     async def _run_step(self, st: StepState, early_failure: CallResult | None = None) -> None:
         """Own attempts, then fallbacks, then default; sets st.status (not yet emitted)."""
         st.started = True
-        self._emit(ev.StepStarted, step=st.name, standby_for=st.step.standby_for)
+        self._step_started(step=st.name, standby_for=st.step.standby_for)
         if early_failure is not None:
             result = early_failure
         elif st.step.map is None:  # (awaited here directly: one coroutine less per step)
@@ -443,7 +448,7 @@ class Run:
         st = at.state
         st.attempts += 1
         start = self.clock.now()
-        self._emit(ev.AttemptStarted, step=st.name, attempt=at.number, element=at.element)
+        self._attempt_started(step=st.name, attempt=at.number, element=at.element)
         queued: list[float] = []
         try:
             prepared = self._prepare(at)
@@ -455,7 +460,7 @@ class Run:
             else:
                 result = await self._admitted_call(at, prepared[0], prepared[1], queued)
         except asyncio.CancelledError:
-            self._emit(ev.AttemptFinished,
+            self._attempt_finished(
                 step=st.name, attempt=at.number, element=at.element, status="cancelled",
                 duration_s=round(self.clock.now() - start, 6), kind="cancelled",
                 message=f"cancelled by the {self.cancelled_by or 'deadline'}")
@@ -463,15 +468,14 @@ class Run:
         duration = round(self.clock.now() - start, 6)
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
-            self._emit(ev.AttemptFinished, step=st.name, attempt=at.number,
-                                             element=at.element, status="succeeded",
-                                             duration_s=duration, queued_s=queued_s)
+            self._attempt_finished(step=st.name, attempt=at.number, element=at.element,
+                                   status="succeeded", duration_s=duration,
+                                   queued_s=queued_s)
             return result
         assert result.kind is not None and result.message is not None
         self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
-                                       kind=result.kind, message=result.message,
-                                       injected=result.injected)
-        self._emit(ev.AttemptFinished,
+                   kind=result.kind, message=result.message, injected=result.injected)
+        self._attempt_finished(
             step=st.name, attempt=at.number, element=at.element, status="failed",
             duration_s=duration, kind=result.kind, message=result.message,
             injected=result.injected, queued_s=queued_s)

@@ -54,7 +54,7 @@ class StepAccumulator:
     """Per-step accumulator while the events are read (plain fields: one per step, updated
     per event; `StepMetrics` is built only by `result()`)."""
 
-    __slots__ = ("attempts", "backoff_s", "call_s", "finished", "first_start", "queued_s")
+    __slots__ = ("attempts", "backoff_s", "call_s", "duration_s", "first_start", "queued_s")
 
     def __init__(self) -> None:
         self.attempts = 0
@@ -62,12 +62,14 @@ class StepAccumulator:
         self.queued_s: float | None = None
         self.call_s = 0.0
         self.first_start: str | None = None
-        self.finished: str | None = None
+        # first attempt start -> step_finished, set when the step finishes (the report
+        # reads it too: one computation per step)
+        self.duration_s: float | None = None
 
     def metrics(self) -> StepMetrics:
         return _step_metrics(
             attempts=self.attempts, backoff_s=self.backoff_s, queued_s=self.queued_s,
-            call_s=self.call_s, duration_s=_seconds(self.first_start, self.finished))
+            call_s=self.call_s, duration_s=self.duration_s)
 
 
 class MetricsFold:
@@ -193,7 +195,7 @@ def metric_retry_scheduled(run: RunMetrics, acc: StepAccumulator, e: Any) -> Non
 
 
 def metric_step_finished(run: RunMetrics, acc: StepAccumulator, e: Any) -> None:
-    acc.finished = e.ts if acc.first_start else None
+    acc.duration_s = _seconds(acc.first_start, e.ts)
     if e.fallback_used:
         run.fallbacks_used += 1
 

@@ -19,10 +19,12 @@ from plait.runtime.events import (
     AttemptFinished,
     AttemptStarted,
     Event,
+    FallbackStarted,
     RetryScheduled,
     RunFinished,
     RunStarted,
     StepFinished,
+    StepStarted,
     seconds_between,
 )
 from plait.runtime.fastmodel import construct, maker, trusted
@@ -37,6 +39,8 @@ from plait.runtime.metrics import (
 )
 
 ATTEMPT_LOG_SIZE = 20
+# Events that only name a step (the fold keeps nothing of them).
+_STEP_NAMING = frozenset({StepStarted, FallbackStarted})
 # Statuses that never decide a run's outcome or add a reason (SPEC section 6).
 _NOT_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 
@@ -216,7 +220,16 @@ class ReportBuilder:
     def handler_for(self, cls: type[Event]) -> Callable[[Any], None]:
         """The bus's route for `cls` events (`events.RoutedSink`): the per-attempt events go
         straight to their handler, skipping `apply`'s lookup."""
-        return self._step_handlers.get(cls, self.apply)
+        handler = self._step_handlers.get(cls)
+        if handler is not None:
+            return handler
+        if cls in _STEP_NAMING:  # nothing to fold: only make sure the step is known
+            return self._on_step_named
+        return self.apply
+
+    def _on_step_named(self, event: Any) -> None:
+        if event.step not in self.steps:
+            self._step(event.step)  # (its metrics accumulator with it)
 
     def _step(self, name: str) -> _StepFold:
         fold = self.steps.get(name)
@@ -297,7 +310,7 @@ class ReportBuilder:
             attempts=final.attempts, output=final.output, error=error,
             fallback_used=final.fallback_used, started_at=started,
             finished_at=final.ts if started else None,
-            duration_s=seconds_between(started, final.ts) if started else None,
+            duration_s=fold.acc.duration_s if started else None,
             attempt_log=[a.record() for a in fold.log],
             elements=(ElementSummary.model_validate(final.elements) if final.elements
                       else None))

@@ -302,7 +302,8 @@ class Run:
 
     def _spawn(self, st: StepState, early_failure: CallResult | None) -> None:
         assert self._tg is not None
-        self._tg.create_task(self._run_primary(st, early_failure), name=f"plait:{st.name}")
+        self._tg.create_task(self._run_step(st, early_failure, primary=True),
+                             name=f"plait:{st.name}")
 
     def _finish(self, st: StepState, status: str, *, reason: str | None = None,
                 caused_by: str | None = None, propagate: bool = True) -> list[str]:
@@ -336,16 +337,11 @@ class Run:
 
     # --- running a step ----------------------------------------------------------------
 
-    async def _run_primary(self, st: StepState, early_failure: CallResult | None) -> None:
-        await self._run_step(st, early_failure)
-        self._decide_all(self._finish_after_run(st))
-
-    def _finish_after_run(self, st: StepState) -> list[str]:
-        assert st.status is not None
-        return self._finish(st, st.status)
-
-    async def _run_step(self, st: StepState, early_failure: CallResult | None = None) -> None:
-        """Own attempts, then fallbacks, then default; sets st.status (not yet emitted)."""
+    async def _run_step(self, st: StepState, early_failure: CallResult | None = None, *,
+                        primary: bool = False) -> None:
+        """Own attempts, then fallbacks, then default; sets st.status. A primary (the task
+        of a step that is not a standby) is then finished, and what became ready decided;
+        a standby is finished by its primary."""
         st.started = True
         self._step_started(step=st.name, standby_for=st.step.standby_for)
         if early_failure is not None:
@@ -357,7 +353,14 @@ class Run:
         if result.ok:
             st.output = result.value
             st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
-            return
+        else:
+            await self._rescue(st, result)
+        if primary:
+            assert st.status is not None
+            self._decide_all(self._finish(st, st.status))
+
+    async def _rescue(self, st: StepState, result: CallResult) -> None:
+        """After the step's own attempts failed: its fallbacks in order, then `default`."""
         st.kind, st.message, st.retry = result.kind, result.message, result.retry
         for name in st.step.fallback:
             standby = self.states[name]

@@ -211,11 +211,15 @@ def critical_path(durations: Mapping[str, float],
 
     Iterative (a depth-first walk with an explicit stack), so a 10,000-step chain needs no
     recursion; each step's best chain is kept as (seconds, previous step) and the path is
-    rebuilt once at the end.
+    rebuilt once at the end. Steps come in definition order, so most have their
+    dependencies done already and need no walk.
     """
     best: dict[str, tuple[float, str | None]] = {}
     for root in durations:
         if root in best:
+            continue
+        if all(d in best or d not in durations for d in depends_on.get(root, ())):
+            best[root] = _chain_end(root, depends_on, durations, best)
             continue
         on_path = {root}  # the steps being walked: guards against a bad cycle
         stack: list[tuple[str, Iterator[str]]] = [(root, iter(depends_on.get(root, ())))]
@@ -229,11 +233,7 @@ def critical_path(durations: Mapping[str, float],
             else:
                 stack.pop()
                 on_path.discard(step)
-                head: tuple[float, str | None] = (0.0, None)
-                for dep in depends_on.get(step, ()):
-                    if dep in best and best[dep][0] > head[0]:  # the first heaviest wins
-                        head = (best[dep][0], dep)
-                best[step] = (round(head[0] + durations[step], 6), head[1])
+                best[step] = _chain_end(step, depends_on, durations, best)
     if not best:
         return (0.0, [])
     last = max(durations, key=lambda s: best[s][0])
@@ -243,6 +243,17 @@ def critical_path(durations: Mapping[str, float],
         path.append(node)
         node = best[node][1]
     return (best[last][0], path[::-1])
+
+
+def _chain_end(step: str, depends_on: Mapping[str, Iterable[str]],
+               durations: Mapping[str, float],
+               best: Mapping[str, tuple[float, str | None]]) -> tuple[float, str | None]:
+    """The heaviest chain ending at `step`, its dependencies' chains being known."""
+    head: tuple[float, str | None] = (0.0, None)
+    for dep in depends_on.get(step, ()):
+        if dep in best and best[dep][0] > head[0]:  # the first heaviest wins
+            head = (best[dep][0], dep)
+    return (round(head[0] + durations[step], 6), head[1])
 
 
 def plan_dependencies(compiled_plan: Mapping[str, Any]) -> tuple[dict[str, list[str]], list[str]]:

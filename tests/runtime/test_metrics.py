@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from typing import Any
 
 from plait.runtime.metrics import compute_metrics, critical_path, plan_dependencies
@@ -61,3 +63,32 @@ def test_critical_path_picks_the_heaviest_chain() -> None:
     deps = {"z": ["x", "y"], "w": ["z"]}
     assert critical_path(durations, deps) == (7.0, ["y", "z", "w"])
     assert critical_path({}, {}) == (0.0, [])
+
+
+def _longest_chain(durations: dict[str, float], deps: dict[str, list[str]]) -> float:
+    """Reference: the heaviest chain by plain memoised recursion."""
+    memo: dict[str, float] = {}
+
+    def longest(step: str) -> float:
+        if step not in memo:
+            memo[step] = durations[step] + max((longest(d) for d in deps[step]), default=0.0)
+        return memo[step]
+
+    return max((longest(s) for s in durations), default=0.0)
+
+
+def test_critical_path_matches_a_brute_force_longest_chain() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        order = [f"s{i}" for i in range(n)]
+        rank = {s: i for i, s in enumerate(order)}
+        deps = {s: [d for d in order if rank[d] < rank[s] and rng.random() < 0.3]
+                for s in order}
+        listed = order[:]
+        rng.shuffle(listed)  # definition order need not be a topological order
+        durations = {s: float(rng.randint(0, 5)) for s in listed}
+        seconds, path = critical_path(durations, deps)
+        assert seconds == _longest_chain(durations, deps)
+        assert sum(durations[s] for s in path) == seconds
+        assert all(a in deps[b] for a, b in itertools.pairwise(path))

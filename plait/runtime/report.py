@@ -294,7 +294,9 @@ class ReportBuilder:
     # --- building ----------------------------------------------------------------------
 
     def step_report(self, name: str) -> StepReport:
-        fold = self._step(name)
+        return self._step_record(self._step(name))
+
+    def _step_record(self, fold: _StepFold) -> StepReport:
         final = fold.final
         if final is None:  # not finished yet (a live view asks mid-run)
             return StepReport(status="running" if fold.started_at else "pending",
@@ -367,6 +369,6 @@ class ReportBuilder:
             "duration_s": seconds_between(self.started.ts, fin.ts) if fin else None,
             "inputs": self.started.inputs, "outputs": fin.outputs if fin else {},
             "reasons": reasons,
-            "steps": {name: self.step_report(name) for name in self.steps},
+            "steps": {name: self._step_record(fold) for name, fold in self.steps.items()},
             "metrics": self.metrics.result(),
         })

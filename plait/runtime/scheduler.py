@@ -37,6 +37,7 @@ from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
+from plait.runtime.fastmodel import maker
 from plait.runtime.masking import Masker
 from plait.runtime.policies.breaker import CircuitBreaker
 from plait.runtime.policies.bulkhead import Bulkhead
@@ -81,6 +82,11 @@ class RunOptions:
     record_output: Callable[[str, Any], None] | None = None
 
 
+# The events every step makes, built without validation (the scheduler types their fields).
+_new_step_started = maker(ev.StepStarted)
+_new_attempt_started = maker(ev.AttemptStarted)
+_new_attempt_finished = maker(ev.AttemptFinished)
+_new_step_finished = maker(ev.StepFinished)
 # Statuses that never make a run degraded or failed (SPEC section 6).
 _NEVER_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 
@@ -115,11 +121,7 @@ class Run:
         # `_emit(EventClass, **fields)`: build, stamp and deliver (the bus's `make`, bound
         # once: four events per step)
         self._emit = self.bus.make
-        # the four events of every step, bound once
-        self._step_started = self.bus.emitter(ev.StepStarted)
-        self._attempt_started = self.bus.emitter(ev.AttemptStarted)
-        self._attempt_finished = self.bus.emitter(ev.AttemptFinished)
-        self._step_finished = self.bus.emitter(ev.StepFinished)
+        self._publish = self.bus.publish  # for the four events of every step (below)
         self.states = {name: StepState(step) for name, step in plan.steps.items()}
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
         self.views = FinishedSteps(self.states)  # what expressions may read
@@ -314,12 +316,12 @@ class Run:
         st.finished = True  # now visible to expressions (`self.views`)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
-        self._step_finished(
+        self._publish(_new_step_finished(
             resumed=st.name in self._resumed,
             step=st.name, status=status, reason=reason, caused_by=caused_by,
             attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
             retry=st.retry, fallback_used=st.fallback_used, recovered_by=st.recovered_by,
-            elements=st.elements)
+            elements=st.elements))
         for standby in st.step.fallback:  # unused standbys are not needed any more
             sb = self.states[standby]
             if not sb.done and not sb.started:
@@ -343,7 +345,7 @@ class Run:
         of a step that is not a standby) is then finished, and what became ready decided;
         a standby is finished by its primary."""
         st.started = True
-        self._step_started(step=st.name, standby_for=st.step.standby_for)
+        self._publish(_new_step_started(step=st.name, standby_for=st.step.standby_for))
         if early_failure is not None:
             result = early_failure
         elif st.step.map is None:  # (awaited here directly: one coroutine less per step)
@@ -451,7 +453,8 @@ class Run:
         st = at.state
         st.attempts += 1
         start = self.clock.now()
-        self._attempt_started(step=st.name, attempt=at.number, element=at.element)
+        self._publish(_new_attempt_started(step=st.name, attempt=at.number,
+                                           element=at.element))
         queued: list[float] = []
         try:
             prepared = self._prepare(at)
@@ -463,25 +466,25 @@ class Run:
             else:
                 result = await self._admitted_call(at, prepared[0], prepared[1], queued)
         except asyncio.CancelledError:
-            self._attempt_finished(
+            self._publish(_new_attempt_finished(
                 step=st.name, attempt=at.number, element=at.element, status="cancelled",
                 duration_s=round(self.clock.now() - start, 6), kind="cancelled",
-                message=f"cancelled by the {self.cancelled_by or 'deadline'}")
+                message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
             raise
         duration = round(self.clock.now() - start, 6)
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
-            self._attempt_finished(step=st.name, attempt=at.number, element=at.element,
-                                   status="succeeded", duration_s=duration,
-                                   queued_s=queued_s)
+            self._publish(_new_attempt_finished(
+                step=st.name, attempt=at.number, element=at.element, status="succeeded",
+                duration_s=duration, queued_s=queued_s))
             return result
         assert result.kind is not None and result.message is not None
         self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
                    kind=result.kind, message=result.message, injected=result.injected)
-        self._attempt_finished(
+        self._publish(_new_attempt_finished(
             step=st.name, attempt=at.number, element=at.element, status="failed",
             duration_s=duration, kind=result.kind, message=result.message,
-            injected=result.injected, queued_s=queued_s)
+            injected=result.injected, queued_s=queued_s))
         return result
 
     def _prepare(self, at: _Attempt) -> CallResult | tuple[ToolSpec, dict[str, Any]]:

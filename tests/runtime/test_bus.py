@@ -27,8 +27,7 @@ def test_plain_and_routed_sinks_each_get_their_events_in_order() -> None:
     routed = Routed()
     bus = ev.EventBus("r1", [plain.append, routed])
     bus.make(ev.StepStarted, step="a")
-    started = bus.emitter(ev.AttemptStarted)
-    started(step="a", attempt=1)
+    bus.publish(ev.AttemptStarted(step="a", attempt=1))
     bus.make(ev.AttemptStarted, step="a", attempt=2)
     assert [(e.event, e.seq, e.run_id) for e in plain] == [
         ("step_started", 1, "r1"), ("attempt_started", 2, "r1"), ("attempt_started", 3, "r1")]
@@ -38,11 +37,10 @@ def test_plain_and_routed_sinks_each_get_their_events_in_order() -> None:
 
 def test_a_sink_subscribed_later_joins_existing_routes() -> None:
     bus = ev.EventBus("r1")
-    emit = bus.emitter(ev.StepStarted)
-    emit(step="a")
+    bus.make(ev.StepStarted, step="a")
     late: list[ev.Event] = []
     bus.subscribe(late.append)
-    emit(step="b")
+    bus.make(ev.StepStarted, step="b")
     bus.emit(ev.ToolEvent(step="b", attempt=1, tool_event="usage", tokens=3))
     assert [(e.event, e.seq) for e in late] == [("step_started", 2), ("tool_event", 3)]
 

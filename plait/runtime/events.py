@@ -29,11 +29,13 @@ _OMIT_WHEN_EMPTY = frozenset({
 })
 
 
-# utc_now_iso formats only the microseconds per call; the date and time up to the second
-# are formatted once per second (events are stamped at a high rate). Integer nanoseconds:
-# no float rounding.
+# utc_now_iso formats the date and time up to the second once per second (events are
+# stamped at a high rate), and the microseconds from two tables of three digits (a join of
+# three strings instead of a format). Integer nanoseconds: no float rounding.
 _second_cache: tuple[int, str] = (-1, "")
 _time_ns = time.time_ns
+_MILLIS = tuple(f"{i:03d}" for i in range(1000))
+_MICROS_Z = tuple(f"{i:03d}Z" for i in range(1000))
 
 
 def utc_now_iso() -> str:
@@ -42,9 +44,10 @@ def utc_now_iso() -> str:
     second, micro = divmod(_time_ns() // 1000, 1_000_000)
     cached, prefix = _second_cache
     if second != cached:
-        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]  # drop "+00:00"
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6] + "."  # no "+00:00"
         _second_cache = (second, prefix)
-    return f"{prefix}.{micro:06d}Z"
+    millis, micros = divmod(micro, 1000)
+    return prefix + _MILLIS[millis] + _MICROS_Z[micros]
 
 
 def format_ts(moment: datetime) -> str:

@@ -52,3 +52,14 @@ def test_same_second_durations_match_a_full_parse() -> None:
     for start, end in pairs:
         full = round((ev.parse_ts(end) - ev.parse_ts(start)).total_seconds(), 6)
         assert ev.seconds_between(start, end) == full
+
+
+def test_stamps_are_iso_utc_with_microseconds(monkeypatch: Any) -> None:
+    second = 1767261600  # 2026-01-01T10:00:00Z
+    for micros, text in [(123456, "2026-01-01T10:00:00.123456Z"),
+                         (7, "2026-01-01T10:00:00.000007Z"),
+                         (999999, "2026-01-01T10:00:00.999999Z")]:
+        monkeypatch.setattr(ev, "_time_ns", lambda m=micros: (second * 1_000_000 + m) * 1000 + 999)
+        assert ev.utc_now_iso() == text
+    monkeypatch.setattr(ev, "_time_ns", lambda: (second + 61) * 1_000_000_000)
+    assert ev.utc_now_iso() == "2026-01-01T10:01:01.000000Z"  # the next second is formatted

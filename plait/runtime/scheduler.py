@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from plait import __version__
-from plait.compiler.ir import CompiledPlan, Expr, Plan, Step
+from plait.compiler.ir import CompiledPlan, Expr, Plan, Step, TriggerRule
 from plait.errors import ErrorKind, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
 from plait.runtime import outcomes
@@ -283,11 +283,14 @@ class Run:
         if self.cancelled_by is not None:
             return []
         states = self.states
-        deps = [states[d].outcome_view() for d in st.deps]
-        decision = outcomes.trigger(st.step.when, deps)
-        if not decision.run:
-            return self._finish(st, outcomes.SKIPPED, reason=decision.reason,
-                                caused_by=decision.caused_by)
+        if not (st.step.when is TriggerRule.ALL_SUCCEEDED
+                and all(states[d].status == outcomes.SUCCEEDED for d in st.deps)):
+            # (the default rule over succeeded dependencies runs: no views needed for that)
+            deps = [states[d].outcome_view() for d in st.deps]
+            decision = outcomes.trigger(st.step.when, deps)
+            if not decision.run:
+                return self._finish(st, outcomes.SKIPPED, reason=decision.reason,
+                                    caused_by=decision.caused_by)
         if st.step.condition is not None:
             try:
                 ok = truthy(evaluate(st.step.condition, self._scope({})))

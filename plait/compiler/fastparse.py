@@ -34,7 +34,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import accumulate, compress, count, repeat
-from operator import add, sub
+from operator import add, contains, sub
 from typing import Any
 
 from pydantic import BaseModel
@@ -105,7 +105,9 @@ _DURATION = re.compile(r"[0-9][0-9_.]*[A-Za-z0-9_.]*")
 _RATE = re.compile(r"[0-9][0-9_.]*/[A-Za-z]*")
 _PERCENT = re.compile(r"[0-9][0-9_.]*%")
 _FACTOR = re.compile(r"x[0-9][0-9_.]*")
-_INTERPOLATION = re.compile(r"\$\{([^\"{}]*)\}")  # lexical._PLAIN_INTERPOLATION, whole
+# A `${...}` free of quotes and braces (lexical._PLAIN_INTERPOLATION); group 1 is set when
+# it is a plain path (transformer._SIMPLE_PATH), which the transformer reads without its parser.
+_PARTS = re.compile(rf"\$\{{(?:[ \t]*({_WORD}(?:\.{_WORD})*)[ \t]*\}}|[^\"{{}}]*\}})")
 
 _WORD_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _DIGITS = frozenset("0123456789")
@@ -113,7 +115,7 @@ _NUMBER_START = _DIGITS | {"-"}
 _BRACKETS = frozenset({"(", "[", "?[", "{", ")", "]", "}"})
 _OPENERS = frozenset({"(", "[", "?["})
 _DICT = "{dict"  # stands for a `{` that opens a dict (the others open blocks)
-_END = "\x00"  # stands after the last token; no rule accepts it
+_END = "\x00end"  # stands after the last token: no rule accepts it, no text is lexed so
 _LOOKAHEAD = 8  # that many, so the parser can look ahead without bounds checks
 _MAX_NESTING = 48  # parse.py stops at 64 open brackets; stay well clear of that
 # A `{` opens a dict after anything but `)`, a name, a string, `defaults` or a line end
@@ -129,6 +131,8 @@ _COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">=", "in"})
 _PRECEDENCE = {"??": 1, "or": 2, "and": 3}
 _POSTFIX = frozenset({".", "?.", "[", "?["})
 _LITERAL_WORDS = {"true": True, "false": False, "null": None}
+_ERROR_KINDS = frozenset(ERROR_KINDS)
+_TRIGGER_RULES = frozenset(TRIGGER_RULES)
 
 
 class _Tokens:
@@ -155,7 +159,12 @@ class _Tokens:
                 values = list(compress(values, keep))
                 starts = list(compress(starts, keep))
                 ends = list(compress(ends, keep))
-        lines = list(accumulate(map(str.count, values, repeat("\n")), initial=line))
+        # line numbers: count the newlines in the tokens before (line ends, `"""` strings)
+        newlines: list[int] = list(map(contains, values, repeat("\n")))
+        for k in compress(range(len(values)), newlines):
+            if values[k] != "\n":
+                newlines[k] = values[k].count("\n")
+        lines = list(accumulate(newlines, initial=line))
         del lines[-1]
         dropped = _bracket_newlines(values, nested)
         if dropped:
@@ -197,7 +206,7 @@ def _bracket_newlines(values: list[str], nested: bool) -> list[int]:
     opened = 0  # where the outermost open bracket is
     for k in compress(range(len(values)), map(_BRACKETS.__contains__, values)):
         value = values[k]
-        if value == "{":
+        if value == "{" and values[k - 1] != ")":  # after `)`: a step's block
             if _opens_dict(values, k, stack):
                 values[k] = _DICT
                 value = "("
@@ -692,7 +701,7 @@ class _Parser:
 
     def when(self, k: int) -> tuple[nodes.WhenPolicy, int]:
         rule = self.values[k + 1]
-        if rule not in TRIGGER_RULES:
+        if rule not in _TRIGGER_RULES:
             raise Decline  # the transformer reports it
         return _WhenPolicy(_Ident(rule, self.tspan(k + 1)), self.span(k, k + 1)), k + 2
 
@@ -721,34 +730,38 @@ class _Parser:
         values = self.values
         count = self.whole(k + 1)
         j = k + 2
-        end = self.tspan(k + 1)
+        end = None  # the span of the last part
         on = base = cap = factor = None
         jitter = False
         if values[j] == "on":
             on, j = self.names(j + 1)
             for kind in on:
-                if kind.name not in ERROR_KINDS:
+                if kind.name not in _ERROR_KINDS:
                     raise Decline  # the transformer reports it
             end = on[-1].span
         if values[j] == "backoff":
-            start = j
             base, j = self.duration(j + 1)
-            end = self.start_to(start, base.span)
-            if values[j][0] == "x" and _FACTOR.match(self.text, self.starts[j]):
-                text, j = self.value(j, _FACTOR)
+            end = base.span
+            word = values[j]
+            if word[0] == "x" and (match := _FACTOR.match(self.text, self.starts[j])):
+                if match.end() == self.ends[j]:
+                    text, j = word, j + 1
+                else:  # `x1.5`: more than one of our tokens
+                    text, j = self.value(j, _FACTOR)
                 try:
                     factor = parse_factor(text)
                 except LexicalError:
                     raise Decline from None
-                end = self.span(start, j - 1)
+                end = self.tspan(j - 1)
             if values[j] == "max":
                 cap, j = self.duration(j + 1)
-                end = self.start_to(start, cap.span)
+                end = cap.span
         if values[j] == "jitter":
             jitter = True
             end = self.tspan(j)
             j += 1
-        return _RetryNode(count, on, base, factor, cap, jitter, self.start_to(k, end)), j
+        span = self.start_to(k, end if end is not None else self.tspan(k + 1))
+        return _RetryNode(count, on, base, factor, cap, jitter, span), j
 
     # --- values -----------------------------------------------------------------------------
 
@@ -792,8 +805,17 @@ class _Parser:
 
     def plain(self, k: int) -> str:
         """A string where interpolation is not allowed (plan description, `use`, dict keys)."""
-        parts = _decode(self.values[k])
-        if len(parts) != 1 or not isinstance(parts[0], str):
+        token = self.values[k]
+        if len(token) < 2:
+            raise Decline  # a lone `"`: unterminated
+        if "\\" not in token and "$" not in token:
+            if not token.startswith('"""'):
+                return token[1:-1]
+            text, base = _one_line(token)
+            if base >= 0:
+                return text
+        parts, problems = decode_string(token)
+        if problems or len(parts) != 1 or not isinstance(parts[0], str):
             raise Decline  # the transformer reports it
         return parts[0]
 
@@ -1012,35 +1034,90 @@ class _Parser:
     # --- strings ----------------------------------------------------------------------------
 
     def string(self, k: int) -> Any:
-        parts = _decode(self.values[k])
-        if len(parts) == 1 and parts[0].__class__ is str:
-            return _LiteralExpr(self.string_span(k, k), parts[0])
-        resolved = [
-            part if isinstance(part, str) else self.interpolate(k, *part)
-            for part in parts
-        ]
+        """A string: a literal, or a template of text and `${...}` expressions. The usual
+        ones (no escape, no `$${`, one line of text, `${...}` free of quotes and braces)
+        are read here in one pass; the others as `lexical.decode_string` reads them."""
+        token = self.values[k]
+        span = self.string_span(k, k)
+        if "\\" in token or len(token) < 2:
+            return self.decoded(k, span)
+        if token.startswith('"""'):
+            body, base = _one_line(token)
+            if base < 0:
+                return self.decoded(k, span)
+        else:
+            body, base = token[1:-1], 1
+        if "${" not in body:
+            return _LiteralExpr(span, body)
+        if "$${" in body:
+            return self.decoded(k, span)
+        line = self.lines[k]  # where the (one-line) text starts
+        newlines = token.count("\n", 0, base)
+        if newlines:
+            line += newlines
+            column = base - token.rfind("\n", 0, base)
+        else:
+            column = self.starts[k] - self.line_starts[line] + base
+        parts: list[Any] = []
+        at = found = 0
+        for match in _PARTS.finditer(body):
+            start = match.start()
+            if start > at:
+                parts.append(body[at:start])
+            path = match.group(1)
+            if path is not None and path.partition(".")[0] not in _VALUE_WORDS:
+                parts.append(self.path(path, line, column + match.start(1)))
+            else:
+                offset = self.starts[k] + base + start + 2
+                parts.append(self.nested(offset, offset + match.end() - start - 3, line))
+            at = match.end()
+            found += 1
+        if found != body.count("${"):
+            return self.decoded(k, span)  # a `${...}` with quotes or braces inside
+        if at < len(body) or not parts:
+            parts.append(body[at:])
         self.composites += 1
-        return _TemplateExpr(self.string_span(k, k), resolved)
+        return _TemplateExpr(span, parts)
 
-    def interpolate(self, k: int, source: str, offset: int) -> Any:
-        """The `${...}` whose source starts `offset` characters into string token k."""
-        start = self.starts[k] + offset
-        line = bisect_right(self.line_starts, start - 1, 1) - 1
-        column = start - self.line_starts[line]
-        simple = _SIMPLE_PATH.fullmatch(source)
-        if simple and simple.group(2) not in _VALUE_WORDS:
-            # `${a.b.c}`, as the transformer reads it (without its parser)
-            column += simple.start(1)
-            words = simple.group(1).split(".")
-            head = words[0]
-            if head in RESERVED_WORDS and head not in ("env", "run"):
-                raise Decline  # the transformer reports it
-            end = column + len(head)
-            value = _NameExpr(_tuple_new(Span, (line, column, line, end)), head)
-            if len(words) == 1:
-                return value
-            return self.fields(value, words[1:], line, end + 1, False)
-        tokens = _Tokens(self.text, start, start + len(source), line, True)
+    def decoded(self, k: int, span: Span) -> Any:
+        """A string as `lexical.decode_string` reads it (escapes, dedent, `$${`)."""
+        token = self.values[k]
+        parts, problems = decode_string(token)
+        if problems:
+            raise Decline  # the transformer reports them
+        if len(parts) == 1 and isinstance(parts[0], str):
+            return _LiteralExpr(span, parts[0])
+        resolved: list[Any] = []
+        for part in parts:
+            if isinstance(part, str):
+                resolved.append(part)
+                continue
+            start = self.starts[k] + part.offset
+            line = bisect_right(self.line_starts, start - 1, 1) - 1
+            simple = _SIMPLE_PATH.fullmatch(part.source)
+            if simple and simple.group(2) not in _VALUE_WORDS:
+                column = start - self.line_starts[line] + simple.start(1)
+                resolved.append(self.path(simple.group(1), line, column))
+            else:
+                resolved.append(self.nested(start, start + len(part.source), line))
+        self.composites += 1
+        return _TemplateExpr(span, resolved)
+
+    def path(self, path: str, line: int, column: int) -> Any:
+        """`${a.b.c}` at (line, column), as the transformer reads it (without its parser)."""
+        words = path.split(".")
+        head = words[0]
+        if head in RESERVED_WORDS and head not in ("env", "run"):
+            raise Decline  # the transformer reports it
+        end = column + len(head)
+        value = _NameExpr(_tuple_new(Span, (line, column, line, end)), head)
+        if len(words) == 1:
+            return value
+        return self.fields(value, words[1:], line, end + 1, False)
+
+    def nested(self, start: int, end: int, line: int) -> Any:
+        """The expression of a `${...}` whose source is text[start:end], on `line`."""
+        tokens = _Tokens(self.text, start, end, line, True)
         inner = _Parser(self.text, tokens, self.line_starts)
         expr, j = inner.binary(0, 1, 0)
         if tokens.values[j] != _END:
@@ -1077,40 +1154,6 @@ _SETTINGS: dict[str, Callable[[_Parser, int], tuple[Any, int]]] = {
     "concurrency": _Parser.resource_concurrency,
     "breaker": _Parser.breaker,
 }
-
-
-def _decode(token: str) -> list[str | tuple[str, int]]:
-    """`lexical.decode_string`'s parts, an interpolation as (source, offset in the token).
-
-    The common strings (no escape, no `$${`, every `${...}` free of quotes and braces, a
-    `\"\"\"` string of one line once dedented) are split with one regex; the rest goes
-    through `decode_string` itself. Declines where that reports a problem."""
-    if len(token) < 2:
-        raise Decline  # a lone `"`: unterminated
-    if "\\" not in token:
-        if not token.startswith('"""'):
-            body, base = token[1:-1], 1
-        else:
-            body, base = _one_line(token)
-        if base >= 0 and "$" not in body:
-            return [body]
-        if base >= 0 and "$${" not in body:
-            parts: list[str | tuple[str, int]] = []
-            at = found = 0
-            for match in _INTERPOLATION.finditer(body):
-                if match.start() > at:
-                    parts.append(body[at : match.start()])
-                parts.append((match.group(1), base + match.start(1)))
-                at = match.end()
-                found += 1
-            if found == body.count("${"):
-                if at < len(body) or not parts:
-                    parts.append(body[at:])
-                return parts
-    decoded, problems = decode_string(token)
-    if problems:
-        raise Decline  # the transformer reports them
-    return [part if isinstance(part, str) else (part.source, part.offset) for part in decoded]
 
 
 # Values where the grammar expects a NUMBER, DURATION, RATE or PERCENT: our token holds

@@ -169,7 +169,16 @@ DECLINED = {
     "operator chain too deep": "plan p {\n  output o = a" + " ?? a" * 70 + "\n}",
     "unterminated string": 'plan p {\n  output o = "abc\n}',
     "unit after a space": "plan p {\n  deadline 3 days\n}",
+    "a NUL after the plan": "plan p {\n}\x00\n",
+    "a stray character": "plan p {\n  output o = a @ b\n}",
 }
+
+
+def test_the_suite_checks_every_parse() -> None:
+    """conftest.py has every parse of the compiler tests compared with the LALR parser."""
+    from tests.compiler.fastcheck import verified_fast_parse
+
+    assert parse_module._fast_parse is verified_fast_parse
 
 
 @pytest.mark.parametrize("name", DECLINED)

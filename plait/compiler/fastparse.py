@@ -427,19 +427,15 @@ class _Parser:
     def string_span(self, first: int, last: int) -> Span:
         """From token `first` to the end of string token `last` (which may span lines)."""
         value = self.values[last]
+        line, end_line = self.lines[first], self.lines[last]
         newlines = value.count("\n")
-        if not newlines:
-            return self.span(first, last)
-        line = self.lines[first]
-        span: Span = _tuple_new(
-            Span,
-            (
-                line,
-                self.starts[first] - self.line_starts[line],
-                self.lines[last] + newlines,
-                len(value) - value.rindex("\n"),
-            ),
-        )
+        if newlines:
+            end_line += newlines
+            end_column = len(value) - value.rindex("\n")
+        else:
+            end_column = self.ends[last] - self.line_starts[end_line]
+        start = self.starts[first] - self.line_starts[line]
+        span: Span = _tuple_new(Span, (line, start, end_line, end_column))
         return span
 
     def position(self, offset: int) -> tuple[int, int]:
@@ -595,7 +591,13 @@ class _Parser:
 
     def step(self, k: int) -> tuple[nodes.StepNode, int]:
         values = self.values
-        name = self.new_name(k + 1)
+        name = values[k + 1]
+        if name[0] not in _WORD_START or "." in name or name in RESERVED_WORDS:
+            raise Decline  # not a name, or a reserved word (the transformer reports it)
+        line = self.lines[k + 1]
+        before = self.line_starts[line]
+        column, end = self.starts[k + 1] - before, self.ends[k + 1] - before
+        ident = _Ident(name, _tuple_new(Span, (line, column, line, end)))
         if values[k + 2] != "=":
             raise Decline
         mapped = None
@@ -612,7 +614,7 @@ class _Parser:
             call, j = self.call(k + 3)
         if values[j] != "{":
             end = call.span if mapped is None else mapped.span
-            return _StepNode(name, call, mapped, (), self.start_to(k, end)), j
+            return _StepNode(ident, call, mapped, (), self.start_to(k, end)), j
         policies, j = self.block(j + 1, _POLICIES)
         line, end_line = self.lines[k], self.lines[j]
         span = _tuple_new(
@@ -624,7 +626,7 @@ class _Parser:
                 self.ends[j] - self.line_starts[end_line],
             ),
         )
-        return _StepNode(name, call, mapped, tuple(policies), span), j + 1
+        return _StepNode(ident, call, mapped, tuple(policies), span), j + 1
 
     def call(self, k: int) -> tuple[nodes.Call, int]:
         """`TOOL(ARG = EXPR, ...)`; the tool name may be one token (`std.echo`) or several.
@@ -674,7 +676,9 @@ class _Parser:
 
     def uses(self, k: int) -> tuple[nodes.UsesPolicy, int]:
         targets, j = self.names(k + 1)
-        return _UsesPolicy(targets, self.start_to(k, targets[-1].span)), j
+        line, end = self.lines[k], targets[-1].span
+        span = _tuple_new(Span, (line, self.starts[k] - self.line_starts[line], end[2], end[3]))
+        return _UsesPolicy(targets, span), j
 
     def after(self, k: int) -> tuple[nodes.AfterPolicy, int]:
         targets, j = self.names(k + 1)
@@ -686,7 +690,9 @@ class _Parser:
 
     def timeout(self, k: int) -> tuple[nodes.TimeoutPolicy, int]:
         duration, j = self.duration(k + 1)
-        return _TimeoutPolicy(duration, self.start_to(k, duration.span)), j
+        line, end = self.lines[k], duration.span
+        span = _tuple_new(Span, (line, self.starts[k] - self.line_starts[line], end[2], end[3]))
+        return _TimeoutPolicy(duration, span), j
 
     def optional(self, k: int) -> tuple[nodes.OptionalPolicy, int]:
         return _OptionalPolicy(self.tspan(k)), k + 1
@@ -715,15 +721,21 @@ class _Parser:
         return _TolerancePolicy(percent, self.span(k, k + 1)), k + 2
 
     def names(self, k: int) -> tuple[tuple[nodes.Ident, ...], int]:
-        """`NAME ("," NAME)*`: any word is a name here."""
-        values = self.values
-        if values[k + 1] != ",":
-            return (self.word(k),), k + 1
-        found = [self.word(k)]
-        while values[k + 1] == ",":
+        """`NAME ("," NAME)*`: any word is a name here (`word`, inline)."""
+        values, lines, starts, ends = self.values, self.lines, self.starts, self.ends
+        line_starts = self.line_starts
+        found = []
+        while True:
+            name = values[k]
+            if name[0] not in _WORD_START or "." in name:
+                raise Decline
+            line = lines[k]
+            before = line_starts[line]
+            span = _tuple_new(Span, (line, starts[k] - before, line, ends[k] - before))
+            found.append(_Ident(name, span))
+            if values[k + 1] != ",":
+                return tuple(found), k + 1
             k += 2
-            found.append(self.word(k))
-        return tuple(found), k + 1
 
     def retry(self, k: int) -> tuple[nodes.RetryNode, int]:
         """`retry N [on KIND, ...] [backoff DUR [xFACTOR] [max DUR]] [jitter]`."""
@@ -801,7 +813,10 @@ class _Parser:
         seconds = _seconds(text)
         if seconds is None:
             raise Decline
-        return _Duration(text, seconds, self.tspan(k)), k + 1
+        line = self.lines[k]
+        before = self.line_starts[line]
+        span = _tuple_new(Span, (line, self.starts[k] - before, line, self.ends[k] - before))
+        return _Duration(text, seconds, span), k + 1
 
     def plain(self, k: int) -> str:
         """A string where interpolation is not allowed (plan description, `use`, dict keys)."""
@@ -1038,8 +1053,10 @@ class _Parser:
         ones (no escape, no `$${`, one line of text, `${...}` free of quotes and braces)
         are read here in one pass; the others as `lexical.decode_string` reads them."""
         token = self.values[k]
+        if len(token) < 2:
+            raise Decline  # a lone `"`: unterminated (the LALR lexer reports it)
         span = self.string_span(k, k)
-        if "\\" in token or len(token) < 2:
+        if "\\" in token:
             return self.decoded(k, span)
         if token.startswith('"""'):
             body, base = _one_line(token)

@@ -168,6 +168,7 @@ DECLINED = {
     "too deep": "plan p {\n  output o = " + "[" * 70 + "]" * 70 + "\n}",
     "operator chain too deep": "plan p {\n  output o = a" + " ?? a" * 70 + "\n}",
     "unterminated string": 'plan p {\n  output o = "abc\n}',
+    "unterminated string before a comment": 'plan p {\n  input n: int = "   # c\n}',
     "unit after a space": "plan p {\n  deadline 3 days\n}",
     "a NUL after the plan": "plan p {\n}\x00\n",
     "a stray character": "plan p {\n  output o = a @ b\n}",
@@ -207,6 +208,27 @@ def test_token_soup_agrees(text: str) -> None:
 @given(st.text(alphabet='plan p{}()[]stepa=f.x"${};\n #\\:,', max_size=120))
 def test_punctuation_soup_agrees(text: str) -> None:
     agrees("plan p {\n" + text + "\n}")
+
+
+VALID_SEEDS = [p.read_text() for p in EXAMPLES] + [spec_example(), generate(12)]
+LAYOUT = [" ", "\n", "\t", " # comment\n", ";", "\r\n", "\n\n", "  ", "\ufeff"]
+
+
+@st.composite
+def relaid_plan(draw: st.DrawFn) -> str:
+    """A valid plan with blanks, line ends, comments or `;` put between random characters:
+    inside brackets most keep it valid (newlines are ignored there), elsewhere most break it."""
+    text = draw(st.sampled_from(VALID_SEEDS))
+    for _ in range(draw(st.integers(1, 8))):
+        pos = draw(st.integers(0, len(text)))
+        text = text[:pos] + draw(st.sampled_from(LAYOUT)) + text[pos:]
+    return text
+
+
+@_SETTINGS
+@given(relaid_plan())
+def test_relaid_plans_agree(text: str) -> None:
+    agrees(text)
 
 
 WORDS = ["a", "b_2", "max", "rate", "timeout", "on", "x2", "env", "run", "step", "in", "not",

@@ -596,8 +596,8 @@ class _Parser:
             raise Decline  # not a name, or a reserved word (the transformer reports it)
         line = self.lines[k + 1]
         before = self.line_starts[line]
-        column, end = self.starts[k + 1] - before, self.ends[k + 1] - before
-        ident = _Ident(name, _tuple_new(Span, (line, column, line, end)))
+        column, end_column = self.starts[k + 1] - before, self.ends[k + 1] - before
+        ident = _Ident(name, _tuple_new(Span, (line, column, line, end_column)))
         if values[k + 2] != "=":
             raise Decline
         mapped = None

@@ -152,7 +152,7 @@ class _Tokens:
         last = ends[-1]
         if last != end and text[last:end].strip(_BLANKS):
             raise Decline
-        if "#" in text:  # comments (or a `#` in a string)
+        if text.find("#", start, end) >= 0:  # comments (or a `#` in a string)
             comments = list(compress(range(len(values)), map(str.startswith, values, repeat("#"))))
             if comments:
                 keep = _without(len(values), comments)

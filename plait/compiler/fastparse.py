@@ -9,14 +9,17 @@ anything else it declines (raises `Decline`) and `parse` runs the LALR parser as
 It never reports anything itself: a syntax error, a value the transformer would report (a
 bad duration, a reserved word used as a name, an unknown trigger rule, a bad escape, an
 expression nested too deeply...), or a construct it was not written for makes it decline.
-tests/compiler/test_fastparse.py checks it against the LALR parser on every plan the test
-suite parses, the examples, the benchmark plans and generated plans, and that it does not
-decline on the ones it is meant for (so the speed cannot silently go).
+tests/compiler/test_fastparse.py checks it against the LALR parser on the examples, the
+benchmark plans and generated plans, and that it does not decline on the ones it is meant
+for (so the speed cannot silently go); tests/compiler/conftest.py has every other compiler
+test compare the two on the plans it parses. A construct added to the grammar later is
+simply declined here (so still parsed, by LALR) until this module learns it.
 
 Why it is fast (a 10,000-step plan, 1.6 MB: ~0.8 s instead of ~3 s):
-- one regex `findall` splits the whole file into (blanks, token) pairs in C, and token
-  offsets and line numbers come from `itertools.accumulate` (C too): the Python code
-  touches each token once, in the parser, which knows what it expects next (no tables);
+- one regex `findall` splits the whole file into tokens (each with the blanks before it,
+  stripped) in C, and token offsets and line numbers come from `itertools.accumulate` and
+  `map` (C too): the Python code touches each token once, in the parser, which knows what
+  it expects next (no tables, no per-token lexer call);
 - a dotted name (`s1.output`, `std.echo`) and a number with its unit (`30s`, `10/s`, `25%`)
   are one token each; the parser splits them where the grammar reads several tokens, and
   declines where the LALR lexer would have cut the text elsewhere;
@@ -81,11 +84,13 @@ class Decline(Exception):
 
 # --- tokens ---------------------------------------------------------------------------------
 
-# The grammar's terminals (plait.lark) as parse.py's lexer matches them: blanks and comments,
-# then one token, where a word may carry `.word` parts and a number its unit or suffix
-# (`30s`, `1m30s`, `10/s`, `25%`). Where the grammar expects a NUMBER, DURATION, RATE,
-# PERCENT or FACTOR, `_Parser.value` checks that the grammar's regex for it reads exactly
-# that token. Any other character is a token of its own, which no rule accepts.
+# The grammar's terminals (plait.lark) as parse.py's lexer matches them: blanks, then one
+# token, where a word may carry `.word` parts and a number its unit or suffix (`30s`,
+# `1m30s`, `10/s`, `25%`). Where the grammar expects a NUMBER, DURATION, RATE, PERCENT or
+# FACTOR, the parser checks that the grammar's regex for it (below) reads exactly that
+# token there (`_whole`, `_seconds`, `_rate`, `_percent`, `_Parser.value`): otherwise the
+# LALR lexer would cut the text elsewhere, and the fast path declines. Any other character
+# is a token of its own, which no rule accepts.
 _WORD = r"[A-Za-z_][A-Za-z0-9_]*"
 _NUMBER_TEXT = r"-?[0-9][0-9_]*(?:\.[0-9][0-9_]*)?(?:[eE][+-]?[0-9]+)?"
 _BLANKS = "\t \f\r\ufeff"  # WS
@@ -224,9 +229,6 @@ def _bracket_newlines(values: list[str], nested: bool) -> list[int]:
             stack.pop()
             if not stack:
                 _inner_newlines(values, opened, k, drop)
-        else:
-            # a block's `}`: after a bracket left open, parse.py would go on differently
-            continue
     if stack:
         raise Decline  # unclosed: an error parse.py reports
     return drop

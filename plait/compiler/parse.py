@@ -14,6 +14,10 @@ module runs that table with its own token loop, so that it can do what a grammar
 - a nesting limit, so 10 MB of brackets ends in a diagnostic, not a crash.
 `${...}` sources are parsed by a nested run of the same parser (start symbol `interp`)
 with positions mapped back into the file.
+
+Well-formed plans usually never get here: `parse` first tries fastparse.py, a
+hand-written parser that builds the same tree about four times faster and declines
+anything it is not sure of (every error among it), which is then parsed here.
 """
 
 from __future__ import annotations

@@ -440,11 +440,6 @@ class _Parser:
         span: Span = _tuple_new(Span, (line, start, end_line, end_column))
         return span
 
-    def position(self, offset: int) -> tuple[int, int]:
-        """Line and column of a file offset."""
-        line = bisect_right(self.line_starts, offset - 1, 1) - 1
-        return line, offset - self.line_starts[line]
-
     # --- plan -------------------------------------------------------------------------------
 
     def plan(self) -> nodes.PlanNode:

@@ -16,7 +16,7 @@ module runs that table with its own token loop, so that it can do what a grammar
 with positions mapped back into the file.
 
 Well-formed plans usually never get here: `parse` first tries fastparse.py, a
-hand-written parser that builds the same tree about four times faster and declines
+hand-written parser that builds the same tree three to four times faster and declines
 anything it is not sure of (every error among it), which is then parsed here.
 """
 
@@ -363,7 +363,7 @@ def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagno
     """Parse a plan; syntax errors come back as diagnostics (codes E1xx), never as exceptions.
 
     A well-formed plan is read by the fast path (fastparse.py), which builds the same tree
-    as the LALR parser below in about a quarter of the time; anything it declines (every
+    as the LALR parser below in a third to a quarter of the time; anything it declines (every
     error among it) is parsed here, where all diagnostics come from."""
     if FAST_PATH:
         plan = _fast_parse(text)

@@ -153,6 +153,7 @@ class _Tokens:
         ends = list(accumulate(map(len, found), initial=start))
         del ends[0]
         values = list(map(str.lstrip, found, repeat(_BLANKS)))
+        del found  # the tokens with their blanks: freed now, the tree reuses the memory
         starts = list(map(sub, ends, map(len, values)))
         last = ends[-1]
         if last != end and text[last:end].strip(_BLANKS):
@@ -170,7 +171,7 @@ class _Tokens:
             if values[k] != "\n":
                 newlines[k] = values[k].count("\n")
         lines = list(accumulate(newlines, initial=line))
-        del lines[-1]
+        del lines[-1], newlines
         dropped = _bracket_newlines(values, nested)
         if dropped:
             keep = _without(len(values), dropped)

@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import cast
 
-from plait.compiler.checks.walk import Site, Visit, flatten
-from plait.compiler.ir import Expr, NameExpr, Plan
+from plait.compiler.index import ExprIndex, Site, Visit, index_plan
+from plait.compiler.ir import CallExpr, Expr, NameExpr, Plan
 from plait.compiler.source import SourceMap, Span
 from plait.stdlib.registry import ToolRegistry
 
@@ -25,6 +26,8 @@ class CheckContext:
     # Set by the `use` check: when a module failed to load, tools it would have provided
     # are unknown for a reason already reported, so unknown tools are not reported again.
     use_failed: bool = False
+    # The expressions walked once by `lower` (`lower_indexed`); None: walked here, on demand.
+    index: ExprIndex | None = None
 
     def span(self, *key: str) -> Span | None:
         return self.source.span(*key)
@@ -47,25 +50,33 @@ class CheckContext:
         return named
 
     @cached_property
-    def nodes(self) -> list[Visit]:
-        """Every expression node with its site and parent (walked once per plan)."""
-        return flatten(self.plan)
+    def expressions(self) -> ExprIndex:
+        """Every expression node with its site and parent, walked once per plan."""
+        return self.index if self.index is not None else index_plan(self.plan)
 
-    @cached_property
+    @property
+    def nodes(self) -> list[Visit]:
+        """Every expression node with its site and parent."""
+        return self.expressions.nodes
+
+    @property
     def names(self) -> list[tuple[Site, NameExpr, Expr | None]]:
         """Every bare name read, with its site and parent."""
-        return [(site, node, parent) for site, node, parent in self.nodes
-                if isinstance(node, NameExpr)]
+        return cast("list[tuple[Site, NameExpr, Expr | None]]", self.expressions.names)
 
-    @cached_property
+    @property
+    def calls(self) -> list[tuple[Site, CallExpr, Expr | None]]:
+        """Every function call, with its site and parent."""
+        return cast("list[tuple[Site, CallExpr, Expr | None]]", self.expressions.kinds["call"])
+
+    def of_kind(self, kind: str) -> list[Visit]:
+        """The visits of the nodes whose tag (`node.node`) is `kind`, in order."""
+        return self.expressions.kinds[kind]
+
+    @property
     def step_refs(self) -> dict[str, set[str]]:
         """Step -> the steps its own expressions read (for graph edges)."""
-        refs: dict[str, set[str]] = {name: set() for name in self.plan.steps}
-        steps = self.plan.steps
-        for site, node, _ in self.names:
-            if site.owner is not None and node.name in steps and node.name != site.loop_var:
-                refs[site.owner].add(node.name)
-        return refs
+        return self.expressions.step_refs
 
     @cached_property
     def order(self) -> dict[str, int]:

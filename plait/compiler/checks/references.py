@@ -23,9 +23,8 @@ def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
                 name, parent, plan):
             continue  # the common cases, decided without building a diagnostic
         yield from _check_name(name, parent, site, ctx)
-    for _, node, _ in ctx.nodes:
-        if isinstance(node, CallExpr):
-            yield from _check_call(node)
+    for _, node, _ in ctx.calls:
+        yield from _check_call(node)
 
 
 def _good_step_read(node: NameExpr, parent: Expr | None, plan: Plan) -> bool:

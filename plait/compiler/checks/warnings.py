@@ -33,7 +33,7 @@ def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[D
 
 def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Plain `.`/`[ ]` on `STEP.output` where that output may be null (SPEC sections 5, 9)."""
-    for site, node, parent in ctx.nodes:
+    for site, node, parent in ctx.of_kind("attr"):  # `STEP.output` is an attr node
         if not isinstance(parent, AttrExpr | IndexExpr) or parent.optional:
             continue
         source = _output_of(node)

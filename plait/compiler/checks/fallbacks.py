@@ -65,12 +65,14 @@ def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
     standbys = ctx.standbys
     if not standbys:
         return
+    steps = plan.steps
     for _, node, _ in ctx.names:
-        if node.name in standbys and node.name in plan.steps:
-            yield _referenced(node.name, standbys[node.name][0], node.span)
-    for step in plan.steps.values():
+        name = node.name
+        if name in standbys and name in steps:
+            yield _referenced(name, standbys[name][0], node.span)
+    for step in steps.values():
         for target in step.after:
-            if target in standbys and target in plan.steps:
+            if target in standbys and target in steps:
                 yield _referenced(target, standbys[target][0],
                                   ctx.step_span(step.name, "after", target))
 

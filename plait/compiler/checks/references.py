@@ -18,19 +18,19 @@ RUN_FIELDS = ("id",)
 def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name read in an expression is an input, a step read through a field, the map
     variable, or `run.id`; every function called exists."""
-    for site, name, parent in ctx.names:
-        if name.name in plan.inputs or name.name == site.loop_var or _good_step_read(
-                name, parent, plan):
+    inputs, steps = plan.inputs, plan.steps
+    for site, node, parent in ctx.names:
+        name = node.name
+        if name in inputs or name == site.loop_var or (name in steps and _field_read(node, parent)):
             continue  # the common cases, decided without building a diagnostic
-        yield from _check_name(name, parent, site, ctx)
-    for _, node, _ in ctx.calls:
-        yield from _check_call(node)
+        yield from _check_name(node, parent, site, ctx)
+    for _, call, _ in ctx.calls:
+        yield from _check_call(call)
 
 
-def _good_step_read(node: NameExpr, parent: Expr | None, plan: Plan) -> bool:
-    """`STEP.output` (or another step field)."""
-    return (node.name in plan.steps and isinstance(parent, AttrExpr) and parent.value is node
-            and parent.field in STEP_FIELDS)
+def _field_read(node: NameExpr, parent: Expr | None) -> bool:
+    """`NAME.output` (or another step field)."""
+    return isinstance(parent, AttrExpr) and parent.value is node and parent.field in STEP_FIELDS
 
 
 def _check_name(node: NameExpr, parent: Expr | None, site: Site,
@@ -90,6 +90,8 @@ def _check_call(node: CallExpr) -> Iterator[Diagnostic]:
 def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name in `after` and `fallback` is a step of this plan."""
     for step in plan.steps.values():
+        if not step.after and not step.fallback:  # most steps
+            continue
         for policy, targets in (("after", step.after), ("fallback", step.fallback)):
             for target in targets:
                 if target in plan.steps:

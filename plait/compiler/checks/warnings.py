@@ -19,7 +19,8 @@ RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE)
 def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """`any_succeeded`, `any_failed` and `all_failed` are never met without dependencies."""
     for step in plan.steps.values():
-        if step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES or step.is_standby:
+        if (step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES
+                or step.standby_for is not None):
             continue
         yield warning(codes.RULE_WITHOUT_DEPENDENCIES,
                       f"`when {step.when}` is never met for step `{step.name}`, which has no "
@@ -96,9 +97,14 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     `backup_...`, `..._by_rules`) or extends the name of another step (`classify_rules` for
     `classify`) that has no `fallback` of its own.
     """
-    used = _used_steps(plan, ctx)
+    used: set[str] | None = None  # built for the first step that gets that far (few do)
+    standbys = ctx.standbys
     for step in plan.steps.values():
-        if step.is_standby or step.name in ctx.standbys or step.depends_on or step.name in used:
+        if step.depends_on or step.standby_for is not None or step.name in standbys:
+            continue
+        if used is None:
+            used = _used_steps(plan, ctx)
+        if step.name in used:
             continue
         primary = _likely_primary(plan, step.name)
         if primary is None and not STANDBY_WORDS.search(step.name):

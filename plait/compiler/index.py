@@ -9,9 +9,10 @@ alone, for callers that have no lowering at hand (a plan loaded from JSON, a tes
 from __future__ import annotations
 
 from collections.abc import Container, Iterator
+from functools import cached_property
 from typing import Any, NamedTuple
 
-from plait.compiler.ir import Expr, Plan, Step
+from plait.compiler.ir import Expr, Plan, Step, children
 
 
 class Site(NamedTuple):
@@ -30,18 +31,18 @@ class Site(NamedTuple):
 
 
 Visit = tuple[Site, Expr, "Expr | None"]  # (site, node, parent); the root's parent is None
-KINDS = ("literal", "list", "dict", "template", "name", "env", "attr", "index", "call",
-         "binary", "not")
-_LEAVES = frozenset({"literal", "name", "env"})
+KINDS = ("name", "attr", "call", "env", "dict")  # the node kinds the compiler itself reads
 
 
 class ExprIndex:
-    """The visits of every node: all of them in order (sites in file order, each tree a parent
-    before its children), and the same visits grouped by node kind (`node.node`), so a check
-    that looks at calls only reads the calls."""
+    """The plan's top-level expressions (`sites`, in file order) and the visits of the nodes
+    of the kinds in KINDS, by kind, each list in walk order (sites in order, each tree a
+    parent before its children), so a check that looks at calls reads only the calls.
+    `nodes` (every node) is walked again on first use: only code outside the compiler's own
+    path asks for it."""
 
     def __init__(self) -> None:
-        self.nodes: list[Visit] = []
+        self.sites: list[Site] = []
         self.kinds: dict[str, list[Visit]] = {kind: [] for kind in KINDS}
         # Step -> the steps its own expressions read (not `after`): the graph's data edges.
         self.step_refs: dict[str, set[str]] = {}
@@ -51,43 +52,69 @@ class ExprIndex:
         """The visits of bare names (`NameExpr`), in order."""
         return self.kinds["name"]
 
+    @cached_property
+    def nodes(self) -> list[Visit]:
+        """The visits of every node, in order."""
+        found: list[Visit] = []
+        for site in self.sites:
+            stack: list[tuple[Expr, Expr | None]] = [(site.expr, None)]
+            while stack:
+                node, up = stack.pop()
+                found.append((site, node, up))
+                stack.extend((child, node) for child in children(node))
+        return found
+
+    def of_kind(self, kind: str) -> list[Visit]:
+        """The visits of the nodes whose tag (`node.node`) is `kind`, in order."""
+        if kind in self.kinds:
+            return self.kinds[kind]
+        return [visit for visit in self.nodes if visit[1].node == kind]
+
     def add(self, site: Site) -> None:
         """Walk one top-level expression. Iterative (trees may be deep), dispatching on the
-        node tag: this is the compiler's hottest loop after the parser."""
-        add, kinds = self.nodes.append, self.kinds
+        node tag, the most frequent first: this is the compiler's hottest loop after the
+        parser. The order of the pushes is that of `ir.children`."""
+        self.sites.append(site)
+        kinds = self.kinds
+        names, attrs, calls = kinds["name"].append, kinds["attr"].append, kinds["call"].append
         stack: list[Visit] = [(site, site.expr, None)]
         pop, push = stack.pop, stack.append
         while stack:
             visit = pop()
             node: Any = visit[1]  # an Expr; its tag says which one
             kind = node.node
-            add(visit)
-            kinds[kind].append(visit)
-            if kind in _LEAVES:
+            if kind == "name":
+                names(visit)
+            elif kind == "literal":
                 continue
-            if kind == "attr":
+            elif kind == "attr":
+                attrs(visit)
                 push((site, node.value, node))
             elif kind == "template":
                 for part in node.parts:
                     if part.__class__ is not str:
                         push((site, part, node))
-            elif kind == "binary":
-                push((site, node.left, node))
-                push((site, node.right, node))
             elif kind == "list":
                 for item in node.items:
                     push((site, item, node))
-            elif kind == "dict":
-                for entry in node.entries:
-                    push((site, entry.value, node))
+            elif kind == "binary":
+                push((site, node.left, node))
+                push((site, node.right, node))
             elif kind == "index":
                 push((site, node.value, node))
                 push((site, node.index, node))
+            elif kind == "dict":
+                kinds["dict"].append(visit)
+                for entry in node.entries:
+                    push((site, entry.value, node))
             elif kind == "call":
+                calls(visit)
                 for arg in node.args:
                     push((site, arg, node))
             elif kind == "not":
                 push((site, node.operand, node))
+            elif kind == "env":
+                kinds["env"].append(visit)
 
 
 def step_reads(names: list[Visit], steps: Container[str]) -> set[str]:

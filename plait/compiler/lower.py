@@ -9,7 +9,9 @@ the key shapes documented in `plait.compiler.source`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error, sort_key
@@ -34,7 +36,6 @@ from plait.compiler.ir import (
 )
 from plait.compiler.parse import _no_gc
 from plait.compiler.source import SourceMap, Span
-from plait.compiler.transformer import _fast
 from plait.errors import ErrorKind
 
 DEFAULTS_POLICIES = ("timeout", "retry", "uses")
@@ -262,30 +263,28 @@ class _Lowering:
     # --- steps ----------------------------------------------------------------------------------
 
     def _step(self, node: nodes.StepNode) -> Step:
-        # Runs once per step: lookups are bound to locals and each policy is read by its
-        # keyword (a keyword names one policy class), not through isinstance chains.
+        # Runs once per step: each policy is read by its keyword (a keyword names one policy
+        # class) rather than through isinstance chains, and the Step's fields are built as
+        # one dict (`_fields`).
         name = node.name.name
         call = node.call
         self.spans[("step", name, "tool")] = call.tool.span
         policies = self._policies(name, node.policies) if node.policies else _NO_POLICIES
         get: Callable[[str], Any] = policies.get  # the policy of that keyword, or None
         args = self._args(name, call) if call.args else {}
-        mapped = node.map
-        loop_var = None
+        mapped, loop_var, over = node.map, None, None
         if mapped is not None:
-            loop_var = mapped.var.name
+            loop_var, over = mapped.var.name, mapped.over
             self.spans[("step", name, "var")] = mapped.var.span
-        condition = _field(get("if"), "condition")
-        default = _field(get("default"), "value")
-        over = mapped.over if mapped is not None else None
+        condition, default = get("if"), get("default")
+        condition = condition.condition if condition is not None else None
+        default = default.value if default is not None else None
         refs = self._reads(name, over, loop_var, args, condition, default)
         after = self._targets(name, get("after"), "after")
-        depends: set[str] = refs
-        if after:
-            depends = refs | {t for t in after if t in self.step_nodes}
-        return _adopt_step({  # the key order of `_fast(Step)`: defaults first, then the rest
+        depends = refs | {t for t in after if t in self.step_nodes} if after else refs
+        return _adopt_step({  # in the key order of `_fast(Step)`: fields with defaults first
             "args": args,
-            "map": _new_map(var=loop_var, over=over) if mapped is not None else None,
+            "map": _adopt_map({"var": loop_var, "over": over}) if mapped is not None else None,
             "depends_on": sorted(depends, key=self.order.__getitem__)
             if len(depends) > 1 else list(depends),
             "after": after,
@@ -377,7 +376,8 @@ class _Lowering:
     def _step_retry(self, policy: nodes.PolicyNode | None) -> RetryPolicy | None:
         if policy is not None:
             return _retry(policy)  # type: ignore[arg-type]
-        return self.defaults.retry.model_copy() if self.defaults.retry else None
+        inherited = self.defaults.retry  # a shallow copy, as `model_copy()` makes
+        return _adopt_retry(inherited.__dict__.copy()) if inherited is not None else None
 
     def _uses(self, step: str, policy: nodes.PolicyNode | None) -> list[str]:
         if policy is not None:
@@ -401,14 +401,14 @@ class _Lowering:
         names = index.names
         start = len(names)
         add = index.add
-        if over is not None:
-            add(Site(step, "map", loop_var or "", over))  # a map always has its variable
+        if over is not None:  # (tuple.__new__: Site's own __new__ is a Python function)
+            add(_site(Site, (step, "map", loop_var, over, None)))
         for arg, value in args.items():
-            add(Site(step, "arg", arg, value, loop_var))
+            add(_site(Site, (step, "arg", arg, value, loop_var)))
         if condition is not None:
-            add(Site(step, "if", "if", condition))
+            add(_site(Site, (step, "if", "if", condition, None)))
         if default is not None:
-            add(Site(step, "default", "default", default))
+            add(_site(Site, (step, "default", "default", default, None)))
         refs = step_reads(names[start:], self.step_nodes) if len(names) > start else set()
         index.step_refs[step] = refs
         return refs
@@ -453,25 +453,35 @@ class _Lowering:
         )
 
 
-# The lowering builds these (and steps, `_adopt_step`) from values the parser has already
-# typed (a Step's expressions are IR models already), so pydantic's validation would only
-# re-check them: built directly instead (~0.15 s at 10,000 steps);
+# The lowering builds steps, map specs and retry policies from values the parser has
+# already typed (a Step's expressions are IR models already), so pydantic's validation would
+# only re-check them: built directly instead (~0.15 s at 10,000 steps);
 # tests/compiler/test_ir_roundtrip.py checks that the plan still validates and round-trips.
-_new_map = _fast(MapSpec)
-_new_retry = _fast(RetryPolicy)
 _NO_POLICIES: dict[str, nodes.PolicyNode] = {}  # read only
-_STEP_FIELDS_SET = set(Step.model_fields)  # shared, as `_fast` does (see there)
-_new, _set = object.__new__, object.__setattr__
+_new, _set, _site = object.__new__, object.__setattr__, tuple.__new__
+M = TypeVar("M", bound=BaseModel)
 
 
-def _adopt_step(values: dict[str, Any]) -> Step:
-    """`_fast(Step)` given every field at once: the dict becomes the step's `__dict__`."""
-    step: Step = _new(Step)
-    _set(step, "__dict__", values)
-    _set(step, "__pydantic_fields_set__", _STEP_FIELDS_SET)
-    _set(step, "__pydantic_extra__", None)
-    _set(step, "__pydantic_private__", None)
-    return step
+def _adopt(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+    """`_fast(cls)` for callers that give every field, in the key order `_fast` makes
+    (fields with a default first, in declaration order, then the others): the dict becomes
+    the instance's `__dict__`, with no merge of defaults and no keyword arguments."""
+    every_field = set(cls.model_fields)  # shared by the instances, as in `_fast`
+
+    def adopt(values: dict[str, Any]) -> M:
+        instance: M = _new(cls)
+        _set(instance, "__dict__", values)
+        _set(instance, "__pydantic_fields_set__", every_field)
+        _set(instance, "__pydantic_extra__", None)
+        _set(instance, "__pydantic_private__", None)
+        return instance
+
+    return adopt
+
+
+_adopt_step = _adopt(Step)
+_adopt_map = _adopt(MapSpec)
+_adopt_retry = _adopt(RetryPolicy)
 
 
 def _field(policy: nodes.PolicyNode | None, field: str) -> Any:
@@ -486,21 +496,17 @@ def _when(policy: nodes.PolicyNode | None) -> TriggerRule:
 
 
 def _retry(node: nodes.RetryNode) -> RetryPolicy:
-    on = (
-        [_KINDS[kind.name] for kind in node.on if kind.name in _KINDS]
-        if node.on is not None
-        else None
-    )
-    return _new_retry(
-        retries=node.retries,
-        on=on,
-        backoff_s=node.backoff.seconds
-        if node.backoff and node.backoff.seconds is not None
-        else 1.0,
-        factor=node.factor if node.factor is not None else 1.0,
-        max_s=node.max.seconds if node.max else None,
-        jitter=node.jitter,
-    )
+    on = node.on
+    backoff, most = node.backoff, node.max
+    return _adopt_retry({  # in the key order of `_fast(RetryPolicy)`
+        "on": [_KINDS[kind.name] for kind in on if kind.name in _KINDS] if on is not None
+        else None,
+        "backoff_s": backoff.seconds if backoff and backoff.seconds is not None else 1.0,
+        "factor": node.factor if node.factor is not None else 1.0,
+        "max_s": most.seconds if most else None,
+        "jitter": node.jitter,
+        "retries": node.retries,
+    })
 
 
 def _resource_field(setting: nodes.ResourceSetting) -> Any:

@@ -51,7 +51,7 @@ def _unknown_resource(name: str, where: str, span: Span | None,
 
 def check_map_only(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """`tolerate` and step `concurrency` mean something only on a map step."""
-    for step in plan.steps.values():
+    for step in ctx.groups.map_policies:
         if step.is_map:
             continue
         for policy, value in (("concurrency", step.concurrency), ("tolerate", step.tolerate)):
@@ -237,7 +237,7 @@ def _describe(value: object) -> str:
 
 def check_map_over(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """A map over a literal runs over a list literal (SPEC section 9)."""
-    for step in plan.steps.values():
+    for step in ctx.groups.maps:
         if step.map is None:
             continue
         over = step.map.over

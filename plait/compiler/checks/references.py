@@ -89,9 +89,7 @@ def _check_call(node: CallExpr) -> Iterator[Diagnostic]:
 
 def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name in `after` and `fallback` is a step of this plan."""
-    for step in plan.steps.values():
-        if not step.after and not step.fallback:  # most steps
-            continue
+    for step in ctx.groups.targets:
         for policy, targets in (("after", step.after), ("fallback", step.fallback)):
             for target in targets:
                 if target in plan.steps:
@@ -109,7 +107,7 @@ def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_loop_vars(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """A map's loop variable may not shadow an input or a step (SPEC section 9)."""
-    for step in plan.steps.values():
+    for step in ctx.groups.maps:
         if step.map is None:
             continue
         var = step.map.var

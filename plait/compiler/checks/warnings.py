@@ -18,7 +18,7 @@ RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE)
 
 def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """`any_succeeded`, `any_failed` and `all_failed` are never met without dependencies."""
-    for step in plan.steps.values():
+    for step in ctx.groups.independent:
         if (step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES
                 or step.standby_for is not None):
             continue
@@ -99,7 +99,7 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """
     used: set[str] | None = None  # built for the first step that gets that far (few do)
     standbys = ctx.standbys
-    for step in plan.steps.values():
+    for step in ctx.groups.independent:
         if step.depends_on or step.standby_for is not None or step.name in standbys:
             continue
         if used is None:
@@ -120,7 +120,7 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
     used = {node.name for _, node, _ in ctx.names}
-    for step in plan.steps.values():
+    for step in ctx.groups.afters:
         used.update(step.after)
     return used
 

@@ -44,6 +44,9 @@ class ExprIndex:
     def __init__(self) -> None:
         self.sites: list[Site] = []
         self.kinds: dict[str, list[Visit]] = {kind: [] for kind in KINDS}
+        # The name each visit of `names` reads, in the same order: passes that ask "is this
+        # name read" scan these strings (or make a set of them) without touching the nodes.
+        self.read: list[str] = []
         # Step -> the steps its own expressions read (not `after`): the graph's data edges.
         self.step_refs: dict[str, set[str]] = {}
 
@@ -70,6 +73,14 @@ class ExprIndex:
             return self.kinds[kind]
         return [visit for visit in self.nodes if visit[1].node == kind]
 
+    def steps_read(self, start: int, steps: Container[str], loop_var: str | None) -> set[str]:
+        """The steps read by the names from position `start` on (one step's sites, walked
+        last); `loop_var` is the step's map variable, which is not a step in its arguments."""
+        if loop_var is None:
+            return {name for name in self.read[start:] if name in steps}
+        return {node.name for site, node, _ in self.names[start:]  # type: ignore[union-attr]
+                if node.name in steps and node.name != site.loop_var}  # type: ignore[union-attr]
+
     def add(self, site: Site) -> None:
         """Walk one top-level expression. Iterative (trees may be deep), dispatching on the
         node tag, the most frequent first: this is the compiler's hottest loop after the
@@ -77,6 +88,7 @@ class ExprIndex:
         self.sites.append(site)
         kinds = self.kinds
         names, attrs, calls = kinds["name"].append, kinds["attr"].append, kinds["call"].append
+        read = self.read.append
         stack: list[Visit] = [(site, site.expr, None)]
         pop, push = stack.pop, stack.append
         while stack:
@@ -85,6 +97,7 @@ class ExprIndex:
             kind = node.node
             if kind == "name":
                 names(visit)
+                read(node.name)
             elif kind == "literal":
                 continue
             elif kind == "attr":
@@ -117,12 +130,6 @@ class ExprIndex:
                 kinds["env"].append(visit)
 
 
-def step_reads(names: list[Visit], steps: Container[str]) -> set[str]:
-    """The steps read by these name visits (a map step's loop variable is not a step)."""
-    return {node.name for site, node, _ in names  # type: ignore[union-attr]
-            if node.name in steps and node.name != site.loop_var}  # type: ignore[union-attr]
-
-
 def step_sites(step: Step) -> Iterator[Site]:
     """The expressions of one step: map list, arguments, `if`, `default`."""
     name = step.name
@@ -140,12 +147,12 @@ def step_sites(step: Step) -> Iterator[Site]:
 def index_plan(plan: Plan) -> ExprIndex:
     """The index of a plan's expressions: steps in file order, then outputs."""
     index = ExprIndex()
-    names = index.names
     for name, step in plan.steps.items():
-        start = len(names)
+        start = len(index.read)
         for site in step_sites(step):
             index.add(site)
-        index.step_refs[name] = step_reads(names[start:], plan.steps)
+        loop_var = step.map.var if step.map is not None else None
+        index.step_refs[name] = index.steps_read(start, plan.steps, loop_var)
     for output in plan.outputs.values():
         index.add(Site(None, "output", output.name, output.expr))
     return index

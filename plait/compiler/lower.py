@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error, sort_key
-from plait.compiler.index import ExprIndex, Site, step_reads
+from plait.compiler.index import ExprIndex, Site
 from plait.compiler.ir import (
     BreakerPolicy,
     Defaults,
@@ -398,8 +398,7 @@ class _Lowering:
         """Walk the step's expressions into the index (its sites in the order of
         `index.step_sites`) and return the steps they read."""
         index = self.index
-        names = index.names
-        start = len(names)
+        start = len(index.read)
         add = index.add
         if over is not None:  # (tuple.__new__: Site's own __new__ is a Python function)
             add(_site(Site, (step, "map", loop_var, over, None)))
@@ -409,7 +408,8 @@ class _Lowering:
             add(_site(Site, (step, "if", "if", condition, None)))
         if default is not None:
             add(_site(Site, (step, "default", "default", default, None)))
-        refs = step_reads(names[start:], self.step_nodes) if len(names) > start else set()
+        refs = (index.steps_read(start, self.step_nodes, loop_var)
+                if len(index.read) > start else set())
         index.step_refs[step] = refs
         return refs
 

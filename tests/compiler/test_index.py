@@ -36,6 +36,7 @@ def test_lowered_index_is_the_plan_walked_again(path: Path) -> None:
         assert shape(visits) == shape([v for v in walked.nodes if v[1].node == kind]), kind
     assert lowered.step_refs == walked.step_refs
     assert list(lowered.step_refs) == list(plan.steps)
+    assert lowered.read == walked.read == [v[1].name for v in walked.names]  # type: ignore[union-attr]
 
 
 def test_kinds_group_the_visits_in_order() -> None:

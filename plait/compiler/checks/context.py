@@ -71,6 +71,11 @@ class CheckContext:
         return cast("list[tuple[Site, NameExpr, Expr | None]]", self.expressions.names)
 
     @property
+    def read(self) -> list[str]:
+        """The name each visit of `names` reads, in the same order."""
+        return self.expressions.read
+
+    @property
     def calls(self) -> list[tuple[Site, CallExpr, Expr | None]]:
         """Every function call, with its site and parent."""
         return cast("list[tuple[Site, CallExpr, Expr | None]]", self.expressions.kinds["call"])

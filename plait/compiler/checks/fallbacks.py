@@ -66,10 +66,11 @@ def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
     if not standbys:
         return
     steps = plan.steps
-    for _, node, _ in ctx.names:
-        name = node.name
-        if name in standbys and name in steps:
-            yield _referenced(name, standbys[name][0], node.span)
+    if not standbys.keys().isdisjoint(ctx.read):  # (a scan of strings: usually nothing)
+        for _, node, _ in ctx.names:
+            name = node.name
+            if name in standbys and name in steps:
+                yield _referenced(name, standbys[name][0], node.span)
     for step in ctx.groups.afters:
         for target in step.after:
             if target in standbys and target in steps:

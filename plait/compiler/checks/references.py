@@ -21,16 +21,13 @@ def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     inputs, steps = plan.inputs, plan.steps
     for site, node, parent in ctx.names:
         name = node.name
-        if name in inputs or name == site.loop_var or (name in steps and _field_read(node, parent)):
+        if name in inputs or name == site.loop_var or (
+                name in steps and parent.__class__ is AttrExpr  # `STEP.output` (or another field)
+                and parent.value is node and parent.field in STEP_FIELDS):
             continue  # the common cases, decided without building a diagnostic
         yield from _check_name(node, parent, site, ctx)
     for _, call, _ in ctx.calls:
         yield from _check_call(call)
-
-
-def _field_read(node: NameExpr, parent: Expr | None) -> bool:
-    """`NAME.output` (or another step field)."""
-    return isinstance(parent, AttrExpr) and parent.value is node and parent.field in STEP_FIELDS
 
 
 def _check_name(node: NameExpr, parent: Expr | None, site: Site,

@@ -88,13 +88,19 @@ def _check_args(step: Step, shape: _Shape, ctx: CheckContext) -> Iterator[Diagno
             yield error(codes.ARGUMENT_TYPE,
                         f"argument `{arg}` of `{spec.name}` expects {param.annotation}: {problem}",
                         value.span or ctx.step_span(step.name, "arg", arg))
+    for required in shape.required:
+        if required not in step.args:  # (the list of every missing one is built only now)
+            yield _missing(step, shape, ctx)
+            break
+
+
+def _missing(step: Step, shape: _Shape, ctx: CheckContext) -> Diagnostic:
     missing = [name for name in shape.required if name not in step.args]
-    if missing:
-        word = "argument" if len(missing) == 1 else "arguments"
-        yield error(codes.MISSING_ARGUMENT,
-                    f"step `{step.name}` is missing required {word} {quoted(missing)} "
-                    f"of `{spec.name}`",
-                    ctx.step_span(step.name, "tool"), _takes(spec))
+    word = "argument" if len(missing) == 1 else "arguments"
+    return error(codes.MISSING_ARGUMENT,
+                 f"step `{step.name}` is missing required {word} {quoted(missing)} "
+                 f"of `{shape.spec.name}`",
+                 ctx.step_span(step.name, "tool"), _takes(shape.spec))
 
 
 def _takes(spec: ToolSpec) -> str:

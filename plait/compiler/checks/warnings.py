@@ -35,7 +35,7 @@ def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[D
 def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Plain `.`/`[ ]` on `STEP.output` where that output may be null (SPEC sections 5, 9)."""
     for site, node, parent in ctx.of_kind("attr"):  # `STEP.output` is an attr node
-        if not isinstance(parent, AttrExpr | IndexExpr) or parent.optional:
+        if not isinstance(parent, (AttrExpr, IndexExpr)) or parent.optional:
             continue
         source = _output_of(node)
         if source is None or parent.value is not node:
@@ -119,7 +119,7 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
-    used = {node.name for _, node, _ in ctx.names}
+    used = set(ctx.read)
     for step in ctx.groups.afters:
         used.update(step.after)
     return used

@@ -264,8 +264,8 @@ class _Lowering:
 
     def _step(self, node: nodes.StepNode) -> Step:
         # Runs once per step: each policy is read by its keyword (a keyword names one policy
-        # class) rather than through isinstance chains, and the Step's fields are built as
-        # one dict (`_fields`).
+        # class) rather than through isinstance chains, and the Step is built from one dict
+        # (`_adopt`).
         name = node.name.name
         call = node.call
         self.spans[("step", name, "tool")] = call.tool.span
@@ -458,7 +458,14 @@ class _Lowering:
 # only re-check them: built directly instead (~0.15 s at 10,000 steps);
 # tests/compiler/test_ir_roundtrip.py checks that the plan still validates and round-trips.
 _NO_POLICIES: dict[str, nodes.PolicyNode] = {}  # read only
-_new, _set, _site = object.__new__, object.__setattr__, tuple.__new__
+_new, _site = object.__new__, tuple.__new__
+# BaseModel's slots, set through their descriptors (`object.__setattr__` by name looks the
+# name up on the class each time; the same choice as `runtime.fastmodel`).
+_set_dict, _set_fields_set, _set_extra, _set_private = (
+    BaseModel.__dict__[slot].__set__
+    for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__",
+                 "__pydantic_private__")
+)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -470,10 +477,10 @@ def _adopt(cls: type[M]) -> Callable[[dict[str, Any]], M]:
 
     def adopt(values: dict[str, Any]) -> M:
         instance: M = _new(cls)
-        _set(instance, "__dict__", values)
-        _set(instance, "__pydantic_fields_set__", every_field)
-        _set(instance, "__pydantic_extra__", None)
-        _set(instance, "__pydantic_private__", None)
+        _set_dict(instance, values)
+        _set_fields_set(instance, every_field)
+        _set_extra(instance, None)
+        _set_private(instance, None)
         return instance
 
     return adopt

@@ -282,22 +282,25 @@ class _Lowering:
         refs = self._reads(name, over, loop_var, args, condition, default)
         after = self._targets(name, get("after"), "after")
         depends = refs | {t for t in after if t in self.step_nodes} if after else refs
+        when, timeout = get("when"), get("timeout")
+        concurrency, tolerate = get("concurrency"), get("tolerate")
         return _adopt_step({  # in the key order of `_fast(Step)`: fields with defaults first
             "args": args,
             "map": _adopt_map({"var": loop_var, "over": over}) if mapped is not None else None,
             "depends_on": sorted(depends, key=self.order.__getitem__)
             if len(depends) > 1 else list(depends),
             "after": after,
-            "when": _when(get("when")),
+            "when": _when(when) if when is not None else _ALL_SUCCEEDED,
             "condition": condition,
-            "timeout_s": self._timeout(get("timeout")),
+            "timeout_s": timeout.duration.seconds if timeout is not None
+            else self.defaults.timeout_s,
             "retry": self._step_retry(get("retry")),
             "fallback": self._targets(name, get("fallback"), "fallback"),
             "default": default,
             "optional": "optional" in policies,
             "uses": self._uses(name, get("uses")),
-            "concurrency": _field(get("concurrency"), "value"),
-            "tolerate": _field(get("tolerate"), "percent"),
+            "concurrency": concurrency.value if concurrency is not None else None,
+            "tolerate": tolerate.percent if tolerate is not None else None,
             "standby_for": None,
             "name": name,
             "tool": call.tool.name,
@@ -361,17 +364,12 @@ class _Lowering:
 
     def _targets(self, step: str, policy: nodes.PolicyNode | None, kind: str) -> list[str]:
         if policy is None:  # else the policy of that keyword: After-, Fallback- or UsesPolicy
-            return []
+            return []  # a new list: each step owns its lists
         targets = policy.targets  # type: ignore[union-attr]
         setdefault = self.spans.setdefault
         for target in targets:
             setdefault(("step", step, kind, target.name), target.span)
         return [target.name for target in targets]  # as written: checks see repeats
-
-    def _timeout(self, policy: nodes.PolicyNode | None) -> float | None:
-        if policy is None:
-            return self.defaults.timeout_s
-        return policy.duration.seconds  # type: ignore[union-attr]
 
     def _step_retry(self, policy: nodes.PolicyNode | None) -> RetryPolicy | None:
         if policy is not None:
@@ -491,15 +489,11 @@ _adopt_map = _adopt(MapSpec)
 _adopt_retry = _adopt(RetryPolicy)
 
 
-def _field(policy: nodes.PolicyNode | None, field: str) -> Any:
-    return getattr(policy, field) if policy is not None else None
+_ALL_SUCCEEDED = TriggerRule.ALL_SUCCEEDED
 
 
-def _when(policy: nodes.PolicyNode | None) -> TriggerRule:
-    if policy is not None:  # the `when` policy
-        rule = policy.rule.name  # type: ignore[union-attr]
-        return _RULES.get(rule, TriggerRule.ALL_SUCCEEDED)  # unknown: parse reported it
-    return TriggerRule.ALL_SUCCEEDED
+def _when(policy: nodes.WhenPolicy) -> TriggerRule:
+    return _RULES.get(policy.rule.name, _ALL_SUCCEEDED)  # unknown: parse reported it
 
 
 def _retry(node: nodes.RetryNode) -> RetryPolicy:

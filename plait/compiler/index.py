@@ -102,7 +102,12 @@ class ExprIndex:
                 continue
             elif kind == "attr":
                 attrs(visit)
-                push((site, node.value, node))
+                value = node.value
+                if value.node == "name":  # `STEP.output`: its only child, next popped anyway
+                    names((site, value, node))
+                    read(value.name)
+                else:
+                    push((site, value, node))
             elif kind == "template":
                 for part in node.parts:
                     if part.__class__ is not str:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from plait.compiler.api import _gc_paused
 from plait.compiler.checks import check_plan
 from plait.compiler.graph import build_graph, edges
-from plait.compiler.lower import lower
+from plait.compiler.lower import lower_indexed
 from plait.compiler.parse import parse
 from plait.compiler.source import SourceMap
 from plait.stdlib.registry import builtin_registry
@@ -116,10 +116,10 @@ def _measure(n: int) -> dict[str, float]:
     assert tree is not None and not any(d.is_error for d in diags), diags[:3]
     source = SourceMap("bench.agent", text)
     t0 = time.perf_counter()
-    plan, lowered = lower(tree, source)
+    plan, lowered, index = lower_indexed(tree, source)
     times["lower"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found, ctx = check_plan(plan, source, registry.child(), Path.cwd())
+    found, ctx = check_plan(plan, source, registry.child(), Path.cwd(), index)
     times["check"] = time.perf_counter() - t0
     errors = [d for d in [*lowered, *found] if d.is_error]
     assert not errors, [(d.code.id, d.message) for d in errors[:3]]

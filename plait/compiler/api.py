@@ -84,7 +84,7 @@ def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None
 
 
 def _compile(text: str, path: str, plan_dir: Path | None) -> CompileResult:
-    from plait.compiler.lower import lower
+    from plait.compiler.lower import lower_indexed
     from plait.compiler.parse import parse
 
     source = SourceMap(path, text)
@@ -92,9 +92,9 @@ def _compile(text: str, path: str, plan_dir: Path | None) -> CompileResult:
     tree, diagnostics = parse(text, path)
     if tree is None or _has_syntax_errors(diagnostics):
         return _result(None, diagnostics, source, registry)
-    plan, lowered = lower(tree, source)
+    plan, lowered, index = lower_indexed(tree, source)
     diagnostics = [*diagnostics, *lowered]
-    checked, ctx = check_plan(plan, source, registry, plan_dir)
+    checked, ctx = check_plan(plan, source, registry, plan_dir, index)
     diagnostics += checked
     if has_errors(diagnostics):
         return _result(None, diagnostics, source, registry)

@@ -57,15 +57,18 @@ def edges(plan: Plan, step_refs: dict[str, set[str]] | None = None) -> list[Edge
     computed it, saves walking the expressions again.
     """
     result: list[Edge] = []
-    for step in plan.steps.values():
-        refs = step_refs[step.name] if step_refs is not None else step_references(plan, step)
+    add = result.append
+    steps = plan.steps
+    data, after, fallback = EdgeKind.DATA, EdgeKind.AFTER, EdgeKind.FALLBACK
+    for name, step in steps.items():
+        refs = step_refs[name] if step_refs is not None else step_references(plan, step)
+        waits = step.after
         for dep in step.depends_on:
-            if dep not in plan.steps:
-                continue
-            after_only = dep in step.after and dep not in refs
-            result.append((dep, step.name, EdgeKind.AFTER if after_only else EdgeKind.DATA))
-        result.extend((step.name, standby, EdgeKind.FALLBACK)
-                      for standby in step.fallback if standby in plan.steps)
+            if dep in steps:
+                add((dep, name, after if waits and dep in waits and dep not in refs else data))
+        if step.fallback:
+            result.extend((name, standby, fallback)
+                          for standby in step.fallback if standby in steps)
     return result
 
 
@@ -74,9 +77,19 @@ def build_graph(plan: Plan) -> nx.DiGraph:
     import networkx as nx
 
     graph = nx.DiGraph(plan=plan.plan)
-    graph.add_nodes_from((step.name, step_attributes(step)) for step in plan.steps.values())
-    graph.add_edges_from((source, target, {"kind": kind})
-                         for source, target, kind in plan.edges or edges(plan))
+    # Names first, then the attributes: `add_nodes_from` given (name, dict) pairs tries each
+    # pair as a node, fails (a dict is not hashable) and copies the dict twice; the node's
+    # attribute dict ends up the same either way.
+    graph.add_nodes_from(plan.steps)
+    nx.set_node_attributes(graph, {name: step_attributes(step)
+                                   for name, step in plan.steps.items()})
+    # One attribute dict per kind, shared by the tuples: add_edges_from copies it into each
+    # edge's own dict. (A kind that is not an EdgeKind member, e.g. in a hand-built plan,
+    # keeps its own object, as before.)
+    shared = {kind: {"kind": kind} for kind in EdgeKind}
+    graph.add_edges_from([
+        (source, target, shared[kind] if kind.__class__ is EdgeKind else {"kind": kind})
+        for source, target, kind in plan.edges or edges(plan)])
     return graph
 
 
@@ -91,23 +104,36 @@ def step_attributes(step: Step) -> dict[str, Any]:
     }
 
 
-def dependency_cycles(plan: Plan) -> list[list[str]]:
+def dependency_cycles(plan: Plan, order: dict[str, int] | None = None) -> list[list[str]]:
     """Each dependency cycle once, as [first, dep, dep-of-dep, ..., first], starting at the
-    cycle's first step in file order; in file order of that first step."""
-    deps = {name: [d for d in step.depends_on if d in plan.steps]
-            for name, step in plan.steps.items()}
-    order = {name: i for i, name in enumerate(plan.steps)}
+    cycle's first step in file order; in file order of that first step. `order` (step name
+    -> position in the file) saves building it when the caller has it."""
+    if order is None:
+        order = {name: i for i, name in enumerate(plan.steps)}
     # The usual case: every step depends only on steps above it, so the file order is a
     # topological order and there is no cycle (a self-loop fails the test: Tarjan finds it).
     # Tarjan alone took ~0.1 s at 10,000 steps; this test takes a few ms.
-    if all(order[dep] < order[name] for name, names in deps.items() for dep in names):
+    if _in_file_order(plan, order):
         return []
+    deps = {name: [d for d in step.depends_on if d in plan.steps]
+            for name, step in plan.steps.items()}
     cycles = []
     for component in strongly_connected(deps):
         first = min(component, key=order.__getitem__)
         if len(component) > 1 or first in deps[first]:
             cycles.append(_cycle_through(deps, first, component))
     return sorted(cycles, key=lambda c: order[c[0]])
+
+
+def _in_file_order(plan: Plan, order: dict[str, int]) -> bool:
+    """Whether every step depends only on steps above it (names that are not steps aside)."""
+    get = order.get
+    for here, step in enumerate(plan.steps.values()):
+        for dep in step.depends_on:
+            at = get(dep)
+            if at is not None and at >= here:
+                return False
+    return True
 
 
 def strongly_connected(successors: dict[str, list[str]]) -> list[set[str]]:

@@ -8,11 +8,14 @@ the key shapes documented in `plait.compiler.source`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error, sort_key
+from plait.compiler.index import ExprIndex, Site
 from plait.compiler.ir import (
     BreakerPolicy,
     Defaults,
@@ -22,7 +25,6 @@ from plait.compiler.ir import (
     ListExpr,
     LiteralExpr,
     MapSpec,
-    NameExpr,
     Output,
     Plan,
     Rate,
@@ -34,7 +36,6 @@ from plait.compiler.ir import (
 )
 from plait.compiler.parse import _no_gc
 from plait.compiler.source import SourceMap, Span
-from plait.compiler.transformer import _fast
 from plait.errors import ErrorKind
 
 DEFAULTS_POLICIES = ("timeout", "retry", "uses")
@@ -44,6 +45,16 @@ _RULES = {rule.value: rule for rule in TriggerRule}
 
 def lower(tree: nodes.PlanNode, source: SourceMap) -> tuple[Plan, list[Diagnostic]]:
     """Turn a parsed plan into the IR; never raises on a tree `parse` produced."""
+    plan, diagnostics, _ = lower_indexed(tree, source)
+    return plan, diagnostics
+
+
+def lower_indexed(
+    tree: nodes.PlanNode, source: SourceMap
+) -> tuple[Plan, list[Diagnostic], ExprIndex]:
+    """`lower`, also handing forward the plan's expressions as it walked them (each node with
+    its site and parent), for `check_plan` and the graph's edges to read instead of walking
+    them again."""
     with _no_gc():
         return _Lowering(tree, source).run()
 
@@ -63,13 +74,17 @@ class _Lowering:
         self.default_policies: set[str] = set()
         self.env: set[str] = set()
         self.order: dict[str, int] = {}
+        self.index = ExprIndex()
 
-    def run(self) -> tuple[Plan, list[Diagnostic]]:
+    def run(self) -> tuple[Plan, list[Diagnostic], ExprIndex]:
         self.spans[("plan",)] = self.tree.name.span
         for item in self.tree.items:
             self._item(item)
         self.order = {name: index for index, name in enumerate(self.step_nodes)}
         steps = {name: self._step(node) for name, node in self.step_nodes.items()}
+        for output in self.outputs.values():  # sites in file order: steps, then outputs
+            self.index.add(Site(None, "output", output.name, output.expr))
+        self._expressions(self.index)
         _mark_standbys(steps)
         plan = Plan(
             plan=self.tree.name.name,
@@ -85,7 +100,7 @@ class _Lowering:
             env=sorted(self.env),
             edges=[],
         )
-        return plan, sorted(self.diagnostics, key=sort_key)
+        return plan, sorted(self.diagnostics, key=sort_key), self.index
 
     # --- plan items -----------------------------------------------------------------------------
 
@@ -130,8 +145,10 @@ class _Lowering:
             return
         if item.default is not None and item.default.span is not None:
             self.spans[("input", item.name.name, "default")] = item.default.span
-        if item.default is not None:
-            self._scan(item.default)
+        if item.default is not None:  # not a site of the plan's index: walked on its own
+            scratch = ExprIndex()
+            scratch.add(Site(None, "input", item.name.name, item.default))
+            self._expressions(scratch)
         self.inputs[item.name.name] = Input(
             name=item.name.name,
             type=item.type.text,
@@ -151,7 +168,6 @@ class _Lowering:
             )
             return
         self.spans[("output", name)] = item.name.span
-        self._scan(item.expr)
         self.outputs[name] = Output(name=name, expr=item.expr)
 
     def _resource(self, item: nodes.ResourceNode) -> None:
@@ -247,55 +263,69 @@ class _Lowering:
     # --- steps ----------------------------------------------------------------------------------
 
     def _step(self, node: nodes.StepNode) -> Step:
+        # Runs once per step: each policy is read by its keyword (a keyword names one policy
+        # class) rather than through isinstance chains, and the Step is built from one dict
+        # (`_adopt`).
         name = node.name.name
-        self.spans[("step", name, "tool")] = node.call.tool.span
-        policies = self._policies(node)
-        args = self._args(name, node.call)
-        loop_var = node.map.var.name if node.map else None
-        if node.map:
-            self.spans[("step", name, "var")] = node.map.var.span
-        refs: list[Expr] = list(args.values())
-        condition = _get(policies, "if", "condition")
-        default = _get(policies, "default", "value")
-        extra = [
-            e for e in (node.map.over if node.map else None, condition, default) if e is not None
-        ]
-        depends = self._references(refs, loop_var) | self._references(extra, None)
-        after = self._targets(name, policies.get("after"), "after")
-        depends.update(t for t in after if t in self.step_nodes)
-        return _new_step(
-            name=name,
-            tool=node.call.tool.name,
-            args=args,
-            map=_new_map(var=loop_var, over=node.map.over) if node.map else None,
-            depends_on=sorted(depends, key=self.order.__getitem__),
-            after=after,
-            when=_when(policies),
-            condition=condition,
-            timeout_s=self._timeout(policies),
-            retry=self._step_retry(policies),
-            fallback=self._targets(name, policies.get("fallback"), "fallback"),
-            default=default,
-            optional="optional" in policies,
-            uses=self._uses(name, policies),
-            concurrency=_get(policies, "concurrency", "value"),
-            tolerate=_get(policies, "tolerate", "percent"),
-            standby_for=None,
-        )
+        call = node.call
+        self.spans[("step", name, "tool")] = call.tool.span
+        policies = self._policies(name, node.policies) if node.policies else _NO_POLICIES
+        get: Callable[[str], Any] = policies.get  # the policy of that keyword, or None
+        args = self._args(name, call) if call.args else {}
+        mapped, loop_var, over = node.map, None, None
+        if mapped is not None:
+            loop_var, over = mapped.var.name, mapped.over
+            self.spans[("step", name, "var")] = mapped.var.span
+        condition, default = get("if"), get("default")
+        condition = condition.condition if condition is not None else None
+        default = default.value if default is not None else None
+        refs = self._reads(name, over, loop_var, args, condition, default)
+        after = self._targets(name, get("after"), "after")
+        depends = refs | {t for t in after if t in self.step_nodes} if after else refs
+        when, timeout = get("when"), get("timeout")
+        concurrency, tolerate = get("concurrency"), get("tolerate")
+        return _adopt_step({  # in the key order of `_fast(Step)`: fields with defaults first
+            "args": args,
+            "map": _adopt_map({"var": loop_var, "over": over}) if mapped is not None else None,
+            "depends_on": sorted(depends, key=self.order.__getitem__)
+            if len(depends) > 1 else list(depends),
+            "after": after,
+            "when": _when(when) if when is not None else _ALL_SUCCEEDED,
+            "condition": condition,
+            "timeout_s": timeout.duration.seconds if timeout is not None
+            else self.defaults.timeout_s,
+            "retry": self._step_retry(get("retry")),
+            "fallback": self._targets(name, get("fallback"), "fallback"),
+            "default": default,
+            "optional": "optional" in policies,
+            "uses": self._uses(name, get("uses")),
+            "concurrency": concurrency.value if concurrency is not None else None,
+            "tolerate": tolerate.percent if tolerate is not None else None,
+            "standby_for": None,
+            "name": name,
+            "tool": call.tool.name,
+        })
 
-    def _policies(self, node: nodes.StepNode) -> dict[str, nodes.PolicyNode]:
+    def _policies(
+        self, name: str, written: tuple[nodes.PolicyNode, ...]
+    ) -> dict[str, nodes.PolicyNode]:
         """Each policy at most once (E202); the first one counts."""
         found: dict[str, nodes.PolicyNode] = {}
-        name = node.name.name
-        for policy in node.policies:
-            if self._once(
-                found,
-                policy.keyword,
-                policy.span,
-                ("step", name, "policy", policy.keyword),
-                f"step `{name}`",
-            ):
-                found[policy.keyword] = policy
+        spans = self.spans
+        for policy in written:
+            keyword = policy.keyword
+            key = ("step", name, "policy", keyword)
+            if keyword in found:
+                self._duplicate(
+                    codes.DUPLICATE_POLICY,
+                    f"`{keyword}` is given twice in step `{name}`",
+                    policy.span,
+                    spans[key],
+                    "keep one of them",
+                )
+                continue
+            spans[key] = policy.span
+            found[keyword] = policy
         return found
 
     def _once(
@@ -315,94 +345,78 @@ class _Lowering:
 
     def _args(self, step: str, call: nodes.Call) -> dict[str, Expr]:
         args: dict[str, Expr] = {}
+        spans = self.spans
         for arg in call.args:
-            key = ("step", step, "arg", arg.name.name)
-            if arg.name.name in args:
+            arg_name = arg.name.name
+            key = ("step", step, "arg", arg_name)
+            if arg_name in args:
                 self._duplicate(
                     codes.DUPLICATE_ARGUMENT,
-                    f"argument `{arg.name.name}` is given twice",
+                    f"argument `{arg_name}` is given twice",
                     arg.name.span,
-                    self.spans[key],
+                    spans[key],
                     "keep one of them",
                 )
                 continue
-            self.spans[key] = arg.name.span
-            args[arg.name.name] = arg.value
+            spans[key] = arg.name.span
+            args[arg_name] = arg.value
         return args
 
     def _targets(self, step: str, policy: nodes.PolicyNode | None, kind: str) -> list[str]:
-        if not isinstance(policy, nodes.AfterPolicy | nodes.FallbackPolicy | nodes.UsesPolicy):
-            return []
-        for target in policy.targets:
-            self.spans.setdefault(("step", step, kind, target.name), target.span)
-        return [target.name for target in policy.targets]  # as written: checks see repeats
+        if policy is None:  # else the policy of that keyword: After-, Fallback- or UsesPolicy
+            return []  # a new list: each step owns its lists
+        targets = policy.targets  # type: ignore[union-attr]
+        setdefault = self.spans.setdefault
+        for target in targets:
+            setdefault(("step", step, kind, target.name), target.span)
+        return [target.name for target in targets]  # as written: checks see repeats
 
-    def _timeout(self, policies: dict[str, nodes.PolicyNode]) -> float | None:
-        policy = policies.get("timeout")
-        return (
-            policy.duration.seconds
-            if isinstance(policy, nodes.TimeoutPolicy)
-            else self.defaults.timeout_s
-        )
+    def _step_retry(self, policy: nodes.PolicyNode | None) -> RetryPolicy | None:
+        if policy is not None:
+            return _retry(policy)  # type: ignore[arg-type]
+        inherited = self.defaults.retry  # a shallow copy, as `model_copy()` makes
+        return _adopt_retry(inherited.__dict__.copy()) if inherited is not None else None
 
-    def _step_retry(self, policies: dict[str, nodes.PolicyNode]) -> RetryPolicy | None:
-        policy = policies.get("retry")
-        if isinstance(policy, nodes.RetryNode):
-            return _retry(policy)
-        return self.defaults.retry.model_copy() if self.defaults.retry else None
-
-    def _uses(self, step: str, policies: dict[str, nodes.PolicyNode]) -> list[str]:
-        if "uses" in policies:
-            return self._targets(step, policies["uses"], "uses")
+    def _uses(self, step: str, policy: nodes.PolicyNode | None) -> list[str]:
+        if policy is not None:
+            return self._targets(step, policy, "uses")
         return list(self.defaults.uses)
 
     # --- expressions ----------------------------------------------------------------------------
 
-    def _references(self, exprs: Iterable[Expr], loop_var: str | None) -> set[str]:
-        """Steps named in these expressions; also collects `env` names and checks dict keys."""
-        found: set[str] = set()
-        for expr in exprs:
-            for node in self._scan(expr):
-                if node.name in self.step_nodes and node.name != loop_var:
-                    found.add(node.name)
-        return found
+    def _reads(
+        self,
+        step: str,
+        over: Expr | None,
+        loop_var: str | None,
+        args: dict[str, Expr],
+        condition: Expr | None,
+        default: Expr | None,
+    ) -> set[str]:
+        """Walk the step's expressions into the index (its sites in the order of
+        `index.step_sites`) and return the steps they read."""
+        index = self.index
+        start = len(index.read)
+        add = index.add
+        if over is not None:  # (tuple.__new__: Site's own __new__ is a Python function)
+            add(_site(Site, (step, "map", loop_var, over, None)))
+        for arg, value in args.items():
+            add(_site(Site, (step, "arg", arg, value, loop_var)))
+        if condition is not None:
+            add(_site(Site, (step, "if", "if", condition, None)))
+        if default is not None:
+            add(_site(Site, (step, "default", "default", default, None)))
+        refs = (index.steps_read(start, self.step_nodes, loop_var)
+                if len(index.read) > start else set())
+        index.step_refs[step] = refs
+        return refs
 
-    def _scan(self, expr: Expr) -> list[NameExpr]:
-        """Walk an expression once: record `env.NAME`, report duplicate dict keys (E203), and
-        return the bare names it reads. Iterative (trees may be deep), dispatching on the
-        node tag, a node before its children: the hottest loop of lowering."""
-        names: list[NameExpr] = []
-        stack: list[Any] = [expr]
-        pop, push = stack.pop, stack.append
-        while stack:
-            node = pop()
-            kind = node.node
-            if kind == "name":
-                names.append(node)
-            elif kind == "literal":
-                continue
-            elif kind == "attr":
-                push(node.value)
-            elif kind == "template":
-                stack.extend(part for part in node.parts if not isinstance(part, str))
-            elif kind == "binary":
-                push(node.left)
-                push(node.right)
-            elif kind == "env":
-                self.env.add(node.name)
-            elif kind == "index":
-                push(node.value)
-                push(node.index)
-            elif kind == "not":
-                push(node.operand)
-            elif kind == "list":
-                stack.extend(node.items)
-            elif kind == "dict":
-                self._dict_keys(node)
-                stack.extend(entry.value for entry in node.entries)
-            elif kind == "call":
-                stack.extend(node.args)
-        return names
+    def _expressions(self, index: ExprIndex) -> None:
+        """What lowering needs from the walked expressions: `env.NAME` reads, and duplicate
+        dict keys (E203)."""
+        self.env.update(node.name for _, node, _ in index.kinds["env"])  # type: ignore[union-attr]
+        for _, node, _ in index.kinds["dict"]:
+            self._dict_keys(node)  # type: ignore[arg-type]
 
     def _dict_keys(self, node: DictExpr) -> None:
         seen: dict[str, Span | None] = {}
@@ -437,43 +451,63 @@ class _Lowering:
         )
 
 
-# The lowering builds these from values the parser has already typed (a Step's expressions
-# are IR models already), so pydantic's validation would only re-check them: built
-# directly instead (~0.15 s at 10,000 steps); tests/compiler/test_ir_roundtrip.py checks
-# that the plan still validates and round-trips.
-_new_step = _fast(Step)
-_new_map = _fast(MapSpec)
-_new_retry = _fast(RetryPolicy)
+# The lowering builds steps, map specs and retry policies from values the parser has
+# already typed (a Step's expressions are IR models already), so pydantic's validation would
+# only re-check them: built directly instead (~0.15 s at 10,000 steps);
+# tests/compiler/test_ir_roundtrip.py checks that the plan still validates and round-trips.
+_NO_POLICIES: dict[str, nodes.PolicyNode] = {}  # read only
+_new, _site = object.__new__, tuple.__new__
+# BaseModel's slots, set through their descriptors (`object.__setattr__` by name looks the
+# name up on the class each time; the same choice as `runtime.fastmodel`).
+_set_dict, _set_fields_set, _set_extra, _set_private = (
+    BaseModel.__dict__[slot].__set__
+    for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__",
+                 "__pydantic_private__")
+)
+M = TypeVar("M", bound=BaseModel)
 
 
-def _get(policies: dict[str, nodes.PolicyNode], key: str, field: str) -> Any:
-    policy = policies.get(key)
-    return getattr(policy, field) if policy is not None else None
+def _adopt(cls: type[M]) -> Callable[[dict[str, Any]], M]:
+    """`_fast(cls)` for callers that give every field, in the key order `_fast` makes
+    (fields with a default first, in declaration order, then the others): the dict becomes
+    the instance's `__dict__`, with no merge of defaults and no keyword arguments."""
+    every_field = set(cls.model_fields)  # shared by the instances, as in `_fast`
+
+    def adopt(values: dict[str, Any]) -> M:
+        instance: M = _new(cls)
+        _set_dict(instance, values)
+        _set_fields_set(instance, every_field)
+        _set_extra(instance, None)
+        _set_private(instance, None)
+        return instance
+
+    return adopt
 
 
-def _when(policies: dict[str, nodes.PolicyNode]) -> TriggerRule:
-    policy = policies.get("when")
-    if isinstance(policy, nodes.WhenPolicy):
-        return _RULES.get(policy.rule.name, TriggerRule.ALL_SUCCEEDED)  # unknown: parse reported it
-    return TriggerRule.ALL_SUCCEEDED
+_adopt_step = _adopt(Step)
+_adopt_map = _adopt(MapSpec)
+_adopt_retry = _adopt(RetryPolicy)
+
+
+_ALL_SUCCEEDED = TriggerRule.ALL_SUCCEEDED
+
+
+def _when(policy: nodes.WhenPolicy) -> TriggerRule:
+    return _RULES.get(policy.rule.name, _ALL_SUCCEEDED)  # unknown: parse reported it
 
 
 def _retry(node: nodes.RetryNode) -> RetryPolicy:
-    on = (
-        [_KINDS[kind.name] for kind in node.on if kind.name in _KINDS]
-        if node.on is not None
-        else None
-    )
-    return _new_retry(
-        retries=node.retries,
-        on=on,
-        backoff_s=node.backoff.seconds
-        if node.backoff and node.backoff.seconds is not None
-        else 1.0,
-        factor=node.factor if node.factor is not None else 1.0,
-        max_s=node.max.seconds if node.max else None,
-        jitter=node.jitter,
-    )
+    on = node.on
+    backoff, most = node.backoff, node.max
+    return _adopt_retry({  # in the key order of `_fast(RetryPolicy)`
+        "on": [_KINDS[kind.name] for kind in on if kind.name in _KINDS] if on is not None
+        else None,
+        "backoff_s": backoff.seconds if backoff and backoff.seconds is not None else 1.0,
+        "factor": node.factor if node.factor is not None else 1.0,
+        "max_s": most.seconds if most else None,
+        "jitter": node.jitter,
+        "retries": node.retries,
+    })
 
 
 def _resource_field(setting: nodes.ResourceSetting) -> Any:

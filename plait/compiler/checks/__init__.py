@@ -13,6 +13,7 @@ from pathlib import Path
 from plait.compiler.checks import fallbacks, graph_checks, policies, references, tools, warnings
 from plait.compiler.checks.context import CheckContext
 from plait.compiler.diagnostics import Diagnostic, sort_key
+from plait.compiler.index import ExprIndex
 from plait.compiler.ir import Plan
 from plait.compiler.source import SourceMap
 from plait.stdlib.registry import ToolRegistry
@@ -39,10 +40,12 @@ def run_checks(plan: Plan, source: SourceMap, registry: ToolRegistry,
 
 
 def check_plan(plan: Plan, source: SourceMap, registry: ToolRegistry,
-               plan_dir: Path | None = None) -> tuple[list[Diagnostic], CheckContext]:
+               plan_dir: Path | None = None,
+               index: ExprIndex | None = None) -> tuple[list[Diagnostic], CheckContext]:
     """`run_checks`, also returning the context: its derived facts (which steps each step
-    reads) let the graph be built without walking the expressions again."""
-    ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd())
+    reads) let the graph be built without walking the expressions again. `index` is the
+    plan's expressions as `lower_indexed` walked them (else they are walked here)."""
+    ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd(), index=index)
     found: list[Diagnostic] = []
     for check in CHECKS:
         found.extend(check(plan, ctx))

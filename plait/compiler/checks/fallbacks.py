@@ -15,7 +15,7 @@ from plait.compiler.source import Span
 
 
 def check_self_fallback(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    for step in plan.steps.values():
+    for step in ctx.groups.fallbacks:
         if step.name in step.fallback:
             yield error(codes.SELF_FALLBACK, f"step `{step.name}` names itself in `fallback`",
                         ctx.step_span(step.name, "fallback", step.name),
@@ -43,7 +43,7 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     graph = {step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
-             for step in plan.steps.values() if step.fallback}
+             for step in ctx.groups.fallbacks}
     for component in strongly_connected(graph):
         if len(component) < 2:
             continue
@@ -65,12 +65,15 @@ def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
     standbys = ctx.standbys
     if not standbys:
         return
-    for _, node, _ in ctx.names:
-        if node.name in standbys and node.name in plan.steps:
-            yield _referenced(node.name, standbys[node.name][0], node.span)
-    for step in plan.steps.values():
+    steps = plan.steps
+    if not standbys.keys().isdisjoint(ctx.read):  # (a scan of strings: usually nothing)
+        for _, node, _ in ctx.names:
+            name = node.name
+            if name in standbys and name in steps:
+                yield _referenced(name, standbys[name][0], node.span)
+    for step in ctx.groups.afters:
         for target in step.after:
-            if target in standbys and target in plan.steps:
+            if target in standbys and target in steps:
                 yield _referenced(target, standbys[target][0],
                                   ctx.step_span(step.name, "after", target))
 

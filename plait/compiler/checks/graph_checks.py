@@ -12,7 +12,7 @@ from plait.compiler.ir import Plan
 
 
 def check_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    for cycle in dependency_cycles(plan):
+    for cycle in dependency_cycles(plan, ctx.order):
         first = cycle[0]
         if len(cycle) == 2 and cycle[1] == first:
             yield error(codes.DEPENDENCY_CYCLE, f"dependency cycle: step `{first}` depends on "

@@ -30,10 +30,13 @@ def check_resources_used(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
         if name not in plan.resources:
             yield _unknown_resource(name, "`defaults`", ctx.span("defaults", "uses", name)
                                     or ctx.span("defaults", "uses"), known)
+    resources = plan.resources
     for step in plan.steps.values():
         for name in step.uses:
+            if name in resources:  # the usual case: no span to look up
+                continue
             own = ctx.span("step", step.name, "uses", name)
-            if name not in plan.resources and (own or name not in plan.defaults.uses):
+            if own or name not in plan.defaults.uses:
                 yield _unknown_resource(name, f"step `{step.name}`",
                                         own or ctx.step_span(step.name, "policy", "uses"), known)
 
@@ -48,7 +51,7 @@ def _unknown_resource(name: str, where: str, span: Span | None,
 
 def check_map_only(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """`tolerate` and step `concurrency` mean something only on a map step."""
-    for step in plan.steps.values():
+    for step in ctx.groups.map_policies:
         if step.is_map:
             continue
         for policy, value in (("concurrency", step.concurrency), ("tolerate", step.tolerate)):
@@ -70,7 +73,18 @@ def check_ranges(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     for resource in plan.resources.values():
         yield from _resource_ranges(resource.name, plan, ctx)
     for step in plan.steps.values():
+        if _in_range(step):  # the usual case, decided without a generator per step
+            continue
         yield from _step_ranges(step, plan, ctx)
+
+
+def _in_range(step: Step) -> bool:
+    """True when `_step_ranges` has nothing to say about the step's own values."""
+    timeout, retry, concurrency, tolerate = (step.timeout_s, step.retry, step.concurrency,
+                                             step.tolerate)
+    return ((timeout is None or timeout > 0) and (retry is None or not _retry_is_odd(retry))
+            and (concurrency is None or concurrency >= 1)
+            and (tolerate is None or 0 <= tolerate <= 100))
 
 
 def _step_ranges(step: Step, plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -223,7 +237,7 @@ def _describe(value: object) -> str:
 
 def check_map_over(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """A map over a literal runs over a list literal (SPEC section 9)."""
-    for step in plan.steps.values():
+    for step in ctx.groups.maps:
         if step.map is None:
             continue
         over = step.map.over

@@ -18,20 +18,16 @@ RUN_FIELDS = ("id",)
 def check_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name read in an expression is an input, a step read through a field, the map
     variable, or `run.id`; every function called exists."""
-    for site, name, parent in ctx.names:
-        if name.name in plan.inputs or name.name == site.loop_var or _good_step_read(
-                name, parent, plan):
+    inputs, steps = plan.inputs, plan.steps
+    for site, node, parent in ctx.names:
+        name = node.name
+        if name in inputs or name == site.loop_var or (
+                name in steps and parent.__class__ is AttrExpr  # `STEP.output` (or another field)
+                and parent.value is node and parent.field in STEP_FIELDS):
             continue  # the common cases, decided without building a diagnostic
-        yield from _check_name(name, parent, site, ctx)
-    for _, node, _ in ctx.nodes:
-        if isinstance(node, CallExpr):
-            yield from _check_call(node)
-
-
-def _good_step_read(node: NameExpr, parent: Expr | None, plan: Plan) -> bool:
-    """`STEP.output` (or another step field)."""
-    return (node.name in plan.steps and isinstance(parent, AttrExpr) and parent.value is node
-            and parent.field in STEP_FIELDS)
+        yield from _check_name(node, parent, site, ctx)
+    for _, call, _ in ctx.calls:
+        yield from _check_call(call)
 
 
 def _check_name(node: NameExpr, parent: Expr | None, site: Site,
@@ -90,7 +86,7 @@ def _check_call(node: CallExpr) -> Iterator[Diagnostic]:
 
 def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every name in `after` and `fallback` is a step of this plan."""
-    for step in plan.steps.values():
+    for step in ctx.groups.targets:
         for policy, targets in (("after", step.after), ("fallback", step.fallback)):
             for target in targets:
                 if target in plan.steps:
@@ -108,7 +104,7 @@ def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_loop_vars(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """A map's loop variable may not shadow an input or a step (SPEC section 9)."""
-    for step in plan.steps.values():
+    for step in ctx.groups.maps:
         if step.map is None:
             continue
         var = step.map.var

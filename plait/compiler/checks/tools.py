@@ -32,13 +32,31 @@ def check_uses(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def check_tools(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Every step calls a registered tool with known, present and well-typed arguments."""
+    # Most plans call a few tools many times: each tool is looked up (through the parent
+    # registries) and its parameters indexed once per pass, not once per step.
+    shapes: dict[str, _Shape | None] = {}
     for step in plan.steps.values():
-        spec = ctx.registry.get(step.tool)
-        if spec is None:
+        tool = step.tool
+        shape = shapes[tool] if tool in shapes else shapes.setdefault(tool, _shape(tool, ctx))
+        if shape is None:
             if not ctx.use_failed:
                 yield _unknown_tool(step, ctx)
             continue
-        yield from _check_args(step, spec, ctx)
+        yield from _check_args(step, shape, ctx)
+
+
+class _Shape:
+    """A tool's parameters by name, and the names of the required ones."""
+
+    def __init__(self, spec: ToolSpec) -> None:
+        self.spec = spec
+        self.params = {p.name: p for p in spec.params}
+        self.required = [p.name for p in spec.params if p.required]
+
+
+def _shape(tool: str, ctx: CheckContext) -> _Shape | None:
+    spec = ctx.registry.get(tool)
+    return _Shape(spec) if spec is not None else None
 
 
 def _unknown_tool(step: Step, ctx: CheckContext) -> Diagnostic:
@@ -49,31 +67,40 @@ def _unknown_tool(step: Step, ctx: CheckContext) -> Diagnostic:
                  ctx.step_span(step.name, "tool"), *hints)
 
 
-def _check_args(step: Step, spec: ToolSpec, ctx: CheckContext) -> Iterator[Diagnostic]:
-    names = [p.name for p in spec.params]
+_LITERAL_ROOTS = frozenset({"literal", "list", "dict"})  # what `literal_value` may accept
+
+
+def _check_args(step: Step, shape: _Shape, ctx: CheckContext) -> Iterator[Diagnostic]:
+    spec, params = shape.spec, shape.params
     for arg, value in step.args.items():
-        span = ctx.step_span(step.name, "arg", arg)
-        if spec.param(arg) is None:
+        param = params.get(arg)
+        if param is None:
             if not spec.accepts_extra:
-                hints = did_you_mean(arg, names) or (_takes(spec),)
-                yield error(codes.UNKNOWN_ARGUMENT,
-                            f"`{spec.name}` has no argument `{arg}`", span, *hints)
+                hints = did_you_mean(arg, params) or (_takes(spec),)
+                yield error(codes.UNKNOWN_ARGUMENT, f"`{spec.name}` has no argument `{arg}`",
+                            ctx.step_span(step.name, "arg", arg), *hints)
+            continue
+        if value.node not in _LITERAL_ROOTS:  # a name, a template, ...: checked at run time
             continue
         is_literal, literal = literal_value(value)
         problem = spec.literal_error(arg, literal) if is_literal else None
         if problem is not None:
-            param = spec.param(arg)
-            expected = param.annotation if param else "?"
             yield error(codes.ARGUMENT_TYPE,
-                        f"argument `{arg}` of `{spec.name}` expects {expected}: {problem}",
-                        value.span or span)
-    missing = [p.name for p in spec.params if p.required and p.name not in step.args]
-    if missing:
-        word = "argument" if len(missing) == 1 else "arguments"
-        yield error(codes.MISSING_ARGUMENT,
-                    f"step `{step.name}` is missing required {word} {quoted(missing)} "
-                    f"of `{spec.name}`",
-                    ctx.step_span(step.name, "tool"), _takes(spec))
+                        f"argument `{arg}` of `{spec.name}` expects {param.annotation}: {problem}",
+                        value.span or ctx.step_span(step.name, "arg", arg))
+    for required in shape.required:
+        if required not in step.args:  # (the list of every missing one is built only now)
+            yield _missing(step, shape, ctx)
+            break
+
+
+def _missing(step: Step, shape: _Shape, ctx: CheckContext) -> Diagnostic:
+    missing = [name for name in shape.required if name not in step.args]
+    word = "argument" if len(missing) == 1 else "arguments"
+    return error(codes.MISSING_ARGUMENT,
+                 f"step `{step.name}` is missing required {word} {quoted(missing)} "
+                 f"of `{shape.spec.name}`",
+                 ctx.step_span(step.name, "tool"), _takes(shape.spec))
 
 
 def _takes(spec: ToolSpec) -> str:

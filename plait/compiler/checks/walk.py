@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from plait.compiler import index
+from plait.compiler.index import Site, Visit, index_plan
 from plait.compiler.ir import (
     DictExpr,
     Expr,
@@ -14,21 +15,6 @@ from plait.compiler.ir import (
     Plan,
     children,
 )
-
-
-@dataclass(frozen=True)
-class Site:
-    """One top-level expression: `owner` is the step name, or None for a plan `output`.
-
-    `role` is "arg", "map", "if", "default" or "output"; `name` is the argument or output
-    name; `loop_var` is the map variable in scope (arguments of a map step only).
-    """
-
-    owner: str | None
-    role: str
-    name: str
-    expr: Expr
-    loop_var: str | None = None
 
 
 def walk(expr: Expr, parent: Expr | None = None) -> list[tuple[Expr, Expr | None]]:
@@ -61,17 +47,8 @@ _LEAVES = frozenset({"literal", "name", "env"})
 
 
 def step_sites(plan: Plan, step_name: str) -> Iterator[Site]:
-    """The expressions of one step: arguments, map list, `if`, `default`."""
-    step = plan.steps[step_name]
-    loop_var = step.map.var if step.map is not None else None
-    if step.map is not None:
-        yield Site(step_name, "map", step.map.var, step.map.over)
-    for arg, value in step.args.items():
-        yield Site(step_name, "arg", arg, value, loop_var)
-    if step.condition is not None:
-        yield Site(step_name, "if", "if", step.condition)
-    if step.default is not None:
-        yield Site(step_name, "default", "default", step.default)
+    """The expressions of one step: map list, arguments, `if`, `default`."""
+    return index.step_sites(plan.steps[step_name])
 
 
 def sites(plan: Plan) -> Iterator[Site]:
@@ -102,18 +79,10 @@ def referenced_names(expr: Expr) -> Iterator[NameExpr]:
             yield node
 
 
-Visit = tuple[Site, Expr, "Expr | None"]
-
-
 def flatten(plan: Plan) -> list[Visit]:
-    """Every expression node of the plan as (site, node, parent): walked once, read by many
-    checks."""
-    found: list[Visit] = []
-    add = found.append
-    for site in sites(plan):
-        expr = site.expr
-        if expr.node in _LEAVES:  # most arguments are a literal or a name: skip the walker
-            add((site, expr, None))
-            continue
-        found.extend([(site, node, up) for node, up in walk(expr)])
-    return found
+    """Every expression node of the plan as (site, node, parent), sites in file order."""
+    return index_plan(plan).nodes
+
+
+__all__ = ["Site", "Visit", "flatten", "literal_value", "referenced_names", "sites",
+           "step_sites", "walk"]

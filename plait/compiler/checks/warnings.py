@@ -18,8 +18,9 @@ RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE)
 
 def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """`any_succeeded`, `any_failed` and `all_failed` are never met without dependencies."""
-    for step in plan.steps.values():
-        if step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES or step.is_standby:
+    for step in ctx.groups.independent:
+        if (step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES
+                or step.standby_for is not None):
             continue
         yield warning(codes.RULE_WITHOUT_DEPENDENCIES,
                       f"`when {step.when}` is never met for step `{step.name}`, which has no "
@@ -33,8 +34,8 @@ def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[D
 
 def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Plain `.`/`[ ]` on `STEP.output` where that output may be null (SPEC sections 5, 9)."""
-    for site, node, parent in ctx.nodes:
-        if not isinstance(parent, AttrExpr | IndexExpr) or parent.optional:
+    for site, node, parent in ctx.of_kind("attr"):  # `STEP.output` is an attr node
+        if not isinstance(parent, (AttrExpr, IndexExpr)) or parent.optional:
             continue
         source = _output_of(node)
         if source is None or parent.value is not node:
@@ -96,9 +97,14 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     `backup_...`, `..._by_rules`) or extends the name of another step (`classify_rules` for
     `classify`) that has no `fallback` of its own.
     """
-    used = _used_steps(plan, ctx)
-    for step in plan.steps.values():
-        if step.is_standby or step.name in ctx.standbys or step.depends_on or step.name in used:
+    used: set[str] | None = None  # built for the first step that gets that far (few do)
+    standbys = ctx.standbys
+    for step in ctx.groups.independent:
+        if step.depends_on or step.standby_for is not None or step.name in standbys:
+            continue
+        if used is None:
+            used = _used_steps(plan, ctx)
+        if step.name in used:
             continue
         primary = _likely_primary(plan, step.name)
         if primary is None and not STANDBY_WORDS.search(step.name):
@@ -113,8 +119,8 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
-    used = {node.name for _, node, _ in ctx.names}
-    for step in plan.steps.values():
+    used = set(ctx.read)
+    for step in ctx.groups.afters:
         used.update(step.after)
     return used
 

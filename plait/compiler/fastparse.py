@@ -38,7 +38,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from itertools import accumulate, compress, count, repeat
 from operator import add, contains, sub
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -48,13 +48,12 @@ from plait.compiler.ir import (
     BinaryExpr,
     CallExpr,
     DictExpr,
-    Expr,
     IndexExpr,
     ListExpr,
-    LiteralExpr,
     NameExpr,
     NotExpr,
     TemplateExpr,
+    is_literal,
 )
 from plait.compiler.lexical import (
     LexicalError,
@@ -525,7 +524,7 @@ class _Parser:
         end = type_.span
         if values[j] == "=":
             default, j = self.expr(j + 1)
-            if not _is_literal(default):
+            if not is_literal(default):
                 raise Decline
             end = default.span
         return nodes.InputNode(name, type_, default, self.start_to(k, end)), j
@@ -1188,44 +1187,30 @@ def _whole(token: str) -> int | None:
     return None if isinstance(value, float) else value
 
 
-@lru_cache(maxsize=4096)
-def _number(token: str) -> int | float | None:
-    if _NUMBER.fullmatch(token) is None:
-        return None
-    try:
-        return parse_number(token)
-    except LexicalError:
-        return None
+T = TypeVar("T")
 
 
-@lru_cache(maxsize=4096)
-def _seconds(token: str) -> float | None:
-    if _DURATION.fullmatch(token) is None:
-        return None
-    try:
-        return parse_duration(token)
-    except LexicalError:
-        return None  # the transformer reports it
+def _literal_reader(pattern: re.Pattern[str],
+                    read: Callable[[str], T]) -> Callable[[str], T | None]:
+    """`read(token)` when `pattern` reads the whole token and `read` accepts it, else None
+    (the transformer reports what `read` refuses); each distinct token is read once."""
+
+    @lru_cache(maxsize=4096)
+    def value(token: str) -> T | None:
+        if pattern.fullmatch(token) is None:
+            return None
+        try:
+            return read(token)
+        except LexicalError:
+            return None
+
+    return value
 
 
-@lru_cache(maxsize=4096)
-def _rate(token: str) -> tuple[float, float] | None:
-    if _RATE.fullmatch(token) is None:
-        return None
-    try:
-        return parse_rate(token)
-    except LexicalError:
-        return None
-
-
-@lru_cache(maxsize=4096)
-def _percent(token: str) -> float | None:
-    if _PERCENT.fullmatch(token) is None:
-        return None
-    try:
-        return parse_percent(token)
-    except LexicalError:
-        return None
+_number = _literal_reader(_NUMBER, parse_number)
+_seconds = _literal_reader(_DURATION, parse_duration)
+_rate = _literal_reader(_RATE, parse_rate)
+_percent = _literal_reader(_PERCENT, parse_percent)
 
 
 def _one_line(token: str) -> tuple[str, int]:
@@ -1241,17 +1226,6 @@ def _one_line(token: str) -> tuple[str, int]:
             return kept, 3 + len(head) + 1 + len(line) - len(kept)
     text, offsets = dedent(body, 3)
     return text, offsets.start if isinstance(offsets, range) else -1
-
-
-def _is_literal(expr: Expr) -> bool:
-    """What the transformer accepts as an input's default."""
-    if isinstance(expr, LiteralExpr):
-        return True
-    if isinstance(expr, ListExpr):
-        return all(_is_literal(item) for item in expr.items)
-    if isinstance(expr, DictExpr):
-        return all(_is_literal(entry.value) for entry in expr.entries)
-    return False
 
 
 _NESTED = (ListExpr, DictExpr, TemplateExpr, AttrExpr, IndexExpr, CallExpr, BinaryExpr, NotExpr)

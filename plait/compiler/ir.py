@@ -133,6 +133,18 @@ Expr = Annotated[
 STEP_FIELDS = ("output", "status", "error", "attempts")
 
 
+def is_literal(expr: Expr) -> bool:
+    """A value written out in full: a literal, or a list or dict of such (what an input's
+    default may be)."""
+    if isinstance(expr, LiteralExpr):
+        return True
+    if isinstance(expr, ListExpr):
+        return all(is_literal(item) for item in expr.items)
+    if isinstance(expr, DictExpr):
+        return all(is_literal(entry.value) for entry in expr.entries)
+    return False
+
+
 def children(expr: Expr) -> Iterator[Expr]:
     """The direct sub-expressions of `expr`, in source order (shared by every tree walk)."""
     if isinstance(expr, ListExpr):

@@ -35,6 +35,7 @@ from plait.compiler.ir import (
     NotExpr,
     TemplateExpr,
     TriggerRule,
+    is_literal,
 )
 from plait.compiler.lexical import (
     Interpolation,
@@ -553,7 +554,7 @@ class PlanTransformer(Transformer[Tok, Any]):
             )
 
     def _check_literal(self, default: Expr | None) -> None:
-        if default is not None and not _is_literal(default):
+        if default is not None and not is_literal(default):
             self._report(
                 codes.BAD_LITERAL,
                 "an input default must be a literal value",
@@ -704,16 +705,6 @@ def _expr_span(expr: Expr) -> Span:
 
 def _cover(left: Expr, right: Expr) -> Span:
     return join(_expr_span(left), _expr_span(right))
-
-
-def _is_literal(expr: Expr) -> bool:
-    if isinstance(expr, LiteralExpr):
-        return True
-    if isinstance(expr, ListExpr):
-        return all(_is_literal(item) for item in expr.items)
-    if isinstance(expr, DictExpr):
-        return all(_is_literal(entry.value) for entry in expr.entries)
-    return False
 
 
 def _one_of(choices: Sequence[str]) -> str:

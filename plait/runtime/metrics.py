@@ -129,12 +129,14 @@ class MetricsFold:
 
     def _on_run_started(self, e: Any) -> None:
         self.started_at = self.started_at or e.ts
+        steps, depends_on, take_deps = self.steps, self.depends_on, not self._given
         for s, info in (e.steps or {}).items():
-            if s not in self.steps:
-                self.steps[s] = StepAccumulator()
-            info = info or {}
-            if not self._given and "depends_on" in info:
-                self.depends_on[s] = list(info.get("depends_on") or [])
+            if s not in steps:
+                steps[s] = StepAccumulator()
+            if not info:
+                continue
+            if take_deps and "depends_on" in info:
+                depends_on[s] = info["depends_on"] or []  # read, never changed here
             if info.get("standby_for"):
                 self.standbys.add(s)
 
@@ -218,8 +220,9 @@ def critical_path(durations: Mapping[str, float],
     for root in durations:
         if root in best:
             continue
-        if all(d in best or d not in durations for d in depends_on.get(root, ())):
-            best[root] = _chain_end(root, depends_on, durations, best)
+        known = _known_chain_end(root, depends_on.get(root, ()), durations, best)
+        if known is not None:
+            best[root] = known
             continue
         on_path = {root}  # the steps being walked: guards against a bad cycle
         stack: list[tuple[str, Iterator[str]]] = [(root, iter(depends_on.get(root, ())))]
@@ -243,6 +246,22 @@ def critical_path(durations: Mapping[str, float],
         path.append(node)
         node = best[node][1]
     return (best[last][0], path[::-1])
+
+
+def _known_chain_end(step: str, deps: Iterable[str], durations: Mapping[str, float],
+                     best: Mapping[str, tuple[float, str | None]],
+                     ) -> tuple[float, str | None] | None:
+    """`_chain_end` when every dependency's chain is known already, else None (one pass:
+    most steps come after their dependencies)."""
+    head_s, head = 0.0, None
+    for dep in deps:
+        chain = best.get(dep)
+        if chain is None:
+            if dep in durations:
+                return None
+        elif chain[0] > head_s:  # the first heaviest wins
+            head_s, head = chain[0], dep
+    return (round(head_s + durations[step], 6), head)
 
 
 def _chain_end(step: str, depends_on: Mapping[str, Iterable[str]],

@@ -488,8 +488,10 @@ class RunObservers:
         self.journal, self.setup, self.force = journal, setup, force
         self.tracing: Any = None
         self.sink: Any = None
+        self.lock: Any = None
 
     def __enter__(self) -> RunObservers:
+        from plait.runtime.journal import RunLock
         from plait.runtime.resume import attach_journal, start_resume
         from plait.runtime.tracing import start_tracing, tracing_mode
 
@@ -497,10 +499,19 @@ class RunObservers:
         if mode is not None:  # before the journal: a missing package must not leave a record
             self.tracing = start_tracing(mode, self.plan.model_dump(mode="json"), env=os.environ)
             self.runner.sinks.append(self.tracing.sink)
+        if self.setup is None:
+            self.journal = open_journal(self.journal_path, create=True)
+        # one process at a time runs a recorded run (the lock goes when this one ends, however)
+        lock = RunLock(self.journal.path, self.runner.run_id)
+        try:
+            lock.acquire()
+        except UserError:
+            self.__exit__(UserError, None, None)
+            raise
+        self.lock = lock
         if self.setup is not None:
             self.sink = start_resume(self.runner, self.journal, self.setup, forced=self.force)
         else:
-            self.journal = open_journal(self.journal_path, create=True)
             self.sink = attach_journal(self.runner, self.journal, self.plan, self.plan_path)
         return self
 
@@ -511,6 +522,8 @@ class RunObservers:
             if exc[0] is None and self.sink is not None:
                 self.sink.store_report()
         finally:
+            if self.lock is not None:
+                self.lock.release()
             if self.journal is not None:
                 self.journal.close()
 

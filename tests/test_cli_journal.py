@@ -127,6 +127,35 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
         assert step in shown.stdout
 
 
+def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) -> None:
+    """Two processes never run one recorded run: the second would repeat its effects."""
+    plan_path = _write_plan(tmp_path, durable_plan())
+    journal, log = tmp_path / "j.db", tmp_path / "effects.log"
+    proc = subprocess.Popen(
+        [*PLAIT, "run", str(plan_path), "--input", f"log={log}", "--journal", str(journal),
+         "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while "second" not in _finished_steps(journal):  # `long` sleeps for 1.5 s now
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the run never got to `second`"
+            time.sleep(0.02)
+        run_id = _only_run_id(tmp_path, journal)
+        refused = plait("resume", run_id, "--journal", str(journal), "--quiet", cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert f"run {run_id} is in progress in another process (pid {proc.pid})" in (
+            refused.stderr)
+        assert "Traceback" not in refused.stderr
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert _effects(log) == ["first", "second", "side", "third"]  # nothing ran twice
+    again = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet",
+                  cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # the lock went with the first process
+    assert _effects(log) == ["first", "second", "side", "third"]  # all kept, none re-run
+
+
 def test_resume_refuses_a_changed_plan_unless_forced(tmp_path: Path) -> None:
     plan = P(S("a", "std.echo", value=1), S("b", "std.fail", message="x"), name="small")
     plan_path = _write_plan(tmp_path, plan)

@@ -662,3 +662,49 @@ def run_report(journal: Journal, run_id: str) -> Any:
         data = {k: v for k, v in data.items() if k != "session"}
         builder.apply(event_from_dict(data))
     return builder.report()
+
+
+class RunInProgress(UserError):
+    """Another process is running or resuming this run right now."""
+
+
+class RunLock:
+    """Held while one process runs or resumes a recorded run, so two processes never run
+    the same steps at once (a second `plait resume` of a run still going would repeat its
+    effects).
+
+    An exclusive `flock` on `<journal>.locks/<run_id>`: the operating system releases it
+    when the process ends in any way, `kill -9` included, so a crashed run can always be
+    resumed and there is no stale lock to clean up. The file holds the owner's pid, for the
+    message. Advisory: it guards plait against plait.
+    """
+
+    def __init__(self, journal_path: Path, run_id: str) -> None:
+        self.path = journal_path.with_name(journal_path.name + ".locks") / run_id
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock at once or raise RunInProgress naming the process holding it."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise RunInProgress(
+                f"run {self.path.name} is in progress in another process (pid {owner}); "
+                "wait for it to end or stop it (Ctrl-C), then resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None

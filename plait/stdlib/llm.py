@@ -36,7 +36,13 @@ NOT_CONFIGURED = (
 )
 
 
-@tool(name="llm.chat")
+def _check_schema(schema: dict[str, Any] | None) -> None:
+    """`plait check`: every type name in a literal `schema` must be known."""
+    if schema is not None:
+        schema_model(schema)
+
+
+@tool(name="llm.chat", checks={"schema": _check_schema})
 async def chat(ctx: ToolContext, prompt: str, system: str | None = None,
                model: str | None = None, temperature: float | None = None,
                schema: dict[str, Any] | None = None, provider: str | None = None,

@@ -9,7 +9,7 @@ import importlib.util
 import inspect
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints, overload
@@ -72,6 +72,9 @@ class ToolSpec:
     accepts_extra: bool = False  # the function takes **kwargs (py.call)
     description: str = ""
     idempotent: bool = True
+    # Further checks of an argument's value beyond its type (`@tool(checks=...)`): each
+    # raises a ToolError saying what is wrong. Run on literal arguments at compile time.
+    arg_checks: tuple[tuple[str, Callable[[Any], object]], ...] = ()
 
     def param(self, name: str) -> ToolParam | None:
         return next((p for p in self.params if p.name == name), None)
@@ -99,6 +102,17 @@ class ToolSpec:
             return _explain(exc)
         return None
 
+    def value_error(self, arg: str, value: Any) -> str | None:
+        """Why a value of the right type is still wrong for this argument (the tool's own
+        `checks`), or None (compile time, literal values)."""
+        for name, check in self.arg_checks:
+            if name == arg:
+                try:
+                    check(value)
+                except PlaitError as exc:
+                    return str(exc).removeprefix(f"{self.name}: ")
+        return None
+
 
 def _explain(exc: ValidationError) -> str:
     parts = []
@@ -108,8 +122,9 @@ def _explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def spec_from_function(func: Callable[..., Any], name: str, *,
-                       idempotent: bool = True) -> ToolSpec:
+def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool = True,
+                       checks: Mapping[str, Callable[[Any], object]] | None = None,
+                       ) -> ToolSpec:
     """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
     sig = inspect.signature(func)
     hints = get_type_hints(func)
@@ -141,7 +156,7 @@ def spec_from_function(func: Callable[..., Any], name: str, *,
     doc = inspect.getdoc(func) or ""
     return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
                     context_param, accepts_extra, doc.splitlines()[0] if doc else "",
-                    idempotent)
+                    idempotent, tuple((checks or {}).items()))
 
 
 def _type_name(hint: Any) -> str:
@@ -238,19 +253,25 @@ def _default_name(func: Callable[..., Any]) -> str:
 @overload
 def tool(func: F, /) -> F: ...
 @overload
-def tool(*, name: str | None = None, idempotent: bool = True) -> Callable[[F], F]: ...
+def tool(*, name: str | None = None, idempotent: bool = True,
+         checks: Mapping[str, Callable[[Any], object]] | None = None) -> Callable[[F], F]: ...
 
 
-def tool(func: F | None = None, /, *, name: str | None = None,
-         idempotent: bool = True) -> F | Callable[[F], F]:
+def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool = True,
+         checks: Mapping[str, Callable[[Any], object]] | None = None,
+         ) -> F | Callable[[F], F]:
     """Register a function (sync or async) as a plait tool; its type hints are its schema.
 
     `@tool` names it `<file stem or last module component>.<function name>`;
     `@tool(name="x.y")` names it explicitly. Registered globally and found by `use`.
+    `checks` maps an argument to a function that raises a `plait.errors` error (e.g.
+    `InvalidInput`) when a value of the right type is still wrong; `plait check` runs it on
+    literal arguments, so such mistakes are reported before the run.
     """
 
     def decorate(f: F) -> F:
-        spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent)
+        spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent,
+                                  checks=checks)
         f.__plait_tool__ = spec  # type: ignore[attr-defined]
         if not f.__module__.startswith("plait_use_"):
             REGISTRY.register(spec)

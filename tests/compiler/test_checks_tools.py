@@ -57,6 +57,21 @@ def test_list_of_literals_is_type_checked() -> None:
     assert codes_of(check(plan)) == ["E307"]
 
 
+def test_llm_schema_type_names_are_checked_before_the_run() -> None:
+    bad = {"category": "strr", "tags": ["str"]}
+    plan = make_plan(step("a", tool="llm.chat", args={"prompt": lit("p"), "schema": lit(bad)}))
+    diag = only(check(plan), "E307")
+    assert diag.message == (
+        "argument `schema` of `llm.chat`: schema field `category` has type 'strr'; use one "
+        "of str, int, float, bool, list, dict, any, list[T] or a nested dict")
+    good = {"category": "str", "nested": {"k": "list[int]"}}
+    plan = make_plan(step("a", tool="llm.chat", args={"prompt": lit("p"), "schema": lit(good)}),
+                     step("b", tool="llm.chat", args={"prompt": lit("p"),
+                                                      "schema": ref("shape")}),
+                     inputs={"shape": "dict"})
+    assert check(plan) == []  # (a schema from an input is checked when the step runs)
+
+
 def test_use_of_missing_module_is_a_diagnostic(tmp_path: Path) -> None:
     plan = make_plan(step("a", tool="mine.do"), uses=[Use(target="./nope.py")])
     diags = check(plan, {("use", "0"): at("use")}, plan_dir=tmp_path)
@@ -81,3 +96,18 @@ def test_use_loads_tools_that_are_then_checked(tmp_path: Path) -> None:
                      uses=[Use(target="./mytools.py")])
     diag = only(check(plan, plan_dir=tmp_path), "E307")
     assert diag.message.startswith("argument `text` of `mytools.shout` expects str")
+
+
+def test_a_tools_own_checks_run_on_literal_arguments(tmp_path: Path) -> None:
+    (tmp_path / "geo.py").write_text(
+        "import plait\n\n"
+        "def known(region: str) -> None:\n"
+        "    if region not in ('eu', 'us'):\n"
+        "        raise plait.InvalidInput(f'unknown region {region!r}; use eu or us')\n\n"
+        "@plait.tool(checks={'region': known})\n"
+        "def place(region: str) -> str:\n    return region\n")
+    plan = make_plan(step("a", tool="geo.place", args={"region": lit("mars")}),
+                     step("b", tool="geo.place", args={"region": lit("eu")}),
+                     uses=[Use(target="./geo.py")])
+    diag = only(check(plan, plan_dir=tmp_path), "E307")
+    assert diag.message == "argument `region` of `geo.place`: unknown region 'mars'; use eu or us"

@@ -83,11 +83,17 @@ def _check_args(step: Step, shape: _Shape, ctx: CheckContext) -> Iterator[Diagno
         if value.node not in _LITERAL_ROOTS:  # a name, a template, ...: checked at run time
             continue
         is_literal, literal = literal_value(value)
-        problem = spec.literal_error(arg, literal) if is_literal else None
+        if not is_literal:
+            continue
+        span = value.span or ctx.step_span(step.name, "arg", arg)
+        problem = spec.literal_error(arg, literal)
         if problem is not None:
             yield error(codes.ARGUMENT_TYPE,
                         f"argument `{arg}` of `{spec.name}` expects {param.annotation}: {problem}",
-                        value.span or ctx.step_span(step.name, "arg", arg))
+                        span)
+        elif spec.arg_checks and (problem := spec.value_error(arg, literal)) is not None:
+            yield error(codes.ARGUMENT_TYPE, f"argument `{arg}` of `{spec.name}`: {problem}",
+                        span)
     for required in shape.required:
         if required not in step.args:  # (the list of every missing one is built only now)
             yield _missing(step, shape, ctx)

@@ -220,7 +220,7 @@ def critical_path(durations: Mapping[str, float],
     for root in durations:
         if root in best:
             continue
-        known = _known_chain_end(root, depends_on.get(root, ()), durations, best)
+        known = _chain_end(root, depends_on.get(root, ()), durations, best, all_known=True)
         if known is not None:
             best[root] = known
             continue
@@ -236,7 +236,9 @@ def critical_path(durations: Mapping[str, float],
             else:
                 stack.pop()
                 on_path.discard(step)
-                best[step] = _chain_end(step, depends_on, durations, best)
+                end = _chain_end(step, depends_on.get(step, ()), durations, best)
+                assert end is not None
+                best[step] = end
     if not best:
         return (0.0, [])
     last = max(durations, key=lambda s: best[s][0])
@@ -248,31 +250,20 @@ def critical_path(durations: Mapping[str, float],
     return (best[last][0], path[::-1])
 
 
-def _known_chain_end(step: str, deps: Iterable[str], durations: Mapping[str, float],
-                     best: Mapping[str, tuple[float, str | None]],
-                     ) -> tuple[float, str | None] | None:
-    """`_chain_end` when every dependency's chain is known already, else None (one pass:
-    most steps come after their dependencies)."""
+def _chain_end(step: str, deps: Iterable[str], durations: Mapping[str, float],
+               best: Mapping[str, tuple[float, str | None]], *, all_known: bool = False,
+               ) -> tuple[float, str | None] | None:
+    """The heaviest chain ending at `step` from its dependencies' known chains. With
+    `all_known`, None when a dependency's chain is not known yet (the walk is needed)."""
     head_s, head = 0.0, None
     for dep in deps:
         chain = best.get(dep)
         if chain is None:
-            if dep in durations:
+            if all_known and dep in durations:
                 return None
         elif chain[0] > head_s:  # the first heaviest wins
             head_s, head = chain[0], dep
     return (round(head_s + durations[step], 6), head)
-
-
-def _chain_end(step: str, depends_on: Mapping[str, Iterable[str]],
-               durations: Mapping[str, float],
-               best: Mapping[str, tuple[float, str | None]]) -> tuple[float, str | None]:
-    """The heaviest chain ending at `step`, its dependencies' chains being known."""
-    head: tuple[float, str | None] = (0.0, None)
-    for dep in depends_on.get(step, ()):
-        if dep in best and best[dep][0] > head[0]:  # the first heaviest wins
-            head = (best[dep][0], dep)
-    return (round(head[0] + durations[step], 6), head[1])
 
 
 def plan_dependencies(compiled_plan: Mapping[str, Any]) -> tuple[dict[str, list[str]], list[str]]:

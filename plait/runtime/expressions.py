@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.compiler.functions import FunctionError, call_function, compact_json, json_type
 from plait.compiler.ir import (
     STEP_FIELDS,
     AttrExpr,
@@ -79,24 +80,12 @@ def truthy(value: Any) -> bool:
 
 def to_json_text(value: Any) -> str:
     """A value as interpolation writes it: compact JSON, non-ASCII kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return compact_json(value)
 
 
 def type_name(value: Any) -> str:
     """The JSON type name of a value, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
-    return type(value).__name__
+    return json_type(value)
 
 
 def _a(value: Any) -> str:
@@ -323,17 +312,11 @@ def _index_sequence(expr: IndexExpr, base: list[Any] | tuple[Any, ...] | str,
 
 
 def _eval_call(expr: CallExpr, scope: Scope) -> Any:
-    if expr.func != "len":
-        raise EvalError(f"`{to_source(expr)}`: unknown function `{expr.func}` "
-                        f"(the only built-in function is `len`)")
-    if len(expr.args) != 1:
-        raise EvalError(f"`{to_source(expr)}`: `len` takes exactly one argument, "
-                        f"got {len(expr.args)}")
-    value = evaluate(expr.args[0], scope)
-    if isinstance(value, (str, list, tuple, dict)):
-        return len(value)
-    raise EvalError(f"`{to_source(expr)}`: `len` takes a string, list or dict, "
-                    f"not {_a(value)}")
+    args = [evaluate(arg, scope) for arg in expr.args]
+    try:
+        return call_function(expr.func, args)
+    except FunctionError as exc:
+        raise EvalError(f"`{to_source(expr)}`: {exc}") from None
 
 
 def _eval_not(expr: NotExpr, scope: Scope) -> Any:

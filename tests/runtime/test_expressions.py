@@ -357,9 +357,10 @@ def test_len() -> None:
     assert ev(call(name("items"))) == 3
     assert ev(call(name("obj"))) == 2
     assert error_of(call(name("count"))) == (
-        "`len(count)`: `len` takes a string, list or dict, not a number")
-    assert "exactly one argument" in error_of(call())
-    assert "unknown function `max`" in error_of(CallExpr(func="max", args=[lit(1)]))
+        "`len(count)`: argument `x` of `len` must be a string or a list or a dict, "
+        "not a number")
+    assert "`len` takes exactly 1 argument, got 0" in error_of(call())
+    assert "unknown function `maximum`" in error_of(CallExpr(func="maximum", args=[lit(1)]))
 
 
 def test_errors_inside_containers_propagate() -> None:

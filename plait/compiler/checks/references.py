@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, did_you_mean
-from plait.compiler.checks.walk import Site
+from plait.compiler.checks.walk import Site, literal_value
 from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.functions import FUNCTIONS, arity_problem, type_problem
 from plait.compiler.ir import STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
 
-FUNCTIONS = {"len": 1}  # built-in function -> number of arguments
 RUN_FIELDS = ("id",)
 
 
@@ -73,15 +73,24 @@ def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,
 
 
 def _check_call(node: CallExpr) -> Iterator[Diagnostic]:
-    arity = FUNCTIONS.get(node.func)
-    if arity is None:
-        hints = did_you_mean(node.func, FUNCTIONS) or ("the only built-in function is `len(x)`",)
+    func = FUNCTIONS.get(node.func)
+    if func is None:
+        names = ", ".join(f"`{name}`" for name in FUNCTIONS)
+        hints = did_you_mean(node.func, FUNCTIONS) or (f"the built-in functions are {names}",)
         yield error(codes.UNKNOWN_FUNCTION, f"unknown function `{node.func}`",
                     node.span, *hints)
-    elif len(node.args) != arity:
-        yield error(codes.UNKNOWN_FUNCTION,
-                    f"`{node.func}` takes exactly {arity} argument, got {len(node.args)}",
-                    node.span)
+        return
+    problem = arity_problem(func, len(node.args))
+    if problem is not None:
+        yield error(codes.UNKNOWN_FUNCTION, problem, node.span, f"call it as `{func.signature}`")
+        return
+    for position, arg in enumerate(node.args):
+        written, value = literal_value(arg)
+        if not written:
+            continue
+        problem = type_problem(func, position, value)
+        if problem is not None:
+            yield error(codes.ARGUMENT_TYPE, problem, arg.span or node.span)
 
 
 def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:

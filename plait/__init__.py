@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and editors
     )
     from plait.runtime.api import run_plan, run_plan_async
     from plait.runtime.report import RunReport
+    from plait.runtime.session import RunSession
     from plait.stdlib.registry import ToolContext, tool
 
 # public name -> the module that defines it
@@ -38,6 +39,7 @@ _LAZY = {
     "run_plan": "plait.runtime.api",
     "run_plan_async": "plait.runtime.api",
     "RunReport": "plait.runtime.report",
+    "RunSession": "plait.runtime.session",
     "ToolContext": "plait.stdlib.registry",
     "tool": "plait.stdlib.registry",
     **{name: "plait.errors" for name in (
@@ -47,8 +49,8 @@ _LAZY = {
 
 __all__ = [
     "BreakerOpen", "Cancelled", "ErrorKind", "InvalidInput", "InvalidOutput", "Permanent",
-    "PlaitError", "RateLimited", "RunReport", "Timeout", "ToolContext", "ToolError",
-    "Transient", "__version__", "compile_file", "run_plan", "run_plan_async", "tool",
+    "PlaitError", "RateLimited", "RunReport", "RunSession", "Timeout", "ToolContext",
+    "ToolError", "Transient", "__version__", "compile_file", "run_plan", "run_plan_async", "tool",
 ]
 
 

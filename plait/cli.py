@@ -350,6 +350,7 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
     import json
     import signal
 
+    from plait.runtime.gcscope import frozen_heap
     from plait.runtime.progress import make_progress
 
     progress = make_progress(quiet)
@@ -358,7 +359,10 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
         if sink is not None:
             runner.sinks.append(sink)
     try:
-        report = asyncio.run(runner.run(handle_signals=True))
+        # the collector tuned for the run here, at the edge: this process is ours
+        # (`run_plan` never changes an embedding program's collector)
+        with frozen_heap():
+            report = asyncio.run(runner.run(handle_signals=True))
     except BaseException:
         if progress is not None:
             progress.stop()
@@ -415,6 +419,8 @@ def run_output_options(func: F) -> F:
               help="Make STEP's first N attempts (all without N) fail with KIND.")
 @click.option("--journal", "journal_path", metavar="PATH", default=None,  # JOURNAL
               help="The run journal (default .plait/journal.db, or under $PLAIT_HOME).")
+@click.option("--no-journal", is_flag=True,
+              help="Record nothing: a throwaway run that `plait resume` cannot continue.")
 @click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
               help="Export OpenTelemetry traces (also switched on by OTEL_* variables); "
                    "needs `pip install plait[otel]`.")
@@ -422,7 +428,7 @@ def run_output_options(func: F) -> F:
 def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str | None,
                 json_out: bool, report_path: str | None, events_path: str | None,
                 allow_degraded: bool, quiet: bool, seed: int | None,
-                injections: tuple[str, ...], journal_path: str | None,
+                injections: tuple[str, ...], journal_path: str | None, no_journal: bool,
                 trace: str | None) -> None:
     """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal.
 
@@ -436,13 +442,20 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
       plait run triage.agent --inject history=timeout     rehearse an outage
       plait run triage.agent --inject classify=transient:2 --seed 7 --events events.jsonl
       plait run triage.agent --allow-degraded             exit 0 when degraded (for CI)
+      plait run triage.agent --no-journal                 a throwaway run, nothing recorded
     """
     from plait.runtime.api import Runner, load_plan, parse_cli_inputs, parse_injections
+    from plait.runtime.journal import journal_path as resolve
+    from plait.runtime.session import RunSession
 
+    if no_journal and journal_path is not None:
+        raise UserError("--no-journal and --journal PATH contradict each other; pass one")
     plan = load_plan(plan_path)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan))
-    with RunObservers(runner, plan, plan_path, journal_path, trace):  # JOURNAL: record, trace
+    session = RunSession(runner, journal=None if no_journal else resolve(journal_path),
+                         plan_path=plan_path, trace=trace)
+    with session:
         code = execute_run(runner, json_out=json_out, report_path=report_path,
                            events_path=events_path, quiet=quiet, allow_degraded=allow_degraded)
     sys.exit(code)
@@ -467,65 +480,9 @@ def trace_option(func: F) -> F:
 
 def open_journal(journal_path: str | None, *, create: bool) -> Any:
     """The journal at `--journal`, `$PLAIT_HOME` or `.plait/` (JournalError -> exit 2)."""
-    from plait.runtime.journal import Journal
-    from plait.runtime.journal import journal_path as resolve
+    from plait.runtime.session import open_journal as open_at
 
-    return Journal.open(resolve(journal_path), create=create)
-
-
-class RunObservers:
-    """Attach the journal (and tracing, when asked) to a prepared run; closes them after.
-
-    For `resume`, pass the open `journal` and the `setup` (a ResumeSetup): the run then
-    continues the recorded one as a new session.
-    """
-
-    def __init__(self, runner: Any, plan: Any, plan_path: str | None, journal_path: str | None,
-                 trace: str | None, *, journal: Any = None, setup: Any = None,
-                 force: bool = False) -> None:
-        self.runner, self.plan, self.plan_path = runner, plan, plan_path
-        self.journal_path, self.trace = journal_path, trace
-        self.journal, self.setup, self.force = journal, setup, force
-        self.tracing: Any = None
-        self.sink: Any = None
-        self.lock: Any = None
-
-    def __enter__(self) -> RunObservers:
-        from plait.runtime.journal import RunLock
-        from plait.runtime.resume import attach_journal, start_resume
-        from plait.runtime.tracing import start_tracing, tracing_mode
-
-        mode = tracing_mode(self.trace, os.environ)
-        if mode is not None:  # before the journal: a missing package must not leave a record
-            self.tracing = start_tracing(mode, self.plan.model_dump(mode="json"), env=os.environ)
-            self.runner.sinks.append(self.tracing.sink)
-        if self.setup is None:
-            self.journal = open_journal(self.journal_path, create=True)
-        # one process at a time runs a recorded run (the lock goes when this one ends, however)
-        lock = RunLock(self.journal.path, self.runner.run_id)
-        try:
-            lock.acquire()
-        except UserError:
-            self.__exit__(UserError, None, None)
-            raise
-        self.lock = lock
-        if self.setup is not None:
-            self.sink = start_resume(self.runner, self.journal, self.setup, forced=self.force)
-        else:
-            self.sink = attach_journal(self.runner, self.journal, self.plan, self.plan_path)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tracing is not None:
-            self.tracing.shutdown()
-        try:
-            if exc[0] is None and self.sink is not None:
-                self.sink.store_report()
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-            if self.journal is not None:
-                self.journal.close()
+    return open_at(journal_path, create=create)
 
 
 @cli.command("resume")
@@ -544,21 +501,13 @@ def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | 
     Steps that finished keep their recorded outputs and are not run again; the others run.
     Exit codes as `run`; 2 for an unknown run or a plan file changed since (without --force).
     """
-    from plait.runtime.api import Runner, load_plan
-    from plait.runtime.resume import prepare_resume
+    from plait.runtime.session import RunSession
 
-    journal = open_journal(journal_path, create=False)
-    try:
-        setup = prepare_resume(journal, run_id, force=force, load=load_plan)
-        if setup.note and not quiet:
-            click.echo(setup.note, err=True)
-        runner = Runner(setup.plan, setup.raw_inputs, run_id=setup.run_id)
-    except BaseException:
-        journal.close()
-        raise
-    with RunObservers(runner, setup.plan, setup.plan_path, journal_path, trace,
-                      journal=journal, setup=setup, force=force):
-        code = execute_run(runner, json_out=json_out, report_path=report_path,
+    session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace)
+    if session.note and not quiet:
+        click.echo(session.note, err=True)
+    with session:
+        code = execute_run(session.runner, json_out=json_out, report_path=report_path,
                            events_path=events_path, quiet=quiet, allow_degraded=allow_degraded)
     sys.exit(code)
 

@@ -21,7 +21,6 @@ from plait.compiler.ir import CompiledPlan, Input, Plan
 from plait.errors import ErrorKind, UserError
 from plait.runtime.clock import Clock, RealClock
 from plait.runtime.events import Sink
-from plait.runtime.gcscope import frozen_heap
 from plait.runtime.report import ReportBuilder, RunReport
 from plait.runtime.scheduler import Injection, Run, RunOptions
 from plait.runtime.state import check_env
@@ -253,15 +252,12 @@ class Runner:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, self._on_signal, signum)
                 installed.append(signum)
-        # the collector skips what was alive before the run (the plan, the embedder's
-        # heap) while it runs: a third of a 10,000-step run's time otherwise (gcscope)
-        with frozen_heap():
-            try:
-                await run.execute()
-            finally:
-                for signum in installed:
-                    loop.remove_signal_handler(signum)
-            return self.builder.report()
+        try:
+            await run.execute()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+        return self.builder.report()
 
     def _on_signal(self, signum: int) -> None:
         if self.signal is None:
@@ -290,20 +286,31 @@ async def run_plan_async(path_or_plan: PlanLike, inputs: Mapping[str, Any] | Non
                          inject: Mapping[str, Injection] | Iterable[str] | None = None,
                          events: Sink | Iterable[Sink] | None = None,
                          clock: Clock | None = None, run_id: str | None = None,
-                         environ: Mapping[str, str] | None = None) -> RunReport:
+                         environ: Mapping[str, str] | None = None,
+                         journal: str | os.PathLike[str] | Any = None) -> RunReport:
     """Run a plan (a path to a `.agent` or compiled JSON file, or a Plan) to its report.
 
     `inputs` are Python values checked against the declared types; `inject` takes
     `STEP=KIND[:N]` strings (as `--inject`) or Injection objects; `events` is a sink (a
     callable receiving each typed event) or a list of them. Raises UserError for a bad
     plan, bad inputs or an unset environment variable.
+
+    Without `journal` nothing is recorded. With a journal (a path, or an open `Journal`)
+    the run is recorded as `plait run` records it, and `plait resume RUN_ID` (or
+    `RunSession.resume`) can continue it (`runtime/session.py`).
     """
     plan = load_plan(path_or_plan)
     if inject is not None and not isinstance(inject, Mapping):
         inject = parse_injections(inject, plan)
     runner = Runner(plan, inputs, seed=seed, inject=inject, events=events, clock=clock,
                     run_id=run_id, environ=environ)
-    return await runner.run()
+    if journal is None:
+        return await runner.run()
+    from plait.runtime.session import RunSession, plan_path_of
+
+    session = RunSession(runner, journal=journal, plan_path=plan_path_of(path_or_plan),
+                         environ=environ)
+    return await session.run()
 
 
 def run_plan(path_or_plan: PlanLike, inputs: Mapping[str, Any] | None = None, *,
@@ -311,8 +318,9 @@ def run_plan(path_or_plan: PlanLike, inputs: Mapping[str, Any] | None = None, *,
              inject: Mapping[str, Injection] | Iterable[str] | None = None,
              events: Sink | Iterable[Sink] | None = None,
              clock: Clock | None = None, run_id: str | None = None,
-             environ: Mapping[str, str] | None = None) -> RunReport:
+             environ: Mapping[str, str] | None = None,
+             journal: str | os.PathLike[str] | Any = None) -> RunReport:
     """Blocking `run_plan_async` on a fresh event loop (see there)."""
     return asyncio.run(run_plan_async(path_or_plan, inputs, seed=seed, inject=inject,
                                       events=events, clock=clock, run_id=run_id,
-                                      environ=environ))
+                                      environ=environ, journal=journal))

@@ -18,6 +18,9 @@ get promoted and are walked again by the older collections before they die. The 
 at most that many more objects awaiting a young collection (a few MB at worst). Measured
 on the 10,000-step fan-out: collector time 0.12-0.19 s -> 0.06-0.09 s.
 
+Used only at the command line's edge (`plait run`, `plait resume`), around the whole run:
+the process is then plait's own. `run_plan` never changes an embedding program's collector.
+
 Not done when the embedder already froze objects (`gc.get_freeze_count() > 0`, e.g. a
 server that freezes before forking to keep pages shared): unfreezing would undo their
 choice. Overlapping runs in one process freeze once; the last one to end unfreezes.

@@ -16,6 +16,7 @@ Environment variables are not journaled: a resume reads them afresh.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
-def attach_journal(runner: Any, journal: Journal, plan: Plan, plan_path: str | Path | None,
+def attach_journal(runner: Any, journal: Journal, plan: Plan,
+                   plan_path: str | os.PathLike[str] | None,
                    *, resume: bool = False, forced: bool = False,
                    replace_plan: bool = False) -> JournalSink:
     """Record `runner`'s run (an `api.Runner`, not started yet) in `journal`.

@@ -1,4 +1,5 @@
-"""`frozen_heap`: the collector skips pre-run objects during a run, and is left as found."""
+"""`frozen_heap` (the CLI's edge): the collector skips pre-run objects during a run, and is
+left as found; a library run does not touch it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def _clean_collector() -> Iterator[None]:
     gc.set_threshold(*threshold)
 
 
-def test_run_freezes_during_and_restores_after() -> None:
+def test_a_library_run_leaves_the_collector_alone() -> None:
+    """Tuning happens at the CLI edge only: `run_plan` must not change an embedder's process."""
     seen: list[tuple[int, int]] = []
 
     def sink(_event: object) -> None:
@@ -32,8 +34,16 @@ def test_run_freezes_during_and_restores_after() -> None:
     plan = P(S("a", "std.echo", value=1), S("b", "std.echo", value=2))
     report = asyncio.run(Runner(plan, {}, environ={}, events=sink).run())
     assert report.outcome == "succeeded"
-    assert seen and all(frozen > 0 for frozen, _ in seen)
-    assert all(young == max(before[0], gcscope.RUN_GEN0_THRESHOLD) for _, young in seen)
+    assert seen and all(frozen == 0 for frozen, _ in seen)
+    assert all(young == before[0] for _, young in seen)
+    assert gc.get_threshold() == before
+
+
+def test_frozen_heap_freezes_during_and_restores_after() -> None:
+    before = gc.get_threshold()
+    with gcscope.frozen_heap():
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == max(before[0], gcscope.RUN_GEN0_THRESHOLD)
     assert gc.get_freeze_count() == 0  # nothing left in the permanent generation
     assert gc.get_threshold() == before
 

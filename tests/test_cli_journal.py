@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from plait.compiler.ir import CompiledPlan
+from plait.compiler.ir import CompiledPlan, LiteralExpr
 from tests.runtime.planlib import P, R, S, T, retry
 
 PLAIT = [sys.executable, "-m", "plait"]
@@ -129,14 +129,17 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
 
 def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) -> None:
     """Two processes never run one recorded run: the second would repeat its effects."""
-    plan_path = _write_plan(tmp_path, durable_plan())
+    plan = durable_plan()
+    # `long` outlasts two `plait` start-ups (runs, then resume) on a loaded machine
+    plan.steps["long"].args["seconds"] = LiteralExpr(value=6.0)
+    plan_path = _write_plan(tmp_path, plan)
     journal, log = tmp_path / "j.db", tmp_path / "effects.log"
     proc = subprocess.Popen(
         [*PLAIT, "run", str(plan_path), "--input", f"log={log}", "--journal", str(journal),
          "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while "second" not in _finished_steps(journal):  # `long` sleeps for 1.5 s now
+        while "second" not in _finished_steps(journal):  # `long` sleeps for 6 s now
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the run never got to `second`"
             time.sleep(0.02)

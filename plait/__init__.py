@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and editors
         Permanent,
         PlaitError,
         RateLimited,
+        Stale,
         Timeout,
         ToolError,
         Transient,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and editors
     from plait.runtime.report import RunReport
     from plait.runtime.session import RunSession
     from plait.stdlib.registry import ToolContext, tool
+    from plait.versions import Versioned
 
 # public name -> the module that defines it
 _LAZY = {
@@ -42,15 +44,17 @@ _LAZY = {
     "RunSession": "plait.runtime.session",
     "ToolContext": "plait.stdlib.registry",
     "tool": "plait.stdlib.registry",
+    "Versioned": "plait.versions",
     **{name: "plait.errors" for name in (
         "BreakerOpen", "Cancelled", "ErrorKind", "InvalidInput", "InvalidOutput", "Permanent",
-        "PlaitError", "RateLimited", "Timeout", "ToolError", "Transient")},
+        "PlaitError", "RateLimited", "Stale", "Timeout", "ToolError", "Transient")},
 }
 
 __all__ = [
     "BreakerOpen", "Cancelled", "ErrorKind", "InvalidInput", "InvalidOutput", "Permanent",
-    "PlaitError", "RateLimited", "RunReport", "RunSession", "Timeout", "ToolContext",
-    "ToolError", "Transient", "__version__", "compile_file", "run_plan", "run_plan_async", "tool",
+    "PlaitError", "RateLimited", "RunReport", "RunSession", "Stale", "Timeout", "ToolContext",
+    "ToolError", "Transient", "Versioned", "__version__", "compile_file", "run_plan",
+    "run_plan_async", "tool",
 ]
 
 

@@ -17,6 +17,7 @@ class ErrorKind(StrEnum):
     TOOL_ERROR = "tool_error"
     BREAKER_OPEN = "breaker_open"
     CANCELLED = "cancelled"
+    STALE = "stale"  # the world changed under a step (SPEC section 10)
 
 
 class PlaitError(Exception):
@@ -73,11 +74,23 @@ class Cancelled(ToolError):
     kind = ErrorKind.CANCELLED
 
 
+class Stale(ToolError):
+    """The data a write was conditioned on changed (SPEC section 10). `source` names the
+    step whose data went stale, when the tool knows it; re-deciding re-runs that step."""
+
+    kind = ErrorKind.STALE
+
+    def __init__(self, message: str = "", *, source: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.source = source
+
+
 _BY_KIND: dict[ErrorKind, type[ToolError]] = {
     cls.kind: cls
     for cls in (
         ToolError, Timeout, Transient, RateLimited, InvalidOutput,
-        InvalidInput, Permanent, BreakerOpen, Cancelled,
+        InvalidInput, Permanent, BreakerOpen, Cancelled, Stale,
     )
 }
 

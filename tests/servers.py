@@ -45,6 +45,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch()
 
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
         owner = self.server.owner
         parts = urlsplit(self.path)
@@ -192,6 +201,65 @@ class TestServer(BaseServer):
             extra = {"Retry-After": q["retry_after"]} if "retry_after" in q else {}
             return text_response(int(q.get("code", "500")), f"flaky failure {seen}", extra)
         return json_response(200, {"ok": True, "after": seen - 1})
+
+
+@dataclass
+class VersionedStore(BaseServer):
+    """JSON records at /records/KEY with optimistic locking, as a real API does it.
+
+    GET answers the record with `ETag: "N"` (N counts its writes); PUT replaces it, PATCH
+    merges a dict into it, DELETE removes it. A write carrying `If-Match` that does not
+    match (or `*` on a missing record) answers 412 and counts a conflict; `writes` counts
+    applied writes, `keys` the `Idempotency-Key` of every write request. `get_delay` slows
+    GETs down (seconds), so concurrent readers overlap.
+    """
+
+    __test__ = False
+    records: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    writes: int = 0
+    conflicts: int = 0
+    keys: list[str | None] = field(default_factory=list)
+    get_delay: float = 0.0
+
+    def etag(self, key: str) -> str:
+        return f'"{self.versions.get(key, 0)}"'
+
+    def respond(self, rec: Recorded) -> Response:
+        if not rec.path.startswith("/records/"):
+            return text_response(404, f"no route {rec.path}")
+        key = rec.path.removeprefix("/records/")
+        if rec.method == "GET":
+            if self.get_delay:
+                self.sleep(self.get_delay)
+            with self._lock:
+                if key not in self.records:
+                    return json_response(404, {"error": "no such record"})
+                return json_response(200, self.records[key], {"ETag": self.etag(key)})
+        with self._lock:
+            self.keys.append(rec.headers.get("idempotency-key"))
+            match = rec.headers.get("if-match")
+            if match is not None and not self._matches(key, match):
+                self.conflicts += 1
+                return json_response(412, {"error": "precondition failed",
+                                           "current": self.etag(key)})
+            return self._write(key, rec)
+
+    def _matches(self, key: str, match: str) -> bool:
+        if match.strip() == "*":
+            return key in self.records
+        return key in self.records and match.strip() == self.etag(key)
+
+    def _write(self, key: str, rec: Recorded) -> Response:
+        if rec.method == "DELETE":
+            self.records.pop(key, None)
+        elif rec.method == "PATCH" and isinstance(rec.body, dict):
+            self.records[key] = {**self.records.get(key, {}), **rec.body}
+        else:
+            self.records[key] = rec.body
+        self.versions[key] = self.versions.get(key, 0) + 1
+        self.writes += 1
+        return json_response(200, self.records.get(key), {"ETag": self.etag(key)})
 
 
 @dataclass

@@ -130,7 +130,7 @@ Expr = Annotated[
     Field(discriminator="node"),
 ]
 
-STEP_FIELDS = ("output", "status", "error", "attempts")
+STEP_FIELDS = ("output", "status", "error", "attempts", "version", "read_at", "age")
 
 
 def is_literal(expr: Expr) -> bool:
@@ -183,6 +183,7 @@ class TriggerRule(StrEnum):
 # Retried when `on` is not given: every kind but these (SPEC section 4, "Retry timing").
 NOT_RETRIED_BY_DEFAULT = frozenset({
     ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.BREAKER_OPEN, ErrorKind.CANCELLED,
+    ErrorKind.STALE,
 })
 
 

@@ -140,6 +140,22 @@ class FakeClock:
         loop.call_soon(self._check_idle, loop, idle_rounds)
 
 
+def iso_from_seconds(seconds: float) -> str:
+    """Wall-clock seconds since the epoch as ISO-8601 UTC text, as events stamp time."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def seconds_from_iso(text: str) -> float:
+    """The inverse of `iso_from_seconds` (any ISO-8601 text with a zone)."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def wall_seconds(clock: Clock) -> float:
+    """The clock's wall time as seconds since the epoch."""
+    return clock.wall().timestamp()
+
+
 def _loop_idle(loop: asyncio.AbstractEventLoop) -> bool:
     """True when nothing but the caller is queued to run on the loop."""
     ready = getattr(loop, "_ready", None)

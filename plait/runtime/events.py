@@ -206,6 +206,9 @@ class StepFinished(Event):
     elements: dict[str, Any] | None = None
     # A resume seeded this step from the journal: it did not run in this session.
     resumed: bool = False
+    # SPEC section 10: the output's version and when the attempt producing it ended.
+    version: str | None = None
+    read_at: str | None = None
 
 
 class RunFinished(Event):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ class StepView:
     attempts: int = 0
     optional: bool = False
     reason: str | None = None  # the skip reason, for messages
+    version: str | None = None  # SPEC section 10: null unless succeeded or recovered
+    read_at: str | None = None  # ISO-8601 UTC: when the producing attempt ended
+    read_at_s: float | None = None  # the same moment as seconds on the run's wall clock
 
 
 @dataclass
@@ -56,6 +60,8 @@ class Scope:
     env: Mapping[str, str]
     run_id: str
     loop: Mapping[str, Any] = field(default_factory=dict)
+    # The run clock's wall time in seconds (for `STEP.age`); None: the system's.
+    wall_s: Callable[[], float] | None = None
 
 
 class EvalError(Exception):
@@ -198,7 +204,7 @@ def _is_run(expr: Expr, scope: Scope) -> bool:
 def _eval_attr(expr: AttrExpr, scope: Scope) -> Any:
     step = _step_of(expr.value, scope)
     if step is not None:
-        return _step_field(expr, step, scope.steps[step])
+        return _step_field(expr, step, scope.steps[step], scope)
     if _is_run(expr.value, scope):
         if expr.field == "id":
             return scope.run_id
@@ -221,7 +227,15 @@ def _eval_attr(expr: AttrExpr, scope: Scope) -> Any:
                     f"{_keys_hint(base)}")
 
 
-def _step_field(expr: AttrExpr, name: str, view: StepView) -> Any:
+def _age(view: StepView, scope: Scope) -> float | None:
+    """Seconds since `read_at` on the run's wall clock, never below 0 (SPEC section 10)."""
+    if view.read_at_s is None or view.status not in OUTPUT_STATUSES:
+        return None
+    now = scope.wall_s() if scope.wall_s is not None else time.time()
+    return round(max(0.0, now - view.read_at_s), 6)
+
+
+def _step_field(expr: AttrExpr, name: str, view: StepView, scope: Scope) -> Any:
     if expr.field == "output":
         return view.output if view.status in OUTPUT_STATUSES else None
     if expr.field == "status":
@@ -230,6 +244,12 @@ def _step_field(expr: AttrExpr, name: str, view: StepView) -> Any:
         return view.error
     if expr.field == "attempts":
         return view.attempts
+    if expr.field == "version":
+        return view.version if view.status in OUTPUT_STATUSES else None
+    if expr.field == "read_at":
+        return view.read_at if view.status in OUTPUT_STATUSES else None
+    if expr.field == "age":
+        return _age(view, scope)
     fields = ", ".join(STEP_FIELDS)
     raise EvalError(f"`{to_source(expr)}`: a step has no field `{expr.field}` "
                     f"(it has {fields})")

@@ -101,6 +101,11 @@ class StepReport(_Model):
     duration_s: float | None = None
     attempt_log: list[AttemptRecord] = []
     elements: ElementSummary | None = None
+    # SPEC section 10: the output's version, when it was read, and its age when the run
+    # ended (seconds; while the run goes on, at the step's end).
+    version: str | None = None
+    read_at: str | None = None
+    age: float | None = None
 
 
 class RunReport(_Model):
@@ -315,7 +320,14 @@ class ReportBuilder:
             duration_s=fold.acc.duration_s if started else None,
             attempt_log=[a.record() for a in fold.log],
             elements=(ElementSummary.model_validate(final.elements) if final.elements
-                      else None))
+                      else None),
+            version=final.version, read_at=final.read_at, age=self._age(final))
+
+    def _age(self, final: StepFinished) -> float | None:
+        if final.read_at is None:
+            return None
+        until = self.finished.ts if self.finished is not None else final.ts
+        return max(0.0, seconds_between(final.read_at, until))
 
     def step_views(self, *, deciding_only: bool = False) -> list[outcomes.StepView]:
         """Finished steps as the outcome rules see them, in definition order.

@@ -31,10 +31,11 @@ from typing import Any
 
 from plait import __version__
 from plait.compiler.ir import CompiledPlan, Expr, Plan, Step, TriggerRule
-from plait.errors import ErrorKind, ToolError, error_for_kind, kind_of
+from plait.errors import ErrorKind, Stale, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
 from plait.runtime import outcomes
-from plait.runtime.clock import Clock, RealClock
+from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
+from plait.runtime.consistency import null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
 from plait.runtime.fastmodel import maker
@@ -45,6 +46,7 @@ from plait.runtime.policies.ratelimit import RateLimiter
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
 from plait.runtime.state import CallResult, FinishedSteps, StepState
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
+from plait.versions import Versioned, value_hash
 
 
 @dataclass
@@ -143,6 +145,7 @@ class Run:
                            for r in plan.resources.values() if r.concurrency is not None}
         self._limiters = {r.name: RateLimiter(r.rate, self.clock)
                           for r in plan.resources.values() if r.rate is not None}
+        self._wall_s = lambda: wall_seconds(self.clock)
         self._link()
 
     def _link(self) -> None:
@@ -263,8 +266,10 @@ class Run:
             st, rec = self.states[name], self.opts.completed[name]
             st.attempts = int(rec.get("attempts") or 0)
             for attr in ("output", "kind", "message", "retry", "fallback_used",
-                         "recovered_by", "elements"):
+                         "recovered_by", "elements", "version"):
                 setattr(st, attr, rec.get(attr))
+            read_at = rec.get("read_at")
+            st.read_at_s = seconds_from_iso(read_at) if read_at else None
             self._resumed.add(name)
             self._finish(st, str(rec["status"]), reason=rec.get("reason"),
                          caused_by=rec.get("caused_by"), propagate=not st.step.is_standby)
@@ -315,7 +320,7 @@ class Run:
         """Record a terminal status, emit `step_finished`; returns dependants now ready."""
         st.status, st.reason, st.caused_by = status, reason, caused_by
         if status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
-            st.output = None
+            st.output = st.version = st.read_at_s = None
         st.finished = True  # now visible to expressions (`self.views`)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
@@ -324,7 +329,7 @@ class Run:
             step=st.name, status=status, reason=reason, caused_by=caused_by,
             attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
             retry=st.retry, fallback_used=st.fallback_used, recovered_by=st.recovered_by,
-            elements=st.elements))
+            elements=st.elements, version=st.version, read_at=st.read_at))
         for standby in st.step.fallback:  # unused standbys are not needed any more
             sb = self.states[standby]
             if not sb.done and not sb.started:
@@ -357,6 +362,9 @@ class Run:
             result = await self._run_map(st)
         if result.ok:
             st.output = result.value
+            st.version = result.version if result.version is not None else value_hash(
+                result.value)
+            st.read_at_s = result.read_at_s
             st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
         else:
             await self._rescue(st, result)
@@ -374,6 +382,7 @@ class Run:
             self._finish(standby, standby.status or outcomes.FAILED, propagate=False)
             if standby.status in (outcomes.SUCCEEDED, outcomes.RECOVERED):
                 st.output, st.fallback_used = standby.output, name
+                st.version, st.read_at_s = standby.version, standby.read_at_s
                 st.status, st.recovered_by = outcomes.RECOVERED, "fallback"
                 return
         st.status = outcomes.FAILED
@@ -390,6 +399,7 @@ class Run:
             st.retry = "not_retryable"
             return
         st.status, st.recovered_by = outcomes.RECOVERED, "default"
+        st.version = st.read_at_s = None  # nothing was read
 
     async def _run_map(self, st: StepState) -> CallResult:
         assert st.step.map is not None
@@ -417,15 +427,19 @@ class Run:
         st.elements = {"total": len(results), "failed": len(failed), "errors": [
             {"index": i, "kind": r.kind, "message": r.message} for i, r in failed]}
         output = [r.value if r.ok else None for r in results]
+        version = value_hash([(r.version if r.version is not None else value_hash(r.value))
+                              if r.ok else None for r in results])
+        read_times = [r.read_at_s for r in results if r.ok and r.read_at_s is not None]
+        read_at_s = min(read_times) if read_times else None
         if not failed:
-            return CallResult(True, output)
+            return CallResult(True, output, version=version, read_at_s=read_at_s)
         first = failed[0][1]
         share = 100.0 * len(failed) / len(results)
         if share > (st.step.tolerate or 0.0):
             return CallResult(False, kind=first.kind, message=first.message, retry=first.retry)
         st.kind, st.message, st.retry = first.kind, first.message, first.retry
         st.recovered_by = "tolerance"
-        return CallResult(True, output)
+        return CallResult(True, output, version=version, read_at_s=read_at_s)
 
     # --- attempts and retries ----------------------------------------------------------
 
@@ -502,6 +516,9 @@ class Run:
         try:
             literal = at.state.literal_args
             args = dict(literal) if literal is not None else self._evaluate_args(step, at.loop)
+            null = null_condition(step, spec.name, args)
+            if null is not None:
+                return _failure(ErrorKind.INVALID_INPUT, null)
             return spec, spec.validate_args(args)
         except ToolError as exc:
             return _failure(kind_of(exc), exc.message)
@@ -580,8 +597,12 @@ class Run:
             hint = exc.retry_after if isinstance(exc, ToolError) else None
             result = _failure(kind_of(exc), _describe(exc))
             result.hint_s = hint
+            result.stale_source = exc.source if isinstance(exc, Stale) else None
             return result
-        return CallResult(True, value)
+        read_at_s = wall_seconds(self.clock)
+        if isinstance(value, Versioned):
+            return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
+        return CallResult(True, value, read_at_s=read_at_s)
 
     def _context(self, at: _Attempt) -> ToolContext:
         def emit(name: str, fields: dict[str, Any]) -> None:
@@ -591,7 +612,17 @@ class Run:
 
         return ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
                            element=at.element, plan_dir=self.opts.plan_dir,
-                           run_state=self.run_state, emit=emit, on_run_end=self.on_run_end)
+                           run_state=self.run_state, emit=emit, on_run_end=self.on_run_end,
+                           idempotency_key=self._idempotency_key(at))
+
+    def _idempotency_key(self, at: _Attempt) -> str:
+        """`RUN_ID:STEP`, `:INDEX` for a map element, `#N` from the second decision on
+        (SPEC section 10): equal across retries of one decision and across a resume."""
+        key = f"{self.opts.run_id}:{at.state.name}"
+        if at.element is not None:
+            key += f":{at.element}"
+        decision = at.state.decision
+        return key if decision <= 1 else f"{key}#{decision}"
 
     # --- breakers ------------------------------------------------------------------------
 
@@ -617,7 +648,7 @@ class Run:
 
     def _scope(self, loop: Mapping[str, Any]) -> Scope:
         return Scope(inputs=self.opts.inputs, steps=self.views, env=self.opts.env,
-                     run_id=self.opts.run_id, loop=dict(loop))
+                     run_id=self.opts.run_id, loop=dict(loop), wall_s=self._wall_s)
 
     def _evaluate_args(self, step: Step, loop: Mapping[str, Any]) -> dict[str, Any]:
         scope = self._scope(loop)

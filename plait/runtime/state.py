@@ -19,6 +19,7 @@ from plait.compiler.ir import (
 )
 from plait.errors import UserError
 from plait.runtime import outcomes
+from plait.runtime.clock import iso_from_seconds
 from plait.runtime.expressions import StepView as ExprStepView
 
 
@@ -33,6 +34,11 @@ class CallResult:
     retry: str | None = None  # exhausted | not_retryable | deadline, when not ok
     hint_s: float | None = None
     injected: bool = False
+    # SPEC section 10, when ok: the version the tool gave (None: the output's hash, made
+    # when needed) and the run clock's wall time (seconds) when the attempt ended.
+    version: str | None = None
+    read_at_s: float | None = None
+    stale_source: str | None = None  # `plait.Stale(source=...)`, when not ok
 
 
 @dataclass
@@ -52,6 +58,11 @@ class StepState:
     fallback_used: str | None = None
     recovered_by: str | None = None
     elements: dict[str, Any] | None = None
+    # SPEC section 10: the version of the output, and when the attempt that produced it
+    # ended (wall-clock seconds); both None without an output.
+    version: str | None = None
+    read_at_s: float | None = None
+    decision: int = 1  # the idempotency key's `#N` from the second decision on
     started: bool = False  # step_started was emitted
     finished: bool = False  # the scheduler's `_finish` ran: step_finished was emitted
     # Read per attempt and per decision, so worked out once: the step's name, its distinct
@@ -85,6 +96,11 @@ class StepState:
             self.literal_args = literals
 
     @property
+    def read_at(self) -> str | None:
+        """`read_at` as ISO-8601 UTC text (SPEC section 10), or None."""
+        return None if self.read_at_s is None else iso_from_seconds(self.read_at_s)
+
+    @property
     def done(self) -> bool:
         return self.status is not None
 
@@ -109,7 +125,8 @@ class StepState:
                                                     "message": self.message or ""}
             view = self.expression_view = ExprStepView(
                 status=self.status or "", output=self.output, error=error,
-                attempts=self.attempts, optional=self.step.optional, reason=self.reason)
+                attempts=self.attempts, optional=self.step.optional, reason=self.reason,
+                version=self.version, read_at=self.read_at, read_at_s=self.read_at_s)
         return view
 
 

@@ -1,24 +1,34 @@
 """`file.*`: read and write text files relative to the plan's folder; writes are atomic
-(a temp file in the same folder, then `os.replace`), so a failed run never leaves half a file."""
+(a temp file in the same folder, then `os.replace`), so a failed run never leaves half a file.
+
+SPEC section 10: both are versioned by the SHA-256 of the file's bytes (after a write).
+`file.write(if_version = V)` writes only if the file's SHA-256 is V (`"*"`: it exists, `""`:
+it does not), else fails with `stale`; the check and the rename happen under an exclusive
+`flock` on `PATH.lock`, so plait processes (and programs taking that lock) never lose an
+update. Unconditional writes take no lock."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from plait.errors import InvalidInput, Permanent
+from plait.errors import InvalidInput, Permanent, Stale
 from plait.stdlib.registry import ToolContext, tool
+from plait.versions import Versioned, bytes_sha256
 
 
-@tool(name="file.read")
-def read(ctx: ToolContext, path: str) -> str:
-    """Read a UTF-8 text file (relative to the plan's folder)."""
+@tool(name="file.read", read=True)
+def read(ctx: ToolContext, path: str) -> Versioned:
+    """Read a UTF-8 text file (relative to the plan's folder); its version is the SHA-256
+    of its bytes."""
     target = resolve(ctx, path)
     try:
-        return target.read_text(encoding="utf-8")
+        data = target.read_bytes()
+        return Versioned(data.decode("utf-8"), bytes_sha256(data))
     except FileNotFoundError:
         raise Permanent(f"no such file: {target}") from None
     except IsADirectoryError:
@@ -31,8 +41,12 @@ def read(ctx: ToolContext, path: str) -> str:
 
 
 @tool(name="file.write")
-def write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
-    """Write text atomically (relative to the plan's folder; missing folders are created)."""
+def write(ctx: ToolContext, path: str, content: str,
+          if_version: str | None = None) -> Versioned:
+    """Write text atomically (relative to the plan's folder; missing folders are created).
+
+    `if_version`: write only if the file's SHA-256 is this (`"*"`: the file exists; `""`:
+    it does not), else fail with `stale`."""
     target = resolve(ctx, path)
     try:
         data = content.encode("utf-8")
@@ -40,10 +54,44 @@ def write(ctx: ToolContext, path: str, content: str) -> dict[str, Any]:
         raise InvalidInput(f"file.write: `content` is not valid text ({exc.reason})") from None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data)
+        if if_version is None:
+            atomic_write(target, data)
+        else:
+            with locked(target):
+                check_version(target, if_version)
+                atomic_write(target, data)
     except OSError as exc:
         raise Permanent(f"cannot write {target}: {exc.strerror or exc}") from None
-    return {"path": str(target), "bytes": len(data)}
+    return Versioned({"path": str(target), "bytes": len(data)}, bytes_sha256(data))
+
+
+@contextlib.contextmanager
+def locked(target: Path) -> Iterator[None]:
+    """An exclusive `flock` on `PATH.lock` (created if absent, left in place)."""
+    fd = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def check_version(target: Path, if_version: str) -> None:
+    """Raise `Stale` unless the file is at `if_version` (`*`: exists; `""`: absent)."""
+    try:
+        current: str | None = bytes_sha256(target.read_bytes())
+    except FileNotFoundError:
+        current = None
+    if if_version == "*":
+        ok, expected = current is not None, "to exist"
+    elif if_version == "":
+        ok, expected = current is None, "not to exist"
+    else:
+        ok, expected = current == if_version.lower(), f"at version {if_version[:12]}…"
+    if not ok:
+        found = "absent" if current is None else f"at version {current[:12]}…"
+        raise Stale(f"file.write: expected {target} {expected}, but it is {found} "
+                    "(it changed since it was read)")
 
 
 def resolve(ctx: ToolContext, path: str) -> Path:

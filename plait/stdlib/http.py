@@ -1,19 +1,35 @@
-"""`http.*`: GET and POST over one pooled `httpx.AsyncClient` per run, with HTTP failures
-mapped to error kinds (5xx/connection -> transient, 429 -> rate_limited, 4xx -> permanent)."""
+"""`http.*`: GET, POST, PUT, PATCH and DELETE over one pooled `httpx.AsyncClient` per run,
+with HTTP failures mapped to error kinds (5xx/connection -> transient, 429 -> rate_limited,
+4xx -> permanent; 412/409 answering a conditional write -> stale).
+
+SPEC section 10: every result is `Versioned` by the response's `ETag`, else its
+`Last-Modified`, else the hash of the body. The writes take `if_match` (a strong entity tag
+or `*` goes out as `If-Match`, an HTTP date as `If-Unmodified-Since`) and send the attempt's
+idempotency key as `Idempotency-Key` unless `headers` sets one."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import json as jsonlib
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from plait.errors import InvalidInput, InvalidOutput, Permanent, RateLimited, Timeout, Transient
+from plait.errors import (
+    InvalidInput,
+    InvalidOutput,
+    Permanent,
+    RateLimited,
+    Stale,
+    Timeout,
+    Transient,
+)
 from plait.stdlib.registry import ToolContext, tool
+from plait.versions import Versioned, value_hash
 
 CLIENT_KEY = "http.client"
 CLIENT_LOOP_KEY = "http.client.loop"
@@ -25,10 +41,15 @@ DEFAULT_TIMEOUT_S = 300.0
 EXCERPT_CHARS = 200
 
 
-@tool(name="http.get")
+# The headers that make a request conditional (a 412 or 409 answering one is `stale`).
+CONDITIONAL_HEADERS = ("if-match", "if-unmodified-since")
+_STRONG_ETAG = re.compile(r'"[^"]*"')
+
+
+@tool(name="http.get", read=True)
 async def get(ctx: ToolContext, url: str, headers: Headers | None = None,
               params: dict[str, Any] | None = None,
-              timeout: float | None = None) -> dict[str, Any]:
+              timeout: float | None = None) -> Versioned:
     """GET `url`; returns {status, headers, body} with `body` parsed when it is JSON."""
     return await request(ctx, "GET", url, headers=headers, params=params, timeout=timeout)
 
@@ -36,10 +57,72 @@ async def get(ctx: ToolContext, url: str, headers: Headers | None = None,
 @tool(name="http.post", idempotent=False)
 async def post(ctx: ToolContext, url: str, headers: Headers | None = None,
                json: Any = None, params: dict[str, Any] | None = None,
-               timeout: float | None = None) -> dict[str, Any]:
-    """POST `json` to `url`; returns {status, headers, body} with `body` parsed when JSON."""
-    return await request(ctx, "POST", url, headers=headers, params=params, json=json,
+               timeout: float | None = None, if_match: str | None = None) -> Versioned:
+    """POST `json` to `url`; returns {status, headers, body} with `body` parsed when JSON.
+
+    `if_match` makes the write conditional: a strong ETag (`"v3"`) or `*` (If-Match), or
+    an HTTP date (If-Unmodified-Since); a 412 or 409 answer then fails with `stale`."""
+    return await write(ctx, "POST", url, headers, json, params, timeout, if_match)
+
+
+@tool(name="http.put")
+async def put(ctx: ToolContext, url: str, headers: Headers | None = None,
+              json: Any = None, params: dict[str, Any] | None = None,
+              timeout: float | None = None, if_match: str | None = None) -> Versioned:
+    """PUT `json` to `url` (conditional with `if_match`); returns {status, headers, body}."""
+    return await write(ctx, "PUT", url, headers, json, params, timeout, if_match)
+
+
+@tool(name="http.patch", idempotent=False)
+async def patch(ctx: ToolContext, url: str, headers: Headers | None = None,
+                json: Any = None, params: dict[str, Any] | None = None,
+                timeout: float | None = None, if_match: str | None = None) -> Versioned:
+    """PATCH `url` with `json` (conditional with `if_match`); returns {status, headers, body}."""
+    return await write(ctx, "PATCH", url, headers, json, params, timeout, if_match)
+
+
+@tool(name="http.delete")
+async def delete(ctx: ToolContext, url: str, headers: Headers | None = None,
+                 json: Any = None, params: dict[str, Any] | None = None,
+                 timeout: float | None = None, if_match: str | None = None) -> Versioned:
+    """DELETE `url` (conditional with `if_match`); returns {status, headers, body}."""
+    return await write(ctx, "DELETE", url, headers, json, params, timeout, if_match)
+
+
+async def write(ctx: ToolContext, method: str, url: str, headers: Headers | None, json: Any,
+                params: dict[str, Any] | None, timeout: float | None,
+                if_match: str | None) -> Versioned:
+    """A write: the condition and the idempotency key join the caller's headers."""
+    sent: dict[str, Any] = dict(headers or {})
+    present = {k.lower() for k in sent}
+    if if_match is not None:
+        name, value = condition_header(if_match)
+        sent[name] = value
+    if ctx.idempotency_key is not None and "idempotency-key" not in present:
+        sent["Idempotency-Key"] = ctx.idempotency_key
+    return await request(ctx, method, url, headers=sent, params=params, json=json,
                          timeout=timeout)
+
+
+def condition_header(if_match: str) -> tuple[str, str]:
+    """`if_match` as the header that carries it, or InvalidInput when a server cannot
+    compare it (a weak tag, a hash)."""
+    value = if_match.strip()
+    if value == "*" or _STRONG_ETAG.fullmatch(value):
+        return "If-Match", value
+    if _http_date(value):
+        return "If-Unmodified-Since", value
+    raise InvalidInput(f"`if_match` {if_match!r} is neither a strong entity tag (\"...\"), "
+                       "`*` nor an HTTP date, so the server cannot compare it (a weak W/ tag "
+                       "or a content hash cannot be sent)")
+
+
+def _http_date(value: str) -> bool:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return when is not None and when.tzinfo is not None
 
 
 def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
@@ -59,13 +142,17 @@ def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
 async def request(ctx: ToolContext, method: str, url: str, *,
                   headers: Mapping[str, Any] | None = None,
                   params: dict[str, Any] | None = None, json: Any = None,
-                  timeout: float | None = None) -> dict[str, Any]:
-    """Send one request and return {status, headers, body}, or raise the mapped ToolError."""
+                  timeout: float | None = None) -> Versioned:
+    """Send one request and return {status, headers, body} versioned by the response's
+    ETag, else Last-Modified, else the body's hash; or raise the mapped ToolError."""
     response = await send(ctx, method, url, headers=headers, params=params, json=json,
                           timeout=timeout)
     raise_for_status(response)
-    return {"status": response.status_code, "headers": dict(response.headers.items()),
-            "body": parse_body(response)}
+    body = parse_body(response)
+    version = (response.headers.get("etag") or response.headers.get("last-modified")
+               or value_hash(body))
+    return Versioned({"status": response.status_code,
+                      "headers": dict(response.headers.items()), "body": body}, version)
 
 
 async def send(ctx: ToolContext, method: str, url: str, *,
@@ -113,6 +200,8 @@ def raise_for_status(response: httpx.Response) -> None:
         raise RateLimited(message, retry_after=hint)
     if status >= 500:
         raise Transient(message, retry_after=hint)
+    if status in (409, 412) and any(h in request.headers for h in CONDITIONAL_HEADERS):
+        raise Stale(f"{message} (the data changed since it was read)")
     raise Permanent(message)
 
 

@@ -47,6 +47,11 @@ class ToolContext:
     emit: Callable[[str, dict[str, Any]], None] = lambda _name, _fields: None
     # Cleanups to run when the run ends (closing the shared HTTP client); async or sync.
     on_run_end: list[Callable[[], Any]] = field(default_factory=list)
+    # SPEC section 10: the attempt's idempotency key (`RUN_ID:STEP[@I][:INDEX][#N]`), equal
+    # across retries of one decision and across `plait resume`; the HTTP write tools send
+    # it as `Idempotency-Key`.
+    idempotency_key: str | None = None
+    iteration: int | None = None  # the loop iteration of a body step, else None
 
 
 class ToolLoadError(PlaitError):
@@ -72,6 +77,9 @@ class ToolSpec:
     accepts_extra: bool = False  # the function takes **kwargs (py.call)
     description: str = ""
     idempotent: bool = True
+    # The tool reads the world and can be called again to see whether what it read changed:
+    # a step calling it may be guarded (`guard`, SPEC section 10). `@tool(read=True)`.
+    read: bool = False
     # Further checks of an argument's value beyond its type (`@tool(checks=...)`): each
     # raises a ToolError saying what is wrong. Run on literal arguments at compile time.
     arg_checks: tuple[tuple[str, Callable[[Any], object]], ...] = ()
@@ -124,7 +132,7 @@ def _explain(exc: ValidationError) -> str:
 
 def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool = True,
                        checks: Mapping[str, Callable[[Any], object]] | None = None,
-                       ) -> ToolSpec:
+                       read: bool = False) -> ToolSpec:
     """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
     sig = inspect.signature(func)
     hints = get_type_hints(func)
@@ -156,7 +164,7 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
     doc = inspect.getdoc(func) or ""
     return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
                     context_param, accepts_extra, doc.splitlines()[0] if doc else "",
-                    idempotent, tuple((checks or {}).items()))
+                    idempotent, read, tuple((checks or {}).items()))
 
 
 def _type_name(hint: Any) -> str:
@@ -254,12 +262,13 @@ def _default_name(func: Callable[..., Any]) -> str:
 def tool(func: F, /) -> F: ...
 @overload
 def tool(*, name: str | None = None, idempotent: bool = True,
-         checks: Mapping[str, Callable[[Any], object]] | None = None) -> Callable[[F], F]: ...
+         checks: Mapping[str, Callable[[Any], object]] | None = None,
+         read: bool = False) -> Callable[[F], F]: ...
 
 
 def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool = True,
          checks: Mapping[str, Callable[[Any], object]] | None = None,
-         ) -> F | Callable[[F], F]:
+         read: bool = False) -> F | Callable[[F], F]:
     """Register a function (sync or async) as a plait tool; its type hints are its schema.
 
     `@tool` names it `<file stem or last module component>.<function name>`;
@@ -267,11 +276,13 @@ def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool 
     `checks` maps an argument to a function that raises a `plait.errors` error (e.g.
     `InvalidInput`) when a value of the right type is still wrong; `plait check` runs it on
     literal arguments, so such mistakes are reported before the run.
+    `read=True` says the tool only reads (calling it again shows whether the data
+    changed), so steps calling it may be guarded (`guard`, SPEC section 10).
     """
 
     def decorate(f: F) -> F:
         spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent,
-                                  checks=checks)
+                                  checks=checks, read=read)
         f.__plait_tool__ = spec  # type: ignore[attr-defined]
         if not f.__module__.startswith("plait_use_"):
             REGISTRY.register(spec)

@@ -56,7 +56,8 @@ def test_unknown_step_field() -> None:
 def test_unknown_step_field_without_close_name_lists_fields() -> None:
     plan = make_plan(step("a"), step("b", args={"value": ref("a", "zz")}))
     assert only(check(plan), "E302").hints == (
-        "the fields of step `a` are `output`, `status`, `error`, `attempts`",)
+        "the fields of step `a` are `output`, `status`, `error`, `attempts`, `version`, "
+        "`read_at`, `age`",)
 
 
 def test_run_has_only_id() -> None:
@@ -69,8 +70,8 @@ def test_bare_step_name() -> None:
     plan = make_plan(step("a"), step("b", args={"value": ref("a")}))
     diag = only(check(plan), "E303")
     assert diag.message == "step `a` is used without a field"
-    assert diag.hints == ("read one of its fields (`output`, `status`, `error`, `attempts`), "
-                          "e.g. `a.output`",)
+    assert diag.hints == ("read one of its fields (`output`, `status`, `error`, `attempts`, "
+                          "`version`, `read_at`, `age`), e.g. `a.output`",)
     # Indexing a step directly is also a bare use.
     plan = make_plan(step("a"), step("b", args={"value": ref("a", 0)}))
     assert codes_of(check(plan)) == ["E303"]

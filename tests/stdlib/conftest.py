@@ -13,6 +13,7 @@ import pytest
 
 from plait.runtime.executor import execute
 from plait.stdlib.registry import ToolContext, builtin_registry
+from plait.versions import Versioned
 from tests.servers import FakeLLM, TestServer
 
 T = TypeVar("T")
@@ -67,7 +68,14 @@ def run_with(ctx: ToolContext, body: Callable[[], Awaitable[T]]) -> T:
 
 
 def call(ctx: ToolContext, name: str, **args: Any) -> Any:
-    """One tool call in its own run."""
+    """One tool call in its own run; its output as a step sees it (a `Versioned` result
+    unwrapped, as the runtime does)."""
+    result = call_versioned(ctx, name, **args)
+    return result.value if isinstance(result, Versioned) else result
+
+
+def call_versioned(ctx: ToolContext, name: str, **args: Any) -> Any:
+    """One tool call in its own run, its result as the tool returned it."""
     return run_with(ctx, lambda: invoke(ctx, name, **args))
 
 

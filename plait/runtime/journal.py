@@ -15,11 +15,18 @@ only by `resume`; `runs`, `show`, `report` and `graph --run` read the masked cop
 events, `runs.inputs` and the stored report). The journal file is created mode 0600 and its
 folder 0700 for that reason.
 
-Durability: each event is committed as it arrives (`synchronous=NORMAL`: survives a killed
-process); `step_finished`, `run_started` and `run_finished` are committed with
-`synchronous=FULL` (also survive a power cut). The sink runs synchronously inside the
-scheduler's event emission, so a finished step's record is on disk before any dependant
-starts.
+Durability: events and finished steps go to a writer thread that commits them in ordered
+batches (group commit, `journal_writer.py`), each batch one transaction synced with
+`synchronous=FULL` (it survives a killed process and a power cut). The scheduler never waits
+for the disk. What is on disk is always a prefix of the run's history, and a step's record
+is committed with its `step_finished` event. After a crash a resume runs again every step
+whose completion had not reached the disk yet (at most the last few milliseconds of
+history): a step runs *at least* once, never twice after its completion was committed.
+The run's start and end are written at once (the start before any step begins).
+
+Size: an event row keeps its JSON without the fields that have columns (`event`, `seq`,
+`ts`, `run_id`), and attempts are read from the events: a finished no-op step costs about
+1 KB (outputs aside).
 
 A journal that is locked (after a busy timeout), corrupt, not a plait journal, or written by
 a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here ever
@@ -31,6 +38,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from plait.errors import UserError
+from plait.runtime.journal_writer import GroupCommitWriter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_FOLDER = ".plait"
 JOURNAL_FILE = "journal.db"
 # Seconds to wait for another process's write lock before giving up with a clear error.
@@ -48,8 +58,11 @@ BUSY_TIMEOUT_ENV = "PLAIT_JOURNAL_BUSY_TIMEOUT"
 
 # Step statuses that end a step for good: such a step is kept by a resume.
 FINISHED_STATUSES = frozenset({"succeeded", "recovered", "failed", "skipped"})
-# Events committed with a full sync: the records a resume relies on.
-_DURABLE_EVENTS = frozenset({"run_started", "step_finished", "run_finished"})
+# Event fields kept in columns of the events table, so not repeated in its JSON.
+_EVENT_COLUMNS = ("event", "seq", "ts", "run_id")
+_NO_RECORD: Any = object()  # `record_event` without a step record
+# Fields of a `step_finished` event a step's record does not repeat.
+_STEP_RECORD_DROPS = frozenset({"event", "seq", "run_id", "step"})
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -57,7 +70,7 @@ CREATE TABLE runs (
     plan          TEXT NOT NULL,
     plan_path     TEXT,
     plan_sha256   TEXT,
-    compiled_plan TEXT NOT NULL,      -- the CompiledPlan as JSON
+    compiled_plan TEXT NOT NULL,      -- schema 1: the CompiledPlan as JSON, since then '' (plans)
     inputs        TEXT NOT NULL,      -- masked, for display
     raw_inputs    TEXT NOT NULL,      -- unmasked, for resume only
     plait_version TEXT,
@@ -66,7 +79,7 @@ CREATE TABLE runs (
     outcome       TEXT,               -- NULL while running or after a crash
     duration_s    REAL,
     sessions      INTEGER NOT NULL DEFAULT 1,
-    report        TEXT                -- the whole run's report (masked, sessions folded), JSON
+    report        TEXT                -- the whole run's report if stored (store_report), JSON
 );
 CREATE TABLE sessions (
     run_id      TEXT NOT NULL REFERENCES runs(run_id),
@@ -84,23 +97,9 @@ CREATE TABLE events (
     event   TEXT NOT NULL,
     step    TEXT,
     ts      TEXT,
-    data    TEXT NOT NULL,            -- the event as JSON (masked, as emitted)
+    data    TEXT NOT NULL,            -- the event as JSON (masked, as emitted), columns aside
     PRIMARY KEY (run_id, session, seq)
-);
-CREATE TABLE attempts (
-    run_id      TEXT NOT NULL,
-    session     INTEGER NOT NULL,
-    step        TEXT NOT NULL,
-    element     INTEGER,
-    attempt     INTEGER NOT NULL,
-    status      TEXT,                 -- NULL while running, then succeeded or failed
-    kind        TEXT,
-    message     TEXT,
-    started_at  TEXT,
-    finished_at TEXT,
-    duration_s  REAL
-);
-CREATE INDEX attempts_by_step ON attempts (run_id, session, step, attempt);
+) WITHOUT ROWID;
 CREATE TABLE steps (
     run_id      TEXT NOT NULL,
     step        TEXT NOT NULL,
@@ -111,7 +110,16 @@ CREATE TABLE steps (
     finished_at TEXT,
     result      TEXT,                 -- the step's result with its REAL output (resume only)
     PRIMARY KEY (run_id, step)
-);
+) WITHOUT ROWID
+"""
+# Schema 2 adds this table (a schema 1 journal gets it when opened, nothing else changes):
+# the compiled plan, zlib-compressed JSON, apart from the runs row that is updated at each
+# session's start and end (SQLite rewrites a whole row, plan included, on each update).
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS plans (
+    run_id        TEXT PRIMARY KEY,
+    compiled_plan BLOB NOT NULL
+) WITHOUT ROWID
 """
 
 
@@ -177,6 +185,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def _field(event: Any, name: str) -> Any:
+    """A field of an event, whether it is a typed event or already a dict."""
+    if isinstance(event, Mapping):
+        return event.get(name)
+    return getattr(event, name, None)
+
+
 def event_dict(event: Any) -> dict[str, Any]:
     """An event as a JSON-ready dict, whether it is a pydantic model or already a dict."""
     if isinstance(event, Mapping):
@@ -194,6 +209,9 @@ class Journal:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        # the connection is shared by the caller's thread and the writer thread
+        self._lock = threading.RLock()
+        self._writer: GroupCommitWriter | None = None
 
     # --- opening ------------------------------------------------------------------------
 
@@ -232,19 +250,23 @@ class Journal:
         if version == 0 and tables:
             raise JournalError(f"{self.path} is an SQLite file but not a plait journal; "
                                "pass --journal PATH to use another file")
-        if version == SCHEMA_VERSION and "runs" not in tables:
+        if version > 0 and "runs" not in tables:
             raise JournalError(f"journal {self.path} is damaged (its tables are missing)")
         self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        if version == 0:
+        # every commit synced: a batch of the writer thread, or a run's start or end
+        self._conn.execute("PRAGMA synchronous = FULL")
+        if version < SCHEMA_VERSION:
             self._create_schema()
 
     def _create_schema(self) -> None:
+        """Create the tables (a new file) or add schema 2's (a schema 1 journal)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            # Another process may have created it while we waited for the lock.
-            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SCHEMA.split(";"):
+            # Another process may have done it while we waited for the lock.
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            statements = (_SCHEMA + ";" if version == 0 else "") + _SCHEMA_2
+            if version < SCHEMA_VERSION:
+                for statement in statements.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -254,7 +276,25 @@ class Journal:
             raise
 
     def close(self) -> None:
-        self._conn.close()
+        """Commit what is queued, stop the writer thread, close the file."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._writer = None
+            self._conn.close()
+
+    def flush(self) -> None:
+        """Wait until every queued record is committed (raises the writer's failure)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _submit(self, sql: str, make: Any, item: Any) -> None:
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = GroupCommitWriter(self._conn, self._lock,
+                                                      lambda: _guard(self.path))
+        writer.submit((sql, make, item))
 
     def __enter__(self) -> Journal:
         return self
@@ -266,10 +306,10 @@ class Journal:
 
     @contextmanager
     def _write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; `durable` syncs it to disk (power-cut safe) on commit."""
-        with _guard(self.path):
-            if durable:
-                self._conn.execute("PRAGMA synchronous = FULL")
+        """One write transaction, after everything queued (synced on commit: `durable` is
+        kept for callers; every commit is)."""
+        self.flush()
+        with self._lock, _guard(self.path):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -277,9 +317,6 @@ class Journal:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            finally:
-                if durable:
-                    self._conn.execute("PRAGMA synchronous = NORMAL")
 
     def begin_run(self, *, run_id: str, plan: str, plan_path: str | None,
                   plan_sha256: str | None, compiled_plan: Mapping[str, Any],
@@ -290,8 +327,9 @@ class Journal:
             db.execute(
                 "INSERT INTO runs (run_id, plan, plan_path, plan_sha256, compiled_plan, inputs,"
                 " raw_inputs, plait_version, started_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (run_id, plan, plan_path, plan_sha256, _dumps(compiled_plan), _dumps(inputs),
+                (run_id, plan, plan_path, plan_sha256, "", _dumps(inputs),
                  _dumps(raw_inputs), plait_version, started_at))
+            _put_plan(db, run_id, compiled_plan)
             db.execute("INSERT INTO sessions (run_id, session, started_at) VALUES (?,1,?)",
                        (run_id, started_at))
         return 1
@@ -314,31 +352,20 @@ class Journal:
             db.execute("UPDATE runs SET sessions = ?, outcome = NULL, finished_at = NULL,"
                        " duration_s = NULL WHERE run_id = ?", (session, run_id))
             if compiled_plan is not None:
-                db.execute("UPDATE runs SET compiled_plan = ?, plan_sha256 = ? WHERE run_id = ?",
-                           (_dumps(compiled_plan), plan_sha256, run_id))
+                db.execute("UPDATE runs SET compiled_plan = '', plan_sha256 = ?"
+                           " WHERE run_id = ?", (plan_sha256, run_id))
+                _put_plan(db, run_id, compiled_plan)
         return session
 
-    def record_event(self, run_id: str, session: int, event: Mapping[str, Any],
-                     step_result: Mapping[str, Any] | None = None) -> None:
-        """Store one event, and the attempt row it opens or closes; with `step_result` (on
-        `step_finished`) the step's record too, in the same durable transaction."""
-        name = str(event.get("event"))
-        with self._write(durable=name in _DURABLE_EVENTS) as db:
-            if step_result is not None:
-                _put_step(db, run_id, session, str(event.get("step")), step_result)
-            db.execute(
-                "INSERT INTO events (run_id, session, seq, event, step, ts, data)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (run_id, session, event.get("seq"), name, event.get("step"), event.get("ts"),
-                 _dumps(event)))
-            if name == "attempt_started":
-                db.execute(
-                    "INSERT INTO attempts (run_id, session, step, element, attempt, started_at)"
-                    " VALUES (?,?,?,?,?,?)",
-                    (run_id, session, event.get("step"), event.get("element"),
-                     event.get("attempt"), event.get("ts")))
-            elif name in ("attempt_finished", "attempt_failed"):
-                _close_attempt(db, run_id, session, event)
+    def record_event(self, run_id: str, session: int, event: Any,
+                     step_output: Any = _NO_RECORD) -> None:
+        """Queue one event (typed or a dict) for the writer thread; with `step_output` (on
+        `step_finished`: the step's REAL output) the step's record too, committed in the
+        same batch. Returns at once (`flush()` waits for the disk); the writer serialises
+        the values shortly after, so they must not change meanwhile."""
+        self._submit(_INSERT_EVENT, _event_row, (run_id, session, event))
+        if step_output is not _NO_RECORD:
+            self._submit(_PUT_STEP, _step_row, (run_id, session, event, step_output))
 
     def record_step(self, run_id: str, session: int, step: str,
                     result: Mapping[str, Any]) -> None:
@@ -368,7 +395,8 @@ class Journal:
     # --- reading ------------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with _guard(self.path):
+        self.flush()  # a journal reads its own writes
+        with self._lock, _guard(self.path):
             cur = self._conn.execute(sql, args)
             cur.row_factory = sqlite3.Row
             return list(cur.fetchall())
@@ -407,7 +435,11 @@ class Journal:
         return rows[0][0]
 
     def compiled_plan(self, run_id: str) -> dict[str, Any]:
-        return dict(json.loads(self._run_field(run_id, "compiled_plan")))
+        text = self._run_field(run_id, "compiled_plan")  # schema 1 kept it in the row
+        if not text:
+            rows = self._query("SELECT compiled_plan FROM plans WHERE run_id = ?", (run_id,))
+            text = zlib.decompress(rows[0][0]) if rows else b"{}"
+        return dict(json.loads(text))
 
     def inputs(self, run_id: str, *, raw: bool = False) -> dict[str, Any]:
         """The run's inputs: masked for display, or `raw` (with secrets) for a resume."""
@@ -421,24 +453,23 @@ class Journal:
 
     def events(self, run_id: str, session: int | None = None) -> list[dict[str, Any]]:
         """Every event of the run (or of one session), in order; each gets its `session`."""
-        sql = "SELECT session, data FROM events WHERE run_id = ?"
+        sql = "SELECT session, data, event, seq, ts FROM events WHERE run_id = ?"
         args: tuple[Any, ...] = (run_id,)
         if session is not None:
             sql += " AND session = ?"
             args += (session,)
         out = []
         for row in self._query(sql + " ORDER BY session, seq", args):
-            event = dict(json.loads(row[1]))
+            # the columns first (an event's JSON leaves them out; older rows repeat them)
+            event = {"event": row[2], "seq": row[3], "ts": row[4], "run_id": run_id,
+                     **json.loads(row[1])}
             event["session"] = row[0]
             out.append(event)
         return out
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
-        rows = self._query(
-            "SELECT session, step, element, attempt, status, kind, message, started_at,"
-            " finished_at, duration_s FROM attempts WHERE run_id = ?"
-            " ORDER BY session, started_at, rowid", (run_id,))
-        return [AttemptRecord(**dict(r)) for r in rows]
+        """Every attempt of the run, read from its events, in the order they started."""
+        return attempts_of(self.events(run_id))
 
     def finished_steps(self, run_id: str) -> dict[str, dict[str, Any]]:
         """Every step recorded as finished for good, with its real (unmasked) result.
@@ -450,29 +481,69 @@ class Journal:
                 if r[1] in FINISHED_STATUSES and r[2]}
 
 
+def _put_plan(db: sqlite3.Connection, run_id: str, compiled_plan: Mapping[str, Any]) -> None:
+    packed = zlib.compress(_dumps(compiled_plan).encode(), 6)
+    db.execute("INSERT OR REPLACE INTO plans (run_id, compiled_plan) VALUES (?, ?)",
+               (run_id, packed))
+
+
+_INSERT_EVENT = ("INSERT INTO events (run_id, session, seq, event, step, ts, data)"
+                 " VALUES (?,?,?,?,?,?,?)")
+_PUT_STEP = ("INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
+             " finished_at, result) VALUES (?,?,?,?,?,?,?,?)")
+
+
+def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
+    """An events row (made on the writer thread): the JSON leaves out the column fields."""
+    run_id, session, event = item
+    data = event_dict(event)
+    name, seq, ts = data.pop("event"), data.pop("seq"), data.pop("ts")
+    data.pop("run_id", None)
+    return (run_id, session, seq, name, data.get("step"), ts, _dumps(data))
+
+
+def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
+    """A steps row: the `step_finished` event's fields with the real output."""
+    run_id, session, event, output = item
+    result = event_dict(event)
+    result["output"] = output
+    kept = {k: v for k, v in result.items() if k not in _STEP_RECORD_DROPS}
+    return (run_id, result.get("step"), session, result.get("status"), result.get("reason"),
+            result.get("attempts"), result.get("ts"), _dumps(kept))
+
+
+def attempts_of(events: list[dict[str, Any]]) -> list[AttemptRecord]:
+    """The attempts a run's events describe (`attempt_started` opens one, `attempt_failed`
+    and `attempt_finished` fill it in), in the order they started."""
+    records: list[dict[str, Any]] = []
+    open_: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for e in events:
+        name = e.get("event")
+        key = (e.get("session", 1), e.get("step"), e.get("element"), e.get("attempt"))
+        if name == "attempt_started":
+            opened = {"session": key[0], "step": key[1], "element": key[2],
+                      "attempt": key[3], "status": None, "kind": None, "message": None,
+                      "started_at": e.get("ts"), "finished_at": None, "duration_s": None}
+            records.append(opened)
+            open_[key] = opened
+            continue
+        record = open_.get(key)
+        if record is None:
+            continue
+        if name == "attempt_failed":
+            record.update(kind=e.get("kind"), message=e.get("message"))
+        elif name == "attempt_finished":
+            record.update(status=e.get("status"), finished_at=e.get("ts"),
+                          duration_s=e.get("duration_s"),
+                          kind=e.get("kind") or record["kind"],
+                          message=e.get("message") or record["message"])
+    return [AttemptRecord(**r) for r in records]
+
+
 def _put_step(db: sqlite3.Connection, run_id: str, session: int, step: str,
               result: Mapping[str, Any]) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
-        " finished_at, result) VALUES (?,?,?,?,?,?,?,?)",
-        (run_id, step, session, result.get("status"), result.get("reason"),
-         result.get("attempts"), result.get("ts"), _dumps(result)))
-
-
-def _close_attempt(db: sqlite3.Connection, run_id: str, session: int,
-                   event: Mapping[str, Any]) -> None:
-    """Fill in the attempt row that `attempt_finished` / `attempt_failed` ends."""
-    where = ("run_id = ? AND session = ? AND step = ? AND attempt = ? AND element IS ?",
-             (run_id, session, event.get("step"), event.get("attempt"), event.get("element")))
-    if event.get("event") == "attempt_failed":
-        db.execute(f"UPDATE attempts SET kind = ?, message = ? WHERE {where[0]}",
-                   (event.get("kind"), event.get("message"), *where[1]))
-        return
-    db.execute(
-        f"UPDATE attempts SET status = ?, finished_at = ?, duration_s = ?,"
-        f" kind = COALESCE(?, kind), message = COALESCE(?, message) WHERE {where[0]}",
-        (event.get("status"), event.get("ts"), event.get("duration_s"), event.get("kind"),
-         event.get("message"), *where[1]))
+    event = {**result, "step": step}
+    db.execute(_PUT_STEP, _step_row((run_id, session, event, result.get("output"))))
 
 
 def _span_s(start: str | None, end: str | None) -> float | None:
@@ -551,18 +622,23 @@ class JournalSink:
         self._raw_outputs[step] = output
 
     def __call__(self, event: Any) -> None:
-        data = event_dict(event)
-        name = data.get("event")
+        name = _field(event, "event")
         if name == "run_started":
-            self._start(data)
+            self._start(event_dict(event))
         if self.run_id is None:
             return  # nothing to attach events to before run_started
-        self.journal.record_event(self.run_id, self.session, data,
-                                  self._step_result(data) if name == "step_finished" else None)
+        if name == "step_finished":
+            raw = self._raw_outputs.pop(str(_field(event, "step")), _NO_RECORD)
+            if not _field(event, "resumed"):  # (a resumed step's record is already there)
+                output = _field(event, "output") if raw is _NO_RECORD else raw
+                self.journal.record_event(self.run_id, self.session, event, output)
+                return
+        self.journal.record_event(self.run_id, self.session, event)
         if name == "run_finished":
-            self.journal.finish_run(self.run_id, self.session, outcome=str(data.get("outcome")),
-                                    finished_at=data.get("ts"),
-                                    duration_s=data.get("duration_s"), report=None)
+            self.journal.finish_run(self.run_id, self.session,
+                                    outcome=str(_field(event, "outcome")),
+                                    finished_at=_field(event, "ts"),
+                                    duration_s=_field(event, "duration_s"), report=None)
 
     def _start(self, data: Mapping[str, Any]) -> None:
         self.run_id = str(data.get("run_id"))
@@ -579,17 +655,10 @@ class JournalSink:
             inputs=data.get("inputs") or {}, raw_inputs=self.raw_inputs,
             started_at=str(data.get("ts")), plait_version=data.get("plait_version"))
 
-    def _step_result(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A finished step's record: its `step_finished` with the REAL output."""
-        step = str(data.get("step"))
-        raw = self._raw_outputs.pop(step, data.get("output"))
-        if data.get("resumed"):
-            return None  # seeded from an earlier session: its record is already there
-        return {**data, "output": raw}
-
     def store_report(self) -> None:
         """Keep the whole run's report (masked, all sessions folded) in `runs.report`, for
-        readers of the journal that do not fold events themselves. Call it after the run."""
+        readers of the journal that do not fold events themselves. plait itself does not:
+        it folds the events (`run_report`), so the journal holds each fact once."""
         if self.run_id is not None:
             self.journal.store_report(self.run_id, run_report(self.journal, self.run_id)
                                       .to_json_dict())

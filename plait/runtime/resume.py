@@ -44,7 +44,7 @@ def attach_journal(runner: Any, journal: Journal, plan: Plan,
     """Record `runner`'s run (an `api.Runner`, not started yet) in `journal`.
 
     The sink is subscribed to the run's events and receives each step's unmasked output
-    through the scheduler's `record_output` hook. Call `sink.store_report()` after the run.
+    through the scheduler's `record_output` hook.
     """
     absolute = str(Path(plan_path).resolve()) if plan_path is not None else None
     sink = JournalSink(journal, compiled_plan=plan.model_dump(mode="json"),

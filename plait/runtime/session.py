@@ -170,16 +170,25 @@ class RunSession:
                                        self.plan_path)
 
     def _close(self, exc_type: type[BaseException] | None) -> None:
+        del exc_type  # everything is closed alike; a failed run's records are kept too
         try:
             if self.tracing is not None:
                 self.tracing.shutdown()
                 self.tracing = None
-            if exc_type is None and self.sink is not None:
-                self.sink.store_report()
         finally:
+            try:
+                if self.journal is not None and self.sink is not None:
+                    self.journal.flush()  # the whole run on disk when the session ends
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        """The lock first (the journal may fail to close), then the journal if ours."""
+        try:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+        finally:
             if self.journal is not None and self._owns_journal:
                 self.journal.close()
 

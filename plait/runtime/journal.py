@@ -62,7 +62,7 @@ FINISHED_STATUSES = frozenset({"succeeded", "recovered", "failed", "skipped"})
 _EVENT_COLUMNS = ("event", "seq", "ts", "run_id")
 _NO_RECORD: Any = object()  # `record_event` without a step record
 # Fields of a `step_finished` event a step's record does not repeat.
-_STEP_RECORD_DROPS = frozenset({"event", "seq", "run_id", "step"})
+_STEP_RECORD_DROPS = frozenset({"event", "seq", "run_id", "step", "ts"})
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -453,7 +453,7 @@ class Journal:
 
     def events(self, run_id: str, session: int | None = None) -> list[dict[str, Any]]:
         """Every event of the run (or of one session), in order; each gets its `session`."""
-        sql = "SELECT session, data, event, seq, ts FROM events WHERE run_id = ?"
+        sql = "SELECT session, data, event, seq, ts, step FROM events WHERE run_id = ?"
         args: tuple[Any, ...] = (run_id,)
         if session is not None:
             sql += " AND session = ?"
@@ -461,8 +461,10 @@ class Journal:
         out = []
         for row in self._query(sql + " ORDER BY session, seq", args):
             # the columns first (an event's JSON leaves them out; older rows repeat them)
-            event = {"event": row[2], "seq": row[3], "ts": row[4], "run_id": run_id,
-                     **json.loads(row[1])}
+            event = {"event": row[2], "seq": row[3], "ts": row[4], "run_id": run_id}
+            if row[5] is not None:
+                event["step"] = row[5]
+            event.update(json.loads(row[1]))
             event["session"] = row[0]
             out.append(event)
         return out
@@ -476,8 +478,9 @@ class Journal:
 
         `cancelled` steps are left out: a resume runs them again.
         """
-        rows = self._query("SELECT step, status, result FROM steps WHERE run_id = ?", (run_id,))
-        return {str(r[0]): dict(json.loads(r[2])) for r in rows
+        rows = self._query("SELECT step, status, result, finished_at FROM steps"
+                           " WHERE run_id = ?", (run_id,))
+        return {str(r[0]): {**json.loads(r[2]), "ts": r[3]} for r in rows
                 if r[1] in FINISHED_STATUSES and r[2]}
 
 
@@ -499,7 +502,10 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
     data = event_dict(event)
     name, seq, ts = data.pop("event"), data.pop("seq"), data.pop("ts")
     data.pop("run_id", None)
-    return (run_id, session, seq, name, data.get("step"), ts, _dumps(data))
+    step = data.get("step")
+    if step is not None:
+        del data["step"]  # (a null `step` stays: the column cannot tell it from none)
+    return (run_id, session, seq, name, step, ts, _dumps(data))
 
 
 def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
@@ -507,7 +513,10 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
     run_id, session, event, output = item
     result = event_dict(event)
     result["output"] = output
-    kept = {k: v for k, v in result.items() if k not in _STEP_RECORD_DROPS}
+    # what a resume reads with `.get`: empty fields and those with columns left out
+    kept = {k: v for k, v in result.items()
+            if k not in _STEP_RECORD_DROPS and v is not None and v is not False}
+    kept["output"] = output  # (null included: it is the step's value)
     return (run_id, result.get("step"), session, result.get("status"), result.get("reason"),
             result.get("attempts"), result.get("ts"), _dumps(kept))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plait.compiler.api import _gc_paused
+from plait.compiler.parse import gc_paused
 from plait.compiler.checks import check_plan
 from plait.compiler.graph import build_graph, edges
 from plait.compiler.lower import lower_indexed
@@ -102,7 +102,7 @@ def _fallback_pair(i: int) -> list[str]:
 
 def measure(n: int) -> dict[str, float]:
     """Each stage's time, with the collector paused as `compile_source` does."""
-    with _gc_paused():
+    with gc_paused():
         return _measure(n)
 
 

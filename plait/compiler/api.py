@@ -6,11 +6,8 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from plait.compiler import codes
 from plait.compiler.checks import check_plan
 from plait.compiler.diagnostics import Diagnostic, Severity, error, has_errors, sort_key
 from plait.compiler.graph import edges
+from plait.compiler.parse import gc_paused
 from plait.compiler.ir import IR_VERSION, CompiledPlan, Plan
 from plait.compiler.render import render_all, summary
 from plait.compiler.source import SourceMap, Span
@@ -59,27 +57,9 @@ class CompileResult:
         return render_all(self.diagnostics, {self.source.path: self.source.text}, color=color)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while compiling.
-
-    Compiling allocates many small objects that all stay alive until the end; the
-    collector would scan them again and again (it more than halved the time of a
-    10,000-step plan, see bench/README.md). Nothing compiled here forms garbage cycles
-    worth collecting early.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None) -> CompileResult:
     """Compile plan source text. `path` names it in diagnostics; `plan_dir` resolves `use`."""
-    with _gc_paused():
+    with gc_paused():
         return _compile(text, path, plan_dir)
 
 

@@ -34,7 +34,7 @@ from plait.compiler.ir import (
     TriggerRule,
     Use,
 )
-from plait.compiler.parse import _no_gc
+from plait.compiler.parse import gc_paused
 from plait.compiler.source import SourceMap, Span
 from plait.errors import ErrorKind
 
@@ -55,7 +55,7 @@ def lower_indexed(
     """`lower`, also handing forward the plan's expressions as it walked them (each node with
     its site and parent), for `check_plan` and the graph's edges to read instead of walking
     them again."""
-    with _no_gc():
+    with gc_paused():
         return _Lowering(tree, source).run()
 
 

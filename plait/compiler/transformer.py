@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from lark import Token as Tok
 from lark import Transformer, v_args
 from pydantic import BaseModel
 
@@ -40,7 +41,6 @@ from plait.compiler.ir import (
 from plait.compiler.lexical import (
     Interpolation,
     LexicalError,
-    Tok,
     decode_string,
     parse_duration,
     parse_factor,

@@ -19,11 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plait.compiler.parse import gc_paused
 from plait.compiler.checks import check_plan
 from plait.compiler.graph import build_graph, edges
 from plait.compiler.lower import lower_indexed
-from plait.compiler.parse import parse
+from plait.compiler.parse import gc_paused, parse
 from plait.compiler.source import SourceMap
 from plait.stdlib.registry import builtin_registry
 

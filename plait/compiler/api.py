@@ -17,8 +17,8 @@ from plait.compiler import codes
 from plait.compiler.checks import check_plan
 from plait.compiler.diagnostics import Diagnostic, Severity, error, has_errors, sort_key
 from plait.compiler.graph import edges
-from plait.compiler.parse import gc_paused
 from plait.compiler.ir import IR_VERSION, CompiledPlan, Plan
+from plait.compiler.parse import gc_paused
 from plait.compiler.render import render_all, summary
 from plait.compiler.source import SourceMap, Span
 from plait.errors import UserError

@@ -9,20 +9,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from plait.compiler.checks.walk import referenced_names, step_sites
+from plait.compiler.checks.walk import step_sites
+from plait.compiler.expressions import referenced_names, to_source
 from plait.compiler.ir import (
-    AttrExpr,
-    BinaryExpr,
-    CallExpr,
-    DictExpr,
     EdgeKind,
-    EnvExpr,
-    Expr,
-    IndexExpr,
-    ListExpr,
-    LiteralExpr,
-    NameExpr,
-    NotExpr,
     Plan,
     Step,
 )
@@ -250,33 +240,6 @@ def output_sources(plan: Plan) -> list[tuple[str, str]]:
 # --- expressions as text --------------------------------------------------------------------
 
 
-def expr_text(expr: Expr) -> str:
-    """An expression written back as plait source (for labels and messages)."""
-    if isinstance(expr, LiteralExpr):
-        return json.dumps(expr.value)
-    if isinstance(expr, NameExpr):
-        return expr.name
-    if isinstance(expr, EnvExpr):
-        return f"env.{expr.name}"
-    if isinstance(expr, AttrExpr):
-        return f"{expr_text(expr.value)}{'?.' if expr.optional else '.'}{expr.field}"
-    if isinstance(expr, IndexExpr):
-        dot = "?" if expr.optional else ""
-        return f"{expr_text(expr.value)}{dot}[{expr_text(expr.index)}]"
-    if isinstance(expr, ListExpr):
-        return "[" + ", ".join(expr_text(i) for i in expr.items) + "]"
-    if isinstance(expr, DictExpr):
-        return "{" + ", ".join(f"{e.key}: {expr_text(e.value)}" for e in expr.entries) + "}"
-    if isinstance(expr, CallExpr):
-        return f"{expr.func}(" + ", ".join(expr_text(a) for a in expr.args) + ")"
-    if isinstance(expr, BinaryExpr):
-        return f"{expr_text(expr.left)} {expr.op} {expr_text(expr.right)}"
-    if isinstance(expr, NotExpr):
-        return f"not {expr_text(expr.operand)}"
-    text = "".join(p if isinstance(p, str) else "${" + expr_text(p) + "}" for p in expr.parts)
-    return json.dumps(text)
-
-
 def _short(text: str, limit: int = 32) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -319,7 +282,7 @@ def badges(step: Step) -> list[str]:
     if step.when != "all_succeeded":
         marks.append(f"when {step.when}")
     if step.condition is not None:
-        marks.append("if " + _short(expr_text(step.condition), 24))
+        marks.append("if " + _short(to_source(step.condition), 24))
     if step.default is not None:
         marks.append("default")
     if step.tolerate:
@@ -343,7 +306,7 @@ def _step_label(step: Step, info: dict[str, Any] | None) -> str:
     rows = [f"<B>{esc(step.name)}</B>"]
     tool = step.tool
     if step.map is not None:
-        tool = f"for {step.map.var} in {_short(expr_text(step.map.over), 24)}: {tool}"
+        tool = f"for {step.map.var} in {_short(to_source(step.map.over), 24)}: {tool}"
     rows.append(f'<FONT POINT-SIZE="10" COLOR="#475569">{esc(tool)}</FONT>')
     marks = badges(step)
     if marks:
@@ -410,7 +373,7 @@ def _dot_outputs(dot: Any, plan: Plan) -> None:
         for output in plan.outputs.values():
             sub.node(f"o_{output.name}", label=output.name, shape="house",
                      style="filled", fillcolor="#FFF7ED", color="#EA580C", fontsize="11",
-                     tooltip=_short(expr_text(output.expr), 80))
+                     tooltip=_short(to_source(output.expr), 80))
     for name, output_name in output_sources(plan):
         kind = "s" if name in plan.steps else "i"
         dot.edge(f"{kind}_{name}", f"o_{output_name}", color="#EA580C", style="dashed",
@@ -517,6 +480,14 @@ def _mermaid_classes(plan: Plan, status: dict[str, dict[str, Any]] | None) -> li
 
 
 __all__ = [
-    "FORMATS", "build_graph", "critical_path", "dependency_cycles", "edges", "expr_text",
-    "format_for", "render", "to_dot", "to_mermaid",
+    "FORMATS",
+    "build_graph",
+    "critical_path",
+    "dependency_cycles",
+    "edges",
+    "format_for",
+    "render",
+    "to_dot",
+    "to_mermaid",
+    "to_source",
 ]

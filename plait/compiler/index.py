@@ -12,7 +12,8 @@ from collections.abc import Container, Iterator
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from plait.compiler.ir import Expr, Plan, Step, children
+from plait.compiler.expressions import children
+from plait.compiler.ir import Expr, Plan, Step
 
 
 class Site(NamedTuple):

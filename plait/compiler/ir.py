@@ -8,7 +8,6 @@ the source and the round trip through JSON stays exact. `plait compile` prints
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
@@ -144,30 +143,6 @@ def is_literal(expr: Expr) -> bool:
         return all(is_literal(entry.value) for entry in expr.entries)
     return False
 
-
-def children(expr: Expr) -> Iterator[Expr]:
-    """The direct sub-expressions of `expr`, in source order (shared by every tree walk)."""
-    if isinstance(expr, ListExpr):
-        yield from expr.items
-    elif isinstance(expr, DictExpr):
-        for entry in expr.entries:
-            yield entry.value
-    elif isinstance(expr, TemplateExpr):
-        for part in expr.parts:
-            if not isinstance(part, str):
-                yield part
-    elif isinstance(expr, AttrExpr):
-        yield expr.value
-    elif isinstance(expr, IndexExpr):
-        yield expr.value
-        yield expr.index
-    elif isinstance(expr, CallExpr):
-        yield from expr.args
-    elif isinstance(expr, BinaryExpr):
-        yield expr.left
-        yield expr.right
-    elif isinstance(expr, NotExpr):
-        yield expr.operand
 
 # --- policies -------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ BLOCK_AFTER = frozenset({"RPAR", "NAME", "STRING", "LONG_STRING", "DEFAULTS", "_
 BLOCK_HEADS = frozenset({"PLAN", "RESOURCE", "DEFAULTS", "STEP"})
 _OPENERS = {"LPAR": "(", "LSQB": "[", "QLSQB": "[", "DICT_OPEN": "dict", "LBRACE": "block"}
 _CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
+_BRACKETS = frozenset(_OPENERS) | _CLOSERS
 
 _EXPR_TYPES = get_args(get_args(Expr)[0])  # the classes of the Expr union
 _TRANSFORMER = PlanTransformer()
@@ -77,19 +78,21 @@ class Scan:
     at_line_start: bool = True  # the last thing accepted ended a statement or opened a block
     errors: int = 0
 
+    def __post_init__(self) -> None:
+        if self.origin is not None:  # a `${...}` starts in an expression, where `{` is a dict
+            self.prev = Token("COLON", ":")
+
     @property
     def interp(self) -> bool:
         return self.origin is not None
-
-    def prev_type(self) -> str:
-        return self.prev.type if self.prev is not None else "_NL"
 
     def tokens(self, stream: Iterator[Token]) -> Iterator[Token]:
         """The postlexer proper: the newline and `{` rules (see the module docstring).
 
         Code after each `yield` runs only when the parser asks for the next token, that is
-        once it has accepted this one; a token it rejects never becomes `prev`."""
-        stack, interp = self.stack, self.interp
+        once it has accepted this one; a token it rejects never becomes `prev`. (The hot
+        loop of a parse: what `accepted` does is written out here for the common tokens.)"""
+        stack, interp, head = self.stack, self.interp, self.head
         for token in stream:
             kind = token.type
             if kind == "_NL" or kind == "SEMI":
@@ -103,12 +106,19 @@ class Scan:
                 if kind == "SEMI":
                     token = Token.new_borrow_pos("_NL", token.value, token)
                 yield token
-                self.prev, self.at_line_start, self.head = token, True, []
+                self.prev, self.at_line_start = token, True
+                head = self.head = []
                 continue
-            if kind == "LBRACE" and self.prev_type() not in BLOCK_AFTER:
+            if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in BLOCK_AFTER:
                 token = Token.new_borrow_pos("DICT_OPEN", token.value, token)
+                kind = "DICT_OPEN"
             yield token
-            self.accepted(token)
+            self.prev, self.at_line_start = token, False
+            if kind in _BRACKETS:
+                self.accepted(token)
+                head = self.head
+            elif len(head) < 2 and (not stack or stack[-1].kind == "block"):
+                head.append(token)
 
     def accepted(self, token: Token) -> None:
         """Note a token the parser took (not a statement end)."""

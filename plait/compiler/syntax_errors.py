@@ -20,7 +20,7 @@ from lark import Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedT
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Label
 from plait.compiler.expressions import did_you_mean
-from plait.compiler.parse import Fatal, Open, Scan, grammar
+from plait.compiler.parse import Open, Scan, grammar
 from plait.compiler.source import Span
 from plait.compiler.transformer import RESERVED_WORDS, WHEN_HINT, span_of
 
@@ -100,7 +100,7 @@ class Recovery:
 
     def on_token(self, problem: UnexpectedToken) -> bool:
         scan, parser = self.scan, problem.interactive_parser
-        expected = {s for s in parser.choices() if s.isupper()} - self.implausible()
+        expected = {s for s in parser.choices() if s.isupper()} - self.implausible()  # type: ignore[no-untyped-call]
         token = self.keyword(problem.token, expected)
         if scan.interp:
             self.report_interpolation(token, expected)
@@ -178,7 +178,8 @@ class Recovery:
         elif self.unit_after_space(token):
             number = str(scan.prev)
             scan.report(codes.UNKNOWN_DURATION_UNIT,
-                        f"unknown duration unit `{token}`; use ms, s, m or h, right after the number",
+                        f"unknown duration unit `{token}`; "
+                        "use ms, s, m or h, right after the number",
                         _join(scan.tspan(scan.prev), scan.tspan(token)),  # type: ignore[arg-type]
                         f"for example `{number}s`, `{number}m` or `{number}h`")
         elif str(token) in RESERVED_WORDS and "NAME" in expected:
@@ -289,7 +290,7 @@ class Recovery:
 
     def on_character(self, problem: UnexpectedCharacters) -> bool:
         scan = self.scan
-        text, pos = scan.text, problem.pos_in_stream
+        text, pos = scan.text, problem.pos_in_stream or 0
         line, column = scan.position(pos)
         char = text[pos]
         parser = problem.interactive_parser

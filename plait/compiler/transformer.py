@@ -9,7 +9,6 @@ under a lock.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.expressions import did_you_mean
 from plait.compiler.ir import (
     AttrExpr,
     BinaryExpr,
@@ -468,10 +468,11 @@ class PlanTransformer(Transformer[Tok, Any]):
         line, column = (
             self._absolute(first.line, first.column) if self.origins else (first.line, first.column)
         )
-        return span_of(line, column, last.end_line, last.end_column)
+        return span_of(line or 1, column or 1, last.end_line, last.end_column)
 
-    def _absolute(self, line: int, column: int) -> tuple[int, int]:
+    def _absolute(self, line: int | None, column: int | None) -> tuple[int, int]:
         """Map a position inside a `${...}` source being parsed to its place in the file."""
+        line, column = line or 1, column or 1
         if not self.origins:
             return line, column
         origin_line, origin_column = self.origins[-1]
@@ -538,10 +539,8 @@ class PlanTransformer(Transformer[Tok, Any]):
         word = token.name if isinstance(token, nodes.Ident) else token.value
         if word not in choices:
             span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
-            close = difflib.get_close_matches(word, choices, n=1)
-            guess = f"did you mean `{close[0]}`?" if close else None
             self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span,
-                         guess, hint)
+                         *did_you_mean(word, choices), hint)
 
     def _check_reference(self, node: NameExpr) -> None:
         """A reserved word read as a name (`env` and `run` are read through a field)."""

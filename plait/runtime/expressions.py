@@ -7,14 +7,12 @@ names the expression (rendered back to plait syntax by `to_source`) and says why
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.compiler.expressions import to_source
 from plait.compiler.functions import FunctionError, call_function, compact_json, json_type
 from plait.compiler.ir import (
     STEP_FIELDS,
@@ -419,94 +417,3 @@ _HANDLERS: dict[type, Callable[[Any, Scope], Any]] = {
     BinaryExpr: _eval_binary,
     NotExpr: _eval_not,
 }
-
-
-# --- rendering back to source -----------------------------------------------------------------
-
-# Binding strength, loosest first (SPEC 5); postfix and atoms bind tightest.
-_PRECEDENCE = {"??": 1, "or": 2, "and": 3, "not": 4, "compare": 5, "postfix": 6, "atom": 7}
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def to_source(expr: Expr) -> str:
-    """`expr` in plait syntax, with the parentheses its tree needs (for messages)."""
-    if isinstance(expr, LiteralExpr):
-        return _literal_source(expr.value)
-    if isinstance(expr, ListExpr):
-        return "[" + ", ".join(to_source(item) for item in expr.items) + "]"
-    if isinstance(expr, DictExpr):
-        entries = (f"{_key_source(e.key)}: {to_source(e.value)}" for e in expr.entries)
-        return "{" + ", ".join(entries) + "}"
-    if isinstance(expr, TemplateExpr):
-        return _template_source(expr)
-    if isinstance(expr, NameExpr):
-        return expr.name
-    if isinstance(expr, EnvExpr):
-        return f"env.{expr.name}"
-    return _compound_source(expr)
-
-
-def _compound_source(expr: Expr) -> str:
-    if isinstance(expr, AttrExpr):
-        return f"{_wrap(expr.value, 6)}{'?.' if expr.optional else '.'}{expr.field}"
-    if isinstance(expr, IndexExpr):
-        opener = "?[" if expr.optional else "["
-        return f"{_wrap(expr.value, 6)}{opener}{to_source(expr.index)}]"
-    if isinstance(expr, CallExpr):
-        return f"{expr.func}(" + ", ".join(to_source(a) for a in expr.args) + ")"
-    if isinstance(expr, NotExpr):
-        return f"not {_wrap(expr.operand, _PRECEDENCE['not'])}"
-    if isinstance(expr, BinaryExpr):
-        own = _binary_precedence(expr)
-        # Comparisons do not chain, so both sides must bind tighter; the rest are left-assoc.
-        right_min = own + 1
-        left_min = own + 1 if own == _PRECEDENCE["compare"] else own
-        return f"{_wrap(expr.left, left_min)} {expr.op} {_wrap(expr.right, right_min)}"
-    raise TypeError(f"not an expression: {expr!r}")  # pragma: no cover
-
-
-def _precedence(expr: Expr) -> int:
-    if isinstance(expr, BinaryExpr):
-        return _binary_precedence(expr)
-    if isinstance(expr, NotExpr):
-        return _PRECEDENCE["not"]
-    if isinstance(expr, (AttrExpr, IndexExpr, CallExpr)):
-        return _PRECEDENCE["postfix"]
-    return _PRECEDENCE["atom"]
-
-
-def _binary_precedence(expr: BinaryExpr) -> int:
-    return _PRECEDENCE.get(expr.op, _PRECEDENCE["compare"])
-
-
-def _wrap(expr: Expr, minimum: int) -> str:
-    text = to_source(expr)
-    return text if _precedence(expr) >= minimum else f"({text})"
-
-
-def _literal_source(value: str | int | float | bool | None) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + _escape(value) + '"'
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return json.dumps(value)
-
-
-def _escape(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return escaped.replace("${", "\\${")
-
-
-def _key_source(key: str) -> str:
-    return key if _IDENTIFIER.match(key) else '"' + _escape(key) + '"'
-
-
-def _template_source(expr: TemplateExpr) -> str:
-    pieces = [_escape(part) if isinstance(part, str) else "${" + to_source(part) + "}"
-              for part in expr.parts]
-    return '"' + "".join(pieces) + '"'

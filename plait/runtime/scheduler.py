@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from plait import __version__
+from plait.compiler.expressions import to_source
 from plait.compiler.ir import CompiledPlan, Expr, Plan, Step, TriggerRule
 from plait.errors import ErrorKind, Stale, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
@@ -37,7 +38,7 @@ from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
 from plait.runtime.consistency import null_condition
 from plait.runtime.executor import execute
-from plait.runtime.expressions import EvalError, Scope, evaluate, to_source, truthy
+from plait.runtime.expressions import EvalError, Scope, evaluate, truthy
 from plait.runtime.fastmodel import maker
 from plait.runtime.masking import Masker
 from plait.runtime.policies.breaker import CircuitBreaker

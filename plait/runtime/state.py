@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.compiler.expressions import children
 from plait.compiler.ir import (
     BinaryExpr,
     EnvExpr,
@@ -15,7 +16,6 @@ from plait.compiler.ir import (
     LiteralExpr,
     Plan,
     Step,
-    children,
 )
 from plait.errors import UserError
 from plait.runtime import outcomes

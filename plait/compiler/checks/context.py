@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -125,12 +124,6 @@ class StepGroups:
             if not step.depends_on:
                 independent.append(step)
         return groups
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> tuple[str, ...]:
-    """A one-element hint tuple "did you mean `x`?" when a close name exists, else ()."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return (f"did you mean `{close[0]}`?",) if close else ()
 
 
 def quoted(names: Iterable[str]) -> str:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from plait.compiler import codes
-from plait.compiler.checks.context import CheckContext, did_you_mean
+from plait.compiler.checks.context import CheckContext
 from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.expressions import did_you_mean
 from plait.compiler.ir import (
     INPUT_TYPES,
     DictExpr,

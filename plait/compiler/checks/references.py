@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from plait.compiler import codes
-from plait.compiler.checks.context import CheckContext, did_you_mean
-from plait.compiler.checks.walk import Site, literal_value
+from plait.compiler.checks.context import CheckContext
+from plait.compiler.checks.walk import Site
 from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.expressions import did_you_mean, literal_value
 from plait.compiler.functions import FUNCTIONS, arity_problem, type_problem
 from plait.compiler.ir import STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
 

@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterator
 
 from plait.compiler import codes
-from plait.compiler.checks.context import CheckContext, did_you_mean, quoted
-from plait.compiler.checks.walk import literal_value
+from plait.compiler.checks.context import CheckContext, quoted
 from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.expressions import did_you_mean, literal_value
 from plait.compiler.ir import Plan, Step
 from plait.stdlib.registry import ToolLoadError, ToolSpec
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from plait.compiler.ir import AttrExpr, Expr, NameExpr, Plan, Step, children
+from plait.compiler.expressions import children
+from plait.compiler.ir import AttrExpr, Expr, NameExpr, Plan, Step
 
 # The tools whose write is conditional on an argument, and that argument.
 CONDITION_ARGS: dict[str, str] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plait.compiler.expressions import children
 from plait.compiler.ir import (
     AttrExpr,
     BinaryExpr,
@@ -27,7 +28,6 @@ from plait.compiler.ir import (
     RetryPolicy,
     Step,
     TemplateExpr,
-    children,
 )
 
 _EXPR_TYPES = (LiteralExpr, ListExpr, DictExpr, TemplateExpr, NameExpr, EnvExpr, AttrExpr,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from plait.compiler.ir import CompiledPlan, LiteralExpr
+from plait.compiler.ir import CompiledPlan
 from tests.runtime.planlib import P, R, S, T, retry
 
 PLAIT = [sys.executable, "-m", "plait"]
@@ -130,8 +130,12 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
 def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) -> None:
     """Two processes never run one recorded run: the second would repeat its effects."""
     plan = durable_plan()
-    # `long` outlasts two `plait` start-ups (runs, then resume) on a loaded machine
-    plan.steps["long"].args["seconds"] = LiteralExpr(value=6.0)
+    # `long` lasts until the test releases it (at most 60 s), so the run is still going
+    # when the resume asks, however slowly `plait` starts on a loaded machine
+    release = tmp_path / "release"
+    plan.steps["long"] = S(
+        "long", "shell.run", after=["second"],
+        cmd=f"for i in $(seq 600); do [ -f '{release}' ] && exit 0; sleep 0.1; done; exit 1")
     plan_path = _write_plan(tmp_path, plan)
     journal, log = tmp_path / "j.db", tmp_path / "effects.log"
     proc = subprocess.Popen(
@@ -139,7 +143,7 @@ def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) ->
          "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while "second" not in _finished_steps(journal):  # `long` sleeps for 6 s now
+        while "second" not in _finished_steps(journal):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the run never got to `second`"
             time.sleep(0.02)
@@ -150,6 +154,7 @@ def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) ->
             refused.stderr)
         assert "Traceback" not in refused.stderr
     finally:
+        release.touch()
         proc.wait(timeout=30)
     assert proc.returncode == 0
     assert _effects(log) == ["first", "second", "side", "third"]  # nothing ran twice

@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
     BREAKER_OPEN = "breaker_open"
     CANCELLED = "cancelled"
     STALE = "stale"  # the world changed under a step (SPEC section 10)
+    LOOP_EXHAUSTED = "loop_exhausted"
 
 
 class PlaitError(Exception):
@@ -86,11 +87,18 @@ class Stale(ToolError):
         self.source = source
 
 
+class LoopExhausted(ToolError):
+    """A loop or a model conversation ran out of iterations or turns (SPEC section 11)."""
+
+    kind = ErrorKind.LOOP_EXHAUSTED
+
+
 _BY_KIND: dict[ErrorKind, type[ToolError]] = {
     cls.kind: cls
     for cls in (
         ToolError, Timeout, Transient, RateLimited, InvalidOutput,
         InvalidInput, Permanent, BreakerOpen, Cancelled, Stale,
+        InvalidInput, Permanent, BreakerOpen, Cancelled, LoopExhausted,
     )
 }
 

@@ -159,6 +159,7 @@ class TriggerRule(StrEnum):
 NOT_RETRIED_BY_DEFAULT = frozenset({
     ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.BREAKER_OPEN, ErrorKind.CANCELLED,
     ErrorKind.STALE,
+    ErrorKind.LOOP_EXHAUSTED,
 })
 
 
@@ -232,6 +233,18 @@ class Step(_Node):
         return self.standby_for is not None
 
 
+class Preset(_Node):
+    """`tool NAME = TOOL(ARG = EXPR, ...) { timeout; retry; uses }` (SPEC section 11)."""
+
+    name: str
+    tool: str
+    args: dict[str, Expr] = {}
+    timeout_s: float | None = None
+    retry: RetryPolicy | None = None
+    uses: list[str] = []
+    depends_on: list[str] = []  # the steps its arguments read
+
+
 class Defaults(_Node):
     timeout_s: float | None = None
     retry: RetryPolicy | None = None
@@ -292,6 +305,7 @@ class Plan(_Node):
     outputs: dict[str, Output] = {}
     resources: dict[str, Resource] = {}
     steps: dict[str, Step] = {}
+    presets: dict[str, Preset] = {}
     deadline_s: float | None = None
     concurrency: int | None = None
     defaults: Defaults = Defaults()
@@ -308,5 +322,5 @@ class CompiledPlan(Plan):
 
 
 for _model in (ListExpr, DictEntry, DictExpr, TemplateExpr, AttrExpr, IndexExpr,
-               CallExpr, BinaryExpr, NotExpr, MapSpec, Step, Output, Plan, CompiledPlan):
+               CallExpr, BinaryExpr, NotExpr, MapSpec, Step, Preset, Output, Plan, CompiledPlan):
     _model.model_rebuild()

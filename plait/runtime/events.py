@@ -231,11 +231,43 @@ class ToolEvent(Event):
     tool_event: str
 
 
+class ToolCallStarted(Event):
+    """A model's tool call begins (SPEC section 11); `tool` is its plait name."""
+
+    event: Literal["tool_call_started"] = "tool_call_started"
+    step: str
+    attempt: int
+    element: int | None = None
+    turn: int
+    call_id: str
+    tool: str
+    arguments: Any = None
+
+
+class ToolCallFinished(Event):
+    """A model's tool call ended, its policies used up or not (SPEC section 11)."""
+
+    event: Literal["tool_call_finished"] = "tool_call_finished"
+    step: str
+    attempt: int
+    element: int | None = None
+    turn: int
+    call_id: str
+    tool: str
+    arguments: Any = None
+    status: str
+    attempts: int = 0
+    duration_s: float = 0.0
+    kind: str | None = None
+    message: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event"].default: cls
     for cls in (RunStarted, StepStarted, AttemptStarted, AttemptFinished, AttemptFailed,
                 RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
-                BreakerClosed, StepFinished, RunFinished, ToolEvent)
+                BreakerClosed, StepFinished, RunFinished, ToolEvent, ToolCallStarted,
+                ToolCallFinished)
 }
 
 
@@ -339,7 +371,7 @@ class EventBus:
             if isinstance(message, str):
                 event.message = self._mask_text(message)  # type: ignore[attr-defined]
         if self._mask_value is not None:
-            for name in ("output", "outputs", "inputs"):
+            for name in ("output", "outputs", "inputs", "arguments"):
                 if name in type(event).model_fields:
                     setattr(event, name, self._mask_value(getattr(event, name)))
 

@@ -106,6 +106,14 @@ class StepReport(_Model):
     version: str | None = None
     read_at: str | None = None
     age: float | None = None
+    # A model conversation (`llm.chat` with `tools`, SPEC section 11): the final attempt's
+    # requests, and {TOOL: {"calls": n, "failures": n}} over all attempts. Left out of the
+    # JSON for other steps.
+    turns: int | None = None
+    tool_calls: dict[str, dict[str, int]] | None = None
+
+
+_AGENT_FIELDS = ("turns", "tool_calls")
 
 
 class RunReport(_Model):
@@ -135,6 +143,10 @@ class RunReport(_Model):
         """The JSON of SPEC section 7 (a reason leaves out the fields it does not use)."""
         data = self.model_dump(mode="json")
         data["reasons"] = [r.model_dump(mode="json", exclude_none=True) for r in self.reasons]
+        for step in data["steps"].values():
+            for name in _AGENT_FIELDS:
+                if step.get(name) is None:
+                    step.pop(name, None)
         return data
 
 
@@ -168,7 +180,7 @@ class _Attempt:
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
-    __slots__ = ("acc", "final", "last_failed", "log", "started_at")
+    __slots__ = ("acc", "final", "last_failed", "log", "started_at", "tool_calls", "turns")
 
     def __init__(self, acc: StepAccumulator) -> None:
         self.acc = acc  # the step's metrics, updated by the same handlers
@@ -177,6 +189,9 @@ class _StepFold:
         # The last failed attempt per element (made only when an attempt fails).
         self.last_failed: dict[int | None, _Attempt] | None = None
         self.final: StepFinished | None = None
+        # a conversation's requests per attempt, and its tool calls by tool (SPEC 11)
+        self.turns: dict[int, int] | None = None
+        self.tool_calls: dict[str, dict[str, int]] | None = None
 
 
 class ReportBuilder:
@@ -206,6 +221,8 @@ class ReportBuilder:
         self._handlers: dict[str, Callable[[Any], None]] = {
             "run_started": self._on_run_started,
             "attempt_failed": self._on_attempt_failed,
+            "tool_event": self._on_tool_event,
+            "tool_call_finished": self._on_tool_call_finished,
             "run_finished": self._on_run_finished,
         }
 
@@ -280,6 +297,24 @@ class ReportBuilder:
             record.kind, record.message, record.injected = (event.kind, event.message,
                                                             event.injected)
 
+    def _on_tool_event(self, event: Any) -> None:
+        if event.tool_event != "llm_request":
+            return
+        fold = self._step(event.step)
+        turns = fold.turns if fold.turns is not None else {}
+        fold.turns = turns
+        turn = int(getattr(event, "turn", 0) or 0)  # an extra field of the tool's event
+        turns[event.attempt] = max(turns.get(event.attempt, 0), turn)
+
+    def _on_tool_call_finished(self, event: Any) -> None:
+        fold = self._step(event.step)
+        calls = fold.tool_calls if fold.tool_calls is not None else {}
+        fold.tool_calls = calls
+        count = calls.setdefault(event.tool, {"calls": 0, "failures": 0})
+        count["calls"] += 1
+        if event.status != outcomes.SUCCEEDED:
+            count["failures"] += 1
+
     def _on_retry_scheduled(self, event: RetryScheduled) -> None:
         fold = self._step(event.step)
         metric_retry_scheduled(self.metrics.run, fold.acc, event)
@@ -321,7 +356,9 @@ class ReportBuilder:
             attempt_log=[a.record() for a in fold.log],
             elements=(ElementSummary.model_validate(final.elements) if final.elements
                       else None),
-            version=final.version, read_at=final.read_at, age=self._age(final))
+            version=final.version, read_at=final.read_at, age=self._age(final),
+            turns=fold.turns[max(fold.turns)] if fold.turns else None,
+            tool_calls=fold.tool_calls)
 
     def _age(self, final: StepFinished) -> float | None:
         if final.read_at is None:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import inspect
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,11 @@ class RunOptions:
     # Called with (step, unmasked output) just before each `step_finished` is emitted, so
     # the journal can keep what events (masked) cannot carry.
     record_output: Callable[[str, Any], None] | None = None
+    # Model conversations (SPEC section 11): each reply and tool result is handed to
+    # `record_conversation(step, element, attempt, entry)` as it arrives, and a resume
+    # reads them back with `recorded_conversation(step, element, attempt)`.
+    record_conversation: Callable[[str, int | None, int, dict[str, Any]], None] | None = None
+    recorded_conversation: Callable[[str, int | None, int], list[dict[str, Any]]] | None = None
 
 
 # The events every step makes, built without validation (the scheduler types their fields).
@@ -478,11 +483,16 @@ class Run:
             prepared = self._prepare(at)
             if isinstance(prepared, CallResult):
                 result = prepared
-            elif not (st.uses or self._plan_limited or st.name in self._map_slots):
-                queued.append(self.clock.now())  # nothing to acquire: the common fast path
+            elif not (st.uses or self._plan_limited or st.name in self._map_slots) or (
+                    prepared[0].admits_itself(prepared[1])):
+                # nothing to acquire (the common fast path), or a conversation, which admits
+                # each of its model requests itself (SPEC section 11)
+                queued.append(self.clock.now())
                 result = await self._call_tool(at, prepared[0], prepared[1])
             else:
-                result = await self._admitted_call(at, prepared[0], prepared[1], queued)
+                spec, args = prepared
+                result = await self._admitted_call(
+                    at, lambda: self._call_tool(at, spec, args), queued)
         except asyncio.CancelledError:
             self._publish(_new_attempt_finished(
                 step=st.name, attempt=at.number, element=at.element, status="cancelled",
@@ -524,10 +534,13 @@ class Run:
         except ToolError as exc:
             return _failure(kind_of(exc), exc.message)
 
-    async def _admitted_call(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any],
-                             queued: list[float]) -> CallResult:
-        """Breakers, slots and rate windows (SPEC section 9 order), then the call."""
-        uses = at.state.uses
+    async def _admitted_call(self, at: _Attempt, invoke: Callable[[], Awaitable[CallResult]],
+                             queued: list[float], uses: tuple[str, ...] | None = None,
+                             map_slots: bool = True) -> CallResult:
+        """Breakers, slots and rate windows (SPEC section 9 order), then `invoke()`: a
+        step's tool call, or one request or tool call of a model conversation (`uses`
+        then names the resources, and `map_slots=False` leaves the map's slots out)."""
+        uses = at.state.uses if uses is None else uses
         admissions: list[tuple[CircuitBreaker, Any]] = []
         for name in uses:
             breaker = self._breakers.get(name)
@@ -542,7 +555,7 @@ class Run:
             admissions.append((breaker, admission))
         kind: str | None = None
         try:
-            result = await self._guarded_call(at, spec, args, uses, admissions, queued)
+            result = await self._guarded_call(at, invoke, uses, admissions, queued, map_slots)
         except asyncio.CancelledError:
             self._release_admissions(at, admissions)
             raise
@@ -551,16 +564,16 @@ class Run:
             self._breaker_events(at, breaker.record(admission, kind))
         return result
 
-    async def _guarded_call(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any],
+    async def _guarded_call(self, at: _Attempt, invoke: Callable[[], Awaitable[CallResult]],
                             uses: tuple[str, ...], admissions: list[tuple[CircuitBreaker, Any]],
-                            queued: list[float]) -> CallResult:
-        map_slots = self._map_slots.get(at.state.name)
+                            queued: list[float], map_slots: bool) -> CallResult:
+        mapped = self._map_slots.get(at.state.name) if map_slots else None
         async with contextlib.AsyncExitStack() as slots:
             for name in uses:
                 if name in self._bulkheads:
                     await slots.enter_async_context(self._bulkheads[name])
-            if map_slots is not None:
-                await slots.enter_async_context(map_slots)
+            if mapped is not None:
+                await slots.enter_async_context(mapped)
             await slots.enter_async_context(self._plan_slots)
             for name in uses:
                 if name in self._limiters:
@@ -570,7 +583,7 @@ class Run:
                     return _failure(ErrorKind.BREAKER_OPEN,
                                     f"the circuit breaker of resource `{breaker.name}` opened")
             queued.append(self.clock.now())
-            return await self._call_tool(at, spec, args)
+            return await invoke()
 
     async def _call_tool(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any]) -> CallResult:
         step = at.state.step
@@ -580,41 +593,24 @@ class Run:
                               message=f"injected failure ({injection.kind.value}, --inject)",
                               injected=True)
         # the context is made only for a tool that takes one
-        ctx = self._context(at) if spec.context_param is not None else None
-        scope = None
-        try:
-            if step.timeout_s is None:
-                value = await execute(spec, args, ctx)
-            else:
-                async with asyncio.timeout(step.timeout_s) as scope:
-                    value = await execute(spec, args, ctx)
-        except TimeoutError as exc:
-            if scope is not None and scope.expired():
-                return _failure(ErrorKind.TIMEOUT, f"timed out after {_secs(step.timeout_s)}")
-            return _failure(ErrorKind.TOOL_ERROR, _describe(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # any exception a tool raises is a failure with a kind
-            hint = exc.retry_after if isinstance(exc, ToolError) else None
-            result = _failure(kind_of(exc), _describe(exc))
-            result.hint_s = hint
-            result.stale_source = exc.source if isinstance(exc, Stale) else None
-            return result
-        read_at_s = wall_seconds(self.clock)
-        if isinstance(value, Versioned):
-            return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
-        return CallResult(True, value, read_at_s=read_at_s)
+        ctx = self._context(at, spec, args) if spec.context_param is not None else None
+        return await invoke_tool(spec, args, ctx, step.timeout_s, self.clock)
 
-    def _context(self, at: _Attempt) -> ToolContext:
+    def _context(self, at: _Attempt, spec: ToolSpec | None = None,
+                 args: Mapping[str, Any] | None = None) -> ToolContext:
         def emit(name: str, fields: dict[str, Any]) -> None:
             # validated and stamped by `emit`: a tool's fields are extra fields of the event
             self.bus.emit(ev.ToolEvent(step=at.state.name, attempt=at.number,
                                        element=at.element, tool_event=name, **fields))
 
-        return ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
-                           element=at.element, plan_dir=self.opts.plan_dir,
-                           run_state=self.run_state, emit=emit, on_run_end=self.on_run_end,
-                           idempotency_key=self._idempotency_key(at))
+        ctx = ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
+                          element=at.element, plan_dir=self.opts.plan_dir,
+                          run_state=self.run_state, emit=emit, on_run_end=self.on_run_end,
+                          idempotency_key=self._idempotency_key(at))
+        if spec is not None and args is not None and spec.admits_itself(args):
+            from plait.runtime.agents import ConversationHost  # built on this module
+            ctx.agent = ConversationHost(self, at)
+        return ctx
 
     def _idempotency_key(self, at: _Attempt) -> str:
         """`RUN_ID:STEP`, `:INDEX` for a map element, `#N` from the second decision on
@@ -670,6 +666,34 @@ class Run:
         if f"`{source}`" not in text and len(source) <= 80:
             text = f"in `{source}`: {text}"
         return f"{where}: {text}"
+
+
+async def invoke_tool(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None,
+                      timeout_s: float | None, clock: Clock) -> CallResult:
+    """Call a tool under a per-call timeout; any exception becomes a failure with a kind."""
+    scope = None
+    try:
+        if timeout_s is None:
+            value = await execute(spec, args, ctx)
+        else:
+            async with asyncio.timeout(timeout_s) as scope:
+                value = await execute(spec, args, ctx)
+    except TimeoutError as exc:
+        if scope is not None and scope.expired():
+            return _failure(ErrorKind.TIMEOUT, f"timed out after {_secs(timeout_s)}")
+        return _failure(ErrorKind.TOOL_ERROR, _describe(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # any exception a tool raises is a failure with a kind
+        hint = exc.retry_after if isinstance(exc, ToolError) else None
+        result = _failure(kind_of(exc), _describe(exc))
+        result.hint_s = hint
+        result.stale_source = exc.source if isinstance(exc, Stale) else None
+        return result
+    read_at_s = wall_seconds(clock)
+    if isinstance(value, Versioned):
+        return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
+    return CallResult(True, value, read_at_s=read_at_s)
 
 
 def _failure(kind: ErrorKind | str, message: str) -> CallResult:

@@ -42,24 +42,54 @@ def _check_schema(schema: dict[str, Any] | None) -> None:
         schema_model(schema)
 
 
-@tool(name="llm.chat", checks={"schema": _check_schema})
+@tool(name="llm.chat", checks={"schema": _check_schema}, self_admitting="tools")
 async def chat(ctx: ToolContext, prompt: str, system: str | None = None,
                model: str | None = None, temperature: float | None = None,
                schema: dict[str, Any] | None = None, provider: str | None = None,
                base_url: str | None = None, api_key: str | None = None,
-               max_tokens: int | None = None) -> Any:
-    """Ask a chat model; returns the text, or the parsed object when `schema` is set."""
+               max_tokens: int | None = None, tools: list[str] | None = None,
+               max_turns: int | None = None) -> Any:
+    """Ask a chat model; returns the text, or the parsed object when `schema` is set.
+
+    Args:
+        prompt: the user message.
+        system: a system message.
+        schema: the answer's shape, e.g. {category: "str", urgency: "int"}.
+        tools: presets and tools the model may call (SPEC section 11).
+        max_turns: model requests allowed with `tools` (default 10).
+    """
     answer_model = schema_model(schema) if schema is not None else None
     chosen = provider if provider is not None else os.environ.get(ENV_PROVIDER, "")
-    if chosen.startswith(SCRIPTED_PREFIX):
-        return await scripted_chat(ctx, chosen[len(SCRIPTED_PREFIX):], prompt, model,
-                                   answer_model)
-    if chosen and chosen not in HTTP_PROVIDERS:
+    scripted = chosen.startswith(SCRIPTED_PREFIX)
+    if chosen and not scripted and chosen not in HTTP_PROVIDERS:
         raise InvalidInput(f"llm.chat: unknown provider {chosen!r}; use \"scripted:PATH\" or "
                            f"{' / '.join(repr(p) for p in HTTP_PROVIDERS)}")
     request = ChatRequest(prompt=prompt, system=system, model=model, temperature=temperature,
                           max_tokens=max_tokens, answer_model=answer_model)
+    if tools:
+        return await _converse(ctx, request, chosen, base_url, api_key, tools, max_turns)
+    if max_turns is not None:
+        raise InvalidInput("llm.chat: `max_turns` is allowed only with `tools`")
+    if scripted:
+        return await scripted_chat(ctx, chosen[len(SCRIPTED_PREFIX):], prompt, model,
+                                   answer_model)
     return await http_chat(ctx, request, base_url, api_key)
+
+
+async def _converse(ctx: ToolContext, request: ChatRequest, chosen: str, base_url: str | None,
+                    api_key: str | None, tools: list[str], max_turns: int | None) -> Any:
+    from plait.stdlib import agent  # the conversation builds on this module
+
+    turns = agent.DEFAULT_MAX_TURNS if max_turns is None else max_turns
+    if not 1 <= turns <= 100:
+        raise InvalidInput(f"llm.chat: `max_turns` must be from 1 to 100, not {turns}")
+    provider: agent.Provider
+    if chosen.startswith(SCRIPTED_PREFIX):
+        provider = agent.ScriptedProvider(chosen[len(SCRIPTED_PREFIX):], request.model)
+    else:
+        endpoint = Endpoint.configured(request.model, base_url, api_key)
+        provider = agent.HttpProvider(endpoint, request.temperature, request.max_tokens)
+    return await agent.converse(ctx, request, provider, tools, turns)
 
 
 # --- the OpenAI-compatible protocol ---------------------------------------------------------
@@ -78,30 +108,57 @@ class ChatRequest:
 async def http_chat(ctx: ToolContext, req: ChatRequest, base_url: str | None,
                     api_key: str | None) -> Any:
     """POST {base}/chat/completions; errors map like http.* (429, 5xx, 4xx)."""
-    base = base_url or os.environ.get(ENV_BASE_URL, "")
-    if not base:
-        raise Permanent(NOT_CONFIGURED)
-    model = req.model or os.environ.get(ENV_MODEL, "")
-    if not model:
-        raise Permanent("llm.chat: no model: pass `model = \"…\"` or set PLAIT_LLM_MODEL")
-    key = api_key or os.environ.get(ENV_API_KEY, "")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    url = base.rstrip("/") + "/chat/completions"
-    started = time.monotonic()
-    response = await http.send(ctx, "POST", url, headers=headers,
-                               json=_request_body(req, model))
-    if response.status_code in (401, 403):
-        raise Permanent(f"HTTP {response.status_code} from {url}: the server refused the key "
-                        f"(check PLAIT_LLM_API_KEY): {http.excerpt(response.text)}")
-    http.raise_for_status(response)
-    text, usage, answered_by = _read_completion(response, url)
-    ctx.emit("llm_usage", {
-        "provider": "openai", "model": answered_by or model,
-        "prompt_tokens": usage.get("prompt_tokens"),
-        "completion_tokens": usage.get("completion_tokens"),
-        "latency_s": round(time.monotonic() - started, 3),
-    })
+    endpoint = Endpoint.configured(req.model, base_url, api_key)
+    data = await endpoint.complete(ctx, _request_body(req, endpoint.model))
+    text = _read_text(data, endpoint.url)
     return text if req.answer_model is None else parse_answer(text, req.answer_model)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom chat completions are asked for (shared with the agent loop)."""
+
+    url: str
+    model: str
+    headers: dict[str, str]
+
+    @classmethod
+    def configured(cls, model: str | None, base_url: str | None,
+                   api_key: str | None) -> Endpoint:
+        base = base_url or os.environ.get(ENV_BASE_URL, "")
+        if not base:
+            raise Permanent(NOT_CONFIGURED)
+        chosen = model or os.environ.get(ENV_MODEL, "")
+        if not chosen:
+            raise Permanent("llm.chat: no model: pass `model = \"…\"` or set PLAIT_LLM_MODEL")
+        key = api_key or os.environ.get(ENV_API_KEY, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return cls(base.rstrip("/") + "/chat/completions", chosen, headers)
+
+    async def complete(self, ctx: ToolContext, body: dict[str, Any]) -> dict[str, Any]:
+        """POST one request; the decoded answer (its `usage` emitted as `llm_usage`)."""
+        started = time.monotonic()
+        response = await http.send(ctx, "POST", self.url, headers=self.headers, json=body)
+        if response.status_code in (401, 403):
+            raise Permanent(f"HTTP {response.status_code} from {self.url}: the server refused "
+                            f"the key (check PLAIT_LLM_API_KEY): {http.excerpt(response.text)}")
+        http.raise_for_status(response)
+        try:
+            data = response.json()
+            if not isinstance(data["choices"][0]["message"], dict):
+                raise TypeError
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise InvalidOutput(f"{self.url}: not a chat-completions answer: "
+                                f"{http.excerpt(response.text)}") from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        answered_by = data.get("model") if isinstance(data.get("model"), str) else None
+        ctx.emit("llm_usage", {
+            "provider": "openai", "model": answered_by or self.model,
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "latency_s": round(time.monotonic() - started, 3),
+        })
+        return data  # type: ignore[no-any-return]
 
 
 def _request_body(req: ChatRequest, model: str) -> dict[str, Any]:
@@ -120,19 +177,12 @@ def _request_body(req: ChatRequest, model: str) -> dict[str, Any]:
     return body
 
 
-def _read_completion(response: Any, url: str) -> tuple[str, dict[str, Any], str | None]:
-    """(answer text, usage, model) from a chat-completions response."""
-    try:
-        data = response.json()
-        content = data["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise InvalidOutput(f"{url}: not a chat-completions answer: "
-                            f"{http.excerpt(response.text)}") from None
+def _read_text(data: dict[str, Any], url: str) -> str:
+    """The answer text of a decoded chat-completions response."""
+    content = data["choices"][0]["message"].get("content")
     if not isinstance(content, str):
         raise InvalidOutput(f"{url}: the answer has no text content")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    answered_by = data.get("model") if isinstance(data.get("model"), str) else None
-    return content, usage, answered_by
+    return content
 
 
 def json_instruction(answer_model: type[BaseModel]) -> str:
@@ -194,6 +244,11 @@ def parse_answer(text: str, answer_model: type[BaseModel]) -> Any:
     except json.JSONDecodeError as exc:
         raise InvalidOutput(f"the answer is not JSON ({exc.msg}): {http.excerpt(text)}"
                             ) from None
+    return check_answer(value, answer_model, text)
+
+
+def check_answer(value: Any, answer_model: type[BaseModel], text: str) -> Any:
+    """A parsed answer validated against the schema (InvalidOutput if it does not fit)."""
     try:
         return answer_model.model_validate(value).model_dump()
     except ValidationError as exc:
@@ -243,9 +298,19 @@ class Script:
 async def scripted_chat(ctx: ToolContext, path_text: str, prompt: str, model: str | None,
                         answer_model: type[BaseModel] | None) -> Any:
     """Answer from the first rule whose regex is found in the prompt (SPEC section 9)."""
+    reply = await scripted_reply(ctx, path_text, prompt, model)
+    if isinstance(reply, str) and answer_model is not None:
+        return parse_answer(reply, answer_model)
+    return reply
+
+
+async def scripted_reply(ctx: ToolContext, path_text: str, text: str,
+                         model: str | None) -> Any:
+    """The reply of the first rule whose regex is found in `text`, as written in the file
+    (a rule's `fail` raised, its `delay` waited)."""
     script = load_script(ctx, path_text)
     started = time.monotonic()
-    rule, index = _pick_rule(ctx, script, prompt)
+    rule, index = _pick_rule(ctx, script, text)
     if rule is not None and rule.delay:
         await asyncio.sleep(rule.delay)
     if rule is not None and rule.fail is not None:
@@ -253,14 +318,15 @@ async def scripted_chat(ctx: ToolContext, path_text: str, prompt: str, model: st
                              f"{rule.match!r})", retry_after=rule.retry_after)
     if rule is None and not script.has_default:
         raise Permanent(f"no rule in {script.path} matches the prompt and it has no `default`:"
-                        f" {http.excerpt(prompt, 120)}")
-    reply = rule.reply if rule is not None else script.default
+                        f" {http.excerpt(text, 120)}")
     ctx.emit("llm_usage", {"provider": "scripted", "model": model or "scripted",
                            "prompt_tokens": None, "completion_tokens": None,
                            "latency_s": round(time.monotonic() - started, 3)})
-    if isinstance(reply, str) and answer_model is not None:
-        return parse_answer(reply, answer_model)
-    return reply
+    return rule.reply if rule is not None else script.default
+
+
+def to_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _pick_rule(ctx: ToolContext, script: Script, prompt: str) -> tuple[Rule | None, int]:

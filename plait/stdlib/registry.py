@@ -52,6 +52,10 @@ class ToolContext:
     # it as `Idempotency-Key`.
     idempotency_key: str | None = None
     iteration: int | None = None  # the loop iteration of a body step, else None
+    # For a tool that admits its own requests (`llm.chat` with `tools`): the runtime's
+    # `plait.stdlib.agent.AgentHost`, which admits model requests and runs tool calls under
+    # the plan's policies. None elsewhere.
+    agent: Any = None
 
 
 class ToolLoadError(PlaitError):
@@ -83,6 +87,13 @@ class ToolSpec:
     # Further checks of an argument's value beyond its type (`@tool(checks=...)`): each
     # raises a ToolError saying what is wrong. Run on literal arguments at compile time.
     arg_checks: tuple[tuple[str, Callable[[Any], object]], ...] = ()
+    # An argument that, when given a non-empty value, makes the tool admit each of its own
+    # requests through `ToolContext.agent` instead of the scheduler admitting the whole
+    # call (`llm.chat`'s `tools`, SPEC section 11).
+    self_admitting: str | None = None
+
+    def admits_itself(self, args: Mapping[str, Any]) -> bool:
+        return self.self_admitting is not None and bool(args.get(self.self_admitting))
 
     def param(self, name: str) -> ToolParam | None:
         return next((p for p in self.params if p.name == name), None)
@@ -132,7 +143,8 @@ def _explain(exc: ValidationError) -> str:
 
 def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool = True,
                        checks: Mapping[str, Callable[[Any], object]] | None = None,
-                       read: bool = False) -> ToolSpec:
+                       read: bool = False,
+                       self_admitting: str | None = None) -> ToolSpec:
     """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
     sig = inspect.signature(func)
     hints = get_type_hints(func)
@@ -164,7 +176,7 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
     doc = inspect.getdoc(func) or ""
     return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
                     context_param, accepts_extra, doc.splitlines()[0] if doc else "",
-                    idempotent, read, tuple((checks or {}).items()))
+                    idempotent, read, tuple((checks or {}).items()), self_admitting)
 
 
 def _type_name(hint: Any) -> str:
@@ -263,12 +275,12 @@ def tool(func: F, /) -> F: ...
 @overload
 def tool(*, name: str | None = None, idempotent: bool = True,
          checks: Mapping[str, Callable[[Any], object]] | None = None,
-         read: bool = False) -> Callable[[F], F]: ...
+         read: bool = False, self_admitting: str | None = None) -> Callable[[F], F]: ...
 
 
 def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool = True,
          checks: Mapping[str, Callable[[Any], object]] | None = None,
-         read: bool = False) -> F | Callable[[F], F]:
+         read: bool = False, self_admitting: str | None = None) -> F | Callable[[F], F]:
     """Register a function (sync or async) as a plait tool; its type hints are its schema.
 
     `@tool` names it `<file stem or last module component>.<function name>`;
@@ -282,7 +294,8 @@ def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool 
 
     def decorate(f: F) -> F:
         spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent,
-                                  checks=checks, read=read)
+                                  checks=checks, read=read,
+                                  self_admitting=self_admitting)
         f.__plait_tool__ = spec  # type: ignore[attr-defined]
         if not f.__module__.startswith("plait_use_"):
             REGISTRY.register(spec)

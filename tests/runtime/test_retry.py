@@ -76,7 +76,8 @@ def test_retries_up_to_n_more_attempts() -> None:
 @pytest.mark.parametrize("kind", list(ErrorKind))
 def test_default_retried_kinds(kind: ErrorKind) -> None:
     excluded = {ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.BREAKER_OPEN,
-                ErrorKind.CANCELLED, ErrorKind.STALE}
+                ErrorKind.CANCELLED, ErrorKind.STALE,
+                ErrorKind.LOOP_EXHAUSTED}
     expected = RetryVerdict.NOT_RETRYABLE if kind in excluded else RetryVerdict.RETRY
     assert should_retry(RetryPolicy(retries=1), kind, 1) is expected
 

@@ -318,3 +318,34 @@ def completion(content: str, request: Any) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(content) // 4,
                   "total_tokens": prompt_chars // 4 + len(content) // 4},
     }
+
+
+@dataclass
+class AgentLLM(BaseServer):
+    """An OpenAI-compatible server with tool calling that decides each reply from the
+    conversation it receives: `decide(body)` returns either a text answer or a list of
+    `(tool_name, arguments)` tool calls (ids `call_<turn>_<position>`, the turn being the
+    number of assistant messages in the conversation plus one). Every request body is kept
+    in `requests`."""
+
+    decide: Any = None
+
+    def respond(self, rec: Recorded) -> Response:
+        if rec.path != "/v1/chat/completions" or rec.method != "POST":
+            return json_response(404, {"error": {"message": f"no route {rec.path}"}})
+        decision = self.decide(rec.body)
+        if isinstance(decision, str):
+            return json_response(200, completion(decision, rec.body))
+        turn = 1 + sum(1 for m in rec.body["messages"] if m["role"] == "assistant")
+        calls = [{"id": f"call_{turn}_{i}", "type": "function",
+                  "function": {"name": name, "arguments": json.dumps(args)}}
+                 for i, (name, args) in enumerate(decision, 1)]
+        answer = completion("", rec.body)
+        answer["choices"][0]["message"] = {"role": "assistant", "content": None,
+                                           "tool_calls": calls}
+        answer["choices"][0]["finish_reason"] = "tool_calls"
+        return json_response(200, answer)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.body for r in self.requests]

@@ -69,8 +69,10 @@ USE_NOT_LOADABLE = Code("E321", "use-not-loadable")
 UNKNOWN_FUNCTION = Code("E322", "unknown-function")
 UNKNOWN_STEP = Code("E323", "unknown-step")
 UNKNOWN_TYPE = Code("E324", "unknown-type")
+AGENT_ARGUMENT = Code("E325", "agent-argument")
 
 # --- W4xx: warnings -------------------------------------------------------------------------
 UNUSED_STANDBY = Code("W401", "unused-standby")
 RULE_WITHOUT_DEPENDENCIES = Code("W402", "rule-without-dependencies")
 NULLABLE_ACCESS = Code("W403", "nullable-access")
+RISKY_AGENT_TOOL = Code("W404", "risky-agent-tool")

@@ -141,8 +141,9 @@ class ConversationHost:
             number += 1
             ctx = run._context(self.at) if spec.context_param is not None else None
             result = await run._admitted_call(
-                self.at, lambda: invoke_tool(spec, args, ctx, timeout, run.clock), [], uses=uses,
-                map_slots=False)
+                self.at, lambda ctx=ctx: invoke_tool(spec, args, ctx, timeout,  # type: ignore[misc]
+                                                     run.clock),
+                [], uses=uses, map_slots=False)
             if result.ok:
                 return ToolResult(True, _unwrapped(result.value), attempts=number)
             kind = ErrorKind(result.kind or ErrorKind.TOOL_ERROR)

@@ -244,17 +244,10 @@ class ToolCallStarted(Event):
     arguments: Any = None
 
 
-class ToolCallFinished(Event):
+class ToolCallFinished(ToolCallStarted):
     """A model's tool call ended, its policies used up or not (SPEC section 11)."""
 
-    event: Literal["tool_call_finished"] = "tool_call_finished"
-    step: str
-    attempt: int
-    element: int | None = None
-    turn: int
-    call_id: str
-    tool: str
-    arguments: Any = None
+    event: Literal["tool_call_finished"] = "tool_call_finished"  # type: ignore[assignment]
     status: str
     attempts: int = 0
     duration_s: float = 0.0

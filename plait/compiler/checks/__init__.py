@@ -10,7 +10,15 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from plait.compiler.checks import fallbacks, graph_checks, policies, references, tools, warnings
+from plait.compiler.checks import (
+    agents,
+    fallbacks,
+    graph_checks,
+    policies,
+    references,
+    tools,
+    warnings,
+)
 from plait.compiler.checks.context import CheckContext
 from plait.compiler.diagnostics import Diagnostic, sort_key
 from plait.compiler.index import ExprIndex
@@ -23,6 +31,7 @@ Check = Callable[[Plan, CheckContext], Iterator[Diagnostic]]
 CHECKS: tuple[Check, ...] = (
     *tools.CHECKS,
     *references.CHECKS,
+    *agents.CHECKS,
     *policies.CHECKS,
     *fallbacks.CHECKS,
     *graph_checks.CHECKS,

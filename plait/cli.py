@@ -153,7 +153,8 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str) -> None:
             continue
         _show_diagnostics(result)
         if valid and result.plan is not None:
-            click.echo(f"ok: {path} ({len(result.plan.steps)} steps)")
+            count = sum(1 for step in result.plan.steps.values() if step.loop is None)
+            click.echo(f"ok: {path} ({count} steps)")  # loops and presets are not steps
     if fmt == "json":
         click.echo(json.dumps(collected, indent=2, ensure_ascii=False))
     sys.exit(EXIT_OK if all_valid else EXIT_INVALID)

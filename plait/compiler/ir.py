@@ -193,6 +193,16 @@ class MapSpec(_Node):
     over: Expr
 
 
+class LoopSpec(_Node):
+    """`loop NAME max N [until EXPR] [every DUR] { ... }` (SPEC section 11): the loop is a
+    step of the plan whose `tool` is `loop`; its body steps carry `in_loop`."""
+
+    max: int
+    until: Expr | None = None
+    every_s: float | None = None
+    body: list[str] = []
+
+
 class EdgeKind(StrEnum):
     DATA = "data"
     AFTER = "after"
@@ -223,6 +233,11 @@ class Step(_Node):
     tolerate: float | None = None  # map steps only, a percentage 0..100
     # Set on a standby: the primary whose `fallback` names this step.
     standby_for: str | None = None
+    # SPEC section 11: the preset this step calls (its `tool` and `args` are merged), the
+    # loop whose body holds this step, and, on a loop, what it repeats.
+    preset: str | None = None
+    in_loop: str | None = None
+    loop: LoopSpec | None = None
 
     @property
     def is_map(self) -> bool:
@@ -231,6 +246,10 @@ class Step(_Node):
     @property
     def is_standby(self) -> bool:
         return self.standby_for is not None
+
+    @property
+    def is_loop(self) -> bool:
+        return self.loop is not None
 
 
 class Preset(_Node):
@@ -322,5 +341,6 @@ class CompiledPlan(Plan):
 
 
 for _model in (ListExpr, DictEntry, DictExpr, TemplateExpr, AttrExpr, IndexExpr,
-               CallExpr, BinaryExpr, NotExpr, MapSpec, Step, Preset, Output, Plan, CompiledPlan):
+               CallExpr, BinaryExpr, NotExpr, MapSpec, LoopSpec, Step, Preset, Output, Plan,
+               CompiledPlan):
     _model.model_rebuild()

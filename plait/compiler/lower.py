@@ -24,9 +24,12 @@ from plait.compiler.ir import (
     Input,
     ListExpr,
     LiteralExpr,
+    LoopSpec,
     MapSpec,
+    NameExpr,
     Output,
     Plan,
+    Preset,
     Rate,
     Resource,
     RetryPolicy,
@@ -68,6 +71,11 @@ class _Lowering:
         self.outputs: dict[str, Output] = {}
         self.resources: dict[str, Resource] = {}
         self.step_nodes: dict[str, nodes.StepNode] = {}
+        # SPEC section 11: loops (their body steps are in `step_nodes` too) and presets
+        self.loop_nodes: dict[str, nodes.LoopNode] = {}
+        self.in_loop: dict[str, str] = {}  # body step -> its loop
+        self.preset_nodes: dict[str, nodes.PresetNode] = {}
+        self.presets: dict[str, Preset] = {}
         self.uses: list[Use] = []
         self.settings: dict[str, Any] = {}
         self.defaults = Defaults(timeout_s=None, retry=None, uses=[])
@@ -80,8 +88,15 @@ class _Lowering:
         self.spans[("plan",)] = self.tree.name.span
         for item in self.tree.items:
             self._item(item)
+        self.presets = {name: self._preset(node) for name, node in self.preset_nodes.items()}
         self.order = {name: index for index, name in enumerate(self.step_nodes)}
+        for name in self.loop_nodes:  # a loop sorts with its body (after it, by name)
+            self.order.setdefault(name, len(self.order))
         steps = {name: self._step(node) for name, node in self.step_nodes.items()}
+        for name, loop in self.loop_nodes.items():
+            steps[name] = self._loop(loop)
+        if self.loop_nodes:
+            _across_loops(steps, self.in_loop)
         for output in self.outputs.values():  # sites in file order: steps, then outputs
             self.index.add(Site(None, "output", output.name, output.expr))
         self._expressions(self.index)
@@ -93,6 +108,7 @@ class _Lowering:
             outputs=self.outputs,
             resources=self.resources,
             steps=steps,
+            presets=self.presets,
             deadline_s=self.settings.get("deadline"),
             concurrency=self.settings.get("concurrency"),
             defaults=self.defaults,
@@ -108,6 +124,16 @@ class _Lowering:
         if isinstance(item, nodes.StepNode):
             if self._claim(item.name, "step"):
                 self.step_nodes[item.name.name] = item
+        elif isinstance(item, nodes.LoopNode):
+            if self._claim(item.name, "loop"):
+                self.loop_nodes[item.name.name] = item
+                for body in item.body:
+                    if self._claim(body.name, "step"):
+                        self.step_nodes[body.name.name] = body
+                        self.in_loop[body.name.name] = item.name.name
+        elif isinstance(item, nodes.PresetNode):
+            if self._claim(item.name, "preset"):
+                self.preset_nodes[item.name.name] = item
         elif isinstance(item, nodes.InputNode):
             self._input(item)
         elif isinstance(item, nodes.OutputNode):
@@ -272,6 +298,11 @@ class _Lowering:
         policies = self._policies(name, node.policies) if node.policies else _NO_POLICIES
         get: Callable[[str], Any] = policies.get  # the policy of that keyword, or None
         args = self._args(name, call) if call.args else {}
+        preset = self.presets.get(call.tool.name)
+        if preset is not None:
+            args = self._preset_args(name, preset, args)
+        if self.presets and "tools" in args:
+            args["tools"] = _tool_names(args["tools"], self.presets)
         mapped, loop_var, over = node.map, None, None
         if mapped is not None:
             loop_var, over = mapped.var.name, mapped.over
@@ -293,18 +324,93 @@ class _Lowering:
             "when": _when(when) if when is not None else _ALL_SUCCEEDED,
             "condition": condition,
             "timeout_s": timeout.duration.seconds if timeout is not None
+            else preset.timeout_s if preset is not None and preset.timeout_s is not None
             else self.defaults.timeout_s,
-            "retry": self._step_retry(get("retry")),
+            "retry": _retry(get("retry")) if get("retry") is not None
+            else preset.retry if preset is not None and preset.retry is not None
+            else self._step_retry(None),
             "fallback": self._targets(name, get("fallback"), "fallback"),
             "default": default,
             "optional": "optional" in policies,
-            "uses": self._uses(name, get("uses")),
+            "uses": self._uses(name, get("uses")) if preset is None
+            else sorted({*preset.uses, *self._uses(name, get("uses"))}),
             "concurrency": concurrency.value if concurrency is not None else None,
             "tolerate": tolerate.percent if tolerate is not None else None,
             "standby_for": None,
+            "preset": preset.name if preset is not None else None,
+            "in_loop": self.in_loop.get(name),
+            "loop": None,
             "name": name,
-            "tool": call.tool.name,
+            "tool": preset.tool if preset is not None else call.tool.name,
         })
+
+    def _preset_args(self, step: str, preset: Preset,
+                     args: dict[str, Expr]) -> dict[str, Expr]:
+        """The preset's arguments plus the call's; one given twice is an error (E204)."""
+        merged = dict(preset.args)
+        for arg, value in args.items():
+            if arg in merged:
+                span = self.spans[("step", step, "arg", arg)]
+                self._duplicate(codes.DUPLICATE_ARGUMENT,
+                                f"argument `{arg}` is already set by the preset `{preset.name}`",
+                                span, self.spans[("preset", preset.name, "arg", arg)],
+                                "a preset's arguments are fixed; drop it here or from the preset")
+                continue
+            merged[arg] = value
+        return merged
+
+    def _preset(self, node: nodes.PresetNode) -> Preset:
+        name = node.name.name
+        args: dict[str, Expr] = {}
+        for arg in node.call.args:
+            key = ("preset", name, "arg", arg.name.name)
+            if arg.name.name in args:
+                self._duplicate(codes.DUPLICATE_ARGUMENT,
+                                f"argument `{arg.name.name}` is given twice", arg.name.span,
+                                self.spans[key], "keep one of them")
+                continue
+            self.spans[key] = arg.name.span
+            args[arg.name.name] = arg.value
+        self.spans[("preset", name, "tool")] = node.call.tool.span
+        policies = {p.keyword: p for p in node.policies}
+        for policy in node.policies:
+            self.spans[("preset", name, "policy", policy.keyword)] = policy.span
+        timeout, retry, uses = policies.get("timeout"), policies.get("retry"), policies.get("uses")
+        return Preset(name=name, tool=node.call.tool.name, args=args,
+                      timeout_s=timeout.duration.seconds if timeout is not None else None,  # type: ignore[attr-defined]
+                      retry=_retry(retry) if retry is not None else None,  # type: ignore[arg-type]
+                      uses=[t.name for t in uses.targets] if uses is not None else [],  # type: ignore[attr-defined]
+                      depends_on=[])
+
+    def _loop(self, node: nodes.LoopNode) -> Step:
+        """The loop as one node of the graph: its own policies (no `defaults`), its `until`."""
+        name = node.name.name
+        self.spans[("step", name, "max")] = node.max_span
+        policies = self._policies(name, node.policies) if node.policies else _NO_POLICIES
+        get: Callable[[str], Any] = policies.get
+        condition, default = get("if"), get("default")
+        condition = condition.condition if condition is not None else None
+        default = default.value if default is not None else None
+        until_refs: set[str] = set()
+        if node.until is not None:
+            start = len(self.index.read)
+            self.index.add(_site(Site, (name, "until", "until", node.until, None)))
+            until_refs = self.index.steps_read(start, self.step_nodes, None)
+        refs = self._reads(name, None, None, {}, condition, default) | until_refs
+        after = self._targets(name, get("after"), "after")
+        timeout, when = get("timeout"), get("when")
+        return Step(name=name, tool="loop", args={},
+                    depends_on=sorted(refs | {t for t in after if t in self.step_nodes},
+                                      key=self.order.__getitem__),
+                    after=after, when=_when(when) if when is not None else _ALL_SUCCEEDED,
+                    condition=condition,
+                    timeout_s=timeout.duration.seconds if timeout is not None else None,
+                    fallback=self._targets(name, get("fallback"), "fallback"),
+                    default=default, optional="optional" in policies,
+                    loop=LoopSpec(max=node.max, until=node.until,
+                                  every_s=node.every.seconds if node.every else None,
+                                  body=[b.name.name for b in node.body
+                                        if self.in_loop.get(b.name.name) == name]))
 
     def _policies(
         self, name: str, written: tuple[nodes.PolicyNode, ...]
@@ -523,6 +629,45 @@ def _resource_field(setting: nodes.ResourceSetting) -> Any:
         )
         return BreakerPolicy(failures=setting.failures, cooldown_s=cooldown)
     return setting.value
+
+
+def _tool_names(tools: Expr, presets: dict[str, Preset]) -> Expr:
+    """`tools = [search, "http.get"]`: a preset named bare becomes its name as text."""
+    if not isinstance(tools, ListExpr):
+        return tools
+    items: list[Expr] = [
+        LiteralExpr(value=item.name, span=item.span)
+        if isinstance(item, NameExpr) and item.name in presets else item
+        for item in tools.items]
+    return ListExpr(items=items, span=tools.span)
+
+
+def _across_loops(steps: dict[str, Step], in_loop: dict[str, str]) -> None:
+    """References crossing a loop's boundary are the loop's (SPEC section 11): a body step
+    depends on body steps only, the loop on what its body reads outside, and a step outside
+    that reads a body step depends on the whole loop."""
+    order = {name: i for i, name in enumerate(steps)}
+    for name, step in steps.items():
+        home = in_loop.get(name)
+        inside, outside = [], []
+        for dep in step.depends_on:
+            where = in_loop.get(dep)
+            if home is not None and where == home:
+                inside.append(dep)
+            elif where is not None and where != name:
+                outside.append(where)  # a body step of another loop: that loop
+            elif dep != name:
+                outside.append(dep)
+        if home is None:
+            step.depends_on = sorted(dict.fromkeys(outside), key=order.__getitem__)
+            continue
+        step.depends_on = inside
+        loop = steps[home]
+        loop.depends_on = sorted(dict.fromkeys([*loop.depends_on, *(
+            d for d in outside if d != home)]), key=order.__getitem__)
+    for name, step in steps.items():  # what a loop's `until` reads of its own body is inside
+        if step.loop is not None:
+            step.depends_on = [d for d in step.depends_on if in_loop.get(d) != name]
 
 
 def _mark_standbys(steps: dict[str, Step]) -> None:

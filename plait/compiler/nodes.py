@@ -168,6 +168,30 @@ class StepNode:
     span: Span
 
 
+@dataclass(frozen=True, slots=True)
+class LoopNode:
+    """`loop NAME max N [until EXPR] [every DUR] { POLICY* step* }` (SPEC section 11)."""
+
+    name: Ident
+    max: int
+    max_span: Span
+    until: Expr | None
+    every: Duration | None
+    policies: tuple[PolicyNode, ...]
+    body: tuple[StepNode, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class PresetNode:
+    """`tool NAME = TOOL(ARG = EXPR, ...) [{ POLICY* }]` (SPEC section 11)."""
+
+    name: Ident
+    call: Call
+    policies: tuple[PolicyNode, ...]
+    span: Span
+
+
 # --- plan items -----------------------------------------------------------------------------
 
 
@@ -260,6 +284,8 @@ PlanItem = (
     | DefaultsNode
     | ResourceNode
     | StepNode
+    | LoopNode
+    | PresetNode
 )
 
 

@@ -39,7 +39,11 @@ MAX_NESTING = 64  # open brackets; deeper input is refused with a diagnostic
 
 # A `{` after one of these opens a block (plan, step, resource, `defaults`); else a dict.
 BLOCK_AFTER = frozenset({"RPAR", "NAME", "STRING", "LONG_STRING", "DEFAULTS", "_NL"})
-BLOCK_HEADS = frozenset({"PLAN", "RESOURCE", "DEFAULTS", "STEP"})
+BLOCK_HEADS = frozenset({"PLAN", "RESOURCE", "DEFAULTS", "STEP", "LOOP", "TOOL"})
+# A loop's header ends in a value (`max 4 {`, `until n >= 3 {`, `every 1s {`): after one of
+# these in a `loop` statement, `{` opens its block.
+LOOP_BLOCK_AFTER = BLOCK_AFTER | {"NUMBER", "DURATION", "RSQB", "RBRACE", "TRUE", "FALSE",
+                                  "NULL"}
 _OPENERS = {"LPAR": "(", "LSQB": "[", "QLSQB": "[", "DICT_OPEN": "dict", "LBRACE": "block"}
 _CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
 _BRACKETS = frozenset(_OPENERS) | _CLOSERS
@@ -109,7 +113,8 @@ class Scan:
                 self.prev, self.at_line_start = token, True
                 head = self.head = []
                 continue
-            if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in BLOCK_AFTER:
+            if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in BLOCK_AFTER \
+                    and not self.loop_block_opens():
                 token = Token.new_borrow_pos("DICT_OPEN", token.value, token)
                 kind = "DICT_OPEN"
             yield token
@@ -119,6 +124,12 @@ class Scan:
                 head = self.head
             elif len(head) < 2 and (not stack or stack[-1].kind == "block"):
                 head.append(token)
+
+    def loop_block_opens(self) -> bool:
+        """A `{` right after a value that ends a `loop` header opens the loop's block."""
+        head, prev = self.head, self.prev
+        return bool(head) and head[0].type == "LOOP" and prev is not None and (
+            prev.type in LOOP_BLOCK_AFTER) and (not self.stack or self.stack[-1].kind == "block")
 
     def accepted(self, token: Token) -> None:
         """Note a token the parser took (not a statement end)."""
@@ -144,7 +155,7 @@ class Scan:
 
     def label(self) -> str:
         words = [str(t) for t in self.head]
-        if len(words) >= 2 and words[0] in ("plan", "step", "resource"):
+        if len(words) >= 2 and words[0] in ("plan", "step", "resource", "loop", "tool"):
             return f"{words[0]} `{words[1]}`"
         return f"`{words[0]}`" if words else "the block"
 

@@ -159,6 +159,23 @@ class _Block:
 
 
 @dataclass(frozen=True, slots=True)
+class _LoopBlock:
+    policies: tuple[nodes.PolicyNode, ...]
+    steps: tuple[nodes.StepNode, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _Until:
+    expr: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class _Every:
+    duration: nodes.Duration
+
+
+@dataclass(frozen=True, slots=True)
 class _RetryOn:
     kinds: tuple[nodes.Ident, ...]
 
@@ -282,6 +299,32 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def arg(self, name: Tok, value: Expr) -> nodes.Arg:
         return nodes.Arg(self._ident(name), value)
+
+    def loop(self, keyword: Tok, name: Tok, _max: Tok, count: Tok, *rest: Any) -> nodes.LoopNode:
+        until = next((r.expr for r in rest if isinstance(r, _Until)), None)
+        every = next((r.duration for r in rest if isinstance(r, _Every)), None)
+        block: _LoopBlock = rest[-1]
+        return nodes.LoopNode(self._name(name, "a loop"), self._int(count, "loop max"),
+                              self._span(count, count), until, every, block.policies,
+                              block.steps, self._from(keyword, block.span))
+
+    def loop_until(self, _keyword: Tok, expr: Expr) -> _Until:
+        return _Until(expr)
+
+    def loop_every(self, _keyword: Tok, duration: Tok) -> _Every:
+        return _Every(self._duration(duration))
+
+    def loop_block(self, opening: Tok, *rest: Any) -> _LoopBlock:
+        items = rest[:-1]
+        steps = tuple(i for i in items if isinstance(i, nodes.StepNode))
+        policies = tuple(i for i in items if not isinstance(i, nodes.StepNode))
+        return _LoopBlock(policies, steps, self._span(opening, rest[-1]))
+
+    def preset(self, keyword: Tok, name: Tok, call: nodes.Call,
+               block: _Block | None = None) -> nodes.PresetNode:
+        end = block.span if block else call.span
+        return nodes.PresetNode(self._name(name, "a tool preset"), call,
+                                block.policies if block else (), self._from(keyword, end))
 
     def step_block(self, opening: Tok, *rest: Any) -> _Block:
         return _Block(tuple(rest[:-1]), self._span(opening, rest[-1]))
@@ -544,7 +587,7 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def _check_reference(self, node: NameExpr) -> None:
         """A reserved word read as a name (`env` and `run` are read through a field)."""
-        if node.name in RESERVED_WORDS and node.name not in ("env", "run") and node.span:
+        if node.name in RESERVED_WORDS and node.name not in ("env", "run", "loop") and node.span:
             self._report(
                 codes.RESERVED_WORD,
                 f"`{node.name}` is a reserved word and cannot be used as a name",

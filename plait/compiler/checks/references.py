@@ -38,7 +38,9 @@ def _check_name(node: NameExpr, parent: Expr | None, site: Site,
     if name == site.loop_var or name in plan.inputs:
         return
     field = parent if isinstance(parent, AttrExpr) and parent.value is node else None
-    if name in plan.steps:
+    if name == "loop":
+        yield from _check_loop_name(node, field, site, plan)
+    elif name in plan.steps:
         yield from _check_field(name, node, field, "step", STEP_FIELDS)
     elif name == "run":
         yield from _check_field(name, node, field, "`run`", RUN_FIELDS)
@@ -55,6 +57,23 @@ def _check_name(node: NameExpr, parent: Expr | None, site: Site,
         yield error(codes.UNKNOWN_REFERENCE,
                     f"unknown name `{name}` in {where}: no input or step has this name",
                     node.span, *hints)
+
+
+LOOP_FIELDS = ("index", "previous")
+
+
+def _check_loop_name(node: NameExpr, attr: AttrExpr | None, site: Site,
+                     plan: Plan) -> Iterator[Diagnostic]:
+    """`loop.index` and `loop.previous`, only in a loop's body steps and its `until`."""
+    owner = plan.steps.get(site.owner or "")
+    inside = owner is not None and (owner.in_loop is not None or (
+        owner.loop is not None and site.role == "until"))
+    if not inside:
+        yield error(codes.UNKNOWN_REFERENCE, "`loop` is read outside a loop's body",
+                    node.span, "`loop.index` and `loop.previous` are valid only in the "
+                    "body steps of a loop and in its `until`")
+        return
+    yield from _check_field("loop", node, attr, "`loop`", LOOP_FIELDS)
 
 
 def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,

@@ -36,6 +36,8 @@ def check_tools(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     # registries) and its parameters indexed once per pass, not once per step.
     shapes: dict[str, _Shape | None] = {}
     for step in plan.steps.values():
+        if step.loop is not None:
+            continue  # a loop calls no tool: its body steps do
         tool = step.tool
         shape = shapes[tool] if tool in shapes else shapes.setdefault(tool, _shape(tool, ctx))
         if shape is None:

@@ -372,15 +372,28 @@ class _Lowering:
             self.spans[key] = arg.name.span
             args[arg.name.name] = arg.value
         self.spans[("preset", name, "tool")] = node.call.tool.span
-        policies = {p.keyword: p for p in node.policies}
+        preset = Preset(name=name, tool=node.call.tool.name, args=args, depends_on=[])
         for policy in node.policies:
-            self.spans[("preset", name, "policy", policy.keyword)] = policy.span
-        timeout, retry, uses = policies.get("timeout"), policies.get("retry"), policies.get("uses")
-        return Preset(name=name, tool=node.call.tool.name, args=args,
-                      timeout_s=timeout.duration.seconds if timeout is not None else None,  # type: ignore[attr-defined]
-                      retry=_retry(retry) if retry is not None else None,  # type: ignore[arg-type]
-                      uses=[t.name for t in uses.targets] if uses is not None else [],  # type: ignore[attr-defined]
-                      depends_on=[])
+            key = ("preset", name, "policy", policy.keyword)
+            if key in self.spans:
+                self._duplicate(codes.DUPLICATE_POLICY, f"`{policy.keyword}` is given twice "
+                                f"in preset `{name}`", policy.span, self.spans[key],
+                                "keep one of them")
+                continue
+            self.spans[key] = policy.span
+            if isinstance(policy, nodes.TimeoutPolicy):
+                preset.timeout_s = policy.duration.seconds
+            elif isinstance(policy, nodes.RetryNode):
+                preset.retry = _retry(policy)
+            elif isinstance(policy, nodes.UsesPolicy):
+                preset.uses = [t.name for t in policy.targets]
+            else:
+                self.diagnostics.append(error(
+                    codes.POLICY_NOT_IN_DEFAULTS, f"`{policy.keyword}` cannot be a policy of "
+                    f"the preset `{name}`", policy.span,
+                    "a preset holds timeout, retry and uses; write others on each step",
+                    path=self.source.path))
+        return preset
 
     def _loop(self, node: nodes.LoopNode) -> Step:
         """The loop as one node of the graph: its own policies (no `defaults`), its `until`."""

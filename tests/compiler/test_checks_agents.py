@@ -38,3 +38,61 @@ def test_tools_that_let_the_model_choose_too_much_are_warned_about() -> None:
     found = diagnostics('tools = ["shell.run", "http.get"]')
     assert [(d[0], d[1]) for d in found] == [("W404", "warning")] * 2
     assert found[1][2] == "step `ask` lets the model call `http.get` and choose its `url`"
+
+
+def preset_diagnostics(items: str) -> list[tuple[str, str]]:
+    result = compile_source(f"plan t {{\n{items}\n}}\n", "t.agent")
+    return [(d.code.id, d.message) for d in result.diagnostics]
+
+
+def test_presets_wrap_known_tools_with_their_arguments() -> None:
+    assert preset_diagnostics('  tool a = std.echo(value = 1)\n  step s = a()') == []
+    assert preset_diagnostics('  tool a = std.ecko(value = 1)') == [
+        ("E304", "unknown tool `std.ecko` in preset `a`")]
+    assert preset_diagnostics('  tool a = std.echo(valeu = 1)') == [
+        ("E305", "`std.echo` has no argument `valeu`")]
+    assert preset_diagnostics('  tool a = std.echo(value = 1)\n  tool b = a()') == [
+        ("E304", "the preset `b` wraps the preset `a`")]
+
+
+def test_a_step_may_not_give_an_argument_its_preset_fixes() -> None:
+    assert preset_diagnostics('  tool a = std.echo(value = 1)\n  step s = a(value = 2)') == [
+        ("E204", "argument `value` is already set by the preset `a`")]
+
+
+def test_a_preset_holds_only_timeout_retry_and_uses() -> None:
+    found = preset_diagnostics('  tool a = std.echo(value = 1) {\n    optional\n  }')
+    assert found == [("E205", "`optional` cannot be a policy of the preset `a`")]
+
+
+def test_preset_policies_and_arguments_merge_into_the_step() -> None:
+    source = '''plan t {
+  input who: str = "x"
+  defaults {
+    timeout 9s
+    uses db
+  }
+  resource db {
+    concurrency 1
+  }
+  resource api {
+    concurrency 2
+  }
+  tool fetch = http.get(url = "http://h/${who}") {
+    retry 2
+    uses api
+  }
+  step a = fetch(params = {q: 1})
+  step b = fetch() {
+    timeout 1s
+    retry 1
+  }
+}
+'''
+    plan = compile_source(source, "t.agent").plan
+    assert plan is not None
+    a, b = plan.steps["a"], plan.steps["b"]
+    assert (a.tool, a.preset, sorted(a.args)) == ("http.get", "fetch", ["params", "url"])
+    assert (a.timeout_s, a.retry and a.retry.retries, a.uses) == (9.0, 2, ["api", "db"])
+    assert (b.timeout_s, b.retry and b.retry.retries) == (1.0, 1)
+    assert plan.presets["fetch"].uses == ["api"]

@@ -142,5 +142,5 @@ def test_keyword_lists_come_from_the_grammar() -> None:
     assert words.policies == ("after", "when", "if", "timeout", "retry", "fallback", "default",
                               "optional", "uses", "concurrency", "tolerate")
     assert words.items == ("use", "input", "output", "deadline", "concurrency", "defaults",
-                           "resource", "step")
+                           "resource", "step", "loop", "tool")
     assert words.resource_settings == ("rate", "concurrency", "breaker")

@@ -229,3 +229,26 @@ def test_an_answer_that_does_not_fit_the_schema_is_asked_again(tmp_path: Path,
     assert retry[-2] == {"role": "assistant", "content": '{"sum": "five"}'}
     assert retry[-1]["content"].startswith("Your answer does not match the schema: ")
     assert report.steps["ask"].turns == 2
+
+
+def test_a_preset_in_tools_hides_what_it_fixes_and_uses_its_policies(
+        tmp_path: Path, agent_llm: AgentLLM) -> None:
+    def decide(body: dict[str, Any]) -> Any:
+        results = last_tool_results(body)
+        if not results:
+            return [("plus2", {"a": 40}), ("plus2", {"a": 1, "b": 1})]
+        return " | ".join(results)
+
+    agent_llm.decide = decide
+    extra = '  tool plus2 = tools.add(b = 2) {\n    timeout 5s\n  }'
+    report, _ = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
+                               'tools = [plus2])', extra=extra)
+    declared = agent_llm.bodies()[0]["tools"][0]["function"]
+    assert declared["name"] == "plus2"
+    assert list(declared["parameters"]["properties"]) == ["a"]
+    first, second = report.outputs["answer"].split(" | ")
+    assert first == "42.0"
+    assert json.loads(second) == {"error": "invalid_input", "message":
+                                  "argument `b` is set by the preset `plus2` and may not be "
+                                  "passed"}
+    assert [c["b"] for c in calls_log(tmp_path)] == [2]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from plait.compiler import codes
-from plait.compiler.checks.context import CheckContext, did_you_mean
+from plait.compiler.checks.context import CheckContext
 from plait.compiler.diagnostics import Diagnostic, error, warning
+from plait.compiler.expressions import did_you_mean
 from plait.compiler.ir import Expr, ListExpr, LiteralExpr, NameExpr, Plan, Step
 from plait.compiler.source import Span
 
@@ -102,4 +103,27 @@ def _warn_risky(plan: Plan, step: Step, name: str, span: Span | None) -> Iterato
                       "wrap it in a `tool` preset that fixes what the model may not choose")
 
 
-CHECKS = (check_agents,)
+def check_presets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """A preset wraps a known tool, not a preset, with arguments that tool has."""
+    for preset in plan.presets.values():
+        span = ctx.span("preset", preset.name, "tool") or ctx.span("preset", preset.name)
+        if preset.tool in plan.presets:
+            yield error(codes.UNKNOWN_TOOL, f"the preset `{preset.name}` wraps the preset "
+                        f"`{preset.tool}`", span, "a preset wraps a tool, not a preset: "
+                        f"give `{preset.tool}`'s tool and arguments here")
+            continue
+        spec = ctx.registry.get(preset.tool)
+        if spec is None:
+            if not ctx.use_failed:
+                yield error(codes.UNKNOWN_TOOL, f"unknown tool `{preset.tool}` in preset "
+                            f"`{preset.name}`", span,
+                            *did_you_mean(preset.tool, ctx.registry.names()))
+            continue
+        for arg in preset.args:
+            if spec.param(arg) is None and not spec.accepts_extra:
+                yield error(codes.UNKNOWN_ARGUMENT, f"`{spec.name}` has no argument `{arg}`",
+                            ctx.span("preset", preset.name, "arg", arg) or span,
+                            *did_you_mean(arg, [p.name for p in spec.params]))
+
+
+CHECKS = (check_agents, check_presets)

@@ -175,7 +175,10 @@ class RetryPolicy(_Node):
 
     def delay(self, k: int) -> float:
         """The wait before retry k (1-based), before jitter: min(MAX, BACKOFF * FACTOR^(k-1))."""
-        d = self.backoff_s * self.factor ** (k - 1)
+        try:
+            d = self.backoff_s * self.factor ** (k - 1)
+        except OverflowError:  # a factor like x1e300: the wait is past any deadline
+            d = float("inf")
         return d if self.max_s is None else min(self.max_s, d)
 
     def retries_kind(self, kind: ErrorKind) -> bool:
@@ -231,6 +234,9 @@ class Step(_Node):
     uses: list[str] = []
     concurrency: int | None = None  # map steps only
     tolerate: float | None = None  # map steps only, a percentage 0..100
+    # `max_output N`: the largest result (bytes of JSON) one call may return; None: the
+    # plan's, else the runtime's default (16 MB)
+    max_output: int | None = None
     # Set on a standby: the primary whose `fallback` names this step.
     standby_for: str | None = None
     # SPEC section 11: the preset this step calls (its `tool` and `args` are merged), the
@@ -327,6 +333,7 @@ class Plan(_Node):
     presets: dict[str, Preset] = {}
     deadline_s: float | None = None
     concurrency: int | None = None
+    max_output: int | None = None  # plan-wide `max_output N` (bytes); None: 16 MB
     defaults: Defaults = Defaults()
     uses: list[Use] = []
     env: list[str] = []  # every `env.NAME` the plan reads

@@ -336,6 +336,7 @@ class _Lowering:
             else sorted({*preset.uses, *self._uses(name, get("uses"))}),
             "concurrency": concurrency.value if concurrency is not None else None,
             "tolerate": tolerate.percent if tolerate is not None else None,
+            "max_output": None,
             "standby_for": None,
             "preset": preset.name if preset is not None else None,
             "in_loop": self.in_loop.get(name),

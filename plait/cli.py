@@ -5,12 +5,13 @@ Each command lives in its own section below; exit codes are the named constants 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -362,7 +363,7 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
     try:
         # the collector tuned for the run here, at the edge: this process is ours
         # (`run_plan` never changes an embedding program's collector)
-        with frozen_heap():
+        with frozen_heap(), tools_stdout_to_stderr():
             report = asyncio.run(runner.run(handle_signals=True))
     except BaseException:
         if progress is not None:
@@ -391,6 +392,30 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
     if report.outcome == "degraded" and not allow_degraded:
         return EXIT_DEGRADED
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def tools_stdout_to_stderr() -> Iterator[None]:
+    """While a run goes on, what tools print to stdout (Python's `print`, C code writing
+    to file descriptor 1) goes to stderr: stdout is plait's, for `--json` and the like."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd != 1:  # stdout is not the process's (an embedding, a test runner): Python only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def run_output_options(func: F) -> F:

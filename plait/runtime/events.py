@@ -25,7 +25,7 @@ from plait.runtime.fastmodel import maker
 _OMIT_WHEN_EMPTY = frozenset({
     "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
     "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256", "queued_s", "resumed",
+    "plan_sha256", "queued_s", "resumed", "still_running",
 })
 
 
@@ -255,12 +255,62 @@ class ToolCallFinished(ToolCallStarted):
     message: str | None = None
 
 
+class LoopBlocked(Event):
+    """A warning: an async tool held the event loop (a blocking call in an `async def`)
+    for `duration_s`, so nothing else in the run moved meanwhile, timeouts included."""
+
+    event: Literal["loop_blocked"] = "loop_blocked"
+    step: str
+    attempt: int
+    element: int | None = None
+    tool: str
+    duration_s: float
+
+
+class AttemptAbandoned(Event):
+    """An attempt ended (timeout) while its tool's thread runs on: the thread cannot be
+    stopped, so it keeps the attempt's concurrency slots until it ends."""
+
+    event: Literal["attempt_abandoned"] = "attempt_abandoned"
+    step: str
+    attempt: int
+    element: int | None = None
+    tool: str
+
+
+class AbandonedFinished(Event):
+    """The thread of an abandoned attempt ended `overran_s` after its attempt did (or,
+    `still_running`, was still going when the run ended)."""
+
+    event: Literal["abandoned_finished"] = "abandoned_finished"
+    step: str
+    attempt: int
+    element: int | None = None
+    overran_s: float
+    still_running: bool = False
+
+
+class ElementFinished(Event):
+    """A map element's call ended for good (a checkpoint: `plait resume` keeps it)."""
+
+    event: Literal["element_finished"] = "element_finished"
+    step: str
+    element: int
+    status: str  # succeeded | failed
+    attempts: int = 0
+    output: Any = None
+    kind: str | None = None
+    message: str | None = None
+    resumed: bool = False
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.model_fields["event"].default: cls
     for cls in (RunStarted, StepStarted, AttemptStarted, AttemptFinished, AttemptFailed,
                 RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
                 BreakerClosed, StepFinished, RunFinished, ToolEvent, ToolCallStarted,
-                ToolCallFinished)
+                ToolCallFinished, LoopBlocked, AttemptAbandoned, AbandonedFinished,
+                ElementFinished)
 }
 
 

@@ -1,60 +1,97 @@
 """The one seam through which every tool call goes: `await execute(spec, args, ctx)`.
 
-Async tools run on the event loop. A sync tool runs in a fresh daemon thread per call,
-not `asyncio.to_thread`: the default executor is joined at loop shutdown, so a sync call
-that cannot be interrupted would keep a timed-out or cancelled run (and the process) alive.
-Here a cancelled call is simply abandoned: its thread finishes (or not) on its own, its
-result is dropped, and being a daemon it never keeps the process from exiting.
+Async tools run on the event loop, each step of their coroutine timed: a step that held the
+loop longer than `BLOCKED_AFTER_S` (a `time.sleep` in an `async def`) is reported through
+`on_block`, naming the tool, so the run can record a `loop_blocked` warning. Sync tools run
+in a daemon thread (`stdlib.workers`); tools registered with `isolation="process"` in a
+worker process that is killed on timeout or cancellation (`stdlib.isolation`).
+
+Whatever the tool returns goes through `values.to_json_value` right after the call (in the
+thread or worker process for those), so everything after it sees JSON values only; what
+it raises becomes an ordinary exception (`workers.as_failure`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-from collections.abc import Awaitable
+import functools
+import time
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from plait.runtime.values import DEFAULT_OUTPUT_LIMIT, to_json_value
 from plait.stdlib.registry import ToolContext, ToolSpec
+from plait.stdlib.workers import ToolRaised, as_failure, run_in_thread
+
+# A single step of an async tool longer than this is reported as blocking the loop.
+BLOCKED_AFTER_S = 1.0
+
+BlockReport = Callable[[float], None]
 
 
-def execute(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None) -> Awaitable[Any]:
-    """Call a tool with validated arguments: `await` the result; exceptions propagate as
-    raised by the tool (when awaited, or at once for arguments the function does not take).
+async def execute(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None, *,
+                  limit: int | None = DEFAULT_OUTPUT_LIMIT,
+                  on_block: BlockReport | None = None) -> Any:
+    """Call a tool with validated arguments and return its result as a JSON value.
 
-    `ctx` may be None only for a tool that takes no context. Not itself a coroutine: an
-    async tool's own awaitable is handed back (one coroutine less per call)."""
+    Raises what the tool raised (see the module doc), or `values.NotJson` (kind
+    `invalid_output`) for a result that is not JSON or is over `limit` bytes. `ctx` may be
+    None only for a tool that takes no context."""
     kwargs = args if spec.context_param is None else {**args, spec.context_param: ctx}
-    if spec.is_async:
-        return spec.func(**kwargs)  # type: ignore[no-any-return]
-    return _in_daemon_thread(spec, dict(kwargs))
+    coerce = functools.partial(to_json_value, limit=limit)
+    if spec.isolation == "process":
+        from plait.stdlib.isolation import run_isolated
+
+        return await run_isolated(spec.func, kwargs, ctx, limit=limit, name=spec.name)
+    if not spec.is_async:
+        return await run_in_thread(spec.func, dict(kwargs), name=f"plait-tool-{spec.name}",
+                                  finish=coerce)
+    try:
+        value = await _Timed(spec.func(**kwargs), on_block)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ToolRaised("the tool raised asyncio.CancelledError of its own accord") from None
+    except BaseException as exc:  # every failure belongs to the step
+        failure = as_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from None
+    return coerce(value)
 
 
-async def _in_daemon_thread(spec: ToolSpec, kwargs: dict[str, Any]) -> Any:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
+class _Timed:
+    """Awaits an awaitable, timing each step it runs on the loop."""
 
-    def deliver(ok: bool, value: Any) -> None:
-        if future.done():  # cancelled meanwhile: the result is abandoned
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+    __slots__ = ("awaitable", "on_block")
 
-    def work() -> None:
-        try:
-            result = spec.func(**kwargs)
-        except BaseException as exc:  # handed to the loop, which re-raises it in the step
-            _post(loop, deliver, False, exc)
-        else:
-            _post(loop, deliver, True, result)
+    def __init__(self, awaitable: Awaitable[Any], on_block: BlockReport | None) -> None:
+        self.awaitable, self.on_block = awaitable, on_block
 
-    threading.Thread(target=work, name=f"plait-tool-{spec.name}", daemon=True).start()
-    return await future
+    def __await__(self) -> Generator[Any, Any, Any]:
+        inner = self.awaitable.__await__()
+        if self.on_block is None:
+            return (yield from inner)
+        send: Any = None
+        error: BaseException | None = None
+        while True:
+            began = time.monotonic()
+            try:
+                yielded = inner.send(send) if error is None else inner.throw(error)
+            except StopIteration as stop:
+                self._check(began)
+                return stop.value
+            except BaseException:
+                self._check(began)
+                raise
+            self._check(began)
+            try:
+                send, error = (yield yielded), None
+            except BaseException as exc:  # handed on to the tool
+                send, error = None, exc
 
-
-def _post(loop: asyncio.AbstractEventLoop, deliver: Any, ok: bool, value: Any) -> None:
-    # the loop may have closed while an abandoned call was still running
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(deliver, ok, value)
+    def _check(self, began: float) -> None:
+        held = time.monotonic() - began
+        if held > BLOCKED_AFTER_S and self.on_block is not None:
+            self.on_block(held)

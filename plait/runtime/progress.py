@@ -67,6 +67,12 @@ def describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.RunFinished):
         return f"run finished: {e.outcome}" + (f" (cancelled by {e.cancelled_by})"
                                                if e.cancelled_by else "")
+    if isinstance(event, ev.LoopBlocked):
+        return (f"warning: {e.step}{elem}: tool `{e.tool}` blocked the event loop for "
+                f"{e.duration_s:.1f}s")
+    if isinstance(event, ev.AttemptAbandoned):
+        return (f"{e.step}{elem}: attempt {e.attempt} abandoned; its thread runs on and "
+                "keeps its concurrency slots")
     return None
 
 
@@ -93,6 +99,11 @@ def summary_text(report: RunReport) -> str:
     for r in report.reasons:
         who = f"step {r.step}" if r.step else f"output {r.output}"
         lines.append(f"  reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+    lines += [f"  warning: {w.message} (step {w.step})" for w in report.warnings]
+    lines += [f"  abandoned: {a.step} attempt {a.attempt}"
+              + (f" element {a.element}" if a.element is not None else "")
+              + (f" still running ({a.overran_s or 0:.1f}s past its end)" if a.still_running
+                 else f" overran by {a.overran_s or 0:.1f}s") for a in report.abandoned]
     lines += [f"  {line}" for line in output_lines(report)]
     return "\n".join(lines)
 
@@ -117,7 +128,8 @@ class LiveProgress:
             if e.status in ("failed", "cancelled", "recovered"):
                 self.live.console.print(Text(describe(event) or "",
                                              style=_STATUS_STYLE.get(e.status, "")))
-        elif isinstance(event, (ev.AttemptFailed, ev.FallbackStarted, ev.BreakerOpened)):
+        elif isinstance(event, (ev.AttemptFailed, ev.FallbackStarted, ev.BreakerOpened,
+                                ev.LoopBlocked, ev.AttemptAbandoned)):
             self.live.console.print(Text(describe(event) or "", style="dim"))
 
     def _render(self) -> Table:

@@ -116,6 +116,29 @@ class StepReport(_Model):
 _AGENT_FIELDS = ("turns", "tool_calls")
 
 
+class AbandonedAttempt(_Model):
+    """An attempt that ended (timeout) while its tool's thread ran on, and how long it
+    overran the attempt (so far, when `still_running` at the run's end)."""
+
+    step: str
+    attempt: int
+    element: int | None = None
+    tool: str
+    overran_s: float | None = None
+    still_running: bool = True
+
+
+class RunWarning(_Model):
+    """Something that went wrong without failing a step (`loop_blocked`: an async tool held
+    the event loop, so timeouts and the deadline could not act meanwhile)."""
+
+    kind: str
+    step: str | None = None
+    attempt: int | None = None
+    element: int | None = None
+    message: str
+
+
 class RunReport(_Model):
     plan: str
     run_id: str
@@ -132,6 +155,8 @@ class RunReport(_Model):
     steps: dict[str, StepReport] = {}
     # Added (optional): where the time went, per step and for the run (runtime/metrics.py).
     metrics: RunMetrics | None = None
+    abandoned: list[AbandonedAttempt] = []
+    warnings: list[RunWarning] = []
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio reprs the finished main task (and so its result) when
@@ -211,6 +236,8 @@ class ReportBuilder:
         # Attempts still open, by (step, attempt, element): one dict for the run, not per step.
         self.open: dict[tuple[str, int, int | None], _Attempt] = {}
         self.metrics = MetricsFold()
+        self.abandoned: dict[tuple[str, int, int | None], AbandonedAttempt] = {}
+        self.warnings: list[RunWarning] = []
         # by class: these handlers fold the metrics too
         self._step_handlers: dict[type[Event], Callable[[Any], None]] = {
             AttemptStarted: self._on_attempt_started,
@@ -224,6 +251,9 @@ class ReportBuilder:
             "tool_event": self._on_tool_event,
             "tool_call_finished": self._on_tool_call_finished,
             "run_finished": self._on_run_finished,
+            "attempt_abandoned": self._on_attempt_abandoned,
+            "abandoned_finished": self._on_abandoned_finished,
+            "loop_blocked": self._on_loop_blocked,
         }
 
     def apply(self, event: Event) -> None:
@@ -331,6 +361,23 @@ class ReportBuilder:
     def _on_run_finished(self, event: RunFinished) -> None:
         self.finished = event
 
+    def _on_attempt_abandoned(self, event: Any) -> None:
+        self.abandoned[(event.step, event.attempt, event.element)] = AbandonedAttempt(
+            step=event.step, attempt=event.attempt, element=event.element, tool=event.tool)
+
+    def _on_abandoned_finished(self, event: Any) -> None:
+        record = self.abandoned.get((event.step, event.attempt, event.element))
+        if record is not None:
+            record.overran_s = event.overran_s
+            record.still_running = bool(event.still_running)
+
+    def _on_loop_blocked(self, event: Any) -> None:
+        self.warnings.append(RunWarning(
+            kind="loop_blocked", step=event.step, attempt=event.attempt, element=event.element,
+            message=f"tool `{event.tool}` blocked the event loop for {event.duration_s:.1f}s "
+                    "(a blocking call in an async tool: nothing else could run, timeouts "
+                    "included)"))
+
     # --- building ----------------------------------------------------------------------
 
     def step_report(self, name: str) -> StepReport:
@@ -420,4 +467,6 @@ class ReportBuilder:
             "reasons": reasons,
             "steps": {name: self._step_record(fold) for name, fold in self.steps.items()},
             "metrics": self.metrics.result(),
+            "abandoned": [a.model_copy() for a in self.abandoned.values()],
+            "warnings": list(self.warnings),
         })

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import inspect
 import random
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,9 @@ from plait.runtime.policies.bulkhead import Bulkhead
 from plait.runtime.policies.ratelimit import RateLimiter
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
 from plait.runtime.state import CallResult, FinishedSteps, StepState
+from plait.runtime.values import DEFAULT_OUTPUT_LIMIT, to_json_value
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
+from plait.stdlib.workers import CallWatch, current_call
 from plait.versions import Versioned, value_hash
 
 
@@ -102,11 +105,12 @@ _NEVER_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 class _Attempt:
     """Identifies one attempt: which step, which attempt number, which element."""
 
-    __slots__ = ("element", "loop", "number", "state")
+    __slots__ = ("element", "loop", "number", "state", "watch")
 
     def __init__(self, state: StepState, number: int, element: int | None,
                  loop: dict[str, Any]) -> None:
         self.state, self.number, self.element, self.loop = state, number, element, loop
+        self.watch: CallWatch | None = None  # set while its tool is called
 
 
 class Run:
@@ -141,6 +145,11 @@ class Run:
         self.on_run_end: list[Any] = []
         self._tg: asyncio.TaskGroup | None = None
         self._stop: asyncio.Future[str] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        # abandoned attempts whose thread runs on: the task waiting for each to end
+        self._abandoned: dict[asyncio.Task[None], tuple[_Attempt, float]] = {}
+        self._output_limit = plan.max_output or DEFAULT_OUTPUT_LIMIT
         self._plan_slots = Bulkhead(plan.concurrency)
         self._plan_limited = plan.concurrency is not None
         self._map_slots: dict[str, Bulkhead] = {}
@@ -171,7 +180,8 @@ class Run:
         self._seed_completed()
         if self.plan.deadline_s is not None:
             self.deadline_at = started + self.plan.deadline_s
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._stop = loop.create_future()
         steps_task = asyncio.ensure_future(self._run_steps())
         watchers: list[asyncio.Future[Any]] = [self._stop]
@@ -194,6 +204,7 @@ class Run:
                 with contextlib.suppress(asyncio.CancelledError):
                     await steps_task
         self._close_unfinished()
+        await self._close_abandoned()
         await self._run_end_hooks()
         self._emit_run_finished(self.clock.now() - started)
 
@@ -205,8 +216,9 @@ class Run:
             self._stop.set_result(why)
 
     async def _deadline(self, seconds: float) -> None:
+        # (`execute` says "cancelled by the deadline" only if steps were still running:
+        # a run whose last step ended as the deadline passed was not cancelled)
         await self.clock.sleep(seconds)
-        self.cancelled_by = self.cancelled_by or "deadline"
 
     async def _run_steps(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -489,6 +501,7 @@ class Run:
                 # each of its model requests itself (SPEC section 11)
                 queued.append(self.clock.now())
                 result = await self._call_tool(at, prepared[0], prepared[1])
+                self._keep_abandoned(at, None)
             else:
                 spec, args = prepared
                 result = await self._admitted_call(
@@ -583,7 +596,11 @@ class Run:
                     return _failure(ErrorKind.BREAKER_OPEN,
                                     f"the circuit breaker of resource `{breaker.name}` opened")
             queued.append(self.clock.now())
-            return await invoke()
+            at.watch = None
+            result = await invoke()
+            if at.watch is not None and at.watch.stragglers:
+                self._keep_abandoned(at, slots.pop_all())
+            return result
 
     async def _call_tool(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any]) -> CallResult:
         step = at.state.step
@@ -594,14 +611,36 @@ class Run:
                               injected=True)
         # the context is made only for a tool that takes one
         ctx = self._context(at, spec, args) if spec.context_param is not None else None
-        return await invoke_tool(spec, args, ctx, step.timeout_s, self.clock)
+        at.watch = watch = CallWatch(tool=spec.name)
+        result = await invoke_tool(spec, args, ctx, step.timeout_s, self.clock,
+                                   limit=step.max_output or self._output_limit,
+                                   on_block=self._block_reporter(at, spec), watch=watch)
+        if self.deadline_at is not None and self.clock.now() >= self.deadline_at:
+            # the result came after the deadline (the tool held the event loop, so the
+            # deadline could not interrupt it): cancelled, as the deadline would have
+            self.stop("deadline")
+            raise asyncio.CancelledError
+        return result
+
+    def _block_reporter(self, at: _Attempt, spec: ToolSpec) -> Callable[[float], None]:
+        def report(seconds: float) -> None:
+            self._emit(ev.LoopBlocked, step=at.state.name, attempt=at.number,
+                       element=at.element, tool=spec.name, duration_s=round(seconds, 3))
+        return report
 
     def _context(self, at: _Attempt, spec: ToolSpec | None = None,
                  args: Mapping[str, Any] | None = None) -> ToolContext:
         def emit(name: str, fields: dict[str, Any]) -> None:
-            # validated and stamped by `emit`: a tool's fields are extra fields of the event
-            self.bus.emit(ev.ToolEvent(step=at.state.name, attempt=at.number,
-                                       element=at.element, tool_event=name, **fields))
+            # a sync tool calls this from its thread: the event is built there (its fields
+            # made JSON, so a bad value fails the tool, not the run) and handed to the loop
+            data = to_json_value(dict(fields))
+            event = ev.ToolEvent(step=at.state.name, attempt=at.number, element=at.element,
+                                 tool_event=str(name), **data)
+            if threading.get_ident() == self._loop_thread or self._loop is None:
+                self.bus.emit(event)
+                return
+            with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
+                self._loop.call_soon_threadsafe(self.bus.emit, event)
 
         ctx = ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
                           element=at.element, plan_dir=self.opts.plan_dir,
@@ -620,6 +659,44 @@ class Run:
             key += f":{at.element}"
         decision = at.state.decision
         return key if decision <= 1 else f"{key}#{decision}"
+
+    # --- abandoned attempts --------------------------------------------------------------
+
+    def _keep_abandoned(self, at: _Attempt, slots: contextlib.AsyncExitStack | None) -> None:
+        """An attempt ended while its tool's thread runs on: the thread keeps the attempt's
+        concurrency slots (`slots`) until it ends, so a bulkhead still bounds what runs."""
+        watch = at.watch
+        if watch is None or not watch.stragglers:
+            return
+        self._emit(ev.AttemptAbandoned, step=at.state.name, attempt=at.number,
+                   element=at.element, tool=watch.tool)
+        ended_at = self.clock.now()
+        task = asyncio.ensure_future(self._await_abandoned(at, watch, slots, ended_at))
+        self._abandoned[task] = (at, ended_at)
+
+    async def _await_abandoned(self, at: _Attempt, watch: CallWatch,
+                               slots: contextlib.AsyncExitStack | None,
+                               ended_at: float) -> None:
+        try:
+            await asyncio.gather(*watch.stragglers)
+            self._emit(ev.AbandonedFinished, step=at.state.name, attempt=at.number,
+                       element=at.element, overran_s=round(self.clock.now() - ended_at, 6))
+        finally:
+            if slots is not None:
+                await slots.aclose()
+
+    async def _close_abandoned(self) -> None:
+        """At the run's end: threads still running are reported (they are daemons: they
+        never keep the process alive) and their slots given back."""
+        for task, (at, ended_at) in list(self._abandoned.items()):
+            if task.done():
+                continue
+            task.cancel()
+            self._emit(ev.AbandonedFinished, step=at.state.name, attempt=at.number,
+                       element=at.element, overran_s=round(self.clock.now() - ended_at, 6),
+                       still_running=True)
+        await asyncio.gather(*self._abandoned, return_exceptions=True)
+        self._abandoned.clear()
 
     # --- breakers ------------------------------------------------------------------------
 
@@ -669,27 +746,42 @@ class Run:
 
 
 async def invoke_tool(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None,
-                      timeout_s: float | None, clock: Clock) -> CallResult:
-    """Call a tool under a per-call timeout; any exception becomes a failure with a kind."""
+                      timeout_s: float | None, clock: Clock, *,
+                      limit: int | None = DEFAULT_OUTPUT_LIMIT,
+                      on_block: Callable[[float], None] | None = None,
+                      watch: CallWatch | None = None) -> CallResult:
+    """Call a tool under a per-call timeout; whatever it raises becomes a failure with a
+    kind, whatever it returns a JSON value (`executor.execute`). Workers the tool leaves
+    running after a timeout are reported to `watch`."""
     scope = None
+    token = current_call.set(watch)
+    began = clock.now()
     try:
         if timeout_s is None:
-            value = await execute(spec, args, ctx)
+            value = await execute(spec, args, ctx, limit=limit, on_block=on_block)
         else:
             async with asyncio.timeout(timeout_s) as scope:
-                value = await execute(spec, args, ctx)
+                value = await execute(spec, args, ctx, limit=limit, on_block=on_block)
     except TimeoutError as exc:
         if scope is not None and scope.expired():
             return _failure(ErrorKind.TIMEOUT, f"timed out after {_secs(timeout_s)}")
         return _failure(ErrorKind.TOOL_ERROR, _describe(exc))
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # any exception a tool raises is a failure with a kind
+    except BaseException as exc:  # whatever a tool does is the step's
         hint = exc.retry_after if isinstance(exc, ToolError) else None
         result = _failure(kind_of(exc), _describe(exc))
-        result.hint_s = hint
+        result.hint_s = _capped_hint(hint)
         result.stale_source = exc.source if isinstance(exc, Stale) else None
         return result
+    finally:
+        current_call.reset(token)
+    took = clock.now() - began
+    if timeout_s is not None and took > timeout_s:
+        # the tool held the event loop past its timeout, so the timeout could not act
+        return _failure(ErrorKind.TIMEOUT,
+                        f"timed out after {_secs(timeout_s)} (the tool returned after "
+                        f"{took:.1f}s, holding the event loop; its result is discarded)")
     read_at_s = wall_seconds(clock)
     if isinstance(value, Versioned):
         return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
@@ -705,6 +797,24 @@ def _describe(exc: BaseException) -> str:
         return exc.message or type(exc).__name__
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# A server's retry hint (`Retry-After`) is capped: `inf` or a year must not stall a run.
+MAX_RETRY_HINT_S = 600.0
+
+
+def _capped_hint(hint: float | None) -> float | None:
+    """A tool's retry hint, at most `MAX_RETRY_HINT_S` (and the deadline still refuses a
+    wait past it: SPEC section 9); None for a hint that is not a number."""
+    if hint is None:
+        return None
+    try:
+        hint = float(hint)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if hint != hint or hint < 0:  # NaN or negative: no hint
+        return None
+    return min(hint, MAX_RETRY_HINT_S)
 
 
 def _secs(seconds: float | None) -> str:

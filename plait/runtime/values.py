@@ -19,6 +19,7 @@ The coercion (README, "What a tool may return"):
 - Mappings: an object; keys must be text, or numbers, `bool` or `None` (written as
   `json.dumps` writes them).
 - dataclass instances and pydantic models: an object of their fields.
+- `plait.Versioned(value, version=...)` stays itself, its value coerced.
 - A container that contains itself, nesting deeper than `MAX_DEPTH`, anything else
   (`object()`, a function, a compiled regex, a socket): not JSON.
 
@@ -41,6 +42,7 @@ from pathlib import PurePath
 from typing import Any
 
 from plait.errors import InvalidOutput
+from plait.versions import Versioned
 
 DEFAULT_OUTPUT_LIMIT = 16_000_000  # bytes of JSON text: "16 MB"
 MAX_DEPTH = 200  # deeper values are refused: JSON readers and writers recurse
@@ -63,6 +65,9 @@ def format_size(n: int) -> str:
 def to_json_value(value: Any, limit: int | None = DEFAULT_OUTPUT_LIMIT) -> Any:
     """`value` as a JSON value (see the module doc); raises `NotJson` (kind
     `invalid_output`) saying what and where, or that it is over `limit` bytes."""
+    if isinstance(value, Versioned):  # a value with its version (SPEC section 10)
+        return Versioned(to_json_value(value.value, limit),
+                         version=None if value.version is None else str(value.version))
     walker = _Walker(limit)
     result = walker.walk(value, (), 0)
     if limit is not None and walker.size > limit:

@@ -1,15 +1,13 @@
 """`py.call`: call a Python function named `"pkg.module:name"` (or `"./file.py:name"`) with
 the step's other arguments. Async targets are awaited; sync ones run in a daemon thread, so a
-timeout or cancellation abandons them instead of blocking the run (SPEC section 9)."""
+timeout or cancellation abandons them instead of blocking the run (SPEC section 9), or with
+`isolation = "process"` in a worker process that is killed instead (`stdlib.isolation`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import importlib.util
 import inspect
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,22 +21,42 @@ from plait.stdlib.registry import (
     spec_from_function,
     tool,
 )
+from plait.stdlib.workers import run_in_thread
 
 MODULES_KEY = "py.call.modules"
 
 
 @tool(name="py.call")
-async def call(ctx: ToolContext, function: str, **kwargs: Any) -> Any:
-    """Call `function = "pkg.module:name"` with the remaining arguments; returns its result."""
-    target = resolve_function(ctx, function)
-    args = _checked_args(target, function, kwargs, ctx)
+async def call(ctx: ToolContext, function: str, isolation: str = "thread",
+               **kwargs: Any) -> Any:
+    """Call `function = "pkg.module:name"` with the remaining arguments; returns its result.
+
+    `isolation = "process"` runs it in a worker process that is killed on timeout, deadline
+    or Ctrl-C (README, "Isolation"); by default a sync function runs in a thread."""
+    if isolation not in ("thread", "process"):
+        raise InvalidInput(f"py.call: `isolation` must be \"thread\" or \"process\", "
+                           f"got {isolation!r}")
+    if isolation == "process":
+        from plait.stdlib.isolation import call_isolated
+
+        resolve_function(ctx, function)  # a wrong name fails here, before any process starts
+        return await call_isolated(function, kwargs, ctx, None)
+    target, args = prepared_call(ctx, function, kwargs)
     if inspect.iscoroutinefunction(target):
         result = await target(**args)
     else:
-        result = await run_in_daemon_thread(target, args)
+        result = await run_in_thread(
+            target, args, name=f"plait-py.call-{getattr(target, '__name__', '?')}")
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+def prepared_call(ctx: ToolContext, function: str, kwargs: dict[str, Any]
+                  ) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The function `"pkg.module:name"` names and its checked arguments."""
+    target = resolve_function(ctx, function)
+    return target, _checked_args(target, function, kwargs, ctx)
 
 
 def resolve_function(ctx: ToolContext, spec: str) -> Callable[..., Any]:
@@ -100,28 +118,3 @@ def _checked_args(target: Callable[..., Any], name: str, kwargs: dict[str, Any],
     if spec.context_param:
         args[spec.context_param] = ctx
     return args
-
-
-async def run_in_daemon_thread(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """Run a sync function in a daemon thread and await its result. Cancelling the await
-    abandons the thread (it cannot be stopped) and never keeps the process alive."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if not future.done():
-            future.set_result(value) if ok else future.set_exception(value)
-
-    def work() -> None:
-        try:
-            result = func(**kwargs)
-        except BaseException as exc:
-            outcome: tuple[bool, Any] = (False, exc)
-        else:
-            outcome = (True, result)
-        with contextlib.suppress(RuntimeError):  # the loop closed while we ran: abandoned
-            loop.call_soon_threadsafe(settle, *outcome)
-
-    threading.Thread(target=work, name=f"plait-py.call-{getattr(func, '__name__', '?')}",
-                     daemon=True).start()
-    return await future

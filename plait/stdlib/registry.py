@@ -91,6 +91,9 @@ class ToolSpec:
     # requests through `ToolContext.agent` instead of the scheduler admitting the whole
     # call (`llm.chat`'s `tools`, SPEC section 11).
     self_admitting: str | None = None
+    # Where a call runs: "inline" (an async tool on the loop, a sync one in a thread) or
+    # "process" (a worker process, killed on timeout or cancellation: `@tool(isolation=...)`)
+    isolation: str = "inline"
 
     def admits_itself(self, args: Mapping[str, Any]) -> bool:
         return self.self_admitting is not None and bool(args.get(self.self_admitting))
@@ -143,8 +146,8 @@ def _explain(exc: ValidationError) -> str:
 
 def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool = True,
                        checks: Mapping[str, Callable[[Any], object]] | None = None,
-                       read: bool = False,
-                       self_admitting: str | None = None) -> ToolSpec:
+                       read: bool = False, self_admitting: str | None = None,
+                       isolation: str = "inline") -> ToolSpec:
     """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
     sig = inspect.signature(func)
     hints = get_type_hints(func)
@@ -176,7 +179,8 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
     doc = inspect.getdoc(func) or ""
     return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
                     context_param, accepts_extra, doc.splitlines()[0] if doc else "",
-                    idempotent, read, tuple((checks or {}).items()), self_admitting)
+                    idempotent, read, tuple((checks or {}).items()), self_admitting,
+                    isolation)
 
 
 def _type_name(hint: Any) -> str:
@@ -270,17 +274,22 @@ def _default_name(func: Callable[..., Any]) -> str:
     return f"{stem}.{func.__name__}"
 
 
+ISOLATIONS = ("inline", "thread", "process")
+
+
 @overload
 def tool(func: F, /) -> F: ...
 @overload
 def tool(*, name: str | None = None, idempotent: bool = True,
          checks: Mapping[str, Callable[[Any], object]] | None = None,
-         read: bool = False, self_admitting: str | None = None) -> Callable[[F], F]: ...
+         read: bool = False, self_admitting: str | None = None,
+         isolation: str = "inline") -> Callable[[F], F]: ...
 
 
 def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool = True,
          checks: Mapping[str, Callable[[Any], object]] | None = None,
-         read: bool = False, self_admitting: str | None = None) -> F | Callable[[F], F]:
+         read: bool = False, self_admitting: str | None = None,
+         isolation: str = "inline") -> F | Callable[[F], F]:
     """Register a function (sync or async) as a plait tool; its type hints are its schema.
 
     `@tool` names it `<file stem or last module component>.<function name>`;
@@ -290,12 +299,19 @@ def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool 
     literal arguments, so such mistakes are reported before the run.
     `read=True` says the tool only reads (calling it again shows whether the data
     changed), so steps calling it may be guarded (`guard`, SPEC section 10).
+    `isolation="process"` runs each call in a worker process that is killed on timeout,
+    deadline or Ctrl-C (a thread cannot be stopped); its arguments and result cross as
+    JSON, and the function must be importable by the worker (README, "Isolation").
     """
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"@plait.tool: isolation must be one of {', '.join(ISOLATIONS)}, "
+                         f"got {isolation!r}")
 
     def decorate(f: F) -> F:
         spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent,
                                   checks=checks, read=read,
-                                  self_admitting=self_admitting)
+                                  self_admitting=self_admitting,
+                                  isolation="process" if isolation == "process" else "inline")
         f.__plait_tool__ = spec  # type: ignore[attr-defined]
         if not f.__module__.startswith("plait_use_"):
             REGISTRY.register(spec)

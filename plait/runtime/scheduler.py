@@ -633,7 +633,8 @@ class Run:
         def emit(name: str, fields: dict[str, Any]) -> None:
             # a sync tool calls this from its thread: the event is built there (its fields
             # made JSON, so a bad value fails the tool, not the run) and handed to the loop
-            data = to_json_value(dict(fields))
+            data = {(f"tool_{k}" if k in _TOOL_EVENT_OWN else k): v
+                    for k, v in to_json_value(dict(fields)).items()}
             event = ev.ToolEvent(step=at.state.name, attempt=at.number, element=at.element,
                                  tool_event=str(name), **data)
             if threading.get_ident() == self._loop_thread or self._loop is None:
@@ -798,6 +799,10 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
+
+# A tool event's own fields: a tool's field of the same name is kept as `tool_NAME`.
+_TOOL_EVENT_OWN = frozenset({"event", "seq", "ts", "run_id", "step", "attempt", "element",
+                             "tool_event"})
 
 # A server's retry hint (`Retry-After`) is capped: `inf` or a year must not stall a run.
 MAX_RETRY_HINT_S = 600.0

@@ -13,6 +13,7 @@ from typing import Any
 
 from plait.errors import InvalidInput, ToolError
 from plait.stdlib.registry import ToolContext, tool
+from plait.stdlib.workers import child_options
 
 KILL_GRACE_S = 2.0  # SPEC section 9: SIGTERM, then SIGKILL after 2 s
 TAIL_CHARS = 500
@@ -62,8 +63,9 @@ async def _spawn(cmd: str | list[str], cwd: Path,
     common: dict[str, Any] = {
         "cwd": cwd, "env": env, "stdin": asyncio.subprocess.DEVNULL,
         "stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE,
-        # Its own process group, so a timeout can end the command and everything it started.
-        "start_new_session": True,
+        # Its own process group, so a timeout can end the command and everything it
+        # started; and it dies with plait, even after `kill -9` (workers.child_options).
+        **child_options(),
     }
     if isinstance(cmd, str):
         return await asyncio.create_subprocess_exec("/bin/sh", "-c", cmd, **common)

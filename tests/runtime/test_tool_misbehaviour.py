@@ -174,3 +174,116 @@ def test_tools_printing_to_stdout_never_corrupt_json(tmp_path: Path) -> None:
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["outcome"] == "succeeded"
     assert "not json" in r.stderr
+
+
+SLOW_TOOLS = '''
+import os, time
+import plait
+
+def _track(folder: str, seconds: float) -> int:
+    marker = os.path.join(folder, f"running-{os.getpid()}-{time.monotonic_ns()}")
+    open(marker, "w").close()
+    try:
+        running = len([n for n in os.listdir(folder) if n.startswith("running-")])
+        with open(os.path.join(folder, "peak"), "a") as f:
+            f.write(f"{running} ")
+        time.sleep(seconds)
+    finally:
+        os.remove(marker)
+    return running
+
+
+@plait.tool(name="slow.thread")
+def in_thread(folder: str, seconds: float) -> int:
+    return _track(folder, seconds)
+
+
+@plait.tool(name="slow.process", isolation="process")
+def in_process(folder: str, seconds: float) -> int:
+    return _track(folder, seconds)
+
+
+@plait.tool(name="slow.echo", isolation="process")
+def echo(ctx: plait.ToolContext, value: object) -> object:
+    print("noise from the worker")
+    ctx.emit("seen", {"step": ctx.step})
+    return {"value": value, "pid": os.getpid()}
+'''
+
+
+def _peak(folder: Path) -> int:
+    return max(int(x) for x in (folder / "peak").read_text().split())
+
+
+def test_an_abandoned_sync_attempt_keeps_its_concurrency_slot(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    r = run(tmp_path, f'''
+  resource one {{ concurrency 1 }}
+  step s = slow.thread(folder = "{work}", seconds = 1.2) {{
+    uses one
+    timeout 300ms
+    retry 3 backoff 0ms
+  }}''', tools=SLOW_TOOLS)
+    assert r.code == 1, r.stderr
+    assert r.step("s")["error"]["kind"] == "timeout" and r.step("s")["attempts"] == 4
+    assert _peak(work) == 1  # never two copies at once: the bulkhead holds
+    abandoned = r.of("attempt_abandoned")
+    assert len(abandoned) == 4 and abandoned[0]["tool"] == "slow.thread"
+    assert r.report is not None and len(r.report["abandoned"]) == 4
+    ended = [a for a in r.report["abandoned"] if not a["still_running"]]
+    assert len(ended) == 3 and all(a["overran_s"] > 0.5 for a in ended)
+
+
+def test_a_process_isolated_tool_is_killed_on_timeout(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    r = run(tmp_path, f'''
+  resource one {{ concurrency 1 }}
+  step s = slow.process(folder = "{work}", seconds = 30) {{
+    uses one
+    timeout 1s
+    retry 1 backoff 0ms
+  }}
+  step e = slow.echo(value = [1, "two"])
+  step p = py.call(function = "tools:_track", folder = "{work}", seconds = 30,
+                   isolation = "process") {{ timeout 1s }}''', tools=SLOW_TOOLS, timeout=60)
+    assert r.code == 1, r.stderr
+    s = r.step("s")
+    assert s["error"]["kind"] == "timeout" and s["attempts"] == 2
+    assert r.step("p")["error"]["kind"] == "timeout"
+    assert not r.of("attempt_abandoned")  # killed, not left running
+    pids = [int(n.name.split("-")[1]) for n in work.iterdir() if n.name.startswith("running-")]
+    assert len(pids) == 3 and not [p for p in pids if Path(f"/proc/{p}").exists()]
+    e = r.step("e")
+    assert e["output"]["value"] == [1, "two"] and "noise from the worker" in r.stderr
+    seen = [x for x in r.of("tool_event") if x["tool_event"] == "seen"]
+    assert seen[0]["step"] == "e" and seen[0]["tool_step"] == "e"
+    assert json.loads(r.stdout)["outcome"] == "failed"
+
+
+def test_shell_children_die_with_plait_after_kill_9(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.robust_helpers import PLAIT, write_plan
+
+    done = tmp_path / "side-effect"
+    plan = write_plan(tmp_path, f'''
+  step s = shell.run(cmd = "sleep 2; touch {done}")
+  step l = shell.run(cmd = ["python3", "-c", "import time; time.sleep(2); open('{done}2', 'w')"])''')
+    events = tmp_path / "e.jsonl"
+    proc = subprocess.Popen([PLAIT, "run", str(plan), "--events", str(events), "-q"],
+                            cwd=tmp_path, env={**__import__("os").environ,
+                                               "PLAIT_HOME": str(tmp_path)})
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        if events.exists() and events.read_text().count('"attempt_started"') >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # both commands are running
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    time.sleep(3)
+    assert not done.exists() and not Path(f"{done}2").exists()

@@ -254,7 +254,7 @@ def test_a_process_isolated_tool_is_killed_on_timeout(tmp_path: Path) -> None:
     assert r.step("p")["error"]["kind"] == "timeout"
     assert not r.of("attempt_abandoned")  # killed, not left running
     pids = [int(n.name.split("-")[1]) for n in work.iterdir() if n.name.startswith("running-")]
-    assert len(pids) == 3 and not [p for p in pids if Path(f"/proc/{p}").exists()]
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()]  # all killed
     e = r.step("e")
     assert e["output"]["value"] == [1, "two"] and "noise from the worker" in r.stderr
     seen = [x for x in r.of("tool_event") if x["tool_event"] == "seen"]
@@ -272,7 +272,8 @@ def test_shell_children_die_with_plait_after_kill_9(tmp_path: Path) -> None:
     done = tmp_path / "side-effect"
     plan = write_plan(tmp_path, f'''
   step s = shell.run(cmd = "sleep 2; touch {done}")
-  step l = shell.run(cmd = ["python3", "-c", "import time; time.sleep(2); open('{done}2', 'w')"])''')
+  step l = shell.run(cmd = ["python3", "-c",
+                           "import time; time.sleep(2); open('{done}2', 'w')"])''')
     events = tmp_path / "e.jsonl"
     proc = subprocess.Popen([PLAIT, "run", str(plan), "--events", str(events), "-q"],
                             cwd=tmp_path, env={**__import__("os").environ,

@@ -1,16 +1,17 @@
-"""The plan's DAG, built once: a networkx.DiGraph of steps, edge lists, cycles, the critical
-path, and drawings (DOT, SVG/PNG/PDF through Graphviz, Mermaid)."""
+"""The plan's DAG: its edges, the networkx.DiGraph of steps built from them (`plan.graph`),
+and drawings of it (DOT, SVG/PNG/PDF through Graphviz, Mermaid).
+
+networkx is imported only where a graph is built: `plait check` of a plan whose steps
+depend only on steps above them never needs it (see checks/graph_checks.py)."""
 
 from __future__ import annotations
 
 import html
 import json
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from plait.compiler.checks.walk import step_sites
 from plait.compiler.expressions import referenced_names, to_source
+from plait.compiler.index import step_sites
 from plait.compiler.ir import (
     EdgeKind,
     Plan,
@@ -19,7 +20,7 @@ from plait.compiler.ir import (
 from plait.errors import UserError
 
 if TYPE_CHECKING:
-    import networkx as nx  # type: ignore[import-untyped]
+    import networkx as nx
 
 Edge = tuple[str, str, EdgeKind]
 FORMATS = ("dot", "svg", "png", "pdf", "mermaid")
@@ -32,7 +33,7 @@ SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png", ".pdf": "
 def step_references(plan: Plan, step: Step) -> set[str]:
     """The steps read by a step's expressions (arguments, map list, `if`, `default`)."""
     found: set[str] = set()
-    for site in step_sites(plan, step.name):
+    for site in step_sites(step):
         for node in referenced_names(site.expr):
             if node.name in plan.steps and node.name != site.loop_var:
                 found.add(node.name)
@@ -63,7 +64,9 @@ def edges(plan: Plan, step_refs: dict[str, set[str]] | None = None) -> list[Edge
 
 
 def build_graph(plan: Plan) -> nx.DiGraph:
-    """One node per step carrying its policies as attributes; edges carry `kind`."""
+    """One node per step (in file order) carrying its policies as attributes; edges go from
+    the dependency to the dependant (a fallback: from the primary to its standby) and
+    carry `kind`. `plan.graph` is this graph."""
     import networkx as nx
 
     graph = nx.DiGraph(plan=plan.plan)
@@ -94,132 +97,12 @@ def step_attributes(step: Step) -> dict[str, Any]:
     }
 
 
-def dependency_cycles(plan: Plan, order: dict[str, int] | None = None) -> list[list[str]]:
-    """Each dependency cycle once, as [first, dep, dep-of-dep, ..., first], starting at the
-    cycle's first step in file order; in file order of that first step. `order` (step name
-    -> position in the file) saves building it when the caller has it."""
-    if order is None:
-        order = {name: i for i, name in enumerate(plan.steps)}
-    # The usual case: every step depends only on steps above it, so the file order is a
-    # topological order and there is no cycle (a self-loop fails the test: Tarjan finds it).
-    # Tarjan alone took ~0.1 s at 10,000 steps; this test takes a few ms.
-    if _in_file_order(plan, order):
-        return []
-    deps = {name: [d for d in step.depends_on if d in plan.steps]
-            for name, step in plan.steps.items()}
-    cycles = []
-    for component in strongly_connected(deps):
-        first = min(component, key=order.__getitem__)
-        if len(component) > 1 or first in deps[first]:
-            cycles.append(_cycle_through(deps, first, component))
-    return sorted(cycles, key=lambda c: order[c[0]])
-
-
-def _in_file_order(plan: Plan, order: dict[str, int]) -> bool:
-    """Whether every step depends only on steps above it (names that are not steps aside)."""
-    get = order.get
-    for here, step in enumerate(plan.steps.values()):
-        for dep in step.depends_on:
-            at = get(dep)
-            if at is not None and at >= here:
-                return False
-    return True
-
-
-def strongly_connected(successors: dict[str, list[str]]) -> list[set[str]]:
-    """The strongly connected components of a graph given as node -> successors (Tarjan's
-    algorithm, iterative; networkx is not imported for this, it slows every start)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    found: list[set[str]] = []
-    for root in successors:
-        if root in index:
-            continue
-        work = [(root, iter(successors[root]))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(successors.get(child, ()))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component: set[str] = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.add(member)
-                    if member == node:
-                        break
-                found.append(component)
-    return found
-
-
-def _cycle_through(deps: dict[str, list[str]], start: str, component: set[str]) -> list[str]:
-    """The shortest path from `start` back to itself inside its component (breadth first)."""
-    came_from: dict[str, str] = {}
-    queue = deque([start])
-    while queue:
-        node = queue.popleft()
-        for nxt in sorted(deps[node]):
-            if nxt == start:
-                path = [node]
-                while path[-1] != start:
-                    path.append(came_from[path[-1]])
-                return [*reversed(path), start]
-            if nxt in component and nxt not in came_from:
-                came_from[nxt] = node
-                queue.append(nxt)
-    return [start, start]
-
-
-def critical_path(graph: nx.DiGraph, weight: Callable[[str], float]) -> list[str]:
-    """The heaviest chain of steps, summing `weight(step)` over its steps (e.g. durations).
-
-    Standbys are left out: a primary's time already includes its fallbacks (SPEC section 9,
-    `finished_at`).
-    """
-    import networkx as nx
-
-    dag = nx.DiGraph()
-    dag.add_nodes_from(n for n, standby in graph.nodes(data="standby_for") if standby is None)
-    dag.add_edges_from((u, v) for u, v, kind in graph.edges(data="kind")
-                       if kind != EdgeKind.FALLBACK and u in dag and v in dag)
-    best: dict[str, tuple[float, str | None]] = {}
-    for node in nx.topological_sort(dag):
-        preds = [(best[p][0], p) for p in dag.predecessors(node)]
-        total, prev = max(preds, default=(0.0, None))
-        best[node] = (total + weight(node), prev)
-    if not best:
-        return []
-    cursor: str | None = max(best, key=lambda n: best[n][0])
-    path = []
-    while cursor is not None:
-        path.append(cursor)
-        cursor = best[cursor][1]
-    return path[::-1]
-
-
 def input_readers(plan: Plan) -> list[tuple[str, str]]:
     """(input, step) for every step that reads an input directly."""
     pairs: list[tuple[str, str]] = []
     for step in plan.steps.values():
         seen: set[str] = set()
-        for site in step_sites(plan, step.name):
+        for site in step_sites(step):
             for node in referenced_names(site.expr):
                 if node.name in plan.inputs and node.name != site.loop_var:
                     seen.add(node.name)
@@ -482,8 +365,6 @@ def _mermaid_classes(plan: Plan, status: dict[str, dict[str, Any]] | None) -> li
 __all__ = [
     "FORMATS",
     "build_graph",
-    "critical_path",
-    "dependency_cycles",
     "edges",
     "format_for",
     "render",

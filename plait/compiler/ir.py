@@ -339,6 +339,18 @@ class Plan(_Node):
     env: list[str] = []  # every `env.NAME` the plan reads
     edges: list[tuple[str, str, EdgeKind]] = []  # [from dependency, to dependant, kind]
 
+    @property
+    def graph(self) -> Any:
+        """The plan's DAG, a `networkx.DiGraph` built from the plan as it is now: one node per
+        step in file order, its policies as node attributes (`timeout_s`, `retry`, `uses`,
+        `optional`, `standby_for`, ...); edges from dependency to dependant, and from a
+        primary to its standby, each with `kind` (`data`, `after`, `fallback`, ...).
+        For example `nx.descendants(plan.graph, "classify")`: what a change of `classify`
+        reaches. (Typed `Any`: networkx ships no type information.)"""
+        from plait.compiler.graph import build_graph
+
+        return build_graph(self)
+
 
 class CompiledPlan(Plan):
     """A plan plus where it came from: what `plait compile` writes and `plait run` reads."""

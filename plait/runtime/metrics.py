@@ -10,7 +10,7 @@ with unlimited concurrency and no waiting between steps).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -211,59 +211,23 @@ def critical_path(durations: Mapping[str, float],
                   depends_on: Mapping[str, Iterable[str]]) -> tuple[float, list[str]]:
     """The longest chain of dependencies by summed duration: (seconds, steps in order).
 
-    Iterative (a depth-first walk with an explicit stack), so a 10,000-step chain needs no
-    recursion; each step's best chain is kept as (seconds, previous step) and the path is
-    rebuilt once at the end. Steps come in definition order, so most have their
-    dependencies done already and need no walk.
+    networkx's `dag_longest_path` over the steps that ran: an edge carries the duration of
+    the step it leads to, and a start node leads to every step, so a chain weighs the sum
+    of its steps. (A dependency cycle cannot come from a checked plan; if recorded data
+    holds one, its back edges are left out.)
     """
-    best: dict[str, tuple[float, str | None]] = {}
-    for root in durations:
-        if root in best:
-            continue
-        known = _chain_end(root, depends_on.get(root, ()), durations, best, all_known=True)
-        if known is not None:
-            best[root] = known
-            continue
-        on_path = {root}  # the steps being walked: guards against a bad cycle
-        stack: list[tuple[str, Iterator[str]]] = [(root, iter(depends_on.get(root, ())))]
-        while stack:
-            step, deps = stack[-1]
-            for dep in deps:
-                if dep in durations and dep not in best and dep not in on_path:
-                    on_path.add(dep)
-                    stack.append((dep, iter(depends_on.get(dep, ()))))
-                    break
-            else:
-                stack.pop()
-                on_path.discard(step)
-                end = _chain_end(step, depends_on.get(step, ()), durations, best)
-                assert end is not None
-                best[step] = end
-    if not best:
-        return (0.0, [])
-    last = max(durations, key=lambda s: best[s][0])
-    path: list[str] = []
-    node: str | None = last
-    while node is not None:
-        path.append(node)
-        node = best[node][1]
-    return (best[last][0], path[::-1])
+    import networkx as nx
 
-
-def _chain_end(step: str, deps: Iterable[str], durations: Mapping[str, float],
-               best: Mapping[str, tuple[float, str | None]], *, all_known: bool = False,
-               ) -> tuple[float, str | None] | None:
-    """The heaviest chain ending at `step` from its dependencies' known chains. With
-    `all_known`, None when a dependency's chain is not known yet (the walk is needed)."""
-    head_s, head = 0.0, None
-    for dep in deps:
-        chain = best.get(dep)
-        if chain is None:
-            if all_known and dep in durations:
-                return None
-        elif chain[0] > head_s:  # the first heaviest wins
-            head_s, head = chain[0], dep
-    return (round(head_s + durations[step], 6), head)
+    start = object()  # a node no step name can equal
+    graph = nx.DiGraph()
+    graph.add_weighted_edges_from((start, step, seconds) for step, seconds in durations.items())
+    graph.add_weighted_edges_from((dep, step, durations[step])
+                                  for step in durations for dep in depends_on.get(step, ())
+                                  if dep in durations and dep != step)
+    while not nx.is_directed_acyclic_graph(graph):
+        graph.remove_edge(*nx.find_cycle(graph)[-1][:2])
+    path = [step for step in nx.dag_longest_path(graph) if step is not start]
+    return (round(sum(durations[step] for step in path), 6), path)
 
 
 def plan_dependencies(compiled_plan: Mapping[str, Any]) -> tuple[dict[str, list[str]], list[str]]:

@@ -164,12 +164,14 @@ class Run:
         self._link()
 
     def _link(self) -> None:
+        """Who waits for whom, from the plan's graph: a step waits for its dependencies
+        (its in-edges); standbys wait for nothing, they run when their primary needs them."""
+        graph = self.plan.graph
+        standby = {name for name, st in self.states.items() if st.step.is_standby}
         for name, st in self.states.items():
-            if st.step.is_standby:
-                continue
-            st.pending = len(st.deps)
-            for dep in st.deps:
-                self.dependants[dep].append(name)
+            if name not in standby:
+                st.pending = graph.in_degree(name)
+                self.dependants[name] = [s for s in graph.successors(name) if s not in standby]
 
     # --- the run as a whole ------------------------------------------------------------
 

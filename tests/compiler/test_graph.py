@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 
+import networkx as nx
 import pytest
 
+from plait.compiler.checks.graph_checks import dependency_cycles
 from plait.compiler.graph import (
     build_graph,
-    critical_path,
-    dependency_cycles,
     edges,
     format_for,
     render,
@@ -65,10 +65,17 @@ def test_graph_nodes_carry_policies() -> None:
     assert graph.edges["classify", "by_rules"]["kind"] == EdgeKind.FALLBACK
 
 
-def test_critical_path_by_weight() -> None:
-    graph = build_graph(triage())
-    weights = {"classify": 3.0, "history": 1.0, "draft": 2.0, "notify": 0.5, "by_rules": 9.0}
-    assert critical_path(graph, lambda n: weights.get(n, 0.0)) == ["classify", "draft", "notify"]
+def test_plan_graph_answers_graph_questions() -> None:
+    plan = triage()
+    graph = plan.graph
+    assert isinstance(graph, nx.DiGraph)
+    assert nx.is_directed_acyclic_graph(graph)
+    assert nx.descendants(graph, "classify") == {"by_rules", "draft", "notify"}
+    assert set(graph.predecessors("draft")) == {"classify", "history"}
+    order = list(nx.topological_sort(graph))
+    assert all(order.index(u) < order.index(v) for u, v in graph.edges)
+    assert {kind for _, _, kind in graph.edges(data="kind")} == {
+        EdgeKind.DATA, EdgeKind.AFTER, EdgeKind.FALLBACK}
 
 
 def test_cycles_are_found_once_each() -> None:

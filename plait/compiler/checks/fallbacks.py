@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
 from plait.compiler.diagnostics import Diagnostic, error
-from plait.compiler.graph import strongly_connected
 from plait.compiler.ir import Plan, Step
 from plait.compiler.source import Span
 
@@ -42,9 +41,17 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 
 def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    graph = {step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
-             for step in ctx.groups.fallbacks}
-    for component in strongly_connected(graph):
+    fallbacks = {step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
+                 for step in ctx.groups.fallbacks}
+    # A cycle needs a standby that has standbys itself: usually there is none, and
+    # networkx is not imported for nothing.
+    if not any(t in fallbacks for targets in fallbacks.values() for t in targets):
+        return
+    import networkx as nx
+
+    graph = nx.DiGraph([(name, t) for name, targets in fallbacks.items() for t in targets])
+    for component in sorted(nx.strongly_connected_components(graph),
+                            key=lambda c: min(ctx.order[n] for n in c)):
         if len(component) < 2:
             continue
         first = min(component, key=ctx.order.__getitem__)

@@ -1,7 +1,10 @@
 """Typed run events (SPEC sections 7 and 9) and the bus that stamps and fans them out.
 
 The runtime only emits events; progress, the `--events` JSONL file, the journal and the
-report all consume them. Each event is a pydantic model; `EventBus.emit` stamps `seq`
+report all consume them. Each event is a slotted dataclass whose closed fields (statuses,
+reasons, kinds) are `StrEnum`s; pydantic serialises them, validates what is read back and
+exports their JSON Schemas, at the edges only (`to_json_dict`, `event_from_dict`,
+`event_json_schema`). `EventBus.emit` stamps `seq`
 (1-based, no gaps), `ts` (ISO-8601 UTC) and `run_id`, masks secrets in free text, and
 calls every sink in order. Beyond the fields SPEC section 9 names, `step_finished` and
 `run_finished` carry what the report needs (output, attempts, error, ...), so the report is
@@ -10,24 +13,29 @@ a pure fold of the events (see `report.ReportBuilder`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import TypeAdapter
 
-from plait.runtime.fastmodel import maker
-
-# Fields left out of the JSON when they hold None/False, so events stay small and the
-# fixed fields of SPEC section 9 (e.g. `reason: null` on step_finished) stay present.
-_OMIT_WHEN_EMPTY = frozenset({
-    "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
-    "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256", "queued_s", "resumed", "still_running",
-})
-
+from plait.errors import ErrorKind
+from plait.runtime.outcomes import (
+    AttemptStatus,
+    CancelReason,
+    RecoveredBy,
+    RunOutcome,
+    SkipReason,
+    StepOutcome,
+    StepStatus,
+    outcome_from_fields,
+)
+from plait.runtime.policies.retry import RetryVerdict
 
 # utc_now_iso formats the date and time up to the second once per second (events are
 # stamped at a high rate), and the microseconds from two tables of three digits (a join of
@@ -78,81 +86,98 @@ def seconds_between(start: str, end: str) -> float:
     return round((parse_ts(end) - parse_ts(start)).total_seconds(), 6)
 
 
-class Event(BaseModel):
-    """Fields every event has; `seq`, `ts` and `run_id` are stamped by the bus."""
+@dataclass(slots=True, kw_only=True)
+class Event:
+    """Fields every event has; `seq`, `ts` and `run_id` are stamped by the bus. `event`
+    (the JSON's name of the event) is the class's, never an instance's."""
 
-    model_config = ConfigDict(extra="allow")
-
-    event: str
+    event: ClassVar[str] = ""
     seq: int = 0
     ts: str = ""
     run_id: str = ""
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON object written to `--events` (empty optional fields left out)."""
-        data = self.model_dump(mode="json")
-        return {k: v for k, v in data.items()
-                if not (k in _OMIT_WHEN_EMPTY and (v is None or v is False or v == []))}
+        """The JSON object written to `--events` and the journal (empty optional fields left
+        out; `event` first), made by pydantic at this edge."""
+        return _json_dict(self)
+
+    def model_dump_json(self) -> str:
+        """The event as compact JSON text (what `to_json_dict` gives)."""
+        return json.dumps(self.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(slots=True, kw_only=True)
 class RunStarted(Event):
-    event: Literal["run_started"] = "run_started"
+    event: ClassVar[str] = "run_started"
     plan: str
     description: str | None = None
     plait_version: str = ""
     plan_sha256: str | None = None
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = field(default_factory=dict)
     # Every step in definition order (standbys included) with what the outcome rules
     # need: {"optional": bool, "standby_for": str | None, "map": bool}, plus
     # "depends_on": [step, ...] for the critical path of the run metrics.
-    steps: dict[str, dict[str, Any]] = {}
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int | None = None
 
 
+@dataclass(slots=True, kw_only=True)
 class StepStarted(Event):
-    event: Literal["step_started"] = "step_started"
+    event: ClassVar[str] = "step_started"
     step: str
     standby_for: str | None = None
 
 
+@dataclass(slots=True, kw_only=True)
 class AttemptStarted(Event):
-    event: Literal["attempt_started"] = "attempt_started"
+    event: ClassVar[str] = "attempt_started"
     step: str
     attempt: int
     element: int | None = None
 
 
+@dataclass(slots=True, kw_only=True)
 class AttemptFinished(Event):
     """Follows every attempt; `status` is `succeeded`, `failed` or `cancelled`."""
 
-    event: Literal["attempt_finished"] = "attempt_finished"
+    event: ClassVar[str] = "attempt_finished"
     step: str
     attempt: int
     element: int | None = None
-    status: str
+    status: AttemptStatus
     duration_s: float
-    kind: str | None = None
+    kind: ErrorKind | None = None
     message: str | None = None
     injected: bool = False
     # Seconds between attempt_started and the tool call (waiting for a breaker, concurrency
     # slots or a rate window); None when the scheduler did not measure it. Read by metrics.
     queued_s: float | None = None
 
+    def __post_init__(self) -> None:  # a closed set: an unknown value is refused here
+        self.status = AttemptStatus(self.status)
+        if self.kind is not None:
+            self.kind = ErrorKind(self.kind)
 
+
+@dataclass(slots=True, kw_only=True)
 class AttemptFailed(Event):
-    event: Literal["attempt_failed"] = "attempt_failed"
+    event: ClassVar[str] = "attempt_failed"
     step: str
     attempt: int
     element: int | None = None
-    kind: str
+    kind: ErrorKind
     message: str
     injected: bool = False
 
+    def __post_init__(self) -> None:
+        self.kind = ErrorKind(self.kind)
 
+
+@dataclass(slots=True, kw_only=True)
 class RetryScheduled(Event):
     """`attempt` is the attempt about to be made (SPEC section 9)."""
 
-    event: Literal["retry_scheduled"] = "retry_scheduled"
+    event: ClassVar[str] = "retry_scheduled"
     step: str
     attempt: int
     element: int | None = None
@@ -160,81 +185,157 @@ class RetryScheduled(Event):
     hint_s: float | None = None
 
 
+@dataclass(slots=True, kw_only=True)
 class FallbackStarted(Event):
-    event: Literal["fallback_started"] = "fallback_started"
+    event: ClassVar[str] = "fallback_started"
     step: str
     fallback: str
 
 
+@dataclass(slots=True, kw_only=True)
 class BreakerOpened(Event):
-    event: Literal["breaker_opened"] = "breaker_opened"
+    event: ClassVar[str] = "breaker_opened"
     resource: str
     step: str | None = None
 
 
+@dataclass(slots=True, kw_only=True)
 class BreakerHalfOpen(Event):
-    event: Literal["breaker_half_open"] = "breaker_half_open"
+    event: ClassVar[str] = "breaker_half_open"
     resource: str
     step: str | None = None
 
 
+@dataclass(slots=True, kw_only=True)
 class BreakerClosed(Event):
-    event: Literal["breaker_closed"] = "breaker_closed"
+    event: ClassVar[str] = "breaker_closed"
     resource: str
     step: str | None = None
 
 
+@dataclass(slots=True, init=False)
 class StepFinished(Event):
     """Exactly one per step, also for steps skipped or cancelled without starting.
 
-    `kind`/`message`/`retry` are the step's final error (of its own attempts), `output` its
-    masked output: what the report needs, so the report is derivable from events alone.
+    It carries the step's `StepOutcome` (the very value the scheduler's state holds, unless
+    masking made a masked copy): what the report needs, so the report is derivable from
+    events alone. Its JSON is flat (`status`, `reason`, ..., `kind`, `message`, `retry` of
+    the final error). Built from an outcome, or from those flat fields.
     """
 
-    event: Literal["step_finished"] = "step_finished"
+    event: ClassVar[str] = "step_finished"
     step: str
-    status: str
-    reason: str | None = None
-    caused_by: str | None = None
-    attempts: int = 0
-    output: Any = None
-    kind: str | None = None
-    message: str | None = None
-    retry: str | None = None
-    fallback_used: str | None = None
-    recovered_by: str | None = None  # fallback | default | tolerance, when recovered
-    elements: dict[str, Any] | None = None
+    outcome: StepOutcome
     # A resume seeded this step from the journal: it did not run in this session.
-    resumed: bool = False
-    # SPEC section 10: the output's version and when the attempt producing it ended.
-    version: str | None = None
-    read_at: str | None = None
+    resumed: bool
+
+    def __init__(self, *, step: str, outcome: StepOutcome | None = None, resumed: bool = False,
+                 seq: int = 0, ts: str = "", run_id: str = "", **flat: Any) -> None:
+        self.seq, self.ts, self.run_id = seq, ts, run_id
+        self.step, self.resumed = step, resumed
+        self.outcome = outcome if outcome is not None else outcome_from_fields(flat)
+
+    # the outcome's fields, read through the event (progress, metrics, tracing, tests)
+    @property
+    def status(self) -> StepStatus:
+        return self.outcome.status
+
+    @property
+    def reason(self) -> SkipReason | None:
+        return self.outcome.reason
+
+    @property
+    def caused_by(self) -> str | None:
+        return self.outcome.caused_by
+
+    @property
+    def attempts(self) -> int:
+        return self.outcome.attempts
+
+    @property
+    def output(self) -> Any:
+        return self.outcome.output
+
+    @property
+    def kind(self) -> ErrorKind | None:
+        return self.outcome.kind
+
+    @property
+    def message(self) -> str | None:
+        return self.outcome.message
+
+    @property
+    def retry(self) -> RetryVerdict | None:
+        return self.outcome.retry
+
+    @property
+    def fallback_used(self) -> str | None:
+        return self.outcome.fallback_used
+
+    @property
+    def recovered_by(self) -> RecoveredBy | None:
+        return self.outcome.recovered_by
+
+    @property
+    def elements(self) -> dict[str, Any] | None:
+        return self.outcome.elements
+
+    @property
+    def version(self) -> str | None:
+        return self.outcome.version
+
+    @property
+    def read_at(self) -> str | None:
+        return self.outcome.read_at
 
 
+@dataclass(slots=True, kw_only=True)
 class RunFinished(Event):
-    event: Literal["run_finished"] = "run_finished"
-    outcome: str
-    cancelled_by: str | None = None
-    outputs: dict[str, Any] = {}
+    event: ClassVar[str] = "run_finished"
+    outcome: RunOutcome
+    cancelled_by: CancelReason | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
     # Outputs whose expression failed: [{"output": NAME, "why": "..."}] (SPEC section 7).
-    output_errors: list[dict[str, str]] = []
+    output_errors: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.outcome = RunOutcome(self.outcome)
+        if self.cancelled_by is not None:
+            self.cancelled_by = CancelReason(self.cancelled_by)
 
+
+@dataclass(slots=True, init=False)
 class ToolEvent(Event):
-    """A tool's own observation (LLM token usage, model, ...), from `ToolContext.emit`."""
+    """A tool's own observation (LLM token usage, model, ...), from `ToolContext.emit`;
+    the tool's fields (`fields`) appear in the JSON beside the event's own."""
 
-    event: Literal["tool_event"] = "tool_event"
+    event: ClassVar[str] = "tool_event"
     step: str
     attempt: int
-    element: int | None = None
+    element: int | None
     tool_event: str
+    fields: dict[str, Any]
+
+    def __init__(self, *, step: str, attempt: int, tool_event: str, element: int | None = None,
+                 seq: int = 0, ts: str = "", run_id: str = "", **fields: Any) -> None:
+        self.seq, self.ts, self.run_id = seq, ts, run_id
+        self.step, self.attempt, self.element, self.tool_event = step, attempt, element, tool_event
+        self.fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        """A tool's own field, by name (`event.prompt_tokens`)."""
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
+@dataclass(slots=True, kw_only=True)
 class ToolCallStarted(Event):
     """A model's tool call begins (SPEC section 11); `tool` is its plait name."""
 
-    event: Literal["tool_call_started"] = "tool_call_started"
+    event: ClassVar[str] = "tool_call_started"
     step: str
     attempt: int
     element: int | None = None
@@ -244,22 +345,30 @@ class ToolCallStarted(Event):
     arguments: Any = None
 
 
+@dataclass(slots=True, kw_only=True)
 class ToolCallFinished(ToolCallStarted):
     """A model's tool call ended, its policies used up or not (SPEC section 11)."""
 
-    event: Literal["tool_call_finished"] = "tool_call_finished"  # type: ignore[assignment]
-    status: str
+    event: ClassVar[str] = "tool_call_finished"
+    status: AttemptStatus
     attempts: int = 0
     duration_s: float = 0.0
-    kind: str | None = None
+    kind: ErrorKind | None = None
     message: str | None = None
 
+    def __post_init__(self) -> None:
+        if type(self.status) is not AttemptStatus:
+            self.status = AttemptStatus(self.status)
+        if self.kind is not None and type(self.kind) is not ErrorKind:
+            self.kind = ErrorKind(self.kind)
 
+
+@dataclass(slots=True, kw_only=True)
 class LoopBlocked(Event):
     """A warning: an async tool held the event loop (a blocking call in an `async def`)
     for `duration_s`, so nothing else in the run moved meanwhile, timeouts included."""
 
-    event: Literal["loop_blocked"] = "loop_blocked"
+    event: ClassVar[str] = "loop_blocked"
     step: str
     attempt: int
     element: int | None = None
@@ -267,22 +376,24 @@ class LoopBlocked(Event):
     duration_s: float
 
 
+@dataclass(slots=True, kw_only=True)
 class AttemptAbandoned(Event):
     """An attempt ended (timeout) while its tool's thread runs on: the thread cannot be
     stopped, so it keeps the attempt's concurrency slots until it ends."""
 
-    event: Literal["attempt_abandoned"] = "attempt_abandoned"
+    event: ClassVar[str] = "attempt_abandoned"
     step: str
     attempt: int
     element: int | None = None
     tool: str
 
 
+@dataclass(slots=True, kw_only=True)
 class AbandonedFinished(Event):
     """The thread of an abandoned attempt ended `overran_s` after its attempt did (or,
     `still_running`, was still going when the run ended)."""
 
-    event: Literal["abandoned_finished"] = "abandoned_finished"
+    event: ClassVar[str] = "abandoned_finished"
     step: str
     attempt: int
     element: int | None = None
@@ -290,22 +401,55 @@ class AbandonedFinished(Event):
     still_running: bool = False
 
 
+@dataclass(slots=True, kw_only=True)
 class ElementFinished(Event):
     """A map element's call ended for good (a checkpoint: `plait resume` keeps it)."""
 
-    event: Literal["element_finished"] = "element_finished"
+    event: ClassVar[str] = "element_finished"
     step: str
     element: int
-    status: str  # succeeded | failed
+    status: AttemptStatus  # succeeded | failed
     attempts: int = 0
     output: Any = None
-    kind: str | None = None
+    kind: ErrorKind | None = None
     message: str | None = None
     resumed: bool = False
 
+    def __post_init__(self) -> None:
+        if type(self.status) is not AttemptStatus:
+            self.status = AttemptStatus(self.status)
+        if self.kind is not None and type(self.kind) is not ErrorKind:
+            self.kind = ErrorKind(self.kind)
+
+
+@dataclass(slots=True, init=False)
+class OtherEvent(Event):
+    """An event this plait does not know (read back from a newer plait's journal or JSONL):
+    its name and fields, kept as they were."""
+
+    name: str
+    fields: dict[str, Any]
+
+    def __init__(self, name: str, fields: dict[str, Any]) -> None:
+        self.seq, self.ts, self.run_id = (int(fields.get("seq") or 0), str(fields.get("ts") or ""),
+                                          str(fields.get("run_id") or ""))
+        self.name = name
+        self.fields = {k: v for k, v in fields.items()
+                       if k not in ("event", "seq", "ts", "run_id")}
+
+    @property
+    def event(self) -> str:  # type: ignore[override]  # (a known event's is its class's)
+        return self.name
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.model_fields["event"].default: cls
+    cls.event: cls
     for cls in (RunStarted, StepStarted, AttemptStarted, AttemptFinished, AttemptFailed,
                 RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
                 BreakerClosed, StepFinished, RunFinished, ToolEvent, ToolCallStarted,
@@ -314,10 +458,94 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+# --- the JSON edge: pydantic serialises, validates what is read back, exports schemas -------
+
+# Fields left out of the JSON when they hold None/False, so events stay small and the
+# fixed fields of SPEC section 9 (e.g. `reason: null` on step_finished) stay present.
+_OMIT_WHEN_EMPTY = frozenset({
+    "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
+    "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
+    "plan_sha256", "queued_s", "resumed", "still_running",
+})
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+# outcome fields in the JSON of `step_finished`, in this order, after `step`
+_OUTCOME_ORDER = ("status", "reason", "caused_by", "attempts", "output", "kind", "message",
+                  "retry", "fallback_used", "recovered_by", "elements")
+
+
+def adapter(cls: type[Any]) -> TypeAdapter[Any]:
+    """pydantic's TypeAdapter for a runtime record class (made once per class)."""
+    made = _ADAPTERS.get(cls)
+    if made is None:
+        made = _ADAPTERS[cls] = TypeAdapter(cls)
+    return made
+
+
+def _json_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, StepFinished):
+        body = adapter(StepOutcome).dump_python(event.outcome, mode="json")
+        data: dict[str, Any] = {"event": event.event, "seq": event.seq, "ts": event.ts,
+                                "run_id": event.run_id, "step": event.step}
+        data.update((k, body[k]) for k in _OUTCOME_ORDER)
+        data["resumed"] = event.resumed
+        data["version"], data["read_at"] = body["version"], body["read_at"]
+    elif isinstance(event, ToolEvent | OtherEvent):
+        fields = event.fields
+        data = {"event": event.event,
+                **adapter(type(event)).dump_python(event, mode="json", exclude={"fields"})}
+        if isinstance(event, ToolEvent):
+            data.update(adapter(dict[str, Any]).dump_python(fields, mode="json"))
+        else:
+            data.update(fields)
+    else:
+        data = {"event": event.event, **adapter(type(event)).dump_python(event, mode="json")}
+    return {k: v for k, v in data.items()
+            if not (k in _OMIT_WHEN_EMPTY and (v is None or v is False or v == []))}
+
+
 def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild a typed event from its JSON object (a line of `--events`, a journal row)."""
-    cls = EVENT_TYPES.get(str(data.get("event")), Event)
-    return cls.model_validate(data)
+    """Rebuild a typed event from its JSON object (a line of `--events`, a journal row),
+    validated by pydantic; an unknown event is kept as an `OtherEvent`."""
+    name = str(data.get("event"))
+    cls = EVENT_TYPES.get(name)
+    if cls is None:
+        return OtherEvent(name, data)
+    if cls is StepFinished:
+        outcome = adapter(StepOutcome).validate_python(
+            {k: data[k] for k in (*_OUTCOME_ORDER, "version", "read_at") if k in data})
+        return StepFinished(step=str(data["step"]), outcome=outcome,
+                            resumed=bool(data.get("resumed")), seq=int(data.get("seq") or 0),
+                            ts=str(data.get("ts") or ""), run_id=str(data.get("run_id") or ""))
+    if cls is ToolEvent:
+        if not all(k in data for k in ("step", "attempt", "tool_event")):
+            return OtherEvent(name, data)
+        return ToolEvent(**{k: v for k, v in data.items() if k != "event"})
+    names = {f.name for f in dataclasses.fields(cls)}
+    validated: Event = adapter(cls).validate_python({k: v for k, v in data.items()
+                                                     if k in names})
+    return validated
+
+
+def event_json_schema(cls: type[Event]) -> dict[str, Any]:
+    """The JSON Schema of one event class's JSON object (`event` included, flat)."""
+    if cls is StepFinished:
+        schema = adapter(StepOutcome).json_schema()
+        props = {"step": {"type": "string"}, **schema.get("properties", {}),
+                 "resumed": {"type": "boolean", "default": False}}
+        required = ["step", *schema.get("required", [])]
+    else:
+        schema = adapter(cls).json_schema()
+        props = dict(schema.get("properties", {}))
+        props.pop("fields", None)
+        required = [r for r in schema.get("required", []) if r != "fields"]
+    head = {"event": {"const": cls.event}}
+    out: dict[str, Any] = {"title": cls.__name__, "type": "object",
+                           "properties": {**head, **props}, "required": ["event", *required]}
+    if "$defs" in schema:
+        out["$defs"] = schema["$defs"]
+    if cls is ToolEvent:
+        out["additionalProperties"] = True
+    return out
 
 
 Sink = Callable[[Event], None]
@@ -369,26 +597,20 @@ class EventBus:
         return self.publish(event)
 
     def make(self, cls: type[E], **fields: Any) -> E:
-        """Build an event from its fields without validation (`fastmodel.maker`: the
-        runtime passes declared fields with correctly typed values) and publish it."""
-        return self.publish(maker(cls)(**fields))
+        """Build an event from its fields and publish it."""
+        return self.publish(cls(**fields))
 
     def _publisher(self) -> Callable[[E], E]:
         """`publish(event)`: stamp `seq`, `ts` and `run_id`, mask, and call the event's
-        route. A closure over what it reads: a run publishes about four events per step.
-
-        The stamps go straight into `__dict__`: every event declares the three fields
-        (so the field order does not change) and none is validated on assignment.
-        """
+        route. A closure over what it reads: a run publishes about four events per step."""
         routes, route_for, numbers = self._routes, self._route, self._numbers
         stamp, run_id = self._stamp, self.run_id
         mask = self._mask if self._masking else None
 
         def publish(event: E) -> E:
-            data = event.__dict__
-            data["seq"] = next(numbers)
-            data["ts"] = stamp()
-            data["run_id"] = run_id
+            event.seq = next(numbers)
+            event.ts = stamp()
+            event.run_id = run_id
             if mask is not None:
                 mask(event)
             route = routes.get(type(event))
@@ -409,14 +631,33 @@ class EventBus:
         return route
 
     def _mask(self, event: Event) -> None:
-        if self._mask_text is not None:
+        """Mask secrets in what the event carries (a step's outcome: a masked copy, as the
+        scheduler's state keeps the real values)."""
+        text, value = self._mask_text, self._mask_value
+        if isinstance(event, StepFinished):
+            o = event.outcome
+            event.outcome = dataclasses.replace(
+                o, output=value(o.output) if value is not None else o.output,
+                message=text(o.message) if text is not None and o.message else o.message)
+            return
+        if isinstance(event, ToolEvent):
+            if value is not None:
+                event.fields = value(event.fields)
+            return
+        if text is not None:
             message = getattr(event, "message", None)
             if isinstance(message, str):
-                event.message = self._mask_text(message)  # type: ignore[attr-defined]
-        if self._mask_value is not None:
-            for name in ("output", "outputs", "inputs", "arguments"):
-                if name in type(event).model_fields:
-                    setattr(event, name, self._mask_value(getattr(event, name)))
+                event.message = text(message)  # type: ignore[attr-defined]
+        if value is not None:
+            for name in _MASKED_VALUES.intersection(_field_names(type(event))):
+                setattr(event, name, value(getattr(event, name)))
+
+
+_MASKED_VALUES = frozenset({"output", "outputs", "inputs", "arguments"})
+
+
+def _field_names(cls: type[Event]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 def _add_route(route: list[Sink], sink: Sink, cls: type[Event]) -> None:

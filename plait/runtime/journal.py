@@ -193,14 +193,11 @@ def _field(event: Any, name: str) -> Any:
 
 
 def event_dict(event: Any) -> dict[str, Any]:
-    """An event as a JSON-ready dict, whether it is a pydantic model or already a dict."""
+    """An event as a JSON-ready dict, whether it is a typed event or already a dict."""
     if isinstance(event, Mapping):
         return dict(event)
-    to_json: Callable[[], dict[str, Any]] | None = getattr(event, "to_json_dict", None)
-    if to_json is not None:
-        return to_json()
-    dump: Callable[..., dict[str, Any]] = event.model_dump
-    return dump(mode="json")
+    to_json: Callable[[], dict[str, Any]] = event.to_json_dict
+    return to_json()
 
 
 class Journal:

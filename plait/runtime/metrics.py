@@ -10,18 +10,16 @@ with unlimited concurrency and no waiting between steps).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from plait.runtime.events import seconds_between
-from plait.runtime.fastmodel import maker
 
 
-class StepMetrics(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@dataclass(slots=True, kw_only=True)
+class StepMetrics:
     attempts: int = 0
     backoff_s: float = 0.0
     queued_s: float | None = None
@@ -29,19 +27,15 @@ class StepMetrics(BaseModel):
     duration_s: float | None = None
 
 
-class RunMetrics(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@dataclass(slots=True, kw_only=True)
+class RunMetrics:
     retries: int = 0
     fallbacks_used: int = 0
     breaker_trips: int = 0
     makespan_s: float | None = None
     critical_path_s: float = 0.0
-    critical_path: list[str] = []
-    steps: dict[str, StepMetrics] = {}
-
-
-_step_metrics = maker(StepMetrics)
+    critical_path: list[str] = field(default_factory=list)
+    steps: dict[str, StepMetrics] = field(default_factory=dict)
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -67,7 +61,7 @@ class StepAccumulator:
         self.duration_s: float | None = None
 
     def metrics(self) -> StepMetrics:
-        return _step_metrics(
+        return StepMetrics(
             attempts=self.attempts, backoff_s=self.backoff_s, queued_s=self.queued_s,
             call_s=self.call_s, duration_s=self.duration_s)
 
@@ -141,7 +135,7 @@ class MetricsFold:
                 self.standbys.add(s)
 
     def result(self) -> RunMetrics:
-        run = self.run.model_copy()
+        run = dataclasses.replace(self.run)
         run.makespan_s = _seconds(self.started_at, self.finished_at)
         steps = {s: acc.metrics() for s, acc in self.steps.items()}
         run.steps = steps

@@ -7,25 +7,131 @@ No I/O and no scheduler: functions over statuses, so the runtime and a static an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from plait.compiler.ir import TriggerRule
+from plait.errors import ErrorKind
+from plait.runtime.policies.retry import RetryVerdict
 
-SUCCEEDED = "succeeded"
-RECOVERED = "recovered"
-FAILED = "failed"
-SKIPPED = "skipped"
-CANCELLED = "cancelled"
-TERMINAL = frozenset({SUCCEEDED, RECOVERED, FAILED, SKIPPED, CANCELLED})
 
-# Skip reasons (SPEC section 6).
-CONDITION_FALSE = "condition_false"
-UPSTREAM_FAILED = "upstream_failed"
-UPSTREAM_SKIPPED = "upstream_skipped"
-TRIGGER_NOT_MET = "trigger_not_met"
-NOT_NEEDED = "not_needed"
+class StepStatus(StrEnum):
+    """A finished step's status (SPEC section 6)."""
+
+    SUCCEEDED = "succeeded"
+    RECOVERED = "recovered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class StepProgress(StrEnum):
+    """What a report of an unfinished run says of a step that has not finished yet."""
+
+    RUNNING = "running"
+    PENDING = "pending"
+
+
+class SkipReason(StrEnum):
+    """Why a step was skipped (SPEC section 6)."""
+
+    CONDITION_FALSE = "condition_false"
+    UPSTREAM_FAILED = "upstream_failed"
+    UPSTREAM_SKIPPED = "upstream_skipped"
+    TRIGGER_NOT_MET = "trigger_not_met"
+    NOT_NEEDED = "not_needed"
+
+
+class RunOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class CancelReason(StrEnum):
+    """What cancelled a run (`cancelled_by`)."""
+
+    DEADLINE = "deadline"
+    SIGNAL = "signal"
+
+
+class AttemptStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RecoveredBy(StrEnum):
+    """What rescued a `recovered` step."""
+
+    FALLBACK = "fallback"
+    DEFAULT = "default"
+    TOLERANCE = "tolerance"  # a map whose failed elements stayed within `tolerate`
+
+
+# The names the rules below are written with.
+SUCCEEDED = StepStatus.SUCCEEDED
+RECOVERED = StepStatus.RECOVERED
+FAILED = StepStatus.FAILED
+SKIPPED = StepStatus.SKIPPED
+CANCELLED = StepStatus.CANCELLED
+TERMINAL = frozenset(StepStatus)
+CONDITION_FALSE = SkipReason.CONDITION_FALSE
+UPSTREAM_FAILED = SkipReason.UPSTREAM_FAILED
+UPSTREAM_SKIPPED = SkipReason.UPSTREAM_SKIPPED
+TRIGGER_NOT_MET = SkipReason.TRIGGER_NOT_MET
+NOT_NEEDED = SkipReason.NOT_NEEDED
+
+
+@dataclass(slots=True, kw_only=True)
+class StepOutcome:
+    """How a step ended: made once when it finishes, then shared by the scheduler's state,
+    the `step_finished` event and the report fold (one value, not the same fields copied
+    three times). `kind`/`message`/`retry` are the final error of the step's own attempts,
+    also for a recovered step."""
+
+    status: StepStatus
+    reason: SkipReason | None = None
+    caused_by: str | None = None
+    attempts: int = 0
+    output: Any = None
+    kind: ErrorKind | None = None
+    message: str | None = None
+    retry: RetryVerdict | None = None
+    fallback_used: str | None = None
+    recovered_by: RecoveredBy | None = None
+    elements: dict[str, Any] | None = None
+    # SPEC section 10: the output's version and when the attempt producing it ended.
+    version: str | None = None
+    read_at: str | None = None
+
+
+def outcome_from_fields(given: Mapping[str, Any]) -> StepOutcome:
+    """A StepOutcome from its fields given one by one (a `StepFinished(status=...)`);
+    strings become the closed enums, so an unknown status, reason or field is refused."""
+    unknown = set(given) - _OUTCOME_FIELDS
+    if unknown:
+        raise TypeError(f"StepOutcome has no field {sorted(unknown)[0]!r}")
+    return StepOutcome(
+        status=StepStatus(given["status"]),
+        reason=_enum(SkipReason, given.get("reason")),
+        caused_by=given.get("caused_by"), attempts=int(given.get("attempts") or 0),
+        output=given.get("output"), kind=_enum(ErrorKind, given.get("kind")),
+        message=given.get("message"), retry=_enum(RetryVerdict, given.get("retry")),
+        fallback_used=given.get("fallback_used"),
+        recovered_by=_enum(RecoveredBy, given.get("recovered_by")),
+        elements=given.get("elements"), version=given.get("version"),
+        read_at=given.get("read_at"))
+
+
+_OUTCOME_FIELDS = frozenset(f.name for f in fields(StepOutcome))
+_Enum = TypeVar("_Enum", bound=StrEnum)
+
+
+def _enum(cls: type[_Enum], value: Any) -> _Enum | None:
+    return None if value is None else cls(value)
 
 # How a dependency counts for a trigger rule.
 _OK = "succeeded"
@@ -67,7 +173,7 @@ def step_view(name: str, status: str, reason: str | None, optional: bool, standb
 @dataclass(frozen=True)
 class TriggerDecision:
     run: bool
-    reason: str | None = None  # the skip reason when not run
+    reason: SkipReason | None = None  # the skip reason when not run
     caused_by: str | None = None
 
 
@@ -123,7 +229,7 @@ def trigger(rule: TriggerRule | str, deps: Sequence[StepView]) -> TriggerDecisio
     return _RUN if met else TriggerDecision(False, TRIGGER_NOT_MET)
 
 
-def run_outcome(steps: Sequence[StepView]) -> str:
+def run_outcome(steps: Sequence[StepView]) -> RunOutcome:
     """`failed`, `degraded` or `succeeded` (SPEC section 6)."""
     degraded = False
     for s in steps:
@@ -131,11 +237,11 @@ def run_outcome(steps: Sequence[StepView]) -> str:
             continue  # a standby's failure never decides the run by itself
         if s.status in (FAILED, CANCELLED):
             if not s.optional:
-                return FAILED
+                return RunOutcome.FAILED
             degraded = True
         elif s.status == RECOVERED:
             degraded = True
-    return "degraded" if degraded else SUCCEEDED
+    return RunOutcome.DEGRADED if degraded else RunOutcome.SUCCEEDED
 
 
 def reasons(steps: Sequence[StepView]) -> list[dict[str, Any]]:

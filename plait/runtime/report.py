@@ -1,4 +1,8 @@
-"""The run report of SPEC section 7 as pydantic models, built as a pure fold over events.
+"""The run report of SPEC section 7, built as a pure fold over events.
+
+The report's records are slotted dataclasses with closed `StrEnum` fields; pydantic makes
+their JSON (`to_json_dict`), reads one back (`report_from_json`) and exports the JSON Schema
+(`report_json_schema`), at the edge only.
 
 `ReportBuilder.apply(event)` consumes the event stream (live from the bus, or replayed
 from an `--events` file or a journal) and `ReportBuilder.report()` gives the `RunReport`.
@@ -7,12 +11,14 @@ Values in events are already masked, so the report is too.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from plait.errors import ErrorKind
 from plait.runtime import outcomes
 from plait.runtime.events import (
     AttemptFailed,
@@ -25,9 +31,9 @@ from plait.runtime.events import (
     RunStarted,
     StepFinished,
     StepStarted,
+    adapter,
     seconds_between,
 )
-from plait.runtime.fastmodel import construct, maker, trusted
 from plait.runtime.metrics import (
     MetricsFold,
     RunMetrics,
@@ -37,60 +43,71 @@ from plait.runtime.metrics import (
     metric_retry_scheduled,
     metric_step_finished,
 )
+from plait.runtime.outcomes import (
+    AttemptStatus,
+    CancelReason,
+    RunOutcome,
+    SkipReason,
+    StepProgress,
+    StepStatus,
+)
+from plait.runtime.policies.retry import RetryVerdict
 
 ATTEMPT_LOG_SIZE = 20
 # Events that only name a step (the fold keeps nothing of them).
-_STEP_NAMING = frozenset({StepStarted, FallbackStarted})
+_STEP_NAMING: tuple[type[Event], ...] = (StepStarted, FallbackStarted)
 # Statuses that never decide a run's outcome or add a reason (SPEC section 6).
 _NOT_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StepError(_Model):
-    kind: str
+@dataclass(slots=True, kw_only=True)
+class StepError:
+    kind: ErrorKind
     message: str
-    retry: str | None = None  # exhausted | not_retryable | deadline
+    retry: RetryVerdict | None = None  # exhausted | not_retryable | deadline
 
 
-class AttemptRecord(_Model):
+@dataclass(slots=True, kw_only=True)
+class AttemptRecord:
     attempt: int
     element: int | None = None
     started_at: str
     duration_s: float | None = None
-    kind: str | None = None
+    kind: ErrorKind | None = None
     message: str | None = None
     delay_s: float | None = None
     injected: bool = False
 
 
-class ElementError(_Model):
+@dataclass(slots=True, kw_only=True)
+class ElementError:
     index: int
-    kind: str
+    kind: ErrorKind
     message: str
 
 
-class ElementSummary(_Model):
+@dataclass(slots=True, kw_only=True)
+class ElementSummary:
     total: int
     failed: int
-    errors: list[ElementError] = []
+    errors: list[ElementError] = field(default_factory=list)
 
 
-class Reason(_Model):
+@dataclass(slots=True, kw_only=True)
+class Reason:
     """Why the outcome is degraded or failed: a deciding step, or a failed `output`."""
 
     step: str | None = None
     output: str | None = None
-    status: str | None = None
+    status: StepStatus | None = None
     why: str
-    kind: str | None = None
+    kind: ErrorKind | None = None
 
 
-class StepReport(_Model):
-    status: str
-    reason: str | None = None
+@dataclass(slots=True, kw_only=True)
+class StepReport:
+    status: StepStatus | StepProgress
+    reason: SkipReason | None = None
     caused_by: str | None = None
     attempts: int = 0
     output: Any = None
@@ -99,7 +116,7 @@ class StepReport(_Model):
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
-    attempt_log: list[AttemptRecord] = []
+    attempt_log: list[AttemptRecord] = field(default_factory=list)
     elements: ElementSummary | None = None
     # SPEC section 10: the output's version, when it was read, and its age when the run
     # ended (seconds; while the run goes on, at the step's end).
@@ -116,7 +133,8 @@ class StepReport(_Model):
 _AGENT_FIELDS = ("turns", "tool_calls")
 
 
-class AbandonedAttempt(_Model):
+@dataclass(slots=True, kw_only=True)
+class AbandonedAttempt:
     """An attempt that ended (timeout) while its tool's thread ran on, and how long it
     overran the attempt (so far, when `still_running` at the run's end)."""
 
@@ -128,7 +146,8 @@ class AbandonedAttempt(_Model):
     still_running: bool = True
 
 
-class RunWarning(_Model):
+@dataclass(slots=True, kw_only=True)
+class RunWarning:
     """Something that went wrong without failing a step (`loop_blocked`: an async tool held
     the event loop, so timeouts and the deadline could not act meanwhile)."""
 
@@ -139,24 +158,25 @@ class RunWarning(_Model):
     message: str
 
 
-class RunReport(_Model):
+@dataclass(slots=True, kw_only=True, repr=False)
+class RunReport:
     plan: str
     run_id: str
-    outcome: str
+    outcome: RunOutcome
     plait_version: str
     plan_sha256: str | None = None
-    cancelled_by: str | None = None
+    cancelled_by: CancelReason | None = None
     started_at: str
     finished_at: str | None = None
     duration_s: float | None = None
-    inputs: dict[str, Any] = {}
-    outputs: dict[str, Any] = {}
-    reasons: list[Reason] = []
-    steps: dict[str, StepReport] = {}
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)
+    steps: dict[str, StepReport] = field(default_factory=dict)
     # Added (optional): where the time went, per step and for the run (runtime/metrics.py).
     metrics: RunMetrics | None = None
-    abandoned: list[AbandonedAttempt] = []
-    warnings: list[RunWarning] = []
+    abandoned: list[AbandonedAttempt] = field(default_factory=list)
+    warnings: list[RunWarning] = field(default_factory=list)
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio reprs the finished main task (and so its result) when
@@ -165,19 +185,32 @@ class RunReport(_Model):
                 f"outcome={self.outcome!r}, steps={len(self.steps)})")
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON of SPEC section 7 (a reason leaves out the fields it does not use)."""
-        data = self.model_dump(mode="json")
-        data["reasons"] = [r.model_dump(mode="json", exclude_none=True) for r in self.reasons]
+        """The JSON of SPEC section 7 (a reason leaves out the fields it does not use),
+        made by pydantic at this edge."""
+        data: dict[str, Any] = adapter(RunReport).dump_python(self, mode="json")
+        data["reasons"] = [{k: v for k, v in r.items() if v is not None}
+                           for r in data["reasons"]]
         for step in data["steps"].values():
             for name in _AGENT_FIELDS:
                 if step.get(name) is None:
                     step.pop(name, None)
         return data
 
+    def model_dump_json(self) -> str:
+        """The report as compact JSON text (what `to_json_dict` gives)."""
+        return json.dumps(self.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
 
-# values come from typed events: records are built without validation (one per step)
-_attempt_record = maker(AttemptRecord)
-_step_report = maker(StepReport)
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the run report (`--json`, `--report`), exported by pydantic."""
+    schema: dict[str, Any] = adapter(RunReport).json_schema(mode="serialization")
+    return schema
+
+
+def report_from_json(data: dict[str, Any]) -> RunReport:
+    """A RunReport from its JSON (`--report FILE`), validated by pydantic."""
+    report: RunReport = adapter(RunReport).validate_python(data)
+    return report
 
 
 class _Attempt:
@@ -190,13 +223,13 @@ class _Attempt:
     def __init__(self, attempt: int, element: int | None, started_at: str) -> None:
         self.attempt, self.element, self.started_at = attempt, element, started_at
         self.duration_s: float | None = None
-        self.kind: str | None = None
+        self.kind: ErrorKind | None = None
         self.message: str | None = None
         self.delay_s: float | None = None
         self.injected = False
 
     def record(self) -> AttemptRecord:
-        return _attempt_record(
+        return AttemptRecord(
             attempt=self.attempt, element=self.element, started_at=self.started_at,
             duration_s=self.duration_s, kind=self.kind, message=self.message,
             delay_s=self.delay_s, injected=self.injected)
@@ -313,7 +346,7 @@ class ReportBuilder:
         if record is None:
             return
         record.duration_s = event.duration_s
-        if event.status != outcomes.SUCCEEDED:
+        if event.status is not AttemptStatus.SUCCEEDED:
             record.kind, record.message = event.kind, event.message
             record.injected = event.injected
             if fold.last_failed is None:
@@ -342,7 +375,7 @@ class ReportBuilder:
         fold.tool_calls = calls
         count = calls.setdefault(event.tool, {"calls": 0, "failures": 0})
         count["calls"] += 1
-        if event.status != outcomes.SUCCEEDED:
+        if event.status != AttemptStatus.SUCCEEDED:
             count["failures"] += 1
 
     def _on_retry_scheduled(self, event: RetryScheduled) -> None:
@@ -386,23 +419,22 @@ class ReportBuilder:
     def _step_record(self, fold: _StepFold) -> StepReport:
         final = fold.final
         if final is None:  # not finished yet (a live view asks mid-run)
-            return StepReport(status="running" if fold.started_at else "pending",
+            return StepReport(status=(StepProgress.RUNNING if fold.started_at
+                                      else StepProgress.PENDING),
                               started_at=fold.started_at,
                               attempt_log=[a.record() for a in fold.log])
         error = None
         if final.kind is not None:
-            error = construct(StepError, {"kind": final.kind, "message": final.message or "",
-                                          "retry": final.retry})
+            error = StepError(kind=final.kind, message=final.message or "", retry=final.retry)
         started = fold.started_at if final.attempts > 0 else None
-        return _step_report(
+        return StepReport(
             status=final.status, reason=final.reason, caused_by=final.caused_by,
             attempts=final.attempts, output=final.output, error=error,
             fallback_used=final.fallback_used, started_at=started,
             finished_at=final.ts if started else None,
             duration_s=fold.acc.duration_s if started else None,
             attempt_log=[a.record() for a in fold.log],
-            elements=(ElementSummary.model_validate(final.elements) if final.elements
-                      else None),
+            elements=_element_summary(final.elements),
             version=final.version, read_at=final.read_at, age=self._age(final),
             turns=fold.turns[max(fold.turns)] if fold.turns else None,
             tool_calls=fold.tool_calls)
@@ -451,22 +483,31 @@ class ReportBuilder:
     def _build(self) -> RunReport:
         assert self.started is not None
         views = self.step_views(deciding_only=True)
-        reasons = [Reason(**r) for r in outcomes.reasons(views)]
+        reasons = [Reason(step=r["step"], status=StepStatus(r["status"]), why=r["why"],
+                          kind=None if r["kind"] is None else ErrorKind(r["kind"]))
+                   for r in outcomes.reasons(views)]
         fin = self.finished
         if fin is not None:
-            reasons += [Reason(**e) for e in fin.output_errors]
-        return trusted(RunReport, {
-            "plan": self.started.plan, "run_id": self.started.run_id,
-            "outcome": fin.outcome if fin else outcomes.run_outcome(views),
-            "plait_version": self.started.plait_version,
-            "plan_sha256": self.started.plan_sha256,
-            "cancelled_by": fin.cancelled_by if fin else None,
-            "started_at": self.started.ts, "finished_at": fin.ts if fin else None,
-            "duration_s": seconds_between(self.started.ts, fin.ts) if fin else None,
-            "inputs": self.started.inputs, "outputs": fin.outputs if fin else {},
-            "reasons": reasons,
-            "steps": {name: self._step_record(fold) for name, fold in self.steps.items()},
-            "metrics": self.metrics.result(),
-            "abandoned": [a.model_copy() for a in self.abandoned.values()],
-            "warnings": list(self.warnings),
-        })
+            reasons += [Reason(output=e["output"], why=e["why"]) for e in fin.output_errors]
+        return RunReport(
+            plan=self.started.plan, run_id=self.started.run_id,
+            outcome=fin.outcome if fin else outcomes.run_outcome(views),
+            plait_version=self.started.plait_version, plan_sha256=self.started.plan_sha256,
+            cancelled_by=fin.cancelled_by if fin else None,
+            started_at=self.started.ts, finished_at=fin.ts if fin else None,
+            duration_s=seconds_between(self.started.ts, fin.ts) if fin else None,
+            inputs=self.started.inputs, outputs=fin.outputs if fin else {},
+            reasons=reasons,
+            steps={name: self._step_record(fold) for name, fold in self.steps.items()},
+            metrics=self.metrics.result(),
+            abandoned=[dataclasses.replace(a) for a in self.abandoned.values()],
+            warnings=list(self.warnings))
+
+
+def _element_summary(elements: dict[str, Any] | None) -> ElementSummary | None:
+    """A map step's summary from its `step_finished` (a dict, as in the JSON)."""
+    if not elements:
+        return None
+    errors = [ElementError(index=e["index"], kind=ErrorKind(e["kind"]), message=e["message"])
+              for e in elements.get("errors", [])]
+    return ElementSummary(total=elements["total"], failed=elements["failed"], errors=errors)

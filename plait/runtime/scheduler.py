@@ -40,7 +40,6 @@ from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
 from plait.runtime.consistency import null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, truthy
-from plait.runtime.fastmodel import maker
 from plait.runtime.masking import Masker
 from plait.runtime.policies.breaker import CircuitBreaker
 from plait.runtime.policies.bulkhead import Bulkhead
@@ -93,11 +92,13 @@ class RunOptions:
     recorded_conversation: Callable[[str, int | None, int], list[dict[str, Any]]] | None = None
 
 
-# The events every step makes, built without validation (the scheduler types their fields).
-_new_step_started = maker(ev.StepStarted)
-_new_attempt_started = maker(ev.AttemptStarted)
-_new_attempt_finished = maker(ev.AttemptFinished)
-_new_step_finished = maker(ev.StepFinished)
+_SUCCEEDED, _FAILED, _CANCELLED = (outcomes.AttemptStatus.SUCCEEDED,
+                                   outcomes.AttemptStatus.FAILED,
+                                   outcomes.AttemptStatus.CANCELLED)
+# The events every step makes.
+_new_step_started = ev.StepStarted
+_new_attempt_started = ev.AttemptStarted
+_new_attempt_finished = ev.AttemptFinished
 # Statuses that never make a run degraded or failed (SPEC section 6).
 _NEVER_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 
@@ -138,7 +139,7 @@ class Run:
         self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
         self.views = FinishedSteps(self.states)  # what expressions may read
         self._specs: dict[str, ToolSpec | None] = {}  # tool name -> spec, looked up once
-        self.cancelled_by: str | None = None
+        self.cancelled_by: outcomes.CancelReason | None = None
         self._resumed: set[str] = set()  # steps seeded from `options.completed`
         self.deadline_at: float | None = None
         self.run_state: dict[str, Any] = {}
@@ -193,7 +194,7 @@ class Run:
             pending: list[asyncio.Future[Any]] = [steps_task, *watchers]
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if not steps_task.done():
-                self.cancelled_by = self.cancelled_by or "deadline"
+                self.cancelled_by = self.cancelled_by or outcomes.CancelReason.DEADLINE
                 steps_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await steps_task
@@ -214,7 +215,7 @@ class Run:
     def stop(self, why: str = "signal") -> None:
         """Cancel the run like the deadline does (Ctrl-C, SIGTERM); safe to call twice."""
         if self._stop is not None and not self._stop.done():
-            self.cancelled_by = why
+            self.cancelled_by = outcomes.CancelReason(why)
             self._stop.set_result(why)
 
     async def _deadline(self, seconds: float) -> None:
@@ -291,7 +292,9 @@ class Run:
             read_at = rec.get("read_at")
             st.read_at_s = seconds_from_iso(read_at) if read_at else None
             self._resumed.add(name)
-            self._finish(st, str(rec["status"]), reason=rec.get("reason"),
+            reason = rec.get("reason")
+            self._finish(st, outcomes.StepStatus(rec["status"]),
+                         reason=None if reason is None else outcomes.SkipReason(reason),
                          caused_by=rec.get("caused_by"), propagate=not st.step.is_standby)
 
     def _decide_all(self, names: list[str]) -> None:
@@ -335,8 +338,9 @@ class Run:
         self._tg.create_task(self._run_step(st, early_failure, primary=True),
                              name=f"plait:{st.name}")
 
-    def _finish(self, st: StepState, status: str, *, reason: str | None = None,
-                caused_by: str | None = None, propagate: bool = True) -> list[str]:
+    def _finish(self, st: StepState, status: outcomes.StepStatus, *,
+                reason: outcomes.SkipReason | None = None, caused_by: str | None = None,
+                propagate: bool = True) -> list[str]:
         """Record a terminal status, emit `step_finished`; returns dependants now ready."""
         st.status, st.reason, st.caused_by = status, reason, caused_by
         if status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
@@ -344,12 +348,9 @@ class Run:
         st.finished = True  # now visible to expressions (`self.views`)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
-        self._publish(_new_step_finished(
-            resumed=st.name in self._resumed,
-            step=st.name, status=status, reason=reason, caused_by=caused_by,
-            attempts=st.attempts, output=st.output, kind=st.kind, message=st.message,
-            retry=st.retry, fallback_used=st.fallback_used, recovered_by=st.recovered_by,
-            elements=st.elements, version=st.version, read_at=st.read_at))
+        outcome = st.outcome = st.make_outcome()  # one value: state, event and report
+        self._publish(ev.StepFinished(step=st.name, outcome=outcome,
+                                      resumed=st.name in self._resumed))
         for standby in st.step.fallback:  # unused standbys are not needed any more
             sb = self.states[standby]
             if not sb.done and not sb.started:
@@ -510,23 +511,24 @@ class Run:
                     at, lambda: self._call_tool(at, spec, args), queued)
         except asyncio.CancelledError:
             self._publish(_new_attempt_finished(
-                step=st.name, attempt=at.number, element=at.element, status="cancelled",
-                duration_s=round(self.clock.now() - start, 6), kind="cancelled",
+                step=st.name, attempt=at.number, element=at.element, status=_CANCELLED,
+                duration_s=round(self.clock.now() - start, 6), kind=ErrorKind.CANCELLED,
                 message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
             raise
         duration = round(self.clock.now() - start, 6)
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
             self._publish(_new_attempt_finished(
-                step=st.name, attempt=at.number, element=at.element, status="succeeded",
+                step=st.name, attempt=at.number, element=at.element, status=_SUCCEEDED,
                 duration_s=duration, queued_s=queued_s))
             return result
         assert result.kind is not None and result.message is not None
+        kind = ErrorKind(result.kind)
         self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
-                   kind=result.kind, message=result.message, injected=result.injected)
+                   kind=kind, message=result.message, injected=result.injected)
         self._publish(_new_attempt_finished(
-            step=st.name, attempt=at.number, element=at.element, status="failed",
-            duration_s=duration, kind=result.kind, message=result.message,
+            step=st.name, attempt=at.number, element=at.element, status=_FAILED,
+            duration_s=duration, kind=kind, message=result.message,
             injected=result.injected, queued_s=queued_s))
         return result
 

@@ -17,10 +17,11 @@ from plait.compiler.ir import (
     Plan,
     Step,
 )
-from plait.errors import UserError
+from plait.errors import ErrorKind, UserError
 from plait.runtime import outcomes
 from plait.runtime.clock import iso_from_seconds
 from plait.runtime.expressions import StepView as ExprStepView
+from plait.runtime.policies.retry import RetryVerdict
 
 
 @dataclass
@@ -41,14 +42,15 @@ class CallResult:
     stale_source: str | None = None  # `plait.Stale(source=...)`, when not ok
 
 
-@dataclass
+@dataclass(slots=True)
 class StepState:
-    """One step's run state; `status` is None until the step is terminal."""
+    """One step's run state; `status` is None until the step is terminal, and `outcome`
+    holds how it ended once it did (`make_outcome`)."""
 
     step: Step
     pending: int = 0  # dependencies not yet terminal
-    status: str | None = None
-    reason: str | None = None
+    status: outcomes.StepStatus | None = None
+    reason: outcomes.SkipReason | None = None
     caused_by: str | None = None
     attempts: int = 0
     output: Any = None
@@ -76,6 +78,7 @@ class StepState:
     expression_view: ExprStepView | None = field(default=None, init=False)
     # The arguments when every one is a literal (evaluated once, not per attempt), or None.
     literal_args: dict[str, Any] | None = field(init=False)
+    outcome: outcomes.StepOutcome | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # one StepState per step before the run starts: the common shapes (no resources,
@@ -103,6 +106,20 @@ class StepState:
     @property
     def done(self) -> bool:
         return self.status is not None
+
+    def make_outcome(self) -> outcomes.StepOutcome:
+        """How the (terminal) step ended, as the one value its state, its `step_finished`
+        and the report share; the working fields' text becomes the closed enums."""
+        assert self.status is not None
+        kind, retry, recovered_by = self.kind, self.retry, self.recovered_by
+        return outcomes.StepOutcome(
+            status=self.status, reason=self.reason, caused_by=self.caused_by,
+            attempts=self.attempts, output=self.output,
+            kind=None if kind is None else ErrorKind(kind), message=self.message,
+            retry=None if retry is None else RetryVerdict(retry),
+            fallback_used=self.fallback_used,
+            recovered_by=None if recovered_by is None else outcomes.RecoveredBy(recovered_by),
+            elements=self.elements, version=self.version, read_at=self.read_at)
 
     def view(self) -> outcomes.StepView:
         return outcomes.step_view(

@@ -75,7 +75,7 @@ class TracingSink:
         self._tokens: dict[str, dict[str, int]] = {}
 
     def __call__(self, event: Any) -> None:
-        data = event if isinstance(event, Mapping) else event.model_dump(mode="json")
+        data = event if isinstance(event, Mapping) else event.to_json_dict()
         handler = getattr(self, f"_on_{data.get('event')}", None)
         if handler is not None:
             handler(data)

@@ -154,8 +154,9 @@ class AttemptFinished(Event):
     queued_s: float | None = None
 
     def __post_init__(self) -> None:  # a closed set: an unknown value is refused here
-        self.status = AttemptStatus(self.status)
-        if self.kind is not None:
+        if type(self.status) is not AttemptStatus:  # (the scheduler passes the enum itself)
+            self.status = AttemptStatus(self.status)
+        if self.kind is not None and type(self.kind) is not ErrorKind:
             self.kind = ErrorKind(self.kind)
 
 
@@ -170,7 +171,8 @@ class AttemptFailed(Event):
     injected: bool = False
 
     def __post_init__(self) -> None:
-        self.kind = ErrorKind(self.kind)
+        if type(self.kind) is not ErrorKind:
+            self.kind = ErrorKind(self.kind)
 
 
 @dataclass(slots=True, kw_only=True)

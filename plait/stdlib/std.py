@@ -1,4 +1,8 @@
-"""`std.*`: small tools for wiring plans together and for rehearsing failure."""
+"""`std.*`: small tools for wiring plans together and for rehearsing failure.
+
+None of them blocks, so all are `async`: they run on the event loop, without the thread a
+sync tool gets (a 10,000-step fan-out of `std.echo` spent most of its time starting them).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from plait.stdlib.registry import ToolContext, tool
 
 
 @tool(name="std.echo")
-def echo(value: Any) -> Any:
+async def echo(value: Any) -> Any:
     """Return `value` unchanged."""
     return value
 
@@ -23,13 +27,14 @@ async def sleep(seconds: float, value: Any = None) -> Any:
 
 
 @tool(name="std.fail")
-def fail(message: str, kind: str = "tool_error") -> Any:
+async def fail(message: str, kind: str = "tool_error") -> Any:
     """Always fail with `message` and error kind `kind`."""
     raise error_for_kind(_kind(kind), message)
 
 
 @tool(name="std.flaky")
-def flaky(ctx: ToolContext, fail_times: int, value: Any = None, kind: str = "transient") -> Any:
+async def flaky(ctx: ToolContext, fail_times: int, value: Any = None,
+                kind: str = "transient") -> Any:
     """Fail the first `fail_times` attempts in a run (per step, and per map element), then
     return `value`."""
     counters: dict[tuple[str, int | None], int] = ctx.run_state.setdefault("std.flaky", {})

@@ -576,30 +576,18 @@ class _Lowering:
 # only re-check them: built directly instead (~0.15 s at 10,000 steps);
 # tests/compiler/test_ir_roundtrip.py checks that the plan still validates and round-trips.
 _NO_POLICIES: dict[str, nodes.PolicyNode] = {}  # read only
-_new, _site = object.__new__, tuple.__new__
-# BaseModel's slots, set through their descriptors (`object.__setattr__` by name looks the
-# name up on the class each time; the same choice as `runtime.fastmodel`).
-_set_dict, _set_fields_set, _set_extra, _set_private = (
-    BaseModel.__dict__[slot].__set__
-    for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__",
-                 "__pydantic_private__")
-)
+_site = tuple.__new__
 M = TypeVar("M", bound=BaseModel)
 
 
 def _adopt(cls: type[M]) -> Callable[[dict[str, Any]], M]:
-    """`_fast(cls)` for callers that give every field, in the key order `_fast` makes
-    (fields with a default first, in declaration order, then the others): the dict becomes
-    the instance's `__dict__`, with no merge of defaults and no keyword arguments."""
-    every_field = set(cls.model_fields)  # shared by the instances, as in `_fast`
+    """`_fast(cls)` for callers that give every field as one dict: pydantic's
+    `model_construct` (no validation), every field marked as set (as in `_fast`)."""
+    every_field = set(cls.model_fields)
+    construct = cls.model_construct
 
     def adopt(values: dict[str, Any]) -> M:
-        instance: M = _new(cls)
-        _set_dict(instance, values)
-        _set_fields_set(instance, every_field)
-        _set_extra(instance, None)
-        _set_private(instance, None)
-        return instance
+        return construct(every_field, **values)
 
     return adopt
 

@@ -298,6 +298,38 @@ class Resource(_Node):
 INPUT_TYPES = ("str", "int", "float", "bool", "list", "dict", "any", "secret")
 
 
+def list_item_type(type_name: str) -> str | None:
+    """`T` of `list[T]`; None for any other type."""
+    if type_name.startswith("list[") and type_name.endswith("]"):
+        return type_name[5:-1].strip()
+    return None
+
+
+def is_input_type(type_name: str) -> bool:
+    """One of INPUT_TYPES, or `list[T]` of one."""
+    inner = list_item_type(type_name)
+    return is_input_type(inner) if inner is not None else type_name in INPUT_TYPES
+
+
+def fits_input_type(type_name: str, value: object) -> bool:
+    """Whether a JSON value is of an input's declared type (the one check, used for
+    defaults at compile time and for given inputs at run time). A bool is not a number;
+    an int is a float."""
+    inner = list_item_type(type_name)
+    if inner is not None:
+        return isinstance(value, list) and all(fits_input_type(inner, v) for v in value)
+    if type_name in ("str", "secret"):
+        return isinstance(value, str)
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name in ("int", "float"):
+        number = int if type_name == "int" else (int, float)
+        return isinstance(value, number) and not isinstance(value, bool)
+    if type_name in ("list", "dict"):
+        return isinstance(value, list if type_name == "list" else dict)
+    return True  # any
+
+
 class Input(_Node):
     name: str
     type: str  # one of INPUT_TYPES, or "list[T]"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from plait.compiler.ir import CompiledPlan, Input, Plan
+from plait.compiler.ir import CompiledPlan, Input, Plan, fits_input_type
 from plait.errors import ErrorKind, UserError
 from plait.runtime.clock import Clock, RealClock
 from plait.runtime.events import Sink
@@ -84,25 +84,6 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-def _fits(type_name: str, value: Any) -> bool:
-    if type_name in ("str", "secret"):
-        return isinstance(value, str)
-    if type_name == "bool":
-        return isinstance(value, bool)
-    if type_name == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if type_name == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if type_name == "dict":
-        return isinstance(value, dict)
-    if type_name == "list":
-        return isinstance(value, list)
-    if type_name.startswith("list[") and type_name.endswith("]"):
-        inner = type_name[5:-1]
-        return isinstance(value, list) and all(_fits(inner, v) for v in value)
-    return True  # any
-
-
 def read_inputs_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -147,7 +128,7 @@ def validate_inputs(plan: Plan, values: Mapping[str, Any] | None) -> dict[str, A
     for name, decl in plan.inputs.items():
         if name in values:
             value = values[name]
-            if not _fits(decl.type, value):
+            if not fits_input_type(decl.type, value):
                 raise UserError(f"input `{name}` must be {decl.type}, got "
                                 f"{json.dumps(value)[:60]}")
             result[name] = float(value) if decl.type == "float" else value

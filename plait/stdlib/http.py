@@ -15,9 +15,7 @@ import json as jsonlib
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from plait.errors import (
     InvalidInput,
@@ -30,6 +28,9 @@ from plait.errors import (
 )
 from plait.stdlib.registry import ToolContext, tool
 from plait.versions import Versioned, value_hash
+
+if TYPE_CHECKING:  # imported where a request is sent: `plait check` never needs it
+    import httpx
 
 CLIENT_KEY = "http.client"
 CLIENT_LOOP_KEY = "http.client.loop"
@@ -127,6 +128,8 @@ def _http_date(value: str) -> bool:
 
 def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
     """The run's pooled client, created on first use and closed when the run ends."""
+    import httpx
+
     client, loop = ctx.run_state.get(CLIENT_KEY), asyncio.get_running_loop()
     # A client's connections belong to one event loop; a state reused on another loop (or
     # after the run-end cleanup closed it) gets a fresh client.
@@ -160,6 +163,8 @@ async def send(ctx: ToolContext, method: str, url: str, *,
                params: dict[str, Any] | None = None, json: Any = None,
                timeout: float | None = None) -> httpx.Response:
     """Send a request on the shared client, mapping transport failures to error kinds."""
+    import httpx
+
     kwargs: dict[str, Any] = {"params": _query(params)}
     if headers:
         kwargs["headers"] = {k: str(v) for k, v in headers.items()}

@@ -14,7 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from plait.errors import ErrorKind, InvalidInput, InvalidOutput, Permanent, error_for_kind
@@ -361,6 +360,8 @@ def _read_script(path: Path) -> Script:
                         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise Permanent(f"cannot read {where}: {exc}") from None
+    import yaml  # only for scripted rules: `plait check` never reads them
+
     try:
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:

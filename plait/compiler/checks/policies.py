@@ -3,7 +3,7 @@ range, input types are known and defaults match them, a map runs over a list."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext
@@ -18,6 +18,8 @@ from plait.compiler.ir import (
     RetryPolicy,
     Step,
     TemplateExpr,
+    fits_input_type,
+    is_input_type,
 )
 from plait.compiler.source import Span
 
@@ -177,12 +179,12 @@ def _duration(seconds: float) -> str:
 def check_inputs(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Input types are known, and a default is a literal of the declared type."""
     for item in plan.inputs.values():
-        if not _known_type(item.type):
+        if not is_input_type(item.type):
             yield error(codes.UNKNOWN_TYPE, f"unknown type `{item.type}` for input `{item.name}`",
                         ctx.span("input", item.name),
                         *(did_you_mean(item.type, INPUT_TYPES) or (
                             "types are " + ", ".join(INPUT_TYPES) + " and list[T]",)))
-        elif item.has_default and not _fits(item.type, item.default):
+        elif item.has_default and not fits_input_type(item.type, item.default):
             yield _bad_default(item, ctx)
 
 
@@ -193,36 +195,6 @@ def _bad_default(item: Input, ctx: CheckContext) -> Diagnostic:
                  f"not {item.type}",
                  ctx.span("input", item.name, "default") or ctx.span("input", item.name),
                  *hints)
-
-
-def _known_type(type_name: str) -> bool:
-    inner = _list_item_type(type_name)
-    if inner is not None:
-        return _known_type(inner)
-    return type_name in INPUT_TYPES
-
-
-def _list_item_type(type_name: str) -> str | None:
-    if type_name.startswith("list[") and type_name.endswith("]"):
-        return type_name[5:-1].strip()
-    return None
-
-
-def _fits(type_name: str, value: object) -> bool:
-    inner = _list_item_type(type_name)
-    if inner is not None:
-        return isinstance(value, list) and all(_fits(inner, v) for v in value)
-    checks: dict[str, Callable[[object], bool]] = {
-        "str": lambda v: isinstance(v, str),
-        "secret": lambda v: isinstance(v, str),
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "bool": lambda v: isinstance(v, bool),
-        "list": lambda v: isinstance(v, list),
-        "dict": lambda v: isinstance(v, dict),
-        "any": lambda v: True,
-    }
-    return checks[type_name](value)
 
 
 def _describe(value: object) -> str:

@@ -192,6 +192,9 @@ def _template_source(expr: TemplateExpr) -> str:
     `"..."` string cannot hold), its leading blank escaped so dedenting keeps it."""
     pieces = [_escape(part) if isinstance(part, str) else "${" + to_source(part) + "}"
               for part in expr.parts]
+    for i, piece in enumerate(pieces[:-1]):  # a `$` just before `${` would make `$${`
+        if isinstance(expr.parts[i], str) and piece.endswith("$"):
+            pieces[i] = piece[:-1] + "\\$"
     if not any('"' in piece for piece, part in zip(pieces, expr.parts, strict=True)
                if not isinstance(part, str)):
         return '"' + "".join(pieces) + '"'

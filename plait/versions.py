@@ -12,6 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+# The standard tools whose write is conditional on an argument, and that argument.
+CONDITION_ARGS: dict[str, str] = {
+    "http.post": "if_match", "http.put": "if_match", "http.patch": "if_match",
+    "http.delete": "if_match", "file.write": "if_version",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Versioned:

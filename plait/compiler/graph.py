@@ -53,13 +53,17 @@ def edges(plan: Plan, step_refs: dict[str, set[str]] | None = None) -> list[Edge
     data, after, fallback = EdgeKind.DATA, EdgeKind.AFTER, EdgeKind.FALLBACK
     for name, step in steps.items():
         refs = step_refs[name] if step_refs is not None else step_references(plan, step)
-        waits = step.after
+        waits, guards = step.after, step.guard
+        undone = steps[step.standby_for].compensate == name if step.standby_for else False
         for dep in step.depends_on:
-            if dep in steps:
-                add((dep, name, after if waits and dep in waits and dep not in refs else data))
+            if dep in steps and not (undone and dep == step.standby_for):  # (an undo edge)
+                kind = after if waits and dep in waits and dep not in refs else data
+                add((dep, name, EdgeKind.GUARD if guards and dep in guards else kind))
         if step.fallback:
             result.extend((name, standby, fallback)
                           for standby in step.fallback if standby in steps)
+        if step.compensate is not None and step.compensate in steps:
+            add((name, step.compensate, EdgeKind.UNDO))
     return result
 
 
@@ -94,6 +98,7 @@ def step_attributes(step: Step) -> dict[str, Any]:
         "retry": step.retry, "fallback": list(step.fallback), "default": step.default is not None,
         "optional": step.optional, "uses": list(step.uses), "concurrency": step.concurrency,
         "tolerate": step.tolerate, "standby_for": step.standby_for,
+        "fresh": step.fresh, "guard": list(step.guard), "compensate": step.compensate,
     }
 
 
@@ -142,6 +147,8 @@ EDGE_STYLE = {
     EdgeKind.DATA: {"color": "#475569"},
     EdgeKind.AFTER: {"color": "#94A3B8", "style": "dotted", "label": "after"},
     EdgeKind.FALLBACK: {"color": "#D97706", "style": "dashed", "label": "fallback"},
+    EdgeKind.GUARD: {"color": "#0F766E", "style": "dotted", "label": "guard"},
+    EdgeKind.UNDO: {"color": "#B91C1C", "style": "dashed", "label": "undo"},
 }
 FONT = "Helvetica"
 
@@ -314,7 +321,8 @@ def to_mermaid(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> s
     for output in plan.outputs.values():
         lines.append(f'  out_{output.name}[\\"{_mm(output.name)}"\\]')
     arrows = {EdgeKind.DATA: "-->", EdgeKind.AFTER: "-. after .->",
-              EdgeKind.FALLBACK: "-. fallback .->"}
+              EdgeKind.FALLBACK: "-. fallback .->", EdgeKind.GUARD: "-. guard .->",
+              EdgeKind.UNDO: "-. undo .->"}
     for source, target, kind in plan.edges or edges(plan):
         lines.append(f"  s_{source} {arrows[EdgeKind(kind)]} s_{target}")
     lines.extend(f"  in_{name} --> s_{step}" for name, step in input_readers(plan))

@@ -210,6 +210,8 @@ class EdgeKind(StrEnum):
     DATA = "data"
     AFTER = "after"
     FALLBACK = "fallback"
+    GUARD = "guard"  # from a guarded step to the step that guards it (SPEC section 10)
+    UNDO = "undo"  # from a step to its compensation
 
 
 class Step(_Node):
@@ -237,13 +239,17 @@ class Step(_Node):
     # `max_output N`: the largest result (bytes of JSON) one call may return; None: the
     # plan's, else the runtime's default (16 MB)
     max_output: int | None = None
-    # Set on a standby: the primary whose `fallback` names this step.
+    # Set on a standby: the primary whose `fallback` (or `compensate`) names this step.
     standby_for: str | None = None
     # SPEC section 11: the preset this step calls (its `tool` and `args` are merged), the
     # loop whose body holds this step, and, on a loop, what it repeats.
     preset: str | None = None
     in_loop: str | None = None
     loop: LoopSpec | None = None
+    # SPEC section 10: `fresh DUR` (seconds), `guard S, ...`, `compensate C`.
+    fresh: float | None = None
+    guard: list[str] = []
+    compensate: str | None = None
 
     @property
     def is_map(self) -> bool:
@@ -256,6 +262,10 @@ class Step(_Node):
     @property
     def is_loop(self) -> bool:
         return self.loop is not None
+
+    def standbys(self) -> list[str]:
+        """The steps this one is the primary of: its fallbacks, then its compensation."""
+        return [*self.fallback, self.compensate] if self.compensate else list(self.fallback)
 
 
 class Preset(_Node):

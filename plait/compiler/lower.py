@@ -312,7 +312,14 @@ class _Lowering:
         default = default.value if default is not None else None
         refs = self._reads(name, over, loop_var, args, condition, default)
         after = self._targets(name, get("after"), "after")
+        guard = self._targets(name, get("guard"), "guard")
         depends = refs | {t for t in after if t in self.step_nodes} if after else refs
+        if guard:
+            depends = depends | {t for t in guard if t in self.step_nodes}
+        fresh, compensate = get("fresh"), get("compensate")
+        if compensate is not None:
+            self.spans.setdefault(("step", name, "compensate", compensate.target.name),
+                                  compensate.target.span)
         when, timeout = get("when"), get("timeout")
         concurrency, tolerate = get("concurrency"), get("tolerate")
         return _adopt_step({  # in the key order of `_fast(Step)`: fields with defaults first
@@ -341,6 +348,9 @@ class _Lowering:
             "preset": preset.name if preset is not None else None,
             "in_loop": self.in_loop.get(name),
             "loop": None,
+            "fresh": fresh.duration.seconds if fresh is not None else None,
+            "guard": guard,
+            "compensate": compensate.target.name if compensate is not None else None,
             "name": name,
             "tool": preset.tool if preset is not None else call.tool.name,
         })
@@ -675,7 +685,7 @@ def _across_loops(steps: dict[str, Step], in_loop: dict[str, str]) -> None:
 def _mark_standbys(steps: dict[str, Step]) -> None:
     """A standby serves the first primary, in source order, whose `fallback` names it."""
     for primary in steps.values():
-        for name in primary.fallback:
+        for name in primary.standbys():
             standby = steps.get(name)
             if standby is not None and name != primary.name and standby.standby_for is None:
                 standby.standby_for = primary.name

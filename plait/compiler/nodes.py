@@ -142,6 +142,33 @@ class TolerancePolicy:
     span: Span
 
 
+@dataclass(frozen=True, slots=True)
+class FreshPolicy:
+    """`fresh DUR`: the output is good for DUR (SPEC section 10)."""
+
+    keyword: ClassVar[str] = "fresh"
+    duration: Duration
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    """`guard S, ...`: check the guarded steps' data before each attempt (SPEC section 10)."""
+
+    keyword: ClassVar[str] = "guard"
+    targets: tuple[Ident, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class CompensatePolicy:
+    """`compensate C`: run standby C to undo this step if the run fails (SPEC section 10)."""
+
+    keyword: ClassVar[str] = "compensate"
+    target: Ident
+    span: Span
+
+
 PolicyNode = (
     AfterPolicy
     | WhenPolicy
@@ -154,6 +181,9 @@ PolicyNode = (
     | UsesPolicy
     | ConcurrencyPolicy
     | TolerancePolicy
+    | FreshPolicy
+    | GuardPolicy
+    | CompensatePolicy
 )
 
 

@@ -382,6 +382,16 @@ class PlanTransformer(Transformer[Tok, Any]):
     def optional(self, keyword: Tok) -> nodes.OptionalPolicy:
         return nodes.OptionalPolicy(self._tspan(keyword))
 
+    def fresh(self, keyword: Tok, duration: Tok) -> nodes.FreshPolicy:
+        return nodes.FreshPolicy(self._duration(duration), self._span(keyword, duration))
+
+    def guard(self, keyword: Tok, targets: tuple[nodes.Ident, ...]) -> nodes.GuardPolicy:
+        return nodes.GuardPolicy(targets, self._from(keyword, targets[-1].span))
+
+    def compensate(self, keyword: Tok, target: Tok) -> nodes.CompensatePolicy:
+        ident = self._ident(target)
+        return nodes.CompensatePolicy(ident, self._from(keyword, ident.span))
+
     def uses(self, keyword: Tok, targets: tuple[nodes.Ident, ...]) -> nodes.UsesPolicy:
         return nodes.UsesPolicy(targets, self._from(keyword, targets[-1].span))
 

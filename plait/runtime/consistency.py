@@ -12,12 +12,7 @@ from typing import Any
 
 from plait.compiler.expressions import children
 from plait.compiler.ir import AttrExpr, Expr, NameExpr, Plan, Step
-
-# The tools whose write is conditional on an argument, and that argument.
-CONDITION_ARGS: dict[str, str] = {
-    "http.post": "if_match", "http.put": "if_match", "http.patch": "if_match",
-    "http.delete": "if_match", "file.write": "if_version",
-}
+from plait.versions import CONDITION_ARGS
 
 
 def null_condition(step: Step, tool: str, args: Mapping[str, Any]) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from plait.compiler.checks import (
     agents,
+    consistency,
     fallbacks,
     graph_checks,
     policies,
@@ -35,6 +36,7 @@ CHECKS: tuple[Check, ...] = (
     *policies.CHECKS,
     *fallbacks.CHECKS,
     *graph_checks.CHECKS,
+    *consistency.CHECKS,
     *warnings.CHECKS,
 )
 

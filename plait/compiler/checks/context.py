@@ -47,12 +47,21 @@ class CheckContext:
 
     @cached_property
     def standbys(self) -> dict[str, list[str]]:
-        """Each step named in some `fallback`, with the primaries naming it in file order."""
+        """Each step named in some `fallback` or `compensate`, with the primaries naming it
+        in file order."""
         named: dict[str, list[str]] = {}
         for step in self.groups.fallbacks:
-            for target in step.fallback:
+            for target in step.standbys():
                 named.setdefault(target, []).append(step.name)
         return named
+
+    def role(self, standby: str) -> str:
+        """"a fallback of `P`" or "the compensation of `P`", for messages."""
+        primary = self.standbys[standby][0]
+        step = self.plan.steps.get(primary)
+        if step is not None and step.compensate == standby:
+            return f"the compensation of `{primary}`"
+        return f"a fallback of `{primary}`"
 
     @cached_property
     def expressions(self) -> ExprIndex:
@@ -100,7 +109,7 @@ class StepGroups:
 
     maps: list[Step] = field(default_factory=list)  # map steps
     map_policies: list[Step] = field(default_factory=list)  # others with concurrency/tolerate
-    fallbacks: list[Step] = field(default_factory=list)  # with a `fallback`
+    fallbacks: list[Step] = field(default_factory=list)  # with a `fallback` or `compensate`
     afters: list[Step] = field(default_factory=list)  # with an `after`
     targets: list[Step] = field(default_factory=list)  # with an `after` or a `fallback`
     independent: list[Step] = field(default_factory=list)  # with no dependency
@@ -115,7 +124,7 @@ class StepGroups:
                 maps.append(step)
             elif step.concurrency is not None or step.tolerate is not None:
                 map_policies.append(step)
-            if step.fallback:
+            if step.fallback or step.compensate:
                 fallbacks.append(step)
             if step.after:
                 afters.append(step)

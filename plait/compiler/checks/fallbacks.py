@@ -77,17 +77,22 @@ def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
         for _, node, _ in ctx.names:
             name = node.name
             if name in standbys and name in steps:
-                yield _referenced(name, standbys[name][0], node.span)
+                yield _referenced(name, ctx.role(name), standbys[name][0], node.span)
     for step in ctx.groups.afters:
         for target in step.after:
             if target in standbys and target in steps:
-                yield _referenced(target, standbys[target][0],
+                yield _referenced(target, ctx.role(target), standbys[target][0],
                                   ctx.step_span(step.name, "after", target))
+    for step in plan.steps.values():
+        for target in step.guard:
+            if target in standbys and target in steps:
+                yield _referenced(target, ctx.role(target), standbys[target][0],
+                                  ctx.step_span(step.name, "guard", target))
 
 
-def _referenced(standby: str, primary: str, span: Span | None) -> Diagnostic:
+def _referenced(standby: str, role: str, primary: str, span: Span | None) -> Diagnostic:
     return error(codes.STANDBY_REFERENCED,
-                 f"step `{standby}` is a standby (a fallback of `{primary}`) and cannot be "
+                 f"step `{standby}` is a standby ({role}) and cannot be "
                  "referenced by other steps or outputs",
                  span,
                  f"read `{primary}.output` instead: it carries `{standby}`'s output when "
@@ -107,7 +112,7 @@ def check_standby_policies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic
         }
         for policy in (p for p, present in written.items() if present):
             yield error(codes.STANDBY_POLICY,
-                        f"standby step `{name}` (a fallback of `{primaries[0]}`) cannot "
+                        f"standby step `{name}` ({ctx.role(name)}) cannot "
                         f"carry `{policy}`",
                         ctx.step_span(name, "policy", policy),
                         "a standby runs only when its primary has failed; put the policy "
@@ -122,6 +127,8 @@ def check_standby_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagno
         if step is None or primary is None or primary.name == name:
             continue
         wanted = {d for d in step.depends_on if d in plan.steps and d not in ctx.standbys}
+        if primary.compensate == name:
+            wanted.discard(primary.name)  # a compensation may read its primary
         missing = _not_ancestors(plan, primary, wanted)
         if missing:
             bad = [d for d in step.depends_on if d in missing]

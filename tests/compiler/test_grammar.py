@@ -140,7 +140,8 @@ def test_policy_values_come_through() -> None:
 def test_keyword_lists_come_from_the_grammar() -> None:
     words = keywords()
     assert words.policies == ("after", "when", "if", "timeout", "retry", "fallback", "default",
-                              "optional", "uses", "concurrency", "tolerate")
+                              "optional", "uses", "concurrency", "tolerate", "fresh", "guard",
+                              "compensate")
     assert words.items == ("use", "input", "output", "deadline", "concurrency", "defaults",
                            "resource", "step", "loop", "tool")
     assert words.resource_settings == ("rate", "concurrency", "breaker")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from plait.compiler import codes
-from plait.compiler.checks.context import CheckContext, did_you_mean
+from plait.compiler.checks.context import CheckContext
 from plait.compiler.diagnostics import Diagnostic, error, warning
-from plait.compiler.expressions import children
+from plait.compiler.expressions import children, did_you_mean
 from plait.compiler.ir import AttrExpr, Expr, LiteralExpr, NameExpr, Plan, Step
 from plait.errors import ErrorKind
 from plait.versions import CONDITION_ARGS

@@ -142,7 +142,7 @@ class ConversationHost:
             ctx = run._context(self.at) if spec.context_param is not None else None
             result = await run._admitted_call(
                 self.at, lambda ctx=ctx: invoke_tool(spec, args, ctx, timeout,  # type: ignore[misc]
-                                                     run.clock),
+                                                     run.clock, executor=run._execute),
                 [], uses=uses, map_slots=False)
             if result.ok:
                 return ToolResult(True, _unwrapped(result.value), attempts=number)

@@ -21,8 +21,9 @@ from plait.compiler.ir import CompiledPlan, Input, Plan, fits_input_type
 from plait.errors import ErrorKind, UserError
 from plait.runtime.clock import Clock, RealClock
 from plait.runtime.events import Sink
+from plait.runtime.guards import ResourceGuards
 from plait.runtime.report import ReportBuilder, RunReport
-from plait.runtime.scheduler import Injection, Run, RunOptions
+from plait.runtime.scheduler import Executor, Injection, Run, RunOptions
 from plait.runtime.state import check_env
 from plait.stdlib.registry import ToolLoadError, ToolRegistry, plan_registry
 
@@ -197,7 +198,8 @@ class Runner:
     """One prepared run: plan, inputs, options and sinks. `await runner.run()` runs it.
 
     With `handle_signals`, SIGINT and SIGTERM cancel the run like the deadline; `signal`
-    then names the one received (the CLI maps it to exit 130 / 143).
+    then names the one received (the CLI maps it to exit 130 / 143). `executor` runs the
+    tool calls elsewhere (Ray); `guards` are resource guards shared with other runs (batch).
     """
 
     def __init__(self, plan: Plan, inputs: Mapping[str, Any] | None = None, *,
@@ -205,7 +207,9 @@ class Runner:
                  events: Sink | Iterable[Sink] | None = None, clock: Clock | None = None,
                  run_id: str | None = None, environ: Mapping[str, str] | None = None,
                  registry: ToolRegistry | None = None,
-                 warn: Callable[[str], None] = _stderr) -> None:
+                 warn: Callable[[str], None] = _stderr,
+                 executor: Executor | None = None, guards: ResourceGuards | None = None,
+                 ) -> None:
         self.plan = plan
         self.inputs = validate_inputs(plan, inputs)
         self.env = check_env(plan, os.environ if environ is None else environ)
@@ -217,7 +221,8 @@ class Runner:
         self.options = RunOptions(
             run_id=run_id or uuid.uuid4().hex[:16], inputs=self.inputs, env=self.env,
             clock=clock or RealClock(), seed=seed, inject=dict(inject or {}),
-            secrets=_secrets(plan, self.inputs, self.env, warn), plan_dir=plan_dir)
+            secrets=_secrets(plan, self.inputs, self.env, warn), plan_dir=plan_dir,
+            executor=executor, guards=guards)
         self.run_obj: Run | None = None
 
     @property
@@ -253,6 +258,12 @@ def _sink_list(events: Sink | Iterable[Sink] | None) -> list[Sink]:
     if callable(events):
         return [events]
     return list(events)
+
+
+def plan_tools(plan: Plan) -> ToolRegistry:
+    """The tools a plan can call: the built-ins plus its `use`d ones (UserError when a `use`
+    cannot be loaded)."""
+    return _registry(plan, plan_dir_of(plan))
 
 
 def _registry(plan: Plan, plan_dir: Path) -> ToolRegistry:

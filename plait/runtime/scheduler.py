@@ -28,7 +28,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from plait import __version__
 from plait.compiler.expressions import to_source
@@ -40,16 +40,26 @@ from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
 from plait.runtime.consistency import null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, truthy
+from plait.runtime.guards import BreakerGuard, ResourceGuards
 from plait.runtime.masking import Masker
-from plait.runtime.policies.breaker import CircuitBreaker
 from plait.runtime.policies.bulkhead import Bulkhead
-from plait.runtime.policies.ratelimit import RateLimiter
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
 from plait.runtime.state import CallResult, FinishedSteps, StepState
 from plait.runtime.values import DEFAULT_OUTPUT_LIMIT, to_json_value
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
 from plait.stdlib.workers import CallWatch, current_call
 from plait.versions import Versioned, value_hash
+
+
+class Executor(Protocol):
+    """How a tool call is made: `await executor(spec, validated_args, ctx, limit=...,
+    on_block=...)` gives the result as a JSON value (at most `limit` bytes) or raises the
+    tool's error. The default runs it in this process (`runtime.executor.execute`);
+    `runtime.executors.ray.RayExecutor` makes it a Ray task."""
+
+    def __call__(self, spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None, *,
+                 limit: int | None = ..., on_block: Callable[[float], None] | None = ...
+                 ) -> Awaitable[Any]: ...
 
 
 @dataclass
@@ -90,6 +100,11 @@ class RunOptions:
     # reads them back with `recorded_conversation(step, element, attempt)`.
     record_conversation: Callable[[str, int | None, int, dict[str, Any]], None] | None = None
     recorded_conversation: Callable[[str, int | None, int], list[dict[str, Any]]] | None = None
+    # Where tool calls run (None: in this process).
+    executor: Executor | None = None
+    # The resources' breakers, slots and rate windows, when shared with other runs (a
+    # batch); None: this run makes its own.
+    guards: ResourceGuards | None = None
 
 
 _SUCCEEDED, _FAILED, _CANCELLED = (outcomes.AttemptStatus.SUCCEEDED,
@@ -154,13 +169,11 @@ class Run:
         self._plan_slots = Bulkhead(plan.concurrency)
         self._plan_limited = plan.concurrency is not None
         self._map_slots: dict[str, Bulkhead] = {}
-        self._breakers = {
-            r.name: CircuitBreaker(r.name, r.breaker, self.clock)
-            for r in plan.resources.values() if r.breaker is not None}
-        self._bulkheads = {r.name: Bulkhead(r.concurrency)
-                           for r in plan.resources.values() if r.concurrency is not None}
-        self._limiters = {r.name: RateLimiter(r.rate, self.clock)
-                          for r in plan.resources.values() if r.rate is not None}
+        guards = options.guards or ResourceGuards.for_plan(plan, self.clock)
+        self._breakers = guards.breakers
+        self._bulkheads = guards.bulkheads
+        self._limiters = guards.limiters
+        self._execute: Executor = options.executor or execute
         self._wall_s = lambda: wall_seconds(self.clock)
         self._link()
 
@@ -558,12 +571,12 @@ class Run:
         step's tool call, or one request or tool call of a model conversation (`uses`
         then names the resources, and `map_slots=False` leaves the map's slots out)."""
         uses = at.state.uses if uses is None else uses
-        admissions: list[tuple[CircuitBreaker, Any]] = []
+        admissions: list[tuple[BreakerGuard, Any]] = []
         for name in uses:
             breaker = self._breakers.get(name)
             if breaker is None:
                 continue
-            admission = breaker.admit()
+            admission = await breaker.admit()
             if admission is None:
                 self._release_admissions(at, admissions)
                 return _failure(ErrorKind.BREAKER_OPEN,
@@ -578,11 +591,11 @@ class Run:
             raise
         kind = None if result.ok else result.kind
         for breaker, admission in admissions:
-            self._breaker_events(at, breaker.record(admission, kind))
+            self._breaker_events(at, await breaker.record(admission, kind))
         return result
 
     async def _guarded_call(self, at: _Attempt, invoke: Callable[[], Awaitable[CallResult]],
-                            uses: tuple[str, ...], admissions: list[tuple[CircuitBreaker, Any]],
+                            uses: tuple[str, ...], admissions: list[tuple[BreakerGuard, Any]],
                             queued: list[float], map_slots: bool) -> CallResult:
         mapped = self._map_slots.get(at.state.name) if map_slots else None
         async with contextlib.AsyncExitStack() as slots:
@@ -596,7 +609,7 @@ class Run:
                 if name in self._limiters:
                     await self._limiters[name].acquire()
             for breaker, admission in admissions:
-                if not breaker.still_closed_for(admission):
+                if not await breaker.still_closed_for(admission):
                     return _failure(ErrorKind.BREAKER_OPEN,
                                     f"the circuit breaker of resource `{breaker.name}` opened")
             queued.append(self.clock.now())
@@ -618,7 +631,8 @@ class Run:
         at.watch = watch = CallWatch(tool=spec.name)
         result = await invoke_tool(spec, args, ctx, step.timeout_s, self.clock,
                                    limit=step.max_output or self._output_limit,
-                                   on_block=self._block_reporter(at, spec), watch=watch)
+                                   on_block=self._block_reporter(at, spec), watch=watch,
+                                   executor=self._execute)
         if self.deadline_at is not None and self.clock.now() >= self.deadline_at:
             # the result came after the deadline (the tool held the event loop, so the
             # deadline could not interrupt it): cancelled, as the deadline would have
@@ -705,15 +719,14 @@ class Run:
 
     # --- breakers ------------------------------------------------------------------------
 
-    def _admission_transitions(self, breaker: CircuitBreaker, admission: Any) -> list[Any]:
+    def _admission_transitions(self, breaker: BreakerGuard, admission: Any) -> list[Any]:
         return list(getattr(admission, "transitions", []) or [])
 
     def _release_admissions(self, at: _Attempt,
-                            admissions: list[tuple[CircuitBreaker, Any]]) -> None:
-        """Give back admissions not used for a call: `cancelled` is a kind the breaker
-        neither counts nor resets on, so a held half-open trial is simply released."""
+                            admissions: list[tuple[BreakerGuard, Any]]) -> None:
+        """Give back admissions not used for a call (a held half-open trial is freed)."""
         for breaker, admission in admissions:
-            self._breaker_events(at, breaker.record(admission, ErrorKind.CANCELLED))
+            self._breaker_events(at, breaker.release(admission))
 
     def _breaker_events(self, at: _Attempt, transitions: Iterable[Any]) -> None:
         types: dict[str, type[ev.BreakerOpened | ev.BreakerHalfOpen | ev.BreakerClosed]] = {
@@ -754,19 +767,21 @@ async def invoke_tool(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | N
                       timeout_s: float | None, clock: Clock, *,
                       limit: int | None = DEFAULT_OUTPUT_LIMIT,
                       on_block: Callable[[float], None] | None = None,
-                      watch: CallWatch | None = None) -> CallResult:
-    """Call a tool under a per-call timeout; whatever it raises becomes a failure with a
-    kind, whatever it returns a JSON value (`executor.execute`). Workers the tool leaves
-    running after a timeout are reported to `watch`."""
+                      watch: CallWatch | None = None,
+                      executor: Executor = execute) -> CallResult:
+    """Call a tool (through `executor`: here, or on Ray) under a per-call timeout;
+    whatever it raises becomes a failure with a kind, whatever it returns a JSON value
+    (`executor.execute`). Workers the tool leaves running after a timeout are reported to
+    `watch`."""
     scope = None
     token = current_call.set(watch)
     began = clock.now()
     try:
         if timeout_s is None:
-            value = await execute(spec, args, ctx, limit=limit, on_block=on_block)
+            value = await executor(spec, args, ctx, limit=limit, on_block=on_block)
         else:
             async with asyncio.timeout(timeout_s) as scope:
-                value = await execute(spec, args, ctx, limit=limit, on_block=on_block)
+                value = await executor(spec, args, ctx, limit=limit, on_block=on_block)
     except TimeoutError as exc:
         if scope is not None and scope.expired():
             return _failure(ErrorKind.TIMEOUT, f"timed out after {_secs(timeout_s)}")

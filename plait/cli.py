@@ -450,12 +450,17 @@ def run_output_options(func: F) -> F:
 @click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
               help="Export OpenTelemetry traces (also switched on by OTEL_* variables); "
                    "needs `pip install plait[otel]`.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="ray: each tool call runs as a Ray task (needs `pip install plait[ray]`).")
+@click.option("--address", metavar="ADDR", default=None,
+              help="With --executor ray: the Ray cluster to use (default: start a local one).")
 @guarded
 def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str | None,
                 json_out: bool, report_path: str | None, events_path: str | None,
                 allow_degraded: bool, quiet: bool, seed: int | None,
                 injections: tuple[str, ...], journal_path: str | None, no_journal: bool,
-                trace: str | None) -> None:
+                trace: str | None, executor: str, address: str | None) -> None:
     """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal.
 
     PLAN is a .agent file or the JSON of `plait compile`. Progress goes to stderr; the
@@ -469,6 +474,7 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
       plait run triage.agent --inject classify=transient:2 --seed 7 --events events.jsonl
       plait run triage.agent --allow-degraded             exit 0 when degraded (for CI)
       plait run triage.agent --no-journal                 a throwaway run, nothing recorded
+      plait run triage.agent --executor ray --address HOST:6379   tool calls on a cluster
     """
     from plait.runtime.api import Runner, load_plan, parse_cli_inputs, parse_injections
     from plait.runtime.journal import journal_path as resolve
@@ -476,15 +482,35 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
 
     if no_journal and journal_path is not None:
         raise UserError("--no-journal and --journal PATH contradict each other; pass one")
+    if address is not None and executor != "ray":
+        raise UserError("--address goes with --executor ray")
     plan = load_plan(plan_path)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
-    runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan))
-    session = RunSession(runner, journal=None if no_journal else resolve(journal_path),
-                         plan_path=plan_path, trace=trace)
-    with session:
-        code = execute_run(runner, json_out=json_out, report_path=report_path,
-                           events_path=events_path, quiet=quiet, allow_degraded=allow_degraded)
+    with _executor(executor, plan, address) as tool_executor:
+        runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan),
+                        executor=tool_executor)
+        session = RunSession(runner, journal=None if no_journal else resolve(journal_path),
+                             plan_path=plan_path, trace=trace)
+        with session:
+            code = execute_run(runner, json_out=json_out, report_path=report_path,
+                               events_path=events_path, quiet=quiet,
+                               allow_degraded=allow_degraded)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _executor(name: str, plan: Any, address: str | None) -> Iterator[Any]:
+    """The tool executor `--executor` names (None: in this process), released after."""
+    if name != "ray":
+        yield None
+        return
+    from plait.runtime.executors.ray import ray_executor_for
+
+    executor, release = ray_executor_for(plan, address)
+    try:
+        yield executor
+    finally:
+        release()
 
 
 # --- journal commands: resume, runs, show, report -------------------------------------------
@@ -718,3 +744,10 @@ def main() -> None:
         sys.exit(EXIT_SIGINT)
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+# --- batch: many runs of one plan (its own module; registered here) -------------------------
+
+from plait.cli_batch import batch_command  # noqa: E402 - needs the helpers above
+
+cli.add_command(batch_command)

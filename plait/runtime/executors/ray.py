@@ -48,6 +48,7 @@ from plait.runtime.guards import ResourceGuards
 from plait.runtime.policies.breaker import BreakerTransition, CircuitBreaker
 from plait.runtime.policies.ratelimit import RateLimiter
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec, plan_registry
+from plait.versions import Versioned
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'plait[ray]'"
 NAMESPACE = "plait"
@@ -137,7 +138,8 @@ def _call_fields(ctx: ToolContext | None) -> dict[str, Any] | None:
     if ctx is None:
         return None
     return {"run_id": ctx.run_id, "step": ctx.step, "attempt": ctx.attempt,
-            "element": ctx.element}
+            "element": ctx.element, "idempotency_key": ctx.idempotency_key,
+            "iteration": ctx.iteration}
 
 
 def settle(reply: dict[str, Any], ctx: ToolContext | None) -> Any:
@@ -148,6 +150,8 @@ def settle(reply: dict[str, Any], ctx: ToolContext | None) -> Any:
         for name, fields in reply.get("events") or []:
             ctx.emit(name, fields)
     if reply["ok"]:
+        if "version" in reply:  # the tool returned a Versioned value
+            return Versioned(reply["value"], reply["version"])
         return reply["value"]
     raise error_for_kind(reply["kind"], reply["message"], retry_after=reply.get("retry_after"))
 
@@ -170,7 +174,7 @@ def call_tool_in_worker(tool: str, uses: tuple[str, ...], plan_dir: str, args: d
     try:
         value = (asyncio.run(_run_async(spec, kwargs, ctx)) if spec.is_async
                  else spec.func(**kwargs))
-        reply = {"ok": True, "value": json_value(spec.name, value)}
+        reply = _success(spec.name, value)
     except Exception as exc:  # a tool's failure, with its kind, as data
         hint = exc.retry_after if isinstance(exc, ToolError) else None
         reply = _error(kind_of(exc), _describe(exc), hint)
@@ -214,6 +218,12 @@ def json_value(tool: str, value: Any) -> Any:
         raise error_for_kind(ErrorKind.INVALID_OUTPUT,
                              f"{tool} returned a value that is not JSON "
                              f"({type(value).__name__}): {exc}") from None
+
+
+def _success(tool: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, Versioned):
+        return {"ok": True, "value": json_value(tool, value.value), "version": value.version}
+    return {"ok": True, "value": json_value(tool, value)}
 
 
 def _error(kind: ErrorKind | str, message: str, hint: float | None = None) -> dict[str, Any]:

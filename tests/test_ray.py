@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.test_batch import PLAIT, calls, plait, records, write_lines, write_plan
+from tests.test_batch import TOOLS as BATCH_TOOLS
 
 # the session's Ray listens on loopback only (read by Ray when it is first imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -26,25 +27,8 @@ ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.timeout(180)
 
-TOOLS = '''
-import os, time
-from pathlib import Path
-import plait
-from plait.errors import Transient
-
-def _note(tag):
-    with open(Path(__file__).parent / "calls.log", "a") as f:
-        f.write(f"{time.time():.6f} {os.getpid()} {tag}\\n")
-
-@plait.tool(name="t.call")
-def call(n: int, fail: bool = False, sleep: float = 0.0) -> int:
-    _note(n)
-    if sleep:
-        time.sleep(sleep)
-    if fail:
-        raise Transient(f"service down for {n}")
-    return n * 2
-
+# the batch tests' t.call (it notes each call in calls.log), plus CPU-bound tools
+TOOLS = BATCH_TOOLS + '''
 @plait.tool(name="cpu.burn")
 def burn(n: int) -> dict:
     x = 0

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import importlib
 import itertools
-import json
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -47,6 +46,7 @@ from plait.runtime.batch import InputLine, LineResult
 from plait.runtime.guards import ResourceGuards
 from plait.runtime.policies.breaker import BreakerTransition, CircuitBreaker
 from plait.runtime.policies.ratelimit import RateLimiter
+from plait.runtime.values import DEFAULT_OUTPUT_LIMIT, to_json_value
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec, plan_registry
 from plait.versions import Versioned
 
@@ -115,11 +115,13 @@ class RayExecutor:
         self.plan_dir = str(plan_dir_of(plan))
         self._task = ray.remote(max_retries=0)(call_tool_in_worker)
 
-    async def __call__(self, spec: ToolSpec, args: dict[str, Any],
-                       ctx: ToolContext | None) -> Any:
+    async def __call__(self, spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None,
+                       *, limit: int | None = DEFAULT_OUTPUT_LIMIT,
+                       on_block: Callable[[float], None] | None = None) -> Any:
         call = _call_fields(ctx)
         state = portable_state(ctx.run_state) if ctx is not None else {}
-        ref = self._task.remote(spec.name, self.uses, self.plan_dir, args, call, state)
+        ref = self._task.remote(spec.name, self.uses, self.plan_dir, args, call, state,
+                                limit)
         try:
             reply = await ref
         except asyncio.CancelledError:
@@ -157,8 +159,8 @@ def settle(reply: dict[str, Any], ctx: ToolContext | None) -> Any:
 
 
 def call_tool_in_worker(tool: str, uses: tuple[str, ...], plan_dir: str, args: dict[str, Any],
-                        call: dict[str, Any] | None, state: dict[str, dict[Any, Any]]
-                        ) -> dict[str, Any]:
+                        call: dict[str, Any] | None, state: dict[str, dict[Any, Any]],
+                        limit: int | None = DEFAULT_OUTPUT_LIMIT) -> dict[str, Any]:
     """Runs in a Ray worker: one tool call, its result as plain data (never raises)."""
     registry = worker_registry(uses, plan_dir)
     spec = registry.get(tool)
@@ -174,7 +176,7 @@ def call_tool_in_worker(tool: str, uses: tuple[str, ...], plan_dir: str, args: d
     try:
         value = (asyncio.run(_run_async(spec, kwargs, ctx)) if spec.is_async
                  else spec.func(**kwargs))
-        reply = _success(spec.name, value)
+        reply = _success(to_json_value(value, limit))
     except Exception as exc:  # a tool's failure, with its kind, as data
         hint = exc.retry_after if isinstance(exc, ToolError) else None
         reply = _error(kind_of(exc), _describe(exc), hint)
@@ -210,20 +212,11 @@ def worker_plan_dir(plan_dir: str) -> str:
     return plan_dir if Path(plan_dir).is_dir() else os.getcwd()
 
 
-def json_value(tool: str, value: Any) -> Any:
-    """The value as it crosses processes; not a JSON value -> `invalid_output`."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise error_for_kind(ErrorKind.INVALID_OUTPUT,
-                             f"{tool} returned a value that is not JSON "
-                             f"({type(value).__name__}): {exc}") from None
-
-
-def _success(tool: str, value: Any) -> dict[str, Any]:
+def _success(value: Any) -> dict[str, Any]:
+    """A JSON value (the one coercion, `values.to_json_value`, already applied)."""
     if isinstance(value, Versioned):
-        return {"ok": True, "value": json_value(tool, value.value), "version": value.version}
-    return {"ok": True, "value": json_value(tool, value)}
+        return {"ok": True, "value": value.value, "version": value.version}
+    return {"ok": True, "value": value}
 
 
 def _error(kind: ErrorKind | str, message: str, hint: float | None = None) -> dict[str, Any]:

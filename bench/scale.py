@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -71,12 +72,22 @@ def write(folder: Path, plan: str, runs: int, tools: str | None = None) -> tuple
 
 
 def timed(args: list[str]) -> tuple[float, dict[str, Any]]:
+    """Wall seconds, and the JSON summary with `cpu_s`: the command's own CPU time (the
+    driver's: Ray workers are the raylet's children, not ours)."""
+    before = _children_cpu()
     start = time.perf_counter()
     p = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(args)} exited {p.returncode}: {p.stderr[-2000:]}")
-    return wall, json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
+    summary = json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
+    summary["cpu_s"] = _children_cpu() - before
+    return wall, summary
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def batch(plan: Path, inputs: Path, out: Path, *extra: str) -> tuple[float, dict[str, Any]]:
@@ -136,7 +147,8 @@ def main() -> None:
     for conc in (32, 128):
         wall, s = batch(plan, inputs, out, "--concurrency", str(conc))
         rows.append((f"batch local, --concurrency {conc}",
-                     f"{wall:.1f} s ({n / wall:.0f} runs/s; p50 {s['duration_p50_s']:.3f} s)"))
+                     f"{wall:.1f} s ({n / wall:.0f} runs/s; p50 {s['duration_p50_s']:.3f} s;"
+                     f" {1000 * s['cpu_s'] / n:.1f} ms CPU per run)"))
     per_run = shell_loop(plan, args.sample)
     rows.append((f"shell loop of `plait run --no-journal` ({args.sample} runs measured, "
                  f"x{n / args.sample:g})", f"{per_run * n:.0f} s extrapolated "
@@ -154,7 +166,8 @@ def main() -> None:
             wall, s = batch(plan, inputs, out, *ray_args, "--workers", "2",
                             "--concurrency", str(conc))
             rows.append((f"batch ray, 2 workers, --concurrency {conc} (incl. ~worker start)",
-                         f"{wall:.1f} s ({n / wall:.0f} runs/s)"))
+                         f"{wall:.1f} s ({n / wall:.0f} runs/s; driver "
+                         f"{1000 * s['cpu_s'] / n:.2f} ms CPU per line)"))
         cplan, cinputs = write(tmp / "cpu", CPU_PLAN % args.burn, args.cpu_lines, CPU_TOOLS)
         cout = tmp / "cpu" / "out.jsonl"
         wall, _ = batch(cplan, cinputs, cout, "--concurrency", "8")

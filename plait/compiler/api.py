@@ -20,7 +20,7 @@ from plait.compiler.graph import edges
 from plait.compiler.ir import IR_VERSION, CompiledPlan, Plan
 from plait.compiler.parse import gc_paused
 from plait.compiler.render import render_all, summary
-from plait.compiler.source import SourceMap, Span
+from plait.compiler.source import SourceMap, Span, plan_text
 from plait.errors import UserError
 from plait.stdlib.registry import ToolRegistry, builtin_registry, plan_registry
 
@@ -58,9 +58,13 @@ class CompileResult:
 
 
 def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None) -> CompileResult:
-    """Compile plan source text. `path` names it in diagnostics; `plan_dir` resolves `use`."""
+    """Compile plan source text. `path` names it in diagnostics; `plan_dir` resolves `use`.
+
+    The text is first made `plan_text` (line ends as `\n`, no trailing blanks): the
+    result's `source.text` is that text.
+    """
     with gc_paused():
-        return _compile(text, path, plan_dir)
+        return _compile(plan_text(text), path, plan_dir)
 
 
 def _compile(text: str, path: str, plan_dir: Path | None) -> CompileResult:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, Severity
-from plait.compiler.source import Span
+from plait.compiler.source import Span, source_lines
 
 TAB = "    "
 _RESET = "\x1b[0m"
@@ -38,7 +38,7 @@ class _Painter:
 def render_diagnostic(diag: Diagnostic, text: str | None, *, color: bool = False) -> str:
     """One diagnostic as text; `text` is the plan's source (None: no source lines shown)."""
     paint = _Painter(color)
-    lines = text.splitlines() if text is not None else []
+    lines = source_lines(text) if text is not None else []
     severity = diag.severity.value
     where = diag.path or "<plan>"
     if diag.span is not None:

@@ -126,13 +126,18 @@ def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
 
 
 def _likely_primary(plan: Plan, name: str) -> str | None:
-    """The step `name` extends (`classify` for `classify_rules`) when it has no fallback."""
-    best = None
-    for other in plan.steps.values():
-        if (other.name != name and name.startswith(other.name + "_") and not other.fallback
-                and (best is None or len(other.name) > len(best))):
-            best = other.name
-    return best
+    """The step `name` extends (`classify` for `classify_rules`) when it has no fallback.
+
+    Only the prefixes of `name` that end before a `_` can be that step, so they are looked
+    up, longest first (looping over every step for each step was quadratic in the plan).
+    """
+    cut = name.rfind("_")
+    while cut > 0:
+        other = plan.steps.get(name[:cut])
+        if other is not None and not other.fallback:
+            return other.name
+        cut = name.rfind("_", 0, cut)
+    return None
 
 
 CHECKS = (check_rule_without_dependencies, check_nullable_access, check_unused_standby)

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 
 @dataclass
@@ -186,6 +186,11 @@ class TestServer(BaseServer):
             return 200, {"Content-Type": "application/json"}, b"{not json"
         if path.startswith("/flaky/"):
             return self._flaky_answer(path, q)
+        if path == "/redirect":  # ?to=URL, ?code=302; /redirect?hops=N: N more hops here
+            hops = int(q.get("hops", "0"))
+            target = q["to"] if hops == 0 else self.url(f"/redirect?hops={hops - 1}&to="
+                                                       f"{quote(q['to'], safe='')}")
+            return int(q.get("code", "302")), {"Location": target}, b""
         return text_response(404, f"no route {path}")
 
     def _drip(self, seconds: float) -> Response:

@@ -5,8 +5,8 @@ report all consume them. Each event is a slotted dataclass whose closed fields (
 reasons, kinds) are `StrEnum`s; pydantic serialises them, validates what is read back and
 exports their JSON Schemas, at the edges only (`to_json_dict`, `event_from_dict`,
 `event_json_schema`). `EventBus.emit` stamps `seq`
-(1-based, no gaps), `ts` (ISO-8601 UTC) and `run_id`, masks secrets in free text, and
-calls every sink in order. Beyond the fields SPEC section 9 names, `step_finished` and
+(1-based, no gaps), `ts` (ISO-8601 UTC) and `run_id`, masks secrets in every field (through
+`masking.Masker.mask_event`, the one place that masks), and calls every sink in order. Beyond the fields SPEC section 9 names, `step_finished` and
 `run_finished` carry what the report needs (output, attempts, error, ...), so the report is
 a pure fold of the events (see `report.ReportBuilder`).
 """
@@ -567,7 +567,7 @@ class RoutedSink(Protocol):
 
 
 class EventBus:
-    """Stamps `seq`/`ts`/`run_id`, masks free text, and calls each sink in order.
+    """Stamps `seq`/`ts`/`run_id`, masks every field, and calls each sink in order.
 
     Sinks are plain callables so a journal, a tracer or a test can subscribe; a sink that
     raises is an internal error (it propagates), never silently dropped. Delivery is
@@ -575,17 +575,15 @@ class EventBus:
     """
 
     def __init__(self, run_id: str, sinks: Iterable[Sink] = (),
-                 mask_text: Callable[[str], str] | None = None,
-                 mask_value: Callable[[Any], Any] | None = None,
+                 mask: Callable[[Event], None] | None = None,
                  wall: Callable[[], datetime] | None = None) -> None:
         self.run_id = run_id
         self._stamp: Callable[[], str] = (
             utc_now_iso if wall is None else (lambda: format_ts(wall())))
         self.sinks: list[Sink] = list(sinks)
         self._numbers = itertools.count(1)  # seq: 1-based, no gaps, one counter per run
-        self._mask_text = mask_text
-        self._mask_value = mask_value
-        self._masking = mask_text is not None or mask_value is not None
+        # masks an event's fields (`Masker.mask_event`); None: nothing to mask
+        self._mask = mask
         self._routes: dict[type[Event], list[Sink]] = {}
         self.publish = self._publisher()
 
@@ -607,7 +605,7 @@ class EventBus:
         route. A closure over what it reads: a run publishes about four events per step."""
         routes, route_for, numbers = self._routes, self._route, self._numbers
         stamp, run_id = self._stamp, self.run_id
-        mask = self._mask if self._masking else None
+        mask = self._mask
 
         def publish(event: E) -> E:
             event.seq = next(numbers)
@@ -631,35 +629,6 @@ class EventBus:
             for sink in self.sinks:
                 _add_route(route, sink, cls)
         return route
-
-    def _mask(self, event: Event) -> None:
-        """Mask secrets in what the event carries (a step's outcome: a masked copy, as the
-        scheduler's state keeps the real values)."""
-        text, value = self._mask_text, self._mask_value
-        if isinstance(event, StepFinished):
-            o = event.outcome
-            event.outcome = dataclasses.replace(
-                o, output=value(o.output) if value is not None else o.output,
-                message=text(o.message) if text is not None and o.message else o.message)
-            return
-        if isinstance(event, ToolEvent):
-            if value is not None:
-                event.fields = value(event.fields)
-            return
-        if text is not None:
-            message = getattr(event, "message", None)
-            if isinstance(message, str):
-                event.message = text(message)  # type: ignore[attr-defined]
-        if value is not None:
-            for name in _MASKED_VALUES.intersection(_field_names(type(event))):
-                setattr(event, name, value(getattr(event, name)))
-
-
-_MASKED_VALUES = frozenset({"output", "outputs", "inputs", "arguments"})
-
-
-def _field_names(cls: type[Event]) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 def _add_route(route: list[Sink], sink: Sink, cls: type[Event]) -> None:

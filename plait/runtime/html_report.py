@@ -81,8 +81,10 @@ def _header(report: Mapping[str, Any]) -> str:
 
 def _reason_text(reason: Mapping[str, Any]) -> str:
     who = f"step {reason['step']}" if reason.get("step") else f"output {reason.get('output')}"
-    extra = f" ({reason['status']}" + (f", {reason['kind']}" if reason.get("kind") else "") + ")"
-    return f"{who}: {reason.get('why')}" + (extra if reason.get("status") else "")
+    if not reason.get("status"):  # an output whose expression failed has no status
+        return f"{who}: {reason.get('why')}"
+    kind = f", {reason['kind']}" if reason.get("kind") else ""
+    return f"{who}: {reason.get('why')} ({reason['status']}{kind})"
 
 
 def _metrics_section(m: RunMetrics) -> str:

@@ -140,10 +140,9 @@ class Run:
         self.clock = options.clock
         self.rng = random.Random(options.seed)
         self.masker = Masker(options.secrets)
-        masking = bool(self.masker)  # without secrets the bus skips masking entirely
+        # every event is masked on its way out (without secrets the bus skips masking)
         self.bus = ev.EventBus(options.run_id, sinks,
-                               mask_text=self.masker.mask_text if masking else None,
-                               mask_value=self.masker.mask if masking else None,
+                               mask=self.masker.mask_event if self.masker else None,
                                # real time: the bus's own fast UTC stamp
                                wall=None if type(self.clock) is RealClock else self.clock.wall)
         # `_emit(EventClass, **fields)`: build, stamp and deliver (the bus's `make`, bound
@@ -268,7 +267,7 @@ class Run:
                 outputs[name] = evaluate(out.expr, scope)
             except EvalError as exc:
                 outputs[name] = None
-                errors.append({"output": name, "why": self.masker.mask_text(exc.message)})
+                errors.append({"output": name, "why": exc.message})
         # only these statuses can make the run degraded or failed
         views = [st.outcome_view() for st in self.states.values()
                  if st.status not in _NEVER_DECIDING]

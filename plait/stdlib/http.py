@@ -5,7 +5,15 @@ with HTTP failures mapped to error kinds (5xx/connection -> transient, 429 -> ra
 SPEC section 10: every result is `Versioned` by the response's `ETag`, else its
 `Last-Modified`, else the hash of the body. The writes take `if_match` (a strong entity tag
 or `*` goes out as `If-Match`, an HTTP date as `If-Unmodified-Since`) and send the attempt's
-idempotency key as `Idempotency-Key` unless `headers` sets one."""
+idempotency key as `Idempotency-Key` unless `headers` sets one.
+
+Redirects are followed here, not by httpx, so that (docs/security.md): a redirect to another
+origin (scheme, host or port) drops every header the caller set (an `X-Api-Key` never
+reaches a host the plan did not name; the condition and idempotency headers go too); a
+redirect to anything but `http:`/`https:` is refused as such (`permanent`); at most
+`MAX_REDIRECTS` are followed. Error messages name URLs without their query string, which
+often carries a key.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +48,9 @@ Headers = dict[str, str | int | float]
 # runtime; this only stops a plan without any timeout from hanging on a dead socket forever.
 DEFAULT_TIMEOUT_S = 300.0
 EXCERPT_CHARS = 200
+MAX_REDIRECTS = 10
+_REDIRECT_SCHEMES = ("http", "https")
+_URL_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"<>]*)\?[^\s#'\"<>]*")
 
 
 # The headers that make a request conditional (a 412 or 409 answering one is `stale`).
@@ -134,7 +145,7 @@ def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
     # A client's connections belong to one event loop; a state reused on another loop (or
     # after the run-end cleanup closed it) gets a fresh client.
     if client is None or client.is_closed or ctx.run_state.get(CLIENT_LOOP_KEY) is not loop:
-        client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_S, follow_redirects=True)
+        client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_S, follow_redirects=False)
         ctx.run_state[CLIENT_KEY] = client
         ctx.run_state[CLIENT_LOOP_KEY] = loop
         ctx.on_run_end.append(client.aclose)
@@ -162,27 +173,67 @@ async def send(ctx: ToolContext, method: str, url: str, *,
                headers: Mapping[str, Any] | None = None,
                params: dict[str, Any] | None = None, json: Any = None,
                timeout: float | None = None) -> httpx.Response:
-    """Send a request on the shared client, mapping transport failures to error kinds."""
+    """Send a request on the shared client (following redirects, see the module's doc),
+    mapping transport failures to error kinds."""
     import httpx
 
     kwargs: dict[str, Any] = {"params": _query(params)}
-    if headers:
-        kwargs["headers"] = {k: str(v) for k, v in headers.items()}
+    caller_headers = {k: str(v) for k, v in (headers or {}).items()}
+    if caller_headers:
+        kwargs["headers"] = caller_headers
     if json is not None:
         kwargs["json"] = json
+    shown = shown_url(url)
     try:
         # `timeout` bounds the whole exchange (httpx's own timeouts are per read/write)
         async with asyncio.timeout(timeout):
-            return await shared_client(ctx).request(method, url, **kwargs)
+            client = shared_client(ctx)
+            return await _follow(client, client.build_request(method, url, **kwargs),
+                                 caller_headers)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise InvalidInput(f"bad URL {url!r}: {exc}") from None
+        raise InvalidInput(f"bad URL {shown!r}: {shown_url(str(exc))}") from None
     except (httpx.TimeoutException, TimeoutError) as exc:
-        raise Timeout(f"{method} {url}: no complete answer within "
+        raise Timeout(f"{method} {shown}: no complete answer within "
                       f"{f'{timeout:g}s' if timeout is not None else 'the timeout'} "
                       f"({type(exc).__name__})") from None
     except httpx.TransportError as exc:
-        raise Transient(f"{method} {url}: {type(exc).__name__}: {exc or 'connection failed'}"
-                        ) from None
+        raise Transient(f"{method} {shown}: {type(exc).__name__}: "
+                        f"{shown_url(str(exc)) or 'connection failed'}") from None
+
+
+async def _follow(client: httpx.AsyncClient, request: httpx.Request,
+                  caller_headers: Mapping[str, str]) -> httpx.Response:
+    """Send `request`, following up to MAX_REDIRECTS redirects by the rules above."""
+    first = request
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await client.send(request)
+        following = response.next_request
+        if following is None:
+            return response
+        await response.aclose()
+        target = following.url
+        if target.scheme not in _REDIRECT_SCHEMES:
+            raise Permanent(f"{first.method} {shown_url(first.url)}: redirected to a "
+                            f"`{target.scheme}:` URL, which is not followed (only http and "
+                            "https redirects are)")
+        if _origin(target) != _origin(request.url):
+            for name in caller_headers:  # none of the caller's headers leaves the origin
+                following.headers.pop(name, None)
+        request = following
+    raise Permanent(f"{first.method} {shown_url(first.url)}: more than {MAX_REDIRECTS} "
+                    "redirects")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def shown_url(url: str | httpx.URL) -> str:
+    """Text with the query string of every URL in it dropped (`https://h/p?key=1` ->
+    `https://h/p`), for error messages: a query often carries a key nobody declared secret."""
+    text = str(url)
+    return _URL_QUERY.sub(r"\1", text) if "?" in text else text
 
 
 def _query(params: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -199,7 +250,8 @@ def raise_for_status(response: httpx.Response) -> None:
     if status < 400:
         return
     request = response.request
-    message = f"HTTP {status} from {request.method} {request.url}: {excerpt(response.text)}"
+    message = (f"HTTP {status} from {request.method} {shown_url(request.url)}: "
+               f"{excerpt(response.text)}")
     hint = retry_after(response) if status in (429, 503) else None
     if status == 429:
         raise RateLimited(message, retry_after=hint)
@@ -254,6 +306,7 @@ def parse_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise InvalidOutput(f"{response.request.method} {response.request.url}: the body is "
+        raise InvalidOutput(f"{response.request.method} {shown_url(response.request.url)}: "
+                            "the body is "
                             f"labelled JSON but does not parse ({exc}): "
                             f"{excerpt(response.text)}") from None

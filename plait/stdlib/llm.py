@@ -139,15 +139,16 @@ class Endpoint:
         started = time.monotonic()
         response = await http.send(ctx, "POST", self.url, headers=self.headers, json=body)
         if response.status_code in (401, 403):
-            raise Permanent(f"HTTP {response.status_code} from {self.url}: the server refused "
-                            f"the key (check PLAIT_LLM_API_KEY): {http.excerpt(response.text)}")
+            raise Permanent(f"HTTP {response.status_code} from {http.shown_url(self.url)}: the "
+                            "server refused the key (check PLAIT_LLM_API_KEY): "
+                            f"{http.excerpt(response.text)}")
         http.raise_for_status(response)
         try:
             data = response.json()
             if not isinstance(data["choices"][0]["message"], dict):
                 raise TypeError
         except (ValueError, KeyError, IndexError, TypeError):
-            raise InvalidOutput(f"{self.url}: not a chat-completions answer: "
+            raise InvalidOutput(f"{http.shown_url(self.url)}: not a chat-completions answer: "
                                 f"{http.excerpt(response.text)}") from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         answered_by = data.get("model") if isinstance(data.get("model"), str) else None
@@ -180,7 +181,7 @@ def _read_text(data: dict[str, Any], url: str) -> str:
     """The answer text of a decoded chat-completions response."""
     content = data["choices"][0]["message"].get("content")
     if not isinstance(content, str):
-        raise InvalidOutput(f"{url}: the answer has no text content")
+        raise InvalidOutput(f"{http.shown_url(url)}: the answer has no text content")
     return content
 
 

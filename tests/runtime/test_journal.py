@@ -28,6 +28,7 @@ from plait.runtime.journal import (
     merge_sessions,
     run_report,
 )
+from plait.runtime.masking import Masker
 
 PLAN_JSON = {"plan": "demo", "steps": {"a": {}, "b": {}}}
 STEPS = {"a": {"optional": False, "standby_for": None, "map": False},
@@ -38,7 +39,7 @@ def _record_run(journal: Journal, run_id: str = "r1", *, finish: bool = True) ->
     """Drive a small run through a real EventBus into the journal sink."""
     sink = JournalSink(journal, compiled_plan=PLAN_JSON, plan_path="/x/demo.agent",
                        raw_inputs={"token": "s3cret-value"})
-    bus = EventBus(run_id, [sink], mask_value=_mask)
+    bus = EventBus(run_id, [sink], mask=Masker(["s3cret-value"]).mask_event)
     bus.emit(RunStarted(plan="demo", inputs={"token": "s3cret-value"}, steps=STEPS))
     bus.emit(AttemptStarted(step="a", attempt=1))
     bus.emit(AttemptFailed(step="a", attempt=1, kind="transient", message="boom"))
@@ -53,14 +54,6 @@ def _record_run(journal: Journal, run_id: str = "r1", *, finish: bool = True) ->
         bus.emit(StepFinished(step="b", status="skipped", reason="condition_false"))
         bus.emit(RunFinished(outcome="succeeded", outputs={"n": 1}, duration_s=0.1))
     return sink
-
-
-def _mask(value: object) -> object:
-    if value == "s3cret-value":
-        return "***"
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    return value
 
 
 def test_journal_path_precedence(tmp_path: Path) -> None:

@@ -145,3 +145,76 @@ def test_one_pooled_client_per_run(ctx: ToolContext, server: TestServer) -> None
     assert len({r.client_port for r in server.requests}) == 1  # one kept-alive connection
     client = ctx.run_state["http.client"]
     assert client.is_closed  # closed by the run-end cleanup
+
+
+# --- redirects (docs/security.md): two servers on two ports are two origins ------------------
+
+
+def test_a_redirect_to_the_same_origin_keeps_the_callers_headers(ctx: ToolContext,
+                                                                  server: TestServer) -> None:
+    result = call(ctx, "http.get", url=server.url(f"/redirect?to={server.url('/json')}"),
+                  headers={"X-Api-Key": "k-123", "Authorization": "Bearer t"})
+    assert result["status"] == 200 and result["body"]["path"] == "/json"
+    last = server.requests[-1]
+    assert (last.path, last.headers["x-api-key"], last.headers["authorization"]) \
+        == ("/json", "k-123", "Bearer t")
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_origin_drops_every_header_the_caller_set(
+        ctx: ToolContext, server: TestServer, code: int) -> None:
+    with TestServer() as other:
+        target = other.url("/json")
+        result = call(ctx, "http.get", url=server.url(f"/redirect?code={code}&to={target}"),
+                      headers={"X-Api-Key": "k-123", "Authorization": "Bearer t",
+                               "X-Trace": "t1"})
+        assert result["status"] == 200
+        [arrived] = other.requests
+        assert not {"x-api-key", "authorization", "x-trace"} & set(arrived.headers)
+        assert server.requests[-1].headers["x-api-key"] == "k-123"  # the first hop had it
+
+
+def test_headers_dropped_on_leaving_do_not_come_back(ctx: ToolContext,
+                                                     server: TestServer) -> None:
+    with TestServer() as other:
+        back = server.url("/json")
+        bounce = other.url(f"/redirect?to={back}")
+        call(ctx, "http.get", url=server.url(f"/redirect?to={bounce}"),
+             headers={"X-Api-Key": "k-123"})
+        assert "x-api-key" not in other.requests[-1].headers
+        assert "x-api-key" not in server.requests[-1].headers
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x",
+                                    "gopher://127.0.0.1:70/x"])
+def test_a_redirect_to_another_scheme_is_refused_as_a_redirect(ctx: ToolContext,
+                                                               server: TestServer,
+                                                               target: str) -> None:
+    err = fails(ctx, "http.get", url=server.url(f"/redirect?to={target}"))
+    assert err.kind is ErrorKind.PERMANENT
+    scheme = target.split(":")[0]
+    assert f"redirected to a `{scheme}:` URL, which is not followed" in err.message
+    assert "bad URL" not in err.message
+
+
+def test_redirects_are_capped(ctx: ToolContext, server: TestServer) -> None:
+    ok = call(ctx, "http.get", url=server.url(f"/redirect?hops=9&to={server.url('/text')}"))
+    assert ok["body"] == "hello"  # 10 redirects: followed
+    before = len(server.requests)
+    err = fails(ctx, "http.get", url=server.url(f"/redirect?hops=10&to={server.url('/text')}"))
+    assert err.kind is ErrorKind.PERMANENT and "more than 10 redirects" in err.message
+    assert len(server.requests) - before == 11
+
+
+def test_error_messages_drop_the_urls_query(ctx: ToolContext, server: TestServer) -> None:
+    err = fails(ctx, "http.get", url=server.url("/status/404?api_key=abc123"),
+                params={"token": "zzz999"})
+    assert "/status/404" in err.message
+    assert "abc123" not in err.message and "zzz999" not in err.message and "?" not in \
+        err.message.split(":", 2)[-1].split(" ")[0]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    err = fails(ctx, "http.get", url=f"http://127.0.0.1:{port}/x?key=abc123")
+    assert err.kind is ErrorKind.TRANSIENT and "abc123" not in err.message

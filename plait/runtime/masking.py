@@ -49,7 +49,7 @@ def _char_forms(char: str) -> set[str]:
         if "\\" in form:
             forms.add(form.replace("\\", "\\" * 2))
             forms.add(form.replace("\\", "\\" * 4))
-    encoded = char.encode("utf-8")
+    encoded = char.encode("utf-8", "surrogatepass")
     forms.add("".join(f"%{b:02X}" for b in encoded))
     forms.add("".join(f"%{b:02x}" for b in encoded))
     return forms

@@ -76,8 +76,9 @@ def test_check_time_is_linear_in_the_size(shape: str) -> None:
     compile_source(make(100))  # warm up imports and caches
     small = _best_time(make(SMALL))
     large = _best_time(make(SMALL * FACTOR))
-    # 2 ms floor: below it the ratio of two tiny times is noise, not growth
-    ratio = large / max(small, 0.002)
+    # 10 ms floor: below it the ratio of two tiny times is noise (caches), not growth; a
+    # quadratic stage is far above it (trailing blanks took 0.3 s for the small size)
+    ratio = large / max(small, 0.01)
     assert ratio < FACTOR * 3, f"{shape}: {SMALL} chars {small:.4f}s, " \
                                f"{SMALL * FACTOR} chars {large:.4f}s (x{ratio:.1f})"
 

@@ -4,11 +4,11 @@ The runtime only emits events; progress, the `--events` JSONL file, the journal 
 report all consume them. Each event is a slotted dataclass whose closed fields (statuses,
 reasons, kinds) are `StrEnum`s; pydantic serialises them, validates what is read back and
 exports their JSON Schemas, at the edges only (`to_json_dict`, `event_from_dict`,
-`event_json_schema`). `EventBus.emit` stamps `seq`
-(1-based, no gaps), `ts` (ISO-8601 UTC) and `run_id`, masks secrets in every field (through
-`masking.Masker.mask_event`, the one place that masks), and calls every sink in order. Beyond the fields SPEC section 9 names, `step_finished` and
-`run_finished` carry what the report needs (output, attempts, error, ...), so the report is
-a pure fold of the events (see `report.ReportBuilder`).
+`event_json_schema`). `EventBus.emit` stamps `seq` (1-based, no gaps), `ts` (ISO-8601 UTC)
+and `run_id`, masks secrets in every field (through `masking.Masker.mask_event`, the one
+place that masks), and calls every sink in order. Beyond the fields SPEC section 9 names,
+`step_finished` and `run_finished` carry what the report needs (output, attempts, error,
+...), so the report is a pure fold of the events (see `report.ReportBuilder`).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def test_every_field_of_every_event_is_masked_as_a_copy() -> None:
     masker = Masker(["hunter22"])
     outcome = StepOutcome(status=StepStatus.FAILED, kind=ErrorKind.TOOL_ERROR,
                           message="bad 'hunter22'", output={"hunter22": ["x hunter22"]},
-                          elements={"errors": [{"index": 1, "message": "hunter22 %s" % 1}]})
+                          elements={"errors": [{"index": 1, "message": "hunter22 1"}]})
     finished = StepFinished(step="s", outcome=outcome)
     masker.mask_event(finished)
     assert finished.outcome is not outcome  # the scheduler's own outcome keeps real values

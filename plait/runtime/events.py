@@ -505,6 +505,37 @@ def _json_dict(event: Event) -> dict[str, Any]:
             if not (k in _OMIT_WHEN_EMPTY and (v is None or v is False or v == []))}
 
 
+# What the journal's events table keeps in columns, so not in an event's stored JSON.
+_COLUMNS: set[str] = {"seq", "ts", "run_id", "step"}  # (pydantic wants a set)
+
+
+def stored_json(event: Event) -> bytes:
+    """The event as the journal stores it: compact JSON of the fields that are not columns
+    (`event`, `seq`, `ts`, `run_id`, `step`) and differ from their defaults, made by
+    pydantic straight to bytes. `event_from_dict` of it (plus the columns) gives the event
+    back, defaults included."""
+    if isinstance(event, StepFinished):
+        if not event.resumed:
+            return outcome_json(event.outcome)
+        body = adapter(StepOutcome).dump_python(event.outcome, mode="json",
+                                                exclude_defaults=True, fallback=str)
+        return json.dumps({**body, "resumed": True}, separators=(",", ":")).encode()
+    if isinstance(event, ToolEvent | OtherEvent):
+        data = {k: v for k, v in _json_dict(event).items() if k not in _COLUMNS}
+        data.pop("event", None)
+        return json.dumps(data, separators=(",", ":"), default=str).encode()
+    dumped: bytes = adapter(type(event)).dump_json(event, exclude=_COLUMNS,
+                                                   exclude_defaults=True, fallback=str)
+    return dumped
+
+
+def outcome_json(outcome: StepOutcome) -> bytes:
+    """A step's outcome as compact JSON (fields at their defaults left out)."""
+    dumped: bytes = adapter(StepOutcome).dump_json(outcome, exclude_defaults=True,
+                                                   fallback=str)
+    return dumped
+
+
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Rebuild a typed event from its JSON object (a line of `--events`, a journal row),
     validated by pydantic; an unknown event is kept as an `OtherEvent`."""

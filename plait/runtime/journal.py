@@ -35,6 +35,7 @@ deletes or rewrites an existing record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.errors import UserError
+from plait.runtime.events import event_from_dict, outcome_json, stored_json
 from plait.runtime.journal_writer import GroupCommitWriter
 
 SCHEMA_VERSION = 2
@@ -462,8 +464,9 @@ class Journal:
             if row[5] is not None:
                 event["step"] = row[5]
             event.update(json.loads(row[1]))
-            event["session"] = row[0]
-            out.append(event)
+            full = _full_event(event)
+            full["session"] = row[0]
+            out.append(full)
         return out
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
@@ -494,9 +497,13 @@ _PUT_STEP = ("INSERT OR REPLACE INTO steps (run_id, step, session, status, reaso
 
 
 def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
-    """An events row (made on the writer thread): the JSON leaves out the column fields."""
+    """An events row (made on the writer thread): the JSON leaves out the column fields
+    and every field at its default (`journal.events` gives them back)."""
     run_id, session, event = item
-    data = event_dict(event)
+    if not isinstance(event, Mapping):
+        return (run_id, session, event.seq, event.event, getattr(event, "step", None),
+                event.ts, stored_json(event).decode())
+    data = dict(event)
     name, seq, ts = data.pop("event"), data.pop("seq"), data.pop("ts")
     data.pop("run_id", None)
     step = data.get("step")
@@ -506,9 +513,17 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
 
 
 def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
-    """A steps row: the `step_finished` event's fields with the real output."""
+    """A steps row: the `step_finished` event's outcome with the real output (fields at
+    their defaults left out: a resume reads them with `.get`)."""
     run_id, session, event, output = item
-    result = event_dict(event)
+    if not isinstance(event, Mapping):
+        outcome = event.outcome
+        if output is not outcome.output:  # (masked in the event)
+            outcome = dataclasses.replace(outcome, output=output)
+        return (run_id, event.step, session, str(outcome.status),
+                None if outcome.reason is None else str(outcome.reason), outcome.attempts,
+                event.ts, outcome_json(outcome).decode())
+    result = dict(event)
     result["output"] = output
     # what a resume reads with `.get`: empty fields and those with columns left out
     kept = {k: v for k, v in result.items()
@@ -516,6 +531,15 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
     kept["output"] = output  # (null included: it is the step's value)
     return (run_id, result.get("step"), session, result.get("status"), result.get("reason"),
             result.get("attempts"), result.get("ts"), _dumps(kept))
+
+
+def _full_event(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored event's JSON object as `--events` writes it (the fields at their defaults,
+    which the journal leaves out, back in); one this plait cannot read stays as stored."""
+    try:
+        return event_from_dict(stored).to_json_dict()
+    except (ValueError, TypeError, KeyError):
+        return stored
 
 
 def attempts_of(events: list[dict[str, Any]]) -> list[AttemptRecord]:
@@ -725,7 +749,6 @@ def run_report(journal: Journal, run_id: str) -> Any:
     Works for a run that crashed too: unfinished steps show as `running`/`pending` and the
     outcome is what the finished steps decide so far.
     """
-    from plait.runtime.events import event_from_dict
     from plait.runtime.report import ReportBuilder
 
     events = merge_sessions(journal.events(run_id))

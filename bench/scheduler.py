@@ -6,11 +6,18 @@ The baseline runs one task per step, each awaiting its dependencies' futures, th
 the same tool function. Each timed run starts after a `gc.collect()` (neither side pays for
 the other's garbage); the `plait gc` column is the part of plait's time spent in the
 garbage collector. Run: `.venv/bin/python bench/scheduler.py`.
+
+`run_plan` leaves the collector as the embedding program set it, so the figures are given
+twice: with CPython's default collector, and with the collector as `plait run` sets it for
+its own process (`gcscope.frozen_heap`, at the CLI edge), around both plait and the
+baseline alike (`--gc cli` / `--gc default`; both by default).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import random
@@ -25,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from plait.compiler.ir import CompiledPlan, LiteralExpr, Step
 from plait.runtime.api import Runner
+from plait.runtime.gcscope import frozen_heap
 from plait.stdlib.registry import tool
 
 
@@ -110,13 +118,17 @@ class GcClock:
 GC = GcClock()
 
 
+COLLECTOR: Callable[[], Any] = contextlib.nullcontext  # or frozen_heap: `--gc cli`
+
+
 def time_plait(plan: CompiledPlan) -> tuple[float, float]:
     """(seconds, of which in the garbage collector) of one run."""
     runner = Runner(plan, {}, environ={}, warn=lambda _s: None)
     gc.collect()  # each side starts without the garbage of the run before
     gc_before = GC.seconds  # (after that collection: it is not the run's)
     t0 = time.perf_counter()
-    report = asyncio.run(runner.run())
+    with COLLECTOR():
+        report = asyncio.run(runner.run())
     elapsed = time.perf_counter() - t0
     assert report.outcome == "succeeded", report.outcome
     return elapsed, GC.seconds - gc_before
@@ -125,7 +137,8 @@ def time_plait(plan: CompiledPlan) -> tuple[float, float]:
 def time_baseline(deps: dict[str, list[str]], call: Callable[[], Awaitable[Any]]) -> float:
     gc.collect()
     t0 = time.perf_counter()
-    asyncio.run(baseline(deps, call))
+    with COLLECTOR():
+        asyncio.run(baseline(deps, call))
     return time.perf_counter() - t0
 
 
@@ -145,6 +158,19 @@ def best_plait(plan: CompiledPlan) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gc", choices=["cli", "default", "both"], default="both")
+    opts = parser.parse_args()
+    global COLLECTOR
+    for mode in (["default", "cli"] if opts.gc == "both" else [opts.gc]):
+        COLLECTOR = frozen_heap if mode == "cli" else contextlib.nullcontext
+        label = ("as `plait run` sets it (frozen_heap), both sides" if mode == "cli"
+                 else "CPython default")
+        print(f"--- collector: {label}")
+        table()
+
+
+def table() -> None:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'workload':<28}{'plait':>10}{'baseline':>10}{'ratio':>8}{'us/step':>10}"
           f"{'plait gc':>10}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from plait import jsontext
 from plait.compiler import codes
 from plait.compiler.checks import check_plan
 from plait.compiler.diagnostics import Diagnostic, Severity, error, has_errors, sort_key
@@ -119,9 +120,29 @@ def compile_file(path: str | Path) -> CompileResult:
     return result
 
 
+MAX_PLAN_BYTES = 32_000_000  # "32 MB": a plan file larger than this is refused
+
+
 def read_plan_bytes(path: Path) -> bytes:
+    """The plan file's bytes: a regular file of at most `MAX_PLAN_BYTES` (a FIFO would
+    block and `/dev/zero` never end)."""
+    import stat
+
     try:
-        return path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is not a regular file (a plan is read from a file)")
+        if info.st_size > MAX_PLAN_BYTES:
+            raise UserError(f"plan file {path} is {info.st_size // 1_000_000} MB; plans are "
+                            f"limited to {MAX_PLAN_BYTES // 1_000_000} MB")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise UserError(f"plan file {path} is over the {MAX_PLAN_BYTES // 1_000_000} MB "
+                            "limit for plans")
+        return data
     except FileNotFoundError:
         raise UserError(f"no such plan file: {path}") from None
     except IsADirectoryError:
@@ -171,14 +192,17 @@ def load_plan(path: str | Path) -> CompiledPlan:
 def load_compiled_json(data: bytes, path: str) -> CompiledPlan:
     """A CompiledPlan from `plait compile` output."""
     try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from None
+        raw = jsontext.loads(data)
+    except ValueError as exc:
+        raise UserError(f"{path} is {exc}") from None
     if isinstance(raw, dict) and raw.get("version") not in (None, IR_VERSION):
         raise UserError(f"{path} was compiled by another plait (IR version "
                         f"{raw.get('version')}, this plait reads {IR_VERSION}); compile again")
     try:
         return CompiledPlan.model_validate(raw)
+    except RecursionError:
+        raise UserError(f"{path} is not a compiled plan: expressions nested too deeply"
+                        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])

@@ -239,6 +239,17 @@ def _escape(
         return i + 2
     if kind == "u":
         match = _UNICODE_ESCAPE.match(text, i + 2)
+        if match and 0xD800 <= int(match.group(1), 16) <= 0xDFFF:
+            problems.append(
+                Problem(
+                    f"`\\u{{{match.group(1)}}}` is a surrogate code point, not a character",
+                    "write the character itself, or its code point (`\\u{1F600}`), not a "
+                    "UTF-16 surrogate",
+                    offsets[i],
+                    offsets[match.end() - 1] + 1,
+                )
+            )
+            return match.end()
         if match and int(match.group(1), 16) <= 0x10FFFF:
             buf.append(chr(int(match.group(1), 16)))
             return match.end()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from plait import jsontext
 from plait.compiler.ir import CompiledPlan, Input, Plan, fits_input_type
 from plait.errors import ErrorKind, UserError
 from plait.runtime.clock import Clock, RealClock
@@ -66,13 +67,17 @@ def parse_cli_value(decl: Input, text: str) -> Any:
             return _parse_bool(text)
         if t == "any":
             try:
-                return json.loads(text)
-            except json.JSONDecodeError:
+                return jsontext.loads(text)
+            except ValueError as exc:
+                if "nested deeper" in str(exc):
+                    raise
                 return text  # a bare word for `any` is a string
-        return json.loads(text)  # list, dict, list[T]
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise UserError(f"input `{decl.name}`: {text!r} is not a valid {t}"
-                        f"{': ' + exc.msg if isinstance(exc, json.JSONDecodeError) else ''}"
+        return jsontext.loads(text)  # list, dict, list[T]
+    except ValueError as exc:
+        shown = text if len(text) <= 60 else text[:60] + "…"
+        why = str(exc).removeprefix("not valid JSON: ")
+        raise UserError(f"input `{decl.name}`: {shown!r} is not a valid {t}"
+                        f"{': ' + why if t not in ('int', 'float', 'bool') else ''}"
                         ) from None
 
 
@@ -87,11 +92,11 @@ def _parse_bool(text: str) -> bool:
 
 def read_inputs_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = jsontext.loads(Path(path).read_bytes())
     except OSError as exc:
         raise UserError(f"cannot read inputs file {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"inputs file {path} is not valid JSON: {exc}") from None
+    except ValueError as exc:
+        raise UserError(f"inputs file {path} is {exc}") from None
     if not isinstance(data, dict):
         raise UserError(f"inputs file {path} must hold a JSON object of input values")
     return data
@@ -163,7 +168,7 @@ def parse_injections(specs: Iterable[str], plan: Plan) -> dict[str, Injection]:
                             f"kinds: {kinds}") from None
         times = None
         if times_text:
-            if not times_text.isdigit():
+            if not (times_text.isascii() and times_text.isdigit()):
                 raise UserError(f"--inject: N must be a whole number, got {times_text!r}")
             times = int(times_text)
         out[step] = Injection(kind, times)

@@ -492,6 +492,9 @@ class Run:
                 return result
             assert st.step.retry is not None
             wait = retry_wait(st.step.retry, number, self.rng, result.hint_s)
+            if not wait <= MAX_RETRY_WAIT_S:  # (a factor that overflows): never, in effect
+                result.retry = "exhausted"
+                return result
             if not fits_deadline(self.clock.now(), wait, self.deadline_at):
                 result.retry = "deadline"
                 return result
@@ -527,7 +530,9 @@ class Run:
                 duration_s=round(self.clock.now() - start, 6), kind=ErrorKind.CANCELLED,
                 message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
             raise
-        duration = round(self.clock.now() - start, 6)
+        # an attempt refused before any call (an open breaker, arguments that could not be
+        # evaluated) counts as an attempt (SPEC section 9) but took no call time
+        duration = round(self.clock.now() - start, 6) if queued else 0.0
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
             self._publish(_new_attempt_finished(
@@ -821,6 +826,10 @@ def _describe(exc: BaseException) -> str:
 # A tool event's own fields: a tool's field of the same name is kept as `tool_NAME`.
 _TOOL_EVENT_OWN = frozenset({"event", "seq", "ts", "run_id", "step", "attempt", "element",
                              "tool_event"})
+
+# A retry wait longer than this (30 days: an overflowing backoff factor) is not scheduled:
+# the step fails with its retries counted as exhausted, rather than sleep for ever.
+MAX_RETRY_WAIT_S = 30 * 86_400.0
 
 # A server's retry hint (`Retry-After`) is capped: `inf` or a year must not stall a run.
 MAX_RETRY_HINT_S = 600.0

@@ -3,6 +3,7 @@ range, input types are known and defaults match them, a map runs over a list."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from plait.compiler import codes
@@ -116,7 +117,9 @@ def _step_ranges(step: Step, plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
 
 def _retry_is_odd(retry: RetryPolicy) -> bool:
     return (not 0 <= retry.retries <= MAX_RETRIES or retry.backoff_s < 0 or retry.factor <= 0
-            or (retry.max_s is not None and retry.max_s < 0))
+            or (retry.max_s is not None and retry.max_s < 0)
+            or not all(math.isfinite(x) for x in (retry.backoff_s, retry.factor,
+                                                  retry.max_s or 0.0)))
 
 
 def _resource_ranges(name: str, plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -150,12 +153,19 @@ def _retry(retry: RetryPolicy, span: Span | None) -> Iterator[Diagnostic]:
     if retry.factor <= 0:
         yield error(codes.OUT_OF_RANGE,
                     f"the backoff factor must be above zero, got x{_num(retry.factor)}", span)
+    if not math.isfinite(retry.factor):
+        yield error(codes.OUT_OF_RANGE, "the backoff factor is too large to be a number",
+                    span, "a factor like x2 or x1.5 doubles or grows each wait")
+    if not all(math.isfinite(x) for x in (retry.backoff_s, retry.max_s or 0.0)):
+        yield error(codes.OUT_OF_RANGE, "a retry `backoff` or `max` is too large", span)
 
 
 def _positive(what: str, seconds: float | None, span: Span | None) -> Iterator[Diagnostic]:
     if seconds is not None and seconds <= 0:
         yield error(codes.OUT_OF_RANGE, f"{what} must be positive, got {_duration(seconds)}",
                     span)
+    if seconds is not None and not math.isfinite(seconds):
+        yield error(codes.OUT_OF_RANGE, f"{what} is too large", span)
 
 
 def _at_least_one(what: str, value: int | None, span: Span | None) -> Iterator[Diagnostic]:

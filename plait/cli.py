@@ -226,7 +226,7 @@ def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
     if out_path is None and chosen in ("svg", "png", "pdf") and sys.stdout.isatty():
         raise UserError(f"{chosen.upper()} is binary; write it to a file with -o FILE")
     plan = _load_for_command(plan_path)
-    status = graph_run_status(run_id, journal_path) if run_id else None  # JOURNAL
+    status = graph_run_status(run_id, journal_path, plan) if run_id else None  # JOURNAL
     _write_output(render(plan, chosen, status), out_path)
 
 
@@ -727,12 +727,23 @@ def report_command(run_id: str, out_path: str, journal_path: str | None) -> None
         raise UserError(f"cannot write {out_path}: {exc.strerror or exc}") from None
 
 
-def graph_run_status(run_id: str, journal_path: str | None) -> dict[str, dict[str, Any]]:
-    """`plait graph PLAN --run RUN_ID`: per step {status, attempts, duration_s} of a run."""
+def graph_run_status(run_id: str, journal_path: str | None,
+                     plan: Any = None) -> dict[str, dict[str, Any]]:
+    """`plait graph PLAN --run RUN_ID`: per step {status, attempts, duration_s} of a run.
+
+    A run of another plan (another name, or no step in common) is refused: colouring
+    nothing would look like a run that never started."""
     from plait.runtime.html_report import step_status
 
     with open_journal(journal_path, create=False) as journal:
-        _rid, report, _events, _plan = _recorded(journal, run_id)
+        rid, report, _events, _plan = _recorded(journal, run_id)
+    if plan is not None:
+        if report.plan != plan.plan:
+            raise UserError(f"run {rid} is a run of plan `{report.plan}`, not of `{plan.plan}`;"
+                            " give that plan's file, or another run (`plait runs` lists them)")
+        if report.steps and not set(report.steps) & set(plan.steps):
+            raise UserError(f"run {rid} shares no step with this plan `{plan.plan}`; give "
+                            "the plan file the run was made from")
     return step_status(report.to_json_dict())
 
 

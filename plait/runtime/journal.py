@@ -393,6 +393,20 @@ class Journal:
 
     # --- reading ------------------------------------------------------------------------
 
+    def _loads(self, text: Any) -> Any:
+        """A JSON column's value; a row that is not JSON (or not an object) means the file
+        was damaged: a one-line JournalError, never a traceback."""
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise JournalError(f"journal {self.path} is damaged: a record is not JSON "
+                               f"({type(exc).__name__}); move it aside or pass "
+                               "--journal PATH") from None
+        if not isinstance(value, dict):
+            raise JournalError(f"journal {self.path} is damaged: a record is not a JSON "
+                               "object; move it aside or pass --journal PATH")
+        return value
+
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         self.flush()  # a journal reads its own writes
         with self._lock, _guard(self.path):
@@ -438,17 +452,17 @@ class Journal:
         if not text:
             rows = self._query("SELECT compiled_plan FROM plans WHERE run_id = ?", (run_id,))
             text = zlib.decompress(rows[0][0]) if rows else b"{}"
-        return dict(json.loads(text))
+        return dict(self._loads(text))
 
     def inputs(self, run_id: str, *, raw: bool = False) -> dict[str, Any]:
         """The run's inputs: masked for display, or `raw` (with secrets) for a resume."""
-        return dict(json.loads(self._run_field(run_id, "raw_inputs" if raw else "inputs")))
+        return dict(self._loads(self._run_field(run_id, "raw_inputs" if raw else "inputs")))
 
     def report(self, run_id: str) -> dict[str, Any] | None:
         """The stored report of the run after its last session (masked); None when no session
         ended normally (a crash): fold the events with `run_report` instead."""
         text = self._run_field(run_id, "report")
-        return dict(json.loads(text)) if text else None
+        return dict(self._loads(text)) if text else None
 
     def events(self, run_id: str, session: int | None = None) -> list[dict[str, Any]]:
         """Every event of the run (or of one session), in order; each gets its `session`."""
@@ -463,7 +477,7 @@ class Journal:
             event = {"event": row[2], "seq": row[3], "ts": row[4], "run_id": run_id}
             if row[5] is not None:
                 event["step"] = row[5]
-            event.update(json.loads(row[1]))
+            event.update(self._loads(row[1]))
             full = _full_event(event)
             full["session"] = row[0]
             out.append(full)
@@ -480,7 +494,7 @@ class Journal:
         """
         rows = self._query("SELECT step, status, result, finished_at FROM steps"
                            " WHERE run_id = ?", (run_id,))
-        return {str(r[0]): {**json.loads(r[2]), "ts": r[3]} for r in rows
+        return {str(r[0]): {**self._loads(r[2]), "ts": r[3]} for r in rows
                 if r[1] in FINISHED_STATUSES and r[2]}
 
 
@@ -613,11 +627,12 @@ def _guard(path: Path) -> Iterator[None]:
                 f" try again, or pass --journal PATH") from None
         if "unable to open" in text or "readonly" in text:
             raise JournalError(f"cannot open journal {path}: {text}") from None
-        raise JournalError(f"journal {path} is damaged: {text}") from None
+        raise JournalError(f"journal {path} is damaged: {text}; move it aside or pass "
+                           "--journal PATH") from None
     except sqlite3.DatabaseError as exc:
         raise JournalError(
-            f"journal {path} is corrupt or not an SQLite file ({exc}); move it away or "
-            "pass --journal PATH (plait will not overwrite it)") from None
+            f"journal {path} is damaged: corrupt or not an SQLite file ({exc}); move it aside "
+            "or pass --journal PATH (plait will not overwrite it)") from None
 
 
 class JournalSink:
@@ -646,15 +661,41 @@ class JournalSink:
         self.run_id: str | None = None
         self.session = 0
         self._raw_outputs: dict[str, Any] = {}
+        # Why the journal stopped recording this run (it is an observer: the run goes on)
+        self.failure: str | None = None
+        self.on_failure: Callable[[str], None] | None = None
 
     def record_output(self, step: str, output: Any) -> None:
         """Keep a step's real output until its `step_finished` is recorded."""
         self._raw_outputs[step] = output
 
     def __call__(self, event: Any) -> None:
+        if self.failure is not None:
+            return
+        if self.run_id is None and _field(event, "event") == "run_started":
+            self._start(event_dict(event))  # a journal unusable from the start: exit 2
+        try:
+            self._record(event)
+        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop recording: the run goes on and says so (a warning on stderr and in the
+        report); what was recorded so far stays, but the run cannot be resumed from it."""
+        if self.failure is not None:
+            return
+        text = str(exc) if isinstance(exc, JournalError) else (
+            f"journal {self.journal.path}: {type(exc).__name__}: {exc}")
+        self.failure = (f"{text}; the run went on without its journal, so "
+                        "`plait resume` cannot continue it")
+        import sys
+
+        print(f"warning: {self.failure}", file=sys.stderr, flush=True)
+        if self.on_failure is not None:
+            self.on_failure(self.failure)
+
+    def _record(self, event: Any) -> None:
         name = _field(event, "event")
-        if name == "run_started":
-            self._start(event_dict(event))
         if self.run_id is None:
             return  # nothing to attach events to before run_started
         if name == "step_finished":

@@ -404,6 +404,11 @@ class ReportBuilder:
             record.overran_s = event.overran_s
             record.still_running = bool(event.still_running)
 
+    def add_warning(self, kind: str, message: str) -> None:
+        """A warning that is not an event (the journal failed: it cannot record its own
+        failure)."""
+        self.warnings.append(RunWarning(kind=kind, message=message))
+
     def _on_loop_blocked(self, event: Any) -> None:
         self.warnings.append(RunWarning(
             kind="loop_blocked", step=event.step, attempt=event.attempt, element=event.element,

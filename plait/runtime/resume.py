@@ -52,6 +52,9 @@ def attach_journal(runner: Any, journal: Journal, plan: Plan,
                        raw_inputs=runner.inputs, resume=resume, forced=forced,
                        replace_plan=replace_plan)
     runner.options.record_output = sink.record_output
+    builder = getattr(runner, "builder", None)
+    if builder is not None:  # the report says when the journal stopped recording
+        sink.on_failure = lambda text: builder.add_warning("journal_failed", text)
     runner.sinks.insert(0, sink)  # first: the record is on disk before progress shows it
     return sink
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from plait.runtime.api import PlanLike, Runner, load_plan, parse_injections
 from plait.runtime.clock import Clock
 from plait.runtime.events import Sink
-from plait.runtime.journal import Journal, JournalSink, RunLock, journal_path
+from plait.runtime.journal import Journal, JournalError, JournalSink, RunLock, journal_path
 from plait.runtime.report import RunReport
 from plait.runtime.resume import ResumeSetup, attach_journal, prepare_resume, start_resume
 from plait.runtime.scheduler import Injection
@@ -178,9 +179,20 @@ class RunSession:
         finally:
             try:
                 if self.journal is not None and self.sink is not None:
-                    self.journal.flush()  # the whole run on disk when the session ends
+                    self._flush_journal()
             finally:
                 self._release()
+
+    def _flush_journal(self) -> None:
+        """The whole run on disk when the session ends; a journal that failed meanwhile
+        was reported by its sink (the run itself is not lost)."""
+        assert self.journal is not None and self.sink is not None
+        if self.sink.failure is not None:
+            return
+        try:
+            self.journal.flush()
+        except (JournalError, sqlite3.Error, OSError) as exc:
+            self.sink.fail(exc)
 
     def _release(self) -> None:
         """The lock first (the journal may fail to close), then the journal if ours."""
@@ -190,7 +202,12 @@ class RunSession:
                 self._lock = None
         finally:
             if self.journal is not None and self._owns_journal:
-                self.journal.close()
+                try:
+                    self.journal.close()
+                except (JournalError, sqlite3.Error, OSError) as exc:
+                    if self.sink is None:
+                        raise
+                    self.sink.fail(exc)
 
 
 def plan_path_of(path_or_plan: PlanLike) -> Path | None:

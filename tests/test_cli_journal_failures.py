@@ -1,0 +1,107 @@
+"""The journal is an observer: a journal that fails mid-run never loses the run, and a
+damaged one is a one-line exit 2 (issue #9). Also the reading commands on odd runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.robust_helpers import PLAIT, plait
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _run_id(folder: Path) -> str:
+    return str(json.loads(plait("runs", "--json", cwd=folder).stdout)[0]["run_id"])
+
+
+def test_a_journal_locked_mid_run_does_not_lose_the_run(tmp_path: Path) -> None:
+    plan = tmp_path / "p.agent"
+    plan.write_text('plan p {\n  step a = std.sleep(seconds = 1.5, value = 1)\n'
+                    '  step b = std.echo(value = a.output)\n  output b = b.output\n}\n')
+    events = tmp_path / "e.jsonl"
+    proc = subprocess.Popen(
+        [PLAIT, "run", str(plan), "--json", "--events", str(events)], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PLAIT_HOME": str(tmp_path), "PLAIT_JOURNAL_BUSY_TIMEOUT": "0.2"})
+    end = time.monotonic() + 30
+    while time.monotonic() < end and '"step_started"' not in (
+            events.read_text() if events.exists() else ""):
+        time.sleep(0.05)
+    holder = sqlite3.connect(tmp_path / "journal.db", isolation_level=None, timeout=10)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["outcome"] == "succeeded" and report["outputs"] == {"b": 1}
+    assert [w["kind"] for w in report["warnings"]] == ["journal_failed"]
+    assert "warning:" in err and "locked" in err and "Traceback" not in err
+    # what was recorded before the failure is still readable
+    listed = plait("runs", "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["run_id"] == report["run_id"]
+
+
+def test_a_damaged_record_is_a_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "p.agent").write_text('plan p {\n  step a = std.echo(value = 1)\n}\n')
+    assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 0
+    rid = _run_id(tmp_path)
+    db = sqlite3.connect(tmp_path / "journal.db")
+    db.execute("UPDATE events SET data = '{not json' WHERE seq = 2")
+    db.commit()
+    db.close()
+    for args in (["show", rid], ["report", rid, "-o", "r.html"], ["graph", "p.agent", "--run",
+                                                                   rid]):
+        p = plait(*args, cwd=tmp_path)
+        assert p.returncode == 2, (args, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is damaged" in lines[0] and "move it aside" in lines[0]
+
+
+def test_report_of_a_run_whose_output_failed(tmp_path: Path) -> None:
+    (tmp_path / "p.agent").write_text(
+        'plan p {\n  step a = std.echo(value = {x: 1})\n  output bad = a.output.y\n}\n')
+    assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 0
+    rid = _run_id(tmp_path)
+    p = plait("report", rid, "-o", "r.html", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "output bad" in page and "no key" in page
+
+
+def test_graph_of_a_run_of_another_plan_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "p.agent").write_text('plan p {\n  step a = std.echo(value = 1)\n}\n')
+    (tmp_path / "q.agent").write_text('plan q {\n  step z = std.echo(value = 1)\n}\n')
+    assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 0
+    rid = _run_id(tmp_path)
+    ok = plait("graph", "p.agent", "--run", rid, cwd=tmp_path)
+    assert ok.returncode == 0 and "succeeded" in ok.stdout
+    other = plait("graph", "q.agent", "--run", rid, cwd=tmp_path)
+    assert other.returncode == 2 and "plan `p`, not of `q`" in other.stderr
+
+
+def test_an_attempt_refused_by_an_open_breaker_has_no_call_time(tmp_path: Path) -> None:
+    (tmp_path / "p.agent").write_text('''plan p {
+  resource api { breaker after 1 failures cooldown 1m }
+  step a = std.sleep(seconds = 0.3) { uses api
+    timeout 100ms }
+  step b = std.sleep(seconds = 0.3) { uses api
+    after a
+    when all_done }
+}
+''')
+    p = plait("run", "p.agent", "-q", "--json", cwd=tmp_path)
+    report = json.loads(p.stdout)
+    b = report["steps"]["b"]
+    assert b["error"]["kind"] == "breaker_open" and b["attempts"] == 1
+    assert b["attempt_log"][0]["duration_s"] == 0.0
+    assert report["metrics"]["steps"]["b"]["call_s"] == 0.0

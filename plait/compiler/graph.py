@@ -238,14 +238,45 @@ def to_dot(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
         edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"})
     _dot_inputs(dot, plan)
     for step in plan.steps.values():
+        if step.in_loop is not None or step.loop is not None:
+            continue  # drawn in its loop's cluster
         info = (status or {}).get(step.name)
         dot.node(f"s_{step.name}", **_step_node_attrs(step, info))
+    for step in plan.steps.values():
+        if step.loop is not None:
+            _dot_loop(dot, plan, step, status or {})
     for source, target, kind in plan.edges or edges(plan):
         dot.edge(f"s_{source}", f"s_{target}", **EDGE_STYLE[EdgeKind(kind)])
     for name, step_name in input_readers(plan):
         dot.edge(f"i_{name}", f"s_{step_name}", color="#16A34A", arrowhead="vee")
     _dot_outputs(dot, plan)
     return str(dot.source)
+
+
+def loop_label(step: Step) -> str:
+    """`loop review · until check.output.approved · max 4` (SPEC section 11)."""
+    assert step.loop is not None
+    parts = [f"loop {step.name}"]
+    if step.loop.until is not None:
+        parts.append(f"until {_short(to_source(step.loop.until), 48)}")
+    parts.append(f"max {step.loop.max}")
+    if step.loop.every_s:
+        parts.append(f"every {_fmt_seconds(step.loop.every_s)}")
+    return " · ".join(parts)
+
+
+def _dot_loop(dot: Any, plan: Plan, loop: Step, status: dict[str, dict[str, Any]]) -> None:
+    """A loop as a cluster holding its body steps and a node standing for the loop."""
+    assert loop.loop is not None
+    with dot.subgraph(name=f"cluster_{loop.name}", graph_attr={
+            "label": loop_label(loop), "style": "rounded,dashed", "color": "#6366F1",
+            "fontcolor": "#4338CA", "labeljust": "l"}) as sub:
+        attrs = _step_node_attrs(loop, status.get(loop.name))
+        attrs["shape"], attrs["style"] = "box", "rounded,bold"
+        sub.node(f"s_{loop.name}", **attrs)
+        for name in loop.loop.body:
+            if name in plan.steps:
+                sub.node(f"s_{name}", **_step_node_attrs(plan.steps[name], status.get(name)))
 
 
 def _dot_inputs(dot: Any, plan: Plan) -> None:
@@ -317,7 +348,16 @@ def to_mermaid(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> s
     for item in plan.inputs.values():
         lines.append(f'  in_{item.name}[/"{_mm(item.name)}: {_mm(item.type)}"/]')
     for step in plan.steps.values():
-        lines.append("  " + _mermaid_step(step, (status or {}).get(step.name)))
+        if step.in_loop is None and step.loop is None:
+            lines.append("  " + _mermaid_step(step, (status or {}).get(step.name)))
+    for step in plan.steps.values():
+        if step.loop is not None:
+            lines.append(f'  subgraph cluster_{step.name} ["{_mm(loop_label(step))}"]')
+            for name in [step.name, *step.loop.body]:
+                if name in plan.steps:
+                    info = (status or {}).get(name)
+                    lines.append("    " + _mermaid_step(plan.steps[name], info))
+            lines.append("  end")
     for output in plan.outputs.values():
         lines.append(f'  out_{output.name}[\\"{_mm(output.name)}"\\]')
     arrows = {EdgeKind.DATA: "-->", EdgeKind.AFTER: "-. after .->",

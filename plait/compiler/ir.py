@@ -130,6 +130,7 @@ Expr = Annotated[
 ]
 
 STEP_FIELDS = ("output", "status", "error", "attempts", "version", "read_at", "age")
+LOOP_FIELDS = (*STEP_FIELDS, "iterations")  # a loop's fields (SPEC section 11)
 
 
 def is_literal(expr: Expr) -> bool:

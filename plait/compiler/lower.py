@@ -8,7 +8,7 @@ the key shapes documented in `plait.compiler.source`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -89,6 +89,9 @@ class _Lowering:
         for item in self.tree.items:
             self._item(item)
         self.presets = {name: self._preset(node) for name, node in self.preset_nodes.items()}
+        # what a step may read or wait for: steps, and loops as a whole
+        self.readable: Container[str] = (
+            {**self.step_nodes, **self.loop_nodes} if self.loop_nodes else self.step_nodes)
         self.order = {name: index for index, name in enumerate(self.step_nodes)}
         for name in self.loop_nodes:  # a loop sorts with its body (after it, by name)
             self.order.setdefault(name, len(self.order))
@@ -313,7 +316,7 @@ class _Lowering:
         refs = self._reads(name, over, loop_var, args, condition, default)
         after = self._targets(name, get("after"), "after")
         guard = self._targets(name, get("guard"), "guard")
-        depends = refs | {t for t in after if t in self.step_nodes} if after else refs
+        depends = refs | {t for t in after if t in self.readable} if after else refs
         if guard:
             depends = depends | {t for t in guard if t in self.step_nodes}
         fresh, compensate = get("fresh"), get("compensate")
@@ -419,12 +422,12 @@ class _Lowering:
         if node.until is not None:
             start = len(self.index.read)
             self.index.add(_site(Site, (name, "until", "until", node.until, None)))
-            until_refs = self.index.steps_read(start, self.step_nodes, None)
+            until_refs = self.index.steps_read(start, self.readable, None)
         refs = self._reads(name, None, None, {}, condition, default) | until_refs
         after = self._targets(name, get("after"), "after")
         timeout, when = get("timeout"), get("when")
         return Step(name=name, tool="loop", args={},
-                    depends_on=sorted(refs | {t for t in after if t in self.step_nodes},
+                    depends_on=sorted(refs | {t for t in after if t in self.readable},
                                       key=self.order.__getitem__),
                     after=after, when=_when(when) if when is not None else _ALL_SUCCEEDED,
                     condition=condition,
@@ -536,7 +539,7 @@ class _Lowering:
             add(_site(Site, (step, "if", "if", condition, None)))
         if default is not None:
             add(_site(Site, (step, "default", "default", default, None)))
-        refs = (index.steps_read(start, self.step_nodes, loop_var)
+        refs = (index.steps_read(start, self.readable, loop_var)
                 if len(index.read) > start else set())
         index.step_refs[step] = refs
         return refs

@@ -125,6 +125,7 @@ class RunStarted(Event):
 class StepStarted(Event):
     event: ClassVar[str] = "step_started"
     step: str
+    iteration: int | None = None  # a loop's body step: its iteration (0-based)
     standby_for: str | None = None
 
 
@@ -132,6 +133,7 @@ class StepStarted(Event):
 class AttemptStarted(Event):
     event: ClassVar[str] = "attempt_started"
     step: str
+    iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
 
@@ -142,6 +144,7 @@ class AttemptFinished(Event):
 
     event: ClassVar[str] = "attempt_finished"
     step: str
+    iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
     status: AttemptStatus
@@ -164,6 +167,7 @@ class AttemptFinished(Event):
 class AttemptFailed(Event):
     event: ClassVar[str] = "attempt_failed"
     step: str
+    iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
     kind: ErrorKind
@@ -181,6 +185,7 @@ class RetryScheduled(Event):
 
     event: ClassVar[str] = "retry_scheduled"
     step: str
+    iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
     delay_s: float
@@ -230,11 +235,13 @@ class StepFinished(Event):
     outcome: StepOutcome
     # A resume seeded this step from the journal: it did not run in this session.
     resumed: bool
+    iteration: int | None  # a loop's body step: its iteration (0-based, SPEC section 11)
 
     def __init__(self, *, step: str, outcome: StepOutcome | None = None, resumed: bool = False,
-                 seq: int = 0, ts: str = "", run_id: str = "", **flat: Any) -> None:
+                 iteration: int | None = None, seq: int = 0, ts: str = "", run_id: str = "",
+                 **flat: Any) -> None:
         self.seq, self.ts, self.run_id = seq, ts, run_id
-        self.step, self.resumed = step, resumed
+        self.step, self.resumed, self.iteration = step, resumed, iteration
         self.outcome = outcome if outcome is not None else outcome_from_fields(flat)
 
     # the outcome's fields, read through the event (progress, metrics, tracing, tests)
@@ -339,6 +346,7 @@ class ToolCallStarted(Event):
 
     event: ClassVar[str] = "tool_call_started"
     step: str
+    iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
     turn: int
@@ -450,13 +458,30 @@ class OtherEvent(Event):
             raise AttributeError(name) from None
 
 
+@dataclass(slots=True, kw_only=True)
+class LoopIterationStarted(Event):
+    event: ClassVar[str] = "loop_iteration_started"
+    step: str  # the loop
+    iteration: int
+
+
+@dataclass(slots=True, kw_only=True)
+class LoopIterationFinished(Event):
+    """`until` is its value after the iteration, or null (no `until`, or not evaluated)."""
+
+    event: ClassVar[str] = "loop_iteration_finished"
+    step: str
+    iteration: int
+    until: Any = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event: cls
     for cls in (RunStarted, StepStarted, AttemptStarted, AttemptFinished, AttemptFailed,
                 RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
                 BreakerClosed, StepFinished, RunFinished, ToolEvent, ToolCallStarted,
                 ToolCallFinished, LoopBlocked, AttemptAbandoned, AbandonedFinished,
-                ElementFinished)
+                ElementFinished, LoopIterationStarted, LoopIterationFinished)
 }
 
 
@@ -467,7 +492,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 _OMIT_WHEN_EMPTY = frozenset({
     "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
     "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256", "queued_s", "resumed", "still_running",
+    "plan_sha256", "queued_s", "resumed", "still_running", "iteration",
 })
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 # outcome fields in the JSON of `step_finished`, in this order, after `step`
@@ -487,7 +512,8 @@ def _json_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, StepFinished):
         body = adapter(StepOutcome).dump_python(event.outcome, mode="json")
         data: dict[str, Any] = {"event": event.event, "seq": event.seq, "ts": event.ts,
-                                "run_id": event.run_id, "step": event.step}
+                                "run_id": event.run_id, "step": event.step,
+                                "iteration": event.iteration}
         data.update((k, body[k]) for k in _OUTCOME_ORDER)
         data["resumed"] = event.resumed
         data["version"], data["read_at"] = body["version"], body["read_at"]

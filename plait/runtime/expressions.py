@@ -240,7 +240,7 @@ def _step_field(expr: AttrExpr, name: str, view: StepView, scope: Scope) -> Any:
         return view.status
     if expr.field == "error":
         return view.error
-    if expr.field == "attempts":
+    if expr.field == "attempts" or expr.field == "iterations":
         return view.attempts
     if expr.field == "version":
         return view.version if view.status in OUTPUT_STATUSES else None

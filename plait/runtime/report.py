@@ -128,9 +128,14 @@ class StepReport:
     # JSON for other steps.
     turns: int | None = None
     tool_calls: dict[str, dict[str, int]] | None = None
+    # Loops (SPEC section 11): on a loop {"max", "until", "every", "body", "iterations"}; on
+    # a body step its loop, and [{iteration, status, attempts, duration_s}] per iteration.
+    loop: dict[str, Any] | None = None
+    in_loop: str | None = None
+    per_iteration: list[dict[str, Any]] | None = None
 
 
-_AGENT_FIELDS = ("turns", "tool_calls")
+_AGENT_FIELDS = ("turns", "tool_calls", "loop", "in_loop", "per_iteration")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -238,7 +243,8 @@ class _Attempt:
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
-    __slots__ = ("acc", "final", "last_failed", "log", "started_at", "tool_calls", "turns")
+    __slots__ = ("acc", "final", "iteration_started", "last_failed", "log", "per_iteration",
+                 "started_at", "tool_calls", "turns")
 
     def __init__(self, acc: StepAccumulator) -> None:
         self.acc = acc  # the step's metrics, updated by the same handlers
@@ -250,6 +256,9 @@ class _StepFold:
         # a conversation's requests per attempt, and its tool calls by tool (SPEC 11)
         self.turns: dict[int, int] | None = None
         self.tool_calls: dict[str, dict[str, int]] | None = None
+        # a loop's body step: when its current iteration started, and each one's summary
+        self.iteration_started: str | None = None
+        self.per_iteration: list[dict[str, Any]] | None = None
 
 
 class ReportBuilder:
@@ -308,9 +317,16 @@ class ReportBuilder:
         handler = self._step_handlers.get(cls)
         if handler is not None:
             return handler
+        if cls is StepStarted:
+            return self._on_step_started
         if cls in _STEP_NAMING:  # nothing to fold: only make sure the step is known
             return self._on_step_named
         return self.apply
+
+    def _on_step_started(self, event: StepStarted) -> None:
+        fold = self.steps.get(event.step) or self._step(event.step)
+        if event.iteration is not None:
+            fold.iteration_started = event.ts
 
     def _on_step_named(self, event: Any) -> None:
         if event.step not in self.steps:
@@ -390,6 +406,14 @@ class ReportBuilder:
         fold = self.steps.get(event.step) or self._step(event.step)
         metric_step_finished(self.metrics.run, fold.acc, event)
         fold.final = event
+        if event.iteration is not None:
+            started = fold.iteration_started if event.attempts else None
+            runs = fold.per_iteration if fold.per_iteration is not None else []
+            fold.per_iteration = runs
+            runs.append({"iteration": event.iteration, "status": event.status,
+                         "attempts": event.attempts,
+                         "duration_s": seconds_between(started, event.ts) if started else None})
+            fold.iteration_started = None
 
     def _on_run_finished(self, event: RunFinished) -> None:
         self.finished = event
@@ -419,9 +443,9 @@ class ReportBuilder:
     # --- building ----------------------------------------------------------------------
 
     def step_report(self, name: str) -> StepReport:
-        return self._step_record(self._step(name))
+        return self._step_record(self._step(name), name)
 
-    def _step_record(self, fold: _StepFold) -> StepReport:
+    def _step_record(self, fold: _StepFold, name: str) -> StepReport:
         final = fold.final
         if final is None:  # not finished yet (a live view asks mid-run)
             return StepReport(status=(StepProgress.RUNNING if fold.started_at
@@ -442,7 +466,13 @@ class ReportBuilder:
             elements=_element_summary(final.elements),
             version=final.version, read_at=final.read_at, age=self._age(final),
             turns=fold.turns[max(fold.turns)] if fold.turns else None,
-            tool_calls=fold.tool_calls)
+            tool_calls=fold.tool_calls, **self._loop_fields(name, final, fold))
+
+    def _loop_fields(self, name: str, final: StepFinished, fold: _StepFold) -> dict[str, Any]:
+        meta = self.started.steps.get(name, {}) if self.started is not None else {}
+        loop = meta.get("loop")
+        return {"loop": {**loop, "iterations": final.attempts} if loop else None,
+                "in_loop": meta.get("in_loop"), "per_iteration": fold.per_iteration}
 
     def _age(self, final: StepFinished) -> float | None:
         if final.read_at is None:
@@ -463,6 +493,8 @@ class ReportBuilder:
             if deciding_only and fold.final.status in _NOT_DECIDING:
                 continue
             meta = info.get(name, {})
+            if meta.get("in_loop"):
+                continue  # the loop decides, not its body steps (SPEC section 11)
             f = fold.final
             views.append(outcomes.step_view(
                 name, f.status, f.reason, bool(meta.get("optional")),
@@ -503,7 +535,7 @@ class ReportBuilder:
             duration_s=seconds_between(self.started.ts, fin.ts) if fin else None,
             inputs=self.started.inputs, outputs=fin.outputs if fin else {},
             reasons=reasons,
-            steps={name: self._step_record(fold) for name, fold in self.steps.items()},
+            steps={name: self._step_record(fold, name) for name, fold in self.steps.items()},
             metrics=self.metrics.result(),
             abandoned=[dataclasses.replace(a) for a in self.abandoned.values()],
             warnings=list(self.warnings))

@@ -41,6 +41,7 @@ from plait.runtime.consistency import null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, truthy
 from plait.runtime.guards import BreakerGuard, ResourceGuards
+from plait.runtime.loops import LoopRun, close_unstarted_body
 from plait.runtime.masking import Masker
 from plait.runtime.policies.bulkhead import Bulkhead
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
@@ -68,9 +69,10 @@ class Injection:
 
     kind: ErrorKind
     times: int | None = None
-    used: dict[int | None, int] = field(default_factory=dict)  # per map element
+    # per map element, and per (iteration, element) in a loop's body
+    used: dict[Any, int] = field(default_factory=dict)
 
-    def take(self, element: int | None) -> bool:
+    def take(self, element: Any) -> bool:
         n = self.used.get(element, 0)
         if self.times is not None and n >= self.times:
             return False
@@ -159,6 +161,8 @@ class Run:
         self.run_state: dict[str, Any] = {}
         self.on_run_end: list[Any] = []
         self._tg: asyncio.TaskGroup | None = None
+        # the task group of each running loop's current iteration (runtime/loops.py)
+        self._loop_groups: dict[str, asyncio.TaskGroup] = {}
         self._stop: asyncio.Future[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -239,7 +243,8 @@ class Run:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             roots = [n for n, st in self.states.items()
-                     if not st.step.is_standby and st.pending == 0 and not st.done]
+                     if not st.step.is_standby and st.step.in_loop is None
+                     and st.pending == 0 and not st.done]
             self._decide_all(roots)
 
     async def _run_end_hooks(self) -> None:
@@ -251,9 +256,17 @@ class Run:
     def _emit_run_started(self) -> None:
         plan = self.plan
         sha = plan.plan_sha256 if isinstance(plan, CompiledPlan) else None
-        info = {n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map,
-                    "depends_on": s.depends_on}  # for the critical path (metrics)
-                for n, s in plan.steps.items()}
+        info: dict[str, dict[str, Any]] = {
+            n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map,
+                "depends_on": s.depends_on}  # for the critical path (metrics)
+            for n, s in plan.steps.items()}
+        for n, s in plan.steps.items():  # SPEC section 11: what the report says of loops
+            if s.in_loop is not None:
+                info[n]["in_loop"] = s.in_loop
+            if s.loop is not None:
+                info[n]["loop"] = {"max": s.loop.max, "every": s.loop.every_s,
+                                   "until": to_source(s.loop.until) if s.loop.until else None,
+                                   "body": list(s.loop.body)}
         self._emit(ev.RunStarted,
             plan=plan.plan, description=plan.description, plait_version=__version__,
             plan_sha256=sha, inputs=dict(self.opts.inputs), steps=info, seed=self.opts.seed)
@@ -270,7 +283,7 @@ class Run:
                 errors.append({"output": name, "why": exc.message})
         # only these statuses can make the run degraded or failed
         views = [st.outcome_view() for st in self.states.values()
-                 if st.status not in _NEVER_DECIDING]
+                 if st.status not in _NEVER_DECIDING and st.step.in_loop is None]
         self._emit(ev.RunFinished,
             outcome=outcomes.run_outcome(views), cancelled_by=self.cancelled_by,
             outputs=outputs, output_errors=errors, duration_s=round(duration, 6))
@@ -333,7 +346,7 @@ class Run:
                                     caused_by=decision.caused_by)
         if st.step.condition is not None:
             try:
-                ok = truthy(evaluate(st.step.condition, self._scope({})))
+                ok = truthy(evaluate(st.step.condition, self._scope(st.loop_scope)))
             except EvalError as exc:
                 self._spawn(st, CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
                                            message=self._expr_error("if", st.step.condition,
@@ -346,8 +359,9 @@ class Run:
         return []
 
     def _spawn(self, st: StepState, early_failure: CallResult | None) -> None:
-        assert self._tg is not None
-        self._tg.create_task(self._run_step(st, early_failure, primary=True),
+        group = self._loop_groups[st.step.in_loop] if st.step.in_loop is not None else self._tg
+        assert group is not None
+        group.create_task(self._run_step(st, early_failure, primary=True),
                              name=f"plait:{st.name}")
 
     def _finish(self, st: StepState, status: outcomes.StepStatus, *,
@@ -362,7 +376,9 @@ class Run:
             self.opts.record_output(st.name, st.output)
         outcome = st.outcome = st.make_outcome()  # one value: state, event and report
         self._publish(ev.StepFinished(step=st.name, outcome=outcome,
-                                      resumed=st.name in self._resumed))
+                                      resumed=st.name in self._resumed, iteration=st.iteration))
+        if st.step.loop is not None:
+            close_unstarted_body(self, st)
         for standby in st.step.fallback:  # unused standbys are not needed any more
             sb = self.states[standby]
             if not sb.done and not sb.started:
@@ -386,11 +402,14 @@ class Run:
         of a step that is not a standby) is then finished, and what became ready decided;
         a standby is finished by its primary."""
         st.started = True
-        self._publish(_new_step_started(step=st.name, standby_for=st.step.standby_for))
+        self._publish(_new_step_started(step=st.name, standby_for=st.step.standby_for,
+                                        iteration=st.iteration))
         if early_failure is not None:
             result = early_failure
+        elif st.step.loop is not None:
+            result = await LoopRun(self, st).execute()
         elif st.step.map is None:  # (awaited here directly: one coroutine less per step)
-            result = await self._call_unit(st, None, {})
+            result = await self._call_unit(st, None, st.loop_scope)
         else:
             result = await self._run_map(st)
         if result.ok:
@@ -403,7 +422,7 @@ class Run:
             await self._rescue(st, result)
         if primary:
             assert st.status is not None
-            self._decide_all(self._finish(st, st.status))
+            self._decide_all(self._finish(st, st.status, caused_by=st.cause))
 
     async def _rescue(self, st: StepState, result: CallResult) -> None:
         """After the step's own attempts failed: its fallbacks in order, then `default`."""
@@ -425,7 +444,7 @@ class Run:
     def _apply_default(self, st: StepState) -> None:
         assert st.step.default is not None
         try:
-            st.output = evaluate(st.step.default, self._scope({}))
+            st.output = evaluate(st.step.default, self._scope(st.loop_scope))
         except EvalError as exc:
             st.kind = ErrorKind.INVALID_INPUT.value
             st.message = self._expr_error("default", st.step.default, exc)
@@ -438,7 +457,7 @@ class Run:
         assert st.step.map is not None
         spec = st.step.map
         try:
-            items = evaluate(spec.over, self._scope({}))
+            items = evaluate(spec.over, self._scope(st.loop_scope))
         except EvalError as exc:
             return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
                               message=self._expr_error("map list", spec.over, exc),
@@ -451,7 +470,7 @@ class Run:
         if st.step.concurrency is not None:
             self._map_slots[st.name] = Bulkhead(st.step.concurrency)
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._call_unit(st, i, {spec.var: item}))
+            tasks = [tg.create_task(self._call_unit(st, i, {**st.loop_scope, spec.var: item}))
                      for i, item in enumerate(items)]
         return self._map_result(st, [t.result() for t in tasks])
 
@@ -499,6 +518,7 @@ class Run:
                 result.retry = "deadline"
                 return result
             self._emit(ev.RetryScheduled, step=st.name, attempt=number + 1, element=element,
+                       iteration=st.iteration,
                                             delay_s=round(wait, 6), hint_s=result.hint_s)
             await self.clock.sleep(wait)
 
@@ -507,6 +527,7 @@ class Run:
         st.attempts += 1
         start = self.clock.now()
         self._publish(_new_attempt_started(step=st.name, attempt=at.number,
+                                           iteration=st.iteration,
                                            element=at.element))
         queued: list[float] = []
         try:
@@ -526,6 +547,7 @@ class Run:
                     at, lambda: self._call_tool(at, spec, args), queued)
         except asyncio.CancelledError:
             self._publish(_new_attempt_finished(
+                iteration=st.iteration,
                 step=st.name, attempt=at.number, element=at.element, status=_CANCELLED,
                 duration_s=round(self.clock.now() - start, 6), kind=ErrorKind.CANCELLED,
                 message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
@@ -536,15 +558,18 @@ class Run:
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
             self._publish(_new_attempt_finished(
+                iteration=st.iteration,
                 step=st.name, attempt=at.number, element=at.element, status=_SUCCEEDED,
                 duration_s=duration, queued_s=queued_s))
             return result
         assert result.kind is not None and result.message is not None
         kind = ErrorKind(result.kind)
         self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
-                   kind=kind, message=result.message, injected=result.injected)
+                   kind=kind, message=result.message, injected=result.injected,
+                   iteration=st.iteration)
         self._publish(_new_attempt_finished(
-            step=st.name, attempt=at.number, element=at.element, status=_FAILED,
+            iteration=st.iteration, step=st.name, attempt=at.number, element=at.element,
+            status=_FAILED,
             duration_s=duration, kind=kind, message=result.message,
             injected=result.injected, queued_s=queued_s))
         return result
@@ -626,7 +651,8 @@ class Run:
     async def _call_tool(self, at: _Attempt, spec: ToolSpec, args: dict[str, Any]) -> CallResult:
         step = at.state.step
         injection = self.opts.inject.get(step.name)
-        if injection is not None and injection.take(at.element):
+        if injection is not None and injection.take(
+                at.element if at.state.iteration is None else (at.state.iteration, at.element)):
             return CallResult(False, kind=injection.kind.value,
                               message=f"injected failure ({injection.kind.value}, --inject)",
                               injected=True)
@@ -668,7 +694,8 @@ class Run:
         ctx = ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
                           element=at.element, plan_dir=self.opts.plan_dir,
                           run_state=self.run_state, emit=emit, on_run_end=self.on_run_end,
-                          idempotency_key=self._idempotency_key(at))
+                          idempotency_key=self._idempotency_key(at),
+                          iteration=at.state.iteration)
         if spec is not None and args is not None and spec.admits_itself(args):
             from plait.runtime.agents import ConversationHost  # built on this module
             ctx.agent = ConversationHost(self, at)
@@ -678,6 +705,8 @@ class Run:
         """`RUN_ID:STEP`, `:INDEX` for a map element, `#N` from the second decision on
         (SPEC section 10): equal across retries of one decision and across a resume."""
         key = f"{self.opts.run_id}:{at.state.name}"
+        if at.state.iteration is not None:
+            key += f"@{at.state.iteration}"
         if at.element is not None:
             key += f":{at.element}"
         decision = at.state.decision

@@ -65,6 +65,11 @@ class StepState:
     version: str | None = None
     read_at_s: float | None = None
     decision: int = 1  # the idempotency key's `#N` from the second decision on
+    # SPEC section 11: a body step's iteration and the `loop.*` names in its scope; on a
+    # loop that failed by a body step, that step (its `caused_by`).
+    iteration: int | None = None
+    loop_scope: dict[str, Any] = field(default_factory=dict)
+    cause: str | None = None
     started: bool = False  # step_started was emitted
     finished: bool = False  # the scheduler's `_finish` ran: step_finished was emitted
     # Read per attempt and per decision, so worked out once: the step's name, its distinct

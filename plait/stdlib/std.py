@@ -37,8 +37,9 @@ async def flaky(ctx: ToolContext, fail_times: int, value: Any = None,
                 kind: str = "transient") -> Any:
     """Fail the first `fail_times` attempts in a run (per step, and per map element), then
     return `value`."""
-    counters: dict[tuple[str, int | None], int] = ctx.run_state.setdefault("std.flaky", {})
-    key = (ctx.step, ctx.element)
+    counters: dict[tuple[str, int | None, int | None], int] = ctx.run_state.setdefault(
+        "std.flaky", {})
+    key = (ctx.step, ctx.iteration, ctx.element)  # per iteration in a loop (SPEC 8)
     seen = counters.get(key, 0) + 1
     counters[key] = seen
     if seen <= fail_times:

@@ -11,7 +11,7 @@ from plait.compiler.checks.walk import Site
 from plait.compiler.diagnostics import Diagnostic, error
 from plait.compiler.expressions import did_you_mean, literal_value
 from plait.compiler.functions import FUNCTIONS, arity_problem, type_problem
-from plait.compiler.ir import STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
+from plait.compiler.ir import LOOP_FIELDS, STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
 
 RUN_FIELDS = ("id",)
 
@@ -41,7 +41,8 @@ def _check_name(node: NameExpr, parent: Expr | None, site: Site,
     if name == "loop":
         yield from _check_loop_name(node, field, site, plan)
     elif name in plan.steps:
-        yield from _check_field(name, node, field, "step", STEP_FIELDS)
+        fields = LOOP_FIELDS if plan.steps[name].loop is not None else STEP_FIELDS
+        yield from _check_field(name, node, field, "step", fields)
     elif name == "run":
         yield from _check_field(name, node, field, "`run`", RUN_FIELDS)
     elif name == "env":
@@ -59,7 +60,7 @@ def _check_name(node: NameExpr, parent: Expr | None, site: Site,
                     node.span, *hints)
 
 
-LOOP_FIELDS = ("index", "previous")
+LOOP_NAMES = ("index", "previous")
 
 
 def _check_loop_name(node: NameExpr, attr: AttrExpr | None, site: Site,
@@ -73,7 +74,7 @@ def _check_loop_name(node: NameExpr, attr: AttrExpr | None, site: Site,
                     node.span, "`loop.index` and `loop.previous` are valid only in the "
                     "body steps of a loop and in its `until`")
         return
-    yield from _check_field("loop", node, attr, "`loop`", LOOP_FIELDS)
+    yield from _check_field("loop", node, attr, "`loop`", LOOP_NAMES)
 
 
 def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,

@@ -1,0 +1,171 @@
+"""Loops (SPEC section 11): `loop NAME max N [until EXPR] [every DUR] { ... }`.
+
+A loop is one node of the run's graph. Each iteration runs its body as a small plan with
+the scheduler's own machinery: the body steps get fresh states (so attempts, `std.flaky`
+and `--inject` count per iteration, while resources, breakers and scripted `times` stay
+shared), are decided as their body dependencies finish, and run in a task group of their
+own, which the loop's `timeout` can cancel. When every body step is terminal, `until` is
+evaluated with `loop.index` and `loop.previous` in scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from plait.compiler.expressions import to_source
+from plait.errors import ErrorKind
+from plait.runtime import events as ev
+from plait.runtime import outcomes
+from plait.runtime.expressions import OUTPUT_STATUSES, EvalError, evaluate, truthy
+from plait.runtime.state import CallResult, StepState
+
+if TYPE_CHECKING:
+    from plait.runtime.scheduler import Run
+
+# What `loop.previous.STEP` holds of each body step of the previous iteration.
+PREVIOUS_FIELDS = ("output", "status", "error", "attempts", "version", "read_at")
+
+
+class LoopRun:
+    """One loop's iterations; `await LoopRun(run, st).execute()` gives the loop's result."""
+
+    def __init__(self, run: Run, st: StepState) -> None:
+        assert st.step.loop is not None
+        self.run, self.st, self.spec = run, st, st.step.loop
+        self.body = [name for name in self.spec.body if name in run.states]
+        self.rescued = False  # a body step recovered, or an optional one failed
+
+    async def execute(self) -> CallResult:
+        timeout = self.st.step.timeout_s
+        try:
+            if timeout is None:
+                return await self._iterations()
+            async with asyncio.timeout(timeout):
+                return await self._iterations()
+        except TimeoutError:
+            self._close_after_timeout()
+            return CallResult(False, kind=ErrorKind.TIMEOUT.value,
+                              message=f"the loop timed out after {timeout:g}s",
+                              retry="not_retryable")
+
+    async def _iterations(self) -> CallResult:
+        previous: dict[str, Any] | None = None
+        for index in range(self.spec.max):
+            if index > 0 and self.spec.every_s:
+                await self.run.clock.sleep(self.spec.every_s)  # holding no slot
+            self.st.attempts = index + 1
+            scope = {"loop": {"index": index, "previous": previous}}
+            failed = await self._iteration(index, scope)
+            if failed is not None:
+                self._emit_finished(index, None)
+                return failed
+            done, verdict = self._until(scope)
+            self._emit_finished(index, verdict if self.spec.until is not None else None)
+            if isinstance(done, CallResult):
+                return done
+            if done:
+                return self._succeeded()
+            previous = self._snapshot()
+        if self.spec.until is None:
+            return self._succeeded()
+        return CallResult(False, kind=ErrorKind.LOOP_EXHAUSTED.value,
+                          message=f"`until {to_source(self.spec.until)}` was still false after "
+                                  f"{self.spec.max} iterations (max {self.spec.max})",
+                          retry="not_retryable")
+
+    async def _iteration(self, index: int, scope: dict[str, Any]) -> CallResult | None:
+        """Run the body once; the loop's failure when a required body step failed."""
+        run = self.run
+        run._emit(ev.LoopIterationStarted, step=self.st.name, iteration=index)
+        fresh = {name: self._fresh(name, index, scope) for name in self.body}
+        run.states.update(fresh)
+        for body in fresh.values():
+            body.pending = 0 if body.step.is_standby else len(body.deps)
+        roots = [n for n, b in fresh.items() if not b.step.is_standby and b.pending == 0]
+        async with asyncio.TaskGroup() as group:
+            run._loop_groups[self.st.name] = group
+            run._decide_all(roots)
+        return self._failure(fresh)
+
+    def _fresh(self, name: str, index: int, scope: dict[str, Any]) -> StepState:
+        state = StepState(self.run.plan.steps[name])
+        state.iteration, state.loop_scope = index, scope
+        return state
+
+    def _failure(self, states: dict[str, StepState]) -> CallResult | None:
+        for name, body in states.items():
+            if body.step.is_standby:
+                continue
+            if body.status in (outcomes.FAILED, outcomes.CANCELLED) and not body.step.optional:
+                self.st.cause = name
+                return CallResult(False, kind=body.kind or ErrorKind.TOOL_ERROR.value,
+                                  message=f"body step `{name}` failed: {body.message or ''}",
+                                  retry="not_retryable")
+            if body.status == outcomes.RECOVERED or (
+                    body.status == outcomes.FAILED and body.step.optional):
+                self.rescued = True
+        return None
+
+    def _until(self, scope: dict[str, Any]) -> tuple[bool | CallResult, Any]:
+        if self.spec.until is None:
+            return False, None
+        try:
+            value = evaluate(self.spec.until, self.run._scope(scope))
+        except EvalError as exc:
+            return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
+                              message=self.run._expr_error("until", self.spec.until, exc),
+                              retry="not_retryable"), None
+        return truthy(value), value
+
+    def _emit_finished(self, index: int, until: Any) -> None:
+        self.run._emit(ev.LoopIterationFinished, step=self.st.name, iteration=index,
+                       until=until)
+
+    def _snapshot(self) -> dict[str, Any]:
+        """This iteration's body steps, as `loop.previous` shows them to the next one."""
+        views = self.run.views
+        snapshot: dict[str, Any] = {}
+        for name in self.body:
+            if name in views:
+                view = views[name]
+                snapshot[name] = {
+                    "output": view.output if view.status in OUTPUT_STATUSES else None,
+                    "status": view.status, "error": view.error, "attempts": view.attempts,
+                    "version": view.version, "read_at": view.read_at}
+        return snapshot
+
+    def _succeeded(self) -> CallResult:
+        states = self.run.states
+        output = {name: states[name].output for name in self.body
+                  if not states[name].step.is_standby}
+        if self.rescued:
+            self.st.recovered_by = "body"
+        return CallResult(True, output)
+
+    def _close_after_timeout(self) -> None:
+        """The loop's `timeout` passed: running body steps fail with `timeout`, those not
+        started are skipped (`upstream_failed`, caused by the loop)."""
+        for name in self.body:
+            body = self.run.states[name]
+            if body.done:
+                continue
+            if body.started:
+                body.kind, body.message = ErrorKind.TIMEOUT.value, "the loop timed out"
+                body.retry = "not_retryable"
+                self.run._finish(body, outcomes.FAILED, propagate=False)
+            else:
+                self.run._finish(body, outcomes.SKIPPED, reason=outcomes.UPSTREAM_FAILED,
+                                 caused_by=self.st.name, propagate=False)
+
+
+def close_unstarted_body(run: Run, loop: StepState) -> None:
+    """Body steps of a loop that never ran end as the loop did (SPEC section 11)."""
+    assert loop.step.loop is not None and loop.status is not None
+    for name in loop.step.loop.body:
+        body = run.states.get(name)
+        if body is None or body.done or body.started:
+            continue
+        body.kind, body.message = loop.kind, loop.message
+        run._finish(body, loop.status, reason=loop.reason,
+                    caused_by=loop.caused_by or loop.name, propagate=False)

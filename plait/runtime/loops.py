@@ -140,7 +140,7 @@ class LoopRun:
         output = {name: states[name].output for name in self.body
                   if not states[name].step.is_standby}
         if self.rescued:
-            self.st.recovered_by = "body"
+            self.st.recovered_by = outcomes.RecoveredBy.BODY
         return CallResult(True, output)
 
     def _close_after_timeout(self) -> None:

@@ -69,6 +69,7 @@ class RecoveredBy(StrEnum):
     FALLBACK = "fallback"
     DEFAULT = "default"
     TOLERANCE = "tolerance"  # a map whose failed elements stayed within `tolerate`
+    BODY = "body"  # a loop whose body had a step recovered, or an optional one failed
 
 
 # The names the rules below are written with.

@@ -35,7 +35,8 @@ from plait.errors import UserError
               help="Results, one JSON line per input line, in completion order. Lines "
                    "already there are skipped (rerun to resume).")
 @click.option("--concurrency", type=int, default=None, metavar="N",
-              help="Runs in flight at once (default 32).")
+              help="Runs in flight at once (default 32; with --executor ray, 32 per "
+                   "worker).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: every run in this process; ray: runs spread over Ray workers "
@@ -84,16 +85,17 @@ def batch_command(plan_path: str, inputs_path: str, out_path: str, concurrency: 
     check_env(plan, _environ())  # an unset variable fails every line: say it once
     backend: LineBackend
     closing = None
+    default_concurrency = DEFAULT_CONCURRENCY
     if executor == "ray":
         from plait.runtime.executors.ray import RayLines
 
-        backend = RayLines.start(plan, address=address, workers=workers)
-        closing = backend
+        backend = closing = RayLines.start(plan, address=address, workers=workers)
+        default_concurrency *= len(closing.workers)  # as many in flight per worker
     else:
         backend = LocalLines(plan, plan_tools(plan), warn=_warn)
     try:
         batch = Batch(plan, inputs, out, backend,
-                      concurrency=concurrency or DEFAULT_CONCURRENCY)
+                      concurrency=concurrency or default_concurrency)
         progress = make_batch_progress(quiet, batch.to_run)
         batch.on_result = progress
         try:

@@ -286,3 +286,32 @@ def test_ray_without_ray_installed_says_what_to_install(tmp_path: Path) -> None:
     r = plait("run", plan, "--input", "n=1", "--executor", "ray",
               env={"PYTHONPATH": str(hide)})
     assert r.returncode == 2 and "pip install 'plait[ray]'" in r.stderr
+
+
+def test_a_terminal_gets_a_progress_bar_with_counts_and_eta(tmp_path: Path) -> None:
+    import pty
+
+    plan = write_plan(tmp_path, ECHO_PLAN.replace("{ optional }", "{ retry 1 }"))
+    inputs = write_lines(tmp_path, [{"n": i} for i in range(20)] + ["oops"])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*PLAIT, "batch", str(plan), "--inputs", str(inputs), "-o",
+                             str(tmp_path / "out.jsonl")], stdout=subprocess.PIPE,
+                            stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    proc.wait(timeout=60)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 1
+    assert "20/21" not in screen or "21/21" in screen  # the bar ends complete
+    assert "21/21" in screen and "ETA" in screen
+    assert "20 ok" in screen and "1 failed" in screen
+    assert "line 21 failed" in screen  # failed lines printed above the bar

@@ -97,7 +97,7 @@ def parse_line(plan: Plan, number: int, text: str) -> InputLine | LineResult:
 def read_input_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text) of each non-blank line, read lazily."""
     try:
-        handle = path.open(encoding="utf-8", errors="replace")
+        handle = path.open(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise UserError(f"cannot read inputs file {path}: {exc.strerror or exc}") from None
     with handle:

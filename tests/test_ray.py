@@ -217,3 +217,30 @@ def test_a_ray_batch_interrupted_and_resumed_loses_and_repeats_no_line(
     recs = records(out)
     assert sorted(r["line"] for r in recs) == list(range(1, 31))
     assert all(r["outputs"]["out"] == 2 * (r["line"] - 1) for r in recs)
+
+
+def test_a_ray_batch_gives_the_same_lines_as_a_local_one(tmp_path: Path,
+                                                         ray_address: str) -> None:
+    plan = ray_plan(tmp_path, '''
+  input n: int
+  input fail: bool = false
+  step a = t.call(n = n, fail = fail) { optional }
+  step b = std.flaky(fail_times = 1, value = n) { retry 1 backoff 0ms }
+  output doubled = a.output
+  output n = b.output
+''')
+    inputs = write_lines(tmp_path, [{"n": 1}, {"n": 2, "fail": True}, "{broken", {"n": "x"},
+                                    {"n": 5}])
+    outs = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--address",
+                                                 ray_address, "--workers", "2"])):
+        out = tmp_path / f"{name}.jsonl"
+        p = plait("batch", plan, "--inputs", inputs, "-o", out, "--quiet", *extra,
+                  timeout=150)
+        assert p.returncode == 1, p.stderr
+        outs[name] = sorted(({k: v for k, v in r.items() if k != "run_id"}
+                             for r in records(out)), key=lambda r: r["line"])
+    assert outs["ray"] == outs["local"]
+    assert [r["outcome"] for r in outs["ray"]] == ["succeeded", "degraded", "failed",
+                                                   "failed", "succeeded"]
+    assert outs["ray"][1]["reasons"][0]["kind"] == "transient"

@@ -507,8 +507,13 @@ class RayLines:
         plan_json = plan.model_dump_json()
         actors = [worker.options(max_concurrency=10_000).remote(plan_json, names, env)
                   for _ in range(count)]
-        ray.get([a.pid.remote() for a in actors])  # started, and the plan's tools loaded
-        return cls(ray, actors, resources, connected)
+        lines = cls(ray, actors, resources, connected)
+        try:
+            ray.get([a.pid.remote() for a in actors])  # started, and the plan's tools loaded
+        except ray.exceptions.RayError as exc:
+            lines.close()
+            raise UserError(f"the Ray workers could not start: {_first_line(exc)}") from None
+        return lines
 
     async def run(self, item: InputLine) -> LineResult:
         i = min(range(len(self.workers)), key=self.in_flight.__getitem__)

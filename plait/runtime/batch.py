@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from plait import jsontext
 from plait.compiler.ir import Plan
 from plait.errors import UserError
 from plait.runtime import events as ev
@@ -81,10 +82,10 @@ def bad_line(number: int, why: str) -> LineResult:
 def parse_line(plan: Plan, number: int, text: str) -> InputLine | LineResult:
     """The run's inputs, or the failed line saying why they cannot be used."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return bad_line(number, f"line {number} is not valid JSON: {exc.msg} "
-                                f"(column {exc.colno})")
+        value = jsontext.loads(text)  # (deep nesting, NaN: a bad line, never a crash)
+    except ValueError as exc:
+        why = str(exc).removeprefix("not valid JSON: ")
+        return bad_line(number, f"line {number} is not valid JSON: {why}")
     if not isinstance(value, dict):
         return bad_line(number, f"line {number} must be a JSON object of inputs, "
                                 f"not {type(value).__name__}")

@@ -24,6 +24,8 @@ EXPECTED: dict[str, tuple[list[str], str, int]] = {
     "flaky_api.agent": ([], "degraded", 3),
     "python_tools.agent": ([], "succeeded", 0),
     "deadline.agent": ([], "failed", 1),
+    "review_loop.agent": ([], "succeeded", 0),
+    "react_agent.agent": ([], "succeeded", 0),
 }
 
 
@@ -116,3 +118,33 @@ def test_deadline_cancels_cleanly() -> None:
     assert steps["retrying"]["error"]["retry"] == "deadline"
     assert report["outputs"] == {"quick": "done", "combined": None}
     assert report["duration_s"] < 5
+
+
+def test_review_loop_stops_when_the_reviewer_approves() -> None:
+    code, report, _ = run_example("review_loop.agent")
+    assert code == 0 and report["outputs"]["rounds"] == 3
+    assert report["outputs"]["final"].startswith("v3: ")
+    loop = report["steps"]["review"]
+    assert (loop["status"], loop["attempts"], loop["loop"]["max"]) == ("succeeded", 3, 4)
+    assert [r["status"] for r in report["steps"]["critique"]["per_iteration"]] == [
+        "succeeded"] * 3
+
+
+def test_react_agent_recovers_from_a_flaky_tool_and_an_open_breaker(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    code, report, _ = run_example("react_agent.agent", "--events", str(events))
+    assert code == 0
+    step = report["steps"]["answer"]
+    assert step["turns"] == 3
+    assert step["tool_calls"] == {"search": {"calls": 1, "failures": 0},
+                                  "weather": {"calls": 2, "failures": 2},
+                                  "tools.calc": {"calls": 1, "failures": 0}}
+    finished = [json.loads(line) for line in events.read_text().splitlines()
+                if '"tool_call_finished"' in line]
+    outcome = {(e["turn"], e["tool"]): (e["status"], e["attempts"], e.get("kind"))
+               for e in finished}
+    assert outcome == {(1, "search"): ("succeeded", 3, None),  # failed twice, then retried
+                       (1, "weather"): ("failed", 1, "transient"),
+                       (2, "weather"): ("failed", 1, "breaker_open"),
+                       (2, "tools.calc"): ("succeeded", 1, None)}
+    assert "1,418,000" in report["outputs"]["answer"]

@@ -105,12 +105,27 @@ def _show_diagnostics(result: Any) -> None:
         click.echo(f"{result.source.path}: {summary(result.diagnostics)}\n", err=True)
 
 
-def _load_for_command(plan_path: str) -> Any:
+def no_import_option(func: F) -> F:
+    """`--no-import`: `use "pkg.module"` is not imported either (a `use "./file.py"` never
+    is, outside `run`, `resume` and `batch`)."""
+    return click.option("--no-import", "no_import", is_flag=True,
+                        help="Import nothing, not even modules `use`d by dotted name "
+                             "(installed code): their tools are then not checked (warning "
+                             "W405). `use \"./file.py\"` is never imported here, only read.")(func)
+
+
+def _use_policy(no_import: bool) -> Any:
+    from plait.stdlib.registry import NO_IMPORT, READ_FILES
+
+    return NO_IMPORT if no_import else READ_FILES
+
+
+def _load_for_command(plan_path: str, no_import: bool = False) -> Any:
     """A CompiledPlan from a .agent or compiled .json file; diagnostics -> stderr, exit 2."""
     from plait.compiler.api import PlanInvalid, load_plan
 
     try:
-        return load_plan(plan_path)
+        return load_plan(plan_path, use_policy=_use_policy(no_import))
     except PlanInvalid as exc:
         _show_diagnostics(exc.result)
         sys.exit(EXIT_INVALID)
@@ -121,8 +136,9 @@ def _load_for_command(plan_path: str) -> Any:
 @click.option("--strict", is_flag=True, help="Warnings make the check fail too (exit 2).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: the diagnostics as a JSON list on stdout.")
+@no_import_option
 @guarded
-def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str) -> None:
+def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import: bool) -> None:
     """Parse and validate plans without running them.
 
     Prints `ok: PATH (N steps)` for each valid plan; diagnostics go to stderr as
@@ -142,7 +158,7 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str) -> None:
     collected: list[dict[str, Any]] = []
     for path in plan_paths:
         try:
-            result = compile_file(path)
+            result = compile_file(path, use_policy=_use_policy(no_import))
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             all_valid = False
@@ -165,8 +181,9 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str) -> None:
 @click.argument("plan_path", metavar="PLAN")
 @click.option("-o", "--output", "out_path", metavar="FILE",
               help="Write the JSON here instead of stdout.")
+@no_import_option
 @guarded
-def compile_command(plan_path: str, out_path: str | None) -> None:
+def compile_command(plan_path: str, out_path: str | None, no_import: bool) -> None:
     """Compile a plan to its JSON form (the IR that `plait run` also accepts).
 
     \b
@@ -176,7 +193,7 @@ def compile_command(plan_path: str, out_path: str | None) -> None:
     """
     from plait.compiler.api import compile_file, compiled_json
 
-    result = compile_file(plan_path)
+    result = compile_file(plan_path, use_policy=_use_policy(no_import))
     _show_diagnostics(result)
     if result.plan is None:
         sys.exit(EXIT_INVALID)
@@ -206,9 +223,10 @@ def _write_output(data: bytes, out_path: str | None) -> None:
               help="Colour each step by its status in this recorded run.")
 @click.option("--journal", "journal_path", metavar="PATH", default=None,
               help="The run journal to read --run from (default .plait/journal.db).")
+@no_import_option
 @guarded
 def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
-                  run_id: str | None, journal_path: str | None) -> None:
+                  run_id: str | None, journal_path: str | None, no_import: bool) -> None:
     """Draw a plan's DAG: steps with their tool and policies, inputs on top, outputs below.
 
     Without -o, prints DOT (or --format mermaid) on stdout. SVG, PNG and PDF need the
@@ -225,7 +243,7 @@ def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
     chosen = format_for(out_path, fmt)
     if out_path is None and chosen in ("svg", "png", "pdf") and sys.stdout.isatty():
         raise UserError(f"{chosen.upper()} is binary; write it to a file with -o FILE")
-    plan = _load_for_command(plan_path)
+    plan = _load_for_command(plan_path, no_import)
     status = graph_run_status(run_id, journal_path, plan) if run_id else None  # JOURNAL
     _write_output(render(plan, chosen, status), out_path)
 
@@ -233,9 +251,10 @@ def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
 @cli.command("tools")
 @click.argument("name", required=False)
 @click.option("--plan", "plan_path", metavar="PLAN",
-              help="Also list the tools this plan loads with `use`.")
+              help="Also list the tools this plan loads with `use` (read, not imported).")
+@no_import_option
 @guarded
-def tools_command(name: str | None, plan_path: str | None) -> None:
+def tools_command(name: str | None, plan_path: str | None, no_import: bool) -> None:
     """List the tools plans can call, with their arguments, types and defaults.
 
     \b
@@ -249,7 +268,7 @@ def tools_command(name: str | None, plan_path: str | None) -> None:
     registry = builtin_registry()
     own: list[str] = []
     if plan_path is not None:
-        registry, own = _plan_tools(plan_path)
+        registry, own = _plan_tools(plan_path, no_import)
     if name is not None:
         spec = registry.get(name)
         if spec is None:
@@ -263,11 +282,12 @@ def tools_command(name: str | None, plan_path: str | None) -> None:
     _print_tools(list(registry), set(own), detailed=False)
 
 
-def _plan_tools(plan_path: str) -> tuple[Any, list[str]]:
-    """The registry with a plan's `use` tools loaded; exit 2 when a `use` fails."""
+def _plan_tools(plan_path: str, no_import: bool) -> tuple[Any, list[str]]:
+    """The registry with a plan's `use` tools read (files) or imported (modules, unless
+    `no_import`); exit 2 when a `use` fails."""
     from plait.compiler.api import compile_file
 
-    result = compile_file(plan_path)
+    result = compile_file(plan_path, use_policy=_use_policy(no_import))
     failed = [d for d in result.diagnostics
               if d.code.id == "E321" or (d.is_error and d.code.id.startswith("E1"))]
     if failed:

@@ -23,7 +23,13 @@ from plait.compiler.parse import gc_paused
 from plait.compiler.render import render_all, summary
 from plait.compiler.source import SourceMap, Span, plan_text
 from plait.errors import UserError
-from plait.stdlib.registry import ToolRegistry, builtin_registry, plan_registry
+from plait.stdlib.registry import (
+    READ_FILES,
+    ToolRegistry,
+    UsePolicy,
+    builtin_registry,
+    plan_registry,
+)
 
 
 class PlanInvalid(UserError):
@@ -58,17 +64,20 @@ class CompileResult:
         return render_all(self.diagnostics, {self.source.path: self.source.text}, color=color)
 
 
-def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None) -> CompileResult:
+def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None, *,
+                   use_policy: UsePolicy = READ_FILES) -> CompileResult:
     """Compile plan source text. `path` names it in diagnostics; `plan_dir` resolves `use`.
 
     The text is first made `plan_text` (line ends as `\n`, no trailing blanks): the
-    result's `source.text` is that text.
+    result's `source.text` is that text. `use_policy` says what `use` items may execute:
+    by default a `use "./tools.py"` is only read, never imported (docs/security.md).
     """
     with gc_paused():
-        return _compile(plan_text(text), path, plan_dir)
+        return _compile(plan_text(text), path, plan_dir, use_policy)
 
 
-def _compile(text: str, path: str, plan_dir: Path | None) -> CompileResult:
+def _compile(text: str, path: str, plan_dir: Path | None, use_policy: UsePolicy
+             ) -> CompileResult:
     from plait.compiler.lower import lower_indexed
     from plait.compiler.parse import parse
 
@@ -79,7 +88,7 @@ def _compile(text: str, path: str, plan_dir: Path | None) -> CompileResult:
         return _result(None, diagnostics, source, registry)
     plan, lowered, index = lower_indexed(tree, source)
     diagnostics = [*diagnostics, *lowered]
-    checked, ctx = check_plan(plan, source, registry, plan_dir, index)
+    checked, ctx = check_plan(plan, source, registry, plan_dir, index, use_policy=use_policy)
     diagnostics += checked
     if has_errors(diagnostics):
         return _result(None, diagnostics, source, registry)
@@ -103,9 +112,9 @@ def _result(plan: CompiledPlan | None, diagnostics: list[Diagnostic], source: So
     return CompileResult(plan, sorted(with_path, key=sort_key), source, registry)
 
 
-def compile_file(path: str | Path) -> CompileResult:
+def compile_file(path: str | Path, *, use_policy: UsePolicy = READ_FILES) -> CompileResult:
     """Compile a `.agent` file. A missing or unreadable file raises UserError; bytes that are
-    not UTF-8 text give diagnostic E110."""
+    not UTF-8 text give diagnostic E110. `use_policy` as for `compile_source`."""
     shown = str(path)
     data = read_plan_bytes(Path(path))
     text, problem = decode_plan(data, shown)
@@ -113,7 +122,7 @@ def compile_file(path: str | Path) -> CompileResult:
         source = SourceMap(shown, text)
         return CompileResult(None, [problem], source, builtin_registry().child())
     absolute = Path(path).resolve()
-    result = compile_source(text, shown, plan_dir=absolute.parent)
+    result = compile_source(text, shown, plan_dir=absolute.parent, use_policy=use_policy)
     if result.plan is not None:
         result.plan.source_path = str(absolute)
         result.plan.plan_sha256 = hashlib.sha256(data).hexdigest()
@@ -174,15 +183,16 @@ def _span_at(before: str) -> Span:
     return Span(line=line, column=column, end_line=line, end_column=column + 1)
 
 
-def load_plan(path: str | Path) -> CompiledPlan:
+def load_plan(path: str | Path, *, use_policy: UsePolicy = READ_FILES) -> CompiledPlan:
     """A plan ready to run, from a `.agent` file or from JSON written by `plait compile`.
 
     Raises UserError for a missing file and PlanInvalid (a UserError) for an invalid plan.
+    `use_policy` as for `compile_source` (`plait run` imports: IMPORT_ALL).
     """
     data = read_plan_bytes(Path(path))
     if str(path).endswith(".json") or data.lstrip()[:1] == b"{":
         return load_compiled_json(data, str(path))
-    result = compile_file(path)
+    result = compile_file(path, use_policy=use_policy)
     if result.plan is None:
         counts = summary(result.errors)
         raise PlanInvalid(f"{path} is not a valid plan ({counts}):\n{result.render()}", result)

@@ -26,7 +26,7 @@ from plait.runtime.guards import ResourceGuards
 from plait.runtime.report import ReportBuilder, RunReport
 from plait.runtime.scheduler import Executor, Injection, Run, RunOptions
 from plait.runtime.state import check_env
-from plait.stdlib.registry import ToolLoadError, ToolRegistry, plan_registry
+from plait.stdlib.registry import IMPORT_ALL, ToolLoadError, ToolRegistry, plan_registry
 
 PlanLike = str | os.PathLike[str] | Plan
 
@@ -37,7 +37,8 @@ def load_plan(path_or_plan: PlanLike) -> Plan:
         return path_or_plan
     from plait.compiler import api as compiler_api  # the compiler stage, loaded on demand
 
-    return compiler_api.load_plan(Path(path_or_plan))
+    # a run imports the plan's `use` files: their code runs (docs/security.md)
+    return compiler_api.load_plan(Path(path_or_plan), use_policy=IMPORT_ALL)
 
 
 def plan_dir_of(plan: Plan) -> Path:

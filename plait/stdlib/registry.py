@@ -9,10 +9,10 @@ import importlib.util
 import inspect
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints, overload
+from typing import Any, NamedTuple, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -144,6 +144,15 @@ def _explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class HintedParam(NamedTuple):
+    """A parameter as a schema needs it: its type hint, and its default unless required."""
+
+    name: str
+    hint: Any
+    required: bool
+    default: Any = None
+
+
 def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool = True,
                        checks: Mapping[str, Callable[[Any], object]] | None = None,
                        read: bool = False, self_admitting: str | None = None,
@@ -151,8 +160,7 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
     """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
     sig = inspect.signature(func)
     hints = get_type_hints(func)
-    fields: dict[str, Any] = {}
-    params: list[ToolParam] = []
+    params: list[HintedParam] = []
     context_param = None
     accepts_extra = False
     for p in sig.parameters.values():
@@ -166,9 +174,26 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
         if p.kind is inspect.Parameter.VAR_POSITIONAL:
             continue
         required = p.default is inspect.Parameter.empty
-        fields[p.name] = (hint, ... if required else p.default)
-        params.append(ToolParam(p.name, _type_name(hint), required,
-                                None if required else p.default))
+        params.append(HintedParam(p.name, hint, required, None if required else p.default))
+    doc = inspect.getdoc(func) or ""
+    return build_spec(name, func, inspect.iscoroutinefunction(func), params,
+                      context_param=context_param, accepts_extra=accepts_extra,
+                      description=doc.splitlines()[0] if doc else "", idempotent=idempotent,
+                      checks=checks, read=read, self_admitting=self_admitting,
+                      isolation=isolation)
+
+
+def build_spec(name: str, func: Callable[..., Any], is_async: bool,
+               params: Iterable[HintedParam], *, context_param: str | None = None,
+               accepts_extra: bool = False, description: str = "", idempotent: bool = True,
+               checks: Mapping[str, Callable[[Any], object]] | None = None,
+               read: bool = False, self_admitting: str | None = None,
+               isolation: str = "inline") -> ToolSpec:
+    """A ToolSpec whose argument model pydantic builds from the parameters' hints (shared by
+    imported functions and the tools `source_tools` reads without importing)."""
+    params = list(params)
+    fields: dict[str, Any] = {p.name: (p.hint, ... if p.required else p.default)
+                              for p in params}
     config = ConfigDict(extra="allow" if accepts_extra else "forbid",
                         arbitrary_types_allowed=True)
     with warnings.catch_warnings():
@@ -176,11 +201,10 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
         # but handles them (fields win), and the model is only used through its fields.
         warnings.filterwarnings("ignore", message="Field name .* shadows an attribute")
         model = create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
-    doc = inspect.getdoc(func) or ""
-    return ToolSpec(name, func, inspect.iscoroutinefunction(func), tuple(params), model,
-                    context_param, accepts_extra, doc.splitlines()[0] if doc else "",
-                    idempotent, read, tuple((checks or {}).items()), self_admitting,
-                    isolation)
+    shown = tuple(ToolParam(p.name, _type_name(p.hint), p.required, p.default) for p in params)
+    return ToolSpec(name, func, is_async, shown, model, context_param, accepts_extra,
+                    description, idempotent, read, tuple((checks or {}).items()),
+                    self_admitting, isolation)
 
 
 def _type_name(hint: Any) -> str:
@@ -226,8 +250,22 @@ class ToolRegistry:
     def own_names(self) -> list[str]:
         return sorted(self._tools)
 
-    def load_use(self, target: str, plan_dir: Path) -> list[str]:
-        """Load `use "pkg.module"` or `use "./tools.py"`; returns the tool names it added."""
+    def load_use(self, target: str, plan_dir: Path, policy: UsePolicy | None = None
+                 ) -> list[str]:
+        """Load `use "pkg.module"` or `use "./tools.py"` as `policy` allows (default: import
+        both); returns the tool names it added. Raises ToolLoadError (UseNotImported for a
+        module the policy does not import)."""
+        policy = policy or IMPORT_ALL
+        if is_file_target(target):
+            if not policy.import_files:
+                from plait.stdlib.source_tools import read_tools  # (it imports this module)
+
+                read = read_tools((plan_dir / target).resolve())
+                for one in read:
+                    self.register(one)
+                return [one.name for one in read]
+        elif not policy.import_modules:
+            raise UseNotImported(f"`use \"{target}\"` is not imported (--no-import)")
         module = _import_target(target, plan_dir)
         added = []
         for value in vars(module).values():
@@ -238,10 +276,37 @@ class ToolRegistry:
         return added
 
 
+@dataclass(frozen=True)
+class UsePolicy:
+    """What loading a plan's `use` items may execute (docs/security.md).
+
+    `import_files`: a `use "./tools.py"` is imported (its code runs: `plait run`, `resume`,
+    `batch`) or only read with `ast` (`check`, `compile`, `graph`, `tools --plan`).
+    `import_modules`: a `use "pkg.module"` (installed code the user already trusts) is
+    imported, or refused (`--no-import`).
+    """
+
+    import_files: bool = False
+    import_modules: bool = True
+
+
+READ_FILES = UsePolicy()  # check, compile, graph, tools --plan
+IMPORT_ALL = UsePolicy(import_files=True, import_modules=True)  # run, resume, batch
+NO_IMPORT = UsePolicy(import_files=False, import_modules=False)  # --no-import
+
+
+class UseNotImported(ToolLoadError):
+    """A module `use`d by dotted name that the policy does not let be imported."""
+
+
+def is_file_target(target: str) -> bool:
+    """`use "./tools.py"` (a file, relative to the plan) rather than `use "pkg.module"`."""
+    return target.endswith(".py") or "/" in target or target.startswith(".")
+
+
 def _import_target(target: str, plan_dir: Path) -> Any:
-    looks_like_file = target.endswith(".py") or "/" in target or target.startswith(".")
     try:
-        if looks_like_file:
+        if is_file_target(target):
             path = (plan_dir / target).resolve()
             if not path.is_file():
                 raise ToolLoadError(f"no such file: {path}")
@@ -348,9 +413,11 @@ def _load_entry_points() -> None:
             print(f"warning: tool plugin {ep.name!r} failed to load: {exc}", file=sys.stderr)
 
 
-def plan_registry(uses: list[str], plan_dir: Path) -> ToolRegistry:
-    """A child registry with the plan's `use` targets loaded (raises ToolLoadError)."""
+def plan_registry(uses: list[str], plan_dir: Path, policy: UsePolicy | None = None
+                  ) -> ToolRegistry:
+    """A child registry with the plan's `use` targets loaded (raises ToolLoadError); by
+    default they are imported (what a run needs)."""
     registry = builtin_registry().child()
     for target in uses:
-        registry.load_use(target, plan_dir)
+        registry.load_use(target, plan_dir, policy)
     return registry

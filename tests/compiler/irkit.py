@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from plait.compiler.checks import run_checks
+from plait.compiler.checks import check_plan
 from plait.compiler.diagnostics import Diagnostic
 from plait.compiler.graph import step_references
 from plait.compiler.ir import (
@@ -24,7 +24,7 @@ from plait.compiler.ir import (
     Step,
 )
 from plait.compiler.source import SourceMap, Span
-from plait.stdlib.registry import builtin_registry
+from plait.stdlib.registry import READ_FILES, UsePolicy, builtin_registry
 
 
 def lit(value: Any) -> Expr:
@@ -83,9 +83,10 @@ def make_plan(*steps: Step, inputs: dict[str, str] | None = None,
 
 
 def check(plan: Plan, spans: dict[Any, Span] | None = None,
-          plan_dir: Path | None = None) -> list[Diagnostic]:
+          plan_dir: Path | None = None, use_policy: UsePolicy = READ_FILES) -> list[Diagnostic]:
     source = SourceMap("t.agent", "", dict(spans or {}))
-    return run_checks(plan, source, builtin_registry().child(), plan_dir)
+    return check_plan(plan, source, builtin_registry().child(), plan_dir,
+                      use_policy=use_policy)[0]
 
 
 def codes_of(diags: list[Diagnostic]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plait.compiler.ir import Use
+from plait.stdlib.registry import IMPORT_ALL
 from tests.compiler.irkit import at, check, codes_of, lit, make_plan, only, ref, step
 
 
@@ -83,10 +84,20 @@ def test_use_of_missing_module_is_a_diagnostic(tmp_path: Path) -> None:
 
 
 def test_use_of_a_file_with_an_error(tmp_path: Path) -> None:
+    # `check` reads the file without running it; a run imports it and meets the error
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
     plan = make_plan(step("a"), uses=[Use(target="./broken.py")])
-    diag = only(check(plan, plan_dir=tmp_path), "E321")
+    assert check(plan, plan_dir=tmp_path) == []
+    diag = only(check(plan, plan_dir=tmp_path, use_policy=IMPORT_ALL), "E321")
     assert diag.message == 'cannot load `use "./broken.py"`: RuntimeError: boom'
+
+
+def test_use_of_a_file_that_does_not_parse(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("def (:\n")
+    plan = make_plan(step("a"), uses=[Use(target="./bad.py")])
+    read = only(check(plan, plan_dir=tmp_path), "E321").message
+    imported = only(check(plan, plan_dir=tmp_path, use_policy=IMPORT_ALL), "E321").message
+    assert read == imported and read.startswith('cannot load `use "./bad.py"`: SyntaxError: ')
 
 
 def test_use_loads_tools_that_are_then_checked(tmp_path: Path) -> None:
@@ -109,5 +120,8 @@ def test_a_tools_own_checks_run_on_literal_arguments(tmp_path: Path) -> None:
     plan = make_plan(step("a", tool="geo.place", args={"region": lit("mars")}),
                      step("b", tool="geo.place", args={"region": lit("eu")}),
                      uses=[Use(target="./geo.py")])
-    diag = only(check(plan, plan_dir=tmp_path), "E307")
+    # `checks` are the file's own code: they run when the plan is run (it imports the file),
+    # not when it is only checked
+    diag = only(check(plan, plan_dir=tmp_path, use_policy=IMPORT_ALL), "E307")
     assert diag.message == "argument `region` of `geo.place`: unknown region 'mars'; use eu or us"
+    assert check(plan, plan_dir=tmp_path) == []

@@ -25,7 +25,7 @@ from plait.compiler.diagnostics import Diagnostic, sort_key
 from plait.compiler.index import ExprIndex
 from plait.compiler.ir import Plan
 from plait.compiler.source import SourceMap
-from plait.stdlib.registry import ToolRegistry
+from plait.stdlib.registry import READ_FILES, ToolRegistry, UsePolicy
 
 Check = Callable[[Plan, CheckContext], Iterator[Diagnostic]]
 
@@ -52,11 +52,13 @@ def run_checks(plan: Plan, source: SourceMap, registry: ToolRegistry,
 
 def check_plan(plan: Plan, source: SourceMap, registry: ToolRegistry,
                plan_dir: Path | None = None,
-               index: ExprIndex | None = None) -> tuple[list[Diagnostic], CheckContext]:
+               index: ExprIndex | None = None, *,
+               use_policy: UsePolicy = READ_FILES) -> tuple[list[Diagnostic], CheckContext]:
     """`run_checks`, also returning the context: its derived facts (which steps each step
     reads) let the graph be built without walking the expressions again. `index` is the
     plan's expressions as `lower_indexed` walked them (else they are walked here)."""
-    ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd(), index=index)
+    ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd(), index=index,
+                       use_policy=use_policy)
     found: list[Diagnostic] = []
     for check in CHECKS:
         found.extend(check(plan, ctx))

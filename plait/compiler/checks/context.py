@@ -11,7 +11,7 @@ from typing import cast
 from plait.compiler.index import ExprIndex, Site, Visit, index_plan
 from plait.compiler.ir import CallExpr, Expr, NameExpr, Plan, Step
 from plait.compiler.source import SourceMap, Span
-from plait.stdlib.registry import ToolRegistry
+from plait.stdlib.registry import READ_FILES, ToolRegistry, UsePolicy
 
 
 @dataclass
@@ -27,6 +27,8 @@ class CheckContext:
     use_failed: bool = False
     # The expressions walked once by `lower` (`lower_indexed`); None: walked here, on demand.
     index: ExprIndex | None = None
+    # What loading `use` items may execute: a file is only read unless the plan is run
+    use_policy: UsePolicy = READ_FILES
 
     def span(self, *key: str) -> Span | None:
         return self.source.span(*key)

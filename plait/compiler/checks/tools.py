@@ -11,17 +11,27 @@ from collections.abc import Iterator
 
 from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
-from plait.compiler.diagnostics import Diagnostic, error
+from plait.compiler.diagnostics import Diagnostic, error, warning
 from plait.compiler.expressions import did_you_mean, literal_value
 from plait.compiler.ir import Plan, Step
-from plait.stdlib.registry import ToolLoadError, ToolSpec
+from plait.stdlib.registry import ToolLoadError, ToolSpec, UseNotImported
 
 
 def check_uses(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    """Load every `use` target into the plan's registry; a failure is a diagnostic."""
+    """Load every `use` target into the plan's registry as `ctx.use_policy` allows (a file
+    is read, not imported, unless the plan is run); a failure is a diagnostic."""
     for index, use in enumerate(plan.uses):
         try:
-            ctx.registry.load_use(use.target, ctx.plan_dir)
+            ctx.registry.load_use(use.target, ctx.plan_dir, ctx.use_policy)
+        except UseNotImported:
+            ctx.use_failed = True
+            yield warning(codes.USE_NOT_IMPORTED,
+                          f"`use \"{use.target}\"` was not imported (--no-import): the steps "
+                          "calling its tools are not checked",
+                          ctx.span("use", str(index)),
+                          "without --no-import, `plait check` imports a module named by its "
+                          "dotted name (installed code you trust); `use \"./file.py\"` is "
+                          "read without running it")
         except ToolLoadError as exc:
             ctx.use_failed = True
             yield error(codes.USE_NOT_LOADABLE, f"cannot load `use \"{use.target}\"`: {exc}",

@@ -465,6 +465,9 @@ def run_output_options(func: F) -> F:
               help="Make STEP's first N attempts (all without N) fail with KIND.")
 @click.option("--journal", "journal_path", metavar="PATH", default=None,  # JOURNAL
               help="The run journal (default .plait/journal.db, or under $PLAIT_HOME).")
+@click.option("--files", "files", multiple=True, metavar="DIR",
+              help="Let file.read / file.write use DIR too (repeatable; also PLAIT_FILES); "
+                   "by default they stay in the plan's folder.")
 @click.option("--no-journal", is_flag=True,
               help="Record nothing: a throwaway run that `plait resume` cannot continue.")
 @click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
@@ -480,7 +483,8 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
                 json_out: bool, report_path: str | None, events_path: str | None,
                 allow_degraded: bool, quiet: bool, seed: int | None,
                 injections: tuple[str, ...], journal_path: str | None, no_journal: bool,
-                trace: str | None, executor: str, address: str | None) -> None:
+                trace: str | None, executor: str, address: str | None,
+                files: tuple[str, ...]) -> None:
     """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal.
 
     PLAN is a .agent file or the JSON of `plait compile`. Progress goes to stderr; the
@@ -508,7 +512,7 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     with _executor(executor, plan, address) as tool_executor:
         runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan),
-                        executor=tool_executor)
+                        executor=tool_executor, files=files)
         session = RunSession(runner, journal=None if no_journal else resolve(journal_path),
                              plan_path=plan_path, trace=trace)
         with session:
@@ -564,10 +568,12 @@ def open_journal(journal_path: str | None, *, create: bool) -> Any:
 @run_output_options
 @journal_option
 @trace_option
+@click.option("--files", "files", multiple=True, metavar="DIR",
+              help="Let file.read / file.write use DIR too (repeatable; also PLAIT_FILES).")
 @guarded
 def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | None,
                    events_path: str | None, allow_degraded: bool, quiet: bool,
-                   journal_path: str | None, trace: str | None) -> None:
+                   journal_path: str | None, trace: str | None, files: tuple[str, ...]) -> None:
     """Continue a recorded run that crashed, was killed or was cancelled.
 
     Steps that finished keep their recorded outputs and are not run again; the others run.
@@ -575,7 +581,8 @@ def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | 
     """
     from plait.runtime.session import RunSession
 
-    session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace)
+    session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace,
+                                files=files)
     if session.note and not quiet:
         click.echo(session.note, err=True)
     with session:

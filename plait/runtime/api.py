@@ -215,7 +215,7 @@ class Runner:
                  registry: ToolRegistry | None = None,
                  warn: Callable[[str], None] = _stderr,
                  executor: Executor | None = None, guards: ResourceGuards | None = None,
-                 ) -> None:
+                 files: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.plan = plan
         self.inputs = validate_inputs(plan, inputs)
         self.env = check_env(plan, os.environ if environ is None else environ)
@@ -228,6 +228,7 @@ class Runner:
             run_id=run_id or uuid.uuid4().hex[:16], inputs=self.inputs, env=self.env,
             clock=clock or RealClock(), seed=seed, inject=dict(inject or {}),
             secrets=_secrets(plan, self.inputs, self.env, warn), plan_dir=plan_dir,
+            file_roots=file_roots(files, os.environ if environ is None else environ),
             executor=executor, guards=guards)
         self.run_obj: Run | None = None
 
@@ -256,6 +257,14 @@ class Runner:
             self.signal = signum
         if self.run_obj is not None:
             self.run_obj.stop("signal")
+
+
+def file_roots(files: Iterable[str | os.PathLike[str]], environ: Mapping[str, str]
+               ) -> tuple[Path, ...]:
+    """The folders `file.*` may touch besides the plan's: `--files DIR` (or `files=`) and
+    `PLAIT_FILES` (folders separated by `os.pathsep`), made absolute (docs/security.md)."""
+    from_env = [part for part in environ.get("PLAIT_FILES", "").split(os.pathsep) if part]
+    return tuple(Path(folder).expanduser().absolute() for folder in [*files, *from_env])
 
 
 def _sink_list(events: Sink | Iterable[Sink] | None) -> list[Sink]:

@@ -90,6 +90,8 @@ class RunOptions:
     inject: dict[str, Injection] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     plan_dir: Path = field(default_factory=Path.cwd)
+    # Folders `file.*` may touch besides the plan's (`--files DIR`, `PLAIT_FILES`)
+    file_roots: tuple[Path, ...] = ()
     # Resume (journal): steps recorded as finished by an earlier session, by name, each a
     # `step_finished`-shaped dict with the REAL output. They end at once with that result
     # (`step_finished` marked `resumed`) and are never run again.
@@ -693,7 +695,8 @@ class Run:
 
         ctx = ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
                           element=at.element, plan_dir=self.opts.plan_dir,
-                          run_state=self.run_state, emit=emit, on_run_end=self.on_run_end,
+                          file_roots=self.opts.file_roots, run_state=self.run_state,
+                          emit=emit, on_run_end=self.on_run_end,
                           idempotency_key=self._idempotency_key(at),
                           iteration=at.state.iteration)
         if spec is not None and args is not None and spec.admits_itself(args):

@@ -90,14 +90,15 @@ class RunSession:
     @classmethod
     def resume(cls, run_id: str, *, journal: JournalLike | None = None, force: bool = False,
                trace: str | None = None, events: Sink | Iterable[Sink] | None = None,
-               environ: Mapping[str, str] | None = None) -> RunSession:
+               environ: Mapping[str, str] | None = None,
+               files: Iterable[str | os.PathLike[str]] = ()) -> RunSession:
         """Continue a recorded run (`plait resume`); UserError for an unknown run, or for a
         plan file changed since the run (unless `force`). `note` says what to tell a user."""
         opened = journal if isinstance(journal, Journal) else open_journal(journal, create=False)
         try:
             setup = prepare_resume(opened, run_id, force=force, load=load_plan)
             runner = Runner(setup.plan, setup.raw_inputs, run_id=setup.run_id, events=events,
-                            environ=environ)
+                            environ=environ, files=files)
         except BaseException:
             if opened is not journal:
                 opened.close()

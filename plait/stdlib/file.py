@@ -95,8 +95,17 @@ def check_version(target: Path, if_version: str) -> None:
 
 
 def resolve(ctx: ToolContext, path: str) -> Path:
-    """`path` made absolute from the plan's folder (an absolute path stays as it is)."""
-    return (Path(ctx.plan_dir) / Path(path).expanduser()).absolute()
+    """`path` made absolute from the plan's folder, its symlinks resolved, and confined: it
+    must lie in the plan's folder or one of `ctx.file_roots` (themselves resolved), else
+    `Permanent` naming the allowed folders (docs/security.md). `..`, absolute paths, `~`
+    and symlinks are followed first, so none of them leads out."""
+    target = Path(os.path.realpath(Path(ctx.plan_dir) / Path(path).expanduser()))
+    roots = [Path(os.path.realpath(root)) for root in (ctx.plan_dir, *ctx.file_roots)]
+    if any(target.is_relative_to(root) for root in roots):
+        return target
+    allowed = ", ".join(str(root) for root in roots)
+    raise Permanent(f"{path!r} is outside the folders plait may read and write ({allowed}); "
+                    "allow another folder with `--files DIR` or PLAIT_FILES")
 
 
 def atomic_write(target: Path, data: bytes) -> None:

@@ -40,6 +40,8 @@ class ToolContext:
     attempt: int = 1
     element: int | None = None
     plan_dir: Path = field(default_factory=Path.cwd)
+    # Folders `file.*` may touch besides `plan_dir` (`--files DIR`, `PLAIT_FILES`)
+    file_roots: tuple[Path, ...] = ()
     # Per-run storage shared by every tool call of the run (a pooled HTTP client, the
     # counters of std.flaky and scripted LLM rules). Keys are namespaced by the tool module.
     run_state: dict[str, Any] = field(default_factory=dict)

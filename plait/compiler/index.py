@@ -144,6 +144,8 @@ def step_sites(step: Step) -> Iterator[Site]:
         yield Site(name, "map", step.map.var, step.map.over)
     for arg, value in step.args.items():
         yield Site(name, "arg", arg, value, loop_var)
+    if step.loop is not None and step.loop.until is not None:
+        yield Site(name, "until", "until", step.loop.until)  # a loop's (SPEC section 11)
     if step.condition is not None:
         yield Site(name, "if", "if", step.condition)
     if step.default is not None:

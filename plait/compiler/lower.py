@@ -424,6 +424,7 @@ class _Lowering:
             self.index.add(_site(Site, (name, "until", "until", node.until, None)))
             until_refs = self.index.steps_read(start, self.readable, None)
         refs = self._reads(name, None, None, {}, condition, default) | until_refs
+        self.index.step_refs[name] = refs
         after = self._targets(name, get("after"), "after")
         timeout, when = get("timeout"), get("when")
         return Step(name=name, tool="loop", args={},

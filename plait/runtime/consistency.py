@@ -7,12 +7,21 @@ IR, so the rules are tested without running anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+import asyncio
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from plait.compiler.expressions import children
 from plait.compiler.ir import AttrExpr, Expr, NameExpr, Plan, Step
+from plait.errors import ErrorKind
+from plait.runtime import events as ev
+from plait.runtime import outcomes
+from plait.runtime.expressions import EvalError, evaluate, truthy
+from plait.runtime.state import CallResult, StepState
 from plait.versions import CONDITION_ARGS
+
+if TYPE_CHECKING:
+    from plait.runtime.scheduler import Run
 
 
 def null_condition(step: Step, tool: str, args: Mapping[str, Any]) -> str | None:
@@ -60,3 +69,197 @@ def data_deps(plan: Plan, step: Step) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
+
+
+def version_sources(step: Step, steps: Mapping[str, Any]) -> list[str]:
+    """The steps whose `.version` `step`'s arguments read, in source order."""
+    names = [name for name, field in arg_reads(step, steps) if field == "version"]
+    return list(dict.fromkeys(names))
+
+
+# --- re-deciding (the scheduler's seam: `Run.cx`) --------------------------------------------
+
+
+class Redecider:
+    """Re-deciding a stale write and running steps again as new executions.
+
+    The scheduler calls `redecide` when an attempt failed `stale` and its retry policy
+    allows another; everything else here is private to the seam."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._running: dict[str, asyncio.Future[None]] = {}  # executions in flight
+        self._data_deps: dict[str, list[str]] | None = None
+        self._order: dict[str, int] | None = None
+
+    # --- which steps ---------------------------------------------------------------------
+
+    def data_deps(self) -> dict[str, list[str]]:
+        if self._data_deps is None:
+            plan = self.run.plan
+            self._data_deps = {name: data_deps(plan, step) for name, step in plan.steps.items()}
+        return self._data_deps
+
+    def order(self) -> dict[str, int]:
+        """A topological position per step (dependency order)."""
+        if self._order is None:
+            import networkx as nx
+
+            self._order = {n: i for i, n in enumerate(nx.topological_sort(self.run.plan.graph))}
+        return self._order
+
+    def sources(self, st: StepState, result: CallResult) -> list[str]:
+        """SPEC section 10, re-deciding step 2: what went stale."""
+        steps = self.run.plan.steps
+        found = version_sources(st.step, steps)
+        named = result.stale_source
+        if named is not None and named in self.data_deps()[st.name] and named not in found:
+            found.append(named)
+        if not found:
+            found = list(dict.fromkeys(name for name, _ in arg_reads(st.step, steps)))
+        return [s for s in found if not self.run.states[s].step.is_standby]
+
+    def path(self, sources: list[str], target: str) -> list[str]:
+        """Sources, then every step on a data-reference path from one to `target`, in
+        dependency order (`target` itself left out)."""
+        deps = self.data_deps()
+        ancestors: set[str] = set()
+        stack = list(deps[target])
+        while stack:
+            name = stack.pop()
+            if name not in ancestors:
+                ancestors.add(name)
+                stack.extend(deps.get(name, ()))
+        on_path = set(sources)
+        order = self.order()
+        for name in sorted(ancestors, key=order.__getitem__):
+            if any(d in on_path for d in deps[name]):
+                on_path.add(name)
+        return sorted(on_path, key=order.__getitem__)
+
+    # --- re-deciding ------------------------------------------------------------------------
+
+    async def redecide(self, st: StepState, attempt: int, result: CallResult) -> CallResult | None:
+        """Run the stale sources and the steps between them and `st` again; None when `st`
+        may retry with the new values, else the failure that ends its attempts."""
+        run = self.run
+        sources = self.sources(st, result)
+        for source in sources:
+            run._emit(ev.StaleDetected, step=st.name, source=source,
+                      old_version=run.states[source].version, new_version=None)
+        rerun = self.path(sources, st.name)
+        run._emit(ev.RedecideStarted, step=st.name, attempt=attempt, sources=sources,
+                  rerun=rerun)
+        for name in rerun:
+            await self.execute_again(name, "redecide")
+        stopped = self._still_runs(st)
+        run._emit(ev.RedecideFinished, step=st.name, ok=stopped is None)
+        st.decision += 1  # a retry after a re-decision has a new idempotency key
+        return stopped
+
+    def _still_runs(self, st: StepState) -> CallResult | None:
+        """`st`'s trigger rule and `if`, evaluated again; the `stale` failure if it would
+        not run now (`caused_by` set on the state)."""
+        run = self.run
+        deps = [run.states[d].outcome_view() for d in st.deps]
+        decision = outcomes.trigger(st.step.when, deps)
+        if not decision.run:
+            st.caused_by = decision.caused_by
+            return CallResult(False, kind=ErrorKind.STALE.value, retry="not_retryable",
+                              message=f"the data went stale and, re-decided, `{st.name}` "
+                                      f"would not run now (`{decision.caused_by}` ended "
+                                      f"`{run.states[decision.caused_by or ''].status}`)")
+        if st.step.condition is None:
+            return None
+        try:
+            ok = truthy(evaluate(st.step.condition, run._scope({})))
+        except EvalError as exc:
+            ok, why = False, exc.message
+        else:
+            why = "its `if` is now false"
+        if ok:
+            return None
+        return CallResult(False, kind=ErrorKind.STALE.value, retry="not_retryable",
+                          message=f"the data went stale and, re-decided, `{st.name}` would "
+                                  f"not run now: {why}")
+
+    # --- executions ---------------------------------------------------------------------------
+
+    async def execute_again(self, name: str, why: str) -> None:
+        """Run a finished step again as a new execution; concurrent callers share one."""
+        running = self._running.get(name)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[name] = done
+        try:
+            await self._execute(self.run.states[name], why)
+        finally:
+            del self._running[name]
+            done.set_result(None)
+
+    async def wait_for(self, names: Iterable[str]) -> None:
+        """Wait until none of `names` is running again (a reader waits for the new result)."""
+        for name in names:
+            running = self._running.get(name)
+            if running is not None:
+                await asyncio.shield(running)
+
+    async def _execute(self, st: StepState, why: str) -> None:
+        run = self.run
+        st.execution += 1
+        st.decision += 1
+        old_version = st.version
+        run._emit(ev.ExecutionStarted, step=st.name, execution=st.execution, why=why)
+        kept = (st.status, st.output, st.version, st.read_at_s, st.outcome)
+        _reset(st)
+        await self._decide_and_run(st)
+        if why == "refresh" and st.status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
+            st.status, st.output, st.version, st.read_at_s, st.outcome = kept
+        else:
+            if st.status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
+                st.output = st.version = st.read_at_s = None
+            st.outcome = st.make_outcome()
+        st.final_view = st.expression_view = None
+        run._finish_count += 1
+        st.finish_seq = run._finish_count
+        readers = self._stale_readers(st) if st.version != old_version else []
+        assert st.status is not None
+        run._emit(ev.ExecutionFinished, step=st.name, execution=st.execution,
+                  status=st.status, version=st.version, outcome=st.outcome,
+                  stale_readers=readers)
+
+    async def _decide_and_run(self, st: StepState) -> None:
+        """As in a first run: trigger rule, `if`, attempts, fallbacks, default."""
+        run = self.run
+        deps = [run.states[d].outcome_view() for d in st.deps]
+        decision = outcomes.trigger(st.step.when, deps)
+        if not decision.run:
+            st.status, st.reason, st.caused_by = outcomes.SKIPPED, decision.reason, \
+                decision.caused_by
+            return
+        if st.step.condition is not None:
+            try:
+                ok = truthy(evaluate(st.step.condition, run._scope({})))
+            except EvalError as exc:
+                await run._run_body(st, CallResult(
+                    False, kind=ErrorKind.INVALID_INPUT.value, retry="not_retryable",
+                    message=run._expr_error("if", st.step.condition, exc)))
+                return
+            if not ok:
+                st.status, st.reason = outcomes.SKIPPED, outcomes.CONDITION_FALSE
+                return
+        await run._run_body(st)
+
+    def _stale_readers(self, st: StepState) -> list[str]:
+        """Finished steps that read `st`'s replaced output (and are not running again)."""
+        return [name for name, deps in self.data_deps().items()
+                if st.name in deps and self.run.states[name].finished
+                and name not in self._running]
+
+
+def _reset(st: StepState) -> None:
+    st.status = st.reason = st.caused_by = None
+    st.kind = st.message = st.retry = st.fallback_used = st.recovered_by = None
+    st.elements = None

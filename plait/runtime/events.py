@@ -136,6 +136,7 @@ class AttemptStarted(Event):
     iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
+    execution: int | None = None  # SPEC section 10: from a step's second execution on
 
 
 @dataclass(slots=True, kw_only=True)
@@ -147,6 +148,7 @@ class AttemptFinished(Event):
     iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
+    execution: int | None = None
     status: AttemptStatus
     duration_s: float
     kind: ErrorKind | None = None
@@ -170,6 +172,7 @@ class AttemptFailed(Event):
     iteration: int | None = None  # a loop's body step: its iteration (0-based)
     attempt: int
     element: int | None = None
+    execution: int | None = None
     kind: ErrorKind
     message: str
     injected: bool = False
@@ -307,6 +310,9 @@ class RunFinished(Event):
     # Outputs whose expression failed: [{"output": NAME, "why": "..."}] (SPEC section 7).
     output_errors: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
+    # SPEC section 10: the compensations the run owed, in running order:
+    # [{"step", "compensation", "iteration", "status", "error"}].
+    compensations: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.outcome = RunOutcome(self.outcome)
@@ -432,6 +438,72 @@ class ElementFinished(Event):
             self.kind = ErrorKind(self.kind)
 
 
+@dataclass(slots=True, kw_only=True)
+class StaleDetected(Event):
+    """SPEC section 10: `step` went stale on `source`'s data (versions null when unknown)."""
+
+    event: ClassVar[str] = "stale_detected"
+    step: str
+    source: str
+    old_version: str | None = None
+    new_version: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class RedecideStarted(Event):
+    """A stale attempt of `step` re-decides: `sources` and every step on a path from them
+    to `step` (`rerun`, in running order) run again before it retries."""
+
+    event: ClassVar[str] = "redecide_started"
+    step: str
+    attempt: int
+    sources: list[str] = field(default_factory=list)
+    rerun: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class RedecideFinished(Event):
+    event: ClassVar[str] = "redecide_finished"
+    step: str
+    ok: bool
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecutionStarted(Event):
+    """A step runs again (`why`: refresh, redecide or compensate) as execution N."""
+
+    event: ClassVar[str] = "execution_started"
+    step: str
+    execution: int
+    why: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecutionFinished(Event):
+    """An execution ended; `outcome` is the step's result from now on (a refresh that did
+    not succeed changes nothing); `stale_readers` the finished steps that read the output
+    it replaced."""
+
+    event: ClassVar[str] = "execution_finished"
+    step: str
+    execution: int
+    status: StepStatus
+    version: str | None = None
+    outcome: StepOutcome | None = None
+    stale_readers: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class CompensationFailed(Event):
+    """A compensation ended failed (the others still run)."""
+
+    event: ClassVar[str] = "compensation_failed"
+    step: str
+    compensation: str
+    kind: ErrorKind | None = None
+    message: str | None = None
+
+
 @dataclass(slots=True, init=False)
 class OtherEvent(Event):
     """An event this plait does not know (read back from a newer plait's journal or JSONL):
@@ -481,7 +553,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
                 RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
                 BreakerClosed, StepFinished, RunFinished, ToolEvent, ToolCallStarted,
                 ToolCallFinished, LoopBlocked, AttemptAbandoned, AbandonedFinished,
-                ElementFinished, LoopIterationStarted, LoopIterationFinished)
+                ElementFinished, LoopIterationStarted, LoopIterationFinished, StaleDetected,
+                RedecideStarted, RedecideFinished, ExecutionStarted, ExecutionFinished,
+                CompensationFailed)
 }
 
 
@@ -492,7 +566,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 _OMIT_WHEN_EMPTY = frozenset({
     "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
     "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256", "queued_s", "resumed", "still_running", "iteration",
+    "plan_sha256", "queued_s", "resumed", "still_running", "iteration", "execution",
+    "outcome", "stale_readers", "compensations",
 })
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 # outcome fields in the JSON of `step_finished`, in this order, after `step`

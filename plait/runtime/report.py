@@ -77,6 +77,7 @@ class AttemptRecord:
     message: str | None = None
     delay_s: float | None = None
     injected: bool = False
+    execution: int | None = None  # SPEC section 10: from the step's second execution on
 
 
 @dataclass(slots=True, kw_only=True)
@@ -133,6 +134,11 @@ class StepReport:
     loop: dict[str, Any] | None = None
     in_loop: str | None = None
     per_iteration: list[dict[str, Any]] | None = None
+    # SPEC section 10: how many times the step ran (1 unless run again), the steps that
+    # finished with an output of it that was later replaced, and its re-decisions.
+    executions: int = 1
+    stale_readers: list[str] = field(default_factory=list)
+    redecisions: list[dict[str, Any]] = field(default_factory=list)
 
 
 _AGENT_FIELDS = ("turns", "tool_calls", "loop", "in_loop", "per_iteration")
@@ -182,6 +188,8 @@ class RunReport:
     metrics: RunMetrics | None = None
     abandoned: list[AbandonedAttempt] = field(default_factory=list)
     warnings: list[RunWarning] = field(default_factory=list)
+    # SPEC section 10: the compensations a failed run owed, in running order.
+    compensations: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio reprs the finished main task (and so its result) when
@@ -222,11 +230,13 @@ class _Attempt:
     """One attempt while events arrive (a plain object: one is made per attempt; it becomes
     an `AttemptRecord` only when the report is built)."""
 
-    __slots__ = ("attempt", "delay_s", "duration_s", "element", "injected", "kind", "message",
-                 "started_at")
+    __slots__ = ("attempt", "delay_s", "duration_s", "element", "execution", "injected", "kind",
+                 "message", "started_at")
 
-    def __init__(self, attempt: int, element: int | None, started_at: str) -> None:
+    def __init__(self, attempt: int, element: int | None, started_at: str,
+                 execution: int | None = None) -> None:
         self.attempt, self.element, self.started_at = attempt, element, started_at
+        self.execution = execution
         self.duration_s: float | None = None
         self.kind: ErrorKind | None = None
         self.message: str | None = None
@@ -237,14 +247,15 @@ class _Attempt:
         return AttemptRecord(
             attempt=self.attempt, element=self.element, started_at=self.started_at,
             duration_s=self.duration_s, kind=self.kind, message=self.message,
-            delay_s=self.delay_s, injected=self.injected)
+            delay_s=self.delay_s, injected=self.injected, execution=self.execution)
 
 
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
-    __slots__ = ("acc", "final", "iteration_started", "last_failed", "log", "per_iteration",
-                 "started_at", "tool_calls", "turns")
+    __slots__ = ("acc", "executions", "final", "iteration_started", "last_failed", "log",
+                 "per_iteration", "redecisions", "stale_readers", "started_at", "tool_calls",
+                 "turns")
 
     def __init__(self, acc: StepAccumulator) -> None:
         self.acc = acc  # the step's metrics, updated by the same handlers
@@ -259,6 +270,9 @@ class _StepFold:
         # a loop's body step: when its current iteration started, and each one's summary
         self.iteration_started: str | None = None
         self.per_iteration: list[dict[str, Any]] | None = None
+        self.executions = 1  # SPEC section 10
+        self.stale_readers: list[str] = []
+        self.redecisions: list[dict[str, Any]] = []
 
 
 class ReportBuilder:
@@ -296,6 +310,9 @@ class ReportBuilder:
             "attempt_abandoned": self._on_attempt_abandoned,
             "abandoned_finished": self._on_abandoned_finished,
             "loop_blocked": self._on_loop_blocked,
+            "execution_started": self._on_execution_started,
+            "execution_finished": self._on_execution_finished,
+            "redecide_started": self._on_redecide_started,
         }
 
     def apply(self, event: Event) -> None:
@@ -348,7 +365,7 @@ class ReportBuilder:
         metric_attempt_started(self.metrics.run, fold.acc, event)
         if fold.started_at is None:
             fold.started_at = event.ts
-        record = _Attempt(event.attempt, event.element, event.ts)
+        record = _Attempt(event.attempt, event.element, event.ts, event.execution)
         self.open[(event.step, event.attempt, event.element)] = record
         log = fold.log
         log.append(record)
@@ -418,6 +435,30 @@ class ReportBuilder:
     def _on_run_finished(self, event: RunFinished) -> None:
         self.finished = event
 
+    def _on_execution_started(self, event: Any) -> None:
+        for fold in self.steps.values():  # running again: no longer a stale reader
+            if event.step in fold.stale_readers:
+                fold.stale_readers.remove(event.step)
+
+    def _on_execution_finished(self, event: Any) -> None:
+        fold = self._step(event.step)
+        fold.executions = max(fold.executions, int(event.execution))
+        for reader in event.stale_readers:
+            if reader not in fold.stale_readers:
+                fold.stale_readers.append(reader)
+        outcome = event.outcome
+        if outcome is not None and not isinstance(outcome, dict | type(None)):
+            fold.final = StepFinished(step=event.step, outcome=outcome, ts=event.ts,
+                                      seq=event.seq, run_id=event.run_id)
+        elif isinstance(outcome, dict):  # read back from JSON
+            fold.final = StepFinished(step=event.step, ts=event.ts, seq=event.seq,
+                                      run_id=event.run_id, **outcome)
+
+    def _on_redecide_started(self, event: Any) -> None:
+        self._step(event.step).redecisions.append(
+            {"attempt": event.attempt, "sources": list(event.sources),
+             "rerun": list(event.rerun)})
+
     def _on_attempt_abandoned(self, event: Any) -> None:
         self.abandoned[(event.step, event.attempt, event.element)] = AbandonedAttempt(
             step=event.step, attempt=event.attempt, element=event.element, tool=event.tool)
@@ -466,7 +507,9 @@ class ReportBuilder:
             elements=_element_summary(final.elements),
             version=final.version, read_at=final.read_at, age=self._age(final),
             turns=fold.turns[max(fold.turns)] if fold.turns else None,
-            tool_calls=fold.tool_calls, **self._loop_fields(name, final, fold))
+            tool_calls=fold.tool_calls, executions=fold.executions,
+            stale_readers=list(fold.stale_readers), redecisions=list(fold.redecisions),
+            **self._loop_fields(name, final, fold))
 
     def _loop_fields(self, name: str, final: StepFinished, fold: _StepFold) -> dict[str, Any]:
         meta = self.started.steps.get(name, {}) if self.started is not None else {}
@@ -538,7 +581,8 @@ class ReportBuilder:
             steps={name: self._step_record(fold, name) for name, fold in self.steps.items()},
             metrics=self.metrics.result(),
             abandoned=[dataclasses.replace(a) for a in self.abandoned.values()],
-            warnings=list(self.warnings))
+            warnings=list(self.warnings),
+            compensations=list(fin.compensations) if fin else [])
 
 
 def _element_summary(elements: dict[str, Any] | None) -> ElementSummary | None:

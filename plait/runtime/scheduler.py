@@ -37,7 +37,7 @@ from plait.errors import ErrorKind, Stale, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
 from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
-from plait.runtime.consistency import null_condition
+from plait.runtime.consistency import Redecider, null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, truthy
 from plait.runtime.guards import BreakerGuard, ResourceGuards
@@ -180,6 +180,8 @@ class Run:
         self._limiters = guards.limiters
         self._execute: Executor = options.executor or execute
         self._wall_s = lambda: wall_seconds(self.clock)
+        self._finish_count = 0
+        self.cx = Redecider(self)  # re-deciding and executions (SPEC section 10)
         self._link()
 
     def _link(self) -> None:
@@ -370,10 +372,13 @@ class Run:
                 reason: outcomes.SkipReason | None = None, caused_by: str | None = None,
                 propagate: bool = True) -> list[str]:
         """Record a terminal status, emit `step_finished`; returns dependants now ready."""
-        st.status, st.reason, st.caused_by = status, reason, caused_by
+        st.status, st.reason = status, reason
+        st.caused_by = caused_by if caused_by is not None else st.caused_by
         if status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
             st.output = st.version = st.read_at_s = None
         st.finished = True  # now visible to expressions (`self.views`)
+        self._finish_count += 1
+        st.finish_seq = self._finish_count
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
         outcome = st.outcome = st.make_outcome()  # one value: state, event and report
@@ -406,6 +411,15 @@ class Run:
         st.started = True
         self._publish(_new_step_started(step=st.name, standby_for=st.step.standby_for,
                                         iteration=st.iteration))
+        await self.cx.wait_for(st.deps)  # a dependency running again: its new result
+        await self._run_body(st, early_failure)
+        if primary:
+            assert st.status is not None
+            self._decide_all(self._finish(st, st.status, caused_by=st.cause))
+
+    async def _run_body(self, st: StepState, early_failure: CallResult | None = None) -> None:
+        """The step's attempts (or its map), then fallbacks and default: sets st.status.
+        Shared by a step's first run and its later executions (SPEC section 10)."""
         if early_failure is not None:
             result = early_failure
         elif st.step.loop is not None:
@@ -422,9 +436,6 @@ class Run:
             st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
         else:
             await self._rescue(st, result)
-        if primary:
-            assert st.status is not None
-            self._decide_all(self._finish(st, st.status, caused_by=st.cause))
 
     async def _rescue(self, st: StepState, result: CallResult) -> None:
         """After the step's own attempts failed: its fallbacks in order, then `default`."""
@@ -519,6 +530,10 @@ class Run:
             if not fits_deadline(self.clock.now(), wait, self.deadline_at):
                 result.retry = "deadline"
                 return result
+            if result.kind == ErrorKind.STALE and element is None and not st.step.is_standby:
+                stopped = await self.cx.redecide(st, number, result)
+                if stopped is not None:
+                    return stopped
             self._emit(ev.RetryScheduled, step=st.name, attempt=number + 1, element=element,
                        iteration=st.iteration,
                                             delay_s=round(wait, 6), hint_s=result.hint_s)
@@ -528,9 +543,10 @@ class Run:
         st = at.state
         st.attempts += 1
         start = self.clock.now()
+        execution = st.execution if st.execution > 1 else None
         self._publish(_new_attempt_started(step=st.name, attempt=at.number,
                                            iteration=st.iteration,
-                                           element=at.element))
+                                           element=at.element, execution=execution))
         queued: list[float] = []
         try:
             prepared = self._prepare(at)
@@ -551,6 +567,7 @@ class Run:
             self._publish(_new_attempt_finished(
                 iteration=st.iteration,
                 step=st.name, attempt=at.number, element=at.element, status=_CANCELLED,
+                execution=execution,
                 duration_s=round(self.clock.now() - start, 6), kind=ErrorKind.CANCELLED,
                 message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
             raise
@@ -562,16 +579,17 @@ class Run:
             self._publish(_new_attempt_finished(
                 iteration=st.iteration,
                 step=st.name, attempt=at.number, element=at.element, status=_SUCCEEDED,
+                execution=execution,
                 duration_s=duration, queued_s=queued_s))
             return result
         assert result.kind is not None and result.message is not None
         kind = ErrorKind(result.kind)
         self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
                    kind=kind, message=result.message, injected=result.injected,
-                   iteration=st.iteration)
+                   iteration=st.iteration, execution=execution)
         self._publish(_new_attempt_finished(
             iteration=st.iteration, step=st.name, attempt=at.number, element=at.element,
-            status=_FAILED,
+            status=_FAILED, execution=execution,
             duration_s=duration, kind=kind, message=result.message,
             injected=result.injected, queued_s=queued_s))
         return result

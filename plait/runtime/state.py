@@ -70,6 +70,8 @@ class StepState:
     iteration: int | None = None
     loop_scope: dict[str, Any] = field(default_factory=dict)
     cause: str | None = None
+    execution: int = 1  # SPEC section 10: running a step again is a new execution
+    finish_seq: int = 0  # the order of the event that finished it (compensations: latest first)
     started: bool = False  # step_started was emitted
     finished: bool = False  # the scheduler's `_finish` ran: step_finished was emitted
     # Read per attempt and per decision, so worked out once: the step's name, its distinct

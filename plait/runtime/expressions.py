@@ -166,6 +166,20 @@ def _eval_template(expr: TemplateExpr, scope: Scope) -> Any:
     return "".join(pieces)
 
 
+def template_pieces(expr: TemplateExpr, scope: Scope) -> list[str | tuple[str]]:
+    """An interpolated string evaluated part by part: its literal text as `str`, each
+    `${...}` value as a 1-tuple of its text (as interpolation writes it), so a caller can
+    tell data from text (`shell.run` passes data as arguments, never as shell text)."""
+    pieces: list[str | tuple[str]] = []
+    for part in expr.parts:
+        if isinstance(part, str):
+            pieces.append(part)
+            continue
+        value = evaluate(part, scope)
+        pieces.append((value if isinstance(value, str) else to_json_text(value),))
+    return pieces
+
+
 def _eval_name(expr: NameExpr, scope: Scope) -> Any:
     name = expr.name
     if name in scope.loop:

@@ -32,14 +32,14 @@ from typing import Any, Protocol
 
 from plait import __version__
 from plait.compiler.expressions import to_source
-from plait.compiler.ir import CompiledPlan, Expr, Plan, Step, TriggerRule
+from plait.compiler.ir import CompiledPlan, Expr, Plan, Step, TemplateExpr, TriggerRule
 from plait.errors import ErrorKind, Stale, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
 from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
 from plait.runtime.consistency import Redecider, null_condition
 from plait.runtime.executor import execute
-from plait.runtime.expressions import EvalError, Scope, evaluate, truthy
+from plait.runtime.expressions import EvalError, Scope, evaluate, template_pieces, truthy
 from plait.runtime.guards import BreakerGuard, ResourceGuards
 from plait.runtime.loops import LoopRun, close_unstarted_body
 from plait.runtime.masking import Masker
@@ -48,6 +48,7 @@ from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait
 from plait.runtime.state import CallResult, FinishedSteps, StepState
 from plait.runtime.values import DEFAULT_OUTPUT_LIMIT, to_json_value
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
+from plait.stdlib.shell import shell_script
 from plait.stdlib.workers import CallWatch, current_call
 from plait.versions import Versioned, value_hash
 
@@ -802,6 +803,8 @@ class Run:
         for name, expr in step.args.items():
             try:
                 args[name] = evaluate(expr, scope)
+                if name == "cmd" and step.tool == "shell.run" and isinstance(expr, TemplateExpr):
+                    _shell_command(args, template_pieces(expr, scope))
             except EvalError as exc:
                 raise error_for_kind(ErrorKind.INVALID_INPUT,
                                      self._expr_error(f"argument `{name}`", expr, exc)) from None
@@ -908,3 +911,14 @@ def _type_name(value: Any) -> str:
         return "null"
     return {bool: "bool", int: "int", float: "float", str: "str", dict: "dict"}.get(
         type(value), type(value).__name__)
+
+
+def _shell_command(args: dict[str, Any], pieces: list[str | tuple[str]]) -> None:
+    """`shell.run` with an interpolated string `cmd`: the literal text is the script and
+    each `${...}` value one positional parameter of `sh -c` (after any `args` given), so
+    data never becomes shell text (docs/security.md)."""
+    given = args.get("args")
+    first = 1 + (len(given) if isinstance(given, list) else 0)
+    script, values = shell_script(pieces, first)
+    args["cmd"] = script
+    args["args"] = [*(given if isinstance(given, list) else []), *values]

@@ -1,5 +1,10 @@
 """`shell.run`: a command in its own process group; a timeout or cancellation ends the whole
-group (SIGTERM, then SIGKILL after a grace period) and reaps the child."""
+group (SIGTERM, then SIGKILL after a grace period) and reaps the child.
+
+A string `cmd` is a `/bin/sh -c` script; `args` are its positional parameters (`$1`, `$2`,
+...), each one argument whatever it holds. The runtime passes every `${...}` value of an
+interpolated `cmd` that way (`shell_script`), so data never becomes shell text
+(docs/security.md)."""
 
 from __future__ import annotations
 
@@ -30,13 +35,18 @@ class CommandFailed(ToolError):
 
 @tool(name="shell.run")
 async def run(ctx: ToolContext, cmd: str | list[str], cwd: str | None = None,
-              env: dict[str, str] | None = None, check: bool = True) -> dict[str, Any]:
+              env: dict[str, str] | None = None, check: bool = True,
+              args: list[str] | None = None) -> dict[str, Any]:
     """Run a command (string: via /bin/sh -c; list: directly); returns {code, stdout, stderr}.
 
-    A non-zero exit fails the step (kind `tool_error`) unless `check = false`.
+    A non-zero exit fails the step (kind `tool_error`) unless `check = false`. `args` are
+    the positional parameters (`$1`, ...) of a string `cmd`; each `${...}` in a string
+    `cmd` is passed that way, as one argument.
     """
     workdir = _workdir(ctx, cwd)
-    proc = await _spawn(cmd, workdir, {**os.environ, **env} if env else None)
+    if args and not isinstance(cmd, str):
+        raise InvalidInput("shell.run: `args` go with a string `cmd` (a list is the argv)")
+    proc = await _spawn(cmd, workdir, {**os.environ, **env} if env else None, args or [])
     try:
         out, err = await proc.communicate()
     except BaseException:  # cancelled by a timeout, the deadline or Ctrl-C
@@ -58,8 +68,8 @@ def _workdir(ctx: ToolContext, cwd: str | None) -> Path:
     return workdir
 
 
-async def _spawn(cmd: str | list[str], cwd: Path,
-                 env: dict[str, str] | None) -> asyncio.subprocess.Process:
+async def _spawn(cmd: str | list[str], cwd: Path, env: dict[str, str] | None,
+                 args: list[str]) -> asyncio.subprocess.Process:
     common: dict[str, Any] = {
         "cwd": cwd, "env": env, "stdin": asyncio.subprocess.DEVNULL,
         "stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE,
@@ -68,7 +78,9 @@ async def _spawn(cmd: str | list[str], cwd: Path,
         **child_options(),
     }
     if isinstance(cmd, str):
-        return await asyncio.create_subprocess_exec("/bin/sh", "-c", cmd, **common)
+        # `sh -c SCRIPT NAME ARG...`: NAME is $0, the args are $1 ...
+        return await asyncio.create_subprocess_exec("/bin/sh", "-c", cmd, "sh", *args,
+                                                     **common)
     if not cmd:
         raise InvalidInput("shell.run: `cmd` is an empty list")
     try:
@@ -160,3 +172,39 @@ def _exit_text(code: int) -> str:
             return f"was killed by {signal.Signals(-code).name}"
         return f"was killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def shell_script(pieces: list[str | tuple[str]], first: int = 1) -> tuple[str, list[str]]:
+    """A `sh -c` script and its positional parameters from an interpolated `cmd`: literal
+    text (`str`) stays script; each value (`(text,)`) becomes `"${N}"` (numbered from
+    `first`), written so it stays one word whether it stood outside quotes, inside double
+    quotes or inside single quotes."""
+    script: list[str] = []
+    values: list[str] = []
+    state: str | None = None  # the quote open at this point of the script: None, ' or "
+    for piece in pieces:
+        if isinstance(piece, str):
+            script.append(piece)
+            state = _quote_state(piece, state)
+            continue
+        ref = f"${{{first + len(values)}}}"
+        values.append(piece[0])
+        script.append({None: f'"{ref}"', '"': ref, "'": f"'\"{ref}\"'"}[state])
+    return "".join(script), values
+
+
+def _quote_state(text: str, state: str | None) -> str | None:
+    """The shell quote open after `text`, given the one open before it."""
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if state == "'":
+            state = None if char == "'" else state
+        elif char == "\\":
+            i += 1  # the next character is escaped (outside quotes or inside "...")
+        elif state == '"':
+            state = None if char == '"' else state
+        elif char in "'\"":
+            state = char
+        i += 1
+    return state

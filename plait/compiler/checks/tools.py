@@ -13,7 +13,7 @@ from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext, quoted
 from plait.compiler.diagnostics import Diagnostic, error, warning
 from plait.compiler.expressions import did_you_mean, literal_value
-from plait.compiler.ir import Plan, Step
+from plait.compiler.ir import Expr, ListExpr, LiteralExpr, Plan, Step
 from plait.stdlib.registry import ToolLoadError, ToolSpec, UseNotImported
 
 
@@ -136,4 +136,37 @@ def _show(value: object) -> str:
         return repr(value)
 
 
-CHECKS = (check_uses, check_tools)
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+def check_shell_text(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """W406: `shell.run(cmd = ["sh", "-c", SCRIPT])` whose SCRIPT is built from data. A
+    string `cmd` passes each `${...}` as one argument; this form writes the data into the
+    shell text itself, so a value can become a command (docs/security.md)."""
+    for step in plan.steps.values():
+        cmd = step.args.get("cmd") if step.tool == "shell.run" else None
+        if not isinstance(cmd, ListExpr):
+            continue
+        script = _shell_script_item(cmd.items)
+        if script is not None and not isinstance(script, LiteralExpr):
+            yield warning(codes.SHELL_TEXT_FROM_DATA,
+                          f"step `{step.name}` builds shell text from data: the script of "
+                          "`sh -c` is not a literal, so a value in it can run as a command",
+                          script.span or ctx.step_span(step.name, "arg", "cmd"),
+                          "write `cmd` as a string: each `${...}` is then passed as one "
+                          "argument (\"$1\", \"$2\", ...), never as shell text")
+
+
+def _shell_script_item(items: list[Expr]) -> Expr | None:
+    """The SCRIPT of `[SHELL, ..., "-c", SCRIPT, ...]`, or None for another command."""
+    first = items[0] if items else None
+    if not (isinstance(first, LiteralExpr) and isinstance(first.value, str)
+            and first.value.rsplit("/", 1)[-1] in _SHELLS):
+        return None
+    for index, item in enumerate(items[1:-1], start=1):
+        if isinstance(item, LiteralExpr) and item.value == "-c":
+            return items[index + 1]
+    return None
+
+
+CHECKS = (check_uses, check_tools, check_shell_text)

@@ -81,6 +81,8 @@ class Scan:
     prev: Token | None = None  # the last token the parser accepted
     at_line_start: bool = True  # the last thing accepted ended a statement or opened a block
     errors: int = 0
+    # a block's `{` on a later line was reported; the line ends up to it are dropped
+    brace_pending: bool = False
 
     def __post_init__(self) -> None:
         if self.origin is not None:  # a `${...}` starts in an expression, where `{` is a dict
@@ -105,7 +107,7 @@ class Scan:
                         continue
                     yield token  # `;` inside brackets: the parser reports it
                     continue
-                if self.at_line_start or self.brace_follows(token):
+                if self.at_line_start or self.brace_pending or self.brace_follows(token):
                     continue
                 if kind == "SEMI":
                     token = Token.new_borrow_pos("_NL", token.value, token)
@@ -118,7 +120,7 @@ class Scan:
                 token = Token.new_borrow_pos("DICT_OPEN", token.value, token)
                 kind = "DICT_OPEN"
             yield token
-            self.prev, self.at_line_start = token, False
+            self.prev, self.at_line_start, self.brace_pending = token, False, False
             if kind in _BRACKETS:
                 self.accepted(token)
                 head = self.head
@@ -174,6 +176,7 @@ class Scan:
                     f"the `{{` of {self.label()} must be on the same line as its header",
                     self.span(line, column, line, column + 1),
                     f"move `{{` up to the end of line {self.map(self.prev.end_line or line, 1)[0]}")
+        self.brace_pending = True  # once: blank and comment lines before it are skipped
         return True
 
     # --- positions and reporting --------------------------------------------------------------

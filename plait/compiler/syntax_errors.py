@@ -376,7 +376,7 @@ class Recovery:
         del values[base:]
         del states[base + 1:]
         scan = self.scan
-        scan.head, scan.at_line_start = [], True
+        scan.head, scan.at_line_start, scan.brace_pending = [], True, False
         scan.prev = Token("_NL", "\n")
 
     def seek(self, parser: Any, pos: int) -> None:

@@ -145,3 +145,10 @@ def test_keyword_lists_come_from_the_grammar() -> None:
     assert words.items == ("use", "input", "output", "deadline", "concurrency", "defaults",
                            "resource", "step", "loop", "tool")
     assert words.resource_settings == ("rate", "concurrency", "breaker")
+
+
+def test_a_block_brace_after_comment_lines_is_reported_once() -> None:
+    text = "plan p {\n  step a = std.echo(value = 1)\n" + "  # note\n\n" * 500 + "  {\n  }\n}\n"
+    tree, diagnostics = parse(text, "t.agent")
+    assert [(d.code.id, d.span.line) for d in diagnostics] == [("E102", 1003)]
+    assert tree is not None

@@ -100,7 +100,8 @@ class Recovery:
 
     def on_token(self, problem: UnexpectedToken) -> bool:
         scan, parser = self.scan, problem.interactive_parser
-        expected = {s for s in parser.choices() if s.isupper()} - self.implausible()  # type: ignore[no-untyped-call]
+        choices = {s for s in parser.choices() if s.isupper()}  # type: ignore[no-untyped-call]
+        expected = choices - self.implausible(choices)
         token = self.keyword(problem.token, expected)
         if scan.interp:
             self.report_interpolation(token, expected)
@@ -271,8 +272,10 @@ class Recovery:
             span = scan.tspan(token)
         scan.report(codes.BAD_INTERPOLATION, message, span, "write `$${` for a literal `${`")
 
-    def implausible(self) -> set[str]:
-        """Terminals LALR's merged states allow here that the open brackets rule out."""
+    def implausible(self, choices: set[str]) -> set[str]:
+        """Terminals LALR's merged states allow here that the open brackets, or the
+        statement, rule out (after an expression, `every` and `{` only follow a loop's
+        `until`)."""
         scan = self.scan
         inner = scan.stack[-1].kind if scan.stack else None
         ruled_out = {"RPAR", "RSQB", "RBRACE"}
@@ -284,6 +287,8 @@ class Recovery:
             inner in (None, "block") and scan.head and scan.head[0].type == "STEP"
         ):
             ruled_out.add("COLON")
+        if "OR" in choices and not (scan.head and scan.head[0].type == "LOOP"):
+            ruled_out |= {"EVERY", "LBRACE"}
         return ruled_out
 
     # --- unexpected characters ----------------------------------------------------------------

@@ -224,6 +224,8 @@ class Redecider:
         st.final_view = st.expression_view = None
         run._finish_count += 1
         st.finish_seq = run._finish_count
+        if why != "compensate":
+            run.saga.note(st)
         readers = self._stale_readers(st) if st.version != old_version else []
         assert st.status is not None
         run._emit(ev.ExecutionFinished, step=st.name, execution=st.execution,

@@ -37,6 +37,7 @@ from plait.errors import ErrorKind, Stale, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
 from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
+from plait.runtime.compensation import Compensator
 from plait.runtime.consistency import Redecider, null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, template_pieces, truthy
@@ -97,6 +98,8 @@ class RunOptions:
     # `step_finished`-shaped dict with the REAL output. They end at once with that result
     # (`step_finished` marked `resumed`) and are never run again.
     completed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Primaries whose compensation an earlier session recorded `succeeded` (resume).
+    compensated: frozenset[str] = frozenset()
     # Called with (step, unmasked output) just before each `step_finished` is emitted, so
     # the journal can keep what events (masked) cannot carry.
     record_output: Callable[[str, Any], None] | None = None
@@ -183,6 +186,7 @@ class Run:
         self._wall_s = lambda: wall_seconds(self.clock)
         self._finish_count = 0
         self.cx = Redecider(self)  # re-deciding and executions (SPEC section 10)
+        self.saga = Compensator(self)  # compensations when the run fails
         self._link()
 
     def _link(self) -> None:
@@ -229,8 +233,14 @@ class Run:
                     await steps_task
         self._close_unfinished()
         await self._close_abandoned()
+        outputs, errors, outcome = self._outputs_and_outcome()
+        compensations = await self.saga.settle(outcome == outcomes.RunOutcome.FAILED,
+                                               frozenset(self.opts.compensated))
         await self._run_end_hooks()
-        self._emit_run_finished(self.clock.now() - started)
+        self._emit(ev.RunFinished,
+            outcome=outcome, cancelled_by=self.cancelled_by, outputs=outputs,
+            output_errors=errors, duration_s=round(self.clock.now() - started, 6),
+            compensations=compensations)
 
 
     def stop(self, why: str = "signal") -> None:
@@ -238,6 +248,8 @@ class Run:
         if self._stop is not None and not self._stop.done():
             self.cancelled_by = outcomes.CancelReason(why)
             self._stop.set_result(why)
+        elif self.saga.interrupt():  # a signal while compensating: nothing more is undone
+            self.cancelled_by = outcomes.CancelReason(why)
 
     async def _deadline(self, seconds: float) -> None:
         # (`execute` says "cancelled by the deadline" only if steps were still running:
@@ -276,7 +288,8 @@ class Run:
             plan=plan.plan, description=plan.description, plait_version=__version__,
             plan_sha256=sha, inputs=dict(self.opts.inputs), steps=info, seed=self.opts.seed)
 
-    def _emit_run_finished(self, duration: float) -> None:
+    def _outputs_and_outcome(self) -> tuple[dict[str, Any], list[dict[str, str]], str]:
+        """The outputs evaluated from what finished, and the run's outcome."""
         outputs: dict[str, Any] = {}
         errors: list[dict[str, str]] = []
         scope = self._scope({})
@@ -289,15 +302,13 @@ class Run:
         # only these statuses can make the run degraded or failed
         views = [st.outcome_view() for st in self.states.values()
                  if st.status not in _NEVER_DECIDING and st.step.in_loop is None]
-        self._emit(ev.RunFinished,
-            outcome=outcomes.run_outcome(views), cancelled_by=self.cancelled_by,
-            outputs=outputs, output_errors=errors, duration_s=round(duration, 6))
+        return outputs, errors, outcomes.run_outcome(views)
 
     def _close_unfinished(self) -> None:
         """After a cancellation: every step without a status ends now, in definition order."""
         for st in self.states.values():
-            if st.done:
-                continue
+            if st.done or (not st.started and self.saga.is_compensation(st.name)):
+                continue  # (a compensation not run yet may still run: the saga closes it)
             if st.step.is_standby and not st.started:
                 self._finish(st, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED, propagate=False)
                 continue
@@ -380,6 +391,7 @@ class Run:
         st.finished = True  # now visible to expressions (`self.views`)
         self._finish_count += 1
         st.finish_seq = self._finish_count
+        self.saga.note(st)
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
         outcome = st.outcome = st.make_outcome()  # one value: state, event and report

@@ -73,6 +73,7 @@ class TracingSink:
         self._ended: dict[str, Any] = {}  # finished ones, never touched again
         self._attempts: dict[tuple[str, int, int | None], Any] = {}
         self._tokens: dict[str, dict[str, int]] = {}
+        self._tool_calls: dict[tuple[str, int, str], Any] = {}  # a model's, open (SPEC 11)
 
     def __call__(self, event: Any) -> None:
         data = event if isinstance(event, Mapping) else event.to_json_dict()
@@ -142,6 +143,26 @@ class TracingSink:
         span.set_attribute("plait.status", str(e.get("status")))
         if e.get("queued_s") is not None:
             span.set_attribute("plait.queued_s", float(e["queued_s"]))
+        if e.get("status") != "succeeded":
+            self._fail(span, e.get("kind"), e.get("message"))
+        span.end(end_time=_ns(e.get("ts")))
+
+    def _on_tool_call_started(self, e: Mapping[str, Any]) -> None:
+        """A model's tool call: an `execute_tool` span under the step's `chat` span."""
+        step = str(e["step"])
+        parent = self._step_span(step, e.get("ts"))
+        self._tool_calls[(step, int(e["attempt"]), str(e["call_id"]))] = self._start(
+            f"execute_tool {e['tool']}", e.get("ts"), parent, {
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e["tool"],
+                "gen_ai.tool.call.id": e["call_id"], "plait.step": step,
+                "plait.turn": e.get("turn")})
+
+    def _on_tool_call_finished(self, e: Mapping[str, Any]) -> None:
+        key = (str(e["step"]), int(e["attempt"]), str(e["call_id"]))
+        span = self._tool_calls.pop(key, None)
+        if span is None:
+            return
+        span.set_attribute("plait.attempts", int(e.get("attempts") or 0))
         if e.get("status") != "succeeded":
             self._fail(span, e.get("kind"), e.get("message"))
         span.end(end_time=_ns(e.get("ts")))

@@ -160,3 +160,33 @@ def test_otlp_exporter_posts_spans_to_the_endpoint(monkeypatch: pytest.MonkeyPat
     assert path == "/v1/traces"
     assert content_type == "application/x-protobuf"
     assert size > 100
+
+
+def test_a_models_tool_calls_are_execute_tool_spans_under_its_chat_span() -> None:
+    from plait.runtime.events import ToolCallFinished, ToolCallStarted
+
+    exporter = InMemorySpanExporter()
+    tracing = start_tracing("console", PLAN, exporter=exporter)
+    bus = EventBus("run-1", [tracing.sink])
+    bus.emit(RunStarted(plan="triage", steps={"classify": {}}))
+    bus.emit(StepStarted(step="classify"))
+    bus.emit(AttemptStarted(step="classify", attempt=1))
+    common = {"step": "classify", "attempt": 1, "turn": 1, "tool": "search"}
+    bus.emit(ToolCallStarted(call_id="call_1_1", arguments={"q": "x"}, **common))
+    bus.emit(ToolCallStarted(call_id="call_1_2", arguments={"q": "y"}, **common))
+    bus.emit(ToolCallFinished(call_id="call_1_1", status="succeeded", attempts=1, **common))
+    bus.emit(ToolCallFinished(call_id="call_1_2", status="failed", attempts=3,
+                              kind="timeout", message="slow", **common))
+    bus.emit(AttemptFinished(step="classify", attempt=1, status="succeeded", duration_s=0.1))
+    bus.emit(StepFinished(step="classify", status="succeeded", attempts=1))
+    bus.emit(RunFinished(outcome="succeeded"))
+    tracing.shutdown()
+    spans = exporter.get_finished_spans()
+    chat = next(s for s in spans if s.name == "chat m-1")
+    calls = [s for s in spans if s.name == "execute_tool search"]
+    assert len(calls) == 2
+    assert all(s.parent is not None and s.parent.span_id == chat.context.span_id
+               for s in calls)
+    failed = next(s for s in calls if s.attributes["gen_ai.tool.call.id"] == "call_1_2")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["plait.attempts"] == 3

@@ -105,3 +105,49 @@ def test_an_attempt_refused_by_an_open_breaker_has_no_call_time(tmp_path: Path) 
     assert b["error"]["kind"] == "breaker_open" and b["attempts"] == 1
     assert b["attempt_log"][0]["duration_s"] == 0.0
     assert report["metrics"]["steps"]["b"]["call_s"] == 0.0
+
+
+ELEMENT_TOOLS = '''
+import os, time
+import plait
+
+@plait.tool(name="side.effect")
+def effect(folder: str, item: int) -> int:
+    with open(os.path.join(folder, "calls"), "a") as f:
+        f.write(f"{item} ")
+    if item == 3 and not os.path.exists(os.path.join(folder, "resumed")):
+        time.sleep(60)  # killed here on the first run
+    return item * 10
+'''
+
+
+def test_resume_keeps_finished_map_elements(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text(ELEMENT_TOOLS)
+    (tmp_path / "p.agent").write_text(f'''plan p {{
+  use "./tools.py"
+  step m = for i in [0, 1, 2, 3, 4, 5]: side.effect(folder = "{tmp_path}", item = i) {{
+    concurrency 1
+  }}
+  output m = m.output
+}}
+''')
+    events = tmp_path / "e.jsonl"
+    proc = subprocess.Popen([PLAIT, "run", "p.agent", "-q", "--events", str(events)],
+                            cwd=tmp_path, env={**os.environ, "PLAIT_HOME": str(tmp_path)})
+    calls = tmp_path / "calls"
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not (calls.exists() and "3" in calls.read_text().split()):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(10)
+    assert (tmp_path / "calls").read_text().split() == ["0", "1", "2", "3"]
+    (tmp_path / "resumed").write_text("")
+    rid = _run_id(tmp_path)
+    p = plait("resume", rid, "--json", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert report["outputs"]["m"] == [0, 10, 20, 30, 40, 50]
+    # elements 0-2 finished before the kill and were kept; 3 (running) ran again
+    assert (tmp_path / "calls").read_text().split() == ["0", "1", "2", "3", "3", "4", "5"]
+    assert report["steps"]["m"]["attempts"] == 6

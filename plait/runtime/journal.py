@@ -51,7 +51,7 @@ from plait.errors import UserError
 from plait.runtime.events import event_from_dict, outcome_json, stored_json
 from plait.runtime.journal_writer import GroupCommitWriter
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_FOLDER = ".plait"
 JOURNAL_FILE = "journal.db"
 # Seconds to wait for another process's write lock before giving up with a clear error.
@@ -121,6 +121,19 @@ _SCHEMA_2 = """
 CREATE TABLE IF NOT EXISTS plans (
     run_id        TEXT PRIMARY KEY,
     compiled_plan BLOB NOT NULL
+) WITHOUT ROWID
+"""
+
+
+# Schema 3: map elements that finished, so a resume runs only the rest of a map
+_SCHEMA_3 = """
+CREATE TABLE IF NOT EXISTS elements (
+    run_id  TEXT NOT NULL,
+    step    TEXT NOT NULL,
+    element INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    result  TEXT NOT NULL,            -- the element's result with its REAL output (resume only)
+    PRIMARY KEY (run_id, step, element)
 ) WITHOUT ROWID
 """
 
@@ -263,7 +276,7 @@ class Journal:
         try:
             # Another process may have done it while we waited for the lock.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            statements = (_SCHEMA + ";" if version == 0 else "") + _SCHEMA_2
+            statements = (_SCHEMA + ";" if version == 0 else "") + _SCHEMA_2 + ";" + _SCHEMA_3
             if version < SCHEMA_VERSION:
                 for statement in statements.split(";"):
                     if statement.strip():
@@ -365,6 +378,19 @@ class Journal:
         self._submit(_INSERT_EVENT, _event_row, (run_id, session, event))
         if step_output is not _NO_RECORD:
             self._submit(_PUT_STEP, _step_row, (run_id, session, event, step_output))
+
+    def record_element(self, run_id: str, session: int, step: str, element: int,
+                       result: Mapping[str, Any]) -> None:
+        """Queue a finished map element's result (with its real output): a checkpoint."""
+        self._submit(_PUT_ELEMENT, _element_row, (run_id, session, step, element, result))
+
+    def finished_elements(self, run_id: str) -> dict[str, dict[int, dict[str, Any]]]:
+        """Map elements recorded as finished, by step and index (real outputs)."""
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for row in self._query("SELECT step, element, result FROM elements WHERE run_id = ?",
+                               (run_id,)):
+            out.setdefault(str(row[0]), {})[int(row[1])] = self._loads(row[2])
+        return out
 
     def record_step(self, run_id: str, session: int, step: str,
                     result: Mapping[str, Any]) -> None:
@@ -508,6 +534,15 @@ _INSERT_EVENT = ("INSERT INTO events (run_id, session, seq, event, step, ts, dat
                  " VALUES (?,?,?,?,?,?,?)")
 _PUT_STEP = ("INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
              " finished_at, result) VALUES (?,?,?,?,?,?,?,?)")
+
+
+_PUT_ELEMENT = ("INSERT OR REPLACE INTO elements (run_id, step, element, session, result)"
+                " VALUES (?,?,?,?,?)")
+
+
+def _element_row(item: tuple[str, int, str, int, Mapping[str, Any]]) -> tuple[Any, ...]:
+    run_id, session, step, element, result = item
+    return (run_id, step, element, session, _dumps(result))
 
 
 def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
@@ -668,6 +703,15 @@ class JournalSink:
     def record_output(self, step: str, output: Any) -> None:
         """Keep a step's real output until its `step_finished` is recorded."""
         self._raw_outputs[step] = output
+
+    def record_element(self, step: str, element: int, result: Mapping[str, Any]) -> None:
+        """A map element finished: checkpoint it (real output), so a resume keeps it."""
+        if self.failure is not None or self.run_id is None:
+            return
+        try:
+            self.journal.record_element(self.run_id, self.session, step, element, result)
+        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            self.fail(exc)
 
     def __call__(self, event: Any) -> None:
         if self.failure is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ def attach_journal(runner: Any, journal: Journal, plan: Plan,
                        raw_inputs=runner.inputs, resume=resume, forced=forced,
                        replace_plan=replace_plan)
     runner.options.record_output = sink.record_output
+    runner.options.record_element = sink.record_element
     builder = getattr(runner, "builder", None)
     if builder is not None:  # the report says when the journal stopped recording
         sink.on_failure = lambda text: builder.add_warning("journal_failed", text)
@@ -92,6 +93,8 @@ class ResumeSetup:
     completed: dict[str, Mapping[str, Any]]
     replace_plan: bool  # a forced resume of a changed plan: record the new plan
     note: str | None  # something to tell the user (plan file gone, plan changed and forced)
+    # finished elements of map steps that did not finish: a resume runs only the rest
+    elements: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
 
 def prepare_resume(journal: Journal, run_id: str, *, force: bool,
@@ -122,12 +125,16 @@ def prepare_resume(journal: Journal, run_id: str, *, force: bool,
         if path is not None:
             note = f"note: plan file {path} is gone; resuming with the plan recorded in the journal"
     completed = kept_steps(plan, journal.finished_steps(rid))
-    return ResumeSetup(rid, plan, path, journal.inputs(rid, raw=True), completed, replace, note)
+    elements = {step: done for step, done in journal.finished_elements(rid).items()
+                if step in plan.steps and step not in completed}
+    return ResumeSetup(rid, plan, path, journal.inputs(rid, raw=True), completed, replace, note,
+                       elements)
 
 
 def start_resume(runner: Any, journal: Journal, setup: ResumeSetup,
                  *, forced: bool) -> JournalSink:
     """Seed the kept steps into `runner` and record its run as a new session."""
     runner.options.completed = setup.completed
+    runner.options.completed_elements = setup.elements
     return attach_journal(runner, journal, setup.plan, setup.plan_path, resume=True,
                           forced=forced, replace_plan=setup.replace_plan)

@@ -103,6 +103,13 @@ class RunOptions:
     # Called with (step, unmasked output) just before each `step_finished` is emitted, so
     # the journal can keep what events (masked) cannot carry.
     record_output: Callable[[str, Any], None] | None = None
+    # Map elements: each finished element's result (unmasked) goes to
+    # `record_element(step, index, result)` (a checkpoint); a resume gives back those of
+    # maps that did not finish in `completed_elements` ({step: {index: result}}), and an
+    # element whose list item is unchanged is not run again.
+    record_element: Callable[[str, int, dict[str, Any]], None] | None = None
+    completed_elements: Mapping[str, Mapping[int, Mapping[str, Any]]] = field(
+        default_factory=dict)
     # Model conversations (SPEC section 11): each reply and tool result is handed to
     # `record_conversation(step, element, attempt, entry)` as it arrives, and a resume
     # reads them back with `recorded_conversation(step, element, attempt)`.
@@ -495,10 +502,44 @@ class Run:
                               retry="not_retryable")
         if st.step.concurrency is not None:
             self._map_slots[st.name] = Bulkhead(st.step.concurrency)
+        done = {} if st.loop_scope else self.opts.completed_elements.get(st.name, {})
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._call_unit(st, i, {**st.loop_scope, spec.var: item}))
+            tasks = [tg.create_task(self._element(st, i, {**st.loop_scope, spec.var: item},
+                                                  item, done.get(i)))
                      for i, item in enumerate(items)]
         return self._map_result(st, [t.result() for t in tasks])
+
+    async def _element(self, st: StepState, index: int, scope: dict[str, Any], item: Any,
+                       recorded: Mapping[str, Any] | None) -> CallResult:
+        """One map element: kept from its checkpoint when a resume has one for the same
+        list item, else called (with its retries) and checkpointed."""
+        item_hash = value_hash(item)
+        if recorded is not None and recorded.get("item") == item_hash:
+            result = CallResult(bool(recorded.get("ok")), recorded.get("output"),
+                                kind=recorded.get("kind"), message=recorded.get("message"),
+                                retry=recorded.get("retry"), version=recorded.get("version"),
+                                read_at_s=recorded.get("read_at_s"),
+                                attempts=int(recorded.get("attempts") or 0))
+            st.attempts += result.attempts
+            self._element_finished(st, index, result, resumed=True)
+            return result
+        result = await self._call_unit(st, index, scope)
+        if self.opts.record_element is not None and not st.loop_scope:  # (not per iteration)
+            self.opts.record_element(st.name, index, {
+                "item": item_hash, "ok": result.ok, "output": result.value,
+                "kind": result.kind, "message": result.message, "retry": result.retry,
+                "version": result.version, "read_at_s": result.read_at_s,
+                "attempts": result.attempts})
+        self._element_finished(st, index, result, resumed=False)
+        return result
+
+    def _element_finished(self, st: StepState, index: int, result: CallResult, *,
+                          resumed: bool) -> None:
+        self._emit(ev.ElementFinished, step=st.name, element=index,
+                   status=_SUCCEEDED if result.ok else _FAILED, attempts=result.attempts,
+                   output=result.value if result.ok else None,
+                   kind=None if result.ok else result.kind,
+                   message=None if result.ok else result.message, resumed=resumed)
 
     def _map_result(self, st: StepState, results: list[CallResult]) -> CallResult:
         failed = [(i, r) for i, r in enumerate(results) if not r.ok]
@@ -528,6 +569,7 @@ class Run:
         while True:
             number += 1
             result = await self._attempt(_Attempt(st, number, element, loop))
+            result.attempts = number
             if result.ok:
                 return result
             assert result.kind is not None

@@ -40,6 +40,7 @@ class CallResult:
     version: str | None = None
     read_at_s: float | None = None
     stale_source: str | None = None  # `plait.Stale(source=...)`, when not ok
+    attempts: int = 0  # the attempts it took (a map element's, for its checkpoint)
 
 
 @dataclass(slots=True)

@@ -151,3 +151,37 @@ def test_resume_keeps_finished_map_elements(tmp_path: Path) -> None:
     # elements 0-2 finished before the kill and were kept; 3 (running) ran again
     assert (tmp_path / "calls").read_text().split() == ["0", "1", "2", "3", "3", "4", "5"]
     assert report["steps"]["m"]["attempts"] == 6
+
+
+@pytest.mark.parametrize("size", [5, 100])
+def test_html_timeline_has_a_row_per_element_and_failures_show(tmp_path: Path,
+                                                             size: int) -> None:
+    import re
+
+    (tmp_path / "p.agent").write_text(f'''plan p {{
+  input n: list = {list(range(size))}
+  step m = for i in n: std.sleep(seconds = 0.01, value = i) {{
+    optional
+    concurrency 4
+  }}
+  step f = for i in n: std.fail(message = "boom ${{i}}") {{
+    optional
+    concurrency 50
+    tolerate 100%
+  }}
+}}
+''')
+    assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 3
+    rid = _run_id(tmp_path)
+    assert plait("report", rid, "-o", "r.html", cwd=tmp_path).returncode == 0
+    page = (tmp_path / "r.html").read_text()
+    svg = page[page.index('<svg id="timeline"'):]
+    svg = svg[:svg.index("</svg>")]
+    labels = re.findall(r'font-size="12">([^<]+)</text>', svg)
+    if size == 5:
+        assert labels == [f"m[{i}]" for i in range(5)] + [f"f[{i}]" for i in range(5)]
+    else:
+        assert len(labels) <= 80 and labels[0] == "m[0-2]" and labels[-1] == "f[99]"
+    failed = svg.index('class="attempt failed"')
+    assert failed > svg.rindex('class="attempt succeeded"')  # drawn on top
+    assert svg.count('class="attempt failed"') == size

@@ -171,31 +171,75 @@ def _values_section(report: Mapping[str, Any]) -> str:
 _ROW, _LABEL_W, _WIDTH = 22, 170, 900
 
 
+MAX_ELEMENT_ROWS = 40  # a bigger map gets one lane per group of consecutive elements
+
+
 def gantt_svg(events: Sequence[Mapping[str, Any]], step_order: list[str]) -> str:
-    """An inline SVG: one row per step; per attempt a queued part and a call part coloured
-    by its result; backoff waits between attempts. Times are relative to the run's start."""
+    """An inline SVG: one row per step, and per element of a map step (a lane per group of
+    elements for a big map); per attempt a queued part and a call part coloured by its
+    result, failures drawn last so nothing hides them; backoff waits between attempts.
+    Times are relative to the run's start."""
     if not events or not any(e.get("ts") for e in events):
         return '<p class="muted">No events recorded.</p>'
     start = min(parse_ts(str(e["ts"])) for e in events if e.get("ts"))
     end = max(parse_ts(str(e["ts"])) for e in events if e.get("ts"))
     total = max((end - start).total_seconds(), 1e-3)
-    rows = {name: i for i, name in enumerate(step_order)}
-    for e in events:
-        if e.get("step") is not None and e["step"] not in rows:
-            rows[str(e["step"])] = len(rows)
+    lanes = _Lanes(events, step_order)
     scale = (_WIDTH - _LABEL_W - 10) / total
 
     def x(ts: str) -> float:
         return _LABEL_W + (parse_ts(ts) - start).total_seconds() * scale
 
-    shapes = [_row_label(name, i) for name, i in rows.items()]
-    shapes += _bars(events, rows, x, scale)
-    height = _ROW * len(rows) + 30
+    shapes = [_row_label(label, i) for i, label in enumerate(lanes.labels)]
+    shapes += _bars(events, lanes, x, scale)
+    height = _ROW * len(lanes.labels) + 30
     axis = (f'<text x="{_LABEL_W}" y="{height - 8}" font-size="11" fill="#777">0s</text>'
             f'<text x="{_WIDTH - 10}" y="{height - 8}" font-size="11" fill="#777" '
             f'text-anchor="end">{total:.3f}s</text>')
     return (f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" '
             f'height="{height}" font-family="sans-serif">{"".join(shapes)}{axis}</svg>')
+
+
+class _Lanes:
+    """Which timeline row an attempt of (step, element) is drawn in, and each row's label."""
+
+    def __init__(self, events: Sequence[Mapping[str, Any]], step_order: list[str]) -> None:
+        steps = list(step_order)
+        elements: dict[str, set[int]] = {}
+        for e in events:
+            step = e.get("step")
+            if step is None:
+                continue
+            if step not in steps:
+                steps.append(str(step))
+            if e.get("element") is not None and e.get("event") in _DRAWN:
+                elements.setdefault(str(step), set()).add(int(e["element"]))
+        self.labels: list[str] = []
+        self._rows: dict[tuple[str, int | None], int] = {}
+        self._group: dict[str, int] = {}
+        for step in steps:
+            self._add_step(step, sorted(elements.get(step, ())))
+
+    def _add_step(self, step: str, elements: list[int]) -> None:
+        self._rows[(step, None)] = len(self.labels)
+        if not elements:
+            self.labels.append(step)
+            return
+        count = elements[-1] + 1
+        group = 1 if count <= MAX_ELEMENT_ROWS else -(-count // MAX_ELEMENT_ROWS)
+        self._group[step] = group
+        for lane in sorted({e // group for e in elements}):
+            self._rows[(step, lane)] = len(self.labels)
+            low, high = lane * group, min(count, (lane + 1) * group) - 1
+            self.labels.append(f"{step}[{low}]" if low == high else f"{step}[{low}-{high}]")
+
+    def row(self, step: str, element: int | None) -> int:
+        if element is None or step not in self._group:
+            return self._rows[(step, None)]
+        return self._rows.get((step, element // self._group[step]), self._rows[(step, None)])
+
+
+_DRAWN = frozenset({"attempt_started", "attempt_finished", "retry_scheduled"})
 
 
 def _row_label(name: str, i: int) -> str:
@@ -212,16 +256,18 @@ def _rect(x0: float, width: float, row: int, colour: str, tip: str, *, thin: boo
             f'height="{h}" fill="{colour}"><title>{escape(tip)}</title></rect>')
 
 
-def _bars(events: Sequence[Mapping[str, Any]], rows: Mapping[str, int], x: Any,
+def _bars(events: Sequence[Mapping[str, Any]], lanes: _Lanes, x: Any,
           scale: float) -> list[str]:
     out: list[str] = []
+    failures: list[str] = []  # drawn last: later bars never cover a failure
     open_at: dict[tuple[Any, ...], str] = {}
     for e in events:
         name, step = e.get("event"), e.get("step")
         if step is None or not e.get("ts"):
             continue
         key = (e.get("session"), step, e.get("attempt"), e.get("element"))
-        row = rows[str(step)]
+        element = e.get("element")
+        row = lanes.row(str(step), int(element) if element is not None else None)
         label = f"{step}" + (f"[{e['element']}]" if e.get("element") is not None else "")
         if name == "attempt_started":
             open_at[key] = str(e["ts"])
@@ -237,11 +283,12 @@ def _bars(events: Sequence[Mapping[str, Any]], rows: Mapping[str, int], x: Any,
             tip = f"{label} attempt {e.get('attempt')}: {status} in {e.get('duration_s')}s"
             if e.get("kind"):
                 tip += f" ({e['kind']}: {e.get('message')})"
-            out.append(_rect(began + queued, span - queued, row,
-                             STATUS_COLOURS.get(status, "#555"), tip, cls=f"attempt {status}"))
+            (out if status == "succeeded" else failures).append(
+                _rect(began + queued, span - queued, row, STATUS_COLOURS.get(status, "#555"),
+                      tip, cls=f"attempt {status}"))
         elif name == "retry_scheduled":
             delay = float(e.get("delay_s") or 0.0)
             out.append(_rect(x(str(e["ts"])), delay * scale, row, BACKOFF_COLOUR,
                              f"{label}: backoff {delay}s before attempt {e.get('attempt')}",
                              thin=True, cls="backoff"))
-    return out
+    return out + failures

@@ -22,6 +22,8 @@ from plait.stdlib.workers import child_options
 
 KILL_GRACE_S = 2.0  # SPEC section 9: SIGTERM, then SIGKILL after 2 s
 TAIL_CHARS = 500
+# What shell.run keeps of each of stdout and stderr: the last part (where errors are)
+KEEP_BYTES = 1_000_000
 
 
 class CommandFailed(ToolError):
@@ -47,17 +49,51 @@ async def run(ctx: ToolContext, cmd: str | list[str], cwd: str | None = None,
     if args and not isinstance(cmd, str):
         raise InvalidInput("shell.run: `args` go with a string `cmd` (a list is the argv)")
     proc = await _spawn(cmd, workdir, {**os.environ, **env} if env else None, args or [])
+    out, err = _Tail(), _Tail()
     try:
-        out, err = await proc.communicate()
+        assert proc.stdout is not None and proc.stderr is not None
+        await asyncio.gather(out.read(proc.stdout), err.read(proc.stderr))
+        await proc.wait()
     except BaseException:  # cancelled by a timeout, the deadline or Ctrl-C
         await terminate_group(proc)
         raise
     code = proc.returncode if proc.returncode is not None else -1
-    stdout, stderr = _text(out), _text(err)
+    stdout, stderr = out.text(), err.text()
     if check and code != 0:
         raise CommandFailed(f"{_describe(cmd)} {_exit_text(code)}: "
                             f"{tail(stderr or stdout)}", code=code, stderr=stderr)
-    return {"code": code, "stdout": stdout, "stderr": stderr}
+    result: dict[str, Any] = {"code": code, "stdout": stdout, "stderr": stderr}
+    for name, stream in (("stdout", out), ("stderr", err)):
+        if stream.dropped:
+            result[f"{name}_dropped"] = stream.dropped
+    return result
+
+
+class _Tail:
+    """The last `KEEP_BYTES` of a stream, read as it comes (a command printing 200 MB
+    must not cost 200 MB), and how many bytes before them were dropped."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.dropped = 0
+
+    async def read(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(1 << 16):
+            self.data += chunk
+            extra = len(self.data) - KEEP_BYTES
+            if extra > 0:
+                del self.data[:extra]
+                self.dropped += extra
+
+    def text(self) -> str:
+        body = _text(bytes(self.data))
+        if not self.dropped:
+            return body
+        if self.dropped >= 1_000_000:
+            size = f"{self.dropped // 1_000_000} MB"
+        else:
+            size = f"{self.dropped} bytes"
+        return f"[plait: {size} of earlier output dropped; the last part follows]\n{body}"
 
 
 def _workdir(ctx: ToolContext, cwd: str | None) -> Path:

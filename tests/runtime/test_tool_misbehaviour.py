@@ -288,3 +288,22 @@ def test_shell_children_die_with_plait_after_kill_9(tmp_path: Path) -> None:
     proc.wait(10)
     time.sleep(3)
     assert not done.exists() and not Path(f"{done}2").exists()
+
+
+def test_shell_run_keeps_the_tail_of_a_huge_output(tmp_path: Path) -> None:
+    r = run(tmp_path, '''
+  step s = shell.run(cmd = "head -c 30000000 /dev/zero | tr '\\\\0' a; echo END")''')
+    assert r.code == 0, r.stderr
+    out = r.step("s")["output"]
+    assert out["stdout"].startswith("[plait: 29 MB of earlier output dropped")
+    assert out["stdout"].endswith("aEND\n")
+    assert 28_000_000 < out["stdout_dropped"] < 30_000_000
+    assert len(out["stdout"]) < 1_100_000
+
+
+def test_an_output_over_the_limit_is_invalid_output(tmp_path: Path) -> None:
+    r = run(tmp_path, '  step s = bad.big(mb = 20)')
+    assert r.code == 1
+    error = r.step("s")["error"]
+    assert error == {"kind": "invalid_output", "retry": "exhausted",
+                     "message": "output of 20 MB exceeds the 16 MB limit"}

@@ -114,6 +114,7 @@ class _Lowering:
             presets=self.presets,
             deadline_s=self.settings.get("deadline"),
             concurrency=self.settings.get("concurrency"),
+            max_output=self.settings.get("max_output"),
             defaults=self.defaults,
             uses=self.uses,
             env=sorted(self.env),
@@ -150,6 +151,8 @@ class _Lowering:
             self.uses.append(Use(target=item.target))
         elif isinstance(item, nodes.DeadlineNode):
             self._setting("deadline", item.duration.seconds, item.span)
+        elif isinstance(item, nodes.PlanMaxOutputNode):
+            self._setting("max_output", item.size, item.span)
         else:
             self._setting("concurrency", item.value, item.span)
 
@@ -346,7 +349,7 @@ class _Lowering:
             else sorted({*preset.uses, *self._uses(name, get("uses"))}),
             "concurrency": concurrency.value if concurrency is not None else None,
             "tolerate": tolerate.percent if tolerate is not None else None,
-            "max_output": None,
+            "max_output": get("max_output").size if get("max_output") is not None else None,
             "standby_for": None,
             "preset": preset.name if preset is not None else None,
             "in_loop": self.in_loop.get(name),

@@ -143,6 +143,15 @@ class TolerancePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class MaxOutputPolicy:
+    """`max_output 16MB`: the largest result one call may return (bytes of JSON)."""
+
+    keyword: ClassVar[str] = "max_output"
+    size: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class FreshPolicy:
     """`fresh DUR`: the output is good for DUR (SPEC section 10)."""
 
@@ -267,6 +276,12 @@ class PlanConcurrencyNode:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanMaxOutputNode:
+    size: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class DefaultsNode:
     policies: tuple[PolicyNode, ...]
     span: Span
@@ -311,6 +326,7 @@ PlanItem = (
     | OutputNode
     | DeadlineNode
     | PlanConcurrencyNode
+    | PlanMaxOutputNode
     | DefaultsNode
     | ResourceNode
     | StepNode

@@ -233,6 +233,9 @@ class PlanTransformer(Transformer[Tok, Any]):
             self._int(value, "concurrency"), self._span(keyword, value)
         )
 
+    def plan_max_output(self, keyword: Tok, size: Tok) -> nodes.PlanMaxOutputNode:
+        return nodes.PlanMaxOutputNode(parse_size(size.value), self._span(keyword, size))
+
     def defaults(self, keyword: Tok, *rest: Any) -> nodes.DefaultsNode:
         return nodes.DefaultsNode(tuple(rest[1:-1]), self._span(keyword, rest[-1]))
 
@@ -397,6 +400,9 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def map_concurrency(self, keyword: Tok, value: Tok) -> nodes.ConcurrencyPolicy:
         return nodes.ConcurrencyPolicy(self._int(value, "concurrency"), self._span(keyword, value))
+
+    def max_output(self, keyword: Tok, size: Tok) -> nodes.MaxOutputPolicy:
+        return nodes.MaxOutputPolicy(parse_size(size.value), self._span(keyword, size))
 
     def tolerate(self, keyword: Tok, percent: Tok) -> nodes.TolerancePolicy:
         return nodes.TolerancePolicy(
@@ -750,3 +756,14 @@ def _cover(left: Expr, right: Expr) -> Span:
 
 def _one_of(choices: Sequence[str]) -> str:
     return ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
+_SIZE_UNITS = {"B": 1, "kB": 1_000, "MB": 1_000_000, "GB": 1_000_000_000}
+
+
+def parse_size(text: str) -> int:
+    """`16MB` -> 16000000 (decimal units; the grammar's SIZE token)."""
+    match = re.fullmatch(r"([0-9][0-9_]*(?:\.[0-9]+)?)(GB|MB|kB|B)", text)
+    if match is None:
+        return 0
+    return int(float(match.group(1).replace("_", "")) * _SIZE_UNITS[match.group(2)])

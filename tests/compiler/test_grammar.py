@@ -141,9 +141,9 @@ def test_keyword_lists_come_from_the_grammar() -> None:
     words = keywords()
     assert words.policies == ("after", "when", "if", "timeout", "retry", "fallback", "default",
                               "optional", "uses", "concurrency", "tolerate", "fresh", "guard",
-                              "compensate")
+                              "compensate", "max_output")
     assert words.items == ("use", "input", "output", "deadline", "concurrency", "defaults",
-                           "resource", "step", "loop", "tool")
+                           "resource", "step", "max_output", "loop", "tool")
     assert words.resource_settings == ("rate", "concurrency", "breaker")
 
 

@@ -307,3 +307,16 @@ def test_an_output_over_the_limit_is_invalid_output(tmp_path: Path) -> None:
     error = r.step("s")["error"]
     assert error == {"kind": "invalid_output", "retry": "exhausted",
                      "message": "output of 20 MB exceeds the 16 MB limit"}
+
+
+def test_max_output_is_settable_per_plan_and_per_step(tmp_path: Path) -> None:
+    r = run(tmp_path, '''
+  max_output 2kB
+  step small = std.echo(value = "small")
+  step big = shell.run(cmd = "head -c 5000 /dev/zero | tr '\\\\0' a") { max_output 1MB }
+  step over = shell.run(cmd = "head -c 5000 /dev/zero | tr '\\\\0' a") { optional }''')
+    assert r.code == 3, r.stderr
+    assert r.step("small")["status"] == r.step("big")["status"] == "succeeded"
+    assert r.step("over")["error"]["message"] == "output of 5 kB exceeds the 2 kB limit"
+    compiled = json.loads(plait("compile", tmp_path / "plan.agent", cwd=tmp_path).stdout)
+    assert compiled["max_output"] == 2000 and compiled["steps"]["big"]["max_output"] == 1_000_000

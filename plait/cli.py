@@ -111,7 +111,7 @@ def no_import_option(func: F) -> F:
     return click.option("--no-import", "no_import", is_flag=True,
                         help="Import nothing, not even modules `use`d by dotted name "
                              "(installed code): their tools are then not checked (warning "
-                             "W405). `use \"./file.py\"` is never imported here, only read.")(func)
+                             "W409). `use \"./file.py\"` is never imported here, only read.")(func)
 
 
 def _use_policy(no_import: bool) -> Any:

@@ -40,4 +40,5 @@ def test_every_check_code_has_test_data() -> None:
     ours = {c.id for c in vars(codes).values() if isinstance(c, codes.Code)
             and c.id[:2] in ("E3", "W4")}
     covered = {code for path in DATA.glob("*.agent") for _, code in expected(path)}
-    assert ours <= covered, ours - covered
+    # W409 needs `check --no-import`: tests/stdlib/test_source_tools.py holds its test
+    assert ours - {"W409"} <= covered, ours - covered

@@ -89,7 +89,7 @@ def test_a_list_cmd_that_builds_shell_text_from_data_warns() -> None:
             '  step e = shell.run(cmd = "echo ${n}")\n}\n')
     result = compile_source(text, "w.agent")
     found = [(d.code.id, d.span.line if d.span else None) for d in result.diagnostics]
-    assert found == [("W406", 3)]
+    assert found == [("W410", 3)]
     [diag] = result.diagnostics
     assert diag.message == ("step `a` builds shell text from data: the script of `sh -c` is "
                             "not a literal, so a value in it can run as a command")

@@ -235,7 +235,7 @@ def test_no_import_refuses_even_a_dotted_module(tmp_path: Path,
     proc = _plait("check", "plan.agent", "--no-import", cwd=tmp_path, env=env)
     assert not (tmp_path / "MARKER").exists()
     assert proc.returncode == 0, proc.stderr  # a warning: the steps calling it are unchecked
-    assert f'warning[W405]: `use "{name}"` was not imported (--no-import): the steps calling ' \
+    assert f'warning[W409]: `use "{name}"` was not imported (--no-import): the steps calling ' \
            "its tools are not checked" in proc.stderr
     strict = _plait("check", "plan.agent", "--no-import", "--strict", cwd=tmp_path, env=env)
     assert strict.returncode == 2 and not (tmp_path / "MARKER").exists()

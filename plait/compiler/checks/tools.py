@@ -140,7 +140,7 @@ _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
 
 
 def check_shell_text(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    """W406: `shell.run(cmd = ["sh", "-c", SCRIPT])` whose SCRIPT is built from data. A
+    """W410: `shell.run(cmd = ["sh", "-c", SCRIPT])` whose SCRIPT is built from data. A
     string `cmd` passes each `${...}` as one argument; this form writes the data into the
     shell text itself, so a value can become a command (docs/security.md)."""
     for step in plan.steps.values():

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.marks import NEEDS_DOT
+
 DATA = Path(__file__).parent / "compiler" / "data"
 CLEAN = DATA / "clean.agent"
-NEEDS_DOT = pytest.mark.skipif(shutil.which("dot") is None and os.environ.get("CI") != "true",
-                               reason="Graphviz `dot` is not installed (required in CI)")
 
 
 def plait(*args: str, cwd: Path | None = None,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from plait.compiler.ir import CompiledPlan
+from tests.marks import NEEDS_DOT
 from tests.runtime.planlib import P, R, S, T, retry
 
 PLAIT = [sys.executable, "-m", "plait"]
@@ -226,6 +227,7 @@ def _mixed_run(tmp_path: Path) -> tuple[Path, Path, str]:
     return plan_path, journal, run.run_id
 
 
+@NEEDS_DOT
 def test_html_report_shows_every_step_with_its_status(tmp_path: Path) -> None:
     _plan, journal, run_id = _mixed_run(tmp_path)
     out = tmp_path / "run.html"
@@ -341,7 +343,7 @@ def test_bad_journal_is_a_clear_error_and_keeps_records(tmp_path: Path, damage: 
 
 
 def test_runs_without_a_journal_and_plait_home(tmp_path: Path) -> None:
-    empty = plait("runs", cwd=tmp_path)
+    empty = plait("runs", cwd=tmp_path, env={"PLAIT_HOME": str(tmp_path / "nothing-here")})
     assert empty.returncode == 0 and "no runs recorded" in empty.stderr
     plan_path = _write_plan(tmp_path, P(S("a", "std.echo", value=1), name="homed"))
     home = tmp_path / "home"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import networkx as nx
 import pytest
 
@@ -20,9 +17,7 @@ from plait.compiler.graph import (
 from plait.compiler.ir import EdgeKind, MapSpec, Plan, RetryPolicy, TriggerRule
 from plait.errors import UserError
 from tests.compiler.irkit import lit, make_plan, ref, step
-
-NEEDS_DOT = pytest.mark.skipif(shutil.which("dot") is None and os.environ.get("CI") != "true",
-                               reason="Graphviz `dot` is not installed (required in CI)")
+from tests.marks import NEEDS_DOT
 
 
 def triage() -> Plan:

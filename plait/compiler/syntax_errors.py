@@ -25,6 +25,22 @@ from plait.compiler.source import Span
 from plait.compiler.transformer import RESERVED_WORDS, WHEN_HINT, span_of
 
 MAX_ERRORS = 50
+DURATION_UNITS = ("ms", "s", "m", "h")
+# Words other tools use for what plait spells as one of its policies.
+POLICY_ALIASES = {"depends_on": "after", "depends": "after", "needs": "after",
+                  "requires": "after", "condition": "if", "trigger_rule": "when",
+                  "trigger": "when"}
+# Settings of the plan or a resource written inside a step: (message, hint).
+MISPLACED_POLICIES = {
+    "deadline": ("`deadline` is a plan setting, not a step policy",
+                 "limit each attempt of this step with `timeout`; a `deadline` line in the plan "
+                 "bounds the whole run"),
+    "rate": ("`rate` is a resource setting, not a step policy",
+             "declare `resource NAME { rate 10/s }` in the plan and write `uses NAME` here"),
+    "breaker": ("`breaker` is a resource setting, not a step policy",
+                "declare `resource NAME { breaker after 5 failures }` in the plan and write "
+                "`uses NAME` here"),
+}
 
 _OPERATORS = frozenset({"COMPARE", "IN", "NOT", "AND", "OR", "COALESCE", "DOT", "QDOT",
                         "LSQB", "QLSQB", "LPAR"})
@@ -177,12 +193,9 @@ class Recovery:
                         f"comparisons do not chain: unexpected `{token}` after a comparison",
                         scan.tspan(token), "combine two comparisons with `and`: `a < b and b < c`")
         elif self.unit_after_space(token):
-            number = str(scan.prev)
-            scan.report(codes.UNKNOWN_DURATION_UNIT,
-                        f"unknown duration unit `{token}`; "
-                        "use ms, s, m or h, right after the number",
-                        _join(scan.tspan(scan.prev), scan.tspan(token)),  # type: ignore[arg-type]
-                        f"for example `{number}s`, `{number}m` or `{number}h`")
+            self.report_spaced_unit(token)
+        elif self.string_closed_inside_interpolation():
+            self.report_quote_in_interpolation()
         elif str(token) in RESERVED_WORDS and "NAME" in expected:
             scan.report(codes.RESERVED_WORD,
                         f"`{token}` is a reserved word and cannot be used as a name",
@@ -196,14 +209,52 @@ class Recovery:
         return (token.type == "NAME" and prev is not None and prev.type == "DURATION"
                 and str(prev).replace("_", "").replace(".", "").isdigit())
 
+    def report_spaced_unit(self, token: Token) -> None:
+        scan = self.scan
+        number, word = str(scan.prev), str(token)
+        span = _join(scan.tspan(scan.prev), scan.tspan(token))  # type: ignore[arg-type]
+        if word in DURATION_UNITS:
+            scan.report(codes.UNKNOWN_DURATION_UNIT,
+                        f"a duration is written without a space: `{number}{word}`, "
+                        f"not `{number} {word}`", span, f"write `{number}{word}`")
+            return
+        scan.report(codes.UNKNOWN_DURATION_UNIT,
+                    f"unknown duration unit `{word}`; use ms, s, m or h, right after the number",
+                    span, f"for example `{number}s`, `{number}m` or `{number}h`")
+
+    def string_closed_inside_interpolation(self) -> bool:
+        """`"${x ?? "none"}"`: the `"` meant to open an inner string closed the outer one."""
+        prev = self.scan.prev
+        return prev is not None and prev.type == "STRING" and _open_interpolation(str(prev))
+
+    def report_quote_in_interpolation(self) -> None:
+        scan = self.scan
+        prev: Token = scan.prev  # type: ignore[assignment]
+        end_line, end_column = prev.end_line or 1, prev.end_column or 2
+        quote = scan.span(end_line, end_column - 1, end_line, end_column)
+        scan.report(codes.BAD_INTERPOLATION,
+                    f"the `\"` at {quote.line}:{quote.column} ends the string that starts at "
+                    f"{prev.line}:{prev.column}: inside `${{...}}` of a `\"...\"` string, "
+                    "a `\"` cannot appear", quote, *_quote_hints(scan.text, prev))
+
     def report_generic(self, token: Token, expected: set[str]) -> None:
         scan, words = self.scan, self.keywords
         word, span = str(token), scan.tspan(token)
         ends = token.type in ("RBRACE", "_NL")
         if {"TIMEOUT", "RETRY"} <= expected and not ends:
+            if word in MISPLACED_POLICIES:
+                message, hint = MISPLACED_POLICIES[word]
+                scan.report(codes.UNKNOWN_POLICY, message, span, hint)
+                return
             scan.report(codes.UNKNOWN_POLICY, f"unknown policy `{word}`", span,
-                        _guess(word, words.policies) or f"policies are {', '.join(words.policies)}")
+                        self.policy_alias_hint(token) or _guess(word, words.policies)
+                        or f"policies are {', '.join(words.policies)}")
         elif {"RATE_KW", "BREAKER"} <= expected and not ends:
+            if word in ("cooldown", "failures"):
+                scan.report(codes.UNKNOWN_POLICY,
+                            f"`{word}` belongs on the `breaker` line, not on a line of its own",
+                            span, f"write `{self.breaker_line(token)}`")
+                return
             scan.report(codes.UNKNOWN_POLICY,
                         f"unknown resource setting `{word}`; use rate, concurrency or breaker",
                         span, _guess(word, words.resource_settings))
@@ -214,12 +265,34 @@ class Recovery:
             scan.report(codes.SYNTAX_ERROR,
                         f"unexpected {_what(token)}; expected {_describe(expected)}", span)
 
+    def policy_alias_hint(self, token: Token) -> str | None:
+        """`depends_on a`: a word other tools use for a policy plait spells differently."""
+        policy = POLICY_ALIASES.get(str(token).lower())
+        if policy is None:
+            return None
+        text, end = self.scan.text, token.end_pos or 0
+        rest = text[end:statement_end(text, end, 0)].strip()
+        return f"plait writes this as `{f'{policy} {rest}' if rest else policy}`"
+
+    def breaker_line(self, token: Token) -> str:
+        """The `breaker` line with the stray setting moved onto it."""
+        text, start = self.scan.text, token.start_pos or 0
+        setting = " ".join(text[start:statement_end(text, token.end_pos or start, 0)].split())
+        before = text[:start].rstrip().rsplit("\n", 1)[-1].split("#")[0]
+        breaker = " ".join(before.split())
+        if not breaker.startswith("breaker after"):
+            breaker = "breaker after 5 failures"
+        return f"{breaker} {setting}"
+
     def open_before_line_start_keyword(self, token: Token) -> Open | None:
         """The bracket or block a plan item / policy keyword at a line start shows unclosed."""
         scan = self.scan
         if not scan.stack or not self.starts_line(token):
             return None
         inner = scan.stack[-1]
+        if token.type == "DEADLINE" and inner.kind == "block" and not inner.label.startswith(
+                ("plan", "resource", "loop")):
+            return None  # `deadline` in a step or `defaults`: named as a misplaced setting
         if token.type in self.keywords.item_terminals and (
             inner.kind != "block" or not inner.label.startswith("plan")
         ):
@@ -453,6 +526,43 @@ def _string_end(text: str, pos: int) -> int:
 def _next_line_is_item(text: str, pos: int) -> bool:
     match = _LINE_START_WORD.match(text, pos)
     return bool(match and match.group(1) in keywords().line_items)
+
+
+def _open_interpolation(string: str) -> bool:
+    """Whether a `"..."` token's text ends inside a `${...}` (its closing `"` was not one)."""
+    opened = string.rfind("${")
+    while opened > 0 and string[opened - 1] == "$":  # `$${` is a literal `${`
+        opened = string.rfind("${", 0, opened - 1)
+    return opened >= 0 and "}" not in string[opened:]
+
+
+def _quote_hints(text: str, string: Token) -> tuple[str, ...]:
+    """How to write `"${x ?? "none"}"`: as a `\"\"\"` string, or without the quotes."""
+    whole = _intended_string(text, string)
+    if whole is None:
+        return ('use a `"""` string, in which `"` may appear inside `${...}`',)
+    inner = whole[1:-1]
+    hints = [f'use a `"""` string, in which `"` may appear inside `${{...}}`: `"""{inner}"""`']
+    if inner.startswith("${") and inner.endswith("}") and inner.count("${") == 1:
+        hints.append(f"or, as the string is only `${{...}}`, write the expression alone: "
+                     f"`{inner[2:-1].strip()}`")
+    return tuple(hints)
+
+
+def _intended_string(text: str, string: Token) -> str | None:
+    """The string the user meant: from the `"` that opened `string` past the `}` of its open
+    `${`, skipping the inner strings, to the next `"` on the line; None if there is none."""
+    start = string.start_pos or 0
+    end_of_line = text.find("\n", start)
+    end_of_line = len(text) if end_of_line < 0 else end_of_line
+    pos = start + str(string).rfind("${") + 2
+    while pos < end_of_line and text[pos] != "}":
+        if text[pos] == '"':
+            close = text.find('"', pos + 1, end_of_line)
+            pos = end_of_line if close < 0 else close
+        pos += 1
+    close = text.find('"', pos, end_of_line)
+    return text[start : close + 1] if pos < end_of_line and close >= 0 else None
 
 
 def _what(token: Token) -> str:

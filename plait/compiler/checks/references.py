@@ -11,7 +11,16 @@ from plait.compiler.checks.walk import Site
 from plait.compiler.diagnostics import Diagnostic, error
 from plait.compiler.expressions import did_you_mean, literal_value
 from plait.compiler.functions import FUNCTIONS, arity_problem, type_problem
-from plait.compiler.ir import LOOP_FIELDS, STEP_FIELDS, AttrExpr, CallExpr, Expr, NameExpr, Plan
+from plait.compiler.ir import (
+    LOOP_FIELDS,
+    STEP_FIELDS,
+    AttrExpr,
+    CallExpr,
+    Expr,
+    NameExpr,
+    Plan,
+    TriggerRule,
+)
 
 RUN_FIELDS = ("id",)
 
@@ -53,7 +62,7 @@ def _check_name(node: NameExpr, parent: Expr | None, site: Site,
         if site.loop_var:
             scope.append(site.loop_var)
         where = f"output `{site.name}`" if site.owner is None else f"step `{site.owner}`"
-        hints = did_you_mean(name, scope) or (
+        hints = _misread_word_hint(name, site) or did_you_mean(name, scope) or (
             f"declare it as an input (`input {name}: str`) or define a step named `{name}`",)
         yield error(codes.UNKNOWN_REFERENCE,
                     f"unknown name `{name}` in {where}: no input or step has this name",
@@ -75,6 +84,23 @@ def _check_loop_name(node: NameExpr, attr: AttrExpr | None, site: Site,
                     "body steps of a loop and in its `until`")
         return
     yield from _check_field("loop", node, attr, "`loop`", LOOP_NAMES)
+
+
+# Literals as other languages spell them (Python's `True`, `None`, ...).
+LITERAL_SPELLINGS = {"true": "true", "false": "false", "none": "null", "null": "null",
+                     "nil": "null"}
+TRIGGER_RULES = frozenset(rule.value for rule in TriggerRule)
+
+
+def _misread_word_hint(name: str, site: Site) -> tuple[str, ...]:
+    """A name that is a literal written another language's way, or a trigger rule in `if`."""
+    literal = LITERAL_SPELLINGS.get(name.lower())
+    if literal is not None and name != literal:
+        return (f"write `{literal}`: plait's literals are `true`, `false` and `null`, "
+                "in lower case",)
+    if name in TRIGGER_RULES:
+        return (f"`{name}` is a trigger rule: write `when {name}`; `if` tests data",)
+    return ()
 
 
 def _check_field(name: str, node: NameExpr, attr: AttrExpr | None, what: str,

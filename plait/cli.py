@@ -364,16 +364,20 @@ def _open_events_file(path: str | None) -> tuple[Any, Any]:
 
 
 def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
-                events_path: str | None, quiet: bool, allow_degraded: bool) -> int:
+                events_path: str | None, quiet: bool, allow_degraded: bool,
+                output_name: str | None = None, journal_path: str | None = None) -> int:
     """Run a prepared `plait.runtime.api.Runner` with the output options of `run` (shared
-    with `resume`): progress, `--events`, `--report`, `--json`; returns the exit code.
-    Subscribe more sinks (a journal, a tracer) by appending to `runner.sinks` first."""
+    with `resume`); returns the exit code. Subscribe more sinks (a journal, a tracer) by
+    appending to `runner.sinks` first.
+
+    stdout carries what the run produced (its outputs, one `--output`, or the `--json`
+    report), so `plait run x.agent > out.txt` keeps the answer; stderr carries progress
+    (which `--quiet` silences), the summary and, after a signal, how to resume."""
     import asyncio
-    import json
     import signal
 
     from plait.runtime.gcscope import frozen_heap
-    from plait.runtime.progress import make_progress
+    from plait.runtime.progress import make_progress, summary_text
 
     progress = make_progress(quiet)
     events_sink, events_file = _open_events_file(events_path)
@@ -394,18 +398,15 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
             events_file.close()
     if progress is not None:
         progress.close(report)
+    else:
+        click.echo(summary_text(report), err=True)
     text = json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False)
-    if report_path is not None:
-        try:
-            with open(report_path, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-        except OSError as exc:
-            click.echo(f"error: cannot write report {report_path}: {exc.strerror or exc}",
-                       err=True)
-            return EXIT_INVALID
-    if json_out:
-        click.echo(text)
+    if report_path is not None and not _write_report(report_path, text):
+        return EXIT_INVALID
+    _print_results(report, text if json_out else None, output_name)
     if runner.signal is not None:
+        click.echo(f"interrupted; to continue: {_resume_command(runner.run_id, journal_path)}",
+                   err=True)
         return EXIT_SIGTERM if runner.signal == signal.SIGTERM else EXIT_SIGINT
     if report.outcome == "failed":
         return EXIT_FAILED
@@ -438,6 +439,57 @@ def tools_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _write_report(report_path: str, text: str) -> bool:
+    try:
+        with open(report_path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as exc:
+        click.echo(f"error: cannot write report {report_path}: {exc.strerror or exc}", err=True)
+        return False
+    return True
+
+
+def _print_results(report: Any, report_json: str | None, output_name: str | None) -> None:
+    """stdout: the `--json` report, else one `--output`'s raw value, else every output."""
+    from plait.runtime.expressions import to_json_text
+
+    if report_json is not None:
+        click.echo(report_json)
+    elif output_name is not None:
+        value = report.outputs.get(output_name)
+        click.echo(value if isinstance(value, str) else to_json_text(value))
+    else:
+        for name, value in report.outputs.items():
+            click.echo(f"{name} = {value if isinstance(value, str) else to_json_text(value)}")
+
+
+def _resume_command(run_id: str, journal_path: str | None) -> str:
+    """The command that continues this run (naming the journal when it is not the default)."""
+    import shlex
+
+    journal = f" --journal {shlex.quote(journal_path)}" if journal_path else ""
+    return f"plait resume {run_id}{journal}"
+
+
+def check_output_options(json_out: bool, output_name: str | None) -> None:
+    if json_out and output_name is not None:
+        raise UserError("--json and --output both choose what stdout carries; give one "
+                        "(--report FILE writes the report beside --output)")
+
+
+def check_output_name(plan: Any, output_name: str | None) -> None:
+    """`--output NAME` must name one of the plan's outputs (checked before running)."""
+    if output_name is None or output_name in plan.outputs:
+        return
+    import difflib
+
+    names = list(plan.outputs)
+    close = difflib.get_close_matches(output_name, names, n=1)
+    hint = (f"; did you mean `{close[0]}`?" if close else
+            f"; its outputs are {', '.join(names)}" if names else "; it declares no output")
+    raise UserError(f"plan {plan.plan} has no output `{output_name}`{hint}")
+
+
 def run_output_options(func: F) -> F:
     """The output options `run` and `resume` share."""
     for option in reversed([
@@ -447,7 +499,11 @@ def run_output_options(func: F) -> F:
         click.option("--events", "events_path", metavar="FILE",
                      help="Write every event as a JSON line to FILE."),
         click.option("--allow-degraded", is_flag=True, help="Exit 0 when degraded."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+        click.option("--quiet", "-q", is_flag=True,
+                     help="No progress on stderr (the summary is still printed)."),
+        click.option("--output", "output_name", metavar="NAME",
+                     help="Print only this output's value on stdout: a string as it is, any "
+                          "other value as JSON."),
     ]):
         func = option(func)
     return func
@@ -481,18 +537,22 @@ def run_output_options(func: F) -> F:
 @guarded
 def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str | None,
                 json_out: bool, report_path: str | None, events_path: str | None,
-                allow_degraded: bool, quiet: bool, seed: int | None,
-                injections: tuple[str, ...], journal_path: str | None, no_journal: bool,
-                trace: str | None, executor: str, address: str | None,
+                allow_degraded: bool, quiet: bool, output_name: str | None,
+                seed: int | None, injections: tuple[str, ...], journal_path: str | None,
+                no_journal: bool, trace: str | None, executor: str, address: str | None,
                 files: tuple[str, ...]) -> None:
     """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal.
 
-    PLAN is a .agent file or the JSON of `plait compile`. Progress goes to stderr; the
-    report (--json, --report) says what succeeded, what degraded and why.
+    PLAN is a .agent file or the JSON of `plait compile`. The outputs go to stdout (one
+    `NAME = VALUE` line each; --output NAME prints one value alone, --json the whole
+    report); the plan's warnings, progress and a summary go to stderr. The report (--json,
+    --report) says what succeeded, what degraded and why. After Ctrl-C the last line says
+    how to continue with `plait resume`.
 
     \b
     Examples:
       plait run triage.agent --input ticket="I was charged twice"
+      plait run triage.agent --input ticket="..." --output reply > reply.txt
       plait run triage.agent --inputs inputs.json --json > report.json
       plait run triage.agent --inject history=timeout     rehearse an outage
       plait run triage.agent --inject classify=transient:2 --seed 7 --events events.jsonl
@@ -508,7 +568,9 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
         raise UserError("--no-journal and --journal PATH contradict each other; pass one")
     if address is not None and executor != "ray":
         raise UserError("--address goes with --executor ray")
+    check_output_options(json_out, output_name)
     plan = load_plan(plan_path)
+    check_output_name(plan, output_name)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     with _executor(executor, plan, address) as tool_executor:
         runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan),
@@ -518,7 +580,8 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
         with session:
             code = execute_run(runner, json_out=json_out, report_path=report_path,
                                events_path=events_path, quiet=quiet,
-                               allow_degraded=allow_degraded)
+                               allow_degraded=allow_degraded, output_name=output_name,
+                               journal_path=journal_path)
     sys.exit(code)
 
 
@@ -573,22 +636,52 @@ def open_journal(journal_path: str | None, *, create: bool) -> Any:
 @guarded
 def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | None,
                    events_path: str | None, allow_degraded: bool, quiet: bool,
-                   journal_path: str | None, trace: str | None, files: tuple[str, ...]) -> None:
+                   output_name: str | None, journal_path: str | None,
+                   trace: str | None, files: tuple[str, ...]) -> None:
     """Continue a recorded run that crashed, was killed or was cancelled.
 
     Steps that finished keep their recorded outputs and are not run again; the others run.
-    Exit codes as `run`; 2 for an unknown run or a plan file changed since (without --force).
+    RUN_ID may be a prefix of the id (`plait runs` lists them). A run that already finished
+    is left as it is (exit 0). Exit codes as `run`; 2 for an unknown run or a plan file
+    changed since (without --force).
+
+    \b
+    Examples:
+      plait resume 3f9c2a1b                  continue after Ctrl-C or a crash
+      plait resume 3f9c2a1b --json > report.json
+      plait resume 3f9c2a1b --force          the plan file changed; use it as it is now
+      plait resume 3f9c2a1b --journal ci/journal.db
     """
     from plait.runtime.session import RunSession
 
+    check_output_options(json_out, output_name)
+    if _already_finished(run_id, journal_path, json_out):
+        return
     session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace,
                                 files=files)
+    check_output_name(session.runner.plan, output_name)
     if session.note and not quiet:
         click.echo(session.note, err=True)
     with session:
         code = execute_run(session.runner, json_out=json_out, report_path=report_path,
-                           events_path=events_path, quiet=quiet, allow_degraded=allow_degraded)
+                           events_path=events_path, quiet=quiet, allow_degraded=allow_degraded,
+                           output_name=output_name, journal_path=journal_path)
     sys.exit(code)
+
+
+def _already_finished(run_id: str, journal_path: str | None, json_out: bool) -> bool:
+    """`plait resume` of a run that ended on its own: say so (the stored report with
+    --json), change nothing; return whether that was the case."""
+    with open_journal(journal_path, create=False) as journal:
+        record = journal.run(run_id)
+        if not record.finished:
+            return False
+        report = journal.report(record.run_id)
+    click.echo(f"run {record.run_id} already finished ({record.outcome}); nothing to resume "
+               f"(`plait show {record.run_id}` shows it)", err=True)
+    if json_out and report is not None:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    return True
 
 
 def _fmt_secs(value: float | None) -> str:
@@ -628,14 +721,40 @@ def _print_table(title: str | None, columns: list[str], rows: list[list[str]]) -
 @click.option("--limit", "-n", type=int, default=20, show_default=True,
               help="How many runs to list (0 for all).")
 @click.option("--json", "json_out", is_flag=True, help="Print the runs as a JSON list.")
+@click.option("--prune", is_flag=True,
+              help="Delete recorded runs instead of listing them: those older than "
+                   "--older-than and/or beyond the --keep most recent.")
+@click.option("--older-than", "older_than", metavar="AGE", default=None,
+              help="With --prune: delete runs started more than AGE ago (30m, 12h, 7d, 2w).")
+@click.option("--keep", type=int, default=None, metavar="N",
+              help="With --prune: keep the N most recent runs and delete the rest (with "
+                   "--older-than: delete only older runs that are not among these N).")
 @guarded
-def runs_command(journal_path: str | None, limit: int, json_out: bool) -> None:
-    """List recorded runs, most recent first: id, plan, outcome, start, duration."""
-    import dataclasses
-    import json
+def runs_command(journal_path: str | None, limit: int, json_out: bool, prune: bool,
+                 older_than: str | None, keep: int | None) -> None:
+    """List recorded runs, most recent first: id, plan, status, start, duration.
 
+    The status is the run's outcome (succeeded, degraded, failed), `interrupted` for a run
+    stopped by Ctrl-C or SIGTERM, `running` while its process is alive, and `unfinished`
+    for a run whose process was killed; the last two can be continued with `plait resume`.
+    The journal is .plait/journal.db in the current folder, $PLAIT_HOME/journal.db when
+    PLAIT_HOME is set, or --journal PATH.
+
+    \b
+    Examples:
+      plait runs
+      plait runs -n 0 --json | jq '.[] | select(.status == "interrupted") | .run_id'
+      plait runs --prune --older-than 7d     delete runs started more than a week ago
+      plait runs --prune --keep 50           keep only the 50 most recent runs
+      plait runs --journal ci/journal.db
+    """
+    import dataclasses
+
+    from plait.runtime.journal import RunLock
     from plait.runtime.journal import journal_path as resolve
 
+    if not prune and (older_than is not None or keep is not None):
+        raise UserError("--older-than and --keep choose what --prune deletes; add --prune")
     path = resolve(journal_path)
     if not path.exists():
         if json_out:
@@ -643,14 +762,53 @@ def runs_command(journal_path: str | None, limit: int, json_out: bool) -> None:
         else:
             click.echo(f"no runs recorded yet (no journal at {path})", err=True)
         return
+    if prune:
+        _prune_runs(journal_path, older_than, keep)
+        return
     with open_journal(journal_path, create=False) as journal:
         runs = journal.list_runs(limit or None)
+    statuses = [r.status(r.outcome is None and RunLock(path, r.run_id).held_elsewhere())
+                for r in runs]
     if json_out:
-        click.echo(json.dumps([dataclasses.asdict(r) for r in runs], indent=2))
+        click.echo(json.dumps([{**dataclasses.asdict(r), "status": status}
+                               for r, status in zip(runs, statuses, strict=True)], indent=2))
         return
-    rows = [[r.run_id, r.plan, r.outcome or "unfinished", _fmt_time(r.started_at),
-             _fmt_secs(r.duration_s), str(r.sessions)] for r in runs]
-    _print_table(None, ["id", "plan", "outcome", "started", "duration", "sessions"], rows)
+    if not runs:
+        click.echo(f"no runs recorded in {path}", err=True)
+        return
+    rows = [[r.run_id, r.plan, status, _fmt_time(r.started_at), _fmt_secs(r.duration_s),
+             str(r.sessions)] for r, status in zip(runs, statuses, strict=True)]
+    _print_table(None, ["id", "plan", "status", "started", "duration", "sessions"], rows)
+
+
+def _prune_runs(journal_path: str | None, older_than: str | None, keep: int | None) -> None:
+    """`plait runs --prune`: delete what the options select (runs in progress are kept)."""
+    from datetime import UTC, datetime, timedelta
+
+    if older_than is None and keep is None:
+        raise UserError("--prune needs --older-than AGE, --keep N or both "
+                        "(e.g. `plait runs --prune --older-than 7d`)")
+    if keep is not None and keep < 0:
+        raise UserError(f"--keep takes a count of runs (0 or more), not {keep}")
+    cutoff = (datetime.now(UTC) - timedelta(seconds=parse_age(older_than))
+              if older_than is not None else None)
+    with open_journal(journal_path, create=False) as journal:
+        deleted = journal.prune(older_than=cutoff, keep=keep)
+    click.echo(f"pruned {len(deleted)} run{'s' if len(deleted) != 1 else ''} from "
+               f"{journal.path}", err=True)
+
+
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> float:
+    """`--older-than`: a number and a unit, `30m`, `12h`, `7d`, `2w`."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match is None:
+        raise UserError(f"--older-than takes an age like 30m, 12h, 7d or 2w, not {text!r}")
+    return float(match.group(1)) * AGE_UNITS[match.group(2)]
 
 
 def _recorded(journal: Any, run_id: str) -> tuple[str, Any, list[dict[str, Any]], Any]:
@@ -688,16 +846,29 @@ def _timeline_bar(step: Any, start: str, total: float, width: int = 24) -> str:
               help="Print the run's report (with metrics) as JSON.")
 @guarded
 def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
-    """Show a recorded run: outcome, reasons, a per-step timeline, metrics and outputs."""
-    import json
+    """Show a recorded run: outcome, reasons, a per-step timeline, metrics and outputs.
+
+    RUN_ID may be a prefix of the id. A run whose process was killed shows as `unfinished`
+    and its steps that were running as `unfinished` too (`plait resume` continues it).
+
+    \b
+    Examples:
+      plait show 3f9c2a1b
+      plait show 3f9c2a1b --json | jq '.steps.classify.error'
+      plait show "$(plait runs -n 1 --json | jq -r '.[0].run_id')"
+    """
+    from plait.runtime.journal import RunLock
 
     with open_journal(journal_path, create=False) as journal:
         rid, report, _events, _plan = _recorded(journal, run_id)
         record = journal.run(rid)
+        live = record.outcome is None and RunLock(journal.path, rid).held_elsewhere()
     if json_out:
         click.echo(json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False))
         return
-    outcome = record.outcome or f"unfinished (so far: {report.outcome})"
+    status = record.status(live)
+    outcome = (f"{status} (so far: {report.outcome})" if record.outcome is None else
+               f"{status} ({record.outcome})" if status != record.outcome else status)
     click.echo(f"run {rid}  plan {report.plan}  outcome {outcome}")
     click.echo(f"started {_fmt_time(report.started_at)}  duration "
                f"{_fmt_secs(report.duration_s)}  sessions {record.sessions}"
@@ -740,7 +911,16 @@ def _show_steps(report: Any) -> None:
 @guarded
 def report_command(run_id: str, out_path: str, journal_path: str | None) -> None:
     """Write one self-contained HTML page about a recorded run: outcome, coloured graph,
-    a timeline of every attempt, backoff and queueing, and each failed attempt's error."""
+    a timeline of every attempt, backoff and queueing, and each failed attempt's error.
+
+    The coloured graph needs Graphviz's `dot`; without it the page says so and keeps the
+    rest.
+
+    \b
+    Examples:
+      plait report 3f9c2a1b -o run.html
+      plait report "$(plait runs -n 1 --json | jq -r '.[0].run_id')" -o last.html
+    """
     from plait.runtime.html_report import render_html
 
     with open_journal(journal_path, create=False) as journal:

@@ -166,7 +166,9 @@ def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) ->
 
 
 def test_resume_refuses_a_changed_plan_unless_forced(tmp_path: Path) -> None:
-    plan = P(S("a", "std.echo", value=1), S("b", "std.fail", message="x"), name="small")
+    # the deadline cancels `b`: the run did not finish on its own, so it can be resumed
+    plan = P(S("a", "std.echo", value=1), S("b", "std.sleep", seconds=30), name="small",
+             deadline_s=1.0)
     plan_path = _write_plan(tmp_path, plan)
     journal = tmp_path / "j.db"
     first = plait("run", str(plan_path), "--journal", str(journal), "--quiet", cwd=tmp_path)
@@ -179,7 +181,7 @@ def test_resume_refuses_a_changed_plan_unless_forced(tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
     forced = plait("resume", run_id, "--force", "--journal", str(journal), "--quiet",
                    cwd=tmp_path)
-    assert forced.returncode == 1  # the recorded failure of `b` is kept
+    assert forced.returncode == 1  # `b` runs again, and the deadline cancels it again
     unknown = plait("resume", "nope", "--journal", str(journal), cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown run 'nope'" in unknown.stderr
 

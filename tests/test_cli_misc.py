@@ -35,7 +35,7 @@ def test_version() -> None:
     assert out.stdout.startswith("plait, version ")
 
 
-def test_run_summary_shows_the_outputs(tmp_path: Path) -> None:
+def test_run_prints_the_outputs_on_stdout_and_the_summary_on_stderr(tmp_path: Path) -> None:
     plan = tmp_path / "p.agent"
     plan.write_text('plan p {\n  step a = std.echo(value = {n: 1, s: "x"})\n'
                     '  step b = std.echo(value = "${a.output.s}" )\n'
@@ -44,7 +44,9 @@ def test_run_summary_shows_the_outputs(tmp_path: Path) -> None:
     proc = subprocess.run([*PLAIT, "run", str(plan), "--journal", str(tmp_path / "j.db")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert '  output whole = {"n":1,"s":"x"}\n' in proc.stderr
-    assert "  output text = x\n" in proc.stderr  # a string output is shown as it is
-    long_line = next(line for line in proc.stderr.splitlines() if "output long" in line)
-    assert long_line.endswith("…") and len(long_line) < 260
+    # stdout: the answer, whole (a string as it is, other values as compact JSON)
+    assert proc.stdout == ('whole = {"n":1,"s":"x"}\ntext = x\n'
+                           'long = ["' + "y" * 300 + '"]\n')
+    # stderr: progress and the summary, which does not repeat the outputs
+    assert "p: succeeded in" in proc.stderr and "a: started" in proc.stderr
+    assert "whole" not in proc.stderr

@@ -92,9 +92,16 @@ def test_exit_codes_degraded_failed_and_allow_degraded(tmp_path: Path) -> None:
     assert "reason: step f: required step failed" in p.stderr
 
 
-def test_quiet_prints_nothing(tmp_path: Path) -> None:
-    p = plait("run", write(tmp_path, P(S("a", "std.echo", value=1))), "--quiet")
-    assert (p.returncode, p.stderr, p.stdout) == (0, "", "")
+def test_quiet_silences_progress_only(tmp_path: Path) -> None:
+    plan = write(tmp_path, P(S("a", "std.echo", value=1), outputs={"o": R("a.output")}))
+    loud = plait("run", plan)
+    p = plait("run", plan, "--quiet")
+    assert (p.returncode, p.stdout) == (0, "o = 1\n")  # the answer is still on stdout
+    assert "a: started" in loud.stderr and "a: started" not in p.stderr  # no progress
+    lines = p.stderr.splitlines()  # the summary stays, and nothing else
+    assert lines[0].startswith("t: succeeded in ") and lines[1].split() == [
+        "a", "succeeded", "attempts=1"]
+    assert len(lines) == 2
 
 
 @pytest.mark.parametrize("args,message", [

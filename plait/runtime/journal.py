@@ -29,8 +29,8 @@ Size: an event row keeps its JSON without the fields that have columns (`event`,
 1 KB (outputs aside).
 
 A journal that is locked (after a busy timeout), corrupt, not a plait journal, or written by
-a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here ever
-deletes or rewrites an existing record.
+a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here
+deletes or rewrites an existing record, except `prune` (`plait runs --prune`), on request.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,19 @@ class RunRecord:
     outcome: str | None
     duration_s: float | None
     sessions: int
+    cancelled_by: str | None = None  # "signal" for a run stopped by Ctrl-C or SIGTERM
+
+    def status(self, live: bool) -> str:
+        """What `plait runs` shows: the outcome, `interrupted` for a run stopped by a signal,
+        and for a run with no outcome `running` (its process is alive) or `unfinished`."""
+        if self.outcome is None:
+            return "running" if live else "unfinished"
+        return "interrupted" if self.cancelled_by == "signal" else self.outcome
+
+    @property
+    def finished(self) -> bool:
+        """Ended on its own: nothing is left to resume (cancelled runs are not finished)."""
+        return self.outcome is not None and self.cancelled_by is None
 
 
 @dataclass(frozen=True)
@@ -417,6 +431,28 @@ class Journal:
         with self._write() as db:
             db.execute("UPDATE runs SET report = ? WHERE run_id = ?", (_dumps(report), run_id))
 
+    def prune(self, *, older_than: datetime | None = None, keep: int | None = None
+              ) -> list[str]:
+        """Delete whole runs: those started before `older_than` and not among the `keep`
+        most recent (either alone selects by itself). A run another process is running
+        now is never deleted. Returns the deleted run ids."""
+        runs = self.list_runs()
+        chosen = []
+        for position, run in enumerate(runs):
+            if keep is not None and position < keep:
+                continue
+            if older_than is not None and not _started_before(run.started_at, older_than):
+                continue
+            if not RunLock(self.path, run.run_id).held_elsewhere():
+                chosen.append(run.run_id)
+        with self._write(durable=True) as db:
+            for run_id in chosen:
+                for table in ("events", "attempts", "steps", "sessions", "runs"):
+                    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        for run_id in chosen:
+            RunLock(self.path, run_id).path.unlink(missing_ok=True)
+        return chosen
+
     # --- reading ------------------------------------------------------------------------
 
     def _loads(self, text: Any) -> Any:
@@ -443,7 +479,8 @@ class Journal:
     def list_runs(self, limit: int | None = None) -> list[RunRecord]:
         """Recorded runs, most recent first."""
         sql = ("SELECT run_id, plan, plan_path, plan_sha256, started_at, finished_at, outcome,"
-               " duration_s, sessions FROM runs ORDER BY started_at DESC, rowid DESC")
+               " duration_s, sessions, json_extract(report, '$.cancelled_by') AS cancelled_by"
+               " FROM runs ORDER BY started_at DESC, rowid DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RunRecord(**dict(r)) for r in self._query(sql)]
@@ -625,9 +662,17 @@ def _put_step(db: sqlite3.Connection, run_id: str, session: int, step: str,
     db.execute(_PUT_STEP, _step_row((run_id, session, event, result.get("output"))))
 
 
-def _span_s(start: str | None, end: str | None) -> float | None:
-    from datetime import datetime
+def _started_before(started_at: str, cutoff: datetime) -> bool:
+    try:
+        started = datetime.fromisoformat(started_at)
+    except ValueError:
+        return False  # an unreadable time: keep the run
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return started < cutoff
 
+
+def _span_s(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
@@ -831,8 +876,9 @@ def _deciding_sessions(events: list[dict[str, Any]]) -> dict[str, int]:
 def run_report(journal: Journal, run_id: str) -> Any:
     """The report of a recorded run (a `RunReport`), folded from its events, all sessions.
 
-    Works for a run that crashed too: unfinished steps show as `running`/`pending` and the
-    outcome is what the finished steps decide so far.
+    Works for a run that crashed too: steps that had started show as `running` while the
+    run's process is alive and `unfinished` once it is gone (killed), steps that had not
+    started as `pending`; the outcome is what the finished steps decide so far.
     """
     from plait.runtime.report import ReportBuilder
 
@@ -844,7 +890,12 @@ def run_report(journal: Journal, run_id: str) -> Any:
     for data in events:
         data = {k: v for k, v in data.items() if k != "session"}
         builder.apply(event_from_dict(data))
-    return builder.report()
+    report = builder.report()
+    if not RunLock(journal.path, run_id).held_elsewhere():
+        for step in report.steps.values():
+            if step.status == "running":
+                step.status = "unfinished"  # its process is gone: nothing is running it
+    return report
 
 
 class RunInProgress(UserError):
@@ -886,6 +937,22 @@ class RunLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self._file = handle
+
+    def held_elsewhere(self) -> bool:
+        """Whether a process (this one through another lock, or another) runs the run now."""
+        import fcntl
+
+        try:
+            handle = open(self.path)  # noqa: SIM115 - closed below
+        except OSError:
+            return False  # never locked: no process has run it since locks existed
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            handle.close()
+        return False
 
     def release(self) -> None:
         if self._file is not None:

@@ -1,6 +1,7 @@
 """Progress on stderr, as an event sink: a rich live view on a terminal (one line per running
 step with its attempt number and elapsed time), plain timestamped lines otherwise, and a
-final summary with the outcome's reasons. Event values are already masked by the bus.
+final summary with the outcome's reasons. The outputs are not part of it: `plait run` prints
+them on stdout. Event values are already masked by the bus.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from rich.table import Table
 from rich.text import Text
 
 from plait.runtime import events as ev
-from plait.runtime.expressions import to_json_text
 from plait.runtime.report import RunReport
 
 _STATUS_STYLE = {"succeeded": "green", "recovered": "yellow", "failed": "red",
@@ -76,21 +76,6 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
-OUTPUT_PREVIEW_CHARS = 200  # the summary shows a preview; --json and --report have it all
-
-
-def output_lines(report: RunReport) -> list[str]:
-    """`output NAME = VALUE` per plan output, as compact JSON cut to a preview (values in
-    the report are already masked)."""
-    lines = []
-    for name, value in report.outputs.items():
-        text = value if isinstance(value, str) else to_json_text(value)
-        if len(text) > OUTPUT_PREVIEW_CHARS:
-            text = text[:OUTPUT_PREVIEW_CHARS] + "…"
-        lines.append(f"output {name} = {text}")
-    return lines
-
-
 def summary_text(report: RunReport) -> str:
     lines = [f"{report.plan}: {report.outcome} in {report.duration_s or 0:.2f}s"]
     for name, s in report.steps.items():
@@ -104,7 +89,6 @@ def summary_text(report: RunReport) -> str:
               + (f" element {a.element}" if a.element is not None else "")
               + (f" still running ({a.overran_s or 0:.1f}s past its end)" if a.still_running
                  else f" overran by {a.overran_s or 0:.1f}s") for a in report.abandoned]
-    lines += [f"  {line}" for line in output_lines(report)]
     return "\n".join(lines)
 
 
@@ -159,8 +143,6 @@ class LiveProgress:
         for r in report.reasons:
             who = f"step {r.step}" if r.step else f"output {r.output}"
             self.console.print(f"reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
-        for line in output_lines(report):
-            self.console.print(Text(line))
 
 
 def make_progress(quiet: bool,

@@ -365,7 +365,8 @@ def _open_events_file(path: str | None) -> tuple[Any, Any]:
 
 def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
                 events_path: str | None, quiet: bool, allow_degraded: bool,
-                output_name: str | None = None, journal_path: str | None = None) -> int:
+                output_name: str | None = None, journal_path: str | None = None,
+                recorded: bool = True) -> int:
     """Run a prepared `plait.runtime.api.Runner` with the output options of `run` (shared
     with `resume`); returns the exit code. Subscribe more sinks (a journal, a tracer) by
     appending to `runner.sinks` first.
@@ -405,8 +406,8 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
         return EXIT_INVALID
     _print_results(report, text if json_out else None, output_name)
     if runner.signal is not None:
-        click.echo(f"interrupted; to continue: {_resume_command(runner.run_id, journal_path)}",
-                   err=True)
+        click.echo(f"interrupted; to continue: {_resume_command(runner.run_id, journal_path)}"
+                   if recorded else "interrupted (not recorded: --no-journal)", err=True)
         return EXIT_SIGTERM if runner.signal == signal.SIGTERM else EXIT_SIGINT
     if report.outcome == "failed":
         return EXIT_FAILED
@@ -581,7 +582,7 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
             code = execute_run(runner, json_out=json_out, report_path=report_path,
                                events_path=events_path, quiet=quiet,
                                allow_degraded=allow_degraded, output_name=output_name,
-                               journal_path=journal_path)
+                               journal_path=journal_path, recorded=not no_journal)
     sys.exit(code)
 
 

@@ -671,16 +671,18 @@ def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | 
 
 
 def _already_finished(run_id: str, journal_path: str | None, json_out: bool) -> bool:
-    """`plait resume` of a run that ended on its own: say so (the stored report with
+    """`plait resume` of a run that ended on its own: say so (the recorded report with
     --json), change nothing; return whether that was the case."""
+    from plait.runtime.journal import run_report
+
     with open_journal(journal_path, create=False) as journal:
         record = journal.run(run_id)
         if not record.finished:
             return False
-        report = journal.report(record.run_id)
+        report = run_report(journal, record.run_id).to_json_dict() if json_out else None
     click.echo(f"run {record.run_id} already finished ({record.outcome}); nothing to resume "
                f"(`plait show {record.run_id}` shows it)", err=True)
-    if json_out and report is not None:
+    if report is not None:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     return True
 

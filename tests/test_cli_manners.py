@@ -239,7 +239,7 @@ def test_prune_older_than_and_keep(tmp_path: Path) -> None:
     assert old.stderr == f"pruned 2 runs from {journal}\n"
     assert _listed(tmp_path, journal) == ids[:2]
     with sqlite3.connect(journal) as conn:  # nothing of the pruned runs is left
-        for table in ("events", "attempts", "steps", "sessions"):
+        for table in ("events", "steps", "sessions", "plans"):
             left = conn.execute(f"SELECT count(*) FROM {table} WHERE run_id IN (?, ?)",
                                 ids[2:]).fetchone()[0]
             assert left == 0, table

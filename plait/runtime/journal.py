@@ -445,9 +445,12 @@ class Journal:
                 continue
             if not RunLock(self.path, run.run_id).held_elsewhere():
                 chosen.append(run.run_id)
+        tables = [t for t in ("events", "steps", "sessions", "plans", "runs")
+                  if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (t,))]
         with self._write(durable=True) as db:
             for run_id in chosen:
-                for table in ("events", "attempts", "steps", "sessions", "runs"):
+                for table in tables:  # `runs` last: the others refer to it
                     db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         for run_id in chosen:
             RunLock(self.path, run_id).path.unlink(missing_ok=True)
@@ -479,7 +482,9 @@ class Journal:
     def list_runs(self, limit: int | None = None) -> list[RunRecord]:
         """Recorded runs, most recent first."""
         sql = ("SELECT run_id, plan, plan_path, plan_sha256, started_at, finished_at, outcome,"
-               " duration_s, sessions, json_extract(report, '$.cancelled_by') AS cancelled_by"
+               " duration_s, sessions, (SELECT json_extract(e.data, '$.cancelled_by')"
+               " FROM events e WHERE e.run_id = runs.run_id AND e.event = 'run_finished'"
+               " ORDER BY e.session DESC LIMIT 1) AS cancelled_by"
                " FROM runs ORDER BY started_at DESC, rowid DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"

@@ -885,6 +885,7 @@ def run_report(journal: Journal, run_id: str) -> Any:
     run's process is alive and `unfinished` once it is gone (killed), steps that had not
     started as `pending`; the outcome is what the finished steps decide so far.
     """
+    from plait.runtime.outcomes import StepProgress
     from plait.runtime.report import ReportBuilder
 
     events = merge_sessions(journal.events(run_id))
@@ -898,8 +899,8 @@ def run_report(journal: Journal, run_id: str) -> Any:
     report = builder.report()
     if not RunLock(journal.path, run_id).held_elsewhere():
         for step in report.steps.values():
-            if step.status == "running":
-                step.status = "unfinished"  # its process is gone: nothing is running it
+            if step.status == StepProgress.RUNNING:
+                step.status = StepProgress.UNFINISHED  # its process is gone: nothing runs it
     return report
 
 

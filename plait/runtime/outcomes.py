@@ -32,6 +32,7 @@ class StepProgress(StrEnum):
 
     RUNNING = "running"
     PENDING = "pending"
+    UNFINISHED = "unfinished"  # was running when its run's process died (killed, crashed)
 
 
 class SkipReason(StrEnum):

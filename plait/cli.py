@@ -570,7 +570,7 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
     if address is not None and executor != "ray":
         raise UserError("--address goes with --executor ray")
     check_output_options(json_out, output_name)
-    plan = load_plan(plan_path)
+    plan = load_plan(plan_path, on_warnings=_show_diagnostics)  # check's warnings come first
     check_output_name(plan, output_name)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     with _executor(executor, plan, address) as tool_executor:

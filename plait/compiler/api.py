@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,11 +184,14 @@ def _span_at(before: str) -> Span:
     return Span(line=line, column=column, end_line=line, end_column=column + 1)
 
 
-def load_plan(path: str | Path, *, use_policy: UsePolicy = READ_FILES) -> CompiledPlan:
+def load_plan(path: str | Path, *, use_policy: UsePolicy = READ_FILES,
+              on_warnings: Callable[[CompileResult], None] | None = None) -> CompiledPlan:
     """A plan ready to run, from a `.agent` file or from JSON written by `plait compile`.
 
     Raises UserError for a missing file and PlanInvalid (a UserError) for an invalid plan.
-    `use_policy` as for `compile_source` (`plait run` imports: IMPORT_ALL).
+    `use_policy` as for `compile_source` (`plait run` imports: IMPORT_ALL). `on_warnings`
+    receives the compile result of a `.agent` file that has warnings (`plait run` prints
+    them before it runs).
     """
     data = read_plan_bytes(Path(path))
     if str(path).endswith(".json") or data.lstrip()[:1] == b"{":
@@ -196,6 +200,8 @@ def load_plan(path: str | Path, *, use_policy: UsePolicy = READ_FILES) -> Compil
     if result.plan is None:
         counts = summary(result.errors)
         raise PlanInvalid(f"{path} is not a valid plan ({counts}):\n{result.render()}", result)
+    if on_warnings is not None and result.warnings:
+        on_warnings(result)
     return result.plan
 
 

@@ -85,3 +85,5 @@ WEAK_CONDITION = Code("W407", "weak-condition")
 SHARED_CONDITION = Code("W408", "shared-condition")
 USE_NOT_IMPORTED = Code("W409", "use-not-imported")
 SHELL_TEXT_FROM_DATA = Code("W410", "shell-text-from-data")
+# issue #11: the routing trap
+SKIPPED_WITH_CONDITION = Code("W411", "skipped-with-condition")

@@ -154,6 +154,7 @@ class TriggerRule(StrEnum):
     ANY_SUCCEEDED = "any_succeeded"
     ANY_FAILED = "any_failed"
     ALL_FAILED = "all_failed"
+    NONE_FAILED = "none_failed"  # an extension: no dependency failed (skipped ones are fine)
 
 
 # Retried when `on` is not given: every kind but these (SPEC section 4, "Retry timing").

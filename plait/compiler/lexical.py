@@ -173,6 +173,12 @@ def dedent(body: str, base: int) -> tuple[str, Sequence[int]]:
     return "".join(chars), offsets
 
 
+_UNTERMINATED_LONG_HINT = "close it with `}`; write `$${` for a literal `${`"
+# In a `"..."` string the usual cause is a `"` inside `${...}`, which ends the string there.
+_UNTERMINATED_HINT = ('close it with `}`; a `"` inside `${...}` ends a `"..."` string, so write '
+                      'such a string with `"""`; write `$${` for a literal `${`')
+
+
 def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPart], list[Problem]]:
     parts: list[StringPart] = []
     problems: list[Problem] = []
@@ -198,7 +204,8 @@ def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPar
                 problems.append(
                     Problem(
                         "unterminated `${` in string",
-                        "close it with `}`; write `$${` for a literal `${`",
+                        _UNTERMINATED_LONG_HINT if token.startswith('"""') else
+                        _UNTERMINATED_HINT,
                         offsets[i],
                         offsets[i] + 2,
                         "interpolation",

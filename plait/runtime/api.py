@@ -31,14 +31,16 @@ from plait.stdlib.registry import IMPORT_ALL, ToolLoadError, ToolRegistry, plan_
 PlanLike = str | os.PathLike[str] | Plan
 
 
-def load_plan(path_or_plan: PlanLike) -> Plan:
-    """A compiled plan from a `.agent` file, the JSON of `plait compile`, or a Plan as is."""
+def load_plan(path_or_plan: PlanLike, on_warnings: Callable[[Any], None] | None = None) -> Plan:
+    """A compiled plan from a `.agent` file, the JSON of `plait compile`, or a Plan as is
+    (`on_warnings`: see the compiler's `load_plan`)."""
     if isinstance(path_or_plan, Plan):
         return path_or_plan
     from plait.compiler import api as compiler_api  # the compiler stage, loaded on demand
 
     # a run imports the plan's `use` files: their code runs (docs/security.md)
-    return compiler_api.load_plan(Path(path_or_plan), use_policy=IMPORT_ALL)
+    return compiler_api.load_plan(Path(path_or_plan), use_policy=IMPORT_ALL,
+                                  on_warnings=on_warnings)
 
 
 def plan_dir_of(plan: Plan) -> Path:

@@ -220,6 +220,10 @@ def trigger(rule: TriggerRule | str, deps: Sequence[StepView]) -> TriggerDecisio
         if all(dep_class(d) == _OK or _failed_optional(d) for d in deps):
             return _RUN
         return _skip_upstream([d for d in deps if not _failed_optional(d)])
+    if rule is TriggerRule.NONE_FAILED:  # like all_succeeded, but a skipped dependency is fine
+        culprit = next((d for d in deps if dep_class(d) == _FAILED and not _failed_optional(d)),
+                       None)
+        return _RUN if culprit is None else TriggerDecision(False, UPSTREAM_FAILED, culprit.name)
     if not deps:
         return TriggerDecision(False, TRIGGER_NOT_MET)
     if rule is TriggerRule.ANY_SUCCEEDED:

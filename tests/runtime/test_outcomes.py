@@ -102,6 +102,9 @@ def reference(steps: list[Gen]) -> tuple[dict[str, tuple[str, str | None]], str]
             met = True
         elif s.rule == "all_succeeded":
             met = all(is_ok(d) or (optional[d] and done[d][0] == "failed") for d in deps)
+        elif s.rule == "none_failed":  # the extension: skipped dependencies are fine
+            met = not any(is_failed(d) and not (optional[d] and done[d][0] == "failed")
+                          for d in deps)
         elif not deps:
             met = False
         elif s.rule == "any_succeeded":
@@ -115,7 +118,7 @@ def reference(steps: list[Gen]) -> tuple[dict[str, tuple[str, str | None]], str]
                 done[s.name] = ("skipped", "trigger_not_met")
             else:
                 relevant = [d for d in deps
-                            if not (s.rule == "all_succeeded" and optional[d]
+                            if not (s.rule in ("all_succeeded", "none_failed") and optional[d]
                                     and done[d][0] == "failed")]
                 failed = any(is_failed(d) for d in relevant)
                 done[s.name] = ("skipped", "upstream_failed" if failed else "upstream_skipped")
@@ -167,3 +170,15 @@ def test_random_dags_match_the_reference_model(run: RunFn, seed: int) -> None:
             assert st.attempts == min(s.fail_times, s.retries) + 1
         elif s.behaviour == "fail":
             assert st.attempts == s.retries + 1  # tool_error is retried by default
+
+
+def test_trigger_none_failed_joins_branches() -> None:
+    """The extension `none_failed`: a skipped dependency does not skip the step."""
+    assert o.trigger("none_failed", [v("a", "skipped", "condition_false"),
+                                     v("b", "succeeded")]).run
+    assert o.trigger("none_failed", [v("a", "skipped", "upstream_skipped")]).run
+    assert o.trigger("none_failed", [v("a", "failed", optional=True)]).run
+    assert o.trigger("none_failed", []).run
+    d = o.trigger("none_failed", [v("a", "succeeded"), v("b", "skipped", "upstream_failed"),
+                                  v("c", "cancelled")])
+    assert (d.run, d.reason, d.caused_by) == (False, "upstream_failed", "b")

@@ -10,10 +10,12 @@ from plait.compiler import codes
 from plait.compiler.checks.context import CheckContext
 from plait.compiler.checks.walk import Site
 from plait.compiler.diagnostics import Diagnostic, warning
+from plait.compiler.expressions import to_source
 from plait.compiler.ir import AttrExpr, Expr, IndexExpr, NameExpr, Plan, Step, TriggerRule
 from plait.compiler.source import Span
 
-RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE)
+RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE,
+                            TriggerRule.NONE_FAILED)
 
 
 def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -27,6 +29,41 @@ def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[D
                       "dependencies: it will always be skipped",
                       ctx.step_span(step.name, "policy", "when"),
                       "add `after STEP` to say which steps the rule watches, or remove `when`")
+
+
+# --- the routing trap -----------------------------------------------------------------------
+
+
+def check_skipped_with_condition(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
+    """A step under the default rule that depends on a step with `if`: whenever that
+    condition is false it is skipped too (`upstream_skipped`), its fallback and default do
+    not apply, and the run still succeeds. Usually a branch meant to be joined."""
+    gated = {name for name, step in plan.steps.items() if step.condition is not None}
+    if not gated:
+        return
+    for step in plan.steps.values():
+        if step.when is not TriggerRule.ALL_SUCCEEDED or step.standby_for is not None:
+            continue
+        source = next((d for d in step.depends_on if d in gated), None)
+        if source is None or _same_condition(plan, step, source):
+            continue
+        yield warning(codes.SKIPPED_WITH_CONDITION,
+                      f"step `{step.name}` is skipped whenever the `if` of `{source}` is false: "
+                      f"under the default rule `all_succeeded` a skipped dependency skips it "
+                      f"too (`upstream_skipped`), its fallback and default do not apply, and "
+                      f"the run still succeeds",
+                      ctx.step_span(step.name),
+                      f"to run `{step.name}` either way, give it `when none_failed` (runs "
+                      f"unless a dependency failed) and read `{source}.output` with `?.` or "
+                      "`??`, or `when all_done` (runs whatever its dependencies ended as)",
+                      f"if `{step.name}` belongs to the branch, give it the same `if`")
+
+
+def _same_condition(plan: Plan, step: Step, source: str) -> bool:
+    """`step` is gated by the same condition as `source`: skipping with it is intended."""
+    gate = plan.steps[source].condition
+    return (step.condition is not None and gate is not None
+            and to_source(step.condition) == to_source(gate))
 
 
 # --- nullable access ------------------------------------------------------------------------
@@ -140,4 +177,5 @@ def _likely_primary(plan: Plan, name: str) -> str | None:
     return None
 
 
-CHECKS = (check_rule_without_dependencies, check_nullable_access, check_unused_standby)
+CHECKS = (check_rule_without_dependencies, check_nullable_access, check_unused_standby,
+          check_skipped_with_condition)

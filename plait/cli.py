@@ -885,7 +885,24 @@ def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
         click.echo(f"retries {m.retries}  fallbacks used {m.fallbacks_used}  breaker trips "
                    f"{m.breaker_trips}  makespan {_fmt_secs(m.makespan_s)}  critical path "
                    f"{_fmt_secs(m.critical_path_s)} ({' -> '.join(m.critical_path) or '-'})")
+    for line in usage_lines(report):
+        click.echo(line)
     click.echo("outputs: " + json.dumps(report.outputs, ensure_ascii=False, default=str))
+
+
+def usage_lines(report: Any) -> list[str]:
+    """`plait show`: model usage per step that called one, then the run's total."""
+    def text(u: Any) -> str:
+        tokens = ("tokens unknown" if u.total_tokens is None else
+                  f"tokens {u.prompt_tokens if u.prompt_tokens is not None else '?'} prompt + "
+                  f"{u.completion_tokens if u.completion_tokens is not None else '?'} "
+                  f"completion = {u.total_tokens}")
+        return f"model {u.model or '-'}, {u.requests} request(s), {tokens}"
+
+    if report.usage is None:
+        return []
+    lines = [f"llm {name}: {text(s.usage)}" for name, s in report.steps.items() if s.usage]
+    return [*lines, f"llm total: {text(report.usage)}"]
 
 
 def _show_steps(report: Any) -> None:

@@ -57,7 +57,7 @@ def render_html(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        _header(report), _metrics_section(metrics),
+        _header(report), _metrics_section(metrics), _usage_section(report),
         "<h2>Graph</h2>", _graph_section(plan, report),
         "<h2>Timeline</h2>", gantt_svg(events, list(report.get("steps", {}))),
         _legend(), _steps_section(report, metrics), _failures_section(events),
@@ -93,6 +93,23 @@ def _metrics_section(m: RunMetrics) -> str:
             ("critical path", f"{_secs(m.critical_path_s)} ({' → '.join(m.critical_path)})")]
     cells = "".join(f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
     return f'<h2>Metrics</h2><table id="metrics">{cells}</table>'
+
+
+def _usage_section(report: Mapping[str, Any]) -> str:
+    """Model usage per step and for the run (only when some step called a model)."""
+    rows = [(name, step["usage"]) for name, step in report.get("steps", {}).items()
+            if step.get("usage")]
+    if not rows or not report.get("usage"):
+        return ""
+    rows.append(("whole run", report["usage"]))
+    head = ("<tr><th>step</th><th>model</th><th>requests</th><th>prompt tokens</th>"
+            "<th>completion tokens</th><th>total tokens</th></tr>")
+    body = "".join(
+        f"<tr><td>{escape(name)}</td>" + "".join(
+            f"<td>{escape(str('-' if u.get(k) is None else u.get(k)))}</td>"
+            for k in ("model", "requests", "prompt_tokens", "completion_tokens", "total_tokens"))
+        + "</tr>" for name, u in rows)
+    return f'<h2>Model usage</h2><table id="usage">{head}{body}</table>'
 
 
 def _graph_section(plan: Plan | None, report: Mapping[str, Any]) -> str:

@@ -139,9 +139,55 @@ class StepReport:
     executions: int = 1
     stale_readers: list[str] = field(default_factory=list)
     redecisions: list[dict[str, Any]] = field(default_factory=list)
+    # A step that called a model (`llm.chat`): its token usage and model. Left out of the
+    # JSON for other steps.
+    usage: LlmUsage | None = None
 
 
-_AGENT_FIELDS = ("turns", "tool_calls", "loop", "in_loop", "per_iteration")
+_AGENT_FIELDS = ("turns", "tool_calls", "loop", "in_loop", "per_iteration", "usage")
+
+
+@dataclass(slots=True, kw_only=True)
+class LlmUsage:
+    """What a step's (or the run's) model requests used: token counts summed over every
+    request (null while no request reported one, as the scripted provider does not), the
+    number of requests, and the model(s) that answered."""
+
+    model: str | None = None  # the last answer's model (a step), or the models joined (run)
+    requests: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    def add(self, model: str | None, prompt: Any, completion: Any, total: Any) -> None:
+        self.requests += 1
+        if model:
+            self.model = model
+        self.prompt_tokens = _plus(self.prompt_tokens, prompt)
+        self.completion_tokens = _plus(self.completion_tokens, completion)
+        if not isinstance(total, int) and isinstance(prompt, int) and isinstance(completion, int):
+            total = prompt + completion
+        self.total_tokens = _plus(self.total_tokens, total)
+
+
+def _plus(so_far: int | None, more: Any) -> int | None:
+    if not isinstance(more, int) or isinstance(more, bool):
+        return so_far
+    return more if so_far is None else so_far + more
+
+
+def run_usage(steps: dict[str, StepReport]) -> LlmUsage | None:
+    """The run's totals over its steps' usage; None when no step called a model."""
+    used = [s.usage for s in steps.values() if s.usage is not None]
+    if not used:
+        return None
+    total = LlmUsage(model=", ".join(dict.fromkeys(u.model for u in used if u.model)) or None)
+    for u in used:
+        total.requests += u.requests
+        total.prompt_tokens = _plus(total.prompt_tokens, u.prompt_tokens)
+        total.completion_tokens = _plus(total.completion_tokens, u.completion_tokens)
+        total.total_tokens = _plus(total.total_tokens, u.total_tokens)
+    return total
 
 
 @dataclass(slots=True, kw_only=True)
@@ -190,6 +236,8 @@ class RunReport:
     warnings: list[RunWarning] = field(default_factory=list)
     # SPEC section 10: the compensations a failed run owed, in running order.
     compensations: list[dict[str, Any]] = field(default_factory=list)
+    # The run's model usage, summed over its steps (null when no step called a model).
+    usage: LlmUsage | None = None
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio reprs the finished main task (and so its result) when
@@ -255,7 +303,7 @@ class _StepFold:
 
     __slots__ = ("acc", "executions", "final", "iteration_started", "last_failed", "log",
                  "per_iteration", "redecisions", "stale_readers", "started_at", "tool_calls",
-                 "turns")
+                 "turns", "usage")
 
     def __init__(self, acc: StepAccumulator) -> None:
         self.acc = acc  # the step's metrics, updated by the same handlers
@@ -273,6 +321,7 @@ class _StepFold:
         self.executions = 1  # SPEC section 10
         self.stale_readers: list[str] = []
         self.redecisions: list[dict[str, Any]] = []
+        self.usage: LlmUsage | None = None  # from the tool's `llm_usage` events
 
 
 class ReportBuilder:
@@ -394,6 +443,9 @@ class ReportBuilder:
                                                             event.injected)
 
     def _on_tool_event(self, event: Any) -> None:
+        if event.tool_event == "llm_usage":
+            self._on_llm_usage(event)
+            return
         if event.tool_event != "llm_request":
             return
         fold = self._step(event.step)
@@ -401,6 +453,15 @@ class ReportBuilder:
         fold.turns = turns
         turn = int(getattr(event, "turn", 0) or 0)  # an extra field of the tool's event
         turns[event.attempt] = max(turns.get(event.attempt, 0), turn)
+
+    def _on_llm_usage(self, event: Any) -> None:
+        """A model answered (the tool's own event; its fields are extras of the event)."""
+        fold = self._step(event.step)
+        if fold.usage is None:
+            fold.usage = LlmUsage()
+        data = getattr(event, "fields", None) or {}
+        fold.usage.add(data.get("model"), data.get("prompt_tokens"),
+                       data.get("completion_tokens"), data.get("total_tokens"))
 
     def _on_tool_call_finished(self, event: Any) -> None:
         fold = self._step(event.step)
@@ -509,6 +570,7 @@ class ReportBuilder:
             turns=fold.turns[max(fold.turns)] if fold.turns else None,
             tool_calls=fold.tool_calls, executions=fold.executions,
             stale_readers=list(fold.stale_readers), redecisions=list(fold.redecisions),
+            usage=dataclasses.replace(fold.usage) if fold.usage is not None else None,
             **self._loop_fields(name, final, fold))
 
     def _loop_fields(self, name: str, final: StepFinished, fold: _StepFold) -> dict[str, Any]:
@@ -569,6 +631,7 @@ class ReportBuilder:
         fin = self.finished
         if fin is not None:
             reasons += [Reason(output=e["output"], why=e["why"]) for e in fin.output_errors]
+        steps = {name: self._step_record(fold, name) for name, fold in self.steps.items()}
         return RunReport(
             plan=self.started.plan, run_id=self.started.run_id,
             outcome=fin.outcome if fin else outcomes.run_outcome(views),
@@ -577,11 +640,9 @@ class ReportBuilder:
             started_at=self.started.ts, finished_at=fin.ts if fin else None,
             duration_s=seconds_between(self.started.ts, fin.ts) if fin else None,
             inputs=self.started.inputs, outputs=fin.outputs if fin else {},
-            reasons=reasons,
-            steps={name: self._step_record(fold, name) for name, fold in self.steps.items()},
-            metrics=self.metrics.result(),
+            reasons=reasons, steps=steps, metrics=self.metrics.result(),
             abandoned=[dataclasses.replace(a) for a in self.abandoned.values()],
-            warnings=list(self.warnings),
+            warnings=list(self.warnings), usage=run_usage(steps),
             compensations=list(fin.compensations) if fin else [])
 
 

@@ -19,6 +19,7 @@ The OpenTelemetry packages are imported lazily: plait runs without them unless a
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -62,8 +63,12 @@ class TracingSink:
     tool and, for `llm.chat`, a literal `model`.
     """
 
-    def __init__(self, tracer: Any, plan: Mapping[str, Any]) -> None:
+    def __init__(self, tracer: Any, plan: Mapping[str, Any],
+                 default_model: str | None = None) -> None:
         from opentelemetry import trace
+
+        # `llm.chat` without a literal `model` asks for PLAIT_LLM_MODEL's
+        self._default_model = default_model or None
 
         self._trace = trace
         self._tracer = tracer
@@ -102,6 +107,8 @@ class TracingSink:
         attrs: dict[str, Any] = {"plait.step": step, "gen_ai.tool.name": tool}
         if tool == "llm.chat":
             model = _literal((info.get("args") or {}).get("model"))
+            if model is None and "model" not in (info.get("args") or {}):
+                model = self._default_model
             attrs["gen_ai.operation.name"] = "chat"
             attrs["gen_ai.request.model"] = model
             return (f"chat {model}" if model else "chat"), attrs
@@ -274,7 +281,8 @@ def start_tracing(mode: str, plan: Mapping[str, Any], exporter: Any = None,
     else:
         raise UserError(f"unknown --trace {mode!r}: use one of {', '.join(TRACE_MODES)}")
     tracer = provider.get_tracer("plait")
-    return Tracing(provider, TracingSink(tracer, plan))
+    default_model = (os.environ if env is None else env).get("PLAIT_LLM_MODEL")
+    return Tracing(provider, TracingSink(tracer, plan, default_model))
 
 
 def _otlp_exporter() -> Any:

@@ -156,6 +156,7 @@ class Endpoint:
             "provider": "openai", "model": answered_by or self.model,
             "prompt_tokens": usage.get("prompt_tokens"),
             "completion_tokens": usage.get("completion_tokens"),
+            "total_tokens": usage.get("total_tokens"),
             "latency_s": round(time.monotonic() - started, 3),
         })
         return data  # type: ignore[no-any-return]

@@ -190,3 +190,19 @@ def test_a_models_tool_calls_are_execute_tool_spans_under_its_chat_span() -> Non
     failed = next(s for s in calls if s.attributes["gen_ai.tool.call.id"] == "call_1_2")
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.attributes["plait.attempts"] == 3
+
+
+def test_chat_span_names_the_model_from_plait_llm_model() -> None:
+    """`llm.chat` without `model` asks for PLAIT_LLM_MODEL's: the span says which."""
+    plan = {"plan": "p", "steps": {"ask": {"tool": "llm.chat", "args": {}}}}
+    exporter = InMemorySpanExporter()
+    tracing = start_tracing("console", plan, exporter=exporter,
+                            env={"PLAIT_LLM_MODEL": "env-model-7"})
+    bus = EventBus("run-2", [tracing.sink])
+    bus.emit(RunStarted(plan="p", steps={"ask": {}}))
+    bus.emit(StepStarted(step="ask"))
+    bus.emit(StepFinished(step="ask", status="skipped", reason="condition_false"))
+    bus.emit(RunFinished(outcome="succeeded"))
+    tracing.shutdown()
+    chat = {s.name: s for s in exporter.get_finished_spans()}["chat env-model-7"]
+    assert chat.attributes["gen_ai.request.model"] == "env-model-7"

@@ -151,7 +151,9 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import
       plait check plans/*.agent --strict
       plait check triage.agent --format json | jq '.[].message'
     """
+    from plait.compiler import codes
     from plait.compiler.api import compile_file
+    from plait.compiler.diagnostics import error
     from plait.compiler.render import to_json
 
     all_valid = True
@@ -160,8 +162,12 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import
         try:
             result = compile_file(path, use_policy=_use_policy(no_import))
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
             all_valid = False
+            if fmt == "json":  # the reader of the JSON learns of it too
+                collected.extend(to_json([error(codes.UNREADABLE_FILE, str(exc), None,
+                                                path=path)]))
+            else:
+                click.echo(f"error: {exc}", err=True)
             continue
         valid = result.plan is not None and not (strict and result.warnings)
         all_valid = all_valid and valid

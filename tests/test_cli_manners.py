@@ -288,3 +288,23 @@ def test_every_command_help_has_examples(tmp_path: Path, command: str) -> None:
 def test_runs_help_says_where_the_journal_lives(tmp_path: Path) -> None:
     text = " ".join(plait("runs", "--help", cwd=tmp_path).stdout.split())
     assert ".plait/journal.db" in text and "PLAIT_HOME" in text
+
+
+# --- small things ----------------------------------------------------------------------------
+
+
+def test_check_of_a_missing_file_in_json_is_a_json_diagnostic(tmp_path: Path) -> None:
+    proc = plait("check", "missing.agent", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 2
+    [d] = json.loads(proc.stdout)
+    assert (d["path"], d["line"], d["code"], d["severity"]) == (
+        "missing.agent", None, "E116", "error")
+    assert d["message"] == "no such plan file: missing.agent"
+
+
+def test_tool_descriptions_are_whole_sentences(tmp_path: Path) -> None:
+    proc = plait("tools", "std.flaky", cwd=tmp_path)
+    assert proc.returncode == 0
+    description = proc.stdout.splitlines()[1].strip()
+    assert description == ("Fail the first `fail_times` attempts in a run (per step, and per "
+                           "map element), then return `value`.")

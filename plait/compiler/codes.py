@@ -35,6 +35,7 @@ MULTIPLE_PLANS = Code("E112", "multiple-plans")
 BAD_INTERPOLATION = Code("E113", "bad-interpolation")
 UNKNOWN_POLICY = Code("E114", "unknown-policy")
 UNKNOWN_ERROR_KIND = Code("E115", "unknown-error-kind")
+UNREADABLE_FILE = Code("E116", "unreadable-file")  # missing or unreadable (check --format json)
 
 # --- E2xx: structure (plait/compiler/lower.py) ----------------------------------------------
 DUPLICATE_NAME = Code("E201", "duplicate-name")

@@ -61,49 +61,62 @@ _STRONG_ETAG = re.compile(r'"[^"]*"')
 @tool(name="http.get", read=True)
 async def get(ctx: ToolContext, url: str, headers: Headers | None = None,
               params: dict[str, Any] | None = None,
-              timeout: float | None = None) -> Versioned:
-    """GET `url`; returns {status, headers, body} with `body` parsed when it is JSON."""
-    return await request(ctx, "GET", url, headers=headers, params=params, timeout=timeout)
+              timeout: float | None = None, check: bool = True) -> Versioned:
+    """GET `url`; returns {status, headers, body} with `body` parsed when it is JSON.
+
+    With `check = false` a non-2xx answer is a result too (`status` tells), as `shell.run`
+    returns a non-zero exit; transport errors and timeouts still fail."""
+    return await request(ctx, "GET", url, headers=headers, params=params, timeout=timeout,
+                         check=check)
 
 
 @tool(name="http.post", idempotent=False)
 async def post(ctx: ToolContext, url: str, headers: Headers | None = None,
                json: Any = None, params: dict[str, Any] | None = None,
-               timeout: float | None = None, if_match: str | None = None) -> Versioned:
+               timeout: float | None = None, if_match: str | None = None,
+               check: bool = True) -> Versioned:
     """POST `json` to `url`; returns {status, headers, body} with `body` parsed when JSON.
 
     `if_match` makes the write conditional: a strong ETag (`"v3"`) or `*` (If-Match), or
-    an HTTP date (If-Unmodified-Since); a 412 or 409 answer then fails with `stale`."""
-    return await write(ctx, "POST", url, headers, json, params, timeout, if_match)
+    an HTTP date (If-Unmodified-Since); a 412 or 409 answer then fails with `stale`.
+    With `check = false` a non-2xx answer is a result too (`status` tells)."""
+    return await write(ctx, "POST", url, headers, json, params, timeout, if_match,
+                       check)
 
 
 @tool(name="http.put")
 async def put(ctx: ToolContext, url: str, headers: Headers | None = None,
               json: Any = None, params: dict[str, Any] | None = None,
-              timeout: float | None = None, if_match: str | None = None) -> Versioned:
+              timeout: float | None = None, if_match: str | None = None,
+              check: bool = True) -> Versioned:
     """PUT `json` to `url` (conditional with `if_match`); returns {status, headers, body}."""
-    return await write(ctx, "PUT", url, headers, json, params, timeout, if_match)
+    return await write(ctx, "PUT", url, headers, json, params, timeout, if_match,
+                       check)
 
 
 @tool(name="http.patch", idempotent=False)
 async def patch(ctx: ToolContext, url: str, headers: Headers | None = None,
                 json: Any = None, params: dict[str, Any] | None = None,
-                timeout: float | None = None, if_match: str | None = None) -> Versioned:
+                timeout: float | None = None, if_match: str | None = None,
+                check: bool = True) -> Versioned:
     """PATCH `url` with `json` (conditional with `if_match`); returns {status, headers, body}."""
-    return await write(ctx, "PATCH", url, headers, json, params, timeout, if_match)
+    return await write(ctx, "PATCH", url, headers, json, params, timeout, if_match,
+                       check)
 
 
 @tool(name="http.delete")
 async def delete(ctx: ToolContext, url: str, headers: Headers | None = None,
                  json: Any = None, params: dict[str, Any] | None = None,
-                 timeout: float | None = None, if_match: str | None = None) -> Versioned:
+                 timeout: float | None = None, if_match: str | None = None,
+                 check: bool = True) -> Versioned:
     """DELETE `url` (conditional with `if_match`); returns {status, headers, body}."""
-    return await write(ctx, "DELETE", url, headers, json, params, timeout, if_match)
+    return await write(ctx, "DELETE", url, headers, json, params, timeout, if_match,
+                       check)
 
 
 async def write(ctx: ToolContext, method: str, url: str, headers: Headers | None, json: Any,
                 params: dict[str, Any] | None, timeout: float | None,
-                if_match: str | None) -> Versioned:
+                if_match: str | None, check: bool = True) -> Versioned:
     """A write: the condition and the idempotency key join the caller's headers."""
     sent: dict[str, Any] = dict(headers or {})
     present = {k.lower() for k in sent}
@@ -113,7 +126,7 @@ async def write(ctx: ToolContext, method: str, url: str, headers: Headers | None
     if ctx.idempotency_key is not None and "idempotency-key" not in present:
         sent["Idempotency-Key"] = ctx.idempotency_key
     return await request(ctx, method, url, headers=sent, params=params, json=json,
-                         timeout=timeout)
+                         timeout=timeout, check=check)
 
 
 def condition_header(if_match: str) -> tuple[str, str]:
@@ -156,12 +169,14 @@ def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
 async def request(ctx: ToolContext, method: str, url: str, *,
                   headers: Mapping[str, Any] | None = None,
                   params: dict[str, Any] | None = None, json: Any = None,
-                  timeout: float | None = None) -> Versioned:
+                  timeout: float | None = None, check: bool = True) -> Versioned:
     """Send one request and return {status, headers, body} versioned by the response's
-    ETag, else Last-Modified, else the body's hash; or raise the mapped ToolError."""
+    ETag, else Last-Modified, else the body's hash; or raise the mapped ToolError (with
+    `check` false, only for transport failures: any answer is a result)."""
     response = await send(ctx, method, url, headers=headers, params=params, json=json,
                           timeout=timeout)
-    raise_for_status(response)
+    if check:
+        raise_for_status(response)
     body = parse_body(response)
     version = (response.headers.get("etag") or response.headers.get("last-modified")
                or value_hash(body))

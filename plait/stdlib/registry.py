@@ -180,7 +180,7 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
     doc = inspect.getdoc(func) or ""
     return build_spec(name, func, inspect.iscoroutinefunction(func), params,
                       context_param=context_param, accepts_extra=accepts_extra,
-                      description=doc.splitlines()[0] if doc else "", idempotent=idempotent,
+                      description=_first_paragraph(doc), idempotent=idempotent,
                       checks=checks, read=read, self_admitting=self_admitting,
                       isolation=isolation)
 
@@ -423,3 +423,9 @@ def plan_registry(uses: list[str], plan_dir: Path, policy: UsePolicy | None = No
     for target in uses:
         registry.load_use(target, plan_dir, policy)
     return registry
+
+
+def _first_paragraph(doc: str) -> str:
+    """A tool's description: its docstring's first paragraph, on one line (a first line
+    alone would cut a sentence that goes on)."""
+    return " ".join(doc.split("\n\n", 1)[0].split())

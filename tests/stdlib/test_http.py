@@ -218,3 +218,22 @@ def test_error_messages_drop_the_urls_query(ctx: ToolContext, server: TestServer
     closed.close()
     err = fails(ctx, "http.get", url=f"http://127.0.0.1:{port}/x?key=abc123")
     assert err.kind is ErrorKind.TRANSIENT and "abc123" not in err.message
+
+
+@pytest.mark.parametrize("tool", ["http.get", "http.post"])
+@pytest.mark.parametrize("code", [404, 500, 429])
+def test_check_false_returns_non_2xx_answers(ctx: ToolContext, server: TestServer, tool: str,
+                                            code: int) -> None:
+    """`check = false`: any answer is a result and `status` tells, as with shell.run."""
+    result = call(ctx, tool, url=server.url(f"/status/{code}?body=nope"), check=False)
+    assert result["status"] == code and result["body"] == "nope"
+    assert fails(ctx, tool, url=server.url(f"/status/{code}")).kind in (
+        ErrorKind.PERMANENT, ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED)  # the default checks
+
+
+def test_check_false_still_fails_on_transport_errors(ctx: ToolContext) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    assert fails(ctx, "http.get", url=f"http://127.0.0.1:{port}/", check=False).kind is (
+        ErrorKind.TRANSIENT)

@@ -308,3 +308,33 @@ def test_tool_descriptions_are_whole_sentences(tmp_path: Path) -> None:
     description = proc.stdout.splitlines()[1].strip()
     assert description == ("Fail the first `fail_times` attempts in a run (per step, and per "
                            "map element), then return `value`.")
+
+
+TOOLS = """import plait
+
+
+def helper(x):
+    return 10 / x
+
+
+@plait.tool
+def divide(x: int) -> float:
+    return helper(x)
+"""
+
+
+def test_a_tools_own_error_says_where_and_debug_prints_the_traceback(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    plan = write(tmp_path, 'plan t {\n  use "./tools.py"\n  step d = tools.divide(x = 0)\n}\n')
+    proc = plait("run", plan, "--json", "-q", "--no-journal", cwd=tmp_path)
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)["steps"]["d"]["error"]
+    assert error["kind"] == "tool_error"
+    assert error["message"] == "ZeroDivisionError: division by zero (at tools.py:5 in helper)"
+    assert "Traceback" not in proc.stderr
+    env_debug = {**os.environ, "PLAIT_DEBUG": "1"}
+    env_debug.pop("PLAIT_HOME", None)
+    debug = subprocess.run([*PLAIT, "run", str(plan), "-q", "--no-journal"], cwd=tmp_path,
+                           env=env_debug, capture_output=True, text=True, timeout=60)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert 'tools.py", line 5, in helper' in debug.stderr

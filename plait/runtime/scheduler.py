@@ -23,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import random
+import sys
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -901,7 +904,7 @@ async def invoke_tool(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | N
         raise
     except BaseException as exc:  # whatever a tool does is the step's
         hint = exc.retry_after if isinstance(exc, ToolError) else None
-        result = _failure(kind_of(exc), _describe(exc))
+        result = _failure(kind_of(exc), _describe(exc, spec))
         result.hint_s = _capped_hint(hint)
         result.stale_source = exc.source if isinstance(exc, Stale) else None
         return result
@@ -923,11 +926,40 @@ def _failure(kind: ErrorKind | str, message: str) -> CallResult:
     return CallResult(False, kind=ErrorKind(kind).value, message=message)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, spec: ToolSpec | None = None) -> str:
+    """The failure's message; for an exception a tool did not mean (not a ToolError), also
+    where in the tool's code it was raised, and with PLAIT_DEBUG=1 its traceback on stderr."""
     if isinstance(exc, ToolError):
         return exc.message or type(exc).__name__
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if os.environ.get("PLAIT_DEBUG") == "1":
+        traceback.print_exception(exc, file=sys.stderr)
+    where = _tool_frame(exc, spec)
+    return f"{message} (at {where})" if where else message
+
+
+_PLAIT_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def _tool_frame(exc: BaseException, spec: ToolSpec | None) -> str | None:
+    """`FILE:LINE in FUNCTION` of the innermost frame in the tool's own source file (else
+    the innermost one outside plait), so a tool's own error says where it happened."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    try:
+        own = inspect.getsourcefile(spec.func) if spec is not None else None
+    except TypeError:
+        own = None
+    chosen = next((f for f in reversed(frames) if own and f.filename == own), None)
+    if chosen is None:
+        chosen = next((f for f in reversed(frames)
+                       if not f.filename.startswith(_PLAIT_DIR)), None)
+    if chosen is None:
+        return None
+    shown = chosen.filename
+    with contextlib.suppress(ValueError):
+        shown = os.path.relpath(shown)
+    return f"{shown}:{chosen.lineno} in {chosen.name}"
 
 
 # A tool event's own fields: a tool's field of the same name is kept as `tool_NAME`.

@@ -300,9 +300,13 @@ async def scripted_chat(ctx: ToolContext, path_text: str, prompt: str, model: st
                         answer_model: type[BaseModel] | None) -> Any:
     """Answer from the first rule whose regex is found in the prompt (SPEC section 9)."""
     reply = await scripted_reply(ctx, path_text, prompt, model)
-    if isinstance(reply, str) and answer_model is not None:
+    if answer_model is None:
+        return reply
+    if isinstance(reply, str):
         return parse_answer(reply, answer_model)
-    return reply
+    # an object reply is checked exactly as a model's parsed answer (SPEC section 9), so an
+    # offline run fails with invalid_output where a real one would
+    return check_answer(reply, answer_model, to_text(reply))
 
 
 async def scripted_reply(ctx: ToolContext, path_text: str, text: str,

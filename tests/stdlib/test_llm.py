@@ -211,11 +211,20 @@ def test_scripted_text_reply_with_schema_is_validated(ctx: ToolContext,
     assert err.kind is ErrorKind.INVALID_OUTPUT
 
 
-def test_scripted_object_reply_is_returned_as_is_even_with_schema(ctx: ToolContext,
-                                                                  tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"default": {"anything": [1]}})
-    assert call(ctx, "llm.chat", prompt="x", schema=SCHEMA, provider=f"scripted:{name}") \
-        == {"anything": [1]}
+def test_scripted_object_reply_is_checked_against_the_schema(ctx: ToolContext,
+                                                             tmp_path: Path) -> None:
+    """An object reply meets `schema` exactly as a model's answer does (SPEC section 9):
+    offline runs fail with invalid_output where real ones would."""
+    name = write_rules(tmp_path, {"rules": [
+        {"match": "fits", "reply": {"category": "bug", "urgency": 4}},
+    ], "default": {"anything": [1]}})
+    provider = f"scripted:{name}"
+    assert call(ctx, "llm.chat", prompt="fits", schema=SCHEMA, provider=provider) \
+        == {"category": "bug", "urgency": 4}
+    err = fails(ctx, prompt="x", schema=SCHEMA, provider=provider)
+    assert err.kind is ErrorKind.INVALID_OUTPUT
+    assert "does not fit the schema" in err.message and "category" in err.message
+    assert call(ctx, "llm.chat", prompt="x", provider=provider) == {"anything": [1]}  # no schema
 
 
 def test_scripted_fail_times_then_passed_over(ctx: ToolContext, tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ def read(ctx: ToolContext, path: str) -> Versioned:
 @tool(name="file.write")
 def write(ctx: ToolContext, path: str, content: str,
           if_version: str | None = None) -> Versioned:
-    """Write text atomically (relative to the plan's folder; missing folders are created).
+    """Write text atomically (relative to the plan's folder; missing folders are created);
+    returns {path, bytes}: the absolute path written and the size of `content` in UTF-8.
 
     `if_version`: write only if the file's SHA-256 is this (`"*"`: the file exists; `""`:
     it does not), else fail with `stale`."""

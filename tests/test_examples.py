@@ -26,6 +26,7 @@ EXPECTED: dict[str, tuple[list[str], str, int]] = {
     "deadline.agent": ([], "failed", 1),
     "review_loop.agent": ([], "succeeded", 0),
     "react_agent.agent": ([], "succeeded", 0),
+    "inventory.agent": ([], "failed", 1),
 }
 
 
@@ -148,3 +149,18 @@ def test_react_agent_recovers_from_a_flaky_tool_and_an_open_breaker(tmp_path: Pa
                        (2, "weather"): ("failed", 1, "breaker_open"),
                        (2, "tools.calc"): ("succeeded", 1, None)}
     assert "1,418,000" in report["outputs"]["answer"]
+
+
+def test_inventory_redecides_a_stale_reservation_and_undoes_the_unpaid_one() -> None:
+    """inventory.agent's header: one reservation goes stale and is re-decided, none is
+    lost, and the declined payment's reservation is compensated (10 - 3 = 7 left)."""
+    _, report, _ = run_example("inventory.agent")
+    steps = report["steps"]
+    redecided = [n for n in ("reserve_a", "reserve_b") if steps[n]["redecisions"]]
+    assert len(redecided) == 1
+    agent = redecided[0][-1]
+    assert steps[redecided[0]]["redecisions"][0]["rerun"] == [f"read_{agent}", f"plan_{agent}"]
+    assert steps[f"read_{agent}"]["executions"] == 2
+    assert [(c["step"], c["compensation"], c["status"]) for c in report["compensations"]] == [
+        ("reserve_b", "release_b", "succeeded")]
+    assert json.loads((EXAMPLES / "inventory.json").read_text()) == {"widgets": 7}

@@ -91,13 +91,14 @@ def _plait(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPr
 
 
 def _journal_display_text(db: Path) -> str:
-    """Every table a display command reads; `steps.result` and `runs.raw_inputs` hold the
-    real values on purpose (a resume needs them) and are left out."""
+    """Every table a display command reads; `steps.result`, `elements.result` (a map's
+    finished elements) and `runs.raw_inputs` hold the real values on purpose (a resume needs
+    them) and are left out."""
     with sqlite3.connect(db) as conn:
         texts = []
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
-            if table == "steps":
+            if table in ("steps", "elements"):
                 continue
             cursor = conn.execute(f"SELECT * FROM {table}")
             columns = [c[0] for c in cursor.description]

@@ -70,8 +70,10 @@ def main() -> None:
         work = [("chain", chain(1_000), None), ("dag", layers(5, 20), 0.05)]
         if not opts.quick:
             work.insert(0, ("fanout", fan_out(10_000), None))
-        print(f"{'workload':<30}{'journal':>9}{'in-run':>9}{'us/step':>9}{'wall':>8}"
-              f"{'peak RSS':>10}{'journal/step':>14}")
+        print(
+            f"{'workload':<30}{'journal':>9}{'in-run':>9}{'us/step':>9}{'wall':>8}"
+            f"{'peak RSS':>10}{'journal/step':>14}"
+        )
         for name, deps, sleep in work:
             plan = folder / f"{name}.agent"
             plan.write_text(plan_text(name, deps, sleep))
@@ -79,18 +81,22 @@ def main() -> None:
             cells = {j: best(plan, folder, j, opts.repeat) for j in (True, False)}
             for journal, r in cells.items():
                 per_step = f"{r.journal_bytes / n:.0f} B" if journal else "-"
-                print(f"{name + f' ({n} steps)':<30}{'on' if journal else 'off':>9}"
-                      f"{r.in_run_s:>8.3f}s{r.in_run_s / n * 1e6:>9.1f}{r.wall_s:>7.2f}s"
-                      f"{r.rss_mb:>8.1f}MB{per_step:>14}")
+                print(
+                    f"{name + f' ({n} steps)':<30}{'on' if journal else 'off':>9}"
+                    f"{r.in_run_s:>8.3f}s{r.in_run_s / n * 1e6:>9.1f}{r.wall_s:>7.2f}s"
+                    f"{r.rss_mb:>8.1f}MB{per_step:>14}"
+                )
             ratio = cells[True].in_run_s / cells[False].in_run_s
             print(f"{'':<30}journal / no journal: {ratio:.2f}x")
             if sleep is not None:
                 cp = critical_path_s(deps, sleep)
                 for journal, r in cells.items():
-                    print(f"{'':<30}makespan {r.in_run_s:.3f}s, critical path {cp:.3f}s "
-                          f"(+{(r.in_run_s / cp - 1) * 100:.1f}%, "
-                          f"+{(r.in_run_s - cp) * 1000:.0f} ms) journal "
-                          f"{'on' if journal else 'off'}")
+                    print(
+                        f"{'':<30}makespan {r.in_run_s:.3f}s, critical path {cp:.3f}s "
+                        f"(+{(r.in_run_s / cp - 1) * 100:.1f}%, "
+                        f"+{(r.in_run_s - cp) * 1000:.0f} ms) journal "
+                        f"{'on' if journal else 'off'}"
+                    )
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

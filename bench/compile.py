@@ -33,7 +33,7 @@ def generate(n: int) -> str:
     """A plan of `n` steps (standbys included) with policies, fan-in and references."""
     lines = [
         f'plan bench_{n} "generated for the compile benchmark" {{',
-        "  input topic: str = \"plait\"",
+        '  input topic: str = "plait"',
         "  input limit: int = 3",
         "  deadline 10m",
         "  concurrency 16",
@@ -46,7 +46,7 @@ def generate(n: int) -> str:
         "    concurrency 8",
         "    breaker after 5 failures cooldown 10s",
         "  }",
-        '  step s0 = std.echo(value = {topic: topic, n: 0}) {',
+        "  step s0 = std.echo(value = {topic: topic, n: 0}) {",
         "    uses api",
         "  }",
     ]
@@ -69,15 +69,26 @@ def _step(i: int) -> list[str]:
     prev = f"s{i - 1}"
     if i % 10 == 0:  # fan-in over five earlier steps
         reads = ", ".join(f"s{j}.status" for j in range(max(0, i - 9), i - 4))
-        return [f"  step s{i} = std.echo(value = [{reads}, {prev}.output]) {{",
-                "    when all_done", "  }"]
+        return [
+            f"  step s{i} = std.echo(value = [{reads}, {prev}.output]) {{",
+            "    when all_done",
+            "  }",
+        ]
     if i % 7 == 0:  # a map step
         body = f'std.echo(value = "${{x}} ${{{prev}.attempts}}")'
-        return [f"  step s{i} = for x in [1, 2, 3]: {body} {{",
-                "    concurrency 2", "    tolerate 50%", "  }"]
+        return [
+            f"  step s{i} = for x in [1, 2, 3]: {body} {{",
+            "    concurrency 2",
+            "    tolerate 50%",
+            "  }",
+        ]
     if i % 13 == 0:
-        return [f'  step s{i} = std.echo(value = {prev}.output) {{',
-                "    optional", f'    if {prev}.status == "succeeded" and len(topic) > 0', "  }"]
+        return [
+            f"  step s{i} = std.echo(value = {prev}.output) {{",
+            "    optional",
+            f'    if {prev}.status == "succeeded" and len(topic) > 0',
+            "  }",
+        ]
     return [
         f'  step s{i} = std.echo(value = """',
         f"      step {i} of ${{topic}}: ${{{prev}.output}}",
@@ -135,26 +146,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=list(SIZES))
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size")
-    parser.add_argument("--repeat", type=int, default=5, metavar="N",
-                        help="runs per size; the fastest (by total) is shown (default 5)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        metavar="N",
+        help="runs per size; the fastest (by total) is shown (default 5)",
+    )
     args = parser.parse_args()
     measure(50)  # warm up: grammar load, imports
     gc.collect()
-    print(f"{'steps':>7} {'parse':>8} {'lower':>8} {'check':>8} {'graph':>8} {'total':>8} "
-          f"{'steps/s':>9}")
+    print(
+        f"{'steps':>7} {'parse':>8} {'lower':>8} {'check':>8} {'graph':>8} {'total':>8} "
+        f"{'steps/s':>9}"
+    )
     totals: dict[int, float] = {}
     for n in args.sizes:
         # the best of a few: on shared cores one run is a noisy sample (a 1,000-step run
         # is ~0.2 s), and the 10k/1k ratio divides two of them
         t = min((measure(n) for _ in range(max(1, args.repeat))), key=lambda r: r["total"])
         totals[n] = t["total"]
-        print(f"{int(t['steps']):>7} {t['parse']:>7.3f}s {t['lower']:>7.3f}s "
-              f"{t['check']:>7.3f}s {t['graph']:>7.3f}s {t['total']:>7.3f}s "
-              f"{t['steps'] / t['total']:>9,.0f}")
+        print(
+            f"{int(t['steps']):>7} {t['parse']:>7.3f}s {t['lower']:>7.3f}s "
+            f"{t['check']:>7.3f}s {t['graph']:>7.3f}s {t['total']:>7.3f}s "
+            f"{t['steps'] / t['total']:>9,.0f}"
+        )
     if 1_000 in totals and 10_000 in totals:
         ratio = totals[10_000] / totals[1_000]
-        print(f"10k/1k time ratio: {ratio:.1f} (goal <= 12); "
-              f"10k total {totals[10_000]:.2f}s (goal < 2 s)")
+        print(
+            f"10k/1k time ratio: {ratio:.1f} (goal <= 12); "
+            f"10k total {totals[10_000]:.2f}s (goal < 2 s)"
+        )
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

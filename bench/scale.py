@@ -33,7 +33,7 @@ CHAIN = """plan chain {
 }
 """
 
-CPU_TOOLS = '''
+CPU_TOOLS = """
 import plait
 
 @plait.tool(name="cpu.burn")
@@ -42,7 +42,7 @@ def burn(n: int) -> int:
     for i in range(n):
         x += i % 7
     return x
-'''
+"""
 
 CPU_PLAN = """plan cpu {
   use "./tools.py"
@@ -92,16 +92,31 @@ def _children_cpu() -> float:
 
 def batch(plan: Path, inputs: Path, out: Path, *extra: str) -> tuple[float, dict[str, Any]]:
     out.unlink(missing_ok=True)
-    return timed([PLAIT, "batch", str(plan), "--inputs", str(inputs), "-o", str(out),
-                  "--quiet", "--json", *extra])
+    return timed(
+        [
+            PLAIT,
+            "batch",
+            str(plan),
+            "--inputs",
+            str(inputs),
+            "-o",
+            str(out),
+            "--quiet",
+            "--json",
+            *extra,
+        ]
+    )
 
 
 def shell_loop(plan: Path, sample: int) -> float:
     """Seconds per `plait run` started from a shell loop (measured on `sample` runs)."""
     start = time.perf_counter()
     for i in range(sample):
-        subprocess.run([PLAIT, "run", str(plan), "--input", f"n={i}", "--quiet",
-                        "--no-journal"], check=True, capture_output=True)
+        subprocess.run(
+            [PLAIT, "run", str(plan), "--input", f"n={i}", "--quiet", "--no-journal"],
+            check=True,
+            capture_output=True,
+        )
     return (time.perf_counter() - start) / sample
 
 
@@ -110,8 +125,11 @@ def actor_round_trips(ray: Any, seconds: float = 3.0, callers: int = 64) -> floa
     from plait.compiler.ir import BreakerPolicy
     from plait.runtime.executors.ray import ResourceState
 
-    actor = ray.remote(num_cpus=0)(ResourceState).options(max_concurrency=10_000).remote(
-        "bench", None, None, BreakerPolicy(failures=5, cooldown_s=30))
+    actor = (
+        ray.remote(num_cpus=0)(ResourceState)
+        .options(max_concurrency=10_000)
+        .remote("bench", None, None, BreakerPolicy(failures=5, cooldown_s=30))
+    )
 
     async def caller(stop: float, counts: list[int], k: int) -> None:
         while time.perf_counter() < stop:
@@ -146,14 +164,22 @@ def main() -> None:
     n = args.runs
     for conc in (32, 128) if args.only != "ray" else ():
         wall, s = batch(plan, inputs, out, "--concurrency", str(conc))
-        rows.append((f"batch local, --concurrency {conc}",
-                     f"{wall:.1f} s ({n / wall:.0f} runs/s; p50 {s['duration_p50_s']:.3f} s;"
-                     f" {1000 * s['cpu_s'] / n:.1f} ms CPU per run)"))
+        rows.append(
+            (
+                f"batch local, --concurrency {conc}",
+                f"{wall:.1f} s ({n / wall:.0f} runs/s; p50 {s['duration_p50_s']:.3f} s;"
+                f" {1000 * s['cpu_s'] / n:.1f} ms CPU per run)",
+            )
+        )
     if args.only != "ray":
         per_run = shell_loop(plan, args.sample)
-        rows.append((f"shell loop of `plait run --no-journal` ({args.sample} runs measured, "
-                     f"x{n / args.sample:g})", f"{per_run * n:.0f} s extrapolated "
-                     f"({per_run:.2f} s per run)"))
+        rows.append(
+            (
+                f"shell loop of `plait run --no-journal` ({args.sample} runs measured, "
+                f"x{n / args.sample:g})",
+                f"{per_run * n:.0f} s extrapolated ({per_run:.2f} s per run)",
+            )
+        )
     if args.only != "local":
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
@@ -164,25 +190,35 @@ def main() -> None:
         address = ray.get_runtime_context().gcs_address
         ray_args = ["--executor", "ray", "--address", address]
         for conc in (64, 256):
-            wall, s = batch(plan, inputs, out, *ray_args, "--workers", "2",
-                            "--concurrency", str(conc))
-            rows.append((f"batch ray, 2 workers, --concurrency {conc}",
-                         f"{s['wall_s']:.1f} s once workers are up ({wall:.1f} s in all; "
-                         f"{n / s['wall_s']:.0f} runs/s; driver "
-                         f"{1000 * s['cpu_s'] / n:.2f} ms CPU per line, start-up included)"))
+            wall, s = batch(
+                plan, inputs, out, *ray_args, "--workers", "2", "--concurrency", str(conc)
+            )
+            rows.append(
+                (
+                    f"batch ray, 2 workers, --concurrency {conc}",
+                    f"{s['wall_s']:.1f} s once workers are up ({wall:.1f} s in all; "
+                    f"{n / s['wall_s']:.0f} runs/s; driver "
+                    f"{1000 * s['cpu_s'] / n:.2f} ms CPU per line, start-up included)",
+                )
+            )
         cplan, cinputs = write(tmp / "cpu", CPU_PLAN % args.burn, args.cpu_lines, CPU_TOOLS)
         cout = tmp / "cpu" / "out.jsonl"
         wall, s = batch(cplan, cinputs, cout, "--concurrency", "8")
-        rows.append((f"CPU plan, {args.cpu_lines} runs, batch local (one process)",
-                     f"{s['wall_s']:.1f} s"))
+        rows.append(
+            (f"CPU plan, {args.cpu_lines} runs, batch local (one process)", f"{s['wall_s']:.1f} s")
+        )
         for workers in (1, 2):
-            wall, s = batch(cplan, cinputs, cout, *ray_args, "--workers", str(workers),
-                            "--concurrency", "8")
-            rows.append((f"CPU plan, {args.cpu_lines} runs, batch ray --workers {workers}",
-                         f"{s['wall_s']:.1f} s once workers are up ({wall:.1f} s in all)"))
+            wall, s = batch(
+                cplan, cinputs, cout, *ray_args, "--workers", str(workers), "--concurrency", "8"
+            )
+            rows.append(
+                (
+                    f"CPU plan, {args.cpu_lines} runs, batch ray --workers {workers}",
+                    f"{s['wall_s']:.1f} s once workers are up ({wall:.1f} s in all)",
+                )
+            )
         rate = actor_round_trips(ray)
-        rows.append(("resource actor: calls served per second (64 callers)",
-                     f"{rate:.0f} calls/s"))
+        rows.append(("resource actor: calls served per second (64 callers)", f"{rate:.0f} calls/s"))
         ray.shutdown()
     load = os.getloadavg()[0]
     print(f"| what | result (load average {load:.1f}, {os.cpu_count()} cores) |")

@@ -43,9 +43,16 @@ async def noop(value: Any = None) -> Any:
 
 
 def _plan(deps: dict[str, list[str]], tool: str, args: dict[str, Any]) -> CompiledPlan:
-    steps = {name: Step(name=name, tool=tool, depends_on=d, after=d,
-                        args={k: LiteralExpr(value=v) for k, v in args.items()})
-             for name, d in deps.items()}
+    steps = {
+        name: Step(
+            name=name,
+            tool=tool,
+            depends_on=d,
+            after=d,
+            args={k: LiteralExpr(value=v) for k, v in args.items()},
+        )
+        for name, d in deps.items()
+    }
     return CompiledPlan(plan="bench", steps=steps)
 
 
@@ -63,8 +70,9 @@ def random_dag(n: int, seed: int = 1) -> dict[str, list[str]]:
     for i in range(n):
         earlier = list(deps)
         k = min(len(earlier), rng.choice([0, 1, 2, 3]))
-        deps[f"s{i}"] = sorted(rng.sample(earlier[-20:], k=min(k, len(earlier[-20:]))),
-                               key=earlier.index)
+        deps[f"s{i}"] = sorted(
+            rng.sample(earlier[-20:], k=min(k, len(earlier[-20:]))), key=earlier.index
+        )
     return deps
 
 
@@ -97,6 +105,7 @@ async def _noop() -> None:
 def _sleeper(seconds: float) -> Callable[[], Awaitable[Any]]:
     async def call() -> None:
         await asyncio.sleep(seconds)
+
     return call
 
 
@@ -162,34 +171,44 @@ def main() -> None:
     parser.add_argument("--gc", choices=["cli", "default", "both"], default="both")
     opts = parser.parse_args()
     global COLLECTOR
-    for mode in (["default", "cli"] if opts.gc == "both" else [opts.gc]):
+    for mode in ["default", "cli"] if opts.gc == "both" else [opts.gc]:
         COLLECTOR = frozen_heap if mode == "cli" else contextlib.nullcontext
-        label = ("as `plait run` sets it (frozen_heap), both sides" if mode == "cli"
-                 else "CPython default")
+        label = (
+            "as `plait run` sets it (frozen_heap), both sides"
+            if mode == "cli"
+            else "CPython default"
+        )
         print(f"--- collector: {label}")
         table()
 
 
 def table() -> None:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'workload':<28}{'plait':>10}{'baseline':>10}{'ratio':>8}{'us/step':>10}"
-          f"{'plait gc':>10}")
-    for label, deps in [("10,000 no-op fan-out", fan_out(10_000)),
-                        ("1,000-step chain", chain(1_000))]:
+    print(
+        f"{'workload':<28}{'plait':>10}{'baseline':>10}{'ratio':>8}{'us/step':>10}{'plait gc':>10}"
+    )
+    for label, deps in [
+        ("10,000 no-op fan-out", fan_out(10_000)),
+        ("1,000-step chain", chain(1_000)),
+    ]:
         plan = _plan(deps, "bench.noop", {"value": None})
         plait_s, gc_s = best_plait(plan)
         base_s = min(time_baseline(deps, _noop) for _ in range(3))
         n = len(deps)
-        print(f"{label:<28}{plait_s:>9.3f}s{base_s:>9.3f}s{plait_s / base_s:>8.1f}"
-              f"{(plait_s - base_s) / n * 1e6:>10.1f}{gc_s:>9.3f}s")
+        print(
+            f"{label:<28}{plait_s:>9.3f}s{base_s:>9.3f}s{plait_s / base_s:>8.1f}"
+            f"{(plait_s - base_s) / n * 1e6:>10.1f}{gc_s:>9.3f}s"
+        )
     deps = random_dag(100)
     plan = _plan(deps, "std.sleep", {"seconds": 0.05})
     cp = critical_path(deps, 0.05)
     plait_s = min(time_plait(plan) for _ in range(3))[0]
     base_s = min(time_baseline(deps, _sleeper(0.05)) for _ in range(3))
-    print(f"{'100-step DAG of 50ms sleeps':<28}{plait_s:>9.3f}s{base_s:>9.3f}s"
-          f"{plait_s / base_s:>8.2f}   critical path {cp:.3f}s, makespan/cp "
-          f"{plait_s / cp:.3f} (+{(plait_s - cp) * 1000:.0f} ms)")
+    print(
+        f"{'100-step DAG of 50ms sleeps':<28}{plait_s:>9.3f}s{base_s:>9.3f}s"
+        f"{plait_s / base_s:>8.2f}   critical path {cp:.3f}s, makespan/cp "
+        f"{plait_s / cp:.3f} (+{(plait_s - cp) * 1000:.0f} ms)"
+    )
     mb = peak_memory_mb(_plan(fan_out(10_000), "bench.noop", {"value": None}))
     print(f"peak memory, 10,000-step plan (tracemalloc): {mb:.1f} MB")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

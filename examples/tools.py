@@ -30,8 +30,19 @@ def tag(text: str, tags: list[str]) -> str:
 
 # --- for react_agent.agent: tools a model calls (SPEC section 11) ------------------------------
 
-_CALC_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub,
-               ast.Mult, ast.Div, ast.USub, ast.UAdd, ast.Pow)
+_CALC_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Constant,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.USub,
+    ast.UAdd,
+    ast.Pow,
+)
 
 
 @plait.tool

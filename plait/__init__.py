@@ -45,16 +45,47 @@ _LAZY = {
     "ToolContext": "plait.stdlib.registry",
     "tool": "plait.stdlib.registry",
     "Versioned": "plait.versions",
-    **{name: "plait.errors" for name in (
-        "BreakerOpen", "Cancelled", "ErrorKind", "InvalidInput", "InvalidOutput", "Permanent",
-        "PlaitError", "RateLimited", "Stale", "Timeout", "ToolError", "Transient")},
+    **{
+        name: "plait.errors"
+        for name in (
+            "BreakerOpen",
+            "Cancelled",
+            "ErrorKind",
+            "InvalidInput",
+            "InvalidOutput",
+            "Permanent",
+            "PlaitError",
+            "RateLimited",
+            "Stale",
+            "Timeout",
+            "ToolError",
+            "Transient",
+        )
+    },
 }
 
 __all__ = [
-    "BreakerOpen", "Cancelled", "ErrorKind", "InvalidInput", "InvalidOutput", "Permanent",
-    "PlaitError", "RateLimited", "RunReport", "RunSession", "Stale", "Timeout", "ToolContext",
-    "ToolError", "Transient", "Versioned", "__version__", "compile_file", "run_plan",
-    "run_plan_async", "tool",
+    "BreakerOpen",
+    "Cancelled",
+    "ErrorKind",
+    "InvalidInput",
+    "InvalidOutput",
+    "Permanent",
+    "PlaitError",
+    "RateLimited",
+    "RunReport",
+    "RunSession",
+    "Stale",
+    "Timeout",
+    "ToolContext",
+    "ToolError",
+    "Transient",
+    "Versioned",
+    "__version__",
+    "compile_file",
+    "run_plan",
+    "run_plan_async",
+    "tool",
 ]
 
 

@@ -57,8 +57,11 @@ def guarded(func: F) -> F:
         except Exception as exc:
             if os.environ.get("PLAIT_DEBUG") == "1":
                 traceback.print_exc()
-            click.echo(f"internal error (a bug in plait): {type(exc).__name__}: {exc}"
-                       " (set PLAIT_DEBUG=1 for the traceback)", err=True)
+            click.echo(
+                f"internal error (a bug in plait): {type(exc).__name__}: {exc}"
+                " (set PLAIT_DEBUG=1 for the traceback)",
+                err=True,
+            )
             sys.exit(EXIT_INTERNAL)
 
     return wrapper  # type: ignore[return-value]
@@ -108,10 +111,14 @@ def _show_diagnostics(result: Any) -> None:
 def no_import_option(func: F) -> F:
     """`--no-import`: `use "pkg.module"` is not imported either (a `use "./file.py"` never
     is, outside `run`, `resume` and `batch`)."""
-    return click.option("--no-import", "no_import", is_flag=True,
-                        help="Import nothing, not even modules `use`d by dotted name "
-                             "(installed code): their tools are then not checked (warning "
-                             "W409). `use \"./file.py\"` is never imported here, only read.")(func)
+    return click.option(
+        "--no-import",
+        "no_import",
+        is_flag=True,
+        help="Import nothing, not even modules `use`d by dotted name "
+        "(installed code): their tools are then not checked (warning "
+        'W409). `use "./file.py"` is never imported here, only read.',
+    )(func)
 
 
 def _use_policy(no_import: bool) -> Any:
@@ -134,8 +141,14 @@ def _load_for_command(plan_path: str, no_import: bool = False) -> Any:
 @cli.command("check")
 @click.argument("plan_paths", nargs=-1, required=True, metavar="PLAN...")
 @click.option("--strict", is_flag=True, help="Warnings make the check fail too (exit 2).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: the diagnostics as a JSON list on stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the diagnostics as a JSON list on stdout.",
+)
 @no_import_option
 @guarded
 def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import: bool) -> None:
@@ -164,8 +177,7 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import
         except UserError as exc:
             all_valid = False
             if fmt == "json":  # the reader of the JSON learns of it too
-                collected.extend(to_json([error(codes.UNREADABLE_FILE, str(exc), None,
-                                                path=path)]))
+                collected.extend(to_json([error(codes.UNREADABLE_FILE, str(exc), None, path=path)]))
             else:
                 click.echo(f"error: {exc}", err=True)
             continue
@@ -185,8 +197,9 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import
 
 @cli.command("compile")
 @click.argument("plan_path", metavar="PLAN")
-@click.option("-o", "--output", "out_path", metavar="FILE",
-              help="Write the JSON here instead of stdout.")
+@click.option(
+    "-o", "--output", "out_path", metavar="FILE", help="Write the JSON here instead of stdout."
+)
 @no_import_option
 @guarded
 def compile_command(plan_path: str, out_path: str | None, no_import: bool) -> None:
@@ -220,19 +233,44 @@ def _write_output(data: bytes, out_path: str | None) -> None:
 
 @cli.command("graph")
 @click.argument("plan_path", metavar="PLAN")
-@click.option("-o", "--output", "out_path", metavar="FILE",
-              help="Write the drawing here; the suffix (.dot .svg .png .pdf .mmd) picks the "
-                   "format.")
-@click.option("--format", "fmt", type=click.Choice(["dot", "svg", "png", "pdf", "mermaid"]),
-              default=None, help="The format, whatever the suffix. Default: DOT.")
-@click.option("--run", "run_id", metavar="RUN_ID", default=None,  # JOURNAL: colour a run
-              help="Colour each step by its status in this recorded run.")
-@click.option("--journal", "journal_path", metavar="PATH", default=None,
-              help="The run journal to read --run from (default .plait/journal.db).")
+@click.option(
+    "-o",
+    "--output",
+    "out_path",
+    metavar="FILE",
+    help="Write the drawing here; the suffix (.dot .svg .png .pdf .mmd) picks the format.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "svg", "png", "pdf", "mermaid"]),
+    default=None,
+    help="The format, whatever the suffix. Default: DOT.",
+)
+@click.option(
+    "--run",
+    "run_id",
+    metavar="RUN_ID",
+    default=None,  # JOURNAL: colour a run
+    help="Colour each step by its status in this recorded run.",
+)
+@click.option(
+    "--journal",
+    "journal_path",
+    metavar="PATH",
+    default=None,
+    help="The run journal to read --run from (default .plait/journal.db).",
+)
 @no_import_option
 @guarded
-def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
-                  run_id: str | None, journal_path: str | None, no_import: bool) -> None:
+def graph_command(
+    plan_path: str,
+    out_path: str | None,
+    fmt: str | None,
+    run_id: str | None,
+    journal_path: str | None,
+    no_import: bool,
+) -> None:
     """Draw a plan's DAG: steps with their tool and policies, inputs on top, outputs below.
 
     Without -o, prints DOT (or --format mermaid) on stdout. SVG, PNG and PDF need the
@@ -256,8 +294,12 @@ def graph_command(plan_path: str, out_path: str | None, fmt: str | None,
 
 @cli.command("tools")
 @click.argument("name", required=False)
-@click.option("--plan", "plan_path", metavar="PLAN",
-              help="Also list the tools this plan loads with `use` (read, not imported).")
+@click.option(
+    "--plan",
+    "plan_path",
+    metavar="PLAN",
+    help="Also list the tools this plan loads with `use` (read, not imported).",
+)
 @no_import_option
 @guarded
 def tools_command(name: str | None, plan_path: str | None, no_import: bool) -> None:
@@ -294,13 +336,18 @@ def _plan_tools(plan_path: str, no_import: bool) -> tuple[Any, list[str]]:
     from plait.compiler.api import compile_file
 
     result = compile_file(plan_path, use_policy=_use_policy(no_import))
-    failed = [d for d in result.diagnostics
-              if d.code.id == "E321" or (d.is_error and d.code.id.startswith("E1"))]
+    failed = [
+        d
+        for d in result.diagnostics
+        if d.code.id == "E321" or (d.is_error and d.code.id.startswith("E1"))
+    ]
     if failed:
         from plait.compiler.render import render_all
 
-        click.echo(render_all(failed, {result.source.path: result.source.text},
-                              color=_stderr_colour()), err=True)
+        click.echo(
+            render_all(failed, {result.source.path: result.source.text}, color=_stderr_colour()),
+            err=True,
+        )
         sys.exit(EXIT_INVALID)
     return result.registry, result.registry.own_names()
 
@@ -369,10 +416,18 @@ def _open_events_file(path: str | None) -> tuple[Any, Any]:
     return sink, handle
 
 
-def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
-                events_path: str | None, quiet: bool, allow_degraded: bool,
-                output_name: str | None = None, journal_path: str | None = None,
-                recorded: bool = True) -> int:
+def execute_run(
+    runner: Any,
+    *,
+    json_out: bool,
+    report_path: str | None,
+    events_path: str | None,
+    quiet: bool,
+    allow_degraded: bool,
+    output_name: str | None = None,
+    journal_path: str | None = None,
+    recorded: bool = True,
+) -> int:
     """Run a prepared `plait.runtime.api.Runner` with the output options of `run` (shared
     with `resume`); returns the exit code. Subscribe more sinks (a journal, a tracer) by
     appending to `runner.sinks` first.
@@ -412,8 +467,12 @@ def execute_run(runner: Any, *, json_out: bool, report_path: str | None,
         return EXIT_INVALID
     _print_results(report, text if json_out else None, output_name)
     if runner.signal is not None:
-        click.echo(f"interrupted; to continue: {_resume_command(runner.run_id, journal_path)}"
-                   if recorded else "interrupted (not recorded: --no-journal)", err=True)
+        click.echo(
+            f"interrupted; to continue: {_resume_command(runner.run_id, journal_path)}"
+            if recorded
+            else "interrupted (not recorded: --no-journal)",
+            err=True,
+        )
         return EXIT_SIGTERM if runner.signal == signal.SIGTERM else EXIT_SIGINT
     if report.outcome == "failed":
         return EXIT_FAILED
@@ -480,8 +539,10 @@ def _resume_command(run_id: str, journal_path: str | None) -> str:
 
 def check_output_options(json_out: bool, output_name: str | None) -> None:
     if json_out and output_name is not None:
-        raise UserError("--json and --output both choose what stdout carries; give one "
-                        "(--report FILE writes the report beside --output)")
+        raise UserError(
+            "--json and --output both choose what stdout carries; give one "
+            "(--report FILE writes the report beside --output)"
+        )
 
 
 def check_output_name(plan: Any, output_name: str | None) -> None:
@@ -492,62 +553,137 @@ def check_output_name(plan: Any, output_name: str | None) -> None:
 
     names = list(plan.outputs)
     close = difflib.get_close_matches(output_name, names, n=1)
-    hint = (f"; did you mean `{close[0]}`?" if close else
-            f"; its outputs are {', '.join(names)}" if names else "; it declares no output")
+    hint = (
+        f"; did you mean `{close[0]}`?"
+        if close
+        else f"; its outputs are {', '.join(names)}"
+        if names
+        else "; it declares no output"
+    )
     raise UserError(f"plan {plan.plan} has no output `{output_name}`{hint}")
 
 
 def run_output_options(func: F) -> F:
     """The output options `run` and `resume` share."""
-    for option in reversed([
-        click.option("--json", "json_out", is_flag=True, help="Print the run report as JSON."),
-        click.option("--report", "report_path", metavar="FILE",
-                     help="Write the run report (JSON) to FILE."),
-        click.option("--events", "events_path", metavar="FILE",
-                     help="Write every event as a JSON line to FILE."),
-        click.option("--allow-degraded", is_flag=True, help="Exit 0 when degraded."),
-        click.option("--quiet", "-q", is_flag=True,
-                     help="No progress on stderr (the summary is still printed)."),
-        click.option("--output", "output_name", metavar="NAME",
-                     help="Print only this output's value on stdout: a string as it is, any "
-                          "other value as JSON."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--json", "json_out", is_flag=True, help="Print the run report as JSON."),
+            click.option(
+                "--report",
+                "report_path",
+                metavar="FILE",
+                help="Write the run report (JSON) to FILE.",
+            ),
+            click.option(
+                "--events",
+                "events_path",
+                metavar="FILE",
+                help="Write every event as a JSON line to FILE.",
+            ),
+            click.option("--allow-degraded", is_flag=True, help="Exit 0 when degraded."),
+            click.option(
+                "--quiet",
+                "-q",
+                is_flag=True,
+                help="No progress on stderr (the summary is still printed).",
+            ),
+            click.option(
+                "--output",
+                "output_name",
+                metavar="NAME",
+                help="Print only this output's value on stdout: a string as it is, any "
+                "other value as JSON.",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
 @cli.command("run")
 @click.argument("plan_path", metavar="PLAN")
-@click.option("--input", "input_pairs", multiple=True, metavar="K=V",
-              help="An input value, parsed by its declared type (repeatable).")
-@click.option("--inputs", "inputs_file", metavar="FILE.json",
-              help="Input values from a JSON object (--input wins).")
+@click.option(
+    "--input",
+    "input_pairs",
+    multiple=True,
+    metavar="K=V",
+    help="An input value, parsed by its declared type (repeatable).",
+)
+@click.option(
+    "--inputs",
+    "inputs_file",
+    metavar="FILE.json",
+    help="Input values from a JSON object (--input wins).",
+)
 @run_output_options
 @click.option("--seed", type=int, default=None, help="Seed the retry jitter.")
-@click.option("--inject", "injections", multiple=True, metavar="STEP=KIND[:N]",
-              help="Make STEP's first N attempts (all without N) fail with KIND.")
-@click.option("--journal", "journal_path", metavar="PATH", default=None,  # JOURNAL
-              help="The run journal (default .plait/journal.db, or under $PLAIT_HOME).")
-@click.option("--files", "files", multiple=True, metavar="DIR",
-              help="Let file.read / file.write use DIR too (repeatable; also PLAIT_FILES); "
-                   "by default they stay in the plan's folder.")
-@click.option("--no-journal", is_flag=True,
-              help="Record nothing: a throwaway run that `plait resume` cannot continue.")
-@click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
-              help="Export OpenTelemetry traces (also switched on by OTEL_* variables); "
-                   "needs `pip install plait[otel]`.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True,
-              help="ray: each tool call runs as a Ray task (needs `pip install plait[ray]`).")
-@click.option("--address", metavar="ADDR", default=None,
-              help="With --executor ray: the Ray cluster to use (default: start a local one).")
+@click.option(
+    "--inject",
+    "injections",
+    multiple=True,
+    metavar="STEP=KIND[:N]",
+    help="Make STEP's first N attempts (all without N) fail with KIND.",
+)
+@click.option(
+    "--journal",
+    "journal_path",
+    metavar="PATH",
+    default=None,  # JOURNAL
+    help="The run journal (default .plait/journal.db, or under $PLAIT_HOME).",
+)
+@click.option(
+    "--files",
+    "files",
+    multiple=True,
+    metavar="DIR",
+    help="Let file.read / file.write use DIR too (repeatable; also PLAIT_FILES); "
+    "by default they stay in the plan's folder.",
+)
+@click.option(
+    "--no-journal",
+    is_flag=True,
+    help="Record nothing: a throwaway run that `plait resume` cannot continue.",
+)
+@click.option(
+    "--trace",
+    type=click.Choice(["console", "otlp", "none"]),
+    default=None,
+    help="Export OpenTelemetry traces (also switched on by OTEL_* variables); "
+    "needs `pip install plait[otel]`.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: each tool call runs as a Ray task (needs `pip install plait[ray]`).",
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    default=None,
+    help="With --executor ray: the Ray cluster to use (default: start a local one).",
+)
 @guarded
-def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str | None,
-                json_out: bool, report_path: str | None, events_path: str | None,
-                allow_degraded: bool, quiet: bool, output_name: str | None,
-                seed: int | None, injections: tuple[str, ...], journal_path: str | None,
-                no_journal: bool, trace: str | None, executor: str, address: str | None,
-                files: tuple[str, ...]) -> None:
+def run_command(
+    plan_path: str,
+    input_pairs: tuple[str, ...],
+    inputs_file: str | None,
+    json_out: bool,
+    report_path: str | None,
+    events_path: str | None,
+    allow_degraded: bool,
+    quiet: bool,
+    output_name: str | None,
+    seed: int | None,
+    injections: tuple[str, ...],
+    journal_path: str | None,
+    no_journal: bool,
+    trace: str | None,
+    executor: str,
+    address: str | None,
+    files: tuple[str, ...],
+) -> None:
     """Run a plan: exit 0 succeeded, 3 degraded, 1 failed, 2 invalid, 130/143 on a signal.
 
     PLAN is a .agent file or the JSON of `plait compile`. The outputs go to stdout (one
@@ -580,15 +716,32 @@ def run_command(plan_path: str, input_pairs: tuple[str, ...], inputs_file: str |
     check_output_name(plan, output_name)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     with _executor(executor, plan, address) as tool_executor:
-        runner = Runner(plan, inputs, seed=seed, inject=parse_injections(injections, plan),
-                        executor=tool_executor, files=files)
-        session = RunSession(runner, journal=None if no_journal else resolve(journal_path),
-                             plan_path=plan_path, trace=trace)
+        runner = Runner(
+            plan,
+            inputs,
+            seed=seed,
+            inject=parse_injections(injections, plan),
+            executor=tool_executor,
+            files=files,
+        )
+        session = RunSession(
+            runner,
+            journal=None if no_journal else resolve(journal_path),
+            plan_path=plan_path,
+            trace=trace,
+        )
         with session:
-            code = execute_run(runner, json_out=json_out, report_path=report_path,
-                               events_path=events_path, quiet=quiet,
-                               allow_degraded=allow_degraded, output_name=output_name,
-                               journal_path=journal_path, recorded=not no_journal)
+            code = execute_run(
+                runner,
+                json_out=json_out,
+                report_path=report_path,
+                events_path=events_path,
+                quiet=quiet,
+                allow_degraded=allow_degraded,
+                output_name=output_name,
+                journal_path=journal_path,
+                recorded=not no_journal,
+            )
     sys.exit(code)
 
 
@@ -612,16 +765,24 @@ def _executor(name: str, plan: Any, address: str | None) -> Iterator[Any]:
 
 def journal_option(func: F) -> F:
     """`--journal PATH` (default `.plait/journal.db`, or `$PLAIT_HOME/journal.db`)."""
-    return click.option("--journal", "journal_path", metavar="PATH", default=None,
-                        help="The run journal (default .plait/journal.db, or under "
-                             "$PLAIT_HOME).")(func)
+    return click.option(
+        "--journal",
+        "journal_path",
+        metavar="PATH",
+        default=None,
+        help="The run journal (default .plait/journal.db, or under $PLAIT_HOME).",
+    )(func)
 
 
 def trace_option(func: F) -> F:
     """`--trace console|otlp`: OpenTelemetry spans of the run (needs plait[otel])."""
-    return click.option("--trace", type=click.Choice(["console", "otlp", "none"]), default=None,
-                        help="Export OpenTelemetry traces (also switched on by OTEL_* "
-                             "variables); needs `pip install plait[otel]`.")(func)
+    return click.option(
+        "--trace",
+        type=click.Choice(["console", "otlp", "none"]),
+        default=None,
+        help="Export OpenTelemetry traces (also switched on by OTEL_* "
+        "variables); needs `pip install plait[otel]`.",
+    )(func)
 
 
 def open_journal(journal_path: str | None, *, create: bool) -> Any:
@@ -633,18 +794,33 @@ def open_journal(journal_path: str | None, *, create: bool) -> Any:
 
 @cli.command("resume")
 @click.argument("run_id")
-@click.option("--force", is_flag=True,
-              help="Resume even though the plan file changed since the run.")
+@click.option(
+    "--force", is_flag=True, help="Resume even though the plan file changed since the run."
+)
 @run_output_options
 @journal_option
 @trace_option
-@click.option("--files", "files", multiple=True, metavar="DIR",
-              help="Let file.read / file.write use DIR too (repeatable; also PLAIT_FILES).")
+@click.option(
+    "--files",
+    "files",
+    multiple=True,
+    metavar="DIR",
+    help="Let file.read / file.write use DIR too (repeatable; also PLAIT_FILES).",
+)
 @guarded
-def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | None,
-                   events_path: str | None, allow_degraded: bool, quiet: bool,
-                   output_name: str | None, journal_path: str | None,
-                   trace: str | None, files: tuple[str, ...]) -> None:
+def resume_command(
+    run_id: str,
+    force: bool,
+    json_out: bool,
+    report_path: str | None,
+    events_path: str | None,
+    allow_degraded: bool,
+    quiet: bool,
+    output_name: str | None,
+    journal_path: str | None,
+    trace: str | None,
+    files: tuple[str, ...],
+) -> None:
     """Continue a recorded run that crashed, was killed or was cancelled.
 
     Steps that finished keep their recorded outputs and are not run again; the others run.
@@ -664,15 +840,21 @@ def resume_command(run_id: str, force: bool, json_out: bool, report_path: str | 
     check_output_options(json_out, output_name)
     if _already_finished(run_id, journal_path, json_out):
         return
-    session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace,
-                                files=files)
+    session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace, files=files)
     check_output_name(session.runner.plan, output_name)
     if session.note and not quiet:
         click.echo(session.note, err=True)
     with session:
-        code = execute_run(session.runner, json_out=json_out, report_path=report_path,
-                           events_path=events_path, quiet=quiet, allow_degraded=allow_degraded,
-                           output_name=output_name, journal_path=journal_path)
+        code = execute_run(
+            session.runner,
+            json_out=json_out,
+            report_path=report_path,
+            events_path=events_path,
+            quiet=quiet,
+            allow_degraded=allow_degraded,
+            output_name=output_name,
+            journal_path=journal_path,
+        )
     sys.exit(code)
 
 
@@ -686,8 +868,11 @@ def _already_finished(run_id: str, journal_path: str | None, json_out: bool) -> 
         if not record.finished:
             return False
         report = run_report(journal, record.run_id).to_json_dict() if json_out else None
-    click.echo(f"run {record.run_id} already finished ({record.outcome}); nothing to resume "
-               f"(`plait show {record.run_id}` shows it)", err=True)
+    click.echo(
+        f"run {record.run_id} already finished ({record.outcome}); nothing to resume "
+        f"(`plait show {record.run_id}` shows it)",
+        err=True,
+    )
     if report is not None:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     return True
@@ -717,8 +902,9 @@ def _print_table(title: str | None, columns: list[str], rows: list[list[str]]) -
             table.add_row(*row)
         Console().print(table)
         return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)
+    ]
     if title:
         click.echo(title)
     for row in [columns, *rows]:
@@ -727,20 +913,45 @@ def _print_table(title: str | None, columns: list[str], rows: list[list[str]]) -
 
 @cli.command("runs")
 @journal_option
-@click.option("--limit", "-n", type=int, default=20, show_default=True,
-              help="How many runs to list (0 for all).")
+@click.option(
+    "--limit",
+    "-n",
+    type=int,
+    default=20,
+    show_default=True,
+    help="How many runs to list (0 for all).",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print the runs as a JSON list.")
-@click.option("--prune", is_flag=True,
-              help="Delete recorded runs instead of listing them: those older than "
-                   "--older-than and/or beyond the --keep most recent.")
-@click.option("--older-than", "older_than", metavar="AGE", default=None,
-              help="With --prune: delete runs started more than AGE ago (30m, 12h, 7d, 2w).")
-@click.option("--keep", type=int, default=None, metavar="N",
-              help="With --prune: keep the N most recent runs and delete the rest (with "
-                   "--older-than: delete only older runs that are not among these N).")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Delete recorded runs instead of listing them: those older than "
+    "--older-than and/or beyond the --keep most recent.",
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    default=None,
+    help="With --prune: delete runs started more than AGE ago (30m, 12h, 7d, 2w).",
+)
+@click.option(
+    "--keep",
+    type=int,
+    default=None,
+    metavar="N",
+    help="With --prune: keep the N most recent runs and delete the rest (with "
+    "--older-than: delete only older runs that are not among these N).",
+)
 @guarded
-def runs_command(journal_path: str | None, limit: int, json_out: bool, prune: bool,
-                 older_than: str | None, keep: int | None) -> None:
+def runs_command(
+    journal_path: str | None,
+    limit: int,
+    json_out: bool,
+    prune: bool,
+    older_than: str | None,
+    keep: int | None,
+) -> None:
     """List recorded runs, most recent first: id, plan, status, start, duration.
 
     The status is the run's outcome (succeeded, degraded, failed), `interrupted` for a run
@@ -776,17 +987,34 @@ def runs_command(journal_path: str | None, limit: int, json_out: bool, prune: bo
         return
     with open_journal(journal_path, create=False) as journal:
         runs = journal.list_runs(limit or None)
-    statuses = [r.status(r.outcome is None and RunLock(path, r.run_id).held_elsewhere())
-                for r in runs]
+    statuses = [
+        r.status(r.outcome is None and RunLock(path, r.run_id).held_elsewhere()) for r in runs
+    ]
     if json_out:
-        click.echo(json.dumps([{**dataclasses.asdict(r), "status": status}
-                               for r, status in zip(runs, statuses, strict=True)], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {**dataclasses.asdict(r), "status": status}
+                    for r, status in zip(runs, statuses, strict=True)
+                ],
+                indent=2,
+            )
+        )
         return
     if not runs:
         click.echo(f"no runs recorded in {path}", err=True)
         return
-    rows = [[r.run_id, r.plan, status, _fmt_time(r.started_at), _fmt_secs(r.duration_s),
-             str(r.sessions)] for r, status in zip(runs, statuses, strict=True)]
+    rows = [
+        [
+            r.run_id,
+            r.plan,
+            status,
+            _fmt_time(r.started_at),
+            _fmt_secs(r.duration_s),
+            str(r.sessions),
+        ]
+        for r, status in zip(runs, statuses, strict=True)
+    ]
     _print_table(None, ["id", "plan", "status", "started", "duration", "sessions"], rows)
 
 
@@ -795,16 +1023,22 @@ def _prune_runs(journal_path: str | None, older_than: str | None, keep: int | No
     from datetime import UTC, datetime, timedelta
 
     if older_than is None and keep is None:
-        raise UserError("--prune needs --older-than AGE, --keep N or both "
-                        "(e.g. `plait runs --prune --older-than 7d`)")
+        raise UserError(
+            "--prune needs --older-than AGE, --keep N or both "
+            "(e.g. `plait runs --prune --older-than 7d`)"
+        )
     if keep is not None and keep < 0:
         raise UserError(f"--keep takes a count of runs (0 or more), not {keep}")
-    cutoff = (datetime.now(UTC) - timedelta(seconds=parse_age(older_than))
-              if older_than is not None else None)
+    cutoff = (
+        datetime.now(UTC) - timedelta(seconds=parse_age(older_than))
+        if older_than is not None
+        else None
+    )
     with open_journal(journal_path, create=False) as journal:
         deleted = journal.prune(older_than=cutoff, keep=keep)
-    click.echo(f"pruned {len(deleted)} run{'s' if len(deleted) != 1 else ''} from "
-               f"{journal.path}", err=True)
+    click.echo(
+        f"pruned {len(deleted)} run{'s' if len(deleted) != 1 else ''} from {journal.path}", err=True
+    )
 
 
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -851,8 +1085,9 @@ def _timeline_bar(step: Any, start: str, total: float, width: int = 24) -> str:
 @cli.command("show")
 @click.argument("run_id")
 @journal_option
-@click.option("--json", "json_out", is_flag=True,
-              help="Print the run's report (with metrics) as JSON.")
+@click.option(
+    "--json", "json_out", is_flag=True, help="Print the run's report (with metrics) as JSON."
+)
 @guarded
 def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
     """Show a recorded run: outcome, reasons, a per-step timeline, metrics and outputs.
@@ -876,21 +1111,30 @@ def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
         click.echo(json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False))
         return
     status = record.status(live)
-    outcome = (f"{status} (so far: {report.outcome})" if record.outcome is None else
-               f"{status} ({record.outcome})" if status != record.outcome else status)
+    outcome = (
+        f"{status} (so far: {report.outcome})"
+        if record.outcome is None
+        else f"{status} ({record.outcome})"
+        if status != record.outcome
+        else status
+    )
     click.echo(f"run {rid}  plan {report.plan}  outcome {outcome}")
-    click.echo(f"started {_fmt_time(report.started_at)}  duration "
-               f"{_fmt_secs(report.duration_s)}  sessions {record.sessions}"
-               + (f"  cancelled by {report.cancelled_by}" if report.cancelled_by else ""))
+    click.echo(
+        f"started {_fmt_time(report.started_at)}  duration "
+        f"{_fmt_secs(report.duration_s)}  sessions {record.sessions}"
+        + (f"  cancelled by {report.cancelled_by}" if report.cancelled_by else "")
+    )
     for reason in report.reasons:
         who = f"step {reason.step}" if reason.step else f"output {reason.output}"
         click.echo(f"  why: {who}: {reason.why}" + (f" ({reason.kind})" if reason.kind else ""))
     _show_steps(report)
     m = report.metrics
     if m is not None:
-        click.echo(f"retries {m.retries}  fallbacks used {m.fallbacks_used}  breaker trips "
-                   f"{m.breaker_trips}  makespan {_fmt_secs(m.makespan_s)}  critical path "
-                   f"{_fmt_secs(m.critical_path_s)} ({' -> '.join(m.critical_path) or '-'})")
+        click.echo(
+            f"retries {m.retries}  fallbacks used {m.fallbacks_used}  breaker trips "
+            f"{m.breaker_trips}  makespan {_fmt_secs(m.makespan_s)}  critical path "
+            f"{_fmt_secs(m.critical_path_s)} ({' -> '.join(m.critical_path) or '-'})"
+        )
     for line in usage_lines(report):
         click.echo(line)
     click.echo("outputs: " + json.dumps(report.outputs, ensure_ascii=False, default=str))
@@ -898,11 +1142,15 @@ def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
 
 def usage_lines(report: Any) -> list[str]:
     """`plait show`: model usage per step that called one, then the run's total."""
+
     def text(u: Any) -> str:
-        tokens = ("tokens unknown" if u.total_tokens is None else
-                  f"tokens {u.prompt_tokens if u.prompt_tokens is not None else '?'} prompt + "
-                  f"{u.completion_tokens if u.completion_tokens is not None else '?'} "
-                  f"completion = {u.total_tokens}")
+        tokens = (
+            "tokens unknown"
+            if u.total_tokens is None
+            else f"tokens {u.prompt_tokens if u.prompt_tokens is not None else '?'} prompt + "
+            f"{u.completion_tokens if u.completion_tokens is not None else '?'} "
+            f"completion = {u.total_tokens}"
+        )
         return f"model {u.model or '-'}, {u.requests} request(s), {tokens}"
 
     if report.usage is None:
@@ -912,27 +1160,48 @@ def usage_lines(report: Any) -> list[str]:
 
 
 def _show_steps(report: Any) -> None:
-    total = max([s.duration_s or 0.0 for s in report.steps.values()]
-                + [report.duration_s or 0.0])
+    total = max([s.duration_s or 0.0 for s in report.steps.values()] + [report.duration_s or 0.0])
     metrics = report.metrics.steps if report.metrics is not None else {}
     rows = []
     for name, s in report.steps.items():
         m = metrics.get(name)
         error = f"{s.error.kind}: {s.error.message}" if s.error else ""
         status = s.status + (f" ({s.reason})" if s.reason else "")
-        rows.append([name, status, str(s.attempts), _fmt_secs(s.duration_s),
-                     _fmt_secs(m.backoff_s) if m and m.backoff_s else "-",
-                     _fmt_secs(m.queued_s) if m and (m.queued_s or 0) >= 0.005 else "-",
-                     s.fallback_used or "-", _timeline_bar(s, report.started_at, total),
-                     error[:60]])
-    _print_table("steps", ["step", "status", "attempts", "duration", "backoff", "queued",
-                           "fallback", "timeline", "error"], rows)
+        rows.append(
+            [
+                name,
+                status,
+                str(s.attempts),
+                _fmt_secs(s.duration_s),
+                _fmt_secs(m.backoff_s) if m and m.backoff_s else "-",
+                _fmt_secs(m.queued_s) if m and (m.queued_s or 0) >= 0.005 else "-",
+                s.fallback_used or "-",
+                _timeline_bar(s, report.started_at, total),
+                error[:60],
+            ]
+        )
+    _print_table(
+        "steps",
+        [
+            "step",
+            "status",
+            "attempts",
+            "duration",
+            "backoff",
+            "queued",
+            "fallback",
+            "timeline",
+            "error",
+        ],
+        rows,
+    )
 
 
 @cli.command("report")
 @click.argument("run_id")
-@click.option("-o", "--output", "out_path", required=True, metavar="FILE.html",
-              help="The HTML file to write.")
+@click.option(
+    "-o", "--output", "out_path", required=True, metavar="FILE.html", help="The HTML file to write."
+)
 @journal_option
 @guarded
 def report_command(run_id: str, out_path: str, journal_path: str | None) -> None:
@@ -960,8 +1229,9 @@ def report_command(run_id: str, out_path: str, journal_path: str | None) -> None
         raise UserError(f"cannot write {out_path}: {exc.strerror or exc}") from None
 
 
-def graph_run_status(run_id: str, journal_path: str | None,
-                     plan: Any = None) -> dict[str, dict[str, Any]]:
+def graph_run_status(
+    run_id: str, journal_path: str | None, plan: Any = None
+) -> dict[str, dict[str, Any]]:
     """`plait graph PLAN --run RUN_ID`: per step {status, attempts, duration_s} of a run.
 
     A run of another plan (another name, or no step in common) is refused: colouring
@@ -972,11 +1242,15 @@ def graph_run_status(run_id: str, journal_path: str | None,
         rid, report, _events, _plan = _recorded(journal, run_id)
     if plan is not None:
         if report.plan != plan.plan:
-            raise UserError(f"run {rid} is a run of plan `{report.plan}`, not of `{plan.plan}`;"
-                            " give that plan's file, or another run (`plait runs` lists them)")
+            raise UserError(
+                f"run {rid} is a run of plan `{report.plan}`, not of `{plan.plan}`;"
+                " give that plan's file, or another run (`plait runs` lists them)"
+            )
         if report.steps and not set(report.steps) & set(plan.steps):
-            raise UserError(f"run {rid} shares no step with this plan `{plan.plan}`; give "
-                            "the plan file the run was made from")
+            raise UserError(
+                f"run {rid} shares no step with this plan `{plan.plan}`; give "
+                "the plan file the run was made from"
+            )
     return step_status(report.to_json_dict())
 
 

@@ -29,32 +29,72 @@ from plait.errors import UserError
 
 @click.command("batch")
 @click.argument("plan_path", metavar="PLAN")
-@click.option("--inputs", "inputs_path", required=True, metavar="FILE.jsonl",
-              help="One JSON object of inputs per line; one run per line.")
-@click.option("-o", "--output", "out_path", required=True, metavar="OUT.jsonl",
-              help="Results, one JSON line per input line, in completion order. Lines "
-                   "already there are skipped (rerun to resume).")
-@click.option("--concurrency", type=int, default=None, metavar="N",
-              help="Runs in flight at once (default 32; with --executor ray, 32 per "
-                   "worker).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True,
-              help="local: every run in this process; ray: runs spread over Ray workers "
-                   "(needs `pip install plait[ray]`).")
-@click.option("--address", metavar="ADDR", default=None,
-              help="With --executor ray: the Ray cluster to use (default: start a local "
-                   "one).")
-@click.option("--workers", type=int, default=None, metavar="N",
-              help="With --executor ray: how many worker processes run lines (default: "
-                   "one per CPU of the cluster).")
+@click.option(
+    "--inputs",
+    "inputs_path",
+    required=True,
+    metavar="FILE.jsonl",
+    help="One JSON object of inputs per line; one run per line.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_path",
+    required=True,
+    metavar="OUT.jsonl",
+    help="Results, one JSON line per input line, in completion order. Lines "
+    "already there are skipped (rerun to resume).",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Runs in flight at once (default 32; with --executor ray, 32 per worker).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: every run in this process; ray: runs spread over Ray workers "
+    "(needs `pip install plait[ray]`).",
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    default=None,
+    help="With --executor ray: the Ray cluster to use (default: start a local one).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    metavar="N",
+    help="With --executor ray: how many worker processes run lines (default: "
+    "one per CPU of the cluster).",
+)
 @click.option("--allow-degraded", is_flag=True, help="Exit 0 when lines are only degraded.")
-@click.option("--json", "json_out", is_flag=True,
-              help="Print the summary as JSON on stdout instead of a table.")
+@click.option(
+    "--json",
+    "json_out",
+    is_flag=True,
+    help="Print the summary as JSON on stdout instead of a table.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @guarded
-def batch_command(plan_path: str, inputs_path: str, out_path: str, concurrency: int | None,
-                  executor: str, address: str | None, workers: int | None,
-                  allow_degraded: bool, json_out: bool, quiet: bool) -> None:
+def batch_command(
+    plan_path: str,
+    inputs_path: str,
+    out_path: str,
+    concurrency: int | None,
+    executor: str,
+    address: str | None,
+    workers: int | None,
+    allow_degraded: bool,
+    json_out: bool,
+    quiet: bool,
+) -> None:
     """Run a plan once per line of a JSONL file, many runs at once.
 
     Each line of FILE.jsonl is a JSON object of inputs. Results go to OUT.jsonl as lines
@@ -94,8 +134,7 @@ def batch_command(plan_path: str, inputs_path: str, out_path: str, concurrency: 
     else:
         backend = LocalLines(plan, plan_tools(plan), warn=_warn)
     try:
-        batch = Batch(plan, inputs, out, backend,
-                      concurrency=concurrency or default_concurrency)
+        batch = Batch(plan, inputs, out, backend, concurrency=concurrency or default_concurrency)
         progress = make_batch_progress(quiet, batch.to_run)
         batch.on_result = progress
         try:
@@ -111,8 +150,11 @@ def batch_command(plan_path: str, inputs_path: str, out_path: str, concurrency: 
     else:
         render_summary(summary)
     if summary.signal is not None:
-        click.echo(f"batch stopped: rerun the same command to continue "
-                   f"({summary.done}/{summary.total_lines} lines done)", err=True)
+        click.echo(
+            f"batch stopped: rerun the same command to continue "
+            f"({summary.done}/{summary.total_lines} lines done)",
+            err=True,
+        )
         sys.exit(EXIT_SIGTERM if summary.signal == signal.SIGTERM else EXIT_SIGINT)
     sys.exit(_exit_code(summary.overall, allow_degraded))
 

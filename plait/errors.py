@@ -81,8 +81,9 @@ class Stale(ToolError):
 
     kind = ErrorKind.STALE
 
-    def __init__(self, message: str = "", *, source: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, source: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.source = source
 
@@ -96,15 +97,28 @@ class LoopExhausted(ToolError):
 _BY_KIND: dict[ErrorKind, type[ToolError]] = {
     cls.kind: cls
     for cls in (
-        ToolError, Timeout, Transient, RateLimited, InvalidOutput,
-        InvalidInput, Permanent, BreakerOpen, Cancelled, Stale,
-        InvalidInput, Permanent, BreakerOpen, Cancelled, LoopExhausted,
+        ToolError,
+        Timeout,
+        Transient,
+        RateLimited,
+        InvalidOutput,
+        InvalidInput,
+        Permanent,
+        BreakerOpen,
+        Cancelled,
+        Stale,
+        InvalidInput,
+        Permanent,
+        BreakerOpen,
+        Cancelled,
+        LoopExhausted,
     )
 }
 
 
-def error_for_kind(kind: ErrorKind | str, message: str = "",
-                   *, retry_after: float | None = None) -> ToolError:
+def error_for_kind(
+    kind: ErrorKind | str, message: str = "", *, retry_after: float | None = None
+) -> ToolError:
     """The exception to raise for a failure of `kind` (used by std.fail, --inject, ...)."""
     return _BY_KIND[ErrorKind(kind)](message, retry_after=retry_after)
 

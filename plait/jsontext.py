@@ -22,8 +22,9 @@ def loads(text: str | bytes) -> Any:
     except RecursionError:
         raise ValueError(f"nested deeper than {MAX_NESTING} levels") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                         f"{exc.start})") from None
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
     if nesting(value) > MAX_NESTING:

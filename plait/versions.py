@@ -14,8 +14,11 @@ from typing import Any
 
 # The standard tools whose write is conditional on an argument, and that argument.
 CONDITION_ARGS: dict[str, str] = {
-    "http.post": "if_match", "http.put": "if_match", "http.patch": "if_match",
-    "http.delete": "if_match", "file.write": "if_version",
+    "http.post": "if_match",
+    "http.put": "if_match",
+    "http.patch": "if_match",
+    "http.delete": "if_match",
+    "file.write": "if_version",
 }
 
 
@@ -29,8 +32,7 @@ class Versioned:
 
 def canonical_json(value: Any) -> str:
     """UTF-8 JSON with keys sorted, separators `,` and `:`, non-ASCII not escaped."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def value_hash(value: Any) -> str:

@@ -53,5 +53,7 @@ def _temporary_plait_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _journal_stamp() != _BEFORE:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        print(f"\nerror: a test wrote to the checkout's journal {CHECKOUT_JOURNAL}; "
-              "tests must write runs to temporary journals (PLAIT_HOME or --journal)")
+        print(
+            f"\nerror: a test wrote to the checkout's journal {CHECKOUT_JOURNAL}; "
+            "tests must write runs to temporary journals (PLAIT_HOME or --journal)"
+        )

@@ -25,12 +25,18 @@ class Pair:
 
 
 RAISED: dict[str, BaseException] = {
-    "value_error": ValueError("bad"), "key_error": KeyError("k"),
-    "stop_iteration": StopIteration(), "system_exit": SystemExit(3),
-    "keyboard_interrupt": KeyboardInterrupt(), "generator_exit": GeneratorExit(),
-    "odd_base": OddBase("odd"), "recursion": RecursionError("deep"),
-    "transient": errors.Transient("flaky"), "permanent": errors.Permanent("no"),
-    "timeout": errors.Timeout("slow"), "rate_limited": errors.RateLimited("429"),
+    "value_error": ValueError("bad"),
+    "key_error": KeyError("k"),
+    "stop_iteration": StopIteration(),
+    "system_exit": SystemExit(3),
+    "keyboard_interrupt": KeyboardInterrupt(),
+    "generator_exit": GeneratorExit(),
+    "odd_base": OddBase("odd"),
+    "recursion": RecursionError("deep"),
+    "transient": errors.Transient("flaky"),
+    "permanent": errors.Permanent("no"),
+    "timeout": errors.Timeout("slow"),
+    "rate_limited": errors.RateLimited("429"),
     "invalid_output": errors.InvalidOutput("shape"),
 }
 

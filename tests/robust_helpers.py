@@ -13,7 +13,7 @@ from typing import Any
 PLAIT = str(Path(sys.executable).parent / "plait")
 
 # Tools that misbehave in the ways Python allows (issue #9).
-BAD_TOOLS = '''
+BAD_TOOLS = """
 import asyncio, dataclasses, datetime, decimal, enum, os, re, sys, time, uuid
 import plait
 import pydantic
@@ -137,7 +137,7 @@ def emitter(ctx: plait.ToolContext, n: int) -> int:
     for i in range(n):
         ctx.emit("tick", {"i": i, "when": datetime.datetime(2024, 1, 1)})
     return n
-'''
+"""
 
 
 @dataclass
@@ -164,15 +164,27 @@ def write_plan(folder: Path, body: str, tools: str = BAD_TOOLS) -> Path:
     return plan
 
 
-def plait(*args: str | Path, cwd: Path, timeout: float = 60,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PLAIT, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd,
-                          env={**os.environ, "PLAIT_HOME": str(cwd), **(env or {})})
+def plait(
+    *args: str | Path, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PLAIT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PLAIT_HOME": str(cwd), **(env or {})},
+    )
 
 
-def run(folder: Path, body: str, *extra: str, tools: str = BAD_TOOLS, json_out: bool = True,
-        timeout: float = 60) -> Result:
+def run(
+    folder: Path,
+    body: str,
+    *extra: str,
+    tools: str = BAD_TOOLS,
+    json_out: bool = True,
+    timeout: float = 60,
+) -> Result:
     plan = write_plan(folder, body, tools)
     events = folder / "events.jsonl"
     report = folder / "report.json"
@@ -182,5 +194,4 @@ def run(folder: Path, body: str, *extra: str, tools: str = BAD_TOOLS, json_out: 
     proc = plait(*args, cwd=folder, timeout=timeout)
     data = json.loads(report.read_text()) if report.exists() else None
     lines = events.read_text().splitlines() if events.exists() else []
-    return Result(proc.returncode, data, [json.loads(x) for x in lines], proc.stdout,
-                  proc.stderr)
+    return Result(proc.returncode, data, [json.loads(x) for x in lines], proc.stdout, proc.stderr)

@@ -63,10 +63,14 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        rec = Recorded(self.command, parts.path,
-                       {k: v[-1] for k, v in parse_qs(parts.query).items()},
-                       {k.lower(): v for k, v in self.headers.items()}, body,
-                       self.client_address[1])
+        rec = Recorded(
+            self.command,
+            parts.path,
+            {k: v[-1] for k, v in parse_qs(parts.query).items()},
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            self.client_address[1],
+        )
         owner.record(rec)
         status, headers, payload = owner.respond(rec)
         try:
@@ -77,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if headers.get("X-Drip"):
                 for i in range(len(payload)):
-                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.write(payload[i : i + 1])
                     self.wfile.flush()
                     owner.sleep(0.1)
             else:
@@ -105,8 +109,9 @@ class BaseServer:
     def __enter__(self) -> Self:
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -141,13 +146,15 @@ class BaseServer:
 
 
 def json_response(status: int, value: Any, headers: dict[str, str] | None = None) -> Response:
-    return status, {"Content-Type": "application/json", **(headers or {})}, \
-        json.dumps(value).encode()
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(value).encode(),
+    )
 
 
 def text_response(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
-    return status, {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}, \
-        text.encode()
+    return status, {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}, text.encode()
 
 
 @dataclass
@@ -169,14 +176,18 @@ class TestServer(BaseServer):
     def respond(self, rec: Recorded) -> Response:
         path, q = rec.path, rec.query
         if path == "/json":
-            return json_response(200, {"method": rec.method, "path": path, "query": q,
-                                       "body": rec.body})
+            return json_response(
+                200, {"method": rec.method, "path": path, "query": q, "body": rec.body}
+            )
         if path == "/text":
             return text_response(200, "hello")
         if path.startswith("/status/"):
             extra = {"Retry-After": q["retry_after"]} if "retry_after" in q else {}
-            return text_response(int(path.rsplit("/", 1)[1]),
-                                 q.get("body", f"status {path.rsplit('/', 1)[1]}"), extra)
+            return text_response(
+                int(path.rsplit("/", 1)[1]),
+                q.get("body", f"status {path.rsplit('/', 1)[1]}"),
+                extra,
+            )
         if path == "/slow":
             self.sleep(float(q.get("s", "1")))
             return json_response(200, {"slow": True})
@@ -188,15 +199,17 @@ class TestServer(BaseServer):
             return self._flaky_answer(path, q)
         if path == "/redirect":  # ?to=URL, ?code=302; /redirect?hops=N: N more hops here
             hops = int(q.get("hops", "0"))
-            target = q["to"] if hops == 0 else self.url(f"/redirect?hops={hops - 1}&to="
-                                                       f"{quote(q['to'], safe='')}")
+            target = (
+                q["to"]
+                if hops == 0
+                else self.url(f"/redirect?hops={hops - 1}&to={quote(q['to'], safe='')}")
+            )
             return int(q.get("code", "302")), {"Location": target}, b""
         return text_response(404, f"no route {path}")
 
     def _drip(self, seconds: float) -> Response:
         """A body that trickles in a byte every 0.1 s (no single read ever waits long)."""
-        return 200, {"Content-Type": "text/plain", "X-Drip": "1"}, \
-            b"." * max(1, int(seconds * 10))
+        return 200, {"Content-Type": "text/plain", "X-Drip": "1"}, b"." * max(1, int(seconds * 10))
 
     def _flaky_answer(self, path: str, q: dict[str, str]) -> Response:
         with self._lock:
@@ -246,8 +259,9 @@ class VersionedStore(BaseServer):
             match = rec.headers.get("if-match")
             if match is not None and not self._matches(key, match):
                 self.conflicts += 1
-                return json_response(412, {"error": "precondition failed",
-                                           "current": self.etag(key)})
+                return json_response(
+                    412, {"error": "precondition failed", "current": self.etag(key)}
+                )
             return self._write(key, rec)
 
     def _matches(self, key: str, match: str) -> bool:
@@ -292,8 +306,9 @@ class FakeLLM(BaseServer):
             self.sleep(float(step["delay"]))
         if "status" in step:
             extra = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else {}
-            return json_response(int(step["status"]),
-                                 {"error": {"message": f"scripted {step['status']}"}}, extra)
+            return json_response(
+                int(step["status"]), {"error": {"message": f"scripted {step['status']}"}}, extra
+            )
         if "raw" in step:
             return 200, {"Content-Type": "application/json"}, str(step["raw"]).encode()
         content = step.get("content", self._default(rec.body))
@@ -314,14 +329,23 @@ class FakeLLM(BaseServer):
 def completion(content: str, request: Any) -> dict[str, Any]:
     """A chat-completions answer with usage, as OpenAI returns it."""
     model = request.get("model", "fake") if isinstance(request, dict) else "fake"
-    prompt_chars = len(json.dumps(request.get("messages", []))) if isinstance(request, dict) \
-        else 0
+    prompt_chars = len(json.dumps(request.get("messages", []))) if isinstance(request, dict) else 0
     return {
-        "id": "chatcmpl-test", "object": "chat.completion", "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(content) // 4,
-                  "total_tokens": prompt_chars // 4 + len(content) // 4},
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_chars // 4,
+            "completion_tokens": len(content) // 4,
+            "total_tokens": prompt_chars // 4 + len(content) // 4,
+        },
     }
 
 
@@ -342,12 +366,20 @@ class AgentLLM(BaseServer):
         if isinstance(decision, str):
             return json_response(200, completion(decision, rec.body))
         turn = 1 + sum(1 for m in rec.body["messages"] if m["role"] == "assistant")
-        calls = [{"id": f"call_{turn}_{i}", "type": "function",
-                  "function": {"name": name, "arguments": json.dumps(args)}}
-                 for i, (name, args) in enumerate(decision, 1)]
+        calls = [
+            {
+                "id": f"call_{turn}_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for i, (name, args) in enumerate(decision, 1)
+        ]
         answer = completion("", rec.body)
-        answer["choices"][0]["message"] = {"role": "assistant", "content": None,
-                                           "tool_calls": calls}
+        answer["choices"][0]["message"] = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": calls,
+        }
         answer["choices"][0]["finish_reason"] = "tool_calls"
         return json_response(200, answer)
 

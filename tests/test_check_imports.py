@@ -25,7 +25,12 @@ print("exit", code, "heavy", heavy)
 
 
 def test_check_imports_neither_httpx_nor_the_runtime() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "examples" / "triage.agent")],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT / "examples" / "triage.agent")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("exit 0 heavy []"), done.stdout

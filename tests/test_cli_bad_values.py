@@ -13,17 +13,22 @@ import pytest
 PLAIT = str(Path(sys.executable).parent / "plait")
 pytestmark = pytest.mark.timeout(60)
 
-PLAN = '''plan p {
+PLAN = """plan p {
   input x: any = 1
   step a = std.echo(value = x)
 }
-'''
+"""
 
 
 def plait(*args: str | Path, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PLAIT, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd,
-                          env={**os.environ, "PLAIT_HOME": str(cwd)})
+    return subprocess.run(
+        [PLAIT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PLAIT_HOME": str(cwd)},
+    )
 
 
 def assert_clean_exit_2(p: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -45,16 +50,19 @@ def plan(tmp_path: Path) -> Path:
 def test_deeply_nested_json_input(tmp_path: Path, plan: Path) -> None:
     deep = "[" * 100_000 + "]" * 100_000
     (tmp_path / "deep.json").write_text(json.dumps({"x": 0})[:-2] + deep + "}")
-    assert_clean_exit_2(plait("run", plan, "--inputs", "deep.json", cwd=tmp_path),
-                        "deep.json", "nested")
-    assert_clean_exit_2(plait("run", plan, "--input", "x=" + "[" * 5000 + "]" * 5000,
-                              cwd=tmp_path), "`x`", "nested")
+    assert_clean_exit_2(
+        plait("run", plan, "--inputs", "deep.json", cwd=tmp_path), "deep.json", "nested"
+    )
+    assert_clean_exit_2(
+        plait("run", plan, "--input", "x=" + "[" * 5000 + "]" * 5000, cwd=tmp_path), "`x`", "nested"
+    )
 
 
 def test_inputs_file_that_is_not_utf8(tmp_path: Path, plan: Path) -> None:
     (tmp_path / "bad.json").write_bytes(b'{"x": "\xff"}')
-    assert_clean_exit_2(plait("run", plan, "--inputs", "bad.json", cwd=tmp_path),
-                        "bad.json", "UTF-8")
+    assert_clean_exit_2(
+        plait("run", plan, "--inputs", "bad.json", cwd=tmp_path), "bad.json", "UTF-8"
+    )
 
 
 def test_inject_count_that_is_a_digit_but_not_a_number(tmp_path: Path, plan: Path) -> None:
@@ -66,9 +74,10 @@ def test_compiled_plan_nested_too_deep(tmp_path: Path, plan: Path) -> None:
     assert compiled.returncode == 0
     data = json.loads(compiled.stdout)
     expr: dict[str, object] = {"kind": "literal", "value": 1}
-    text = json.dumps(data).replace(json.dumps(data["steps"]["a"]["args"]["value"]),
-                                    '{"kind": "list", "items": [' * 3000 + json.dumps(expr)
-                                    + "]}" * 3000)
+    text = json.dumps(data).replace(
+        json.dumps(data["steps"]["a"]["args"]["value"]),
+        '{"kind": "list", "items": [' * 3000 + json.dumps(expr) + "]}" * 3000,
+    )
     (tmp_path / "deep.json").write_text(text)
     p = plait("run", "deep.json", cwd=tmp_path)
     assert p.returncode == 2 and "internal error" not in p.stderr, p.stderr
@@ -77,7 +86,9 @@ def test_compiled_plan_nested_too_deep(tmp_path: Path, plan: Path) -> None:
 def test_backoff_factor_that_overflows(tmp_path: Path) -> None:
     (tmp_path / "f.agent").write_text(
         'plan p {\n  step a = std.fail(message = "x") { retry 3 backoff 1ms x1'
-        + "0" * 400 + " }\n}\n")
+        + "0" * 400
+        + " }\n}\n"
+    )
     for command in ("check", "compile", "run"):
         p = plait(command, "f.agent", cwd=tmp_path)
         assert p.returncode == 2 and "internal error" not in p.stderr, (command, p.stderr)
@@ -86,9 +97,12 @@ def test_backoff_factor_that_overflows(tmp_path: Path) -> None:
 
 def test_a_factor_whose_waits_overflow_at_run_time_does_not_hang(tmp_path: Path) -> None:
     (tmp_path / "f.agent").write_text(
-        'plan p {\n  step a = std.fail(message = "x") { retry 5 backoff 1ms x1' + "0" * 200
-        + " max 10ms }\n  step b = std.fail(message = \"y\") { retry 5 backoff 1ms x1"
-        + "0" * 300 + " }\n}\n")
+        'plan p {\n  step a = std.fail(message = "x") { retry 5 backoff 1ms x1'
+        + "0" * 200
+        + ' max 10ms }\n  step b = std.fail(message = "y") { retry 5 backoff 1ms x1'
+        + "0" * 300
+        + " }\n}\n"
+    )
     p = plait("run", "f.agent", "--json", cwd=tmp_path)
     assert p.returncode == 1, p.stderr
     report = json.loads(p.stdout)
@@ -109,8 +123,7 @@ def test_plan_files_that_are_not_regular_files(tmp_path: Path, command: str) -> 
     fifo = tmp_path / "fifo.agent"
     os.mkfifo(fifo)
     assert_clean_exit_2(plait(command, fifo, cwd=tmp_path, timeout=20), "not a regular file")
-    assert_clean_exit_2(plait(command, "/dev/zero", cwd=tmp_path, timeout=20),
-                        "not a regular file")
+    assert_clean_exit_2(plait(command, "/dev/zero", cwd=tmp_path, timeout=20), "not a regular file")
 
 
 def test_a_plan_file_over_the_size_cap(tmp_path: Path) -> None:

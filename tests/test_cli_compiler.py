@@ -16,11 +16,18 @@ DATA = Path(__file__).parent / "compiler" / "data"
 CLEAN = DATA / "clean.agent"
 
 
-def plait(*args: str, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def plait(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "plait", *args], capture_output=True,
-                          text=True, cwd=cwd, env=full_env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "plait", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=60,
+    )
 
 
 def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
@@ -36,14 +43,18 @@ def test_check_clean_plan_prints_ok_with_the_path_as_given() -> None:
 
 def test_check_reports_every_error_rustc_style(tmp_path: Path) -> None:
     plan = tmp_path / "bad.agent"
-    plan.write_text('plan p {\n  step a = std.echo(value = 1)\n'
-                    '  step b = std.echo(value = aa.output)\n  step c = std.ecoh(value = 1)\n}\n')
+    plan.write_text(
+        "plan p {\n  step a = std.echo(value = 1)\n"
+        "  step b = std.echo(value = aa.output)\n  step c = std.ecoh(value = 1)\n}\n"
+    )
     proc = plait("check", str(plan))
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
-    assert f"{plan}:3:29: error[E301]: unknown name `aa` in step `b`: no input or step has " \
-           "this name" in lines
+    assert (
+        f"{plan}:3:29: error[E301]: unknown name `aa` in step `b`: no input or step has "
+        "this name" in lines
+    )
     assert "3 |   step b = std.echo(value = aa.output)" in lines
     assert "  |                             ^^" in lines
     assert "  = help: did you mean `a`?" in lines
@@ -72,10 +83,17 @@ def test_check_json_format() -> None:
     data = json.loads(proc.stdout)
     assert {d["path"] for d in data} == {"warnings.agent", "tools.agent"}
     first = next(d for d in data if d["code"] == "E304")
-    assert first == {"path": "tools.agent", "line": 2, "column": 12, "end_line": 2,
-                     "end_column": 20, "code": "E304", "severity": "error",
-                     "message": "unknown tool `std.ecoh` in step `a`",
-                     "hints": ["did you mean `std.echo`?"]}
+    assert first == {
+        "path": "tools.agent",
+        "line": 2,
+        "column": 12,
+        "end_line": 2,
+        "end_column": 20,
+        "code": "E304",
+        "severity": "error",
+        "message": "unknown tool `std.ecoh` in step `a`",
+        "hints": ["did you mean `std.echo`?"],
+    }
     assert any(d["severity"] == "warning" for d in data)
 
 
@@ -87,8 +105,7 @@ def test_missing_file_and_binary_input_are_clear_errors(tmp_path: Path) -> None:
     binary.write_bytes(b"plan p {\n  \xff\xfe\x00\x01 }\n")
     proc = plait("check", str(binary))
     assert proc.returncode == 2
-    assert f"{binary}:2:3: error[E110]: the plan is not valid UTF-8 text (byte 0xff)" \
-        in proc.stderr
+    assert f"{binary}:2:3: error[E110]: the plan is not valid UTF-8 text (byte 0xff)" in proc.stderr
     nul = tmp_path / "nul.agent"
     nul.write_bytes(b"plan p {\x00}")
     proc = plait("check", str(nul))
@@ -110,8 +127,17 @@ def test_compile_writes_json_that_round_trips(tmp_path: Path) -> None:
     proc = plait("compile", str(CLEAN), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    for key in ("version", "plan", "description", "inputs", "outputs", "resources", "steps",
-                "edges", "env"):
+    for key in (
+        "version",
+        "plan",
+        "description",
+        "inputs",
+        "outputs",
+        "resources",
+        "steps",
+        "edges",
+        "env",
+    ):
         assert key in data
     assert data["plan"] == "triage"
     assert data["steps"]["draft"]["depends_on"] == ["classify", "history"]
@@ -139,9 +165,16 @@ def test_graph_prints_dot_and_mermaid() -> None:
 
 
 @NEEDS_DOT
-@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<svg"), (".png", b"\x89PNG"),
-                                               (".pdf", b"%PDF"), (".mmd", b"flowchart"),
-                                               (".dot", b"digraph")])
+@pytest.mark.parametrize(
+    ("suffix", "magic"),
+    [
+        (".svg", b"<svg"),
+        (".png", b"\x89PNG"),
+        (".pdf", b"%PDF"),
+        (".mmd", b"flowchart"),
+        (".dot", b"digraph"),
+    ],
+)
 def test_graph_to_file_by_suffix(tmp_path: Path, suffix: str, magic: bytes) -> None:
     out = tmp_path / f"triage{suffix}"
     proc = plait("graph", str(CLEAN), "-o", str(out))
@@ -150,8 +183,7 @@ def test_graph_to_file_by_suffix(tmp_path: Path, suffix: str, magic: bytes) -> N
 
 
 def test_graph_without_dot_binary(tmp_path: Path) -> None:
-    proc = plait("graph", str(CLEAN), "-o", str(tmp_path / "x.svg"),
-                 env={"PATH": str(tmp_path)})
+    proc = plait("graph", str(CLEAN), "-o", str(tmp_path / "x.svg"), env={"PATH": str(tmp_path)})
     assert proc.returncode == 2
     assert "install graphviz" in proc.stderr
     no_traceback(proc)
@@ -170,9 +202,11 @@ def test_tools_lists_and_describes(tmp_path: Path) -> None:
     assert unknown.stderr.strip() == "error: unknown tool `std.slep`; did you mean `std.sleep`?"
     (tmp_path / "mine.py").write_text(
         "import plait\n\n@plait.tool\ndef shout(text: str) -> str:\n"
-        '    """Shout it."""\n    return text.upper()\n')
+        '    """Shout it."""\n    return text.upper()\n'
+    )
     (tmp_path / "p.agent").write_text(
-        'plan p {\n  use "./mine.py"\n  step a = mine.shout(text = "hi")\n}\n')
+        'plan p {\n  use "./mine.py"\n  step a = mine.shout(text = "hi")\n}\n'
+    )
     with_plan = plait("tools", "--plan", str(tmp_path / "p.agent"))
     assert with_plan.returncode == 0, with_plan.stderr
     assert "mine.shout(text: str)  [use]" in with_plan.stdout

@@ -25,12 +25,14 @@ from tests.runtime.planlib import P, R, S, T, retry
 PLAIT = [sys.executable, "-m", "plait"]
 
 
-def plait(*args: str, cwd: Path, env: dict[str, str] | None = None,
-          timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def plait(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PLAIT_JOURNAL_BUSY_TIMEOUT": "0.3", **(env or {})}
     full.pop("OTEL_TRACES_EXPORTER", None)
-    return subprocess.run([*PLAIT, *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*PLAIT, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _effect(name: str) -> Any:
@@ -46,10 +48,15 @@ def durable_plan() -> CompiledPlan:
         S("long", "std.sleep", seconds=1.5, value="long-done", after=["second"]),
         S("third", "shell.run", cmd=_effect("third"), after=["long"]),
         S("side", "shell.run", cmd=_effect("side")),
-        inputs={"log": "str"}, name="durable",
-        outputs={"first": R("first.output.stdout"), "second": R("second.output.stdout"),
-                 "third": R("third.output.stdout"), "side": R("side.output.stdout"),
-                 "long": R("long.output")},
+        inputs={"log": "str"},
+        name="durable",
+        outputs={
+            "first": R("first.output.stdout"),
+            "second": R("second.output.stdout"),
+            "third": R("third.output.stdout"),
+            "side": R("side.output.stdout"),
+            "long": R("long.output"),
+        },
     )
 
 
@@ -87,8 +94,21 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
     journal, log = tmp_path / "j.db", tmp_path / "effects.log"
     env = {**os.environ, "PLAIT_JOURNAL_BUSY_TIMEOUT": "2"}
     proc = subprocess.Popen(
-        [*PLAIT, "run", str(plan_path), "--input", f"log={log}", "--journal", str(journal),
-         "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            *PLAIT,
+            "run",
+            str(plan_path),
+            "--input",
+            f"log={log}",
+            "--journal",
+            str(journal),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while "second" not in _finished_steps(journal):  # recorded: `long` is now sleeping
@@ -104,8 +124,7 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
     listed = plait("runs", "--journal", str(journal), cwd=tmp_path)
     assert "unfinished" in listed.stdout
 
-    resumed = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet",
-                    cwd=tmp_path)
+    resumed = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert _effects(log) == ["first", "second", "side", "third"]  # each exactly once
     report = json.loads(resumed.stdout)
@@ -114,8 +133,17 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
     assert report["steps"]["first"]["attempts"] == 1
 
     clean_log = tmp_path / "clean.log"
-    clean = plait("run", str(plan_path), "--input", f"log={clean_log}", "--journal",
-                  str(tmp_path / "clean.db"), "--json", "--quiet", cwd=tmp_path)
+    clean = plait(
+        "run",
+        str(plan_path),
+        "--input",
+        f"log={clean_log}",
+        "--journal",
+        str(tmp_path / "clean.db"),
+        "--json",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert clean.returncode == 0, clean.stderr
     assert report["outputs"] == json.loads(clean.stdout)["outputs"]
     assert report["outputs"]["third"] == "out-third\n"
@@ -135,13 +163,28 @@ def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) ->
     # when the resume asks, however slowly `plait` starts on a loaded machine
     release = tmp_path / "release"
     plan.steps["long"] = S(
-        "long", "shell.run", after=["second"],
-        cmd=f"for i in $(seq 600); do [ -f '{release}' ] && exit 0; sleep 0.1; done; exit 1")
+        "long",
+        "shell.run",
+        after=["second"],
+        cmd=f"for i in $(seq 600); do [ -f '{release}' ] && exit 0; sleep 0.1; done; exit 1",
+    )
     plan_path = _write_plan(tmp_path, plan)
     journal, log = tmp_path / "j.db", tmp_path / "effects.log"
     proc = subprocess.Popen(
-        [*PLAIT, "run", str(plan_path), "--input", f"log={log}", "--journal", str(journal),
-         "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            *PLAIT,
+            "run",
+            str(plan_path),
+            "--input",
+            f"log={log}",
+            "--journal",
+            str(journal),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while "second" not in _finished_steps(journal):
@@ -152,23 +195,24 @@ def test_resume_of_a_run_still_going_is_refused_until_it_ends(tmp_path: Path) ->
         refused = plait("resume", run_id, "--journal", str(journal), "--quiet", cwd=tmp_path)
         assert refused.returncode == 2, refused.stderr
         assert f"run {run_id} is in progress in another process (pid {proc.pid})" in (
-            refused.stderr)
+            refused.stderr
+        )
         assert "Traceback" not in refused.stderr
     finally:
         release.touch()
         proc.wait(timeout=30)
     assert proc.returncode == 0
     assert _effects(log) == ["first", "second", "side", "third"]  # nothing ran twice
-    again = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet",
-                  cwd=tmp_path)
+    again = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # the lock went with the first process
     assert _effects(log) == ["first", "second", "side", "third"]  # all kept, none re-run
 
 
 def test_resume_refuses_a_changed_plan_unless_forced(tmp_path: Path) -> None:
     # the deadline cancels `b`: the run did not finish on its own, so it can be resumed
-    plan = P(S("a", "std.echo", value=1), S("b", "std.sleep", seconds=30), name="small",
-             deadline_s=1.0)
+    plan = P(
+        S("a", "std.echo", value=1), S("b", "std.sleep", seconds=30), name="small", deadline_s=1.0
+    )
     plan_path = _write_plan(tmp_path, plan)
     journal = tmp_path / "j.db"
     first = plait("run", str(plan_path), "--journal", str(journal), "--quiet", cwd=tmp_path)
@@ -179,8 +223,7 @@ def test_resume_refuses_a_changed_plan_unless_forced(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "changed since run" in refused.stderr and "--force" in refused.stderr
     assert "Traceback" not in refused.stderr
-    forced = plait("resume", run_id, "--force", "--journal", str(journal), "--quiet",
-                   cwd=tmp_path)
+    forced = plait("resume", run_id, "--force", "--journal", str(journal), "--quiet", cwd=tmp_path)
     assert forced.returncode == 1  # `b` runs again, and the deadline cancels it again
     unknown = plait("resume", "nope", "--journal", str(journal), cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown run 'nope'" in unknown.stderr
@@ -214,7 +257,8 @@ def _mixed_plan() -> CompiledPlan:
         S("rescued", "std.fail", message="no", fallback=["rescuer"]),
         S("rescuer", "std.echo", value="saved"),
         S("never", "std.echo", value=1, condition=False),
-        name="mixed")
+        name="mixed",
+    )
 
 
 def _mixed_run(tmp_path: Path) -> tuple[Path, Path, str]:
@@ -237,8 +281,14 @@ def test_html_report_shows_every_step_with_its_status(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     page = _StepRows()
     page.feed(out.read_text())
-    assert page.rows == {"ok": "succeeded", "flaky": "succeeded", "broken": "failed",
-                         "rescued": "recovered", "rescuer": "succeeded", "never": "skipped"}
+    assert page.rows == {
+        "ok": "succeeded",
+        "flaky": "succeeded",
+        "broken": "failed",
+        "rescued": "recovered",
+        "rescuer": "succeeded",
+        "never": "skipped",
+    }
     assert page.svgs >= 2  # the coloured graph and the timeline
     assert page.external == []
     assert page.failures == 1
@@ -249,8 +299,16 @@ def test_html_report_shows_every_step_with_its_status(tmp_path: Path) -> None:
 def test_html_report_without_graphviz_degrades_to_a_note(tmp_path: Path) -> None:
     _plan, journal, run_id = _mixed_run(tmp_path)
     out = tmp_path / "run.html"
-    made = plait("report", run_id, "-o", str(out), "--journal", str(journal), cwd=tmp_path,
-                 env={"PATH": str(tmp_path / "no-bin")})
+    made = plait(
+        "report",
+        run_id,
+        "-o",
+        str(out),
+        "--journal",
+        str(journal),
+        cwd=tmp_path,
+        env={"PATH": str(tmp_path / "no-bin")},
+    )
     assert made.returncode == 0, made.stderr
     page = _StepRows()
     page.feed(out.read_text())
@@ -265,12 +323,12 @@ def test_show_graph_and_json_metrics(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "recovered" in shown.stdout and "retries 1" in shown.stdout
     assert "fallbacks used 1" in shown.stdout
-    as_json = json.loads(plait("show", run_id, "--json", "--journal", str(journal),
-                               cwd=tmp_path).stdout)
+    as_json = json.loads(
+        plait("show", run_id, "--json", "--journal", str(journal), cwd=tmp_path).stdout
+    )
     assert as_json["metrics"]["steps"]["flaky"]["attempts"] == 2
     assert as_json["metrics"]["steps"]["flaky"]["backoff_s"] >= 0.05
-    dot = plait("graph", str(plan_path), "--run", run_id, "--journal", str(journal),
-                cwd=tmp_path)
+    dot = plait("graph", str(plan_path), "--run", run_id, "--journal", str(journal), cwd=tmp_path)
     assert dot.returncode == 0, dot.stderr
     assert "#FEE2E2" in dot.stdout and "#FEF3C7" in dot.stdout  # failed red, recovered amber
     assert "2 attempts" in dot.stdout
@@ -280,8 +338,16 @@ def test_show_graph_and_json_metrics(tmp_path: Path) -> None:
 
 def test_trace_console_prints_spans(tmp_path: Path) -> None:
     plan_path = _write_plan(tmp_path, _mixed_plan())
-    result = plait("run", str(plan_path), "--journal", str(tmp_path / "j.db"), "--quiet",
-                   "--trace", "console", cwd=tmp_path)
+    result = plait(
+        "run",
+        str(plan_path),
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--quiet",
+        "--trace",
+        "console",
+        cwd=tmp_path,
+    )
     assert result.returncode == 3, result.stderr  # degraded
     assert "invoke_workflow mixed" in result.stderr
     assert "execute_tool std.flaky" in result.stderr
@@ -332,16 +398,19 @@ def test_bad_journal_is_a_clear_error_and_keeps_records(tmp_path: Path, damage: 
             result = plait(*args, "--journal", str(journal), cwd=tmp_path)
             assert result.returncode == 2, (args, result.stderr)
             assert "Traceback" not in result.stderr
-            assert {"corrupt": "corrupt", "newer": "newer plait",
-                    "locked": "locked"}[damage] in result.stderr
+            assert {"corrupt": "corrupt", "newer": "newer plait", "locked": "locked"}[
+                damage
+            ] in result.stderr
     finally:
         if holder is not None:
             holder.execute("ROLLBACK")
             holder.close()
     assert _digest(journal) == before
     if damage == "locked":
-        assert len(json.loads(plait("runs", "--json", "--journal", str(journal),
-                                    cwd=tmp_path).stdout)) == 1
+        assert (
+            len(json.loads(plait("runs", "--json", "--journal", str(journal), cwd=tmp_path).stdout))
+            == 1
+        )
 
 
 def test_runs_without_a_journal_and_plait_home(tmp_path: Path) -> None:
@@ -379,7 +448,7 @@ def wait_for(path: str) -> str:
     return "released"
 '''
 
-AGENT = '''
+AGENT = """
 plan interrupted "Ctrl-C in the middle, then resume" {
   use "./tools.py"
   input log: str
@@ -390,7 +459,7 @@ plan interrupted "Ctrl-C in the middle, then resume" {
   output one = one.output
   output two = two.output
 }
-'''
+"""
 
 
 def test_ctrl_c_then_resume_with_a_used_python_tool(tmp_path: Path) -> None:
@@ -398,9 +467,23 @@ def test_ctrl_c_then_resume_with_a_used_python_tool(tmp_path: Path) -> None:
     (tmp_path / "plan.agent").write_text(AGENT)
     journal, log, gate = tmp_path / "j.db", tmp_path / "marks.log", tmp_path / "gate"
     proc = subprocess.Popen(
-        [*PLAIT, "run", "plan.agent", "--input", f"log={log}", "--input", f"gate={gate}",
-         "--journal", str(journal), "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [
+            *PLAIT,
+            "run",
+            "plan.agent",
+            "--input",
+            f"log={log}",
+            "--input",
+            f"gate={gate}",
+            "--journal",
+            str(journal),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while "one" not in _finished_steps(journal):
@@ -416,8 +499,7 @@ def test_ctrl_c_then_resume_with_a_used_python_tool(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     run_id = _only_run_id(tmp_path, journal)
     gate.write_text("open")
-    resumed = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet",
-                    cwd=tmp_path)
+    resumed = plait("resume", run_id, "--journal", str(journal), "--json", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert log.read_text().split() == ["one", "two"]
     report = json.loads(resumed.stdout)

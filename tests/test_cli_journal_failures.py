@@ -23,16 +23,23 @@ def _run_id(folder: Path) -> str:
 
 def test_a_journal_locked_mid_run_does_not_lose_the_run(tmp_path: Path) -> None:
     plan = tmp_path / "p.agent"
-    plan.write_text('plan p {\n  step a = std.sleep(seconds = 1.5, value = 1)\n'
-                    '  step b = std.echo(value = a.output)\n  output b = b.output\n}\n')
+    plan.write_text(
+        "plan p {\n  step a = std.sleep(seconds = 1.5, value = 1)\n"
+        "  step b = std.echo(value = a.output)\n  output b = b.output\n}\n"
+    )
     events = tmp_path / "e.jsonl"
     proc = subprocess.Popen(
-        [PLAIT, "run", str(plan), "--json", "--events", str(events)], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PLAIT_HOME": str(tmp_path), "PLAIT_JOURNAL_BUSY_TIMEOUT": "0.2"})
+        [PLAIT, "run", str(plan), "--json", "--events", str(events)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PLAIT_HOME": str(tmp_path), "PLAIT_JOURNAL_BUSY_TIMEOUT": "0.2"},
+    )
     end = time.monotonic() + 30
     while time.monotonic() < end and '"step_started"' not in (
-            events.read_text() if events.exists() else ""):
+        events.read_text() if events.exists() else ""
+    ):
         time.sleep(0.05)
     holder = sqlite3.connect(tmp_path / "journal.db", isolation_level=None, timeout=10)
     holder.execute("BEGIN EXCLUSIVE")
@@ -52,15 +59,18 @@ def test_a_journal_locked_mid_run_does_not_lose_the_run(tmp_path: Path) -> None:
 
 
 def test_a_damaged_record_is_a_one_line_exit_2(tmp_path: Path) -> None:
-    (tmp_path / "p.agent").write_text('plan p {\n  step a = std.echo(value = 1)\n}\n')
+    (tmp_path / "p.agent").write_text("plan p {\n  step a = std.echo(value = 1)\n}\n")
     assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 0
     rid = _run_id(tmp_path)
     db = sqlite3.connect(tmp_path / "journal.db")
     db.execute("UPDATE events SET data = '{not json' WHERE seq = 2")
     db.commit()
     db.close()
-    for args in (["show", rid], ["report", rid, "-o", "r.html"], ["graph", "p.agent", "--run",
-                                                                   rid]):
+    for args in (
+        ["show", rid],
+        ["report", rid, "-o", "r.html"],
+        ["graph", "p.agent", "--run", rid],
+    ):
         p = plait(*args, cwd=tmp_path)
         assert p.returncode == 2, (args, p.stderr)
         lines = p.stderr.strip().splitlines()
@@ -69,7 +79,8 @@ def test_a_damaged_record_is_a_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_report_of_a_run_whose_output_failed(tmp_path: Path) -> None:
     (tmp_path / "p.agent").write_text(
-        'plan p {\n  step a = std.echo(value = {x: 1})\n  output bad = a.output.y\n}\n')
+        "plan p {\n  step a = std.echo(value = {x: 1})\n  output bad = a.output.y\n}\n"
+    )
     assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 0
     rid = _run_id(tmp_path)
     p = plait("report", rid, "-o", "r.html", cwd=tmp_path)
@@ -79,8 +90,8 @@ def test_report_of_a_run_whose_output_failed(tmp_path: Path) -> None:
 
 
 def test_graph_of_a_run_of_another_plan_exits_2(tmp_path: Path) -> None:
-    (tmp_path / "p.agent").write_text('plan p {\n  step a = std.echo(value = 1)\n}\n')
-    (tmp_path / "q.agent").write_text('plan q {\n  step z = std.echo(value = 1)\n}\n')
+    (tmp_path / "p.agent").write_text("plan p {\n  step a = std.echo(value = 1)\n}\n")
+    (tmp_path / "q.agent").write_text("plan q {\n  step z = std.echo(value = 1)\n}\n")
     assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 0
     rid = _run_id(tmp_path)
     ok = plait("graph", "p.agent", "--run", rid, cwd=tmp_path)
@@ -90,7 +101,7 @@ def test_graph_of_a_run_of_another_plan_exits_2(tmp_path: Path) -> None:
 
 
 def test_an_attempt_refused_by_an_open_breaker_has_no_call_time(tmp_path: Path) -> None:
-    (tmp_path / "p.agent").write_text('''plan p {
+    (tmp_path / "p.agent").write_text("""plan p {
   resource api { breaker after 1 failures cooldown 1m }
   step a = std.sleep(seconds = 0.3) { uses api
     timeout 100ms }
@@ -98,7 +109,7 @@ def test_an_attempt_refused_by_an_open_breaker_has_no_call_time(tmp_path: Path) 
     after a
     when all_done }
 }
-''')
+""")
     p = plait("run", "p.agent", "-q", "--json", cwd=tmp_path)
     report = json.loads(p.stdout)
     b = report["steps"]["b"]
@@ -107,7 +118,7 @@ def test_an_attempt_refused_by_an_open_breaker_has_no_call_time(tmp_path: Path) 
     assert report["metrics"]["steps"]["b"]["call_s"] == 0.0
 
 
-ELEMENT_TOOLS = '''
+ELEMENT_TOOLS = """
 import os, time
 import plait
 
@@ -118,7 +129,7 @@ def effect(folder: str, item: int) -> int:
     if item == 3 and not os.path.exists(os.path.join(folder, "resumed")):
         time.sleep(60)  # killed here on the first run
     return item * 10
-'''
+"""
 
 
 def test_resume_keeps_finished_map_elements(tmp_path: Path) -> None:
@@ -132,8 +143,11 @@ def test_resume_keeps_finished_map_elements(tmp_path: Path) -> None:
 }}
 ''')
     events = tmp_path / "e.jsonl"
-    proc = subprocess.Popen([PLAIT, "run", "p.agent", "-q", "--events", str(events)],
-                            cwd=tmp_path, env={**os.environ, "PLAIT_HOME": str(tmp_path)})
+    proc = subprocess.Popen(
+        [PLAIT, "run", "p.agent", "-q", "--events", str(events)],
+        cwd=tmp_path,
+        env={**os.environ, "PLAIT_HOME": str(tmp_path)},
+    )
     calls = tmp_path / "calls"
     end = time.monotonic() + 30
     while time.monotonic() < end and not (calls.exists() and "3" in calls.read_text().split()):
@@ -154,11 +168,10 @@ def test_resume_keeps_finished_map_elements(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("size", [5, 100])
-def test_html_timeline_has_a_row_per_element_and_failures_show(tmp_path: Path,
-                                                             size: int) -> None:
+def test_html_timeline_has_a_row_per_element_and_failures_show(tmp_path: Path, size: int) -> None:
     import re
 
-    (tmp_path / "p.agent").write_text(f'''plan p {{
+    (tmp_path / "p.agent").write_text(f"""plan p {{
   input n: list = {list(range(size))}
   step m = for i in n: std.sleep(seconds = 0.01, value = i) {{
     optional
@@ -170,13 +183,13 @@ def test_html_timeline_has_a_row_per_element_and_failures_show(tmp_path: Path,
     tolerate 100%
   }}
 }}
-''')
+""")
     assert plait("run", "p.agent", "-q", cwd=tmp_path).returncode == 3
     rid = _run_id(tmp_path)
     assert plait("report", rid, "-o", "r.html", cwd=tmp_path).returncode == 0
     page = (tmp_path / "r.html").read_text()
-    svg = page[page.index('<svg id="timeline"'):]
-    svg = svg[:svg.index("</svg>")]
+    svg = page[page.index('<svg id="timeline"') :]
+    svg = svg[: svg.index("</svg>")]
     labels = re.findall(r'font-size="12">([^<]+)</text>', svg)
     if size == 5:
         assert labels == [f"m[{i}]" for i in range(5)] + [f"f[{i}]" for i in range(5)]

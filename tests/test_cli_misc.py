@@ -24,8 +24,17 @@ def test_a_closed_stdout_ends_quietly_without_a_traceback() -> None:
 def test_help_lists_every_command() -> None:
     out = subprocess.run([*PLAIT, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
-    for command in ("check", "compile", "graph", "run", "tools", "resume", "runs", "show",
-                    "report"):
+    for command in (
+        "check",
+        "compile",
+        "graph",
+        "run",
+        "tools",
+        "resume",
+        "runs",
+        "show",
+        "report",
+    ):
         assert f"  {command} " in out.stdout, command
 
 
@@ -37,16 +46,21 @@ def test_version() -> None:
 
 def test_run_prints_the_outputs_on_stdout_and_the_summary_on_stderr(tmp_path: Path) -> None:
     plan = tmp_path / "p.agent"
-    plan.write_text('plan p {\n  step a = std.echo(value = {n: 1, s: "x"})\n'
-                    '  step b = std.echo(value = "${a.output.s}" )\n'
-                    '  output whole = a.output\n  output text = b.output\n'
-                    '  output long = ["' + "y" * 300 + '"]\n}\n')
-    proc = subprocess.run([*PLAIT, "run", str(plan), "--journal", str(tmp_path / "j.db")],
-                          capture_output=True, text=True, timeout=60)
+    plan.write_text(
+        'plan p {\n  step a = std.echo(value = {n: 1, s: "x"})\n'
+        '  step b = std.echo(value = "${a.output.s}" )\n'
+        "  output whole = a.output\n  output text = b.output\n"
+        '  output long = ["' + "y" * 300 + '"]\n}\n'
+    )
+    proc = subprocess.run(
+        [*PLAIT, "run", str(plan), "--journal", str(tmp_path / "j.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     # stdout: the answer, whole (a string as it is, other values as compact JSON)
-    assert proc.stdout == ('whole = {"n":1,"s":"x"}\ntext = x\n'
-                           'long = ["' + "y" * 300 + '"]\n')
+    assert proc.stdout == ('whole = {"n":1,"s":"x"}\ntext = x\nlong = ["' + "y" * 300 + '"]\n')
     # stderr: progress and the summary, which does not repeat the outputs
     assert "p: succeeded in" in proc.stderr and "a: started" in proc.stderr
     assert "whole" not in proc.stderr

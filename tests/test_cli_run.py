@@ -21,7 +21,7 @@ from tests.runtime.planlib import P, R, S, T, retry
 PLAIT = [str(Path(sys.executable).parent / "plait")]
 pytestmark = pytest.mark.timeout(60)
 
-TOOLS = '''
+TOOLS = """
 import time
 import plait
 
@@ -29,7 +29,7 @@ import plait
 def block(seconds: float) -> str:
     time.sleep(seconds)
     return "done"
-'''
+"""
 
 
 def write(tmp: Path, plan: CompiledPlan, name: str = "plan.json") -> Path:
@@ -39,11 +39,13 @@ def write(tmp: Path, plan: CompiledPlan, name: str = "plan.json") -> Path:
     return path
 
 
-def plait(*args: str | Path, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def plait(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*PLAIT, *map(str, args)], capture_output=True, text=True,
-                          timeout=30, cwd=cwd, env=full_env)
+    return subprocess.run(
+        [*PLAIT, *map(str, args)], capture_output=True, text=True, timeout=30, cwd=cwd, env=full_env
+    )
 
 
 def events_of(path: Path) -> list[dict[str, Any]]:
@@ -51,13 +53,26 @@ def events_of(path: Path) -> list[dict[str, Any]]:
 
 
 def test_succeeded_run_with_json_report_and_events(tmp_path: Path) -> None:
-    plan = write(tmp_path, P(S("a", "std.echo", value=T("hi ", R("who"))),
-                             S("b", "std.flaky", fail_times=1, value=R("a.output"),
-                               retry=retry(2, 0.01)),
-                             inputs={"who": "str", "n": ("int", 1)},
-                             outputs={"reply": R("b.output")}))
-    p = plait("run", plan, "--input", "who=bob", "--json", "--report", tmp_path / "r.json",
-              "--events", tmp_path / "e.jsonl")
+    plan = write(
+        tmp_path,
+        P(
+            S("a", "std.echo", value=T("hi ", R("who"))),
+            S("b", "std.flaky", fail_times=1, value=R("a.output"), retry=retry(2, 0.01)),
+            inputs={"who": "str", "n": ("int", 1)},
+            outputs={"reply": R("b.output")},
+        ),
+    )
+    p = plait(
+        "run",
+        plan,
+        "--input",
+        "who=bob",
+        "--json",
+        "--report",
+        tmp_path / "r.json",
+        "--events",
+        tmp_path / "e.jsonl",
+    )
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     assert report["outcome"] == "succeeded" and report["outputs"] == {"reply": "hi bob"}
@@ -66,10 +81,16 @@ def test_succeeded_run_with_json_report_and_events(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r.json").read_text()) == report
     events = events_of(tmp_path / "e.jsonl")
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert {e["event"] for e in events} >= {"run_started", "step_started", "attempt_started",
-                                            "attempt_failed", "retry_scheduled",
-                                            "attempt_finished", "step_finished",
-                                            "run_finished"}
+    assert {e["event"] for e in events} >= {
+        "run_started",
+        "step_started",
+        "attempt_started",
+        "attempt_failed",
+        "retry_scheduled",
+        "attempt_finished",
+        "step_finished",
+        "run_finished",
+    }
     assert all({"seq", "ts", "run_id", "event"} <= e.keys() for e in events)
     # progress went to stderr as plain timestamped lines (not a terminal)
     assert "b: attempt 1 failed: transient" in p.stderr
@@ -77,16 +98,19 @@ def test_succeeded_run_with_json_report_and_events(tmp_path: Path) -> None:
 
 def test_exit_codes_degraded_failed_and_allow_degraded(tmp_path: Path) -> None:
     degraded = write(tmp_path, P(S("o", "std.fail", message="x", optional=True)), "d.json")
-    failed = write(tmp_path, P(S("f", "std.fail", message="broken"), S("g", "std.echo",
-                                                                      value=R("f.output"))),
-                   "f.json")
+    failed = write(
+        tmp_path,
+        P(S("f", "std.fail", message="broken"), S("g", "std.echo", value=R("f.output"))),
+        "f.json",
+    )
     assert plait("run", degraded, "-q").returncode == 3
     assert plait("run", degraded, "-q", "--allow-degraded").returncode == 0
     p = plait("run", failed, "--report", tmp_path / "r.json", "--events", tmp_path / "e.jsonl")
     assert p.returncode == 1
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["reasons"] == [{"step": "f", "status": "failed",
-                                  "why": "required step failed", "kind": "tool_error"}]
+    assert report["reasons"] == [
+        {"step": "f", "status": "failed", "why": "required step failed", "kind": "tool_error"}
+    ]
     assert report["steps"]["g"]["caused_by"] == "f"
     assert events_of(tmp_path / "e.jsonl")[-1]["outcome"] == "failed"
     assert "reason: step f: required step failed" in p.stderr
@@ -100,30 +124,42 @@ def test_quiet_silences_progress_only(tmp_path: Path) -> None:
     assert "a: started" in loud.stderr and "a: started" not in p.stderr  # no progress
     lines = p.stderr.splitlines()  # the summary stays, and nothing else
     assert lines[0].startswith("t: succeeded in ") and lines[1].split() == [
-        "a", "succeeded", "attempts=1"]
+        "a",
+        "succeeded",
+        "attempts=1",
+    ]
     assert len(lines) == 2
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--input", "nn=1"], "unknown input `nn` (did you mean `n`?)"),
-    (["--input", "n=abc"], "input `n`: 'abc' is not a valid int"),
-    ([], "missing required input `n`"),
-    (["--input", "n=1", "--input", "flag=maybe"], "input `flag`"),
-    (["--inputs", "missing.json"], "cannot read inputs file"),
-    (["--input", "n=1", "--inject", "zz=timeout"], "unknown step `zz`"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--input", "nn=1"], "unknown input `nn` (did you mean `n`?)"),
+        (["--input", "n=abc"], "input `n`: 'abc' is not a valid int"),
+        ([], "missing required input `n`"),
+        (["--input", "n=1", "--input", "flag=maybe"], "input `flag`"),
+        (["--inputs", "missing.json"], "cannot read inputs file"),
+        (["--input", "n=1", "--inject", "zz=timeout"], "unknown step `zz`"),
+    ],
+)
 def test_bad_inputs_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    plan = write(tmp_path, P(S("a", "std.echo", value=R("n")),
-                             inputs={"n": "int", "flag": ("bool", False)}))
+    plan = write(
+        tmp_path, P(S("a", "std.echo", value=R("n")), inputs={"n": "int", "flag": ("bool", False)})
+    )
     p = plait("run", plan, *args, cwd=tmp_path)
     assert p.returncode == 2
     assert message in p.stderr and "Traceback" not in p.stderr
 
 
 def test_inputs_file_and_input_wins(tmp_path: Path) -> None:
-    plan = write(tmp_path, P(S("a", "std.echo", value=[R("n"), R("flag")]),
-                             inputs={"n": "int", "flag": ("bool", False)},
-                             outputs={"v": R("a.output")}))
+    plan = write(
+        tmp_path,
+        P(
+            S("a", "std.echo", value=[R("n"), R("flag")]),
+            inputs={"n": "int", "flag": ("bool", False)},
+            outputs={"v": R("a.output")},
+        ),
+    )
     (tmp_path / "in.json").write_text('{"n": 1, "flag": true}')
     p = plait("run", plan, "--inputs", tmp_path / "in.json", "--input", "n=5", "--json", "-q")
     assert json.loads(p.stdout)["outputs"]["v"] == [5, True]
@@ -137,8 +173,9 @@ def test_missing_plan_file_exit_2(tmp_path: Path) -> None:
 def test_missing_env_exit_2_naming_variable_and_step(tmp_path: Path) -> None:
     plan = write(tmp_path, P(S("a", "std.echo", value=R("env.PLAIT_TEST_UNSET"))))
     env = {k: v for k, v in os.environ.items() if k != "PLAIT_TEST_UNSET"}
-    p = subprocess.run([*PLAIT, "run", str(plan)], capture_output=True, text=True, env=env,
-                       timeout=30)
+    p = subprocess.run(
+        [*PLAIT, "run", str(plan)], capture_output=True, text=True, env=env, timeout=30
+    )
     assert p.returncode == 2
     assert "PLAIT_TEST_UNSET is not set (read by step `a`)" in p.stderr
 
@@ -147,13 +184,22 @@ def test_short_secret_warns(tmp_path: Path) -> None:
     plan = write(tmp_path, P(S("a", "std.echo", value=R("env.PLAIT_TEST_SHORT"))))
     p = plait("run", plan, "-q", env={"PLAIT_TEST_SHORT": "ab"})
     assert "warning: env.PLAIT_TEST_SHORT is shorter than 4 characters and is not masked" in (
-        p.stderr)
+        p.stderr
+    )
 
 
 def test_inject_marks_events(tmp_path: Path) -> None:
     plan = write(tmp_path, P(S("a", "std.echo", value=1, retry=retry(2, 0.0))))
-    p = plait("run", plan, "--inject", "a=rate_limited:2", "-q", "--json",
-              "--events", tmp_path / "e.jsonl")
+    p = plait(
+        "run",
+        plan,
+        "--inject",
+        "a=rate_limited:2",
+        "-q",
+        "--json",
+        "--events",
+        tmp_path / "e.jsonl",
+    )
     assert p.returncode == 0
     assert json.loads(p.stdout)["steps"]["a"]["attempts"] == 3
     failed = [e for e in events_of(tmp_path / "e.jsonl") if e["event"] == "attempt_failed"]
@@ -162,9 +208,12 @@ def test_inject_marks_events(tmp_path: Path) -> None:
 
 def _start_and_wait(tmp_path: Path, plan: Path) -> tuple[subprocess.Popen[str], Path]:
     events = tmp_path / "e.jsonl"
-    proc = subprocess.Popen([*PLAIT, "run", str(plan), "--events", str(events), "--report",
-                             str(tmp_path / "r.json")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*PLAIT, "run", str(plan), "--events", str(events), "--report", str(tmp_path / "r.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if events.exists() and '"attempt_started"' in events.read_text():
@@ -178,8 +227,12 @@ def _start_and_wait(tmp_path: Path, plan: Path) -> tuple[subprocess.Popen[str], 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_cancels_writes_report_and_exits(tmp_path: Path, signum: int, code: int) -> None:
     (tmp_path / "tools.py").write_text(TOOLS)
-    plan = P(S("slow", "std.sleep", seconds=30), S("stuck", "slow.block", seconds=30),
-             S("next", "std.echo", value=R("slow.output")), outputs={"o": R("slow.output")})
+    plan = P(
+        S("slow", "std.sleep", seconds=30),
+        S("stuck", "slow.block", seconds=30),
+        S("next", "std.echo", value=R("slow.output")),
+        outputs={"o": R("slow.output")},
+    )
     plan.uses.append(Use(target="./tools.py"))
     proc, events = _start_and_wait(tmp_path, write(tmp_path, plan))
     time.sleep(0.2)
@@ -191,7 +244,10 @@ def test_signal_cancels_writes_report_and_exits(tmp_path: Path, signum: int, cod
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["cancelled_by"] == "signal" and report["outcome"] == "failed"
     assert {n: s["status"] for n, s in report["steps"].items()} == {
-        "slow": "cancelled", "stuck": "cancelled", "next": "cancelled"}
+        "slow": "cancelled",
+        "stuck": "cancelled",
+        "next": "cancelled",
+    }
     assert report["outputs"] == {"o": None}
     lines = events_of(events)
     assert lines[-1]["event"] == "run_finished"
@@ -207,7 +263,7 @@ def test_deadline_run_exit_1_and_report(tmp_path: Path) -> None:
     assert report["steps"]["slow"]["error"]["kind"] == "cancelled"
 
 
-AGENT = '''
+AGENT = """
 plan triage "exercise the runtime from plan text" {
   input ticket: str
   input urgency: int = 1
@@ -244,14 +300,23 @@ plan triage "exercise the runtime from plan text" {
   output category = classify.output.category
   output missing = history.output.body
 }
-'''
+"""
 
 
 def test_agent_plan_end_to_end(tmp_path: Path) -> None:
     path = tmp_path / "triage.agent"
     path.write_text(AGENT)
-    p = plait("run", path, "--input", "ticket=T-1", "--json", "--seed", "3",
-              "--events", tmp_path / "e.jsonl")
+    p = plait(
+        "run",
+        path,
+        "--input",
+        "ticket=T-1",
+        "--json",
+        "--seed",
+        "3",
+        "--events",
+        tmp_path / "e.jsonl",
+    )
     assert p.returncode == 3, p.stderr
     r = json.loads(p.stdout)
     steps = r["steps"]
@@ -270,9 +335,11 @@ def test_agent_plan_end_to_end(tmp_path: Path) -> None:
     assert each["elements"]["errors"][0]["index"] == 1
     assert r["outputs"] == {"reply": "reply to T-1: other", "category": "other", "missing": None}
     whys = [(x.get("step") or x.get("output"), x["why"]) for x in r["reasons"]]
-    assert whys == [("classify", "recovered by its default"),
-                    ("history", "optional step failed"),
-                    ("each", "1 map element(s) failed within tolerance"),
-                    ("missing", whys[-1][1])]
+    assert whys == [
+        ("classify", "recovered by its default"),
+        ("history", "optional step failed"),
+        ("each", "1 map element(s) failed within tolerance"),
+        ("missing", whys[-1][1]),
+    ]
     assert "history" in whys[-1][1]
     assert r["plan_sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()

@@ -21,8 +21,14 @@ PLAN = """plan ask {
 
 
 def plait(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plait", *map(str, args)], cwd=cwd,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "plait", *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_usage_in_report_show_and_html(tmp_path: Path) -> None:
@@ -50,11 +56,14 @@ def test_usage_in_report_show_and_html(tmp_path: Path) -> None:
     run_id = report["run_id"]
     shown = plait("show", run_id, "--journal", journal, cwd=tmp_path, env={})
     assert shown.returncode == 0, shown.stderr
-    assert (f"llm first: model m-env, 1 request(s), tokens {first['prompt_tokens']} prompt + "
-            f"{completion} completion = {first['total_tokens']}") in shown.stdout
+    assert (
+        f"llm first: model m-env, 1 request(s), tokens {first['prompt_tokens']} prompt + "
+        f"{completion} completion = {first['total_tokens']}"
+    ) in shown.stdout
     assert "llm total: model m-env, m-explicit, 2 request(s)" in shown.stdout
-    shown_json = json.loads(plait("show", run_id, "--json", "--journal", journal, cwd=tmp_path,
-                                  env={}).stdout)
+    shown_json = json.loads(
+        plait("show", run_id, "--json", "--journal", journal, cwd=tmp_path, env={}).stdout
+    )
     assert shown_json["usage"] == report["usage"]
 
     page = tmp_path / "run.html"

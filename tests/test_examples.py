@@ -31,10 +31,18 @@ EXPECTED: dict[str, tuple[list[str], str, int]] = {
 
 
 def run_example(name: str, *args: str) -> tuple[int, dict[str, Any], str]:
-    env = {**os.environ, "PLAIT_LLM_PROVIDER": "scripted:triage.rules.yaml",
-           "PLAIT_HOME": JOURNAL_HOME}
-    proc = subprocess.run([*PLAIT, "run", str(EXAMPLES / name), "--json", "--quiet", *args],
-                          capture_output=True, text=True, env=env, timeout=60)
+    env = {
+        **os.environ,
+        "PLAIT_LLM_PROVIDER": "scripted:triage.rules.yaml",
+        "PLAIT_HOME": JOURNAL_HOME,
+    }
+    proc = subprocess.run(
+        [*PLAIT, "run", str(EXAMPLES / name), "--json", "--quiet", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
 
@@ -44,8 +52,12 @@ def test_every_example_is_listed() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_checks_cleanly(name: str) -> None:
-    proc = subprocess.run([*PLAIT, "check", "--strict", str(EXAMPLES / name)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*PLAIT, "check", "--strict", str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok: ")
 
@@ -107,7 +119,9 @@ def test_python_tools_outputs() -> None:
     assert report["outputs"]["words"] == 3
     assert report["outputs"]["tagged"] == "resilient-agents-plainly #agents #reliability"
     assert json.loads(report["outputs"]["json"]) == {
-        "title": "Resilient Agents, Plainly", "words": 3}
+        "title": "Resilient Agents, Plainly",
+        "words": 3,
+    }
 
 
 def test_deadline_cancels_cleanly() -> None:
@@ -127,8 +141,7 @@ def test_review_loop_stops_when_the_reviewer_approves() -> None:
     assert report["outputs"]["final"].startswith("v3: ")
     loop = report["steps"]["review"]
     assert (loop["status"], loop["attempts"], loop["loop"]["max"]) == ("succeeded", 3, 4)
-    assert [r["status"] for r in report["steps"]["critique"]["per_iteration"]] == [
-        "succeeded"] * 3
+    assert [r["status"] for r in report["steps"]["critique"]["per_iteration"]] == ["succeeded"] * 3
 
 
 def test_react_agent_recovers_from_a_flaky_tool_and_an_open_breaker(tmp_path: Path) -> None:
@@ -137,17 +150,25 @@ def test_react_agent_recovers_from_a_flaky_tool_and_an_open_breaker(tmp_path: Pa
     assert code == 0
     step = report["steps"]["answer"]
     assert step["turns"] == 3
-    assert step["tool_calls"] == {"search": {"calls": 1, "failures": 0},
-                                  "weather": {"calls": 2, "failures": 2},
-                                  "tools.calc": {"calls": 1, "failures": 0}}
-    finished = [json.loads(line) for line in events.read_text().splitlines()
-                if '"tool_call_finished"' in line]
-    outcome = {(e["turn"], e["tool"]): (e["status"], e["attempts"], e.get("kind"))
-               for e in finished}
-    assert outcome == {(1, "search"): ("succeeded", 3, None),  # failed twice, then retried
-                       (1, "weather"): ("failed", 1, "transient"),
-                       (2, "weather"): ("failed", 1, "breaker_open"),
-                       (2, "tools.calc"): ("succeeded", 1, None)}
+    assert step["tool_calls"] == {
+        "search": {"calls": 1, "failures": 0},
+        "weather": {"calls": 2, "failures": 2},
+        "tools.calc": {"calls": 1, "failures": 0},
+    }
+    finished = [
+        json.loads(line)
+        for line in events.read_text().splitlines()
+        if '"tool_call_finished"' in line
+    ]
+    outcome = {
+        (e["turn"], e["tool"]): (e["status"], e["attempts"], e.get("kind")) for e in finished
+    }
+    assert outcome == {
+        (1, "search"): ("succeeded", 3, None),  # failed twice, then retried
+        (1, "weather"): ("failed", 1, "transient"),
+        (2, "weather"): ("failed", 1, "breaker_open"),
+        (2, "tools.calc"): ("succeeded", 1, None),
+    }
     assert "1,418,000" in report["outputs"]["answer"]
 
 
@@ -162,5 +183,6 @@ def test_inventory_redecides_a_stale_reservation_and_undoes_the_unpaid_one() -> 
     assert steps[redecided[0]]["redecisions"][0]["rerun"] == [f"read_{agent}", f"plan_{agent}"]
     assert steps[f"read_{agent}"]["executions"] == 2
     assert [(c["step"], c["compensation"], c["status"]) for c in report["compensations"]] == [
-        ("reserve_b", "release_b", "succeeded")]
+        ("reserve_b", "release_b", "succeeded")
+    ]
     assert json.loads((EXAMPLES / "inventory.json").read_text()) == {"widgets": 7}

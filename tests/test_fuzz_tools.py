@@ -33,43 +33,60 @@ EXAMPLES = int(os.environ.get("PLAIT_FUZZ_EXAMPLES", "20"))
 pytestmark = pytest.mark.timeout(600)
 
 RAISED_KIND = {
-    "value_error": "tool_error", "key_error": "tool_error", "stop_iteration": "tool_error",
-    "system_exit": "tool_error", "keyboard_interrupt": "tool_error",
-    "generator_exit": "tool_error", "odd_base": "tool_error", "recursion": "tool_error",
-    "transient": "transient", "permanent": "permanent", "timeout": "timeout",
-    "rate_limited": "rate_limited", "invalid_output": "invalid_output",
+    "value_error": "tool_error",
+    "key_error": "tool_error",
+    "stop_iteration": "tool_error",
+    "system_exit": "tool_error",
+    "keyboard_interrupt": "tool_error",
+    "generator_exit": "tool_error",
+    "odd_base": "tool_error",
+    "recursion": "tool_error",
+    "transient": "transient",
+    "permanent": "permanent",
+    "timeout": "timeout",
+    "rate_limited": "rate_limited",
+    "invalid_output": "invalid_output",
 }
-GOOD_VALUES = ["json", "tuple", "set", "generator", "datetime", "decimal", "dataclass",
-               "bytes_ok"]
+GOOD_VALUES = ["json", "tuple", "set", "generator", "datetime", "decimal", "dataclass", "bytes_ok"]
 BAD_VALUES = ["bytes_bad", "object", "cycle", "nan", "huge"]
 NOT_RETRIED = {"permanent"}
 LIMIT = 1000  # the steps' max_output: "huge" is over it
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
-    max_leaves=6)
-
-actions = st.one_of(
-    st.builds(lambda k, d: {"do": "value", "kind": k, "data": d},
-              st.sampled_from(GOOD_VALUES + BAD_VALUES), st.lists(st.integers(0, 9),
-                                                                  max_size=4)),
-    st.builds(lambda d: {"do": "value", "kind": "json", "data": d}, json_values),
-    st.builds(lambda e: {"do": "raise", "exc": e}, st.sampled_from(sorted(RAISED_KIND))),
-    st.builds(lambda s, p: {"do": "sleep", "seconds": s, "polite": p},
-              st.sampled_from([0.0, 0.02, 0.5]), st.booleans()),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
 )
 
-steps = st.fixed_dictionaries({
-    "tool": st.sampled_from(["fuzz.sync", "fuzz.async", "fuzz.sync", "fuzz.async",
-                             "fuzz.process"]),
-    "action": actions,
-    "retries": st.integers(0, 2),
-    "elements": st.sampled_from([None, None, 1, 3]),
-    "optional": st.booleans(),
-    "fallback": st.booleans(),
-})
+actions = st.one_of(
+    st.builds(
+        lambda k, d: {"do": "value", "kind": k, "data": d},
+        st.sampled_from(GOOD_VALUES + BAD_VALUES),
+        st.lists(st.integers(0, 9), max_size=4),
+    ),
+    st.builds(lambda d: {"do": "value", "kind": "json", "data": d}, json_values),
+    st.builds(lambda e: {"do": "raise", "exc": e}, st.sampled_from(sorted(RAISED_KIND))),
+    st.builds(
+        lambda s, p: {"do": "sleep", "seconds": s, "polite": p},
+        st.sampled_from([0.0, 0.02, 0.5]),
+        st.booleans(),
+    ),
+)
+
+steps = st.fixed_dictionaries(
+    {
+        "tool": st.sampled_from(
+            ["fuzz.sync", "fuzz.async", "fuzz.sync", "fuzz.async", "fuzz.process"]
+        ),
+        "action": actions,
+        "retries": st.integers(0, 2),
+        "elements": st.sampled_from([None, None, 1, 3]),
+        "optional": st.booleans(),
+        "fallback": st.booleans(),
+    }
+)
 
 
 def expected(case: dict[str, Any]) -> tuple[str, str | None]:
@@ -91,18 +108,21 @@ def build_plan(cases: list[dict[str, Any]]) -> Any:
     for i, case in enumerate(cases):
         timeout = 3.0 if case["tool"] == "fuzz.process" else 0.2
         policy: dict[str, Any] = {
-            "timeout_s": timeout, "optional": case["optional"], "max_output": LIMIT,
-            "retry": retry(case["retries"]) if case["retries"] else None}
+            "timeout_s": timeout,
+            "optional": case["optional"],
+            "max_output": LIMIT,
+            "retry": retry(case["retries"]) if case["retries"] else None,
+        }
         action = dict(case["action"])
-        if case["tool"] == "fuzz.process" and action["do"] == "sleep" and \
-                action["seconds"] > 0.2:
+        if case["tool"] == "fuzz.process" and action["do"] == "sleep" and action["seconds"] > 0.2:
             action["seconds"] = 30  # past the worker's timeout: it is killed
         if case["fallback"]:
             policy["fallback"] = [f"fb{i}"]
         step = S(f"s{i}", case["tool"], spec=action, **policy)
         if case["elements"] is not None:
-            step = step.model_copy(update={"map": MapSpec(
-                var="x", over=L(list(range(case["elements"]))))})
+            step = step.model_copy(
+                update={"map": MapSpec(var="x", over=L(list(range(case["elements"]))))}
+            )
         made.append(step)
         if case["fallback"]:
             made.append(S(f"fb{i}", "std.echo", value="fallback"))
@@ -131,12 +151,20 @@ def _settle(check: Any, seconds: float = 5.0) -> Any:
     return value
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(cases=st.lists(steps, min_size=1, max_size=4))
-def test_any_tool_behaviour_ends_as_an_outcome(tmp_path_factory: pytest.TempPathFactory,
-                                               cases: list[dict[str, Any]]) -> None:
+def test_any_tool_behaviour_ends_as_an_outcome(
+    tmp_path_factory: pytest.TempPathFactory, cases: list[dict[str, Any]]
+) -> None:
     journal = tmp_path_factory.mktemp("fuzz") / "journal.db"
     plan = build_plan(cases)
     threads_before = threading.active_count()
@@ -148,9 +176,13 @@ def test_any_tool_behaviour_ends_as_an_outcome(tmp_path_factory: pytest.TempPath
 
     report = asyncio.run(run())
     # a tool holding the event loop stops every clock: another step may time out meanwhile
-    blocking = any(c["tool"] == "fuzz.async" and c["action"]["do"] == "sleep"
-                   and not c["action"]["polite"] and c["action"]["seconds"] > 0.2
-                   for c in cases)
+    blocking = any(
+        c["tool"] == "fuzz.async"
+        and c["action"]["do"] == "sleep"
+        and not c["action"]["polite"]
+        and c["action"]["seconds"] > 0.2
+        for c in cases
+    )
     for i, case in enumerate(cases):
         status, kind = expected(case)
         got = report.steps[f"s{i}"]
@@ -166,5 +198,6 @@ def test_any_tool_behaviour_ends_as_an_outcome(tmp_path_factory: pytest.TempPath
     assert not _settle(_children)
     again = RunSession.resume(report.run_id, journal=journal).run_sync()
     assert again.outcome == report.outcome
-    assert {n: s.status for n, s in again.steps.items()} == \
-        {n: s.status for n, s in report.steps.items()}
+    assert {n: s.status for n, s in again.steps.items()} == {
+        n: s.status for n, s in report.steps.items()
+    }

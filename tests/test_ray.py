@@ -28,7 +28,9 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(180)
 
 # the batch tests' t.call (it notes each call in calls.log), plus CPU-bound tools
-TOOLS = BATCH_TOOLS + '''
+TOOLS = (
+    BATCH_TOOLS
+    + """
 @plait.tool(name="cpu.burn")
 def burn(n: int) -> dict:
     x = 0
@@ -49,14 +51,14 @@ def shape() -> object:
 @plait.tool(name="data.read")
 def read(name: str) -> str:
     return (Path(__file__).parent / name).read_text()
-'''
+"""
+)
 
 
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """One local Ray for the session (on loopback), shut down at the end."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             namespace="plait-tests")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="plait-tests")
     try:
         # ray.init put its auth settings in os.environ: the subprocesses inherit them
         yield str(ray.get_runtime_context().gcs_address)
@@ -65,14 +67,24 @@ def ray_address() -> Iterator[str]:
 
 
 def ray_plan(tmp: Path, body: str) -> Path:
-    plan = write_plan(tmp, "plan p {\n  use \"./tools.py\"\n" + body + "}\n")
+    plan = write_plan(tmp, 'plan p {\n  use "./tools.py"\n' + body + "}\n")
     (tmp / "tools.py").write_text(TOOLS)
     return plan
 
 
 def run_json(plan: Path, address: str, *args: str) -> tuple[int, dict[str, Any], str]:
-    p = plait("run", plan, "--executor", "ray", "--address", address, "--json", "--quiet",
-              *args, timeout=150)
+    p = plait(
+        "run",
+        plan,
+        "--executor",
+        "ray",
+        "--address",
+        address,
+        "--json",
+        "--quiet",
+        *args,
+        timeout=150,
+    )
     assert "Traceback" not in p.stderr, p.stderr
     return p.returncode, json.loads(p.stdout) if p.stdout.strip() else {}, p.stderr
 
@@ -86,12 +98,15 @@ def alive(pid: int) -> bool:
 
 
 def test_cpu_bound_tools_run_as_ray_tasks(tmp_path: Path, ray_address: str) -> None:
-    plan = ray_plan(tmp_path, '''
+    plan = ray_plan(
+        tmp_path,
+        """
   step work = for i in [1, 2, 3, 4]: cpu.burn(n = 300000)
   step again = std.flaky(fail_times = 2, value = "third time") { retry 3 backoff 10ms }
   output results = work.output
   output again = again.output
-''')
+""",
+    )
     code, report, err = run_json(plan, ray_address)
     assert code == 0, err
     results = report["outputs"]["results"]
@@ -102,10 +117,13 @@ def test_cpu_bound_tools_run_as_ray_tasks(tmp_path: Path, ray_address: str) -> N
     assert report["steps"]["again"]["attempts"] == 3
 
 
-def test_a_timeout_kills_a_sync_tool_and_bad_outputs_are_invalid(tmp_path: Path,
-                                                                 ray_address: str) -> None:
+def test_a_timeout_kills_a_sync_tool_and_bad_outputs_are_invalid(
+    tmp_path: Path, ray_address: str
+) -> None:
     pidfile = tmp_path / "spin.pid"
-    plan = ray_plan(tmp_path, f'''
+    plan = ray_plan(
+        tmp_path,
+        f'''
   step spin = cpu.spin(pidfile = "{pidfile}") {{
     timeout 3s
     optional
@@ -113,7 +131,8 @@ def test_a_timeout_kills_a_sync_tool_and_bad_outputs_are_invalid(tmp_path: Path,
   step shape = cpu.shape() {{ optional }}
   step text = data.read(name = "data.txt")
   output text = text.output
-''')
+''',
+    )
     (tmp_path / "data.txt").write_text("read on a worker")
     code, report, err = run_json(plan, ray_address)
     assert code == 3, err  # degraded: the optional steps failed
@@ -129,14 +148,14 @@ def test_a_timeout_kills_a_sync_tool_and_bad_outputs_are_invalid(tmp_path: Path,
     assert not alive(pid), "the worker spinning past its timeout was not killed"
 
 
-RATED = '''
+RATED = """
   input n: int
   resource api {
     rate 4/s
   }
   step a = t.call(n = n) { uses api }
   output out = a.output
-'''
+"""
 
 
 def test_a_rate_limit_holds_across_ray_workers(tmp_path: Path, ray_address: str) -> None:
@@ -155,8 +174,9 @@ def test_a_rate_limit_holds_across_ray_workers(tmp_path: Path, ray_address: str)
     finally:
         lines.close()
     assert summary.overall["succeeded"] == 16
-    assert sorted(r["outputs"]["out"] for r in records(tmp_path / "out.jsonl")) == \
-        [2 * i for i in range(16)]
+    assert sorted(r["outputs"]["out"] for r in records(tmp_path / "out.jsonl")) == [
+        2 * i for i in range(16)
+    ]
     seen = calls(tmp_path)
     assert len({pid for _ts, pid, _n in seen}) == 2  # both workers ran lines
     assert len(grants) == 16
@@ -169,18 +189,36 @@ def test_a_rate_limit_holds_across_ray_workers(tmp_path: Path, ray_address: str)
 
 
 def test_one_breaker_for_every_worker(tmp_path: Path, ray_address: str) -> None:
-    plan = ray_plan(tmp_path, '''
+    plan = ray_plan(
+        tmp_path,
+        """
   input n: int
   resource api {
     breaker after 3 failures cooldown 60s
   }
   step a = t.call(n = n, fail = true, sleep = 0.2) { uses api }
   output out = a.output ?? "none"
-''')
+""",
+    )
     inputs = write_lines(tmp_path, [{"n": i} for i in range(12)])
-    p = plait("batch", plan, "--inputs", inputs, "-o", tmp_path / "out.jsonl", "--executor",
-              "ray", "--address", ray_address, "--workers", "2", "--concurrency", "2",
-              "--json", timeout=150)
+    p = plait(
+        "batch",
+        plan,
+        "--inputs",
+        inputs,
+        "-o",
+        tmp_path / "out.jsonl",
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+        "--workers",
+        "2",
+        "--concurrency",
+        "2",
+        "--json",
+        timeout=150,
+    )
     assert p.returncode == 1, p.stderr
     recs = records(tmp_path / "out.jsonl")
     kinds = [r["reasons"][0]["kind"] for r in recs]
@@ -190,17 +228,35 @@ def test_one_breaker_for_every_worker(tmp_path: Path, ray_address: str) -> None:
 
 
 def test_a_ray_batch_interrupted_and_resumed_loses_and_repeats_no_line(
-        tmp_path: Path, ray_address: str) -> None:
-    plan = ray_plan(tmp_path, '''
+    tmp_path: Path, ray_address: str
+) -> None:
+    plan = ray_plan(
+        tmp_path,
+        """
   input n: int
   step a = t.call(n = n, sleep = 0.3)
   output out = a.output
-''')
+""",
+    )
     inputs = write_lines(tmp_path, [{"n": i} for i in range(30)])
     out = tmp_path / "out.jsonl"
-    args = [*PLAIT, "batch", str(plan), "--inputs", str(inputs), "-o", str(out),
-            "--executor", "ray", "--address", ray_address, "--workers", "2",
-            "--concurrency", "4"]
+    args = [
+        *PLAIT,
+        "batch",
+        str(plan),
+        "--inputs",
+        str(inputs),
+        "-o",
+        str(out),
+        "--executor",
+        "ray",
+        "--address",
+        ray_address,
+        "--workers",
+        "2",
+        "--concurrency",
+        "4",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -219,28 +275,39 @@ def test_a_ray_batch_interrupted_and_resumed_loses_and_repeats_no_line(
     assert all(r["outputs"]["out"] == 2 * (r["line"] - 1) for r in recs)
 
 
-def test_a_ray_batch_gives_the_same_lines_as_a_local_one(tmp_path: Path,
-                                                         ray_address: str) -> None:
-    plan = ray_plan(tmp_path, '''
+def test_a_ray_batch_gives_the_same_lines_as_a_local_one(tmp_path: Path, ray_address: str) -> None:
+    plan = ray_plan(
+        tmp_path,
+        """
   input n: int
   input fail: bool = false
   step a = t.call(n = n, fail = fail) { optional }
   step b = std.flaky(fail_times = 1, value = n) { retry 1 backoff 0ms }
   output doubled = a.output
   output n = b.output
-''')
-    inputs = write_lines(tmp_path, [{"n": 1}, {"n": 2, "fail": True}, "{broken", {"n": "x"},
-                                    {"n": 5}])
+""",
+    )
+    inputs = write_lines(
+        tmp_path, [{"n": 1}, {"n": 2, "fail": True}, "{broken", {"n": "x"}, {"n": 5}]
+    )
     outs = {}
-    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--address",
-                                                 ray_address, "--workers", "2"])):
+    for name, extra in (
+        ("local", []),
+        ("ray", ["--executor", "ray", "--address", ray_address, "--workers", "2"]),
+    ):
         out = tmp_path / f"{name}.jsonl"
-        p = plait("batch", plan, "--inputs", inputs, "-o", out, "--quiet", *extra,
-                  timeout=150)
+        p = plait("batch", plan, "--inputs", inputs, "-o", out, "--quiet", *extra, timeout=150)
         assert p.returncode == 1, p.stderr
-        outs[name] = sorted(({k: v for k, v in r.items() if k != "run_id"}
-                             for r in records(out)), key=lambda r: r["line"])
+        outs[name] = sorted(
+            ({k: v for k, v in r.items() if k != "run_id"} for r in records(out)),
+            key=lambda r: r["line"],
+        )
     assert outs["ray"] == outs["local"]
-    assert [r["outcome"] for r in outs["ray"]] == ["succeeded", "degraded", "failed",
-                                                   "failed", "succeeded"]
+    assert [r["outcome"] for r in outs["ray"]] == [
+        "succeeded",
+        "degraded",
+        "failed",
+        "failed",
+        "succeeded",
+    ]
     assert outs["ray"][1]["reasons"][0]["kind"] == "transient"

@@ -26,23 +26,49 @@ def test_every_agent_block_of_the_reference_checks(tmp_path: Path) -> None:
         path = tmp_path / f"block{i + 1}.agent"
         path.write_text(text, encoding="utf-8")
         paths.append(str(path))
-    proc = subprocess.run([sys.executable, "-m", "plait", "check", "--strict", *paths],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "plait", "check", "--strict", *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("ok: ") == len(blocks)
 
 
 def test_the_reference_covers_each_topic() -> None:
     text = REFERENCE.read_text(encoding="utf-8")
-    for heading in ("Files and lexical rules", "Plan items", "Policies", "Retry timing",
-                    "Fallback, default, optional", "Trigger rules", "Map steps", "Resources",
-                    "Expressions", "Outcomes and exit codes", "The run report", "Events",
-                    "Standard library", "The scripted LLM", "The journal"):
+    for heading in (
+        "Files and lexical rules",
+        "Plan items",
+        "Policies",
+        "Retry timing",
+        "Fallback, default, optional",
+        "Trigger rules",
+        "Map steps",
+        "Resources",
+        "Expressions",
+        "Outcomes and exit codes",
+        "The run report",
+        "Events",
+        "Standard library",
+        "The scripted LLM",
+        "The journal",
+    ):
         assert f"\n## {heading}\n" in text, heading
-    for word in ("d_k = min(MAX, BACKOFF * FACTOR^(k-1))", "upstream_skipped",
-                 "trigger_not_met", "not_needed", "retry_after", "times", "PLAIT_HOME",
-                 "--prune", "Acquisition order"):
+    for word in (
+        "d_k = min(MAX, BACKOFF * FACTOR^(k-1))",
+        "upstream_skipped",
+        "trigger_not_met",
+        "not_needed",
+        "retry_after",
+        "times",
+        "PLAIT_HOME",
+        "--prune",
+        "Acquisition order",
+    ):
         assert word in text, word
 
 

@@ -39,10 +39,12 @@ def _plan() -> CompiledPlan:
 
 def _run(runner: Runner, stop_after: str | None = None) -> Any:
     if stop_after is not None:
+
         def stopper(event: Any) -> None:
             if event.event == "step_finished" and event.step == stop_after:
                 assert runner.run_obj is not None
                 runner.run_obj.stop("signal")
+
         runner.sinks.append(stopper)
     return asyncio.run(runner.run())
 
@@ -83,9 +85,12 @@ def _no_file(path: str) -> Any:
 
 
 def test_kept_steps_drop_what_depends_on_unfinished_work() -> None:
-    plan = P(S("a", "std.echo", value=1), S("b", "std.echo", value=R("a.output")),
-             S("c", "std.echo", value=R("b.output"), fallback=["fb"]),
-             S("fb", "std.echo", value=2))
+    plan = P(
+        S("a", "std.echo", value=1),
+        S("b", "std.echo", value=R("a.output")),
+        S("c", "std.echo", value=R("b.output"), fallback=["fb"]),
+        S("fb", "std.echo", value=2),
+    )
     finished = {
         "a": {"status": "cancelled"},  # cancelled: runs again
         "b": {"status": "skipped", "reason": "upstream_failed"},  # decided by a: runs again

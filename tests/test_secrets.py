@@ -32,6 +32,7 @@ def server() -> Iterator[TestServer]:
     with TestServer() as srv:
         yield srv
 
+
 TOOLS = '''
 import json
 from urllib.parse import quote, quote_plus
@@ -53,7 +54,7 @@ def emit(ctx: plait.ToolContext, token: str) -> dict:
     return {"echo": token, "r": repr(token), "j": json.dumps(token)}
 '''
 
-PLAN = '''plan leak {
+PLAN = """plan leak {
   use "./leaky.py"
   input key: secret
   input base: str
@@ -69,14 +70,22 @@ PLAN = '''plan leak {
   output e = emitter.output
   output bad = args.output[key]
 }
-'''
+"""
 
 
 def _forms(secret: str) -> set[str]:
     """Every way the secret may be written into the text plait produces."""
-    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-             repr(secret)[1:-1], quote(secret, safe=""), quote(secret), quote_plus(secret),
-             html.escape(secret), html.escape(secret, quote=False)}
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        html.escape(secret),
+        html.escape(secret, quote=False),
+    }
     forms |= {json.dumps(f)[1:-1] for f in list(forms)}  # escaped again inside JSON text
     return forms
 
@@ -86,8 +95,14 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 
 
 def _plait(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plait", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "plait", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def _journal_display_text(db: Path) -> str:
@@ -103,8 +118,11 @@ def _journal_display_text(db: Path) -> str:
             cursor = conn.execute(f"SELECT * FROM {table}")
             columns = [c[0] for c in cursor.description]
             for row in cursor:
-                texts.extend(str(v) for c, v in zip(columns, row, strict=True)
-                             if not (table == "runs" and c == "raw_inputs"))
+                texts.extend(
+                    str(v)
+                    for c, v in zip(columns, row, strict=True)
+                    if not (table == "runs" and c == "raw_inputs")
+                )
     return "\n".join(texts)
 
 
@@ -115,26 +133,44 @@ def _check_no_leak(secret: str, server: TestServer) -> None:
         folder = Path(tmp)
         (folder / "leaky.py").write_text(TOOLS)
         (folder / "leak.agent").write_text(PLAN)
-        env = {**os.environ, "PLAIT_TEST_SECRET": env_secret, "NO_COLOR": "1",
-               "PLAIT_HOME": str(folder)}
+        env = {
+            **os.environ,
+            "PLAIT_TEST_SECRET": env_secret,
+            "NO_COLOR": "1",
+            "PLAIT_HOME": str(folder),
+        }
         env.pop("OTEL_TRACES_EXPORTER", None)
-        run = _plait("run", "leak.agent", "--input", f"key={secret}", "--input",
-                     f"base={server.base}", "--json", "--report", "report.json",
-                     "--events", "events.jsonl", "--trace", "console",
-                     "--journal", "journal.db", env=env, cwd=folder)
+        run = _plait(
+            "run",
+            "leak.agent",
+            "--input",
+            f"key={secret}",
+            "--input",
+            f"base={server.base}",
+            "--json",
+            "--report",
+            "report.json",
+            "--events",
+            "events.jsonl",
+            "--trace",
+            "console",
+            "--journal",
+            "journal.db",
+            env=env,
+            cwd=folder,
+        )
         assert run.returncode == 3, run.stderr  # degraded: optional failures, tolerated map
         report = json.loads((folder / "report.json").read_text())
         run_id = report["run_id"]
         assert "trace_id" in run.stderr  # the OTel spans (console: on stderr)
-        emitted = [json.loads(line) for line in (folder / "events.jsonl").read_text()
-                   .splitlines()]
+        emitted = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
         assert any(e["event"] == "tool_event" and e["tool_event"] == "leak" for e in emitted)
         assert report["steps"]["each"]["elements"]["errors"]  # a map element error travelled
-        show_json = _plait("show", run_id, "--json", "--journal", "journal.db", env=env,
-                           cwd=folder)
+        show_json = _plait("show", run_id, "--json", "--journal", "journal.db", env=env, cwd=folder)
         show_text = _plait("show", run_id, "--journal", "journal.db", env=env, cwd=folder)
-        html_out = _plait("report", run_id, "-o", "report.html", "--journal", "journal.db",
-                          env=env, cwd=folder)
+        html_out = _plait(
+            "report", run_id, "-o", "report.html", "--journal", "journal.db", env=env, cwd=folder
+        )
         assert show_json.returncode == show_text.returncode == html_out.returncode == 0
         places = {
             "run stdout (--json report)": run.stdout,
@@ -157,8 +193,12 @@ PRINTABLE = st.text(st.sampled_from(string.printable), min_size=4, max_size=16)
 # Each example is four `plait` processes: few examples, no shrinking (the explicit ones hold
 # the nastiest texts; tests/runtime/test_masking.py draws many secrets in-process)
 @pytest.mark.timeout(900)
-@settings(max_examples=5, deadline=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=5,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(middle=PRINTABLE)
 @example(middle="a/b+c=d&e\"f\\g'h\ni$(x) %2F`;|<>")
 @example(middle=string.printable)

@@ -57,9 +57,13 @@ def plait_runner(deps: Deps, sleep_s: float | None) -> Callable[[], Any]:
     args = {"value": LiteralExpr(value=None)}
     if sleep_s is not None:
         args["seconds"] = LiteralExpr(value=sleep_s)
-    plan = CompiledPlan(plan="bench", steps={
-        name: Step(name=name, tool=tool, depends_on=d, after=d, args=args)
-        for name, d in deps.items()})
+    plan = CompiledPlan(
+        plan="bench",
+        steps={
+            name: Step(name=name, tool=tool, depends_on=d, after=d, args=args)
+            for name, d in deps.items()
+        },
+    )
 
     def run() -> None:
         report = asyncio.run(Runner(plan, {}, environ={}, warn=lambda _s: None).run())
@@ -149,17 +153,23 @@ def asyncio_runner(deps: Deps, sleep_s: float | None) -> Callable[[], Any]:
     return lambda: asyncio.run(main())
 
 
-RUNNERS = {"plait": plait_runner, "LangGraph": langgraph_runner, "Dask": dask_runner,
-           "asyncio (baseline)": asyncio_runner}
+RUNNERS = {
+    "plait": plait_runner,
+    "LangGraph": langgraph_runner,
+    "Dask": dask_runner,
+    "asyncio (baseline)": asyncio_runner,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     opts = parser.parse_args()
-    work = [("10,000-step no-op fan-out", fan_out(10_000), None),
-            ("1,000-step no-op chain", chain(1_000), None),
-            ("5x20 DAG of 50 ms sleeps", layers(5, 20), SLEEP_S)]
+    work = [
+        ("10,000-step no-op fan-out", fan_out(10_000), None),
+        ("1,000-step no-op chain", chain(1_000), None),
+        ("5x20 DAG of 50 ms sleeps", layers(5, 20), SLEEP_S),
+    ]
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("| workload | " + " | ".join(RUNNERS) + " |")
     print("|---|" + "---|" * len(RUNNERS))
@@ -171,8 +181,10 @@ def main() -> None:
             build = time.perf_counter() - t0
             seconds = timed(run, opts.repeat)
             if sleep_s is None:
-                cells.append(f"{seconds:.3f} s ({seconds / len(deps) * 1e6:.0f} µs/step;"
-                             f" build {build:.2f} s)")
+                cells.append(
+                    f"{seconds:.3f} s ({seconds / len(deps) * 1e6:.0f} µs/step;"
+                    f" build {build:.2f} s)"
+                )
             else:
                 cp = critical_path_s(deps, sleep_s)
                 cells.append(f"{seconds:.3f} s (cp {cp:.2f} s, +{(seconds - cp) * 1000:.0f} ms)")

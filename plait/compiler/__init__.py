@@ -15,6 +15,15 @@ from plait.compiler.diagnostics import Diagnostic, Severity
 from plait.compiler.ir import CompiledPlan, Plan
 
 __all__ = [
-    "CompileResult", "CompiledPlan", "Diagnostic", "Plan", "PlanInvalid", "Severity",
-    "compile_file", "compile_source", "compiled_json", "load_plan", "plan_tools",
+    "CompileResult",
+    "CompiledPlan",
+    "Diagnostic",
+    "Plan",
+    "PlanInvalid",
+    "Severity",
+    "compile_file",
+    "compile_source",
+    "compiled_json",
+    "load_plan",
+    "plan_tools",
 ]

@@ -1,6 +1,6 @@
 """The compiler's library API: source text or a file in, a CompiledPlan and diagnostics out.
 
-    parse -> lower -> checks (skipped after syntax errors) -> graph edges -> CompiledPlan
+parse -> lower -> checks (skipped after syntax errors) -> graph edges -> CompiledPlan
 """
 
 from __future__ import annotations
@@ -65,8 +65,13 @@ class CompileResult:
         return render_all(self.diagnostics, {self.source.path: self.source.text}, color=color)
 
 
-def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None, *,
-                   use_policy: UsePolicy = READ_FILES) -> CompileResult:
+def compile_source(
+    text: str,
+    path: str = "<plan>",
+    plan_dir: Path | None = None,
+    *,
+    use_policy: UsePolicy = READ_FILES,
+) -> CompileResult:
     """Compile plan source text. `path` names it in diagnostics; `plan_dir` resolves `use`.
 
     The text is first made `plan_text` (line ends as `\n`, no trailing blanks): the
@@ -77,8 +82,7 @@ def compile_source(text: str, path: str = "<plan>", plan_dir: Path | None = None
         return _compile(plan_text(text), path, plan_dir, use_policy)
 
 
-def _compile(text: str, path: str, plan_dir: Path | None, use_policy: UsePolicy
-             ) -> CompileResult:
+def _compile(text: str, path: str, plan_dir: Path | None, use_policy: UsePolicy) -> CompileResult:
     from plait.compiler.lower import lower_indexed
     from plait.compiler.parse import parse
 
@@ -107,8 +111,12 @@ def _compiled(plan: Plan) -> CompiledPlan:
     return CompiledPlan.model_construct(**fields)
 
 
-def _result(plan: CompiledPlan | None, diagnostics: list[Diagnostic], source: SourceMap,
-            registry: ToolRegistry) -> CompileResult:
+def _result(
+    plan: CompiledPlan | None,
+    diagnostics: list[Diagnostic],
+    source: SourceMap,
+    registry: ToolRegistry,
+) -> CompileResult:
     with_path = [d if d.path else dataclasses.replace(d, path=source.path) for d in diagnostics]
     return CompileResult(plan, sorted(with_path, key=sort_key), source, registry)
 
@@ -145,13 +153,16 @@ def read_plan_bytes(path: Path) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise UserError(f"{path} is not a regular file (a plan is read from a file)")
         if info.st_size > MAX_PLAN_BYTES:
-            raise UserError(f"plan file {path} is {info.st_size // 1_000_000} MB; plans are "
-                            f"limited to {MAX_PLAN_BYTES // 1_000_000} MB")
+            raise UserError(
+                f"plan file {path} is {info.st_size // 1_000_000} MB; plans are "
+                f"limited to {MAX_PLAN_BYTES // 1_000_000} MB"
+            )
         with path.open("rb") as handle:
             data = handle.read(MAX_PLAN_BYTES + 1)
         if len(data) > MAX_PLAN_BYTES:
-            raise UserError(f"plan file {path} is over the {MAX_PLAN_BYTES // 1_000_000} MB "
-                            "limit for plans")
+            raise UserError(
+                f"plan file {path} is over the {MAX_PLAN_BYTES // 1_000_000} MB limit for plans"
+            )
         return data
     except FileNotFoundError:
         raise UserError(f"no such plan file: {path}") from None
@@ -168,13 +179,21 @@ def decode_plan(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
     except UnicodeDecodeError as exc:
         lossy = data.decode("utf-8", errors="replace")
         span = _span_at(data[: exc.start].decode("utf-8", errors="replace"))
-        return lossy, error(codes.BAD_ENCODING,
-                            f"the plan is not valid UTF-8 text (byte 0x{data[exc.start]:02x})",
-                            span, "save the file as UTF-8", path=path)
+        return lossy, error(
+            codes.BAD_ENCODING,
+            f"the plan is not valid UTF-8 text (byte 0x{data[exc.start]:02x})",
+            span,
+            "save the file as UTF-8",
+            path=path,
+        )
     nul = text.find("\0")
     if nul >= 0:
-        return text, error(codes.BAD_ENCODING, "the plan contains a NUL byte; is it a binary file?",
-                           _span_at(text[:nul]), path=path)
+        return text, error(
+            codes.BAD_ENCODING,
+            "the plan contains a NUL byte; is it a binary file?",
+            _span_at(text[:nul]),
+            path=path,
+        )
     return text, None
 
 
@@ -184,8 +203,12 @@ def _span_at(before: str) -> Span:
     return Span(line=line, column=column, end_line=line, end_column=column + 1)
 
 
-def load_plan(path: str | Path, *, use_policy: UsePolicy = READ_FILES,
-              on_warnings: Callable[[CompileResult], None] | None = None) -> CompiledPlan:
+def load_plan(
+    path: str | Path,
+    *,
+    use_policy: UsePolicy = READ_FILES,
+    on_warnings: Callable[[CompileResult], None] | None = None,
+) -> CompiledPlan:
     """A plan ready to run, from a `.agent` file or from JSON written by `plait compile`.
 
     Raises UserError for a missing file and PlanInvalid (a UserError) for an invalid plan.
@@ -212,13 +235,14 @@ def load_compiled_json(data: bytes, path: str) -> CompiledPlan:
     except ValueError as exc:
         raise UserError(f"{path} is {exc}") from None
     if isinstance(raw, dict) and raw.get("version") not in (None, IR_VERSION):
-        raise UserError(f"{path} was compiled by another plait (IR version "
-                        f"{raw.get('version')}, this plait reads {IR_VERSION}); compile again")
+        raise UserError(
+            f"{path} was compiled by another plait (IR version "
+            f"{raw.get('version')}, this plait reads {IR_VERSION}); compile again"
+        )
     try:
         return CompiledPlan.model_validate(raw)
     except RecursionError:
-        raise UserError(f"{path} is not a compiled plan: expressions nested too deeply"
-                        ) from None
+        raise UserError(f"{path} is not a compiled plan: expressions nested too deeply") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])

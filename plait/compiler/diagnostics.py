@@ -37,13 +37,25 @@ class Diagnostic:
         return self.severity is Severity.ERROR
 
 
-def error(code: Code, message: str, span: Span | None, *hints: str, path: str = "",
-          labels: tuple[Label, ...] = ()) -> Diagnostic:
+def error(
+    code: Code,
+    message: str,
+    span: Span | None,
+    *hints: str,
+    path: str = "",
+    labels: tuple[Label, ...] = (),
+) -> Diagnostic:
     return Diagnostic(code, message, span, path, tuple(hints), labels, Severity.ERROR)
 
 
-def warning(code: Code, message: str, span: Span | None, *hints: str, path: str = "",
-            labels: tuple[Label, ...] = ()) -> Diagnostic:
+def warning(
+    code: Code,
+    message: str,
+    span: Span | None,
+    *hints: str,
+    path: str = "",
+    labels: tuple[Label, ...] = (),
+) -> Diagnostic:
     return Diagnostic(code, message, span, path, tuple(hints), labels, Severity.WARNING)
 
 

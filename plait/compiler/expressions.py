@@ -190,13 +190,18 @@ def _key_source(key: str) -> str:
 def _template_source(expr: TemplateExpr) -> str:
     """A `"..."` string; a `\"\"\"...\"\"\"` one when an interpolation holds a `"` (which a
     `"..."` string cannot hold), its leading blank escaped so dedenting keeps it."""
-    pieces = [_escape(part) if isinstance(part, str) else "${" + to_source(part) + "}"
-              for part in expr.parts]
+    pieces = [
+        _escape(part) if isinstance(part, str) else "${" + to_source(part) + "}"
+        for part in expr.parts
+    ]
     for i, piece in enumerate(pieces[:-1]):  # a `$` just before `${` would make `$${`
         if isinstance(expr.parts[i], str) and piece.endswith("$"):
             pieces[i] = piece[:-1] + "\\$"
-    if not any('"' in piece for piece, part in zip(pieces, expr.parts, strict=True)
-               if not isinstance(part, str)):
+    if not any(
+        '"' in piece
+        for piece, part in zip(pieces, expr.parts, strict=True)
+        if not isinstance(part, str)
+    ):
         return '"' + "".join(pieces) + '"'
     body = "".join(pieces)
     if body[:1] == " ":

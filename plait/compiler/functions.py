@@ -45,8 +45,9 @@ class Function:
 
     @property
     def signature(self) -> str:
-        parts = [p.name if p.required else f"{p.name} = {json.dumps(p.default)}"
-                 for p in self.params]
+        parts = [
+            p.name if p.required else f"{p.name} = {json.dumps(p.default)}" for p in self.params
+        ]
         return f"{self.name}({', '.join(parts)})"
 
 
@@ -102,9 +103,11 @@ def _extreme(name: str, pick: Callable[[list[Any]], Any]) -> Callable[[list[Any]
         kinds = {json_type(item) for item in items}
         if kinds not in ({"number"}, {"string"}):
             found = ", ".join(sorted(kinds))
-            raise FunctionError(f"`{name}` takes a list of numbers or of strings, "
-                                f"not a list holding {found}")
+            raise FunctionError(
+                f"`{name}` takes a list of numbers or of strings, not a list holding {found}"
+            )
         return pick(items)
+
     return impl
 
 
@@ -143,33 +146,53 @@ _LIST = ("list",)
 _DICT = ("dict",)
 _NUMBER = ("number",)
 
-FUNCTIONS: dict[str, Function] = {f.name: f for f in (
-    Function("len", (Param("x", ("string", "list", "dict")),), len,
-             "the length of a text, list or dict"),
-    Function("keys", (Param("o", _DICT),), lambda o: list(o.keys()), "an object's keys"),
-    Function("values", (Param("o", _DICT),), lambda o: list(o.values()),
-             "an object's values"),
-    Function("compact", (Param("list", _LIST),),
-             lambda items: [i for i in items if i is not None], "the list without its nulls"),
-    Function("flatten", (Param("list", _LIST),), _flatten, "list items spliced in, one level"),
-    Function("join", (Param("list", _LIST), Param("sep", _TEXT)),
-             lambda items, sep: sep.join(interpolated(i) for i in items),
-             "the items as text, separated by `sep`"),
-    Function("split", (Param("text", _TEXT), Param("sep", _TEXT)), _split,
-             "a list of texts"),
-    Function("lower", (Param("t", _TEXT),), str.lower, "lower-case text"),
-    Function("upper", (Param("t", _TEXT),), str.upper, "upper-case text"),
-    Function("trim", (Param("t", _TEXT),), str.strip, "text without surrounding whitespace"),
-    Function("contains", (Param("x", ("string", "list", "dict")), Param("item", ANY)),
-             lambda x, item: _contains(x, item), "`item in x`"),
-    Function("min", (Param("list", _LIST),), _extreme("min", min), "the least item"),
-    Function("max", (Param("list", _LIST),), _extreme("max", max), "the greatest item"),
-    Function("sum", (Param("list", _LIST),), _sum, "the sum of numbers"),
-    Function("round", (Param("x", _NUMBER), Param("digits", _NUMBER, 0)), _round,
-             "`x` rounded half away from zero"),
-    Function("to_json", (Param("x", ANY),), compact_json, "compact JSON text"),
-    Function("from_json", (Param("text", _TEXT),), _from_json, "the parsed value"),
-)}
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        Function(
+            "len",
+            (Param("x", ("string", "list", "dict")),),
+            len,
+            "the length of a text, list or dict",
+        ),
+        Function("keys", (Param("o", _DICT),), lambda o: list(o.keys()), "an object's keys"),
+        Function("values", (Param("o", _DICT),), lambda o: list(o.values()), "an object's values"),
+        Function(
+            "compact",
+            (Param("list", _LIST),),
+            lambda items: [i for i in items if i is not None],
+            "the list without its nulls",
+        ),
+        Function("flatten", (Param("list", _LIST),), _flatten, "list items spliced in, one level"),
+        Function(
+            "join",
+            (Param("list", _LIST), Param("sep", _TEXT)),
+            lambda items, sep: sep.join(interpolated(i) for i in items),
+            "the items as text, separated by `sep`",
+        ),
+        Function("split", (Param("text", _TEXT), Param("sep", _TEXT)), _split, "a list of texts"),
+        Function("lower", (Param("t", _TEXT),), str.lower, "lower-case text"),
+        Function("upper", (Param("t", _TEXT),), str.upper, "upper-case text"),
+        Function("trim", (Param("t", _TEXT),), str.strip, "text without surrounding whitespace"),
+        Function(
+            "contains",
+            (Param("x", ("string", "list", "dict")), Param("item", ANY)),
+            lambda x, item: _contains(x, item),
+            "`item in x`",
+        ),
+        Function("min", (Param("list", _LIST),), _extreme("min", min), "the least item"),
+        Function("max", (Param("list", _LIST),), _extreme("max", max), "the greatest item"),
+        Function("sum", (Param("list", _LIST),), _sum, "the sum of numbers"),
+        Function(
+            "round",
+            (Param("x", _NUMBER), Param("digits", _NUMBER, 0)),
+            _round,
+            "`x` rounded half away from zero",
+        ),
+        Function("to_json", (Param("x", ANY),), compact_json, "compact JSON text"),
+        Function("from_json", (Param("text", _TEXT),), _from_json, "the parsed value"),
+    )
+}
 
 
 def _contains(x: Any, item: Any) -> bool:

@@ -24,8 +24,15 @@ if TYPE_CHECKING:
 
 Edge = tuple[str, str, EdgeKind]
 FORMATS = ("dot", "svg", "png", "pdf", "mermaid")
-SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png", ".pdf": "pdf",
-            ".mmd": "mermaid", ".mermaid": "mermaid"}
+SUFFIXES = {
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".png": "png",
+    ".pdf": "pdf",
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+}
 
 # --- structure ------------------------------------------------------------------------------
 
@@ -60,8 +67,9 @@ def edges(plan: Plan, step_refs: dict[str, set[str]] | None = None) -> list[Edge
                 kind = after if waits and dep in waits and dep not in refs else data
                 add((dep, name, EdgeKind.GUARD if guards and dep in guards else kind))
         if step.fallback:
-            result.extend((name, standby, fallback)
-                          for standby in step.fallback if standby in steps)
+            result.extend(
+                (name, standby, fallback) for standby in step.fallback if standby in steps
+            )
         if step.compensate is not None and step.compensate in steps:
             add((name, step.compensate, EdgeKind.UNDO))
     return result
@@ -78,27 +86,41 @@ def build_graph(plan: Plan) -> nx.DiGraph:
     # pair as a node, fails (a dict is not hashable) and copies the dict twice; the node's
     # attribute dict ends up the same either way.
     graph.add_nodes_from(plan.steps)
-    nx.set_node_attributes(graph, {name: step_attributes(step)
-                                   for name, step in plan.steps.items()})
+    nx.set_node_attributes(
+        graph, {name: step_attributes(step) for name, step in plan.steps.items()}
+    )
     # One attribute dict per kind, shared by the tuples: add_edges_from copies it into each
     # edge's own dict. (A kind that is not an EdgeKind member, e.g. in a hand-built plan,
     # keeps its own object, as before.)
     shared = {kind: {"kind": kind} for kind in EdgeKind}
-    graph.add_edges_from([
-        (source, target, shared[kind] if kind.__class__ is EdgeKind else {"kind": kind})
-        for source, target, kind in plan.edges or edges(plan)])
+    graph.add_edges_from(
+        [
+            (source, target, shared[kind] if kind.__class__ is EdgeKind else {"kind": kind})
+            for source, target, kind in plan.edges or edges(plan)
+        ]
+    )
     return graph
 
 
 def step_attributes(step: Step) -> dict[str, Any]:
     """A step's policies as plain node attributes."""
     return {
-        "tool": step.tool, "map": step.map is not None, "when": step.when,
-        "condition": step.condition is not None, "timeout_s": step.timeout_s,
-        "retry": step.retry, "fallback": list(step.fallback), "default": step.default is not None,
-        "optional": step.optional, "uses": list(step.uses), "concurrency": step.concurrency,
-        "tolerate": step.tolerate, "standby_for": step.standby_for,
-        "fresh": step.fresh, "guard": list(step.guard), "compensate": step.compensate,
+        "tool": step.tool,
+        "map": step.map is not None,
+        "when": step.when,
+        "condition": step.condition is not None,
+        "timeout_s": step.timeout_s,
+        "retry": step.retry,
+        "fallback": list(step.fallback),
+        "default": step.default is not None,
+        "optional": step.optional,
+        "uses": list(step.uses),
+        "concurrency": step.concurrency,
+        "tolerate": step.tolerate,
+        "standby_for": step.standby_for,
+        "fresh": step.fresh,
+        "guard": list(step.guard),
+        "compensate": step.compensate,
     }
 
 
@@ -120,8 +142,9 @@ def output_sources(plan: Plan) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for output in plan.outputs.values():
         names = dict.fromkeys(n.name for n in referenced_names(output.expr))
-        pairs.extend((name, output.name) for name in names
-                     if name in plan.steps or name in plan.inputs)
+        pairs.extend(
+            (name, output.name) for name in names if name in plan.steps or name in plan.inputs
+        )
     return pairs
 
 
@@ -218,9 +241,15 @@ def _step_node_attrs(step: Step, info: dict[str, Any] | None) -> dict[str, str]:
     fill, border = STEP_FILL, STEP_BORDER
     if info and info.get("status") in STATUS_COLOURS:
         fill, border = STATUS_COLOURS[str(info["status"])]
-    return {"shape": shape, "style": ",".join(styles), "fillcolor": fill, "color": border,
-            "penwidth": "1.4", "label": _step_label(step, info),
-            "tooltip": f"{step.name} = {step.tool}(...)"}
+    return {
+        "shape": shape,
+        "style": ",".join(styles),
+        "fillcolor": fill,
+        "color": border,
+        "penwidth": "1.4",
+        "label": _step_label(step, info),
+        "tooltip": f"{step.name} = {step.tool}(...)",
+    }
 
 
 def to_dot(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
@@ -231,11 +260,21 @@ def to_dot(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
     import graphviz  # type: ignore[import-untyped]
 
     title = plan.plan + (f" — {plan.description}" if plan.description else "")
-    dot = graphviz.Digraph(plan.plan, graph_attr={
-        "rankdir": "TB", "fontname": FONT, "label": title, "labelloc": "t",
-        "fontsize": "16", "nodesep": "0.35", "ranksep": "0.5", "bgcolor": "white",
-    }, node_attr={"fontname": FONT, "fontsize": "12", "margin": "0.15,0.07"},
-        edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"})
+    dot = graphviz.Digraph(
+        plan.plan,
+        graph_attr={
+            "rankdir": "TB",
+            "fontname": FONT,
+            "label": title,
+            "labelloc": "t",
+            "fontsize": "16",
+            "nodesep": "0.35",
+            "ranksep": "0.5",
+            "bgcolor": "white",
+        },
+        node_attr={"fontname": FONT, "fontsize": "12", "margin": "0.15,0.07"},
+        edge_attr={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
+    )
     _dot_inputs(dot, plan)
     for step in plan.steps.values():
         if step.in_loop is not None or step.loop is not None:
@@ -268,9 +307,16 @@ def loop_label(step: Step) -> str:
 def _dot_loop(dot: Any, plan: Plan, loop: Step, status: dict[str, dict[str, Any]]) -> None:
     """A loop as a cluster holding its body steps and a node standing for the loop."""
     assert loop.loop is not None
-    with dot.subgraph(name=f"cluster_{loop.name}", graph_attr={
-            "label": loop_label(loop), "style": "rounded,dashed", "color": "#6366F1",
-            "fontcolor": "#4338CA", "labeljust": "l"}) as sub:
+    with dot.subgraph(
+        name=f"cluster_{loop.name}",
+        graph_attr={
+            "label": loop_label(loop),
+            "style": "rounded,dashed",
+            "color": "#6366F1",
+            "fontcolor": "#4338CA",
+            "labeljust": "l",
+        },
+    ) as sub:
         attrs = _step_node_attrs(loop, status.get(loop.name))
         attrs["shape"], attrs["style"] = "box", "rounded,bold"
         sub.node(f"s_{loop.name}", **attrs)
@@ -285,20 +331,35 @@ def _dot_inputs(dot: Any, plan: Plan) -> None:
             text = f"{item.name}: {item.type}"
             if item.has_default:
                 text += " = " + _short(json.dumps(item.default), 20)
-            sub.node(f"i_{item.name}", label=text, shape="invhouse", style="filled",
-                     fillcolor="#F0FDF4", color="#16A34A", fontsize="11")
+            sub.node(
+                f"i_{item.name}",
+                label=text,
+                shape="invhouse",
+                style="filled",
+                fillcolor="#F0FDF4",
+                color="#16A34A",
+                fontsize="11",
+            )
 
 
 def _dot_outputs(dot: Any, plan: Plan) -> None:
     with dot.subgraph(name="outputs", graph_attr={"rank": "sink"}) as sub:
         for output in plan.outputs.values():
-            sub.node(f"o_{output.name}", label=output.name, shape="house",
-                     style="filled", fillcolor="#FFF7ED", color="#EA580C", fontsize="11",
-                     tooltip=_short(to_source(output.expr), 80))
+            sub.node(
+                f"o_{output.name}",
+                label=output.name,
+                shape="house",
+                style="filled",
+                fillcolor="#FFF7ED",
+                color="#EA580C",
+                fontsize="11",
+                tooltip=_short(to_source(output.expr), 80),
+            )
     for name, output_name in output_sources(plan):
         kind = "s" if name in plan.steps else "i"
-        dot.edge(f"{kind}_{name}", f"o_{output_name}", color="#EA580C", style="dashed",
-                 arrowhead="vee")
+        dot.edge(
+            f"{kind}_{name}", f"o_{output_name}", color="#EA580C", style="dashed", arrowhead="vee"
+        )
 
 
 def render(plan: Plan, fmt: str, status: dict[str, dict[str, Any]] | None = None) -> bytes:
@@ -317,7 +378,8 @@ def render(plan: Plan, fmt: str, status: dict[str, dict[str, Any]] | None = None
         raise UserError(
             f"drawing {fmt.upper()} needs the Graphviz `dot` program, which was not found; "
             "install graphviz (`apt-get install graphviz`, `brew install graphviz`), "
-            "or use --format dot or mermaid") from None
+            "or use --format dot or mermaid"
+        ) from None
 
 
 def format_for(path: str | None, fmt: str | None) -> str:
@@ -326,11 +388,12 @@ def format_for(path: str | None, fmt: str | None) -> str:
         return fmt
     if path is None:
         return "dot"
-    suffix = path[path.rfind("."):].lower() if "." in path else ""
+    suffix = path[path.rfind(".") :].lower() if "." in path else ""
     if suffix not in SUFFIXES:
         known = " ".join(SUFFIXES)
-        raise UserError(f"cannot tell the graph format from {path!r}; use a suffix "
-                        f"({known}) or --format")
+        raise UserError(
+            f"cannot tell the graph format from {path!r}; use a suffix ({known}) or --format"
+        )
     return SUFFIXES[suffix]
 
 
@@ -360,9 +423,13 @@ def to_mermaid(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> s
             lines.append("  end")
     for output in plan.outputs.values():
         lines.append(f'  out_{output.name}[\\"{_mm(output.name)}"\\]')
-    arrows = {EdgeKind.DATA: "-->", EdgeKind.AFTER: "-. after .->",
-              EdgeKind.FALLBACK: "-. fallback .->", EdgeKind.GUARD: "-. guard .->",
-              EdgeKind.UNDO: "-. undo .->"}
+    arrows = {
+        EdgeKind.DATA: "-->",
+        EdgeKind.AFTER: "-. after .->",
+        EdgeKind.FALLBACK: "-. fallback .->",
+        EdgeKind.GUARD: "-. guard .->",
+        EdgeKind.UNDO: "-. undo .->",
+    }
     for source, target, kind in plan.edges or edges(plan):
         lines.append(f"  s_{source} {arrows[EdgeKind(kind)]} s_{target}")
     lines.extend(f"  in_{name} --> s_{step}" for name, step in input_readers(plan))
@@ -395,8 +462,10 @@ def _mermaid_classes(plan: Plan, status: dict[str, dict[str, Any]] | None) -> li
         "  classDef input fill:#F0FDF4,stroke:#16A34A",
         "  classDef output fill:#FFF7ED,stroke:#EA580C",
     ]
-    lines.extend(f"  classDef {name} fill:{fill},stroke:{border}"
-                 for name, (fill, border) in STATUS_COLOURS.items())
+    lines.extend(
+        f"  classDef {name} fill:{fill},stroke:{border}"
+        for name, (fill, border) in STATUS_COLOURS.items()
+    )
     groups: dict[str, list[str]] = {}
     for step in plan.steps.values():
         info = (status or {}).get(step.name) or {}

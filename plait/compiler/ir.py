@@ -123,8 +123,17 @@ class NotExpr(_Expr):
 
 Expr = Annotated[
     Union[  # noqa: UP007 - a discriminated union needs the Union form here
-        LiteralExpr, ListExpr, DictExpr, TemplateExpr, NameExpr, EnvExpr,
-        AttrExpr, IndexExpr, CallExpr, BinaryExpr, NotExpr,
+        LiteralExpr,
+        ListExpr,
+        DictExpr,
+        TemplateExpr,
+        NameExpr,
+        EnvExpr,
+        AttrExpr,
+        IndexExpr,
+        CallExpr,
+        BinaryExpr,
+        NotExpr,
     ],
     Field(discriminator="node"),
 ]
@@ -158,11 +167,16 @@ class TriggerRule(StrEnum):
 
 
 # Retried when `on` is not given: every kind but these (SPEC section 4, "Retry timing").
-NOT_RETRIED_BY_DEFAULT = frozenset({
-    ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.BREAKER_OPEN, ErrorKind.CANCELLED,
-    ErrorKind.STALE,
-    ErrorKind.LOOP_EXHAUSTED,
-})
+NOT_RETRIED_BY_DEFAULT = frozenset(
+    {
+        ErrorKind.PERMANENT,
+        ErrorKind.INVALID_INPUT,
+        ErrorKind.BREAKER_OPEN,
+        ErrorKind.CANCELLED,
+        ErrorKind.STALE,
+        ErrorKind.LOOP_EXHAUSTED,
+    }
+)
 
 
 class RetryPolicy(_Node):
@@ -403,7 +417,22 @@ class CompiledPlan(Plan):
     plan_sha256: str | None = None  # SHA-256 of the plan file's bytes as read
 
 
-for _model in (ListExpr, DictEntry, DictExpr, TemplateExpr, AttrExpr, IndexExpr,
-               CallExpr, BinaryExpr, NotExpr, MapSpec, LoopSpec, Step, Preset, Output, Plan,
-               CompiledPlan):
+for _model in (
+    ListExpr,
+    DictEntry,
+    DictExpr,
+    TemplateExpr,
+    AttrExpr,
+    IndexExpr,
+    CallExpr,
+    BinaryExpr,
+    NotExpr,
+    MapSpec,
+    LoopSpec,
+    Step,
+    Preset,
+    Output,
+    Plan,
+    CompiledPlan,
+):
     _model.model_rebuild()

@@ -175,8 +175,10 @@ def dedent(body: str, base: int) -> tuple[str, Sequence[int]]:
 
 _UNTERMINATED_LONG_HINT = "close it with `}`; write `$${` for a literal `${`"
 # In a `"..."` string the usual cause is a `"` inside `${...}`, which ends the string there.
-_UNTERMINATED_HINT = ('close it with `}`; a `"` inside `${...}` ends a `"..."` string, so write '
-                      'such a string with `"""`; write `$${` for a literal `${`')
+_UNTERMINATED_HINT = (
+    'close it with `}`; a `"` inside `${...}` ends a `"..."` string, so write '
+    'such a string with `"""`; write `$${` for a literal `${`'
+)
 
 
 def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPart], list[Problem]]:
@@ -204,8 +206,7 @@ def _scan(token: str, text: str, offsets: Sequence[int]) -> tuple[list[StringPar
                 problems.append(
                     Problem(
                         "unterminated `${` in string",
-                        _UNTERMINATED_LONG_HINT if token.startswith('"""') else
-                        _UNTERMINATED_HINT,
+                        _UNTERMINATED_LONG_HINT if token.startswith('"""') else _UNTERMINATED_HINT,
                         offsets[i],
                         offsets[i] + 2,
                         "interpolation",

@@ -91,7 +91,8 @@ class _Lowering:
         self.presets = {name: self._preset(node) for name, node in self.preset_nodes.items()}
         # what a step may read or wait for: steps, and loops as a whole
         self.readable: Container[str] = (
-            {**self.step_nodes, **self.loop_nodes} if self.loop_nodes else self.step_nodes)
+            {**self.step_nodes, **self.loop_nodes} if self.loop_nodes else self.step_nodes
+        )
         self.order = {name: index for index, name in enumerate(self.step_nodes)}
         for name in self.loop_nodes:  # a loop sorts with its body (after it, by name)
             self.order.setdefault(name, len(self.order))
@@ -324,54 +325,65 @@ class _Lowering:
             depends = depends | {t for t in guard if t in self.step_nodes}
         fresh, compensate = get("fresh"), get("compensate")
         if compensate is not None:
-            self.spans.setdefault(("step", name, "compensate", compensate.target.name),
-                                  compensate.target.span)
+            self.spans.setdefault(
+                ("step", name, "compensate", compensate.target.name), compensate.target.span
+            )
         when, timeout = get("when"), get("timeout")
         concurrency, tolerate = get("concurrency"), get("tolerate")
-        return _adopt_step({  # in the key order of `_fast(Step)`: fields with defaults first
-            "args": args,
-            "map": _adopt_map({"var": loop_var, "over": over}) if mapped is not None else None,
-            "depends_on": sorted(depends, key=self.order.__getitem__)
-            if len(depends) > 1 else list(depends),
-            "after": after,
-            "when": _when(when) if when is not None else _ALL_SUCCEEDED,
-            "condition": condition,
-            "timeout_s": timeout.duration.seconds if timeout is not None
-            else preset.timeout_s if preset is not None and preset.timeout_s is not None
-            else self.defaults.timeout_s,
-            "retry": _retry(get("retry")) if get("retry") is not None
-            else preset.retry if preset is not None and preset.retry is not None
-            else self._step_retry(None),
-            "fallback": self._targets(name, get("fallback"), "fallback"),
-            "default": default,
-            "optional": "optional" in policies,
-            "uses": self._uses(name, get("uses")) if preset is None
-            else sorted({*preset.uses, *self._uses(name, get("uses"))}),
-            "concurrency": concurrency.value if concurrency is not None else None,
-            "tolerate": tolerate.percent if tolerate is not None else None,
-            "max_output": get("max_output").size if get("max_output") is not None else None,
-            "standby_for": None,
-            "preset": preset.name if preset is not None else None,
-            "in_loop": self.in_loop.get(name),
-            "loop": None,
-            "fresh": fresh.duration.seconds if fresh is not None else None,
-            "guard": guard,
-            "compensate": compensate.target.name if compensate is not None else None,
-            "name": name,
-            "tool": preset.tool if preset is not None else call.tool.name,
-        })
+        return _adopt_step(
+            {  # in the key order of `_fast(Step)`: fields with defaults first
+                "args": args,
+                "map": _adopt_map({"var": loop_var, "over": over}) if mapped is not None else None,
+                "depends_on": sorted(depends, key=self.order.__getitem__)
+                if len(depends) > 1
+                else list(depends),
+                "after": after,
+                "when": _when(when) if when is not None else _ALL_SUCCEEDED,
+                "condition": condition,
+                "timeout_s": timeout.duration.seconds
+                if timeout is not None
+                else preset.timeout_s
+                if preset is not None and preset.timeout_s is not None
+                else self.defaults.timeout_s,
+                "retry": _retry(get("retry"))
+                if get("retry") is not None
+                else preset.retry
+                if preset is not None and preset.retry is not None
+                else self._step_retry(None),
+                "fallback": self._targets(name, get("fallback"), "fallback"),
+                "default": default,
+                "optional": "optional" in policies,
+                "uses": self._uses(name, get("uses"))
+                if preset is None
+                else sorted({*preset.uses, *self._uses(name, get("uses"))}),
+                "concurrency": concurrency.value if concurrency is not None else None,
+                "tolerate": tolerate.percent if tolerate is not None else None,
+                "max_output": get("max_output").size if get("max_output") is not None else None,
+                "standby_for": None,
+                "preset": preset.name if preset is not None else None,
+                "in_loop": self.in_loop.get(name),
+                "loop": None,
+                "fresh": fresh.duration.seconds if fresh is not None else None,
+                "guard": guard,
+                "compensate": compensate.target.name if compensate is not None else None,
+                "name": name,
+                "tool": preset.tool if preset is not None else call.tool.name,
+            }
+        )
 
-    def _preset_args(self, step: str, preset: Preset,
-                     args: dict[str, Expr]) -> dict[str, Expr]:
+    def _preset_args(self, step: str, preset: Preset, args: dict[str, Expr]) -> dict[str, Expr]:
         """The preset's arguments plus the call's; one given twice is an error (E204)."""
         merged = dict(preset.args)
         for arg, value in args.items():
             if arg in merged:
                 span = self.spans[("step", step, "arg", arg)]
-                self._duplicate(codes.DUPLICATE_ARGUMENT,
-                                f"argument `{arg}` is already set by the preset `{preset.name}`",
-                                span, self.spans[("preset", preset.name, "arg", arg)],
-                                "a preset's arguments are fixed; drop it here or from the preset")
+                self._duplicate(
+                    codes.DUPLICATE_ARGUMENT,
+                    f"argument `{arg}` is already set by the preset `{preset.name}`",
+                    span,
+                    self.spans[("preset", preset.name, "arg", arg)],
+                    "a preset's arguments are fixed; drop it here or from the preset",
+                )
                 continue
             merged[arg] = value
         return merged
@@ -382,9 +394,13 @@ class _Lowering:
         for arg in node.call.args:
             key = ("preset", name, "arg", arg.name.name)
             if arg.name.name in args:
-                self._duplicate(codes.DUPLICATE_ARGUMENT,
-                                f"argument `{arg.name.name}` is given twice", arg.name.span,
-                                self.spans[key], "keep one of them")
+                self._duplicate(
+                    codes.DUPLICATE_ARGUMENT,
+                    f"argument `{arg.name.name}` is given twice",
+                    arg.name.span,
+                    self.spans[key],
+                    "keep one of them",
+                )
                 continue
             self.spans[key] = arg.name.span
             args[arg.name.name] = arg.value
@@ -393,9 +409,13 @@ class _Lowering:
         for policy in node.policies:
             key = ("preset", name, "policy", policy.keyword)
             if key in self.spans:
-                self._duplicate(codes.DUPLICATE_POLICY, f"`{policy.keyword}` is given twice "
-                                f"in preset `{name}`", policy.span, self.spans[key],
-                                "keep one of them")
+                self._duplicate(
+                    codes.DUPLICATE_POLICY,
+                    f"`{policy.keyword}` is given twice in preset `{name}`",
+                    policy.span,
+                    self.spans[key],
+                    "keep one of them",
+                )
                 continue
             self.spans[key] = policy.span
             if isinstance(policy, nodes.TimeoutPolicy):
@@ -405,11 +425,15 @@ class _Lowering:
             elif isinstance(policy, nodes.UsesPolicy):
                 preset.uses = [t.name for t in policy.targets]
             else:
-                self.diagnostics.append(error(
-                    codes.POLICY_NOT_IN_DEFAULTS, f"`{policy.keyword}` cannot be a policy of "
-                    f"the preset `{name}`", policy.span,
-                    "a preset holds timeout, retry and uses; write others on each step",
-                    path=self.source.path))
+                self.diagnostics.append(
+                    error(
+                        codes.POLICY_NOT_IN_DEFAULTS,
+                        f"`{policy.keyword}` cannot be a policy of the preset `{name}`",
+                        policy.span,
+                        "a preset holds timeout, retry and uses; write others on each step",
+                        path=self.source.path,
+                    )
+                )
         return preset
 
     def _loop(self, node: nodes.LoopNode) -> Step:
@@ -430,18 +454,27 @@ class _Lowering:
         self.index.step_refs[name] = refs
         after = self._targets(name, get("after"), "after")
         timeout, when = get("timeout"), get("when")
-        return Step(name=name, tool="loop", args={},
-                    depends_on=sorted(refs | {t for t in after if t in self.readable},
-                                      key=self.order.__getitem__),
-                    after=after, when=_when(when) if when is not None else _ALL_SUCCEEDED,
-                    condition=condition,
-                    timeout_s=timeout.duration.seconds if timeout is not None else None,
-                    fallback=self._targets(name, get("fallback"), "fallback"),
-                    default=default, optional="optional" in policies,
-                    loop=LoopSpec(max=node.max, until=node.until,
-                                  every_s=node.every.seconds if node.every else None,
-                                  body=[b.name.name for b in node.body
-                                        if self.in_loop.get(b.name.name) == name]))
+        return Step(
+            name=name,
+            tool="loop",
+            args={},
+            depends_on=sorted(
+                refs | {t for t in after if t in self.readable}, key=self.order.__getitem__
+            ),
+            after=after,
+            when=_when(when) if when is not None else _ALL_SUCCEEDED,
+            condition=condition,
+            timeout_s=timeout.duration.seconds if timeout is not None else None,
+            fallback=self._targets(name, get("fallback"), "fallback"),
+            default=default,
+            optional="optional" in policies,
+            loop=LoopSpec(
+                max=node.max,
+                until=node.until,
+                every_s=node.every.seconds if node.every else None,
+                body=[b.name.name for b in node.body if self.in_loop.get(b.name.name) == name],
+            ),
+        )
 
     def _policies(
         self, name: str, written: tuple[nodes.PolicyNode, ...]
@@ -543,8 +576,9 @@ class _Lowering:
             add(_site(Site, (step, "if", "if", condition, None)))
         if default is not None:
             add(_site(Site, (step, "default", "default", default, None)))
-        refs = (index.steps_read(start, self.readable, loop_var)
-                if len(index.read) > start else set())
+        refs = (
+            index.steps_read(start, self.readable, loop_var) if len(index.read) > start else set()
+        )
         index.step_refs[step] = refs
         return refs
 
@@ -624,15 +658,18 @@ def _when(policy: nodes.WhenPolicy) -> TriggerRule:
 def _retry(node: nodes.RetryNode) -> RetryPolicy:
     on = node.on
     backoff, most = node.backoff, node.max
-    return _adopt_retry({  # in the key order of `_fast(RetryPolicy)`
-        "on": [_KINDS[kind.name] for kind in on if kind.name in _KINDS] if on is not None
-        else None,
-        "backoff_s": backoff.seconds if backoff and backoff.seconds is not None else 1.0,
-        "factor": node.factor if node.factor is not None else 1.0,
-        "max_s": most.seconds if most else None,
-        "jitter": node.jitter,
-        "retries": node.retries,
-    })
+    return _adopt_retry(
+        {  # in the key order of `_fast(RetryPolicy)`
+            "on": [_KINDS[kind.name] for kind in on if kind.name in _KINDS]
+            if on is not None
+            else None,
+            "backoff_s": backoff.seconds if backoff and backoff.seconds is not None else 1.0,
+            "factor": node.factor if node.factor is not None else 1.0,
+            "max_s": most.seconds if most else None,
+            "jitter": node.jitter,
+            "retries": node.retries,
+        }
+    )
 
 
 def _resource_field(setting: nodes.ResourceSetting) -> Any:
@@ -656,8 +693,10 @@ def _tool_names(tools: Expr, presets: dict[str, Preset]) -> Expr:
         return tools
     items: list[Expr] = [
         LiteralExpr(value=item.name, span=item.span)
-        if isinstance(item, NameExpr) and item.name in presets else item
-        for item in tools.items]
+        if isinstance(item, NameExpr) and item.name in presets
+        else item
+        for item in tools.items
+    ]
     return ListExpr(items=items, span=tools.span)
 
 
@@ -682,8 +721,10 @@ def _across_loops(steps: dict[str, Step], in_loop: dict[str, str]) -> None:
             continue
         step.depends_on = inside
         loop = steps[home]
-        loop.depends_on = sorted(dict.fromkeys([*loop.depends_on, *(
-            d for d in outside if d != home)]), key=order.__getitem__)
+        loop.depends_on = sorted(
+            dict.fromkeys([*loop.depends_on, *(d for d in outside if d != home)]),
+            key=order.__getitem__,
+        )
     for name, step in steps.items():  # what a loop's `until` reads of its own body is inside
         if step.loop is not None:
             step.depends_on = [d for d in step.depends_on if in_loop.get(d) != name]

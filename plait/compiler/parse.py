@@ -42,8 +42,7 @@ BLOCK_AFTER = frozenset({"RPAR", "NAME", "STRING", "LONG_STRING", "DEFAULTS", "_
 BLOCK_HEADS = frozenset({"PLAN", "RESOURCE", "DEFAULTS", "STEP", "LOOP", "TOOL"})
 # A loop's header ends in a value (`max 4 {`, `until n >= 3 {`, `every 1s {`): after one of
 # these in a `loop` statement, `{` opens its block.
-LOOP_BLOCK_AFTER = BLOCK_AFTER | {"NUMBER", "DURATION", "RSQB", "RBRACE", "TRUE", "FALSE",
-                                  "NULL"}
+LOOP_BLOCK_AFTER = BLOCK_AFTER | {"NUMBER", "DURATION", "RSQB", "RBRACE", "TRUE", "FALSE", "NULL"}
 _OPENERS = {"LPAR": "(", "LSQB": "[", "QLSQB": "[", "DICT_OPEN": "dict", "LBRACE": "block"}
 _CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
 _BRACKETS = frozenset(_OPENERS) | _CLOSERS
@@ -115,8 +114,11 @@ class Scan:
                 self.prev, self.at_line_start = token, True
                 head = self.head = []
                 continue
-            if kind == "LBRACE" and (self.prev.type if self.prev else "_NL") not in BLOCK_AFTER \
-                    and not self.loop_block_opens():
+            if (
+                kind == "LBRACE"
+                and (self.prev.type if self.prev else "_NL") not in BLOCK_AFTER
+                and not self.loop_block_opens()
+            ):
                 token = Token.new_borrow_pos("DICT_OPEN", token.value, token)
                 kind = "DICT_OPEN"
             yield token
@@ -130,8 +132,13 @@ class Scan:
     def loop_block_opens(self) -> bool:
         """A `{` right after a value that ends a `loop` header opens the loop's block."""
         head, prev = self.head, self.prev
-        return bool(head) and head[0].type == "LOOP" and prev is not None and (
-            prev.type in LOOP_BLOCK_AFTER) and (not self.stack or self.stack[-1].kind == "block")
+        return (
+            bool(head)
+            and head[0].type == "LOOP"
+            and prev is not None
+            and (prev.type in LOOP_BLOCK_AFTER)
+            and (not self.stack or self.stack[-1].kind == "block")
+        )
 
     def accepted(self, token: Token) -> None:
         """Note a token the parser took (not a statement end)."""
@@ -151,8 +158,12 @@ class Scan:
     def push(self, opened: Open) -> None:
         self.stack.append(opened)
         if len(self.stack) > MAX_NESTING:
-            self.report(codes.SYNTAX_ERROR, f"brackets nested deeper than {MAX_NESTING} levels",
-                        self.tspan(opened.token), "split the value into smaller pieces")
+            self.report(
+                codes.SYNTAX_ERROR,
+                f"brackets nested deeper than {MAX_NESTING} levels",
+                self.tspan(opened.token),
+                "split the value into smaller pieces",
+            )
             raise Fatal
 
     def label(self) -> str:
@@ -172,17 +183,25 @@ class Scan:
         if not self.text.startswith("{", brace):
             return False
         line, column = self.position(brace)
-        self.report(codes.BRACE_ON_NEXT_LINE,
-                    f"the `{{` of {self.label()} must be on the same line as its header",
-                    self.span(line, column, line, column + 1),
-                    f"move `{{` up to the end of line {self.map(self.prev.end_line or line, 1)[0]}")
+        self.report(
+            codes.BRACE_ON_NEXT_LINE,
+            f"the `{{` of {self.label()} must be on the same line as its header",
+            self.span(line, column, line, column + 1),
+            f"move `{{` up to the end of line {self.map(self.prev.end_line or line, 1)[0]}",
+        )
         self.brace_pending = True  # once: blank and comment lines before it are skipped
         return True
 
     # --- positions and reporting --------------------------------------------------------------
 
-    def report(self, code: codes.Code, message: str, span: Span, *hints: str | None,
-               labels: tuple[Label, ...] = ()) -> None:
+    def report(
+        self,
+        code: codes.Code,
+        message: str,
+        span: Span,
+        *hints: str | None,
+        labels: tuple[Label, ...] = (),
+    ) -> None:
         self.errors += 1
         self.diagnostics.append(
             error(code, message, span, *(h for h in hints if h), path=self.path, labels=labels)
@@ -303,8 +322,11 @@ def _run(scan: Scan, start: str) -> object:
         return None
     except RecursionError:  # belt and braces: the nesting limits should make it unreachable
         line, column = scan.position(len(scan.text))
-        scan.report(codes.SYNTAX_ERROR, "plan is nested too deeply",
-                    scan.span(line, column, line, column + 1))
+        scan.report(
+            codes.SYNTAX_ERROR,
+            "plan is nested too deeply",
+            scan.span(line, column, line, column + 1),
+        )
         return None
     finally:
         _LAYOUT.scans.pop()
@@ -329,28 +351,51 @@ def _one_plan(
     strays = [item for item in plans if not isinstance(item, nodes.PlanNode)]
     found = [item for item in plans if isinstance(item, nodes.PlanNode)]
     if strays and not found:
-        diagnostics.append(error(codes.NO_PLAN, "no plan in this file", strays[0].span,
-                                 "wrap the items in `plan NAME { ... }`", path=path))
+        diagnostics.append(
+            error(
+                codes.NO_PLAN,
+                "no plan in this file",
+                strays[0].span,
+                "wrap the items in `plan NAME { ... }`",
+                path=path,
+            )
+        )
         return None
     for stray in strays:
         closed = found[0].span if found else None
-        diagnostics.append(error(
-            codes.SYNTAX_ERROR, "this item is outside the plan's braces", stray.span,
-            "check the `}` before it: it closes the plan", path=path,
-            labels=(Label(_end_of(closed), "the plan ends here"),) if closed else (),
-        ))
+        diagnostics.append(
+            error(
+                codes.SYNTAX_ERROR,
+                "this item is outside the plan's braces",
+                stray.span,
+                "check the `}` before it: it closes the plan",
+                path=path,
+                labels=(Label(_end_of(closed), "the plan ends here"),) if closed else (),
+            )
+        )
     if not found:
         if not diagnostics:
-            diagnostics.append(error(codes.NO_PLAN, "no plan in this file", span_of(1, 1, 1, 2),
-                                     "a file holds one plan: `plan NAME { ... }`", path=path))
+            diagnostics.append(
+                error(
+                    codes.NO_PLAN,
+                    "no plan in this file",
+                    span_of(1, 1, 1, 2),
+                    "a file holds one plan: `plan NAME { ... }`",
+                    path=path,
+                )
+            )
         return None
     for extra in found[1:]:
-        diagnostics.append(error(
-            codes.MULTIPLE_PLANS,
-            f"a file holds exactly one plan; found another, `{extra.name.name}`",
-            extra.name.span, "move it to a file of its own", path=path,
-            labels=(Label(found[0].name.span, "the first plan"),),
-        ))
+        diagnostics.append(
+            error(
+                codes.MULTIPLE_PLANS,
+                f"a file holds exactly one plan; found another, `{extra.name.name}`",
+                extra.name.span,
+                "move it to a file of its own",
+                path=path,
+                labels=(Label(found[0].name.span, "the first plan"),),
+            )
+        )
     return found[0]
 
 

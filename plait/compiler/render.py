@@ -1,10 +1,10 @@
 """The one renderer of diagnostics: rustc-style text (colour only when asked) and JSON data.
 
-    triage.agent:12:14: error[E301]: unknown name `clasify` in step `draft`: ...
-       |
-    12 |     prompt = clasify.output
-       |              ^^^^^^^
-       = help: did you mean `classify`?
+triage.agent:12:14: error[E301]: unknown name `clasify` in step `draft`: ...
+   |
+12 |     prompt = clasify.output
+   |              ^^^^^^^
+   = help: did you mean `classify`?
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ def render_diagnostic(diag: Diagnostic, text: str | None, *, color: bool = False
     where = diag.path or "<plan>"
     if diag.span is not None:
         where += f":{diag.span.line}:{diag.span.column}"
-    head = (f"{where}: {paint(severity, f'{severity}[{diag.code.id}]')}: "
-            f"{paint('bold', diag.message)}")
+    head = (
+        f"{where}: {paint(severity, f'{severity}[{diag.code.id}]')}: {paint('bold', diag.message)}"
+    )
     out = [head]
     spans: list[tuple[Span, str, str]] = []
     if diag.span is not None:
@@ -53,16 +54,27 @@ def render_diagnostic(diag: Diagnostic, text: str | None, *, color: bool = False
     shown = [s for s in spans if 0 < s[0].line <= len(lines)]
     width = max((len(str(s[0].line)) for s in shown), default=0)
     for span, mark, message in shown:
-        out.extend(_snippet(lines[span.line - 1], span, mark, message, width, paint,
-                            severity if mark == "^" else "label"))
+        out.extend(
+            _snippet(
+                lines[span.line - 1],
+                span,
+                mark,
+                message,
+                width,
+                paint,
+                severity if mark == "^" else "label",
+            )
+        )
     pad = " " * width
-    out.extend(f"{pad} {paint('gutter', '=')} {paint('help', 'help')}: {hint}"
-               for hint in diag.hints)
+    out.extend(
+        f"{pad} {paint('gutter', '=')} {paint('help', 'help')}: {hint}" for hint in diag.hints
+    )
     return "\n".join(out)
 
 
-def _snippet(line: str, span: Span, mark: str, message: str, width: int,
-             paint: _Painter, style: str) -> list[str]:
+def _snippet(
+    line: str, span: Span, mark: str, message: str, width: int, paint: _Painter, style: str
+) -> list[str]:
     """The source line and a row of marks under the span (its first line, if it spans more)."""
     start = max(span.column - 1, 0)
     end = span.end_column - 1 if span.end_line == span.line else len(line)
@@ -100,15 +112,16 @@ def _window(line: str, start: int, end: int) -> tuple[str, int, int]:
     return prefix + line[left:right] + suffix, start + shift, end + shift
 
 
-def render_all(diagnostics: Iterable[Diagnostic], sources: dict[str, str], *,
-               color: bool = False) -> str:
+def render_all(
+    diagnostics: Iterable[Diagnostic], sources: dict[str, str], *, color: bool = False
+) -> str:
     """Every diagnostic, a blank line between; `sources` maps a path to its text."""
     blocks = [render_diagnostic(d, sources.get(d.path), color=color) for d in diagnostics]
     return "\n\n".join(blocks)
 
 
 def summary(diagnostics: Iterable[Diagnostic]) -> str:
-    """"2 errors, 1 warning" (empty when there is nothing)."""
+    """ "2 errors, 1 warning" (empty when there is nothing)."""
     diags = list(diagnostics)
     errors = sum(d.severity is Severity.ERROR for d in diags)
     warnings = len(diags) - errors
@@ -126,15 +139,17 @@ def to_json(diagnostics: Iterable[Diagnostic]) -> list[dict[str, Any]]:
     result = []
     for d in diagnostics:
         span = d.span
-        result.append({
-            "path": d.path,
-            "line": span.line if span else None,
-            "column": span.column if span else None,
-            "end_line": span.end_line if span else None,
-            "end_column": span.end_column if span else None,
-            "code": d.code.id,
-            "severity": d.severity.value,
-            "message": d.message,
-            "hints": list(d.hints),
-        })
+        result.append(
+            {
+                "path": d.path,
+                "line": span.line if span else None,
+                "column": span.column if span else None,
+                "end_line": span.end_line if span else None,
+                "end_column": span.end_column if span else None,
+                "code": d.code.id,
+                "severity": d.severity.value,
+                "message": d.message,
+                "hints": list(d.hints),
+            }
+        )
     return result

@@ -27,23 +27,36 @@ from plait.compiler.transformer import RESERVED_WORDS, WHEN_HINT, span_of
 MAX_ERRORS = 50
 DURATION_UNITS = ("ms", "s", "m", "h")
 # Words other tools use for what plait spells as one of its policies.
-POLICY_ALIASES = {"depends_on": "after", "depends": "after", "needs": "after",
-                  "requires": "after", "condition": "if", "trigger_rule": "when",
-                  "trigger": "when"}
+POLICY_ALIASES = {
+    "depends_on": "after",
+    "depends": "after",
+    "needs": "after",
+    "requires": "after",
+    "condition": "if",
+    "trigger_rule": "when",
+    "trigger": "when",
+}
 # Settings of the plan or a resource written inside a step: (message, hint).
 MISPLACED_POLICIES = {
-    "deadline": ("`deadline` is a plan setting, not a step policy",
-                 "limit each attempt of this step with `timeout`; a `deadline` line in the plan "
-                 "bounds the whole run"),
-    "rate": ("`rate` is a resource setting, not a step policy",
-             "declare `resource NAME { rate 10/s }` in the plan and write `uses NAME` here"),
-    "breaker": ("`breaker` is a resource setting, not a step policy",
-                "declare `resource NAME { breaker after 5 failures }` in the plan and write "
-                "`uses NAME` here"),
+    "deadline": (
+        "`deadline` is a plan setting, not a step policy",
+        "limit each attempt of this step with `timeout`; a `deadline` line in the plan "
+        "bounds the whole run",
+    ),
+    "rate": (
+        "`rate` is a resource setting, not a step policy",
+        "declare `resource NAME { rate 10/s }` in the plan and write `uses NAME` here",
+    ),
+    "breaker": (
+        "`breaker` is a resource setting, not a step policy",
+        "declare `resource NAME { breaker after 5 failures }` in the plan and write "
+        "`uses NAME` here",
+    ),
 }
 
-_OPERATORS = frozenset({"COMPARE", "IN", "NOT", "AND", "OR", "COALESCE", "DOT", "QDOT",
-                        "LSQB", "QLSQB", "LPAR"})
+_OPERATORS = frozenset(
+    {"COMPARE", "IN", "NOT", "AND", "OR", "COALESCE", "DOT", "QDOT", "LSQB", "QLSQB", "LPAR"}
+)
 _CHARACTER_HINTS = {
     "'": 'strings use double quotes: "text"',
     "+": 'there is no arithmetic; build text with interpolation: "${a}${b}"',
@@ -56,17 +69,40 @@ _LINE_START_WORD = re.compile(r"[ \t]*([a-z]+)\b")
 _LONG_STRING_REST = re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*"""')
 _STRING_REST = re.compile(r'(?:[^"\\\n]|\\[^\n])*"?')
 _WORDS = {  # what a terminal is, in words a user knows
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LONG_STRING": "a string",
-    "DURATION": "a duration like `30s`", "RATE": "a rate like `10/s`",
-    "PERCENT": "a percentage like `25%`", "FACTOR": "a factor like `x2`",
-    "_NL": "end of line", "$END": "end of file", "DICT_OPEN": "`{`", "COMPARE": "a comparison",
-    "COALESCE": "`??`", "QDOT": "`?.`", "QLSQB": "`?[`", "SEMI": "`;`", "LPAR": "`(`",
-    "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "LBRACE": "`{`", "RBRACE": "`}`",
-    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "DOT": "`.`",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "LONG_STRING": "a string",
+    "DURATION": "a duration like `30s`",
+    "RATE": "a rate like `10/s`",
+    "PERCENT": "a percentage like `25%`",
+    "FACTOR": "a factor like `x2`",
+    "_NL": "end of line",
+    "$END": "end of file",
+    "DICT_OPEN": "`{`",
+    "COMPARE": "a comparison",
+    "COALESCE": "`??`",
+    "QDOT": "`?.`",
+    "QLSQB": "`?[`",
+    "SEMI": "`;`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "COMMA": "`,`",
+    "COLON": "`:`",
+    "EQUAL": "`=`",
+    "DOT": "`.`",
 }
 # What a finished statement leaves on the parser's value stack: recovery cuts back to it.
-_STATEMENTS = (*get_args(nodes.PolicyNode), *get_args(nodes.ResourceSetting),
-               *get_args(nodes.PlanItem), nodes.PlanNode)
+_STATEMENTS = (
+    *get_args(nodes.PolicyNode),
+    *get_args(nodes.ResourceSetting),
+    *get_args(nodes.PlanItem),
+    nodes.PlanNode,
+)
 
 
 class Keywords:
@@ -186,41 +222,61 @@ class Recovery:
             self.report_unclosed(opened, scan.tspan(token), f" before `{token}`")
         elif scan.head and scan.head[0].type == "WHEN":
             first = scan.head[1] if len(scan.head) > 1 else token
-            scan.report(codes.WHEN_TAKES_RULE, "`when` takes a trigger rule, not an expression",
-                        self.to_statement_end(first, token), WHEN_HINT)
+            scan.report(
+                codes.WHEN_TAKES_RULE,
+                "`when` takes a trigger rule, not an expression",
+                self.to_statement_end(first, token),
+                WHEN_HINT,
+            )
         elif token.type in ("COMPARE", "IN", "NOT") and "AND" in expected:
-            scan.report(codes.CHAINED_COMPARISON,
-                        f"comparisons do not chain: unexpected `{token}` after a comparison",
-                        scan.tspan(token), "combine two comparisons with `and`: `a < b and b < c`")
+            scan.report(
+                codes.CHAINED_COMPARISON,
+                f"comparisons do not chain: unexpected `{token}` after a comparison",
+                scan.tspan(token),
+                "combine two comparisons with `and`: `a < b and b < c`",
+            )
         elif self.unit_after_space(token):
             self.report_spaced_unit(token)
         elif self.string_closed_inside_interpolation():
             self.report_quote_in_interpolation()
         elif str(token) in RESERVED_WORDS and "NAME" in expected:
-            scan.report(codes.RESERVED_WORD,
-                        f"`{token}` is a reserved word and cannot be used as a name",
-                        scan.tspan(token), "choose another name")
+            scan.report(
+                codes.RESERVED_WORD,
+                f"`{token}` is a reserved word and cannot be used as a name",
+                scan.tspan(token),
+                "choose another name",
+            )
         else:
             self.report_generic(token, expected)
 
     def unit_after_space(self, token: Token) -> bool:
         """`deadline 3 days`: a bare number where a duration goes, then a word."""
         prev = self.scan.prev
-        return (token.type == "NAME" and prev is not None and prev.type == "DURATION"
-                and str(prev).replace("_", "").replace(".", "").isdigit())
+        return (
+            token.type == "NAME"
+            and prev is not None
+            and prev.type == "DURATION"
+            and str(prev).replace("_", "").replace(".", "").isdigit()
+        )
 
     def report_spaced_unit(self, token: Token) -> None:
         scan = self.scan
         number, word = str(scan.prev), str(token)
         span = _join(scan.tspan(scan.prev), scan.tspan(token))  # type: ignore[arg-type]
         if word in DURATION_UNITS:
-            scan.report(codes.UNKNOWN_DURATION_UNIT,
-                        f"a duration is written without a space: `{number}{word}`, "
-                        f"not `{number} {word}`", span, f"write `{number}{word}`")
+            scan.report(
+                codes.UNKNOWN_DURATION_UNIT,
+                f"a duration is written without a space: `{number}{word}`, not `{number} {word}`",
+                span,
+                f"write `{number}{word}`",
+            )
             return
-        scan.report(codes.UNKNOWN_DURATION_UNIT,
-                    f"unknown duration unit `{word}`; use ms, s, m or h, right after the number",
-                    span, f"for example `{number}s`, `{number}m` or `{number}h`")
+        scan.report(
+            codes.UNKNOWN_DURATION_UNIT,
+            f"unknown duration unit `{word}`; use ms, s, m or h, right after the number",
+            span,
+            f"for example `{number}s`, `{number}m` or `{number}h`",
+        )
 
     def string_closed_inside_interpolation(self) -> bool:
         """`"${x ?? "none"}"`: the `"` meant to open an inner string closed the outer one."""
@@ -232,10 +288,14 @@ class Recovery:
         prev: Token = scan.prev  # type: ignore[assignment]
         end_line, end_column = prev.end_line or 1, prev.end_column or 2
         quote = scan.span(end_line, end_column - 1, end_line, end_column)
-        scan.report(codes.BAD_INTERPOLATION,
-                    f"the `\"` at {quote.line}:{quote.column} ends the string that starts at "
-                    f"{prev.line}:{prev.column}: inside `${{...}}` of a `\"...\"` string, "
-                    "a `\"` cannot appear", quote, *_quote_hints(scan.text, prev))
+        scan.report(
+            codes.BAD_INTERPOLATION,
+            f'the `"` at {quote.line}:{quote.column} ends the string that starts at '
+            f'{prev.line}:{prev.column}: inside `${{...}}` of a `"..."` string, '
+            'a `"` cannot appear',
+            quote,
+            *_quote_hints(scan.text, prev),
+        )
 
     def report_generic(self, token: Token, expected: set[str]) -> None:
         scan, words = self.scan, self.keywords
@@ -246,24 +306,42 @@ class Recovery:
                 message, hint = MISPLACED_POLICIES[word]
                 scan.report(codes.UNKNOWN_POLICY, message, span, hint)
                 return
-            scan.report(codes.UNKNOWN_POLICY, f"unknown policy `{word}`", span,
-                        self.policy_alias_hint(token) or _guess(word, words.policies)
-                        or f"policies are {', '.join(words.policies)}")
+            scan.report(
+                codes.UNKNOWN_POLICY,
+                f"unknown policy `{word}`",
+                span,
+                self.policy_alias_hint(token)
+                or _guess(word, words.policies)
+                or f"policies are {', '.join(words.policies)}",
+            )
         elif {"RATE_KW", "BREAKER"} <= expected and not ends:
             if word in ("cooldown", "failures"):
-                scan.report(codes.UNKNOWN_POLICY,
-                            f"`{word}` belongs on the `breaker` line, not on a line of its own",
-                            span, f"write `{self.breaker_line(token)}`")
+                scan.report(
+                    codes.UNKNOWN_POLICY,
+                    f"`{word}` belongs on the `breaker` line, not on a line of its own",
+                    span,
+                    f"write `{self.breaker_line(token)}`",
+                )
                 return
-            scan.report(codes.UNKNOWN_POLICY,
-                        f"unknown resource setting `{word}`; use rate, concurrency or breaker",
-                        span, _guess(word, words.resource_settings))
+            scan.report(
+                codes.UNKNOWN_POLICY,
+                f"unknown resource setting `{word}`; use rate, concurrency or breaker",
+                span,
+                _guess(word, words.resource_settings),
+            )
         elif {"STEP", "INPUT"} <= expected and not ends:
-            scan.report(codes.SYNTAX_ERROR, f"expected a plan item, found {_what(token)}", span,
-                        _guess(word, words.items) or f"plan items are {', '.join(words.items)}")
+            scan.report(
+                codes.SYNTAX_ERROR,
+                f"expected a plan item, found {_what(token)}",
+                span,
+                _guess(word, words.items) or f"plan items are {', '.join(words.items)}",
+            )
         else:
-            scan.report(codes.SYNTAX_ERROR,
-                        f"unexpected {_what(token)}; expected {_describe(expected)}", span)
+            scan.report(
+                codes.SYNTAX_ERROR,
+                f"unexpected {_what(token)}; expected {_describe(expected)}",
+                span,
+            )
 
     def policy_alias_hint(self, token: Token) -> str | None:
         """`depends_on a`: a word other tools use for a policy plait spells differently."""
@@ -271,13 +349,13 @@ class Recovery:
         if policy is None:
             return None
         text, end = self.scan.text, token.end_pos or 0
-        rest = text[end:statement_end(text, end, 0)].strip()
+        rest = text[end : statement_end(text, end, 0)].strip()
         return f"plait writes this as `{f'{policy} {rest}' if rest else policy}`"
 
     def breaker_line(self, token: Token) -> str:
         """The `breaker` line with the stray setting moved onto it."""
         text, start = self.scan.text, token.start_pos or 0
-        setting = " ".join(text[start:statement_end(text, token.end_pos or start, 0)].split())
+        setting = " ".join(text[start : statement_end(text, token.end_pos or start, 0)].split())
         before = text[:start].rstrip().rsplit("\n", 1)[-1].split("#")[0]
         breaker = " ".join(before.split())
         if not breaker.startswith("breaker after"):
@@ -290,8 +368,11 @@ class Recovery:
         if not scan.stack or not self.starts_line(token):
             return None
         inner = scan.stack[-1]
-        if token.type == "DEADLINE" and inner.kind == "block" and not inner.label.startswith(
-                ("plan", "resource", "loop")):
+        if (
+            token.type == "DEADLINE"
+            and inner.kind == "block"
+            and not inner.label.startswith(("plan", "resource", "loop"))
+        ):
             return None  # `deadline` in a step or `defaults`: named as a misplaced setting
         if token.type in self.keywords.item_terminals and (
             inner.kind != "block" or not inner.label.startswith("plan")
@@ -305,11 +386,19 @@ class Recovery:
         scan = self.scan
         at = scan.tspan(opened.token)
         closer = "]" if opened.kind == "[" else ")" if opened.kind == "(" else "}"
-        what = (opened.label if opened.kind == "block"
-                else "the dict" if opened.kind == "dict" else f"`{opened.token}`")
-        scan.report(codes.UNCLOSED_BLOCK,
-                    f"expected `{closer}` to close {what} opened at {at.line}:{at.column}{where}",
-                    span, labels=(Label(at, f"{what} opened here"),))
+        what = (
+            opened.label
+            if opened.kind == "block"
+            else "the dict"
+            if opened.kind == "dict"
+            else f"`{opened.token}`"
+        )
+        scan.report(
+            codes.UNCLOSED_BLOCK,
+            f"expected `{closer}` to close {what} opened at {at.line}:{at.column}{where}",
+            span,
+            labels=(Label(at, f"{what} opened here"),),
+        )
 
     def to_statement_end(self, first: Token, token: Token) -> Span:
         """From `first` to the end of the statement `token` is in, trailing blanks excluded."""
@@ -327,8 +416,9 @@ class Recovery:
         if opened is not None and (_closer_type(opened) in expected or scan.at_line_start):
             self.report_unclosed(opened, span)
         else:
-            scan.report(codes.SYNTAX_ERROR,
-                        f"unexpected end of file; expected {_describe(expected)}", span)
+            scan.report(
+                codes.SYNTAX_ERROR, f"unexpected end of file; expected {_describe(expected)}", span
+            )
 
     def report_interpolation(self, token: Token, expected: set[str]) -> None:
         scan = self.scan
@@ -373,17 +463,22 @@ class Recovery:
         char = text[pos]
         parser = problem.interactive_parser
         if scan.interp:
-            scan.report(codes.BAD_INTERPOLATION, f"unexpected character `{char}` in `${{...}}`",
-                        scan.span(line, column, line, column + 1))
+            scan.report(
+                codes.BAD_INTERPOLATION,
+                f"unexpected character `{char}` in `${{...}}`",
+                scan.span(line, column, line, column + 1),
+            )
             return False
         end_of_line = text.find("\n", pos)
         end_of_line = len(text) if end_of_line < 0 else end_of_line
         if char == '"':
             long = text.startswith('"""', pos)
             scan.report(
-                codes.UNTERMINATED_STRING, "unterminated string",
+                codes.UNTERMINATED_STRING,
+                "unterminated string",
                 scan.span(line, column, line, column + max(1, end_of_line - pos)),
-                'close it with `"""`' if long
+                'close it with `"""`'
+                if long
                 else 'close it with `"` on the same line; use `"""` for text over several lines',
             )
             if long or scan.errors >= MAX_ERRORS:
@@ -395,8 +490,12 @@ class Recovery:
             self.seek(parser, statement_end(text, end_of_line, 0))
             return True
         shown = char if char.isprintable() else repr(char)
-        scan.report(codes.SYNTAX_ERROR, f"unexpected character `{shown}`",
-                    scan.span(line, column, line, column + 1), _CHARACTER_HINTS.get(char))
+        scan.report(
+            codes.SYNTAX_ERROR,
+            f"unexpected character `{shown}`",
+            scan.span(line, column, line, column + 1),
+            _CHARACTER_HINTS.get(char),
+        )
         if scan.errors >= MAX_ERRORS:
             return False
         depth = self.unwind_statement(parser)
@@ -452,7 +551,7 @@ class Recovery:
                 base = i + 1
                 break
         del values[base:]
-        del states[base + 1:]
+        del states[base + 1 :]
         scan = self.scan
         scan.head, scan.at_line_start, scan.brace_pending = [], True, False
         scan.prev = Token("_NL", "\n")
@@ -472,8 +571,11 @@ class Recovery:
 def _ends_statement(value: object) -> bool:
     if isinstance(value, Token):
         return value.type in ("_NL", "LBRACE")
-    return isinstance(value, Tree) and bool(value.children) and isinstance(
-        value.children[-1], _STATEMENTS)
+    return (
+        isinstance(value, Tree)
+        and bool(value.children)
+        and isinstance(value.children[-1], _STATEMENTS)
+    )
 
 
 def _join(first: Span, last: Span) -> Span:
@@ -544,8 +646,10 @@ def _quote_hints(text: str, string: Token) -> tuple[str, ...]:
     inner = whole[1:-1]
     hints = [f'use a `"""` string, in which `"` may appear inside `${{...}}`: `"""{inner}"""`']
     if inner.startswith("${") and inner.endswith("}") and inner.count("${") == 1:
-        hints.append(f"or, as the string is only `${{...}}`, write the expression alone: "
-                     f"`{inner[2:-1].strip()}`")
+        hints.append(
+            f"or, as the string is only `${{...}}`, write the expression alone: "
+            f"`{inner[2:-1].strip()}`"
+        )
     return tuple(hints)
 
 

@@ -296,9 +296,16 @@ class PlanTransformer(Transformer[Tok, Any]):
         until = next((r.expr for r in rest if isinstance(r, _Until)), None)
         every = next((r.duration for r in rest if isinstance(r, _Every)), None)
         block: _LoopBlock = rest[-1]
-        return nodes.LoopNode(self._name(name, "a loop"), self._int(count, "loop max"),
-                              self._span(count, count), until, every, block.policies,
-                              block.steps, self._from(keyword, block.span))
+        return nodes.LoopNode(
+            self._name(name, "a loop"),
+            self._int(count, "loop max"),
+            self._span(count, count),
+            until,
+            every,
+            block.policies,
+            block.steps,
+            self._from(keyword, block.span),
+        )
 
     def loop_until(self, _keyword: Tok, expr: Expr) -> _Until:
         return _Until(expr)
@@ -312,11 +319,16 @@ class PlanTransformer(Transformer[Tok, Any]):
         policies = tuple(i for i in items if not isinstance(i, nodes.StepNode))
         return _LoopBlock(policies, steps, self._span(opening, rest[-1]))
 
-    def preset(self, keyword: Tok, name: Tok, call: nodes.Call,
-               block: _Block | None = None) -> nodes.PresetNode:
+    def preset(
+        self, keyword: Tok, name: Tok, call: nodes.Call, block: _Block | None = None
+    ) -> nodes.PresetNode:
         end = block.span if block else call.span
-        return nodes.PresetNode(self._name(name, "a tool preset"), call,
-                                block.policies if block else (), self._from(keyword, end))
+        return nodes.PresetNode(
+            self._name(name, "a tool preset"),
+            call,
+            block.policies if block else (),
+            self._from(keyword, end),
+        )
 
     def step_block(self, opening: Tok, *rest: Any) -> _Block:
         return _Block(tuple(rest[:-1]), self._span(opening, rest[-1]))
@@ -587,8 +599,13 @@ class PlanTransformer(Transformer[Tok, Any]):
         word = token.name if isinstance(token, nodes.Ident) else token.value
         if word not in choices:
             span = token.span if isinstance(token, nodes.Ident) else self._tspan(token)
-            self._report(code, f"unknown {what} `{word}`; use {_one_of(choices)}", span,
-                         *did_you_mean(word, choices), hint)
+            self._report(
+                code,
+                f"unknown {what} `{word}`; use {_one_of(choices)}",
+                span,
+                *did_you_mean(word, choices),
+                hint,
+            )
 
     def _check_reference(self, node: NameExpr) -> None:
         """A reserved word read as a name (`env` and `run` are read through a field)."""

@@ -60,6 +60,7 @@ class ConversationHost:
         if preset.tool != "py.call" or target is None:
             return None
         from plait.stdlib.py import resolve_function
+
         try:
             value = evaluate(target, self.run._scope(self.at.loop))
             return resolve_function(self.run._context(self.at), str(value))
@@ -90,33 +91,49 @@ class ConversationHost:
 
     # --- tool calls -------------------------------------------------------------------
 
-    async def run_tool(self, tool: AgentTool | None, call: ToolCall,
-                       args: dict[str, Any] | None, refused: str | None) -> ToolResult:
+    async def run_tool(
+        self,
+        tool: AgentTool | None,
+        call: ToolCall,
+        args: dict[str, Any] | None,
+        refused: str | None,
+    ) -> ToolResult:
         name = tool.name if tool is not None else call.name
         shown = args if args is not None else call.arguments
-        common = {"step": self.step, "attempt": self.at.number, "element": self.at.element,
-                  "turn": call.turn, "call_id": call.id, "tool": name, "arguments": shown}
+        common = {
+            "step": self.step,
+            "attempt": self.at.number,
+            "element": self.at.element,
+            "turn": call.turn,
+            "call_id": call.id,
+            "tool": name,
+            "arguments": shown,
+        }
         self.run._emit(ev.ToolCallStarted, **common)
         started = self.run.clock.now()
         if refused is not None or tool is None or args is None:
             result = ToolResult.refused(refused or f"no tool `{call.name}` in `tools`")
         else:
             result = await self._execute(tool, args)
-        self.run._emit(ev.ToolCallFinished, **common,
-                       status="succeeded" if result.ok else "failed",
-                       attempts=result.attempts,
-                       duration_s=round(self.run.clock.now() - started, 6),
-                       kind=result.kind, message=result.message)
+        self.run._emit(
+            ev.ToolCallFinished,
+            **common,
+            status="succeeded" if result.ok else "failed",
+            attempts=result.attempts,
+            duration_s=round(self.run.clock.now() - started, 6),
+            kind=result.kind,
+            message=result.message,
+        )
         return result
 
     async def _execute(self, tool: AgentTool, given: dict[str, Any]) -> ToolResult:
         preset = self.run.plan.presets.get(tool.name)
         defaults = self.run.plan.defaults
-        timeout = preset.timeout_s if preset is not None and preset.timeout_s else (
-            defaults.timeout_s)
+        timeout = (
+            preset.timeout_s if preset is not None and preset.timeout_s else (defaults.timeout_s)
+        )
         retry = preset.retry if preset is not None and preset.retry else defaults.retry
-        uses = tuple(sorted(set(preset.uses if preset is not None else ())
-                            | set(defaults.uses)))
+        uses = tuple(sorted(set(preset.uses if preset is not None else ()) | set(defaults.uses)))
         try:
             args = tool.spec.validate_args({**self._fixed(preset), **given})
         except ToolError as exc:
@@ -132,8 +149,14 @@ class ConversationHost:
         except EvalError as exc:
             raise InvalidInput(f"preset `{preset.name}`: {exc.message}") from None
 
-    async def _with_retries(self, spec: ToolSpec, args: dict[str, Any], timeout: float | None,
-                            retry: RetryPolicy | None, uses: tuple[str, ...]) -> ToolResult:
+    async def _with_retries(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        uses: tuple[str, ...],
+    ) -> ToolResult:
         from plait.runtime.scheduler import invoke_tool  # the one way a tool is called
 
         run, number = self.run, 0
@@ -141,19 +164,27 @@ class ConversationHost:
             number += 1
             ctx = run._context(self.at) if spec.context_param is not None else None
             result = await run._admitted_call(
-                self.at, lambda ctx=ctx: invoke_tool(spec, args, ctx, timeout,  # type: ignore[misc]
-                                                     run.clock, executor=run._execute),
-                [], uses=uses, map_slots=False)
+                self.at,
+                lambda ctx=ctx: invoke_tool(
+                    spec,
+                    args,
+                    ctx,
+                    timeout,  # type: ignore[misc]
+                    run.clock,
+                    executor=run._execute,
+                ),
+                [],
+                uses=uses,
+                map_slots=False,
+            )
             if result.ok:
                 return ToolResult(True, _unwrapped(result.value), attempts=number)
             kind = ErrorKind(result.kind or ErrorKind.TOOL_ERROR)
             if should_retry(retry, kind, number) is not RetryVerdict.RETRY or retry is None:
-                return ToolResult(False, kind=kind.value, message=result.message,
-                                  attempts=number)
+                return ToolResult(False, kind=kind.value, message=result.message, attempts=number)
             wait = retry_wait(retry, number, run.rng, result.hint_s)
             if not fits_deadline(run.clock.now(), wait, run.deadline_at):
-                return ToolResult(False, kind=kind.value, message=result.message,
-                                  attempts=number)
+                return ToolResult(False, kind=kind.value, message=result.message, attempts=number)
             await run.clock.sleep(wait)
 
     # --- the journal ------------------------------------------------------------------
@@ -171,4 +202,3 @@ class ConversationHost:
 def _unwrapped(value: Any) -> Any:
     """A `Versioned` value (section 10) goes to the model as its value."""
     return getattr(value, "value", value) if type(value).__name__ == "Versioned" else value
-

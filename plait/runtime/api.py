@@ -39,8 +39,9 @@ def load_plan(path_or_plan: PlanLike, on_warnings: Callable[[Any], None] | None 
     from plait.compiler import api as compiler_api  # the compiler stage, loaded on demand
 
     # a run imports the plan's `use` files: their code runs (docs/security.md)
-    return compiler_api.load_plan(Path(path_or_plan), use_policy=IMPORT_ALL,
-                                  on_warnings=on_warnings)
+    return compiler_api.load_plan(
+        Path(path_or_plan), use_policy=IMPORT_ALL, on_warnings=on_warnings
+    )
 
 
 def plan_dir_of(plan: Plan) -> Path:
@@ -79,9 +80,10 @@ def parse_cli_value(decl: Input, text: str) -> Any:
     except ValueError as exc:
         shown = text if len(text) <= 60 else text[:60] + "…"
         why = str(exc).removeprefix("not valid JSON: ")
-        raise UserError(f"input `{decl.name}`: {shown!r} is not a valid {t}"
-                        f"{': ' + why if t not in ('int', 'float', 'bool') else ''}"
-                        ) from None
+        raise UserError(
+            f"input `{decl.name}`: {shown!r} is not a valid {t}"
+            f"{': ' + why if t not in ('int', 'float', 'bool') else ''}"
+        ) from None
 
 
 def _parse_bool(text: str) -> bool:
@@ -105,8 +107,9 @@ def read_inputs_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def parse_cli_inputs(plan: Plan, pairs: Iterable[str],
-                     inputs_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def parse_cli_inputs(
+    plan: Plan, pairs: Iterable[str], inputs_file: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """`--inputs FILE.json` then `--input K=V` (which wins), validated against the plan."""
     values: dict[str, Any] = dict(read_inputs_file(inputs_file)) if inputs_file else {}
     for pair in pairs:
@@ -123,8 +126,7 @@ def parse_cli_inputs(plan: Plan, pairs: Iterable[str],
 
 def _unknown_input(plan: Plan, name: str) -> str:
     known = ", ".join(plan.inputs) or "none"
-    return (f"unknown input `{name}`{_did_you_mean(name, plan.inputs)}; "
-            f"the plan's inputs: {known}")
+    return f"unknown input `{name}`{_did_you_mean(name, plan.inputs)}; the plan's inputs: {known}"
 
 
 def validate_inputs(plan: Plan, values: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -138,14 +140,14 @@ def validate_inputs(plan: Plan, values: Mapping[str, Any] | None) -> dict[str, A
         if name in values:
             value = values[name]
             if not fits_input_type(decl.type, value):
-                raise UserError(f"input `{name}` must be {decl.type}, got "
-                                f"{json.dumps(value)[:60]}")
+                raise UserError(f"input `{name}` must be {decl.type}, got {json.dumps(value)[:60]}")
             result[name] = float(value) if decl.type == "float" else value
         elif decl.has_default:
             result[name] = decl.default
         else:
-            raise UserError(f"missing required input `{name}` ({decl.type}); "
-                            f"pass it with --input {name}=VALUE")
+            raise UserError(
+                f"missing required input `{name}` ({decl.type}); pass it with --input {name}=VALUE"
+            )
     return result
 
 
@@ -166,9 +168,11 @@ def parse_injections(specs: Iterable[str], plan: Plan) -> dict[str, Injection]:
             kind = ErrorKind(kind_text)
         except ValueError:
             kinds = ", ".join(k.value for k in ErrorKind)
-            raise UserError(f"--inject: unknown error kind `{kind_text}`"
-                            f"{_did_you_mean(kind_text, [k.value for k in ErrorKind])}; "
-                            f"kinds: {kinds}") from None
+            raise UserError(
+                f"--inject: unknown error kind `{kind_text}`"
+                f"{_did_you_mean(kind_text, [k.value for k in ErrorKind])}; "
+                f"kinds: {kinds}"
+            ) from None
         times = None
         if times_text:
             if not (times_text.isascii() and times_text.isdigit()):
@@ -181,8 +185,9 @@ def parse_injections(specs: Iterable[str], plan: Plan) -> dict[str, Injection]:
 # --- running --------------------------------------------------------------------------------
 
 
-def _secrets(plan: Plan, inputs: Mapping[str, Any], env: Mapping[str, str],
-             warn: Callable[[str], None]) -> list[str]:
+def _secrets(
+    plan: Plan, inputs: Mapping[str, Any], env: Mapping[str, str], warn: Callable[[str], None]
+) -> list[str]:
     secrets: list[str] = []
     for name, decl in plan.inputs.items():
         value = inputs.get(name)
@@ -210,14 +215,23 @@ class Runner:
     tool calls elsewhere (Ray); `guards` are resource guards shared with other runs (batch).
     """
 
-    def __init__(self, plan: Plan, inputs: Mapping[str, Any] | None = None, *,
-                 seed: int | None = None, inject: Mapping[str, Injection] | None = None,
-                 events: Sink | Iterable[Sink] | None = None, clock: Clock | None = None,
-                 run_id: str | None = None, environ: Mapping[str, str] | None = None,
-                 registry: ToolRegistry | None = None,
-                 warn: Callable[[str], None] = _stderr,
-                 executor: Executor | None = None, guards: ResourceGuards | None = None,
-                 files: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        inject: Mapping[str, Injection] | None = None,
+        events: Sink | Iterable[Sink] | None = None,
+        clock: Clock | None = None,
+        run_id: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        registry: ToolRegistry | None = None,
+        warn: Callable[[str], None] = _stderr,
+        executor: Executor | None = None,
+        guards: ResourceGuards | None = None,
+        files: Iterable[str | os.PathLike[str]] = (),
+    ) -> None:
         self.plan = plan
         self.inputs = validate_inputs(plan, inputs)
         self.env = check_env(plan, os.environ if environ is None else environ)
@@ -227,11 +241,18 @@ class Runner:
         plan_dir = plan_dir_of(plan)
         self.registry = registry or _registry(plan, plan_dir)
         self.options = RunOptions(
-            run_id=run_id or uuid.uuid4().hex[:16], inputs=self.inputs, env=self.env,
-            clock=clock or RealClock(), seed=seed, inject=dict(inject or {}),
-            secrets=_secrets(plan, self.inputs, self.env, warn), plan_dir=plan_dir,
+            run_id=run_id or uuid.uuid4().hex[:16],
+            inputs=self.inputs,
+            env=self.env,
+            clock=clock or RealClock(),
+            seed=seed,
+            inject=dict(inject or {}),
+            secrets=_secrets(plan, self.inputs, self.env, warn),
+            plan_dir=plan_dir,
             file_roots=file_roots(files, os.environ if environ is None else environ),
-            executor=executor, guards=guards)
+            executor=executor,
+            guards=guards,
+        )
         self.run_obj: Run | None = None
 
     @property
@@ -239,8 +260,9 @@ class Runner:
         return self.options.run_id
 
     async def run(self, *, handle_signals: bool = False) -> RunReport:
-        run = self.run_obj = Run(self.plan, self.registry, self.options,
-                                 [self.builder, *self.sinks])
+        run = self.run_obj = Run(
+            self.plan, self.registry, self.options, [self.builder, *self.sinks]
+        )
         loop = asyncio.get_running_loop()
         installed = []
         if handle_signals:
@@ -261,8 +283,9 @@ class Runner:
             self.run_obj.stop("signal")
 
 
-def file_roots(files: Iterable[str | os.PathLike[str]], environ: Mapping[str, str]
-               ) -> tuple[Path, ...]:
+def file_roots(
+    files: Iterable[str | os.PathLike[str]], environ: Mapping[str, str]
+) -> tuple[Path, ...]:
     """The folders `file.*` may touch besides the plan's: `--files DIR` (or `files=`) and
     `PLAIT_FILES` (folders separated by `os.pathsep`), made absolute (docs/security.md)."""
     from_env = [part for part in environ.get("PLAIT_FILES", "").split(os.pathsep) if part]
@@ -290,13 +313,18 @@ def _registry(plan: Plan, plan_dir: Path) -> ToolRegistry:
         raise UserError(f"cannot load tools: {exc}") from None
 
 
-async def run_plan_async(path_or_plan: PlanLike, inputs: Mapping[str, Any] | None = None, *,
-                         seed: int | None = None,
-                         inject: Mapping[str, Injection] | Iterable[str] | None = None,
-                         events: Sink | Iterable[Sink] | None = None,
-                         clock: Clock | None = None, run_id: str | None = None,
-                         environ: Mapping[str, str] | None = None,
-                         journal: str | os.PathLike[str] | Any = None) -> RunReport:
+async def run_plan_async(
+    path_or_plan: PlanLike,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    inject: Mapping[str, Injection] | Iterable[str] | None = None,
+    events: Sink | Iterable[Sink] | None = None,
+    clock: Clock | None = None,
+    run_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    journal: str | os.PathLike[str] | Any = None,
+) -> RunReport:
     """Run a plan (a path to a `.agent` or compiled JSON file, or a Plan) to its report.
 
     `inputs` are Python values checked against the declared types; `inject` takes
@@ -311,25 +339,49 @@ async def run_plan_async(path_or_plan: PlanLike, inputs: Mapping[str, Any] | Non
     plan = load_plan(path_or_plan)
     if inject is not None and not isinstance(inject, Mapping):
         inject = parse_injections(inject, plan)
-    runner = Runner(plan, inputs, seed=seed, inject=inject, events=events, clock=clock,
-                    run_id=run_id, environ=environ)
+    runner = Runner(
+        plan,
+        inputs,
+        seed=seed,
+        inject=inject,
+        events=events,
+        clock=clock,
+        run_id=run_id,
+        environ=environ,
+    )
     if journal is None:
         return await runner.run()
     from plait.runtime.session import RunSession, plan_path_of
 
-    session = RunSession(runner, journal=journal, plan_path=plan_path_of(path_or_plan),
-                         environ=environ)
+    session = RunSession(
+        runner, journal=journal, plan_path=plan_path_of(path_or_plan), environ=environ
+    )
     return await session.run()
 
 
-def run_plan(path_or_plan: PlanLike, inputs: Mapping[str, Any] | None = None, *,
-             seed: int | None = None,
-             inject: Mapping[str, Injection] | Iterable[str] | None = None,
-             events: Sink | Iterable[Sink] | None = None,
-             clock: Clock | None = None, run_id: str | None = None,
-             environ: Mapping[str, str] | None = None,
-             journal: str | os.PathLike[str] | Any = None) -> RunReport:
+def run_plan(
+    path_or_plan: PlanLike,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    inject: Mapping[str, Injection] | Iterable[str] | None = None,
+    events: Sink | Iterable[Sink] | None = None,
+    clock: Clock | None = None,
+    run_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    journal: str | os.PathLike[str] | Any = None,
+) -> RunReport:
     """Blocking `run_plan_async` on a fresh event loop (see there)."""
-    return asyncio.run(run_plan_async(path_or_plan, inputs, seed=seed, inject=inject,
-                                      events=events, clock=clock, run_id=run_id,
-                                      environ=environ, journal=journal))
+    return asyncio.run(
+        run_plan_async(
+            path_or_plan,
+            inputs,
+            seed=seed,
+            inject=inject,
+            events=events,
+            clock=clock,
+            run_id=run_id,
+            environ=environ,
+            journal=journal,
+        )
+    )

@@ -71,8 +71,13 @@ class LineResult:
 
     def record(self) -> dict[str, Any]:
         """The output file's line for it."""
-        return {"line": self.line, "run_id": self.run_id, "outcome": self.outcome,
-                "outputs": self.outputs, "reasons": self.reasons}
+        return {
+            "line": self.line,
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "outputs": self.outputs,
+            "reasons": self.reasons,
+        }
 
 
 def bad_line(number: int, why: str) -> LineResult:
@@ -87,8 +92,9 @@ def parse_line(plan: Plan, number: int, text: str) -> InputLine | LineResult:
         why = str(exc).removeprefix("not valid JSON: ")
         return bad_line(number, f"line {number} is not valid JSON: {why}")
     if not isinstance(value, dict):
-        return bad_line(number, f"line {number} must be a JSON object of inputs, "
-                                f"not {type(value).__name__}")
+        return bad_line(
+            number, f"line {number} must be a JSON object of inputs, not {type(value).__name__}"
+        )
     try:
         return InputLine(number, validate_inputs(plan, value))
     except UserError as exc:
@@ -133,8 +139,9 @@ def load_done(out_path: Path) -> dict[int, str]:
             record = json.loads(raw)
             done[int(record["line"])] = str(record["outcome"])
         except (ValueError, KeyError, TypeError):
-            raise UserError(f"{out_path}:{number}: not a line written by plait batch; "
-                            "use another output file") from None
+            raise UserError(
+                f"{out_path}:{number}: not a line written by plait batch; use another output file"
+            ) from None
     return done
 
 
@@ -168,10 +175,16 @@ class LocalLines:
     """Runs lines in this event loop. Every run shares the plan, its tools and one set of
     resource guards (`guards`; by default made here on the real clock)."""
 
-    def __init__(self, plan: Plan, registry: ToolRegistry, *,
-                 guards: ResourceGuards | None = None, executor: Executor | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        registry: ToolRegistry,
+        *,
+        guards: ResourceGuards | None = None,
+        executor: Executor | None = None,
+        environ: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.plan, self.registry, self.executor = plan, registry, executor
         self.guards = guards or ResourceGuards.for_plan(plan, RealClock())
         self.environ = dict(os.environ if environ is None else environ)
@@ -182,9 +195,16 @@ class LocalLines:
 
     async def run(self, item: InputLine) -> LineResult:
         tokens = TokenCount()
-        runner = Runner(self.plan, item.inputs, events=[tokens], environ=self.environ,
-                        registry=self.registry, warn=self._warn_once,
-                        executor=self.executor, guards=self.guards)
+        runner = Runner(
+            self.plan,
+            item.inputs,
+            events=[tokens],
+            environ=self.environ,
+            registry=self.registry,
+            warn=self._warn_once,
+            executor=self.executor,
+            guards=self.guards,
+        )
         if self.stopped:
             return LineResult(item.line, "failed", cancelled=True)
         self.active.add(runner)
@@ -194,10 +214,16 @@ class LocalLines:
             self.active.discard(runner)
         data = report.to_json_dict()
         return LineResult(
-            item.line, report.outcome, run_id=report.run_id, outputs=data["outputs"],
-            reasons=data["reasons"], duration_s=report.duration_s,
-            prompt_tokens=tokens.prompt, completion_tokens=tokens.completion,
-            cancelled=report.cancelled_by == "signal")
+            item.line,
+            report.outcome,
+            run_id=report.run_id,
+            outputs=data["outputs"],
+            reasons=data["reasons"],
+            duration_s=report.duration_s,
+            prompt_tokens=tokens.prompt,
+            completion_tokens=tokens.completion,
+            cancelled=report.cancelled_by == "signal",
+        )
 
     def stop(self) -> None:
         self.stopped = True
@@ -242,13 +268,19 @@ class BatchSummary:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
-            "lines": self.total_lines, "skipped": self.skipped, "done": self.done,
+            "lines": self.total_lines,
+            "skipped": self.skipped,
+            "done": self.done,
             "finished": self.finished,
             "ran": {k: self.ran.get(k, 0) for k in OUTCOMES},
             "overall": {k: self.overall.get(k, 0) for k in OUTCOMES},
-            "duration_p50_s": self.percentile(50), "duration_p95_s": self.percentile(95),
-            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens,
-                       "total": self.prompt_tokens + self.completion_tokens},
+            "duration_p50_s": self.percentile(50),
+            "duration_p95_s": self.percentile(95),
+            "tokens": {
+                "prompt": self.prompt_tokens,
+                "completion": self.completion_tokens,
+                "total": self.prompt_tokens + self.completion_tokens,
+            },
             "wall_s": round(self.wall_s, 3),
             "interrupted_by": (signal.Signals(self.signal).name if self.signal else None),
         }
@@ -260,9 +292,16 @@ Observer = Callable[[LineResult, BatchSummary], None]
 class Batch:
     """One invocation over an inputs file: `await batch.run()` returns its summary."""
 
-    def __init__(self, plan: Plan, inputs_path: Path, out_path: Path, backend: LineBackend,
-                 *, concurrency: int = DEFAULT_CONCURRENCY,
-                 on_result: Observer | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        inputs_path: Path,
+        out_path: Path,
+        backend: LineBackend,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        on_result: Observer | None = None,
+    ) -> None:
         if concurrency < 1:
             raise UserError(f"--concurrency must be at least 1, not {concurrency}")
         self.plan, self.backend, self.concurrency = plan, backend, concurrency
@@ -270,8 +309,11 @@ class Batch:
         self.on_result = on_result
         done = load_done(out_path)
         self.done = set(done)
-        self.summary = BatchSummary(total_lines=count_input_lines(inputs_path),
-                                    skipped=len(done), overall=Counter(done.values()))
+        self.summary = BatchSummary(
+            total_lines=count_input_lines(inputs_path),
+            skipped=len(done),
+            overall=Counter(done.values()),
+        )
         self._stopping = False
 
     @property

@@ -33,8 +33,13 @@ def failure_text(result: LineResult) -> str:
     why = ""
     if result.reasons:
         r = result.reasons[0]
-        who = (f"step {r['step']}: " if r.get("step") else
-               f"output {r['output']}: " if r.get("output") else "")
+        who = (
+            f"step {r['step']}: "
+            if r.get("step")
+            else f"output {r['output']}: "
+            if r.get("output")
+            else ""
+        )
         kind = f" ({r['kind']})" if r.get("kind") and r.get("step") else ""
         why = f": {who}{r.get('why', '')}{kind}"
     run = f" [run {result.run_id}]" if result.run_id else ""
@@ -78,29 +83,39 @@ class LiveBatchProgress:
     def __init__(self, to_run: int, stream: IO[str] | None = None) -> None:
         self.console = Console(file=stream or sys.stderr)
         self.progress = Progress(
-            TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("[green]{task.fields[succeeded]} ok[/] [yellow]{task.fields[degraded]}"
-                       " degraded[/] [red]{task.fields[failed]} failed[/]"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=False)
-        self.task = self.progress.add_task("batch", total=to_run, succeeded=0, degraded=0,
-                                           failed=0)
+            TextColumn("batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "[green]{task.fields[succeeded]} ok[/] [yellow]{task.fields[degraded]}"
+                " degraded[/] [red]{task.fields[failed]} failed[/]"
+            ),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("batch", total=to_run, succeeded=0, degraded=0, failed=0)
         self.progress.start()
 
     def __call__(self, result: LineResult, summary: BatchSummary) -> None:
         if result.outcome == "failed":
             self.console.print(f"[red]{failure_text(result)}[/]", highlight=False)
         ran = summary.ran
-        self.progress.update(self.task, completed=sum(ran.values()),
-                             succeeded=ran["succeeded"], degraded=ran["degraded"],
-                             failed=ran["failed"])
+        self.progress.update(
+            self.task,
+            completed=sum(ran.values()),
+            succeeded=ran["succeeded"],
+            degraded=ran["degraded"],
+            failed=ran["failed"],
+        )
 
     def close(self, summary: BatchSummary) -> None:
         self.progress.stop()
 
 
-def make_batch_progress(quiet: bool, to_run: int,
-                        stream: IO[str] | None = None) -> Any:
+def make_batch_progress(quiet: bool, to_run: int, stream: IO[str] | None = None) -> Any:
     """The progress observer for this terminal (None with --quiet)."""
     if quiet:
         return None
@@ -114,8 +129,7 @@ def summary_rows(summary: BatchSummary) -> list[list[str]]:
     """Rows of the summary table: outcome counts (this invocation, whole file), then the
     figures."""
     rows = [[k, str(summary.ran.get(k, 0)), str(summary.overall.get(k, 0))] for k in OUTCOMES]
-    rows.append(["lines", str(sum(summary.ran.values())), f"{summary.done}/"
-                 f"{summary.total_lines}"])
+    rows.append(["lines", str(sum(summary.ran.values())), f"{summary.done}/{summary.total_lines}"])
     return rows
 
 
@@ -124,10 +138,11 @@ def summary_lines(summary: BatchSummary) -> list[str]:
     n = sum(summary.ran.values())
     rate = n / summary.wall_s if summary.wall_s > 0 else 0.0
     tokens = summary.prompt_tokens + summary.completion_tokens
-    lines = [f"run duration p50 {_secs(p50)}  p95 {_secs(p95)}",
-             f"tokens {tokens} (prompt {summary.prompt_tokens}, completion "
-             f"{summary.completion_tokens})",
-             f"wall {_secs(summary.wall_s)}  {rate:.1f} lines/s"]
+    lines = [
+        f"run duration p50 {_secs(p50)}  p95 {_secs(p95)}",
+        f"tokens {tokens} (prompt {summary.prompt_tokens}, completion {summary.completion_tokens})",
+        f"wall {_secs(summary.wall_s)}  {rate:.1f} lines/s",
+    ]
     if summary.skipped:
         lines.append(f"{summary.skipped} lines were already in the output file (skipped)")
     return lines
@@ -150,8 +165,10 @@ def render_summary(summary: BatchSummary, stream: IO[str] | None = None) -> None
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     print("batch summary", file=stream)
     for row in [columns, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(),
-              file=stream)
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(),
+            file=stream,
+        )
     for line in summary_lines(summary):
         print(line, file=stream)
     stream.flush()

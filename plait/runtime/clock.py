@@ -51,8 +51,9 @@ class FakeClock:
     work running in threads is not seen, so autojump may jump while a thread is still busy.
     """
 
-    def __init__(self, start: float = 0.0, *, autojump: bool = False,
-                 epoch: datetime = DEFAULT_EPOCH) -> None:
+    def __init__(
+        self, start: float = 0.0, *, autojump: bool = False, epoch: datetime = DEFAULT_EPOCH
+    ) -> None:
         self._now = start
         self._epoch = epoch - timedelta(seconds=start)
         self.autojump = autojump

@@ -53,8 +53,9 @@ class Compensator:
         """A step finished (or finished an execution): remember what a failure must undo."""
         if st.step.compensate is not None and st.status in _DONE:
             assert st.status is not None
-            self.owed.append(_Owed(st.finish_seq, st.name, st.output, st.version,
-                                   st.read_at_s, st.status))
+            self.owed.append(
+                _Owed(st.finish_seq, st.name, st.output, st.version, st.read_at_s, st.status)
+            )
 
     def interrupt(self) -> bool:
         """A signal while compensating: cancel the running one; True if there was one."""
@@ -64,8 +65,9 @@ class Compensator:
         self._task.cancel()
         return True
 
-    async def settle(self, failed: bool,
-                     done: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    async def settle(
+        self, failed: bool, done: frozenset[str] = frozenset()
+    ) -> list[dict[str, Any]]:
         """Run (or, after a signal, list as pending) every compensation the run owes.
         `done`: primaries whose compensation an earlier session recorded `succeeded`."""
         entries: list[dict[str, Any]] = []
@@ -102,9 +104,13 @@ class Compensator:
             _show(st, *kept)
         status = "succeeded" if comp.status in _DONE else "failed"
         if status == "failed":
-            run._emit(ev.CompensationFailed, step=owed.step, compensation=comp.name,
-                      kind=None if comp.kind is None else ErrorKind(comp.kind),
-                      message=comp.message)
+            run._emit(
+                ev.CompensationFailed,
+                step=owed.step,
+                compensation=comp.name,
+                kind=None if comp.kind is None else ErrorKind(comp.kind),
+                message=comp.message,
+            )
         return self._entry(owed.step, status, comp)
 
     async def _run_once(self, comp: StepState) -> None:
@@ -122,19 +128,30 @@ class Compensator:
         error = None
         if comp is not None and status != "succeeded" and comp.kind is not None:
             error = {"kind": comp.kind, "message": comp.message or "", "retry": comp.retry}
-        return {"step": step, "compensation": st.step.compensate,
-                "iteration": st.iteration, "status": status, "error": error}
+        return {
+            "step": step,
+            "compensation": st.step.compensate,
+            "iteration": st.iteration,
+            "status": status,
+            "error": error,
+        }
 
     def _close_unused(self) -> None:
         for name in self.names:
             comp = self.run.states.get(name)
             if comp is not None and not comp.finished:
-                self.run._finish(comp, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED,
-                                 propagate=False)
+                self.run._finish(
+                    comp, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED, propagate=False
+                )
 
 
-def _show(st: StepState, output: Any, version: str | None, read_at_s: float | None,
-          status: outcomes.StepStatus | None) -> None:
+def _show(
+    st: StepState,
+    output: Any,
+    version: str | None,
+    read_at_s: float | None,
+    status: outcomes.StepStatus | None,
+) -> None:
     """Let expressions see `st` as one of its executions ended (its compensation reads it)."""
     st.output, st.version, st.read_at_s, st.status = output, version, read_at_s, status
     st.expression_view = None

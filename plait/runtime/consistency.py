@@ -29,14 +29,15 @@ def null_condition(step: Step, tool: str, args: Mapping[str, Any]) -> str | None
     name = CONDITION_ARGS.get(tool)
     if name is None or name not in step.args or args.get(name) is not None:
         return None
-    return (f"argument `{name}` is null, so the write has no condition to check; "
-            f"write `S.version ?? \"*\"` to accept any version")
+    return (
+        f"argument `{name}` is null, so the write has no condition to check; "
+        f'write `S.version ?? "*"` to accept any version'
+    )
 
 
 def step_reads(expr: Expr, steps: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """(step, field) for every `STEP.field` read in `expr`, in source order."""
-    if isinstance(expr, AttrExpr) and isinstance(expr.value, NameExpr) \
-            and expr.value.name in steps:
+    if isinstance(expr, AttrExpr) and isinstance(expr.value, NameExpr) and expr.value.name in steps:
         yield expr.value.name, expr.field
         return
     for child in children(expr):
@@ -145,11 +146,15 @@ class Redecider:
         run = self.run
         sources = self.sources(st, result)
         for source in sources:
-            run._emit(ev.StaleDetected, step=st.name, source=source,
-                      old_version=run.states[source].version, new_version=None)
+            run._emit(
+                ev.StaleDetected,
+                step=st.name,
+                source=source,
+                old_version=run.states[source].version,
+                new_version=None,
+            )
         rerun = self.path(sources, st.name)
-        run._emit(ev.RedecideStarted, step=st.name, attempt=attempt, sources=sources,
-                  rerun=rerun)
+        run._emit(ev.RedecideStarted, step=st.name, attempt=attempt, sources=sources, rerun=rerun)
         for name in rerun:
             await self.execute_again(name, "redecide")
         stopped = self._still_runs(st)
@@ -165,10 +170,14 @@ class Redecider:
         decision = outcomes.trigger(st.step.when, deps)
         if not decision.run:
             st.caused_by = decision.caused_by
-            return CallResult(False, kind=ErrorKind.STALE.value, retry="not_retryable",
-                              message=f"the data went stale and, re-decided, `{st.name}` "
-                                      f"would not run now (`{decision.caused_by}` ended "
-                                      f"`{run.states[decision.caused_by or ''].status}`)")
+            return CallResult(
+                False,
+                kind=ErrorKind.STALE.value,
+                retry="not_retryable",
+                message=f"the data went stale and, re-decided, `{st.name}` "
+                f"would not run now (`{decision.caused_by}` ended "
+                f"`{run.states[decision.caused_by or ''].status}`)",
+            )
         if st.step.condition is None:
             return None
         try:
@@ -179,9 +188,12 @@ class Redecider:
             why = "its `if` is now false"
         if ok:
             return None
-        return CallResult(False, kind=ErrorKind.STALE.value, retry="not_retryable",
-                          message=f"the data went stale and, re-decided, `{st.name}` would "
-                                  f"not run now: {why}")
+        return CallResult(
+            False,
+            kind=ErrorKind.STALE.value,
+            retry="not_retryable",
+            message=f"the data went stale and, re-decided, `{st.name}` would not run now: {why}",
+        )
 
     # --- executions ---------------------------------------------------------------------------
 
@@ -228,9 +240,15 @@ class Redecider:
             run.saga.note(st)
         readers = self._stale_readers(st) if st.version != old_version else []
         assert st.status is not None
-        run._emit(ev.ExecutionFinished, step=st.name, execution=st.execution,
-                  status=st.status, version=st.version, outcome=st.outcome,
-                  stale_readers=readers)
+        run._emit(
+            ev.ExecutionFinished,
+            step=st.name,
+            execution=st.execution,
+            status=st.status,
+            version=st.version,
+            outcome=st.outcome,
+            stale_readers=readers,
+        )
 
     async def _decide_and_run(self, st: StepState) -> None:
         """As in a first run: trigger rule, `if`, attempts, fallbacks, default."""
@@ -238,16 +256,25 @@ class Redecider:
         deps = [run.states[d].outcome_view() for d in st.deps]
         decision = outcomes.trigger(st.step.when, deps)
         if not decision.run:
-            st.status, st.reason, st.caused_by = outcomes.SKIPPED, decision.reason, \
-                decision.caused_by
+            st.status, st.reason, st.caused_by = (
+                outcomes.SKIPPED,
+                decision.reason,
+                decision.caused_by,
+            )
             return
         if st.step.condition is not None:
             try:
                 ok = truthy(evaluate(st.step.condition, run._scope({})))
             except EvalError as exc:
-                await run._run_body(st, CallResult(
-                    False, kind=ErrorKind.INVALID_INPUT.value, retry="not_retryable",
-                    message=run._expr_error("if", st.step.condition, exc)))
+                await run._run_body(
+                    st,
+                    CallResult(
+                        False,
+                        kind=ErrorKind.INVALID_INPUT.value,
+                        retry="not_retryable",
+                        message=run._expr_error("if", st.step.condition, exc),
+                    ),
+                )
                 return
             if not ok:
                 st.status, st.reason = outcomes.SKIPPED, outcomes.CONDITION_FALSE
@@ -256,9 +283,11 @@ class Redecider:
 
     def _stale_readers(self, st: StepState) -> list[str]:
         """Finished steps that read `st`'s replaced output (and are not running again)."""
-        return [name for name, deps in self.data_deps().items()
-                if st.name in deps and self.run.states[name].finished
-                and name not in self._running]
+        return [
+            name
+            for name, deps in self.data_deps().items()
+            if st.name in deps and self.run.states[name].finished and name not in self._running
+        ]
 
 
 def _reset(st: StepState) -> None:

@@ -240,9 +240,18 @@ class StepFinished(Event):
     resumed: bool
     iteration: int | None  # a loop's body step: its iteration (0-based, SPEC section 11)
 
-    def __init__(self, *, step: str, outcome: StepOutcome | None = None, resumed: bool = False,
-                 iteration: int | None = None, seq: int = 0, ts: str = "", run_id: str = "",
-                 **flat: Any) -> None:
+    def __init__(
+        self,
+        *,
+        step: str,
+        outcome: StepOutcome | None = None,
+        resumed: bool = False,
+        iteration: int | None = None,
+        seq: int = 0,
+        ts: str = "",
+        run_id: str = "",
+        **flat: Any,
+    ) -> None:
         self.seq, self.ts, self.run_id = seq, ts, run_id
         self.step, self.resumed, self.iteration = step, resumed, iteration
         self.outcome = outcome if outcome is not None else outcome_from_fields(flat)
@@ -332,8 +341,18 @@ class ToolEvent(Event):
     tool_event: str
     fields: dict[str, Any]
 
-    def __init__(self, *, step: str, attempt: int, tool_event: str, element: int | None = None,
-                 seq: int = 0, ts: str = "", run_id: str = "", **fields: Any) -> None:
+    def __init__(
+        self,
+        *,
+        step: str,
+        attempt: int,
+        tool_event: str,
+        element: int | None = None,
+        seq: int = 0,
+        ts: str = "",
+        run_id: str = "",
+        **fields: Any,
+    ) -> None:
         self.seq, self.ts, self.run_id = seq, ts, run_id
         self.step, self.attempt, self.element, self.tool_event = step, attempt, element, tool_event
         self.fields = fields
@@ -513,11 +532,13 @@ class OtherEvent(Event):
     fields: dict[str, Any]
 
     def __init__(self, name: str, fields: dict[str, Any]) -> None:
-        self.seq, self.ts, self.run_id = (int(fields.get("seq") or 0), str(fields.get("ts") or ""),
-                                          str(fields.get("run_id") or ""))
+        self.seq, self.ts, self.run_id = (
+            int(fields.get("seq") or 0),
+            str(fields.get("ts") or ""),
+            str(fields.get("run_id") or ""),
+        )
         self.name = name
-        self.fields = {k: v for k, v in fields.items()
-                       if k not in ("event", "seq", "ts", "run_id")}
+        self.fields = {k: v for k, v in fields.items() if k not in ("event", "seq", "ts", "run_id")}
 
     @property
     def event(self) -> str:  # type: ignore[override]  # (a known event's is its class's)
@@ -549,13 +570,35 @@ class LoopIterationFinished(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event: cls
-    for cls in (RunStarted, StepStarted, AttemptStarted, AttemptFinished, AttemptFailed,
-                RetryScheduled, FallbackStarted, BreakerOpened, BreakerHalfOpen,
-                BreakerClosed, StepFinished, RunFinished, ToolEvent, ToolCallStarted,
-                ToolCallFinished, LoopBlocked, AttemptAbandoned, AbandonedFinished,
-                ElementFinished, LoopIterationStarted, LoopIterationFinished, StaleDetected,
-                RedecideStarted, RedecideFinished, ExecutionStarted, ExecutionFinished,
-                CompensationFailed)
+    for cls in (
+        RunStarted,
+        StepStarted,
+        AttemptStarted,
+        AttemptFinished,
+        AttemptFailed,
+        RetryScheduled,
+        FallbackStarted,
+        BreakerOpened,
+        BreakerHalfOpen,
+        BreakerClosed,
+        StepFinished,
+        RunFinished,
+        ToolEvent,
+        ToolCallStarted,
+        ToolCallFinished,
+        LoopBlocked,
+        AttemptAbandoned,
+        AbandonedFinished,
+        ElementFinished,
+        LoopIterationStarted,
+        LoopIterationFinished,
+        StaleDetected,
+        RedecideStarted,
+        RedecideFinished,
+        ExecutionStarted,
+        ExecutionFinished,
+        CompensationFailed,
+    )
 }
 
 
@@ -563,16 +606,48 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 # Fields left out of the JSON when they hold None/False, so events stay small and the
 # fixed fields of SPEC section 9 (e.g. `reason: null` on step_finished) stay present.
-_OMIT_WHEN_EMPTY = frozenset({
-    "element", "hint_s", "injected", "tool_event", "caused_by", "fallback_used", "retry",
-    "elements", "recovered_by", "cancelled_by", "kind", "message", "output_errors", "description",
-    "plan_sha256", "queued_s", "resumed", "still_running", "iteration", "execution",
-    "outcome", "stale_readers", "compensations",
-})
+_OMIT_WHEN_EMPTY = frozenset(
+    {
+        "element",
+        "hint_s",
+        "injected",
+        "tool_event",
+        "caused_by",
+        "fallback_used",
+        "retry",
+        "elements",
+        "recovered_by",
+        "cancelled_by",
+        "kind",
+        "message",
+        "output_errors",
+        "description",
+        "plan_sha256",
+        "queued_s",
+        "resumed",
+        "still_running",
+        "iteration",
+        "execution",
+        "outcome",
+        "stale_readers",
+        "compensations",
+    }
+)
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 # outcome fields in the JSON of `step_finished`, in this order, after `step`
-_OUTCOME_ORDER = ("status", "reason", "caused_by", "attempts", "output", "kind", "message",
-                  "retry", "fallback_used", "recovered_by", "elements")
+_OUTCOME_ORDER = (
+    "status",
+    "reason",
+    "caused_by",
+    "attempts",
+    "output",
+    "kind",
+    "message",
+    "retry",
+    "fallback_used",
+    "recovered_by",
+    "elements",
+)
 
 
 def adapter(cls: type[Any]) -> TypeAdapter[Any]:
@@ -586,24 +661,34 @@ def adapter(cls: type[Any]) -> TypeAdapter[Any]:
 def _json_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, StepFinished):
         body = adapter(StepOutcome).dump_python(event.outcome, mode="json")
-        data: dict[str, Any] = {"event": event.event, "seq": event.seq, "ts": event.ts,
-                                "run_id": event.run_id, "step": event.step,
-                                "iteration": event.iteration}
+        data: dict[str, Any] = {
+            "event": event.event,
+            "seq": event.seq,
+            "ts": event.ts,
+            "run_id": event.run_id,
+            "step": event.step,
+            "iteration": event.iteration,
+        }
         data.update((k, body[k]) for k in _OUTCOME_ORDER)
         data["resumed"] = event.resumed
         data["version"], data["read_at"] = body["version"], body["read_at"]
     elif isinstance(event, ToolEvent | OtherEvent):
         fields = event.fields
-        data = {"event": event.event,
-                **adapter(type(event)).dump_python(event, mode="json", exclude={"fields"})}
+        data = {
+            "event": event.event,
+            **adapter(type(event)).dump_python(event, mode="json", exclude={"fields"}),
+        }
         if isinstance(event, ToolEvent):
             data.update(adapter(dict[str, Any]).dump_python(fields, mode="json"))
         else:
             data.update(fields)
     else:
         data = {"event": event.event, **adapter(type(event)).dump_python(event, mode="json")}
-    return {k: v for k, v in data.items()
-            if not (k in _OMIT_WHEN_EMPTY and (v is None or v is False or v == []))}
+    return {
+        k: v
+        for k, v in data.items()
+        if not (k in _OMIT_WHEN_EMPTY and (v is None or v is False or v == []))
+    }
 
 
 # What the journal's events table keeps in columns, so not in an event's stored JSON.
@@ -618,22 +703,23 @@ def stored_json(event: Event) -> bytes:
     if isinstance(event, StepFinished):
         if not event.resumed:
             return outcome_json(event.outcome)
-        body = adapter(StepOutcome).dump_python(event.outcome, mode="json",
-                                                exclude_defaults=True, fallback=str)
+        body = adapter(StepOutcome).dump_python(
+            event.outcome, mode="json", exclude_defaults=True, fallback=str
+        )
         return json.dumps({**body, "resumed": True}, separators=(",", ":")).encode()
     if isinstance(event, ToolEvent | OtherEvent):
         data = {k: v for k, v in _json_dict(event).items() if k not in _COLUMNS}
         data.pop("event", None)
         return json.dumps(data, separators=(",", ":"), default=str).encode()
-    dumped: bytes = adapter(type(event)).dump_json(event, exclude=_COLUMNS,
-                                                   exclude_defaults=True, fallback=str)
+    dumped: bytes = adapter(type(event)).dump_json(
+        event, exclude=_COLUMNS, exclude_defaults=True, fallback=str
+    )
     return dumped
 
 
 def outcome_json(outcome: StepOutcome) -> bytes:
     """A step's outcome as compact JSON (fields at their defaults left out)."""
-    dumped: bytes = adapter(StepOutcome).dump_json(outcome, exclude_defaults=True,
-                                                   fallback=str)
+    dumped: bytes = adapter(StepOutcome).dump_json(outcome, exclude_defaults=True, fallback=str)
     return dumped
 
 
@@ -646,17 +732,22 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         return OtherEvent(name, data)
     if cls is StepFinished:
         outcome = adapter(StepOutcome).validate_python(
-            {k: data[k] for k in (*_OUTCOME_ORDER, "version", "read_at") if k in data})
-        return StepFinished(step=str(data["step"]), outcome=outcome,
-                            resumed=bool(data.get("resumed")), seq=int(data.get("seq") or 0),
-                            ts=str(data.get("ts") or ""), run_id=str(data.get("run_id") or ""))
+            {k: data[k] for k in (*_OUTCOME_ORDER, "version", "read_at") if k in data}
+        )
+        return StepFinished(
+            step=str(data["step"]),
+            outcome=outcome,
+            resumed=bool(data.get("resumed")),
+            seq=int(data.get("seq") or 0),
+            ts=str(data.get("ts") or ""),
+            run_id=str(data.get("run_id") or ""),
+        )
     if cls is ToolEvent:
         if not all(k in data for k in ("step", "attempt", "tool_event")):
             return OtherEvent(name, data)
         return ToolEvent(**{k: v for k, v in data.items() if k != "event"})
     names = {f.name for f in dataclasses.fields(cls)}
-    validated: Event = adapter(cls).validate_python({k: v for k, v in data.items()
-                                                     if k in names})
+    validated: Event = adapter(cls).validate_python({k: v for k, v in data.items() if k in names})
     return validated
 
 
@@ -664,8 +755,11 @@ def event_json_schema(cls: type[Event]) -> dict[str, Any]:
     """The JSON Schema of one event class's JSON object (`event` included, flat)."""
     if cls is StepFinished:
         schema = adapter(StepOutcome).json_schema()
-        props = {"step": {"type": "string"}, **schema.get("properties", {}),
-                 "resumed": {"type": "boolean", "default": False}}
+        props = {
+            "step": {"type": "string"},
+            **schema.get("properties", {}),
+            "resumed": {"type": "boolean", "default": False},
+        }
         required = ["step", *schema.get("required", [])]
     else:
         schema = adapter(cls).json_schema()
@@ -673,8 +767,12 @@ def event_json_schema(cls: type[Event]) -> dict[str, Any]:
         props.pop("fields", None)
         required = [r for r in schema.get("required", []) if r != "fields"]
     head = {"event": {"const": cls.event}}
-    out: dict[str, Any] = {"title": cls.__name__, "type": "object",
-                           "properties": {**head, **props}, "required": ["event", *required]}
+    out: dict[str, Any] = {
+        "title": cls.__name__,
+        "type": "object",
+        "properties": {**head, **props},
+        "required": ["event", *required],
+    }
     if "$defs" in schema:
         out["$defs"] = schema["$defs"]
     if cls is ToolEvent:
@@ -706,12 +804,17 @@ class EventBus:
     routed by event class: each class gets the list of its sinks' handlers once.
     """
 
-    def __init__(self, run_id: str, sinks: Iterable[Sink] = (),
-                 mask: Callable[[Event], None] | None = None,
-                 wall: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        sinks: Iterable[Sink] = (),
+        mask: Callable[[Event], None] | None = None,
+        wall: Callable[[], datetime] | None = None,
+    ) -> None:
         self.run_id = run_id
         self._stamp: Callable[[], str] = (
-            utc_now_iso if wall is None else (lambda: format_ts(wall())))
+            utc_now_iso if wall is None else (lambda: format_ts(wall()))
+        )
         self.sinks: list[Sink] = list(sinks)
         self._numbers = itertools.count(1)  # seq: 1-based, no gaps, one counter per run
         # masks an event's fields (`Masker.mask_event`); None: nothing to mask

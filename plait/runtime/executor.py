@@ -29,9 +29,14 @@ BLOCKED_AFTER_S = 1.0
 BlockReport = Callable[[float], None]
 
 
-async def execute(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None, *,
-                  limit: int | None = DEFAULT_OUTPUT_LIMIT,
-                  on_block: BlockReport | None = None) -> Any:
+async def execute(
+    spec: ToolSpec,
+    args: dict[str, Any],
+    ctx: ToolContext | None,
+    *,
+    limit: int | None = DEFAULT_OUTPUT_LIMIT,
+    on_block: BlockReport | None = None,
+) -> Any:
     """Call a tool with validated arguments and return its result as a JSON value.
 
     Raises what the tool raised (see the module doc), or `values.NotJson` (kind
@@ -44,8 +49,9 @@ async def execute(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None,
 
         return await run_isolated(spec.func, kwargs, ctx, limit=limit, name=spec.name)
     if not spec.is_async:
-        return await run_in_thread(spec.func, dict(kwargs), name=f"plait-tool-{spec.name}",
-                                  finish=coerce)
+        return await run_in_thread(
+            spec.func, dict(kwargs), name=f"plait-tool-{spec.name}", finish=coerce
+        )
     try:
         value = await _Timed(spec.func(**kwargs), on_block)
     except asyncio.CancelledError:

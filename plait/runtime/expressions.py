@@ -187,8 +187,10 @@ def _eval_name(expr: NameExpr, scope: Scope) -> Any:
     if name in scope.inputs:
         return scope.inputs[name]
     if name in scope.steps:
-        raise EvalError(f"`{name}` is a step: read it through a field "
-                        f"(`{name}.output`, `.status`, `.error` or `.attempts`)")
+        raise EvalError(
+            f"`{name}` is a step: read it through a field "
+            f"(`{name}.output`, `.status`, `.error` or `.attempts`)"
+        )
     if name == "run":
         raise EvalError("`run` is not a value: read `run.id`")
     raise EvalError(f"`{name}` is not an input, a step or a loop variable")
@@ -202,15 +204,24 @@ def _eval_env(expr: EnvExpr, scope: Scope) -> Any:
 
 def _step_of(expr: Expr, scope: Scope) -> str | None:
     """The step a bare name refers to, unless a loop variable or input shadows it."""
-    if isinstance(expr, NameExpr) and expr.name not in scope.loop \
-            and expr.name not in scope.inputs and expr.name in scope.steps:
+    if (
+        isinstance(expr, NameExpr)
+        and expr.name not in scope.loop
+        and expr.name not in scope.inputs
+        and expr.name in scope.steps
+    ):
         return expr.name
     return None
 
 
 def _is_run(expr: Expr, scope: Scope) -> bool:
-    return isinstance(expr, NameExpr) and expr.name == "run" \
-        and "run" not in scope.loop and "run" not in scope.inputs and "run" not in scope.steps
+    return (
+        isinstance(expr, NameExpr)
+        and expr.name == "run"
+        and "run" not in scope.loop
+        and "run" not in scope.inputs
+        and "run" not in scope.steps
+    )
 
 
 def _eval_attr(expr: AttrExpr, scope: Scope) -> Any:
@@ -229,14 +240,12 @@ def _eval_attr(expr: AttrExpr, scope: Scope) -> Any:
             return _SHORT
         raise _null_error(expr.value, scope, f"cannot read `.{expr.field}` of null")
     if not isinstance(base, dict):
-        raise EvalError(f"`{to_source(expr)}`: cannot read field `{expr.field}` "
-                        f"of {_a(base)}")
+        raise EvalError(f"`{to_source(expr)}`: cannot read field `{expr.field}` of {_a(base)}")
     if expr.field in base:
         return base[expr.field]
     if expr.optional:
         return _SHORT
-    raise EvalError(f"`{to_source(expr)}`: no key \"{expr.field}\" in the dict "
-                    f"{_keys_hint(base)}")
+    raise EvalError(f'`{to_source(expr)}`: no key "{expr.field}" in the dict {_keys_hint(base)}')
 
 
 def _age(view: StepView, scope: Scope) -> float | None:
@@ -263,8 +272,7 @@ def _step_field(expr: AttrExpr, name: str, view: StepView, scope: Scope) -> Any:
     if expr.field == "age":
         return _age(view, scope)
     fields = ", ".join(STEP_FIELDS)
-    raise EvalError(f"`{to_source(expr)}`: a step has no field `{expr.field}` "
-                    f"(it has {fields})")
+    raise EvalError(f"`{to_source(expr)}`: a step has no field `{expr.field}` (it has {fields})")
 
 
 def _keys_hint(value: dict[str, Any]) -> str:
@@ -296,8 +304,10 @@ def _step_null_why(name: str, view: StepView, field_name: str) -> str:
 def _eval_index(expr: IndexExpr, scope: Scope) -> Any:
     if _step_of(expr.value, scope) is not None or _is_run(expr.value, scope):
         name = to_source(expr.value)
-        raise EvalError(f"`{to_source(expr)}`: `{name}` cannot be indexed; "
-                        f"read it through a field such as `{name}.output`")
+        raise EvalError(
+            f"`{to_source(expr)}`: `{name}` cannot be indexed; "
+            f"read it through a field such as `{name}.output`"
+        )
     base = _eval(expr.value, scope)
     if base is _SHORT:
         return _SHORT
@@ -315,24 +325,22 @@ def _eval_index(expr: IndexExpr, scope: Scope) -> Any:
 
 def _index_dict(expr: IndexExpr, base: dict[str, Any], key: Any) -> Any:
     if not isinstance(key, str):
-        raise EvalError(f"`{to_source(expr)}`: a dict is indexed by a string key, "
-                        f"not {_a(key)}")
+        raise EvalError(f"`{to_source(expr)}`: a dict is indexed by a string key, not {_a(key)}")
     if key in base:
         return base[key]
     if expr.optional:
         return _SHORT
-    raise EvalError(f"`{to_source(expr)}`: no key {to_json_text(key)} in the dict "
-                    f"{_keys_hint(base)}")
+    raise EvalError(
+        f"`{to_source(expr)}`: no key {to_json_text(key)} in the dict {_keys_hint(base)}"
+    )
 
 
-def _index_sequence(expr: IndexExpr, base: list[Any] | tuple[Any, ...] | str,
-                    index: Any) -> Any:
+def _index_sequence(expr: IndexExpr, base: list[Any] | tuple[Any, ...] | str, index: Any) -> Any:
     kind = "string" if isinstance(base, str) else "list"
     if isinstance(index, float) and index.is_integer():
         index = int(index)  # a JSON number such as 2.0 is a fine index
     if not isinstance(index, int) or isinstance(index, bool):
-        raise EvalError(f"`{to_source(expr)}`: a {kind} is indexed by an integer, "
-                        f"not {_a(index)}")
+        raise EvalError(f"`{to_source(expr)}`: a {kind} is indexed by an integer, not {_a(index)}")
     size = len(base)
     if -size <= index < size:
         return base[index]
@@ -398,8 +406,9 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _order(expr: BinaryExpr, left: Any, right: Any) -> bool:
-    comparable = (_is_number(left) and _is_number(right)) or \
-        (isinstance(left, str) and isinstance(right, str))
+    comparable = (_is_number(left) and _is_number(right)) or (
+        isinstance(left, str) and isinstance(right, str)
+    )
     if not comparable:
         raise EvalError(f"`{to_source(expr)}`: cannot order {_a(left)} against {_a(right)}")
     return _ORDER[expr.op](left, right)
@@ -414,8 +423,9 @@ def _contains(expr: BinaryExpr, container: Any, item: Any) -> bool:
         if not isinstance(item, str):
             raise EvalError(f"`{to_source(expr)}`: cannot look for {_a(item)} in a string")
         return item in container
-    raise EvalError(f"`{to_source(expr)}`: `in` needs a list, dict or string on its right, "
-                    f"not {_a(container)}")
+    raise EvalError(
+        f"`{to_source(expr)}`: `in` needs a list, dict or string on its right, not {_a(container)}"
+    )
 
 
 _HANDLERS: dict[type, Callable[[Any, Scope], Any]] = {

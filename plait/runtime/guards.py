@@ -36,8 +36,7 @@ class BreakerGuard(Protocol):
     async def still_closed_for(self, admission: Any) -> bool:
         """The re-check after slots and rate windows: may the attempt still go?"""
 
-    async def record(self, admission: Any,
-                     kind: ErrorKind | str | None) -> list[BreakerTransition]:
+    async def record(self, admission: Any, kind: ErrorKind | str | None) -> list[BreakerTransition]:
         """The admitted attempt's result (None = success); the transitions it caused."""
 
     def release(self, admission: Any) -> list[BreakerTransition]:
@@ -71,8 +70,7 @@ class LocalBreaker:
     async def still_closed_for(self, admission: Any) -> bool:
         return self.breaker.still_closed_for(admission)
 
-    async def record(self, admission: Any,
-                     kind: ErrorKind | str | None) -> list[BreakerTransition]:
+    async def record(self, admission: Any, kind: ErrorKind | str | None) -> list[BreakerTransition]:
         return self.breaker.record(admission, kind)
 
     def release(self, admission: Any) -> list[BreakerTransition]:
@@ -93,9 +91,15 @@ class ResourceGuards:
         """Guards living in this process, on `clock` (one run's, or a local batch's)."""
         resources = plan.resources.values()
         return cls(
-            breakers={r.name: LocalBreaker(CircuitBreaker(r.name, r.breaker, clock))
-                      for r in resources if r.breaker is not None},
-            bulkheads={r.name: Bulkhead(r.concurrency, r.name)
-                       for r in resources if r.concurrency is not None},
-            limiters={r.name: RateLimiter(r.rate, clock)
-                      for r in resources if r.rate is not None})
+            breakers={
+                r.name: LocalBreaker(CircuitBreaker(r.name, r.breaker, clock))
+                for r in resources
+                if r.breaker is not None
+            },
+            bulkheads={
+                r.name: Bulkhead(r.concurrency, r.name)
+                for r in resources
+                if r.concurrency is not None
+            },
+            limiters={r.name: RateLimiter(r.rate, clock) for r in resources if r.rate is not None},
+        )

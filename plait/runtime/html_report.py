@@ -22,8 +22,13 @@ from plait.runtime.events import parse_ts
 from plait.runtime.metrics import RunMetrics
 
 STATUS_COLOURS = {
-    "succeeded": "#2e9d4f", "recovered": "#e0a020", "failed": "#d0383a",
-    "skipped": "#9a9a9a", "cancelled": "#8a4fc7", "running": "#3a7bd5", "pending": "#cfcfcf",
+    "succeeded": "#2e9d4f",
+    "recovered": "#e0a020",
+    "failed": "#d0383a",
+    "skipped": "#9a9a9a",
+    "cancelled": "#8a4fc7",
+    "running": "#3a7bd5",
+    "pending": "#cfcfcf",
 }
 QUEUED_COLOUR = "#b8c4d6"
 BACKOFF_COLOUR = "#f3d27a"
@@ -50,33 +55,52 @@ def _secs(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}s"
 
 
-def render_html(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
-                plan: Plan | None, metrics: RunMetrics) -> str:
+def render_html(
+    report: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    plan: Plan | None,
+    metrics: RunMetrics,
+) -> str:
     """The whole page. `report` is a run report's JSON, `events` the run's events in order."""
     title = f"plait run {report.get('run_id')} — {report.get('plan')}"
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        _header(report), _metrics_section(metrics), _usage_section(report),
-        "<h2>Graph</h2>", _graph_section(plan, report),
-        "<h2>Timeline</h2>", gantt_svg(events, list(report.get("steps", {}))),
-        _legend(), _steps_section(report, metrics), _failures_section(events),
-        _values_section(report), "</body></html>",
+        _header(report),
+        _metrics_section(metrics),
+        _usage_section(report),
+        "<h2>Graph</h2>",
+        _graph_section(plan, report),
+        "<h2>Timeline</h2>",
+        gantt_svg(events, list(report.get("steps", {}))),
+        _legend(),
+        _steps_section(report, metrics),
+        _failures_section(events),
+        _values_section(report),
+        "</body></html>",
     ]
     return "\n".join(parts)
 
 
 def _header(report: Mapping[str, Any]) -> str:
-    rows = [("run", report.get("run_id")), ("plan", report.get("plan")),
-            ("started", report.get("started_at")), ("finished", report.get("finished_at")),
-            ("duration", _secs(report.get("duration_s"))),
-            ("cancelled by", report.get("cancelled_by")),
-            ("plan sha256", report.get("plan_sha256"))]
-    table = "".join(f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>"
-                    for k, v in rows if v not in (None, ""))
+    rows = [
+        ("run", report.get("run_id")),
+        ("plan", report.get("plan")),
+        ("started", report.get("started_at")),
+        ("finished", report.get("finished_at")),
+        ("duration", _secs(report.get("duration_s"))),
+        ("cancelled by", report.get("cancelled_by")),
+        ("plan sha256", report.get("plan_sha256")),
+    ]
+    table = "".join(
+        f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v not in (None, "")
+    )
     reasons = "".join(f"<li>{escape(_reason_text(r))}</li>" for r in report.get("reasons", []))
-    return (f"<h1>{escape(str(report.get('plan')))} {_badge(report.get('outcome'))}</h1>"
-            f"<table>{table}</table>" + (f"<h2>Why</h2><ul>{reasons}</ul>" if reasons else ""))
+    return (
+        f"<h1>{escape(str(report.get('plan')))} {_badge(report.get('outcome'))}</h1>"
+        f"<table>{table}</table>" + (f"<h2>Why</h2><ul>{reasons}</ul>" if reasons else "")
+    )
 
 
 def _reason_text(reason: Mapping[str, Any]) -> str:
@@ -88,27 +112,38 @@ def _reason_text(reason: Mapping[str, Any]) -> str:
 
 
 def _metrics_section(m: RunMetrics) -> str:
-    rows = [("retries", m.retries), ("fallbacks used", m.fallbacks_used),
-            ("breaker trips", m.breaker_trips), ("makespan", _secs(m.makespan_s)),
-            ("critical path", f"{_secs(m.critical_path_s)} ({' → '.join(m.critical_path)})")]
+    rows = [
+        ("retries", m.retries),
+        ("fallbacks used", m.fallbacks_used),
+        ("breaker trips", m.breaker_trips),
+        ("makespan", _secs(m.makespan_s)),
+        ("critical path", f"{_secs(m.critical_path_s)} ({' → '.join(m.critical_path)})"),
+    ]
     cells = "".join(f"<tr><th>{k}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
     return f'<h2>Metrics</h2><table id="metrics">{cells}</table>'
 
 
 def _usage_section(report: Mapping[str, Any]) -> str:
     """Model usage per step and for the run (only when some step called a model)."""
-    rows = [(name, step["usage"]) for name, step in report.get("steps", {}).items()
-            if step.get("usage")]
+    rows = [
+        (name, step["usage"]) for name, step in report.get("steps", {}).items() if step.get("usage")
+    ]
     if not rows or not report.get("usage"):
         return ""
     rows.append(("whole run", report["usage"]))
-    head = ("<tr><th>step</th><th>model</th><th>requests</th><th>prompt tokens</th>"
-            "<th>completion tokens</th><th>total tokens</th></tr>")
+    head = (
+        "<tr><th>step</th><th>model</th><th>requests</th><th>prompt tokens</th>"
+        "<th>completion tokens</th><th>total tokens</th></tr>"
+    )
     body = "".join(
-        f"<tr><td>{escape(name)}</td>" + "".join(
+        f"<tr><td>{escape(name)}</td>"
+        + "".join(
             f"<td>{escape(str('-' if u.get(k) is None else u.get(k)))}</td>"
-            for k in ("model", "requests", "prompt_tokens", "completion_tokens", "total_tokens"))
-        + "</tr>" for name, u in rows)
+            for k in ("model", "requests", "prompt_tokens", "completion_tokens", "total_tokens")
+        )
+        + "</tr>"
+        for name, u in rows
+    )
     return f'<h2>Model usage</h2><table id="usage">{head}{body}</table>'
 
 
@@ -127,22 +162,31 @@ def _graph_section(plan: Plan | None, report: Mapping[str, Any]) -> str:
 
 def step_status(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Per step {status, attempts, duration_s}, as the graph colours a recorded run."""
-    return {name: {"status": s.get("status"), "attempts": s.get("attempts"),
-                   "duration_s": s.get("duration_s")}
-            for name, s in (report.get("steps") or {}).items()}
+    return {
+        name: {
+            "status": s.get("status"),
+            "attempts": s.get("attempts"),
+            "duration_s": s.get("duration_s"),
+        }
+        for name, s in (report.get("steps") or {}).items()
+    }
 
 
 def _legend() -> str:
     items = [(c, s) for s, c in STATUS_COLOURS.items() if s not in ("pending", "running")]
     items += [(QUEUED_COLOUR, "queued for resources"), (BACKOFF_COLOUR, "backoff wait")]
-    spans = "".join(f'<span><i class="sw" style="background:{c}"></i>{escape(label)}</span>'
-                    for c, label in items)
+    spans = "".join(
+        f'<span><i class="sw" style="background:{c}"></i>{escape(label)}</span>'
+        for c, label in items
+    )
     return f'<p class="legend">{spans}</p>'
 
 
 def _steps_section(report: Mapping[str, Any], m: RunMetrics) -> str:
-    head = ("<tr><th>step</th><th>status</th><th>reason</th><th>attempts</th><th>duration</th>"
-            "<th>backoff</th><th>queued</th><th>fallback used</th><th>error</th></tr>")
+    head = (
+        "<tr><th>step</th><th>status</th><th>reason</th><th>attempts</th><th>duration</th>"
+        "<th>backoff</th><th>queued</th><th>fallback used</th><th>error</th></tr>"
+    )
     rows = []
     for name, s in (report.get("steps") or {}).items():
         sm = m.steps.get(name)
@@ -155,7 +199,8 @@ def _steps_section(report: Mapping[str, Any], m: RunMetrics) -> str:
             f"<td>{_secs(s.get('duration_s'))}</td>"
             f"<td>{_secs(sm.backoff_s) if sm and sm.backoff_s else ''}</td>"
             f"<td>{_secs(sm.queued_s) if sm else ''}</td>"
-            f"<td>{escape(str(s.get('fallback_used') or ''))}</td><td>{escape(error)}</td></tr>")
+            f"<td>{escape(str(s.get('fallback_used') or ''))}</td><td>{escape(error)}</td></tr>"
+        )
     return f'<h2>Steps</h2><table id="steps">{head}{"".join(rows)}</table>'
 
 
@@ -163,12 +208,15 @@ def _failures_section(events: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for e in events:
         if e.get("event") == "attempt_finished" and e.get("status") != "succeeded":
-            where = f"{e.get('step')}" + (f"[{e['element']}]" if e.get("element") is not None
-                                          else "")
-            rows.append(f'<tr data-step="{escape(str(e.get("step")))}"><td>{escape(where)}</td>'
-                        f"<td>{e.get('attempt')}</td><td>{escape(str(e.get('status')))}</td>"
-                        f"<td>{escape(str(e.get('kind') or ''))}</td>"
-                        f"<td>{escape(str(e.get('message') or ''))}</td></tr>")
+            where = f"{e.get('step')}" + (
+                f"[{e['element']}]" if e.get("element") is not None else ""
+            )
+            rows.append(
+                f'<tr data-step="{escape(str(e.get("step")))}"><td>{escape(where)}</td>'
+                f"<td>{e.get('attempt')}</td><td>{escape(str(e.get('status')))}</td>"
+                f"<td>{escape(str(e.get('kind') or ''))}</td>"
+                f"<td>{escape(str(e.get('message') or ''))}</td></tr>"
+            )
     if not rows:
         return '<h2>Failed attempts</h2><p class="muted">None.</p>'
     head = "<tr><th>step</th><th>attempt</th><th>status</th><th>kind</th><th>message</th></tr>"
@@ -210,11 +258,15 @@ def gantt_svg(events: Sequence[Mapping[str, Any]], step_order: list[str]) -> str
     shapes = [_row_label(label, i) for i, label in enumerate(lanes.labels)]
     shapes += _bars(events, lanes, x, scale)
     height = _ROW * len(lanes.labels) + 30
-    axis = (f'<text x="{_LABEL_W}" y="{height - 8}" font-size="11" fill="#777">0s</text>'
-            f'<text x="{_WIDTH - 10}" y="{height - 8}" font-size="11" fill="#777" '
-            f'text-anchor="end">{total:.3f}s</text>')
-    return (f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" '
-            f'height="{height}" font-family="sans-serif">{"".join(shapes)}{axis}</svg>')
+    axis = (
+        f'<text x="{_LABEL_W}" y="{height - 8}" font-size="11" fill="#777">0s</text>'
+        f'<text x="{_WIDTH - 10}" y="{height - 8}" font-size="11" fill="#777" '
+        f'text-anchor="end">{total:.3f}s</text>'
+    )
+    return (
+        f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" '
+        f'height="{height}" font-family="sans-serif">{"".join(shapes)}{axis}</svg>'
+    )
 
 
 class _Lanes:
@@ -260,21 +312,25 @@ _DRAWN = frozenset({"attempt_started", "attempt_finished", "retry_scheduled"})
 
 
 def _row_label(name: str, i: int) -> str:
-    return (f'<text x="4" y="{i * _ROW + 15}" font-size="12">{escape(name)}</text>'
-            f'<line x1="{_LABEL_W}" x2="{_WIDTH}" y1="{(i + 1) * _ROW}" y2="{(i + 1) * _ROW}" '
-            'stroke="#eee"/>')
+    return (
+        f'<text x="4" y="{i * _ROW + 15}" font-size="12">{escape(name)}</text>'
+        f'<line x1="{_LABEL_W}" x2="{_WIDTH}" y1="{(i + 1) * _ROW}" y2="{(i + 1) * _ROW}" '
+        'stroke="#eee"/>'
+    )
 
 
-def _rect(x0: float, width: float, row: int, colour: str, tip: str, *, thin: bool = False,
-          cls: str = "") -> str:
+def _rect(
+    x0: float, width: float, row: int, colour: str, tip: str, *, thin: bool = False, cls: str = ""
+) -> str:
     top = row * _ROW + (8 if thin else 3)
     h = 6 if thin else _ROW - 6
-    return (f'<rect class="{cls}" x="{x0:.1f}" y="{top}" width="{max(width, 1.5):.1f}" '
-            f'height="{h}" fill="{colour}"><title>{escape(tip)}</title></rect>')
+    return (
+        f'<rect class="{cls}" x="{x0:.1f}" y="{top}" width="{max(width, 1.5):.1f}" '
+        f'height="{h}" fill="{colour}"><title>{escape(tip)}</title></rect>'
+    )
 
 
-def _bars(events: Sequence[Mapping[str, Any]], lanes: _Lanes, x: Any,
-          scale: float) -> list[str]:
+def _bars(events: Sequence[Mapping[str, Any]], lanes: _Lanes, x: Any, scale: float) -> list[str]:
     out: list[str] = []
     failures: list[str] = []  # drawn last: later bars never cover a failure
     open_at: dict[tuple[Any, ...], str] = {}
@@ -293,19 +349,41 @@ def _bars(events: Sequence[Mapping[str, Any]], lanes: _Lanes, x: Any,
             span = x(str(e["ts"])) - began
             queued = min(float(e.get("queued_s") or 0.0) * scale, span)
             if queued > 0:
-                out.append(_rect(began, queued, row, QUEUED_COLOUR,
-                                 f"{label} attempt {e.get('attempt')}: queued "
-                                 f"{e.get('queued_s')}s", cls="queued"))
+                out.append(
+                    _rect(
+                        began,
+                        queued,
+                        row,
+                        QUEUED_COLOUR,
+                        f"{label} attempt {e.get('attempt')}: queued {e.get('queued_s')}s",
+                        cls="queued",
+                    )
+                )
             status = str(e.get("status"))
             tip = f"{label} attempt {e.get('attempt')}: {status} in {e.get('duration_s')}s"
             if e.get("kind"):
                 tip += f" ({e['kind']}: {e.get('message')})"
             (out if status == "succeeded" else failures).append(
-                _rect(began + queued, span - queued, row, STATUS_COLOURS.get(status, "#555"),
-                      tip, cls=f"attempt {status}"))
+                _rect(
+                    began + queued,
+                    span - queued,
+                    row,
+                    STATUS_COLOURS.get(status, "#555"),
+                    tip,
+                    cls=f"attempt {status}",
+                )
+            )
         elif name == "retry_scheduled":
             delay = float(e.get("delay_s") or 0.0)
-            out.append(_rect(x(str(e["ts"])), delay * scale, row, BACKOFF_COLOUR,
-                             f"{label}: backoff {delay}s before attempt {e.get('attempt')}",
-                             thin=True, cls="backoff"))
+            out.append(
+                _rect(
+                    x(str(e["ts"])),
+                    delay * scale,
+                    row,
+                    BACKOFF_COLOUR,
+                    f"{label}: backoff {delay}s before attempt {e.get('attempt')}",
+                    thin=True,
+                    cls="backoff",
+                )
+            )
     return out + failures

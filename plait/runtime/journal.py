@@ -156,8 +156,9 @@ def busy_timeout_s() -> float:
         return DEFAULT_BUSY_TIMEOUT_S
 
 
-def journal_path(option: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> Path:
+def journal_path(
+    option: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
     """Where the journal is: `--journal`, else `$PLAIT_HOME/journal.db`, else `.plait/`."""
     if option:
         return Path(option)
@@ -253,8 +254,9 @@ class Journal:
         timeout = busy_timeout_s()
         with _guard(path):
             # autocommit mode: every statement or explicit BEGIN..COMMIT is its own transaction
-            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
         journal = cls(path, conn)
         try:
             with _guard(path):
@@ -270,12 +272,16 @@ class Journal:
         if version > SCHEMA_VERSION:
             raise JournalError(
                 f"journal {self.path} was written by a newer plait (schema {version}, this "
-                f"plait reads up to {SCHEMA_VERSION}); upgrade plait or pass --journal PATH")
-        tables = {r[0] for r in self._conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                f"plait reads up to {SCHEMA_VERSION}); upgrade plait or pass --journal PATH"
+            )
+        tables = {
+            r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if version == 0 and tables:
-            raise JournalError(f"{self.path} is an SQLite file but not a plait journal; "
-                               "pass --journal PATH to use another file")
+            raise JournalError(
+                f"{self.path} is an SQLite file but not a plait journal; "
+                "pass --journal PATH to use another file"
+            )
         if version > 0 and "runs" not in tables:
             raise JournalError(f"journal {self.path} is damaged (its tables are missing)")
         self._conn.execute("PRAGMA journal_mode = WAL")
@@ -318,8 +324,9 @@ class Journal:
     def _submit(self, sql: str, make: Any, item: Any) -> None:
         writer = self._writer
         if writer is None:
-            writer = self._writer = GroupCommitWriter(self._conn, self._lock,
-                                                      lambda: _guard(self.path))
+            writer = self._writer = GroupCommitWriter(
+                self._conn, self._lock, lambda: _guard(self.path)
+            )
         writer.submit((sql, make, item))
 
     def __enter__(self) -> Journal:
@@ -344,25 +351,52 @@ class Journal:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def begin_run(self, *, run_id: str, plan: str, plan_path: str | None,
-                  plan_sha256: str | None, compiled_plan: Mapping[str, Any],
-                  inputs: Mapping[str, Any], raw_inputs: Mapping[str, Any],
-                  started_at: str, plait_version: str | None = None) -> int:
+    def begin_run(
+        self,
+        *,
+        run_id: str,
+        plan: str,
+        plan_path: str | None,
+        plan_sha256: str | None,
+        compiled_plan: Mapping[str, Any],
+        inputs: Mapping[str, Any],
+        raw_inputs: Mapping[str, Any],
+        started_at: str,
+        plait_version: str | None = None,
+    ) -> int:
         """Record a new run (session 1); returns the session number."""
         with self._write(durable=True) as db:
             db.execute(
                 "INSERT INTO runs (run_id, plan, plan_path, plan_sha256, compiled_plan, inputs,"
                 " raw_inputs, plait_version, started_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (run_id, plan, plan_path, plan_sha256, "", _dumps(inputs),
-                 _dumps(raw_inputs), plait_version, started_at))
+                (
+                    run_id,
+                    plan,
+                    plan_path,
+                    plan_sha256,
+                    "",
+                    _dumps(inputs),
+                    _dumps(raw_inputs),
+                    plait_version,
+                    started_at,
+                ),
+            )
             _put_plan(db, run_id, compiled_plan)
-            db.execute("INSERT INTO sessions (run_id, session, started_at) VALUES (?,1,?)",
-                       (run_id, started_at))
+            db.execute(
+                "INSERT INTO sessions (run_id, session, started_at) VALUES (?,1,?)",
+                (run_id, started_at),
+            )
         return 1
 
-    def begin_session(self, run_id: str, started_at: str, *, forced: bool = False,
-                      compiled_plan: Mapping[str, Any] | None = None,
-                      plan_sha256: str | None = None) -> int:
+    def begin_session(
+        self,
+        run_id: str,
+        started_at: str,
+        *,
+        forced: bool = False,
+        compiled_plan: Mapping[str, Any] | None = None,
+        plan_sha256: str | None = None,
+    ) -> int:
         """Record a resume of `run_id`: a new session; returns its number.
 
         With `compiled_plan` (a forced resume of a changed plan) the stored plan is replaced,
@@ -373,18 +407,26 @@ class Journal:
             if row is None:
                 raise UnknownRun(f"unknown run {run_id!r}")
             session = int(row[0]) + 1
-            db.execute("INSERT INTO sessions (run_id, session, started_at, forced)"
-                       " VALUES (?,?,?,?)", (run_id, session, started_at, int(forced)))
-            db.execute("UPDATE runs SET sessions = ?, outcome = NULL, finished_at = NULL,"
-                       " duration_s = NULL WHERE run_id = ?", (session, run_id))
+            db.execute(
+                "INSERT INTO sessions (run_id, session, started_at, forced) VALUES (?,?,?,?)",
+                (run_id, session, started_at, int(forced)),
+            )
+            db.execute(
+                "UPDATE runs SET sessions = ?, outcome = NULL, finished_at = NULL,"
+                " duration_s = NULL WHERE run_id = ?",
+                (session, run_id),
+            )
             if compiled_plan is not None:
-                db.execute("UPDATE runs SET compiled_plan = '', plan_sha256 = ?"
-                           " WHERE run_id = ?", (plan_sha256, run_id))
+                db.execute(
+                    "UPDATE runs SET compiled_plan = '', plan_sha256 = ? WHERE run_id = ?",
+                    (plan_sha256, run_id),
+                )
                 _put_plan(db, run_id, compiled_plan)
         return session
 
-    def record_event(self, run_id: str, session: int, event: Any,
-                     step_output: Any = _NO_RECORD) -> None:
+    def record_event(
+        self, run_id: str, session: int, event: Any, step_output: Any = _NO_RECORD
+    ) -> None:
         """Queue one event (typed or a dict) for the writer thread; with `step_output` (on
         `step_finished`: the step's REAL output) the step's record too, committed in the
         same batch. Returns at once (`flush()` waits for the disk); the writer serialises
@@ -393,46 +435,61 @@ class Journal:
         if step_output is not _NO_RECORD:
             self._submit(_PUT_STEP, _step_row, (run_id, session, event, step_output))
 
-    def record_element(self, run_id: str, session: int, step: str, element: int,
-                       result: Mapping[str, Any]) -> None:
+    def record_element(
+        self, run_id: str, session: int, step: str, element: int, result: Mapping[str, Any]
+    ) -> None:
         """Queue a finished map element's result (with its real output): a checkpoint."""
         self._submit(_PUT_ELEMENT, _element_row, (run_id, session, step, element, result))
 
     def finished_elements(self, run_id: str) -> dict[str, dict[int, dict[str, Any]]]:
         """Map elements recorded as finished, by step and index (real outputs)."""
         out: dict[str, dict[int, dict[str, Any]]] = {}
-        for row in self._query("SELECT step, element, result FROM elements WHERE run_id = ?",
-                               (run_id,)):
+        for row in self._query(
+            "SELECT step, element, result FROM elements WHERE run_id = ?", (run_id,)
+        ):
             out.setdefault(str(row[0]), {})[int(row[1])] = self._loads(row[2])
         return out
 
-    def record_step(self, run_id: str, session: int, step: str,
-                    result: Mapping[str, Any]) -> None:
+    def record_step(self, run_id: str, session: int, step: str, result: Mapping[str, Any]) -> None:
         """Store a finished step's result (with its real output), replacing an earlier one."""
         with self._write(durable=True) as db:
             _put_step(db, run_id, session, step, result)
 
-    def finish_run(self, run_id: str, session: int, *, outcome: str, finished_at: str | None,
-                   duration_s: float | None, report: Mapping[str, Any] | None) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        session: int,
+        *,
+        outcome: str,
+        finished_at: str | None,
+        duration_s: float | None,
+        report: Mapping[str, Any] | None,
+    ) -> None:
         """Record the run's end: outcome, time and (masked) report."""
         with self._write(durable=True) as db:
-            db.execute("UPDATE sessions SET finished_at = ?, outcome = ? WHERE run_id = ?"
-                       " AND session = ?", (finished_at, outcome, run_id, session))
-            first = db.execute("SELECT started_at FROM runs WHERE run_id = ?",
-                               (run_id,)).fetchone()
+            db.execute(
+                "UPDATE sessions SET finished_at = ?, outcome = ? WHERE run_id = ? AND session = ?",
+                (finished_at, outcome, run_id, session),
+            )
+            first = db.execute("SELECT started_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             total = _span_s(first[0], finished_at) if first else None
             db.execute(
                 "UPDATE runs SET outcome = ?, finished_at = ?, duration_s = ?, report = ?"
                 " WHERE run_id = ?",
-                (outcome, finished_at, total if total is not None else duration_s,
-                 _dumps(report) if report is not None else None, run_id))
+                (
+                    outcome,
+                    finished_at,
+                    total if total is not None else duration_s,
+                    _dumps(report) if report is not None else None,
+                    run_id,
+                ),
+            )
 
     def store_report(self, run_id: str, report: Mapping[str, Any]) -> None:
         with self._write() as db:
             db.execute("UPDATE runs SET report = ? WHERE run_id = ?", (_dumps(report), run_id))
 
-    def prune(self, *, older_than: datetime | None = None, keep: int | None = None
-              ) -> list[str]:
+    def prune(self, *, older_than: datetime | None = None, keep: int | None = None) -> list[str]:
         """Delete whole runs: those started before `older_than` and not among the `keep`
         most recent (either alone selects by itself). A run another process is running
         now is never deleted. Returns the deleted run ids."""
@@ -445,9 +502,11 @@ class Journal:
                 continue
             if not RunLock(self.path, run.run_id).held_elsewhere():
                 chosen.append(run.run_id)
-        tables = [t for t in ("events", "steps", "sessions", "plans", "runs")
-                  if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (t,))]
+        tables = [
+            t
+            for t in ("events", "steps", "sessions", "plans", "runs")
+            if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,))
+        ]
         with self._write(durable=True) as db:
             for run_id in chosen:
                 for table in tables:  # `runs` last: the others refer to it
@@ -464,12 +523,16 @@ class Journal:
         try:
             value = json.loads(text)
         except (TypeError, ValueError, RecursionError) as exc:
-            raise JournalError(f"journal {self.path} is damaged: a record is not JSON "
-                               f"({type(exc).__name__}); move it aside or pass "
-                               "--journal PATH") from None
+            raise JournalError(
+                f"journal {self.path} is damaged: a record is not JSON "
+                f"({type(exc).__name__}); move it aside or pass "
+                "--journal PATH"
+            ) from None
         if not isinstance(value, dict):
-            raise JournalError(f"journal {self.path} is damaged: a record is not a JSON "
-                               "object; move it aside or pass --journal PATH")
+            raise JournalError(
+                f"journal {self.path} is damaged: a record is not a JSON "
+                "object; move it aside or pass --journal PATH"
+            )
         return value
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -481,11 +544,13 @@ class Journal:
 
     def list_runs(self, limit: int | None = None) -> list[RunRecord]:
         """Recorded runs, most recent first."""
-        sql = ("SELECT run_id, plan, plan_path, plan_sha256, started_at, finished_at, outcome,"
-               " duration_s, sessions, (SELECT json_extract(e.data, '$.cancelled_by')"
-               " FROM events e WHERE e.run_id = runs.run_id AND e.event = 'run_finished'"
-               " ORDER BY e.session DESC LIMIT 1) AS cancelled_by"
-               " FROM runs ORDER BY started_at DESC, rowid DESC")
+        sql = (
+            "SELECT run_id, plan, plan_path, plan_sha256, started_at, finished_at, outcome,"
+            " duration_s, sessions, (SELECT json_extract(e.data, '$.cancelled_by')"
+            " FROM events e WHERE e.run_id = runs.run_id AND e.event = 'run_finished'"
+            " ORDER BY e.session DESC LIMIT 1) AS cancelled_by"
+            " FROM runs ORDER BY started_at DESC, rowid DESC"
+        )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RunRecord(**dict(r)) for r in self._query(sql)]
@@ -500,10 +565,13 @@ class Journal:
         if len(rows) == 1 and run_id:
             return str(rows[0][0])
         if len(rows) > 1 and run_id:
-            raise UnknownRun(f"run id {run_id!r} is ambiguous: it starts "
-                             f"{len(rows)} recorded runs; give more characters")
-        raise UnknownRun(f"unknown run {run_id!r} in journal {self.path} "
-                         "(`plait runs` lists the recorded runs)")
+            raise UnknownRun(
+                f"run id {run_id!r} is ambiguous: it starts "
+                f"{len(rows)} recorded runs; give more characters"
+            )
+        raise UnknownRun(
+            f"unknown run {run_id!r} in journal {self.path} (`plait runs` lists the recorded runs)"
+        )
 
     def run(self, run_id: str) -> RunRecord:
         rid = self.resolve_run_id(run_id)
@@ -560,26 +628,35 @@ class Journal:
 
         `cancelled` steps are left out: a resume runs them again.
         """
-        rows = self._query("SELECT step, status, result, finished_at FROM steps"
-                           " WHERE run_id = ?", (run_id,))
-        return {str(r[0]): {**self._loads(r[2]), "ts": r[3]} for r in rows
-                if r[1] in FINISHED_STATUSES and r[2]}
+        rows = self._query(
+            "SELECT step, status, result, finished_at FROM steps WHERE run_id = ?", (run_id,)
+        )
+        return {
+            str(r[0]): {**self._loads(r[2]), "ts": r[3]}
+            for r in rows
+            if r[1] in FINISHED_STATUSES and r[2]
+        }
 
 
 def _put_plan(db: sqlite3.Connection, run_id: str, compiled_plan: Mapping[str, Any]) -> None:
     packed = zlib.compress(_dumps(compiled_plan).encode(), 6)
-    db.execute("INSERT OR REPLACE INTO plans (run_id, compiled_plan) VALUES (?, ?)",
-               (run_id, packed))
+    db.execute(
+        "INSERT OR REPLACE INTO plans (run_id, compiled_plan) VALUES (?, ?)", (run_id, packed)
+    )
 
 
-_INSERT_EVENT = ("INSERT INTO events (run_id, session, seq, event, step, ts, data)"
-                 " VALUES (?,?,?,?,?,?,?)")
-_PUT_STEP = ("INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
-             " finished_at, result) VALUES (?,?,?,?,?,?,?,?)")
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, session, seq, event, step, ts, data) VALUES (?,?,?,?,?,?,?)"
+)
+_PUT_STEP = (
+    "INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
+    " finished_at, result) VALUES (?,?,?,?,?,?,?,?)"
+)
 
 
-_PUT_ELEMENT = ("INSERT OR REPLACE INTO elements (run_id, step, element, session, result)"
-                " VALUES (?,?,?,?,?)")
+_PUT_ELEMENT = (
+    "INSERT OR REPLACE INTO elements (run_id, step, element, session, result) VALUES (?,?,?,?,?)"
+)
 
 
 def _element_row(item: tuple[str, int, str, int, Mapping[str, Any]]) -> tuple[Any, ...]:
@@ -592,8 +669,15 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
     and every field at its default (`journal.events` gives them back)."""
     run_id, session, event = item
     if not isinstance(event, Mapping):
-        return (run_id, session, event.seq, event.event, getattr(event, "step", None),
-                event.ts, stored_json(event).decode())
+        return (
+            run_id,
+            session,
+            event.seq,
+            event.event,
+            getattr(event, "step", None),
+            event.ts,
+            stored_json(event).decode(),
+        )
     data = dict(event)
     name, seq, ts = data.pop("event"), data.pop("seq"), data.pop("ts")
     data.pop("run_id", None)
@@ -611,17 +695,35 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
         outcome = event.outcome
         if output is not outcome.output:  # (masked in the event)
             outcome = dataclasses.replace(outcome, output=output)
-        return (run_id, event.step, session, str(outcome.status),
-                None if outcome.reason is None else str(outcome.reason), outcome.attempts,
-                event.ts, outcome_json(outcome).decode())
+        return (
+            run_id,
+            event.step,
+            session,
+            str(outcome.status),
+            None if outcome.reason is None else str(outcome.reason),
+            outcome.attempts,
+            event.ts,
+            outcome_json(outcome).decode(),
+        )
     result = dict(event)
     result["output"] = output
     # what a resume reads with `.get`: empty fields and those with columns left out
-    kept = {k: v for k, v in result.items()
-            if k not in _STEP_RECORD_DROPS and v is not None and v is not False}
+    kept = {
+        k: v
+        for k, v in result.items()
+        if k not in _STEP_RECORD_DROPS and v is not None and v is not False
+    }
     kept["output"] = output  # (null included: it is the step's value)
-    return (run_id, result.get("step"), session, result.get("status"), result.get("reason"),
-            result.get("attempts"), result.get("ts"), _dumps(kept))
+    return (
+        run_id,
+        result.get("step"),
+        session,
+        result.get("status"),
+        result.get("reason"),
+        result.get("attempts"),
+        result.get("ts"),
+        _dumps(kept),
+    )
 
 
 def _full_event(stored: dict[str, Any]) -> dict[str, Any]:
@@ -642,9 +744,18 @@ def attempts_of(events: list[dict[str, Any]]) -> list[AttemptRecord]:
         name = e.get("event")
         key = (e.get("session", 1), e.get("step"), e.get("element"), e.get("attempt"))
         if name == "attempt_started":
-            opened = {"session": key[0], "step": key[1], "element": key[2],
-                      "attempt": key[3], "status": None, "kind": None, "message": None,
-                      "started_at": e.get("ts"), "finished_at": None, "duration_s": None}
+            opened = {
+                "session": key[0],
+                "step": key[1],
+                "element": key[2],
+                "attempt": key[3],
+                "status": None,
+                "kind": None,
+                "message": None,
+                "started_at": e.get("ts"),
+                "finished_at": None,
+                "duration_s": None,
+            }
             records.append(opened)
             open_[key] = opened
             continue
@@ -654,15 +765,19 @@ def attempts_of(events: list[dict[str, Any]]) -> list[AttemptRecord]:
         if name == "attempt_failed":
             record.update(kind=e.get("kind"), message=e.get("message"))
         elif name == "attempt_finished":
-            record.update(status=e.get("status"), finished_at=e.get("ts"),
-                          duration_s=e.get("duration_s"),
-                          kind=e.get("kind") or record["kind"],
-                          message=e.get("message") or record["message"])
+            record.update(
+                status=e.get("status"),
+                finished_at=e.get("ts"),
+                duration_s=e.get("duration_s"),
+                kind=e.get("kind") or record["kind"],
+                message=e.get("message") or record["message"],
+            )
     return [AttemptRecord(**r) for r in records]
 
 
-def _put_step(db: sqlite3.Connection, run_id: str, session: int, step: str,
-              result: Mapping[str, Any]) -> None:
+def _put_step(
+    db: sqlite3.Connection, run_id: str, session: int, step: str, result: Mapping[str, Any]
+) -> None:
     event = {**result, "step": step}
     db.execute(_PUT_STEP, _step_row((run_id, session, event, result.get("output"))))
 
@@ -681,8 +796,9 @@ def _span_s(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
-        return round((datetime.fromisoformat(end) - datetime.fromisoformat(start))
-                     .total_seconds(), 6)
+        return round(
+            (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6
+        )
     except ValueError:
         return None
 
@@ -709,15 +825,18 @@ def _guard(path: Path) -> Iterator[None]:
         if "locked" in text or "busy" in text:
             raise JournalError(
                 f"journal {path} is locked by another process (waited {busy_timeout_s():g}s);"
-                f" try again, or pass --journal PATH") from None
+                f" try again, or pass --journal PATH"
+            ) from None
         if "unable to open" in text or "readonly" in text:
             raise JournalError(f"cannot open journal {path}: {text}") from None
-        raise JournalError(f"journal {path} is damaged: {text}; move it aside or pass "
-                           "--journal PATH") from None
+        raise JournalError(
+            f"journal {path} is damaged: {text}; move it aside or pass --journal PATH"
+        ) from None
     except sqlite3.DatabaseError as exc:
         raise JournalError(
             f"journal {path} is damaged: corrupt or not an SQLite file ({exc}); move it aside "
-            "or pass --journal PATH (plait will not overwrite it)") from None
+            "or pass --journal PATH (plait will not overwrite it)"
+        ) from None
 
 
 class JournalSink:
@@ -729,10 +848,18 @@ class JournalSink:
     scheduler just before its `step_finished` (events carry masked values only).
     """
 
-    def __init__(self, journal: Journal, *, compiled_plan: Mapping[str, Any],
-                 plan_path: str | None, raw_inputs: Mapping[str, Any],
-                 plan_file_sha256: str | None = None, resume: bool = False,
-                 forced: bool = False, replace_plan: bool = False) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        compiled_plan: Mapping[str, Any],
+        plan_path: str | None,
+        raw_inputs: Mapping[str, Any],
+        plan_file_sha256: str | None = None,
+        resume: bool = False,
+        forced: bool = False,
+        replace_plan: bool = False,
+    ) -> None:
         self.journal = journal
         self.compiled_plan = compiled_plan
         self.plan_path = plan_path
@@ -778,10 +905,14 @@ class JournalSink:
         report); what was recorded so far stays, but the run cannot be resumed from it."""
         if self.failure is not None:
             return
-        text = str(exc) if isinstance(exc, JournalError) else (
-            f"journal {self.journal.path}: {type(exc).__name__}: {exc}")
-        self.failure = (f"{text}; the run went on without its journal, so "
-                        "`plait resume` cannot continue it")
+        text = (
+            str(exc)
+            if isinstance(exc, JournalError)
+            else (f"journal {self.journal.path}: {type(exc).__name__}: {exc}")
+        )
+        self.failure = (
+            f"{text}; the run went on without its journal, so `plait resume` cannot continue it"
+        )
         import sys
 
         print(f"warning: {self.failure}", file=sys.stderr, flush=True)
@@ -800,33 +931,46 @@ class JournalSink:
                 return
         self.journal.record_event(self.run_id, self.session, event)
         if name == "run_finished":
-            self.journal.finish_run(self.run_id, self.session,
-                                    outcome=str(_field(event, "outcome")),
-                                    finished_at=_field(event, "ts"),
-                                    duration_s=_field(event, "duration_s"), report=None)
+            self.journal.finish_run(
+                self.run_id,
+                self.session,
+                outcome=str(_field(event, "outcome")),
+                finished_at=_field(event, "ts"),
+                duration_s=_field(event, "duration_s"),
+                report=None,
+            )
 
     def _start(self, data: Mapping[str, Any]) -> None:
         self.run_id = str(data.get("run_id"))
         if self.resume:
             self.session = self.journal.begin_session(
-                self.run_id, str(data.get("ts")), forced=self.forced,
+                self.run_id,
+                str(data.get("ts")),
+                forced=self.forced,
                 compiled_plan=self.compiled_plan if self.replace_plan else None,
-                plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"))
+                plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),
+            )
             return
         self.session = self.journal.begin_run(
-            run_id=self.run_id, plan=str(data.get("plan")), plan_path=self.plan_path,
+            run_id=self.run_id,
+            plan=str(data.get("plan")),
+            plan_path=self.plan_path,
             plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),
             compiled_plan=self.compiled_plan,
-            inputs=data.get("inputs") or {}, raw_inputs=self.raw_inputs,
-            started_at=str(data.get("ts")), plait_version=data.get("plait_version"))
+            inputs=data.get("inputs") or {},
+            raw_inputs=self.raw_inputs,
+            started_at=str(data.get("ts")),
+            plait_version=data.get("plait_version"),
+        )
 
     def store_report(self) -> None:
         """Keep the whole run's report (masked, all sessions folded) in `runs.report`, for
         readers of the journal that do not fold events themselves. plait itself does not:
         it folds the events (`run_report`), so the journal holds each fact once."""
         if self.run_id is not None:
-            self.journal.store_report(self.run_id, run_report(self.journal, self.run_id)
-                                      .to_json_dict())
+            self.journal.store_report(
+                self.run_id, run_report(self.journal, self.run_id).to_json_dict()
+            )
 
 
 def merge_sessions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -890,8 +1034,10 @@ def run_report(journal: Journal, run_id: str) -> Any:
 
     events = merge_sessions(journal.events(run_id))
     if not events:
-        raise UserError(f"run {run_id} has no recorded events: it stopped as it started "
-                        "(`plait resume` runs it from the beginning)")
+        raise UserError(
+            f"run {run_id} has no recorded events: it stopped as it started "
+            "(`plait resume` runs it from the beginning)"
+        )
     builder = ReportBuilder()
     for data in events:
         data = {k: v for k, v in data.items() if k != "session"}
@@ -937,7 +1083,8 @@ class RunLock:
             handle.close()
             raise RunInProgress(
                 f"run {self.path.name} is in progress in another process (pid {owner}); "
-                "wait for it to end or stop it (Ctrl-C), then resume") from None
+                "wait for it to end or stop it (Ctrl-C), then resume"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

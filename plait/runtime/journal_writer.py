@@ -41,8 +41,9 @@ Record = tuple[str, Callable[[Any], tuple[Any, ...]], Any]
 class GroupCommitWriter:
     """A daemon thread committing submitted records in ordered batches (see module doc)."""
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock,
-                 guard: Callable[[], Any]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, lock: threading.RLock, guard: Callable[[], Any]
+    ) -> None:
         self._conn = conn
         self._lock = lock  # held while the connection is in use, by any thread
         self._guard = guard  # a context manager turning SQLite errors into JournalErrors

@@ -45,9 +45,12 @@ class LoopRun:
                 return await self._iterations()
         except TimeoutError:
             self._close_after_timeout()
-            return CallResult(False, kind=ErrorKind.TIMEOUT.value,
-                              message=f"the loop timed out after {timeout:g}s",
-                              retry="not_retryable")
+            return CallResult(
+                False,
+                kind=ErrorKind.TIMEOUT.value,
+                message=f"the loop timed out after {timeout:g}s",
+                retry="not_retryable",
+            )
 
     async def _iterations(self) -> CallResult:
         previous: dict[str, Any] | None = None
@@ -69,10 +72,13 @@ class LoopRun:
             previous = self._snapshot()
         if self.spec.until is None:
             return self._succeeded()
-        return CallResult(False, kind=ErrorKind.LOOP_EXHAUSTED.value,
-                          message=f"`until {to_source(self.spec.until)}` was still false after "
-                                  f"{self.spec.max} iterations (max {self.spec.max})",
-                          retry="not_retryable")
+        return CallResult(
+            False,
+            kind=ErrorKind.LOOP_EXHAUSTED.value,
+            message=f"`until {to_source(self.spec.until)}` was still false after "
+            f"{self.spec.max} iterations (max {self.spec.max})",
+            retry="not_retryable",
+        )
 
     async def _iteration(self, index: int, scope: dict[str, Any]) -> CallResult | None:
         """Run the body once; the loop's failure when a required body step failed."""
@@ -99,11 +105,15 @@ class LoopRun:
                 continue
             if body.status in (outcomes.FAILED, outcomes.CANCELLED) and not body.step.optional:
                 self.st.cause = name
-                return CallResult(False, kind=body.kind or ErrorKind.TOOL_ERROR.value,
-                                  message=f"body step `{name}` failed: {body.message or ''}",
-                                  retry="not_retryable")
+                return CallResult(
+                    False,
+                    kind=body.kind or ErrorKind.TOOL_ERROR.value,
+                    message=f"body step `{name}` failed: {body.message or ''}",
+                    retry="not_retryable",
+                )
             if body.status == outcomes.RECOVERED or (
-                    body.status == outcomes.FAILED and body.step.optional):
+                body.status == outcomes.FAILED and body.step.optional
+            ):
                 self.rescued = True
         return None
 
@@ -113,14 +123,16 @@ class LoopRun:
         try:
             value = evaluate(self.spec.until, self.run._scope(scope))
         except EvalError as exc:
-            return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
-                              message=self.run._expr_error("until", self.spec.until, exc),
-                              retry="not_retryable"), None
+            return CallResult(
+                False,
+                kind=ErrorKind.INVALID_INPUT.value,
+                message=self.run._expr_error("until", self.spec.until, exc),
+                retry="not_retryable",
+            ), None
         return truthy(value), value
 
     def _emit_finished(self, index: int, until: Any) -> None:
-        self.run._emit(ev.LoopIterationFinished, step=self.st.name, iteration=index,
-                       until=until)
+        self.run._emit(ev.LoopIterationFinished, step=self.st.name, iteration=index, until=until)
 
     def _snapshot(self) -> dict[str, Any]:
         """This iteration's body steps, as `loop.previous` shows them to the next one."""
@@ -131,14 +143,19 @@ class LoopRun:
                 view = views[name]
                 snapshot[name] = {
                     "output": view.output if view.status in OUTPUT_STATUSES else None,
-                    "status": view.status, "error": view.error, "attempts": view.attempts,
-                    "version": view.version, "read_at": view.read_at}
+                    "status": view.status,
+                    "error": view.error,
+                    "attempts": view.attempts,
+                    "version": view.version,
+                    "read_at": view.read_at,
+                }
         return snapshot
 
     def _succeeded(self) -> CallResult:
         states = self.run.states
-        output = {name: states[name].output for name in self.body
-                  if not states[name].step.is_standby}
+        output = {
+            name: states[name].output for name in self.body if not states[name].step.is_standby
+        }
         if self.rescued:
             self.st.recovered_by = outcomes.RecoveredBy.BODY
         return CallResult(True, output)
@@ -155,8 +172,13 @@ class LoopRun:
                 body.retry = "not_retryable"
                 self.run._finish(body, outcomes.FAILED, propagate=False)
             else:
-                self.run._finish(body, outcomes.SKIPPED, reason=outcomes.UPSTREAM_FAILED,
-                                 caused_by=self.st.name, propagate=False)
+                self.run._finish(
+                    body,
+                    outcomes.SKIPPED,
+                    reason=outcomes.UPSTREAM_FAILED,
+                    caused_by=self.st.name,
+                    propagate=False,
+                )
 
 
 def close_unstarted_body(run: Run, loop: StepState) -> None:
@@ -167,5 +189,10 @@ def close_unstarted_body(run: Run, loop: StepState) -> None:
         if body is None or body.done or body.started:
             continue
         body.kind, body.message = loop.kind, loop.message
-        run._finish(body, loop.status, reason=loop.reason,
-                    caused_by=loop.caused_by or loop.name, propagate=False)
+        run._finish(
+            body,
+            loop.status,
+            reason=loop.reason,
+            caused_by=loop.caused_by or loop.name,
+            propagate=False,
+        )

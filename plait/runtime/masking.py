@@ -34,8 +34,13 @@ _STAMPS = frozenset({"event", "seq", "ts", "run_id"})
 
 def _char_forms(char: str) -> set[str]:
     """Every way one character of a secret may be written in text plait writes."""
-    forms = {char, json.dumps(char)[1:-1], json.dumps(char, ensure_ascii=False)[1:-1],
-             repr(char)[1:-1], f"\\u{ord(char):04x}" if ord(char) < 0x10000 else char}
+    forms = {
+        char,
+        json.dumps(char)[1:-1],
+        json.dumps(char, ensure_ascii=False)[1:-1],
+        repr(char)[1:-1],
+        f"\\u{ord(char):04x}" if ord(char) < 0x10000 else char,
+    }
     if char == "'":
         forms.add("\\'")  # repr() of a text that also holds `"`
     if char == '"':
@@ -72,11 +77,15 @@ class Masker:
         self.too_short: list[str] = sorted(s for s in unique if len(s) < MIN_SECRET_LENGTH)
         # Longest first, so a secret containing another is masked as a whole.
         self.secrets: tuple[str, ...] = tuple(
-            sorted((s for s in unique if len(s) >= MIN_SECRET_LENGTH), key=lambda s: -len(s)))
+            sorted((s for s in unique if len(s) >= MIN_SECRET_LENGTH), key=lambda s: -len(s))
+        )
         self._patterns = [secret_pattern(s) for s in self.secrets]
         # One search tells whether a text holds any secret at all (most texts hold none)
-        self._any = (re.compile("|".join(f"(?:{p.pattern})" for p in self._patterns))
-                     if self._patterns else None)
+        self._any = (
+            re.compile("|".join(f"(?:{p.pattern})" for p in self._patterns))
+            if self._patterns
+            else None
+        )
 
     def __bool__(self) -> bool:
         return bool(self.secrets)
@@ -129,9 +138,12 @@ class Masker:
                 return value
             return items if isinstance(value, list) else tuple(items)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            changed = {f.name: masked for f in dataclasses.fields(value) if f.init
-                       and (masked := self._mask(getattr(value, f.name)))
-                       is not getattr(value, f.name)}
+            changed = {
+                f.name: masked
+                for f in dataclasses.fields(value)
+                if f.init
+                and (masked := self._mask(getattr(value, f.name))) is not getattr(value, f.name)
+            }
             return dataclasses.replace(value, **changed) if changed else value
         return value
 

@@ -62,8 +62,12 @@ class StepAccumulator:
 
     def metrics(self) -> StepMetrics:
         return StepMetrics(
-            attempts=self.attempts, backoff_s=self.backoff_s, queued_s=self.queued_s,
-            call_s=self.call_s, duration_s=self.duration_s)
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            queued_s=self.queued_s,
+            call_s=self.call_s,
+            duration_s=self.duration_s,
+        )
 
 
 class MetricsFold:
@@ -73,12 +77,14 @@ class MetricsFold:
     `depends_on` and `standby_for`), or from the arguments, which win.
     """
 
-    def __init__(self, depends_on: Mapping[str, Iterable[str]] | None = None,
-                 standbys: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        depends_on: Mapping[str, Iterable[str]] | None = None,
+        standbys: Iterable[str] | None = None,
+    ) -> None:
         self.run = RunMetrics()
         self.steps: dict[str, StepAccumulator] = {}
-        self.depends_on: dict[str, list[str]] = {
-            k: list(v) for k, v in (depends_on or {}).items()}
+        self.depends_on: dict[str, list[str]] = {k: list(v) for k, v in (depends_on or {}).items()}
         self.standbys = set(standbys or ())
         self._given = depends_on is not None
         self.started_at: str | None = None
@@ -141,7 +147,8 @@ class MetricsFold:
         run.steps = steps
         run.critical_path_s, run.critical_path = critical_path(
             {s: m.duration_s or 0.0 for s, m in steps.items() if s not in self.standbys},
-            self.depends_on)
+            self.depends_on,
+        )
         return run
 
 
@@ -157,9 +164,11 @@ class _DictEvent:
         return self._data.get(name)
 
 
-def compute_metrics(events: Iterable[Mapping[str, Any]],
-                    depends_on: Mapping[str, Iterable[str]] | None = None,
-                    standbys: Iterable[str] = ()) -> RunMetrics:
+def compute_metrics(
+    events: Iterable[Mapping[str, Any]],
+    depends_on: Mapping[str, Iterable[str]] | None = None,
+    standbys: Iterable[str] = (),
+) -> RunMetrics:
     """Metrics of one run from its events (dicts as in `--events`, in order).
 
     `depends_on` (step -> its dependencies, from the plan) is needed for the critical path
@@ -197,12 +206,16 @@ def metric_step_finished(run: RunMetrics, acc: StepAccumulator, e: Any) -> None:
 
 
 _STEP_EVENTS: dict[str, Callable[[RunMetrics, StepAccumulator, Any], None]] = {
-    "attempt_started": metric_attempt_started, "attempt_finished": metric_attempt_finished,
-    "retry_scheduled": metric_retry_scheduled, "step_finished": metric_step_finished}
+    "attempt_started": metric_attempt_started,
+    "attempt_finished": metric_attempt_finished,
+    "retry_scheduled": metric_retry_scheduled,
+    "step_finished": metric_step_finished,
+}
 
 
-def critical_path(durations: Mapping[str, float],
-                  depends_on: Mapping[str, Iterable[str]]) -> tuple[float, list[str]]:
+def critical_path(
+    durations: Mapping[str, float], depends_on: Mapping[str, Iterable[str]]
+) -> tuple[float, list[str]]:
     """The longest chain of dependencies by summed duration: (seconds, steps in order).
 
     networkx's `dag_longest_path` over the steps that ran: an edge carries the duration of
@@ -215,9 +228,12 @@ def critical_path(durations: Mapping[str, float],
     start = object()  # a node no step name can equal
     graph = nx.DiGraph()
     graph.add_weighted_edges_from((start, step, seconds) for step, seconds in durations.items())
-    graph.add_weighted_edges_from((dep, step, durations[step])
-                                  for step in durations for dep in depends_on.get(step, ())
-                                  if dep in durations and dep != step)
+    graph.add_weighted_edges_from(
+        (dep, step, durations[step])
+        for step in durations
+        for dep in depends_on.get(step, ())
+        if dep in durations and dep != step
+    )
     while not nx.is_directed_acyclic_graph(graph):
         graph.remove_edge(*nx.find_cycle(graph)[-1][:2])
     path = [step for step in nx.dag_longest_path(graph) if step is not start]

@@ -119,13 +119,18 @@ def outcome_from_fields(given: Mapping[str, Any]) -> StepOutcome:
     return StepOutcome(
         status=StepStatus(given["status"]),
         reason=_enum(SkipReason, given.get("reason")),
-        caused_by=given.get("caused_by"), attempts=int(given.get("attempts") or 0),
-        output=given.get("output"), kind=_enum(ErrorKind, given.get("kind")),
-        message=given.get("message"), retry=_enum(RetryVerdict, given.get("retry")),
+        caused_by=given.get("caused_by"),
+        attempts=int(given.get("attempts") or 0),
+        output=given.get("output"),
+        kind=_enum(ErrorKind, given.get("kind")),
+        message=given.get("message"),
+        retry=_enum(RetryVerdict, given.get("retry")),
         fallback_used=given.get("fallback_used"),
         recovered_by=_enum(RecoveredBy, given.get("recovered_by")),
-        elements=given.get("elements"), version=given.get("version"),
-        read_at=given.get("read_at"))
+        elements=given.get("elements"),
+        version=given.get("version"),
+        read_at=given.get("read_at"),
+    )
 
 
 _OUTCOME_FIELDS = frozenset(f.name for f in fields(StepOutcome))
@@ -134,6 +139,7 @@ _Enum = TypeVar("_Enum", bound=StrEnum)
 
 def _enum(cls: type[_Enum], value: Any) -> _Enum | None:
     return None if value is None else cls(value)
+
 
 # How a dependency counts for a trigger rule.
 _OK = "succeeded"
@@ -159,16 +165,31 @@ class StepView:
 _new_object = object.__new__
 
 
-def step_view(name: str, status: str, reason: str | None, optional: bool, standby: bool,
-              kind: str | None, fallback_used: str | None, recovered_by_default: bool,
-              elements_failed: int | None) -> StepView:
+def step_view(
+    name: str,
+    status: str,
+    reason: str | None,
+    optional: bool,
+    standby: bool,
+    kind: str | None,
+    fallback_used: str | None,
+    recovered_by_default: bool,
+    elements_failed: int | None,
+) -> StepView:
     """`StepView(...)` with every field, without the frozen dataclass's per-field
     `object.__setattr__` (about 3x cheaper; the scheduler makes one per finished step)."""
     view = _new_object(StepView)
-    view.__dict__.update(name=name, status=status, reason=reason, optional=optional,
-                         standby=standby, kind=kind, fallback_used=fallback_used,
-                         recovered_by_default=recovered_by_default,
-                         elements_failed=elements_failed)
+    view.__dict__.update(
+        name=name,
+        status=status,
+        reason=reason,
+        optional=optional,
+        standby=standby,
+        kind=kind,
+        fallback_used=fallback_used,
+        recovered_by_default=recovered_by_default,
+        elements_failed=elements_failed,
+    )
     return view
 
 
@@ -221,8 +242,9 @@ def trigger(rule: TriggerRule | str, deps: Sequence[StepView]) -> TriggerDecisio
             return _RUN
         return _skip_upstream([d for d in deps if not _failed_optional(d)])
     if rule is TriggerRule.NONE_FAILED:  # like all_succeeded, but a skipped dependency is fine
-        culprit = next((d for d in deps if dep_class(d) == _FAILED and not _failed_optional(d)),
-                       None)
+        culprit = next(
+            (d for d in deps if dep_class(d) == _FAILED and not _failed_optional(d)), None
+        )
         return _RUN if culprit is None else TriggerDecision(False, UPSTREAM_FAILED, culprit.name)
     if not deps:
         return TriggerDecision(False, TRIGGER_NOT_MET)

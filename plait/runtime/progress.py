@@ -18,8 +18,14 @@ from rich.text import Text
 from plait.runtime import events as ev
 from plait.runtime.report import RunReport
 
-_STATUS_STYLE = {"succeeded": "green", "recovered": "yellow", "failed": "red",
-                 "skipped": "dim", "cancelled": "magenta", "degraded": "yellow"}
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "recovered": "yellow",
+    "failed": "red",
+    "skipped": "dim",
+    "cancelled": "magenta",
+    "degraded": "yellow",
+}
 
 
 class PlainProgress:
@@ -48,8 +54,7 @@ def describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.RunStarted):
         return f"run {e.run_id} of plan {e.plan} started"
     if isinstance(event, ev.StepStarted):
-        return f"{e.step}: started" + (f" (fallback for {e.standby_for})"
-                                       if e.standby_for else "")
+        return f"{e.step}: started" + (f" (fallback for {e.standby_for})" if e.standby_for else "")
     if isinstance(event, ev.AttemptFailed):
         tag = " (injected)" if e.injected else ""
         return f"{e.step}{elem}: attempt {e.attempt} failed: {e.kind}: {e.message}{tag}"
@@ -65,14 +70,19 @@ def describe(event: ev.Event) -> str | None:
             extra += f": {e.message}" if e.kind == "cancelled" else f": {e.kind}: {e.message}"
         return f"{e.step}: {e.status}{extra}"
     if isinstance(event, ev.RunFinished):
-        return f"run finished: {e.outcome}" + (f" (cancelled by {e.cancelled_by})"
-                                               if e.cancelled_by else "")
+        return f"run finished: {e.outcome}" + (
+            f" (cancelled by {e.cancelled_by})" if e.cancelled_by else ""
+        )
     if isinstance(event, ev.LoopBlocked):
-        return (f"warning: {e.step}{elem}: tool `{e.tool}` blocked the event loop for "
-                f"{e.duration_s:.1f}s")
+        return (
+            f"warning: {e.step}{elem}: tool `{e.tool}` blocked the event loop for "
+            f"{e.duration_s:.1f}s"
+        )
     if isinstance(event, ev.AttemptAbandoned):
-        return (f"{e.step}{elem}: attempt {e.attempt} abandoned; its thread runs on and "
-                "keeps its concurrency slots")
+        return (
+            f"{e.step}{elem}: attempt {e.attempt} abandoned; its thread runs on and "
+            "keeps its concurrency slots"
+        )
     return None
 
 
@@ -85,10 +95,16 @@ def summary_text(report: RunReport) -> str:
         who = f"step {r.step}" if r.step else f"output {r.output}"
         lines.append(f"  reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
     lines += [f"  warning: {w.message} (step {w.step})" for w in report.warnings]
-    lines += [f"  abandoned: {a.step} attempt {a.attempt}"
-              + (f" element {a.element}" if a.element is not None else "")
-              + (f" still running ({a.overran_s or 0:.1f}s past its end)" if a.still_running
-                 else f" overran by {a.overran_s or 0:.1f}s") for a in report.abandoned]
+    lines += [
+        f"  abandoned: {a.step} attempt {a.attempt}"
+        + (f" element {a.element}" if a.element is not None else "")
+        + (
+            f" still running ({a.overran_s or 0:.1f}s past its end)"
+            if a.still_running
+            else f" overran by {a.overran_s or 0:.1f}s"
+        )
+        for a in report.abandoned
+    ]
     return "\n".join(lines)
 
 
@@ -98,8 +114,9 @@ class LiveProgress:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.console = Console(file=stream or sys.stderr)
         self.running: dict[str, tuple[int, float]] = {}  # step -> (attempt, started)
-        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
-                         get_renderable=self._render)
+        self.live = Live(
+            console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
+        )
         self.live.start()
 
     def __call__(self, event: ev.Event) -> None:
@@ -110,18 +127,26 @@ class LiveProgress:
         elif isinstance(event, ev.StepFinished):
             self.running.pop(e.step, None)
             if e.status in ("failed", "cancelled", "recovered"):
-                self.live.console.print(Text(describe(event) or "",
-                                             style=_STATUS_STYLE.get(e.status, "")))
-        elif isinstance(event, (ev.AttemptFailed, ev.FallbackStarted, ev.BreakerOpened,
-                                ev.LoopBlocked, ev.AttemptAbandoned)):
+                self.live.console.print(
+                    Text(describe(event) or "", style=_STATUS_STYLE.get(e.status, ""))
+                )
+        elif isinstance(
+            event,
+            (
+                ev.AttemptFailed,
+                ev.FallbackStarted,
+                ev.BreakerOpened,
+                ev.LoopBlocked,
+                ev.AttemptAbandoned,
+            ),
+        ):
             self.live.console.print(Text(describe(event) or "", style="dim"))
 
     def _render(self) -> Table:
         table = Table.grid(padding=(0, 2))
         now = time.monotonic()
         for step, (attempt, started) in list(self.running.items()):
-            table.add_row(Text(step, style="bold"), f"attempt {attempt}",
-                          f"{now - started:5.1f}s")
+            table.add_row(Text(step, style="bold"), f"attempt {attempt}", f"{now - started:5.1f}s")
         return table
 
     def stop(self) -> None:
@@ -137,16 +162,18 @@ class LiveProgress:
             why = s.reason or (f"{s.error.kind}: {s.error.message}" if s.error else "")
             if s.fallback_used:
                 why = f"fallback {s.fallback_used}; {why}"
-            table.add_row(name, Text(s.status, style=_STATUS_STYLE.get(s.status, "")),
-                          str(s.attempts), why)
+            table.add_row(
+                name, Text(s.status, style=_STATUS_STYLE.get(s.status, "")), str(s.attempts), why
+            )
         self.console.print(table)
         for r in report.reasons:
             who = f"step {r.step}" if r.step else f"output {r.output}"
             self.console.print(f"reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
 
 
-def make_progress(quiet: bool,
-                  stream: IO[str] | None = None) -> PlainProgress | LiveProgress | None:
+def make_progress(
+    quiet: bool, stream: IO[str] | None = None
+) -> PlainProgress | LiveProgress | None:
     """The progress sink for this terminal: None with `--quiet`."""
     if quiet:
         return None

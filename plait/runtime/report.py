@@ -242,15 +242,16 @@ class RunReport:
     def __repr__(self) -> str:
         # Short on purpose: asyncio reprs the finished main task (and so its result) when
         # `asyncio.run` restores the SIGINT handler; a full repr of a big run costs seconds.
-        return (f"RunReport(plan={self.plan!r}, run_id={self.run_id!r}, "
-                f"outcome={self.outcome!r}, steps={len(self.steps)})")
+        return (
+            f"RunReport(plan={self.plan!r}, run_id={self.run_id!r}, "
+            f"outcome={self.outcome!r}, steps={len(self.steps)})"
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON of SPEC section 7 (a reason leaves out the fields it does not use),
         made by pydantic at this edge."""
         data: dict[str, Any] = adapter(RunReport).dump_python(self, mode="json")
-        data["reasons"] = [{k: v for k, v in r.items() if v is not None}
-                           for r in data["reasons"]]
+        data["reasons"] = [{k: v for k, v in r.items() if v is not None} for r in data["reasons"]]
         for step in data["steps"].values():
             for name in _AGENT_FIELDS:
                 if step.get(name) is None:
@@ -278,11 +279,21 @@ class _Attempt:
     """One attempt while events arrive (a plain object: one is made per attempt; it becomes
     an `AttemptRecord` only when the report is built)."""
 
-    __slots__ = ("attempt", "delay_s", "duration_s", "element", "execution", "injected", "kind",
-                 "message", "started_at")
+    __slots__ = (
+        "attempt",
+        "delay_s",
+        "duration_s",
+        "element",
+        "execution",
+        "injected",
+        "kind",
+        "message",
+        "started_at",
+    )
 
-    def __init__(self, attempt: int, element: int | None, started_at: str,
-                 execution: int | None = None) -> None:
+    def __init__(
+        self, attempt: int, element: int | None, started_at: str, execution: int | None = None
+    ) -> None:
         self.attempt, self.element, self.started_at = attempt, element, started_at
         self.execution = execution
         self.duration_s: float | None = None
@@ -293,17 +304,36 @@ class _Attempt:
 
     def record(self) -> AttemptRecord:
         return AttemptRecord(
-            attempt=self.attempt, element=self.element, started_at=self.started_at,
-            duration_s=self.duration_s, kind=self.kind, message=self.message,
-            delay_s=self.delay_s, injected=self.injected, execution=self.execution)
+            attempt=self.attempt,
+            element=self.element,
+            started_at=self.started_at,
+            duration_s=self.duration_s,
+            kind=self.kind,
+            message=self.message,
+            delay_s=self.delay_s,
+            injected=self.injected,
+            execution=self.execution,
+        )
 
 
 class _StepFold:
     """What the fold keeps per step while events arrive."""
 
-    __slots__ = ("acc", "executions", "final", "iteration_started", "last_failed", "log",
-                 "per_iteration", "redecisions", "stale_readers", "started_at", "tool_calls",
-                 "turns", "usage")
+    __slots__ = (
+        "acc",
+        "executions",
+        "final",
+        "iteration_started",
+        "last_failed",
+        "log",
+        "per_iteration",
+        "redecisions",
+        "stale_readers",
+        "started_at",
+        "tool_calls",
+        "turns",
+        "usage",
+    )
 
     def __init__(self, acc: StepAccumulator) -> None:
         self.acc = acc  # the step's metrics, updated by the same handlers
@@ -439,8 +469,11 @@ class ReportBuilder:
         self._step(event.step)
         record = self.open.get((event.step, event.attempt, event.element))
         if record is not None:
-            record.kind, record.message, record.injected = (event.kind, event.message,
-                                                            event.injected)
+            record.kind, record.message, record.injected = (
+                event.kind,
+                event.message,
+                event.injected,
+            )
 
     def _on_tool_event(self, event: Any) -> None:
         if event.tool_event == "llm_usage":
@@ -460,8 +493,12 @@ class ReportBuilder:
         if fold.usage is None:
             fold.usage = LlmUsage()
         data = getattr(event, "fields", None) or {}
-        fold.usage.add(data.get("model"), data.get("prompt_tokens"),
-                       data.get("completion_tokens"), data.get("total_tokens"))
+        fold.usage.add(
+            data.get("model"),
+            data.get("prompt_tokens"),
+            data.get("completion_tokens"),
+            data.get("total_tokens"),
+        )
 
     def _on_tool_call_finished(self, event: Any) -> None:
         fold = self._step(event.step)
@@ -488,9 +525,14 @@ class ReportBuilder:
             started = fold.iteration_started if event.attempts else None
             runs = fold.per_iteration if fold.per_iteration is not None else []
             fold.per_iteration = runs
-            runs.append({"iteration": event.iteration, "status": event.status,
-                         "attempts": event.attempts,
-                         "duration_s": seconds_between(started, event.ts) if started else None})
+            runs.append(
+                {
+                    "iteration": event.iteration,
+                    "status": event.status,
+                    "attempts": event.attempts,
+                    "duration_s": seconds_between(started, event.ts) if started else None,
+                }
+            )
             fold.iteration_started = None
 
     def _on_run_finished(self, event: RunFinished) -> None:
@@ -509,20 +551,23 @@ class ReportBuilder:
                 fold.stale_readers.append(reader)
         outcome = event.outcome
         if outcome is not None and not isinstance(outcome, dict | type(None)):
-            fold.final = StepFinished(step=event.step, outcome=outcome, ts=event.ts,
-                                      seq=event.seq, run_id=event.run_id)
+            fold.final = StepFinished(
+                step=event.step, outcome=outcome, ts=event.ts, seq=event.seq, run_id=event.run_id
+            )
         elif isinstance(outcome, dict):  # read back from JSON
-            fold.final = StepFinished(step=event.step, ts=event.ts, seq=event.seq,
-                                      run_id=event.run_id, **outcome)
+            fold.final = StepFinished(
+                step=event.step, ts=event.ts, seq=event.seq, run_id=event.run_id, **outcome
+            )
 
     def _on_redecide_started(self, event: Any) -> None:
         self._step(event.step).redecisions.append(
-            {"attempt": event.attempt, "sources": list(event.sources),
-             "rerun": list(event.rerun)})
+            {"attempt": event.attempt, "sources": list(event.sources), "rerun": list(event.rerun)}
+        )
 
     def _on_attempt_abandoned(self, event: Any) -> None:
         self.abandoned[(event.step, event.attempt, event.element)] = AbandonedAttempt(
-            step=event.step, attempt=event.attempt, element=event.element, tool=event.tool)
+            step=event.step, attempt=event.attempt, element=event.element, tool=event.tool
+        )
 
     def _on_abandoned_finished(self, event: Any) -> None:
         record = self.abandoned.get((event.step, event.attempt, event.element))
@@ -536,11 +581,17 @@ class ReportBuilder:
         self.warnings.append(RunWarning(kind=kind, message=message))
 
     def _on_loop_blocked(self, event: Any) -> None:
-        self.warnings.append(RunWarning(
-            kind="loop_blocked", step=event.step, attempt=event.attempt, element=event.element,
-            message=f"tool `{event.tool}` blocked the event loop for {event.duration_s:.1f}s "
-                    "(a blocking call in an async tool: nothing else could run, timeouts "
-                    "included)"))
+        self.warnings.append(
+            RunWarning(
+                kind="loop_blocked",
+                step=event.step,
+                attempt=event.attempt,
+                element=event.element,
+                message=f"tool `{event.tool}` blocked the event loop for {event.duration_s:.1f}s "
+                "(a blocking call in an async tool: nothing else could run, timeouts "
+                "included)",
+            )
+        )
 
     # --- building ----------------------------------------------------------------------
 
@@ -550,34 +601,48 @@ class ReportBuilder:
     def _step_record(self, fold: _StepFold, name: str) -> StepReport:
         final = fold.final
         if final is None:  # not finished yet (a live view asks mid-run)
-            return StepReport(status=(StepProgress.RUNNING if fold.started_at
-                                      else StepProgress.PENDING),
-                              started_at=fold.started_at,
-                              attempt_log=[a.record() for a in fold.log])
+            return StepReport(
+                status=(StepProgress.RUNNING if fold.started_at else StepProgress.PENDING),
+                started_at=fold.started_at,
+                attempt_log=[a.record() for a in fold.log],
+            )
         error = None
         if final.kind is not None:
             error = StepError(kind=final.kind, message=final.message or "", retry=final.retry)
         started = fold.started_at if final.attempts > 0 else None
         return StepReport(
-            status=final.status, reason=final.reason, caused_by=final.caused_by,
-            attempts=final.attempts, output=final.output, error=error,
-            fallback_used=final.fallback_used, started_at=started,
+            status=final.status,
+            reason=final.reason,
+            caused_by=final.caused_by,
+            attempts=final.attempts,
+            output=final.output,
+            error=error,
+            fallback_used=final.fallback_used,
+            started_at=started,
             finished_at=final.ts if started else None,
             duration_s=fold.acc.duration_s if started else None,
             attempt_log=[a.record() for a in fold.log],
             elements=_element_summary(final.elements),
-            version=final.version, read_at=final.read_at, age=self._age(final),
+            version=final.version,
+            read_at=final.read_at,
+            age=self._age(final),
             turns=fold.turns[max(fold.turns)] if fold.turns else None,
-            tool_calls=fold.tool_calls, executions=fold.executions,
-            stale_readers=list(fold.stale_readers), redecisions=list(fold.redecisions),
+            tool_calls=fold.tool_calls,
+            executions=fold.executions,
+            stale_readers=list(fold.stale_readers),
+            redecisions=list(fold.redecisions),
             usage=dataclasses.replace(fold.usage) if fold.usage is not None else None,
-            **self._loop_fields(name, final, fold))
+            **self._loop_fields(name, final, fold),
+        )
 
     def _loop_fields(self, name: str, final: StepFinished, fold: _StepFold) -> dict[str, Any]:
         meta = self.started.steps.get(name, {}) if self.started is not None else {}
         loop = meta.get("loop")
-        return {"loop": {**loop, "iterations": final.attempts} if loop else None,
-                "in_loop": meta.get("in_loop"), "per_iteration": fold.per_iteration}
+        return {
+            "loop": {**loop, "iterations": final.attempts} if loop else None,
+            "in_loop": meta.get("in_loop"),
+            "per_iteration": fold.per_iteration,
+        }
 
     def _age(self, final: StepFinished) -> float | None:
         if final.read_at is None:
@@ -601,10 +666,19 @@ class ReportBuilder:
             if meta.get("in_loop"):
                 continue  # the loop decides, not its body steps (SPEC section 11)
             f = fold.final
-            views.append(outcomes.step_view(
-                name, f.status, f.reason, bool(meta.get("optional")),
-                bool(meta.get("standby_for")), f.kind, f.fallback_used,
-                f.recovered_by == "default", (f.elements or {}).get("failed")))
+            views.append(
+                outcomes.step_view(
+                    name,
+                    f.status,
+                    f.reason,
+                    bool(meta.get("optional")),
+                    bool(meta.get("standby_for")),
+                    f.kind,
+                    f.fallback_used,
+                    f.recovered_by == "default",
+                    (f.elements or {}).get("failed"),
+                )
+            )
         return views
 
     def report(self) -> RunReport:
@@ -625,31 +699,47 @@ class ReportBuilder:
     def _build(self) -> RunReport:
         assert self.started is not None
         views = self.step_views(deciding_only=True)
-        reasons = [Reason(step=r["step"], status=StepStatus(r["status"]), why=r["why"],
-                          kind=None if r["kind"] is None else ErrorKind(r["kind"]))
-                   for r in outcomes.reasons(views)]
+        reasons = [
+            Reason(
+                step=r["step"],
+                status=StepStatus(r["status"]),
+                why=r["why"],
+                kind=None if r["kind"] is None else ErrorKind(r["kind"]),
+            )
+            for r in outcomes.reasons(views)
+        ]
         fin = self.finished
         if fin is not None:
             reasons += [Reason(output=e["output"], why=e["why"]) for e in fin.output_errors]
         steps = {name: self._step_record(fold, name) for name, fold in self.steps.items()}
         return RunReport(
-            plan=self.started.plan, run_id=self.started.run_id,
+            plan=self.started.plan,
+            run_id=self.started.run_id,
             outcome=fin.outcome if fin else outcomes.run_outcome(views),
-            plait_version=self.started.plait_version, plan_sha256=self.started.plan_sha256,
+            plait_version=self.started.plait_version,
+            plan_sha256=self.started.plan_sha256,
             cancelled_by=fin.cancelled_by if fin else None,
-            started_at=self.started.ts, finished_at=fin.ts if fin else None,
+            started_at=self.started.ts,
+            finished_at=fin.ts if fin else None,
             duration_s=seconds_between(self.started.ts, fin.ts) if fin else None,
-            inputs=self.started.inputs, outputs=fin.outputs if fin else {},
-            reasons=reasons, steps=steps, metrics=self.metrics.result(),
+            inputs=self.started.inputs,
+            outputs=fin.outputs if fin else {},
+            reasons=reasons,
+            steps=steps,
+            metrics=self.metrics.result(),
             abandoned=[dataclasses.replace(a) for a in self.abandoned.values()],
-            warnings=list(self.warnings), usage=run_usage(steps),
-            compensations=list(fin.compensations) if fin else [])
+            warnings=list(self.warnings),
+            usage=run_usage(steps),
+            compensations=list(fin.compensations) if fin else [],
+        )
 
 
 def _element_summary(elements: dict[str, Any] | None) -> ElementSummary | None:
     """A map step's summary from its `step_finished` (a dict, as in the JSON)."""
     if not elements:
         return None
-    errors = [ElementError(index=e["index"], kind=ErrorKind(e["kind"]), message=e["message"])
-              for e in elements.get("errors", [])]
+    errors = [
+        ElementError(index=e["index"], kind=ErrorKind(e["kind"]), message=e["message"])
+        for e in elements.get("errors", [])
+    ]
     return ElementSummary(total=elements["total"], failed=elements["failed"], errors=errors)

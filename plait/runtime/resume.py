@@ -37,20 +37,32 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
-def attach_journal(runner: Any, journal: Journal, plan: Plan,
-                   plan_path: str | os.PathLike[str] | None,
-                   *, resume: bool = False, forced: bool = False,
-                   replace_plan: bool = False) -> JournalSink:
+def attach_journal(
+    runner: Any,
+    journal: Journal,
+    plan: Plan,
+    plan_path: str | os.PathLike[str] | None,
+    *,
+    resume: bool = False,
+    forced: bool = False,
+    replace_plan: bool = False,
+) -> JournalSink:
     """Record `runner`'s run (an `api.Runner`, not started yet) in `journal`.
 
     The sink is subscribed to the run's events and receives each step's unmasked output
     through the scheduler's `record_output` hook.
     """
     absolute = str(Path(plan_path).resolve()) if plan_path is not None else None
-    sink = JournalSink(journal, compiled_plan=plan.model_dump(mode="json"),
-                       plan_path=absolute, plan_file_sha256=file_sha256(absolute),
-                       raw_inputs=runner.inputs, resume=resume, forced=forced,
-                       replace_plan=replace_plan)
+    sink = JournalSink(
+        journal,
+        compiled_plan=plan.model_dump(mode="json"),
+        plan_path=absolute,
+        plan_file_sha256=file_sha256(absolute),
+        raw_inputs=runner.inputs,
+        resume=resume,
+        forced=forced,
+        replace_plan=replace_plan,
+    )
     runner.options.record_output = sink.record_output
     runner.options.record_element = sink.record_element
     builder = getattr(runner, "builder", None)
@@ -60,8 +72,9 @@ def attach_journal(runner: Any, journal: Journal, plan: Plan,
     return sink
 
 
-def kept_steps(plan: Plan, finished: Mapping[str, Mapping[str, Any]]
-               ) -> dict[str, Mapping[str, Any]]:
+def kept_steps(
+    plan: Plan, finished: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Mapping[str, Any]]:
     """The recorded steps a resume keeps: finished for good, in the plan, and with every
     dependency (and a standby's primary) kept as well, so nothing kept was decided by a step
     that will run again."""
@@ -72,10 +85,13 @@ def kept_steps(plan: Plan, finished: Mapping[str, Mapping[str, Any]]
             memo[name] = False  # a cycle (impossible in a checked plan) keeps nothing
             step = plan.steps.get(name)
             record = finished.get(name)
-            ok = (step is not None and record is not None
-                  and record.get("status") in FINISHED_STATUSES
-                  and all(keep(d) for d in step.depends_on)
-                  and (step.standby_for is None or keep(step.standby_for)))
+            ok = (
+                step is not None
+                and record is not None
+                and record.get("status") in FINISHED_STATUSES
+                and all(keep(d) for d in step.depends_on)
+                and (step.standby_for is None or keep(step.standby_for))
+            )
             memo[name] = ok
         return memo[name]
 
@@ -97,8 +113,9 @@ class ResumeSetup:
     elements: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
 
-def prepare_resume(journal: Journal, run_id: str, *, force: bool,
-                   load: Callable[[str], Plan]) -> ResumeSetup:
+def prepare_resume(
+    journal: Journal, run_id: str, *, force: bool, load: Callable[[str], Plan]
+) -> ResumeSetup:
     """Everything `plait resume` needs; UserError for an unknown run or a changed plan.
 
     `load` compiles a plan file (the compiler's `load_plan`).
@@ -116,7 +133,8 @@ def prepare_resume(journal: Journal, run_id: str, *, force: bool,
                     f"plan file {path} changed since run {rid} was recorded (sha256 "
                     f"{record.plan_sha256[:12]}… is now {current[:12]}…); resuming would mix "
                     "two plans. Restore the file, or pass --force to resume with the plan as "
-                    "it is now (recorded steps it no longer has are dropped)")
+                    "it is now (recorded steps it no longer has are dropped)"
+                )
             note = f"note: plan file {path} changed since the run; resuming with it (--force)"
             replace = True
         plan = load(path)
@@ -125,16 +143,26 @@ def prepare_resume(journal: Journal, run_id: str, *, force: bool,
         if path is not None:
             note = f"note: plan file {path} is gone; resuming with the plan recorded in the journal"
     completed = kept_steps(plan, journal.finished_steps(rid))
-    elements = {step: done for step, done in journal.finished_elements(rid).items()
-                if step in plan.steps and step not in completed}
-    return ResumeSetup(rid, plan, path, journal.inputs(rid, raw=True), completed, replace, note,
-                       elements)
+    elements = {
+        step: done
+        for step, done in journal.finished_elements(rid).items()
+        if step in plan.steps and step not in completed
+    }
+    return ResumeSetup(
+        rid, plan, path, journal.inputs(rid, raw=True), completed, replace, note, elements
+    )
 
 
-def start_resume(runner: Any, journal: Journal, setup: ResumeSetup,
-                 *, forced: bool) -> JournalSink:
+def start_resume(runner: Any, journal: Journal, setup: ResumeSetup, *, forced: bool) -> JournalSink:
     """Seed the kept steps into `runner` and record its run as a new session."""
     runner.options.completed = setup.completed
     runner.options.completed_elements = setup.elements
-    return attach_journal(runner, journal, setup.plan, setup.plan_path, resume=True,
-                          forced=forced, replace_plan=setup.replace_plan)
+    return attach_journal(
+        runner,
+        journal,
+        setup.plan,
+        setup.plan_path,
+        resume=True,
+        forced=forced,
+        replace_plan=setup.replace_plan,
+    )

@@ -63,9 +63,15 @@ class Executor(Protocol):
     tool's error. The default runs it in this process (`runtime.executor.execute`);
     `runtime.executors.ray.RayExecutor` makes it a Ray task."""
 
-    def __call__(self, spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None, *,
-                 limit: int | None = ..., on_block: Callable[[float], None] | None = ...
-                 ) -> Awaitable[Any]: ...
+    def __call__(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        ctx: ToolContext | None,
+        *,
+        limit: int | None = ...,
+        on_block: Callable[[float], None] | None = ...,
+    ) -> Awaitable[Any]: ...
 
 
 @dataclass
@@ -111,8 +117,7 @@ class RunOptions:
     # maps that did not finish in `completed_elements` ({step: {index: result}}), and an
     # element whose list item is unchanged is not run again.
     record_element: Callable[[str, int, dict[str, Any]], None] | None = None
-    completed_elements: Mapping[str, Mapping[int, Mapping[str, Any]]] = field(
-        default_factory=dict)
+    completed_elements: Mapping[str, Mapping[int, Mapping[str, Any]]] = field(default_factory=dict)
     # Model conversations (SPEC section 11): each reply and tool result is handed to
     # `record_conversation(step, element, attempt, entry)` as it arrives, and a resume
     # reads them back with `recorded_conversation(step, element, attempt)`.
@@ -125,9 +130,11 @@ class RunOptions:
     guards: ResourceGuards | None = None
 
 
-_SUCCEEDED, _FAILED, _CANCELLED = (outcomes.AttemptStatus.SUCCEEDED,
-                                   outcomes.AttemptStatus.FAILED,
-                                   outcomes.AttemptStatus.CANCELLED)
+_SUCCEEDED, _FAILED, _CANCELLED = (
+    outcomes.AttemptStatus.SUCCEEDED,
+    outcomes.AttemptStatus.FAILED,
+    outcomes.AttemptStatus.CANCELLED,
+)
 # The events every step makes.
 _new_step_started = ev.StepStarted
 _new_attempt_started = ev.AttemptStarted
@@ -141,8 +148,9 @@ class _Attempt:
 
     __slots__ = ("element", "loop", "number", "state", "watch")
 
-    def __init__(self, state: StepState, number: int, element: int | None,
-                 loop: dict[str, Any]) -> None:
+    def __init__(
+        self, state: StepState, number: int, element: int | None, loop: dict[str, Any]
+    ) -> None:
         self.state, self.number, self.element, self.loop = state, number, element, loop
         self.watch: CallWatch | None = None  # set while its tool is called
 
@@ -150,8 +158,9 @@ class _Attempt:
 class Run:
     """One run of a plan. `await run.execute()` returns when every step is terminal."""
 
-    def __init__(self, plan: Plan, registry: ToolRegistry, options: RunOptions,
-                 sinks: Iterable[ev.Sink] = ()) -> None:
+    def __init__(
+        self, plan: Plan, registry: ToolRegistry, options: RunOptions, sinks: Iterable[ev.Sink] = ()
+    ) -> None:
         self.plan = plan
         self.registry = registry
         self.opts = options
@@ -159,10 +168,13 @@ class Run:
         self.rng = random.Random(options.seed)
         self.masker = Masker(options.secrets)
         # every event is masked on its way out (without secrets the bus skips masking)
-        self.bus = ev.EventBus(options.run_id, sinks,
-                               mask=self.masker.mask_event if self.masker else None,
-                               # real time: the bus's own fast UTC stamp
-                               wall=None if type(self.clock) is RealClock else self.clock.wall)
+        self.bus = ev.EventBus(
+            options.run_id,
+            sinks,
+            mask=self.masker.mask_event if self.masker else None,
+            # real time: the bus's own fast UTC stamp
+            wall=None if type(self.clock) is RealClock else self.clock.wall,
+        )
         # `_emit(EventClass, **fields)`: build, stamp and deliver (the bus's `make`, bound
         # once: four events per step)
         self._emit = self.bus.make
@@ -244,14 +256,19 @@ class Run:
         self._close_unfinished()
         await self._close_abandoned()
         outputs, errors, outcome = self._outputs_and_outcome()
-        compensations = await self.saga.settle(outcome == outcomes.RunOutcome.FAILED,
-                                               frozenset(self.opts.compensated))
+        compensations = await self.saga.settle(
+            outcome == outcomes.RunOutcome.FAILED, frozenset(self.opts.compensated)
+        )
         await self._run_end_hooks()
-        self._emit(ev.RunFinished,
-            outcome=outcome, cancelled_by=self.cancelled_by, outputs=outputs,
-            output_errors=errors, duration_s=round(self.clock.now() - started, 6),
-            compensations=compensations)
-
+        self._emit(
+            ev.RunFinished,
+            outcome=outcome,
+            cancelled_by=self.cancelled_by,
+            outputs=outputs,
+            output_errors=errors,
+            duration_s=round(self.clock.now() - started, 6),
+            compensations=compensations,
+        )
 
     def stop(self, why: str = "signal") -> None:
         """Cancel the run like the deadline does (Ctrl-C, SIGTERM); safe to call twice."""
@@ -269,9 +286,14 @@ class Run:
     async def _run_steps(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            roots = [n for n, st in self.states.items()
-                     if not st.step.is_standby and st.step.in_loop is None
-                     and st.pending == 0 and not st.done]
+            roots = [
+                n
+                for n, st in self.states.items()
+                if not st.step.is_standby
+                and st.step.in_loop is None
+                and st.pending == 0
+                and not st.done
+            ]
             self._decide_all(roots)
 
     async def _run_end_hooks(self) -> None:
@@ -284,19 +306,34 @@ class Run:
         plan = self.plan
         sha = plan.plan_sha256 if isinstance(plan, CompiledPlan) else None
         info: dict[str, dict[str, Any]] = {
-            n: {"optional": s.optional, "standby_for": s.standby_for, "map": s.is_map,
-                "depends_on": s.depends_on}  # for the critical path (metrics)
-            for n, s in plan.steps.items()}
+            n: {
+                "optional": s.optional,
+                "standby_for": s.standby_for,
+                "map": s.is_map,
+                "depends_on": s.depends_on,
+            }  # for the critical path (metrics)
+            for n, s in plan.steps.items()
+        }
         for n, s in plan.steps.items():  # SPEC section 11: what the report says of loops
             if s.in_loop is not None:
                 info[n]["in_loop"] = s.in_loop
             if s.loop is not None:
-                info[n]["loop"] = {"max": s.loop.max, "every": s.loop.every_s,
-                                   "until": to_source(s.loop.until) if s.loop.until else None,
-                                   "body": list(s.loop.body)}
-        self._emit(ev.RunStarted,
-            plan=plan.plan, description=plan.description, plait_version=__version__,
-            plan_sha256=sha, inputs=dict(self.opts.inputs), steps=info, seed=self.opts.seed)
+                info[n]["loop"] = {
+                    "max": s.loop.max,
+                    "every": s.loop.every_s,
+                    "until": to_source(s.loop.until) if s.loop.until else None,
+                    "body": list(s.loop.body),
+                }
+        self._emit(
+            ev.RunStarted,
+            plan=plan.plan,
+            description=plan.description,
+            plait_version=__version__,
+            plan_sha256=sha,
+            inputs=dict(self.opts.inputs),
+            steps=info,
+            seed=self.opts.seed,
+        )
 
     def _outputs_and_outcome(self) -> tuple[dict[str, Any], list[dict[str, str]], str]:
         """The outputs evaluated from what finished, and the run's outcome."""
@@ -310,8 +347,11 @@ class Run:
                 outputs[name] = None
                 errors.append({"output": name, "why": exc.message})
         # only these statuses can make the run degraded or failed
-        views = [st.outcome_view() for st in self.states.values()
-                 if st.status not in _NEVER_DECIDING and st.step.in_loop is None]
+        views = [
+            st.outcome_view()
+            for st in self.states.values()
+            if st.status not in _NEVER_DECIDING and st.step.in_loop is None
+        ]
         return outputs, errors, outcomes.run_outcome(views)
 
     def _close_unfinished(self) -> None:
@@ -337,16 +377,28 @@ class Run:
         for name in names:
             st, rec = self.states[name], self.opts.completed[name]
             st.attempts = int(rec.get("attempts") or 0)
-            for attr in ("output", "kind", "message", "retry", "fallback_used",
-                         "recovered_by", "elements", "version"):
+            for attr in (
+                "output",
+                "kind",
+                "message",
+                "retry",
+                "fallback_used",
+                "recovered_by",
+                "elements",
+                "version",
+            ):
                 setattr(st, attr, rec.get(attr))
             read_at = rec.get("read_at")
             st.read_at_s = seconds_from_iso(read_at) if read_at else None
             self._resumed.add(name)
             reason = rec.get("reason")
-            self._finish(st, outcomes.StepStatus(rec["status"]),
-                         reason=None if reason is None else outcomes.SkipReason(reason),
-                         caused_by=rec.get("caused_by"), propagate=not st.step.is_standby)
+            self._finish(
+                st,
+                outcomes.StepStatus(rec["status"]),
+                reason=None if reason is None else outcomes.SkipReason(reason),
+                caused_by=rec.get("caused_by"),
+                propagate=not st.step.is_standby,
+            )
 
     def _decide_all(self, names: list[str]) -> None:
         """Decide each ready step; skips finish here and may make further steps ready."""
@@ -362,22 +414,30 @@ class Run:
         if self.cancelled_by is not None:
             return []
         states = self.states
-        if not (st.step.when is TriggerRule.ALL_SUCCEEDED
-                and all(states[d].status == outcomes.SUCCEEDED for d in st.deps)):
+        if not (
+            st.step.when is TriggerRule.ALL_SUCCEEDED
+            and all(states[d].status == outcomes.SUCCEEDED for d in st.deps)
+        ):
             # (the default rule over succeeded dependencies runs: no views needed for that)
             deps = [states[d].outcome_view() for d in st.deps]
             decision = outcomes.trigger(st.step.when, deps)
             if not decision.run:
-                return self._finish(st, outcomes.SKIPPED, reason=decision.reason,
-                                    caused_by=decision.caused_by)
+                return self._finish(
+                    st, outcomes.SKIPPED, reason=decision.reason, caused_by=decision.caused_by
+                )
         if st.step.condition is not None:
             try:
                 ok = truthy(evaluate(st.step.condition, self._scope(st.loop_scope)))
             except EvalError as exc:
-                self._spawn(st, CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
-                                           message=self._expr_error("if", st.step.condition,
-                                                                    exc),
-                                           retry="not_retryable"))
+                self._spawn(
+                    st,
+                    CallResult(
+                        False,
+                        kind=ErrorKind.INVALID_INPUT.value,
+                        message=self._expr_error("if", st.step.condition, exc),
+                        retry="not_retryable",
+                    ),
+                )
                 return []
             if not ok:
                 return self._finish(st, outcomes.SKIPPED, reason=outcomes.CONDITION_FALSE)
@@ -387,12 +447,17 @@ class Run:
     def _spawn(self, st: StepState, early_failure: CallResult | None) -> None:
         group = self._loop_groups[st.step.in_loop] if st.step.in_loop is not None else self._tg
         assert group is not None
-        group.create_task(self._run_step(st, early_failure, primary=True),
-                             name=f"plait:{st.name}")
+        group.create_task(self._run_step(st, early_failure, primary=True), name=f"plait:{st.name}")
 
-    def _finish(self, st: StepState, status: outcomes.StepStatus, *,
-                reason: outcomes.SkipReason | None = None, caused_by: str | None = None,
-                propagate: bool = True) -> list[str]:
+    def _finish(
+        self,
+        st: StepState,
+        status: outcomes.StepStatus,
+        *,
+        reason: outcomes.SkipReason | None = None,
+        caused_by: str | None = None,
+        propagate: bool = True,
+    ) -> list[str]:
         """Record a terminal status, emit `step_finished`; returns dependants now ready."""
         st.status, st.reason = status, reason
         st.caused_by = caused_by if caused_by is not None else st.caused_by
@@ -405,15 +470,20 @@ class Run:
         if self.opts.record_output is not None:
             self.opts.record_output(st.name, st.output)
         outcome = st.outcome = st.make_outcome()  # one value: state, event and report
-        self._publish(ev.StepFinished(step=st.name, outcome=outcome,
-                                      resumed=st.name in self._resumed, iteration=st.iteration))
+        self._publish(
+            ev.StepFinished(
+                step=st.name,
+                outcome=outcome,
+                resumed=st.name in self._resumed,
+                iteration=st.iteration,
+            )
+        )
         if st.step.loop is not None:
             close_unstarted_body(self, st)
         for standby in st.step.fallback:  # unused standbys are not needed any more
             sb = self.states[standby]
             if not sb.done and not sb.started:
-                self._finish(sb, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED,
-                             propagate=False)
+                self._finish(sb, outcomes.SKIPPED, reason=outcomes.NOT_NEEDED, propagate=False)
         if not propagate:
             return []
         ready = []
@@ -426,14 +496,16 @@ class Run:
 
     # --- running a step ----------------------------------------------------------------
 
-    async def _run_step(self, st: StepState, early_failure: CallResult | None = None, *,
-                        primary: bool = False) -> None:
+    async def _run_step(
+        self, st: StepState, early_failure: CallResult | None = None, *, primary: bool = False
+    ) -> None:
         """Own attempts, then fallbacks, then default; sets st.status. A primary (the task
         of a step that is not a standby) is then finished, and what became ready decided;
         a standby is finished by its primary."""
         st.started = True
-        self._publish(_new_step_started(step=st.name, standby_for=st.step.standby_for,
-                                        iteration=st.iteration))
+        self._publish(
+            _new_step_started(step=st.name, standby_for=st.step.standby_for, iteration=st.iteration)
+        )
         await self.cx.wait_for(st.deps)  # a dependency running again: its new result
         await self._run_body(st, early_failure)
         if primary:
@@ -453,8 +525,7 @@ class Run:
             result = await self._run_map(st)
         if result.ok:
             st.output = result.value
-            st.version = result.version if result.version is not None else value_hash(
-                result.value)
+            st.version = result.version if result.version is not None else value_hash(result.value)
             st.read_at_s = result.read_at_s
             st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
         else:
@@ -495,62 +566,105 @@ class Run:
         try:
             items = evaluate(spec.over, self._scope(st.loop_scope))
         except EvalError as exc:
-            return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
-                              message=self._expr_error("map list", spec.over, exc),
-                              retry="not_retryable")
+            return CallResult(
+                False,
+                kind=ErrorKind.INVALID_INPUT.value,
+                message=self._expr_error("map list", spec.over, exc),
+                retry="not_retryable",
+            )
         if not isinstance(items, list):
-            return CallResult(False, kind=ErrorKind.INVALID_INPUT.value,
-                              message=f"`{to_source(spec.over)}` is not a list "
-                                      f"(got {_type_name(items)})",
-                              retry="not_retryable")
+            return CallResult(
+                False,
+                kind=ErrorKind.INVALID_INPUT.value,
+                message=f"`{to_source(spec.over)}` is not a list (got {_type_name(items)})",
+                retry="not_retryable",
+            )
         if st.step.concurrency is not None:
             self._map_slots[st.name] = Bulkhead(st.step.concurrency)
         done = {} if st.loop_scope else self.opts.completed_elements.get(st.name, {})
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._element(st, i, {**st.loop_scope, spec.var: item},
-                                                  item, done.get(i)))
-                     for i, item in enumerate(items)]
+            tasks = [
+                tg.create_task(
+                    self._element(st, i, {**st.loop_scope, spec.var: item}, item, done.get(i))
+                )
+                for i, item in enumerate(items)
+            ]
         return self._map_result(st, [t.result() for t in tasks])
 
-    async def _element(self, st: StepState, index: int, scope: dict[str, Any], item: Any,
-                       recorded: Mapping[str, Any] | None) -> CallResult:
+    async def _element(
+        self,
+        st: StepState,
+        index: int,
+        scope: dict[str, Any],
+        item: Any,
+        recorded: Mapping[str, Any] | None,
+    ) -> CallResult:
         """One map element: kept from its checkpoint when a resume has one for the same
         list item, else called (with its retries) and checkpointed."""
         item_hash = value_hash(item)
         if recorded is not None and recorded.get("item") == item_hash:
-            result = CallResult(bool(recorded.get("ok")), recorded.get("output"),
-                                kind=recorded.get("kind"), message=recorded.get("message"),
-                                retry=recorded.get("retry"), version=recorded.get("version"),
-                                read_at_s=recorded.get("read_at_s"),
-                                attempts=int(recorded.get("attempts") or 0))
+            result = CallResult(
+                bool(recorded.get("ok")),
+                recorded.get("output"),
+                kind=recorded.get("kind"),
+                message=recorded.get("message"),
+                retry=recorded.get("retry"),
+                version=recorded.get("version"),
+                read_at_s=recorded.get("read_at_s"),
+                attempts=int(recorded.get("attempts") or 0),
+            )
             st.attempts += result.attempts
             self._element_finished(st, index, result, resumed=True)
             return result
         result = await self._call_unit(st, index, scope)
         if self.opts.record_element is not None and not st.loop_scope:  # (not per iteration)
-            self.opts.record_element(st.name, index, {
-                "item": item_hash, "ok": result.ok, "output": result.value,
-                "kind": result.kind, "message": result.message, "retry": result.retry,
-                "version": result.version, "read_at_s": result.read_at_s,
-                "attempts": result.attempts})
+            self.opts.record_element(
+                st.name,
+                index,
+                {
+                    "item": item_hash,
+                    "ok": result.ok,
+                    "output": result.value,
+                    "kind": result.kind,
+                    "message": result.message,
+                    "retry": result.retry,
+                    "version": result.version,
+                    "read_at_s": result.read_at_s,
+                    "attempts": result.attempts,
+                },
+            )
         self._element_finished(st, index, result, resumed=False)
         return result
 
-    def _element_finished(self, st: StepState, index: int, result: CallResult, *,
-                          resumed: bool) -> None:
-        self._emit(ev.ElementFinished, step=st.name, element=index,
-                   status=_SUCCEEDED if result.ok else _FAILED, attempts=result.attempts,
-                   output=result.value if result.ok else None,
-                   kind=None if result.ok else result.kind,
-                   message=None if result.ok else result.message, resumed=resumed)
+    def _element_finished(
+        self, st: StepState, index: int, result: CallResult, *, resumed: bool
+    ) -> None:
+        self._emit(
+            ev.ElementFinished,
+            step=st.name,
+            element=index,
+            status=_SUCCEEDED if result.ok else _FAILED,
+            attempts=result.attempts,
+            output=result.value if result.ok else None,
+            kind=None if result.ok else result.kind,
+            message=None if result.ok else result.message,
+            resumed=resumed,
+        )
 
     def _map_result(self, st: StepState, results: list[CallResult]) -> CallResult:
         failed = [(i, r) for i, r in enumerate(results) if not r.ok]
-        st.elements = {"total": len(results), "failed": len(failed), "errors": [
-            {"index": i, "kind": r.kind, "message": r.message} for i, r in failed]}
+        st.elements = {
+            "total": len(results),
+            "failed": len(failed),
+            "errors": [{"index": i, "kind": r.kind, "message": r.message} for i, r in failed],
+        }
         output = [r.value if r.ok else None for r in results]
-        version = value_hash([(r.version if r.version is not None else value_hash(r.value))
-                              if r.ok else None for r in results])
+        version = value_hash(
+            [
+                (r.version if r.version is not None else value_hash(r.value)) if r.ok else None
+                for r in results
+            ]
+        )
         read_times = [r.read_at_s for r in results if r.ok and r.read_at_s is not None]
         read_at_s = min(read_times) if read_times else None
         if not failed:
@@ -565,8 +679,9 @@ class Run:
 
     # --- attempts and retries ----------------------------------------------------------
 
-    async def _call_unit(self, st: StepState, element: int | None,
-                         loop: dict[str, Any]) -> CallResult:
+    async def _call_unit(
+        self, st: StepState, element: int | None, loop: dict[str, Any]
+    ) -> CallResult:
         """One call with its retries: a plain step, or one element of a map."""
         number = 0
         while True:
@@ -592,9 +707,15 @@ class Run:
                 stopped = await self.cx.redecide(st, number, result)
                 if stopped is not None:
                     return stopped
-            self._emit(ev.RetryScheduled, step=st.name, attempt=number + 1, element=element,
-                       iteration=st.iteration,
-                                            delay_s=round(wait, 6), hint_s=result.hint_s)
+            self._emit(
+                ev.RetryScheduled,
+                step=st.name,
+                attempt=number + 1,
+                element=element,
+                iteration=st.iteration,
+                delay_s=round(wait, 6),
+                hint_s=result.hint_s,
+            )
             await self.clock.sleep(wait)
 
     async def _attempt(self, at: _Attempt) -> CallResult:
@@ -602,16 +723,23 @@ class Run:
         st.attempts += 1
         start = self.clock.now()
         execution = st.execution if st.execution > 1 else None
-        self._publish(_new_attempt_started(step=st.name, attempt=at.number,
-                                           iteration=st.iteration,
-                                           element=at.element, execution=execution))
+        self._publish(
+            _new_attempt_started(
+                step=st.name,
+                attempt=at.number,
+                iteration=st.iteration,
+                element=at.element,
+                execution=execution,
+            )
+        )
         queued: list[float] = []
         try:
             prepared = self._prepare(at)
             if isinstance(prepared, CallResult):
                 result = prepared
             elif not (st.uses or self._plan_limited or st.name in self._map_slots) or (
-                    prepared[0].admits_itself(prepared[1])):
+                prepared[0].admits_itself(prepared[1])
+            ):
                 # nothing to acquire (the common fast path), or a conversation, which admits
                 # each of its model requests itself (SPEC section 11)
                 queued.append(self.clock.now())
@@ -620,36 +748,69 @@ class Run:
             else:
                 spec, args = prepared
                 result = await self._admitted_call(
-                    at, lambda: self._call_tool(at, spec, args), queued)
+                    at, lambda: self._call_tool(at, spec, args), queued
+                )
         except asyncio.CancelledError:
-            self._publish(_new_attempt_finished(
-                iteration=st.iteration,
-                step=st.name, attempt=at.number, element=at.element, status=_CANCELLED,
-                execution=execution,
-                duration_s=round(self.clock.now() - start, 6), kind=ErrorKind.CANCELLED,
-                message=f"cancelled by the {self.cancelled_by or 'deadline'}"))
+            self._publish(
+                _new_attempt_finished(
+                    iteration=st.iteration,
+                    step=st.name,
+                    attempt=at.number,
+                    element=at.element,
+                    status=_CANCELLED,
+                    execution=execution,
+                    duration_s=round(self.clock.now() - start, 6),
+                    kind=ErrorKind.CANCELLED,
+                    message=f"cancelled by the {self.cancelled_by or 'deadline'}",
+                )
+            )
             raise
         # an attempt refused before any call (an open breaker, arguments that could not be
         # evaluated) counts as an attempt (SPEC section 9) but took no call time
         duration = round(self.clock.now() - start, 6) if queued else 0.0
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
-            self._publish(_new_attempt_finished(
-                iteration=st.iteration,
-                step=st.name, attempt=at.number, element=at.element, status=_SUCCEEDED,
-                execution=execution,
-                duration_s=duration, queued_s=queued_s))
+            self._publish(
+                _new_attempt_finished(
+                    iteration=st.iteration,
+                    step=st.name,
+                    attempt=at.number,
+                    element=at.element,
+                    status=_SUCCEEDED,
+                    execution=execution,
+                    duration_s=duration,
+                    queued_s=queued_s,
+                )
+            )
             return result
         assert result.kind is not None and result.message is not None
         kind = ErrorKind(result.kind)
-        self._emit(ev.AttemptFailed, step=st.name, attempt=at.number, element=at.element,
-                   kind=kind, message=result.message, injected=result.injected,
-                   iteration=st.iteration, execution=execution)
-        self._publish(_new_attempt_finished(
-            iteration=st.iteration, step=st.name, attempt=at.number, element=at.element,
-            status=_FAILED, execution=execution,
-            duration_s=duration, kind=kind, message=result.message,
-            injected=result.injected, queued_s=queued_s))
+        self._emit(
+            ev.AttemptFailed,
+            step=st.name,
+            attempt=at.number,
+            element=at.element,
+            kind=kind,
+            message=result.message,
+            injected=result.injected,
+            iteration=st.iteration,
+            execution=execution,
+        )
+        self._publish(
+            _new_attempt_finished(
+                iteration=st.iteration,
+                step=st.name,
+                attempt=at.number,
+                element=at.element,
+                status=_FAILED,
+                execution=execution,
+                duration_s=duration,
+                kind=kind,
+                message=result.message,
+                injected=result.injected,
+                queued_s=queued_s,
+            )
+        )
         return result
 
     def _prepare(self, at: _Attempt) -> CallResult | tuple[ToolSpec, dict[str, Any]]:
@@ -671,9 +832,14 @@ class Run:
         except ToolError as exc:
             return _failure(kind_of(exc), exc.message)
 
-    async def _admitted_call(self, at: _Attempt, invoke: Callable[[], Awaitable[CallResult]],
-                             queued: list[float], uses: tuple[str, ...] | None = None,
-                             map_slots: bool = True) -> CallResult:
+    async def _admitted_call(
+        self,
+        at: _Attempt,
+        invoke: Callable[[], Awaitable[CallResult]],
+        queued: list[float],
+        uses: tuple[str, ...] | None = None,
+        map_slots: bool = True,
+    ) -> CallResult:
         """Breakers, slots and rate windows (SPEC section 9 order), then `invoke()`: a
         step's tool call, or one request or tool call of a model conversation (`uses`
         then names the resources, and `map_slots=False` leaves the map's slots out)."""
@@ -686,8 +852,9 @@ class Run:
             admission = await breaker.admit()
             if admission is None:
                 self._release_admissions(at, admissions)
-                return _failure(ErrorKind.BREAKER_OPEN,
-                                f"the circuit breaker of resource `{name}` is open")
+                return _failure(
+                    ErrorKind.BREAKER_OPEN, f"the circuit breaker of resource `{name}` is open"
+                )
             self._breaker_events(at, self._admission_transitions(breaker, admission))
             admissions.append((breaker, admission))
         kind: str | None = None
@@ -701,9 +868,15 @@ class Run:
             self._breaker_events(at, await breaker.record(admission, kind))
         return result
 
-    async def _guarded_call(self, at: _Attempt, invoke: Callable[[], Awaitable[CallResult]],
-                            uses: tuple[str, ...], admissions: list[tuple[BreakerGuard, Any]],
-                            queued: list[float], map_slots: bool) -> CallResult:
+    async def _guarded_call(
+        self,
+        at: _Attempt,
+        invoke: Callable[[], Awaitable[CallResult]],
+        uses: tuple[str, ...],
+        admissions: list[tuple[BreakerGuard, Any]],
+        queued: list[float],
+        map_slots: bool,
+    ) -> CallResult:
         mapped = self._map_slots.get(at.state.name) if map_slots else None
         async with contextlib.AsyncExitStack() as slots:
             for name in uses:
@@ -717,8 +890,10 @@ class Run:
                     await self._limiters[name].acquire()
             for breaker, admission in admissions:
                 if not await breaker.still_closed_for(admission):
-                    return _failure(ErrorKind.BREAKER_OPEN,
-                                    f"the circuit breaker of resource `{breaker.name}` opened")
+                    return _failure(
+                        ErrorKind.BREAKER_OPEN,
+                        f"the circuit breaker of resource `{breaker.name}` opened",
+                    )
             queued.append(self.clock.now())
             at.watch = None
             result = await invoke()
@@ -730,17 +905,28 @@ class Run:
         step = at.state.step
         injection = self.opts.inject.get(step.name)
         if injection is not None and injection.take(
-                at.element if at.state.iteration is None else (at.state.iteration, at.element)):
-            return CallResult(False, kind=injection.kind.value,
-                              message=f"injected failure ({injection.kind.value}, --inject)",
-                              injected=True)
+            at.element if at.state.iteration is None else (at.state.iteration, at.element)
+        ):
+            return CallResult(
+                False,
+                kind=injection.kind.value,
+                message=f"injected failure ({injection.kind.value}, --inject)",
+                injected=True,
+            )
         # the context is made only for a tool that takes one
         ctx = self._context(at, spec, args) if spec.context_param is not None else None
         at.watch = watch = CallWatch(tool=spec.name)
-        result = await invoke_tool(spec, args, ctx, step.timeout_s, self.clock,
-                                   limit=step.max_output or self._output_limit,
-                                   on_block=self._block_reporter(at, spec), watch=watch,
-                                   executor=self._execute)
+        result = await invoke_tool(
+            spec,
+            args,
+            ctx,
+            step.timeout_s,
+            self.clock,
+            limit=step.max_output or self._output_limit,
+            on_block=self._block_reporter(at, spec),
+            watch=watch,
+            executor=self._execute,
+        )
         if self.deadline_at is not None and self.clock.now() >= self.deadline_at:
             # the result came after the deadline (the tool held the event loop, so the
             # deadline could not interrupt it): cancelled, as the deadline would have
@@ -750,33 +936,56 @@ class Run:
 
     def _block_reporter(self, at: _Attempt, spec: ToolSpec) -> Callable[[float], None]:
         def report(seconds: float) -> None:
-            self._emit(ev.LoopBlocked, step=at.state.name, attempt=at.number,
-                       element=at.element, tool=spec.name, duration_s=round(seconds, 3))
+            self._emit(
+                ev.LoopBlocked,
+                step=at.state.name,
+                attempt=at.number,
+                element=at.element,
+                tool=spec.name,
+                duration_s=round(seconds, 3),
+            )
+
         return report
 
-    def _context(self, at: _Attempt, spec: ToolSpec | None = None,
-                 args: Mapping[str, Any] | None = None) -> ToolContext:
+    def _context(
+        self, at: _Attempt, spec: ToolSpec | None = None, args: Mapping[str, Any] | None = None
+    ) -> ToolContext:
         def emit(name: str, fields: dict[str, Any]) -> None:
             # a sync tool calls this from its thread: the event is built there (its fields
             # made JSON, so a bad value fails the tool, not the run) and handed to the loop
-            data = {(f"tool_{k}" if k in _TOOL_EVENT_OWN else k): v
-                    for k, v in to_json_value(dict(fields)).items()}
-            event = ev.ToolEvent(step=at.state.name, attempt=at.number, element=at.element,
-                                 tool_event=str(name), **data)
+            data = {
+                (f"tool_{k}" if k in _TOOL_EVENT_OWN else k): v
+                for k, v in to_json_value(dict(fields)).items()
+            }
+            event = ev.ToolEvent(
+                step=at.state.name,
+                attempt=at.number,
+                element=at.element,
+                tool_event=str(name),
+                **data,
+            )
             if threading.get_ident() == self._loop_thread or self._loop is None:
                 self.bus.emit(event)
                 return
             with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
                 self._loop.call_soon_threadsafe(self.bus.emit, event)
 
-        ctx = ToolContext(run_id=self.opts.run_id, step=at.state.name, attempt=at.number,
-                          element=at.element, plan_dir=self.opts.plan_dir,
-                          file_roots=self.opts.file_roots, run_state=self.run_state,
-                          emit=emit, on_run_end=self.on_run_end,
-                          idempotency_key=self._idempotency_key(at),
-                          iteration=at.state.iteration)
+        ctx = ToolContext(
+            run_id=self.opts.run_id,
+            step=at.state.name,
+            attempt=at.number,
+            element=at.element,
+            plan_dir=self.opts.plan_dir,
+            file_roots=self.opts.file_roots,
+            run_state=self.run_state,
+            emit=emit,
+            on_run_end=self.on_run_end,
+            idempotency_key=self._idempotency_key(at),
+            iteration=at.state.iteration,
+        )
         if spec is not None and args is not None and spec.admits_itself(args):
             from plait.runtime.agents import ConversationHost  # built on this module
+
             ctx.agent = ConversationHost(self, at)
         return ctx
 
@@ -799,19 +1008,33 @@ class Run:
         watch = at.watch
         if watch is None or not watch.stragglers:
             return
-        self._emit(ev.AttemptAbandoned, step=at.state.name, attempt=at.number,
-                   element=at.element, tool=watch.tool)
+        self._emit(
+            ev.AttemptAbandoned,
+            step=at.state.name,
+            attempt=at.number,
+            element=at.element,
+            tool=watch.tool,
+        )
         ended_at = self.clock.now()
         task = asyncio.ensure_future(self._await_abandoned(at, watch, slots, ended_at))
         self._abandoned[task] = (at, ended_at)
 
-    async def _await_abandoned(self, at: _Attempt, watch: CallWatch,
-                               slots: contextlib.AsyncExitStack | None,
-                               ended_at: float) -> None:
+    async def _await_abandoned(
+        self,
+        at: _Attempt,
+        watch: CallWatch,
+        slots: contextlib.AsyncExitStack | None,
+        ended_at: float,
+    ) -> None:
         try:
             await asyncio.gather(*watch.stragglers)
-            self._emit(ev.AbandonedFinished, step=at.state.name, attempt=at.number,
-                       element=at.element, overran_s=round(self.clock.now() - ended_at, 6))
+            self._emit(
+                ev.AbandonedFinished,
+                step=at.state.name,
+                attempt=at.number,
+                element=at.element,
+                overran_s=round(self.clock.now() - ended_at, 6),
+            )
         finally:
             if slots is not None:
                 await slots.aclose()
@@ -823,9 +1046,14 @@ class Run:
             if task.done():
                 continue
             task.cancel()
-            self._emit(ev.AbandonedFinished, step=at.state.name, attempt=at.number,
-                       element=at.element, overran_s=round(self.clock.now() - ended_at, 6),
-                       still_running=True)
+            self._emit(
+                ev.AbandonedFinished,
+                step=at.state.name,
+                attempt=at.number,
+                element=at.element,
+                overran_s=round(self.clock.now() - ended_at, 6),
+                still_running=True,
+            )
         await asyncio.gather(*self._abandoned, return_exceptions=True)
         self._abandoned.clear()
 
@@ -834,25 +1062,31 @@ class Run:
     def _admission_transitions(self, breaker: BreakerGuard, admission: Any) -> list[Any]:
         return list(getattr(admission, "transitions", []) or [])
 
-    def _release_admissions(self, at: _Attempt,
-                            admissions: list[tuple[BreakerGuard, Any]]) -> None:
+    def _release_admissions(self, at: _Attempt, admissions: list[tuple[BreakerGuard, Any]]) -> None:
         """Give back admissions not used for a call (a held half-open trial is freed)."""
         for breaker, admission in admissions:
             self._breaker_events(at, breaker.release(admission))
 
     def _breaker_events(self, at: _Attempt, transitions: Iterable[Any]) -> None:
         types: dict[str, type[ev.BreakerOpened | ev.BreakerHalfOpen | ev.BreakerClosed]] = {
-                                             "opened": ev.BreakerOpened,
-                                             "half_open": ev.BreakerHalfOpen,
-                                             "closed": ev.BreakerClosed}
+            "opened": ev.BreakerOpened,
+            "half_open": ev.BreakerHalfOpen,
+            "closed": ev.BreakerClosed,
+        }
         for t in transitions:
             self._emit(types[t.kind], resource=t.resource, step=at.state.name)
 
     # --- expressions ---------------------------------------------------------------------
 
     def _scope(self, loop: Mapping[str, Any]) -> Scope:
-        return Scope(inputs=self.opts.inputs, steps=self.views, env=self.opts.env,
-                     run_id=self.opts.run_id, loop=dict(loop), wall_s=self._wall_s)
+        return Scope(
+            inputs=self.opts.inputs,
+            steps=self.views,
+            env=self.opts.env,
+            run_id=self.opts.run_id,
+            loop=dict(loop),
+            wall_s=self._wall_s,
+        )
 
     def _evaluate_args(self, step: Step, loop: Mapping[str, Any]) -> dict[str, Any]:
         scope = self._scope(loop)
@@ -863,8 +1097,9 @@ class Run:
                 if name == "cmd" and step.tool == "shell.run" and isinstance(expr, TemplateExpr):
                     _shell_command(args, template_pieces(expr, scope))
             except EvalError as exc:
-                raise error_for_kind(ErrorKind.INVALID_INPUT,
-                                     self._expr_error(f"argument `{name}`", expr, exc)) from None
+                raise error_for_kind(
+                    ErrorKind.INVALID_INPUT, self._expr_error(f"argument `{name}`", expr, exc)
+                ) from None
         return args
 
     @staticmethod
@@ -877,12 +1112,18 @@ class Run:
         return f"{where}: {text}"
 
 
-async def invoke_tool(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None,
-                      timeout_s: float | None, clock: Clock, *,
-                      limit: int | None = DEFAULT_OUTPUT_LIMIT,
-                      on_block: Callable[[float], None] | None = None,
-                      watch: CallWatch | None = None,
-                      executor: Executor = execute) -> CallResult:
+async def invoke_tool(
+    spec: ToolSpec,
+    args: dict[str, Any],
+    ctx: ToolContext | None,
+    timeout_s: float | None,
+    clock: Clock,
+    *,
+    limit: int | None = DEFAULT_OUTPUT_LIMIT,
+    on_block: Callable[[float], None] | None = None,
+    watch: CallWatch | None = None,
+    executor: Executor = execute,
+) -> CallResult:
     """Call a tool (through `executor`: here, or on Ray) under a per-call timeout;
     whatever it raises becomes a failure with a kind, whatever it returns a JSON value
     (`executor.execute`). Workers the tool leaves running after a timeout are reported to
@@ -913,9 +1154,11 @@ async def invoke_tool(spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | N
     took = clock.now() - began
     if timeout_s is not None and took > timeout_s:
         # the tool held the event loop past its timeout, so the timeout could not act
-        return _failure(ErrorKind.TIMEOUT,
-                        f"timed out after {_secs(timeout_s)} (the tool returned after "
-                        f"{took:.1f}s, holding the event loop; its result is discarded)")
+        return _failure(
+            ErrorKind.TIMEOUT,
+            f"timed out after {_secs(timeout_s)} (the tool returned after "
+            f"{took:.1f}s, holding the event loop; its result is discarded)",
+        )
     read_at_s = wall_seconds(clock)
     if isinstance(value, Versioned):
         return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
@@ -952,8 +1195,7 @@ def _tool_frame(exc: BaseException, spec: ToolSpec | None) -> str | None:
         own = None
     chosen = next((f for f in reversed(frames) if own and f.filename == own), None)
     if chosen is None:
-        chosen = next((f for f in reversed(frames)
-                       if not f.filename.startswith(_PLAIT_DIR)), None)
+        chosen = next((f for f in reversed(frames) if not f.filename.startswith(_PLAIT_DIR)), None)
     if chosen is None:
         return None
     shown = chosen.filename
@@ -963,8 +1205,9 @@ def _tool_frame(exc: BaseException, spec: ToolSpec | None) -> str | None:
 
 
 # A tool event's own fields: a tool's field of the same name is kept as `tool_NAME`.
-_TOOL_EVENT_OWN = frozenset({"event", "seq", "ts", "run_id", "step", "attempt", "element",
-                             "tool_event"})
+_TOOL_EVENT_OWN = frozenset(
+    {"event", "seq", "ts", "run_id", "step", "attempt", "element", "tool_event"}
+)
 
 # A retry wait longer than this (30 days: an overflowing backoff factor) is not scheduled:
 # the step fails with its retries counted as exhausted, rather than sleep for ever.
@@ -996,7 +1239,8 @@ def _type_name(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "bool", int: "int", float: "float", str: "str", dict: "dict"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def _shell_command(args: dict[str, Any], pieces: list[str | tuple[str]]) -> None:

@@ -48,10 +48,17 @@ class RunSession:
     `resume`: what `prepare_resume` found, to continue a recorded run instead of starting one.
     """
 
-    def __init__(self, runner: Runner, *, journal: JournalLike | None = None,
-                 plan_path: str | os.PathLike[str] | None = None, trace: str | None = None,
-                 resume: ResumeSetup | None = None, force: bool = False,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        journal: JournalLike | None = None,
+        plan_path: str | os.PathLike[str] | None = None,
+        trace: str | None = None,
+        resume: ResumeSetup | None = None,
+        force: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         if resume is not None and journal is None:
             raise ValueError("a resumed run needs the journal it was recorded in")
         self.runner = runner
@@ -71,40 +78,80 @@ class RunSession:
     # --- building --------------------------------------------------------------------
 
     @classmethod
-    def start(cls, path_or_plan: PlanLike, inputs: Mapping[str, Any] | None = None, *,
-              journal: JournalLike | None = None, trace: str | None = None,
-              seed: int | None = None,
-              inject: Mapping[str, Injection] | Iterable[str] | None = None,
-              events: Sink | Iterable[Sink] | None = None, clock: Clock | None = None,
-              run_id: str | None = None, environ: Mapping[str, str] | None = None
-              ) -> RunSession:
+    def start(
+        cls,
+        path_or_plan: PlanLike,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        journal: JournalLike | None = None,
+        trace: str | None = None,
+        seed: int | None = None,
+        inject: Mapping[str, Injection] | Iterable[str] | None = None,
+        events: Sink | Iterable[Sink] | None = None,
+        clock: Clock | None = None,
+        run_id: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> RunSession:
         """A new run of a plan (a `.agent` or compiled JSON path, or a Plan)."""
         plan = load_plan(path_or_plan)
         if inject is not None and not isinstance(inject, Mapping):
             inject = parse_injections(inject, plan)
-        runner = Runner(plan, inputs, seed=seed, inject=inject, events=events, clock=clock,
-                        run_id=run_id, environ=environ)
-        return cls(runner, journal=journal, plan_path=plan_path_of(path_or_plan), trace=trace,
-                   environ=environ)
+        runner = Runner(
+            plan,
+            inputs,
+            seed=seed,
+            inject=inject,
+            events=events,
+            clock=clock,
+            run_id=run_id,
+            environ=environ,
+        )
+        return cls(
+            runner,
+            journal=journal,
+            plan_path=plan_path_of(path_or_plan),
+            trace=trace,
+            environ=environ,
+        )
 
     @classmethod
-    def resume(cls, run_id: str, *, journal: JournalLike | None = None, force: bool = False,
-               trace: str | None = None, events: Sink | Iterable[Sink] | None = None,
-               environ: Mapping[str, str] | None = None,
-               files: Iterable[str | os.PathLike[str]] = ()) -> RunSession:
+    def resume(
+        cls,
+        run_id: str,
+        *,
+        journal: JournalLike | None = None,
+        force: bool = False,
+        trace: str | None = None,
+        events: Sink | Iterable[Sink] | None = None,
+        environ: Mapping[str, str] | None = None,
+        files: Iterable[str | os.PathLike[str]] = (),
+    ) -> RunSession:
         """Continue a recorded run (`plait resume`); UserError for an unknown run, or for a
         plan file changed since the run (unless `force`). `note` says what to tell a user."""
         opened = journal if isinstance(journal, Journal) else open_journal(journal, create=False)
         try:
             setup = prepare_resume(opened, run_id, force=force, load=load_plan)
-            runner = Runner(setup.plan, setup.raw_inputs, run_id=setup.run_id, events=events,
-                            environ=environ, files=files)
+            runner = Runner(
+                setup.plan,
+                setup.raw_inputs,
+                run_id=setup.run_id,
+                events=events,
+                environ=environ,
+                files=files,
+            )
         except BaseException:
             if opened is not journal:
                 opened.close()
             raise
-        session = cls(runner, journal=opened, plan_path=setup.plan_path, trace=trace,
-                      resume=setup, force=force, environ=environ)
+        session = cls(
+            runner,
+            journal=opened,
+            plan_path=setup.plan_path,
+            trace=trace,
+            resume=setup,
+            force=force,
+            environ=environ,
+        )
         session._owns_journal = opened is not journal
         return session
 
@@ -165,11 +212,11 @@ class RunSession:
         lock.acquire()
         self._lock = lock
         if self.resume_setup is not None:
-            self.sink = start_resume(self.runner, self.journal, self.resume_setup,
-                                     forced=self.force)
+            self.sink = start_resume(
+                self.runner, self.journal, self.resume_setup, forced=self.force
+            )
         else:
-            self.sink = attach_journal(self.runner, self.journal, self.runner.plan,
-                                       self.plan_path)
+            self.sink = attach_journal(self.runner, self.journal, self.runner.plan, self.plan_path)
 
     def _close(self, exc_type: type[BaseException] | None) -> None:
         del exc_type  # everything is closed alike; a failed run's records are kept too
@@ -216,4 +263,3 @@ def plan_path_of(path_or_plan: PlanLike) -> Path | None:
     if isinstance(path_or_plan, str | os.PathLike):
         return Path(path_or_plan)
     return None
-

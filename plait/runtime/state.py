@@ -121,19 +121,33 @@ class StepState:
         assert self.status is not None
         kind, retry, recovered_by = self.kind, self.retry, self.recovered_by
         return outcomes.StepOutcome(
-            status=self.status, reason=self.reason, caused_by=self.caused_by,
-            attempts=self.attempts, output=self.output,
-            kind=None if kind is None else ErrorKind(kind), message=self.message,
+            status=self.status,
+            reason=self.reason,
+            caused_by=self.caused_by,
+            attempts=self.attempts,
+            output=self.output,
+            kind=None if kind is None else ErrorKind(kind),
+            message=self.message,
             retry=None if retry is None else RetryVerdict(retry),
             fallback_used=self.fallback_used,
             recovered_by=None if recovered_by is None else outcomes.RecoveredBy(recovered_by),
-            elements=self.elements, version=self.version, read_at=self.read_at)
+            elements=self.elements,
+            version=self.version,
+            read_at=self.read_at,
+        )
 
     def view(self) -> outcomes.StepView:
         return outcomes.step_view(
-            self.name, self.status or "", self.reason, self.step.optional,
-            self.step.is_standby, self.kind, self.fallback_used,
-            self.recovered_by == "default", (self.elements or {}).get("failed"))
+            self.name,
+            self.status or "",
+            self.reason,
+            self.step.optional,
+            self.step.is_standby,
+            self.kind,
+            self.fallback_used,
+            self.recovered_by == "default",
+            (self.elements or {}).get("failed"),
+        )
 
     def outcome_view(self) -> outcomes.StepView:
         """The finished step as the outcome rules see it (made once)."""
@@ -146,12 +160,20 @@ class StepState:
         """The finished step as expressions see it: `STEP.output/status/error/attempts`."""
         view = self.expression_view
         if view is None:
-            error = None if self.kind is None else {"kind": self.kind,
-                                                    "message": self.message or ""}
+            error = (
+                None if self.kind is None else {"kind": self.kind, "message": self.message or ""}
+            )
             view = self.expression_view = ExprStepView(
-                status=self.status or "", output=self.output, error=error,
-                attempts=self.attempts, optional=self.step.optional, reason=self.reason,
-                version=self.version, read_at=self.read_at, read_at_s=self.read_at_s)
+                status=self.status or "",
+                output=self.output,
+                error=error,
+                attempts=self.attempts,
+                optional=self.step.optional,
+                reason=self.reason,
+                version=self.version,
+                read_at=self.read_at,
+                read_at_s=self.read_at_s,
+            )
         return view
 
 
@@ -191,8 +213,12 @@ def unguarded_env_reads(expr: Expr) -> Iterator[str]:
         yield expr.name
         return
     for child in children(expr):
-        if (isinstance(expr, BinaryExpr) and expr.op == "??" and child is expr.left
-                and isinstance(child, EnvExpr)):
+        if (
+            isinstance(expr, BinaryExpr)
+            and expr.op == "??"
+            and child is expr.left
+            and isinstance(child, EnvExpr)
+        ):
             continue
         yield from unguarded_env_reads(child)
 
@@ -223,8 +249,10 @@ def check_env(plan: Plan, environ: Mapping[str, str]) -> dict[str, str]:
             _add(readers, name, f"output `{out.name}`")
     missing = [n for n in readers if n not in environ]
     if missing:
-        lines = [f"environment variable {n} is not set (read by {', '.join(readers[n])})"
-                 for n in missing]
+        lines = [
+            f"environment variable {n} is not set (read by {', '.join(readers[n])})"
+            for n in missing
+        ]
         raise UserError("; ".join(lines))
     names = list(dict.fromkeys([*plan.env, *readers]))
     return {n: environ[n] for n in names if n in environ}

@@ -63,8 +63,9 @@ class TracingSink:
     tool and, for `llm.chat`, a literal `model`.
     """
 
-    def __init__(self, tracer: Any, plan: Mapping[str, Any],
-                 default_model: str | None = None) -> None:
+    def __init__(
+        self, tracer: Any, plan: Mapping[str, Any], default_model: str | None = None
+    ) -> None:
         from opentelemetry import trace
 
         # `llm.chat` without a literal `model` asks for PLAIT_LLM_MODEL's
@@ -88,12 +89,10 @@ class TracingSink:
 
     # --- spans ---------------------------------------------------------------------------
 
-    def _start(self, name: str, ts: str | None, parent: Any,
-               attributes: Mapping[str, Any]) -> Any:
+    def _start(self, name: str, ts: str | None, parent: Any, attributes: Mapping[str, Any]) -> Any:
         context = self._trace.set_span_in_context(parent) if parent is not None else None
         attrs = {k: v for k, v in attributes.items() if v is not None}
-        return self._tracer.start_span(name, context=context, start_time=_ns(ts),
-                                       attributes=attrs)
+        return self._tracer.start_span(name, context=context, start_time=_ns(ts), attributes=attrs)
 
     def _fail(self, span: Any, kind: str | None, message: str | None) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -128,9 +127,17 @@ class TracingSink:
 
     def _on_run_started(self, e: Mapping[str, Any]) -> None:
         plan = e.get("plan")
-        self._run = self._start(f"invoke_workflow {plan}", e.get("ts"), None, {
-            "gen_ai.operation.name": "invoke_workflow", "plait.plan": plan,
-            "plait.run_id": e.get("run_id"), "plait.plan_sha256": e.get("plan_sha256")})
+        self._run = self._start(
+            f"invoke_workflow {plan}",
+            e.get("ts"),
+            None,
+            {
+                "gen_ai.operation.name": "invoke_workflow",
+                "plait.plan": plan,
+                "plait.run_id": e.get("run_id"),
+                "plait.plan_sha256": e.get("plan_sha256"),
+            },
+        )
 
     def _on_step_started(self, e: Mapping[str, Any]) -> None:
         self._step_span(str(e["step"]), e.get("ts"), e.get("standby_for"))
@@ -140,8 +147,11 @@ class TracingSink:
         parent = self._step_span(step, e.get("ts"))
         label = step if element is None else f"{step}[{element}]"
         self._attempts[(step, int(e["attempt"]), element)] = self._start(
-            f"{label} attempt {e['attempt']}", e.get("ts"), parent,
-            {"plait.step": step, "plait.attempt": e["attempt"], "plait.element": element})
+            f"{label} attempt {e['attempt']}",
+            e.get("ts"),
+            parent,
+            {"plait.step": step, "plait.attempt": e["attempt"], "plait.element": element},
+        )
 
     def _on_attempt_finished(self, e: Mapping[str, Any]) -> None:
         span = self._attempts.pop((str(e["step"]), int(e["attempt"]), e.get("element")), None)
@@ -159,10 +169,17 @@ class TracingSink:
         step = str(e["step"])
         parent = self._step_span(step, e.get("ts"))
         self._tool_calls[(step, int(e["attempt"]), str(e["call_id"]))] = self._start(
-            f"execute_tool {e['tool']}", e.get("ts"), parent, {
-                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e["tool"],
-                "gen_ai.tool.call.id": e["call_id"], "plait.step": step,
-                "plait.turn": e.get("turn")})
+            f"execute_tool {e['tool']}",
+            e.get("ts"),
+            parent,
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": e["tool"],
+                "gen_ai.tool.call.id": e["call_id"],
+                "plait.step": step,
+                "plait.turn": e.get("turn"),
+            },
+        )
 
     def _on_tool_call_finished(self, e: Mapping[str, Any]) -> None:
         key = (str(e["step"]), int(e["attempt"]), str(e["call_id"]))
@@ -175,16 +192,27 @@ class TracingSink:
         span.end(end_time=_ns(e.get("ts")))
 
     def _on_retry_scheduled(self, e: Mapping[str, Any]) -> None:
-        self._step_span(str(e["step"]), e.get("ts")).add_event("retry_scheduled", {
-            k: v for k, v in {"plait.attempt": e.get("attempt"), "plait.delay_s": e.get("delay_s"),
-                              "plait.hint_s": e.get("hint_s"),
-                              "plait.element": e.get("element")}.items() if v is not None},
-            timestamp=_ns(e.get("ts")))
+        self._step_span(str(e["step"]), e.get("ts")).add_event(
+            "retry_scheduled",
+            {
+                k: v
+                for k, v in {
+                    "plait.attempt": e.get("attempt"),
+                    "plait.delay_s": e.get("delay_s"),
+                    "plait.hint_s": e.get("hint_s"),
+                    "plait.element": e.get("element"),
+                }.items()
+                if v is not None
+            },
+            timestamp=_ns(e.get("ts")),
+        )
 
     def _on_fallback_started(self, e: Mapping[str, Any]) -> None:
         self._step_span(str(e["step"]), e.get("ts")).add_event(
-            "fallback_started", {"plait.fallback": str(e.get("fallback"))},
-            timestamp=_ns(e.get("ts")))
+            "fallback_started",
+            {"plait.fallback": str(e.get("fallback"))},
+            timestamp=_ns(e.get("ts")),
+        )
 
     def _breaker(self, e: Mapping[str, Any]) -> None:
         attrs = {"plait.resource": str(e.get("resource"))}
@@ -206,8 +234,10 @@ class TracingSink:
         if e.get("provider"):
             span.set_attribute("gen_ai.provider.name", str(e["provider"]))
         attempt = self._attempts.get((step, int(e["attempt"]), e.get("element")))
-        usage = {"gen_ai.usage.input_tokens": e.get("prompt_tokens"),
-                 "gen_ai.usage.output_tokens": e.get("completion_tokens")}
+        usage = {
+            "gen_ai.usage.input_tokens": e.get("prompt_tokens"),
+            "gen_ai.usage.output_tokens": e.get("completion_tokens"),
+        }
         totals = self._tokens.setdefault(step, {})
         for key, value in usage.items():
             if isinstance(value, int):
@@ -258,8 +288,9 @@ class Tracing:
         self.provider.shutdown()
 
 
-def start_tracing(mode: str, plan: Mapping[str, Any], exporter: Any = None,
-                  env: Mapping[str, str] | None = None) -> Tracing:
+def start_tracing(
+    mode: str, plan: Mapping[str, Any], exporter: Any = None, env: Mapping[str, str] | None = None
+) -> Tracing:
     """Set up a tracer provider for `mode` (or the given `exporter`) and its event sink."""
     try:
         from opentelemetry.sdk.resources import Resource
@@ -289,6 +320,8 @@ def _otlp_exporter() -> Any:
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
-        raise UserError("--trace otlp needs the OTLP exporter (opentelemetry-exporter-otlp-"
-                        f"proto-http): {INSTALL_HINT}") from None
+        raise UserError(
+            "--trace otlp needs the OTLP exporter (opentelemetry-exporter-otlp-"
+            f"proto-http): {INSTALL_HINT}"
+        ) from None
     return OTLPSpanExporter()

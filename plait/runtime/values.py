@@ -66,8 +66,10 @@ def to_json_value(value: Any, limit: int | None = DEFAULT_OUTPUT_LIMIT) -> Any:
     """`value` as a JSON value (see the module doc); raises `NotJson` (kind
     `invalid_output`) saying what and where, or that it is over `limit` bytes."""
     if isinstance(value, Versioned):  # a value with its version (SPEC section 10)
-        return Versioned(to_json_value(value.value, limit),
-                         version=None if value.version is None else str(value.version))
+        return Versioned(
+            to_json_value(value.value, limit),
+            version=None if value.version is None else str(value.version),
+        )
     walker = _Walker(limit)
     result = walker.walk(value, (), 0)
     if limit is not None and walker.size > limit:
@@ -105,14 +107,16 @@ class _Walker:
 
     def fail(self, what: str, path: tuple[str | int, ...]) -> NotJson:
         where = path_text(path)
-        return NotJson("tool returned a value that is not JSON: "
-                       f"{what}{f' at `{where}`' if where else ''}")
+        return NotJson(
+            f"tool returned a value that is not JSON: {what}{f' at `{where}`' if where else ''}"
+        )
 
     def over_limit(self) -> None:
         assert self.limit is not None
         more = "more than " if self.stopped else ""
-        raise NotJson(f"output of {more}{format_size(self.size)} exceeds the "
-                      f"{format_size(self.limit)} limit")
+        raise NotJson(
+            f"output of {more}{format_size(self.size)} exceeds the {format_size(self.limit)} limit"
+        )
 
     def walk(self, value: Any, path: tuple[str | int, ...], depth: int) -> Any:
         kind = type(value)
@@ -157,8 +161,9 @@ class _Walker:
         self.active.add(key)
         return key
 
-    def mapping(self, value: Mapping[Any, Any], path: tuple[str | int, ...],
-                depth: int) -> dict[str, Any]:
+    def mapping(
+        self, value: Mapping[Any, Any], path: tuple[str | int, ...], depth: int
+    ) -> dict[str, Any]:
         key_id = self.enter(value, path, depth)
         out: dict[str, Any] = {}
         self.size += 2
@@ -183,8 +188,7 @@ class _Walker:
             return json.dumps(key)
         raise self.fail(f"a dict key of type {_type_name(key)}", path)
 
-    def sequence(self, value: Iterable[Any], path: tuple[str | int, ...],
-                 depth: int) -> list[Any]:
+    def sequence(self, value: Iterable[Any], path: tuple[str | int, ...], depth: int) -> list[Any]:
         key_id = self.enter(value, path, depth)
         self.size += 2
         try:
@@ -203,8 +207,7 @@ class _Walker:
         if self.limit is not None and self.size > self.limit and self.stopped:
             self.over_limit()
 
-    def iterator(self, value: Iterator[Any], path: tuple[str | int, ...],
-                 depth: int) -> list[Any]:
+    def iterator(self, value: Iterator[Any], path: tuple[str | int, ...], depth: int) -> list[Any]:
         was = self.stopped
         self.stopped = True  # sizes seen while consuming an iterator stop at the limit
         try:
@@ -235,8 +238,12 @@ class _Walker:
         if isinstance(value, (set, frozenset)):
             return self.unordered(value, path, depth)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self.fields(value, {f.name: getattr(value, f.name)
-                                       for f in dataclasses.fields(value)}, path, depth)
+            return self.fields(
+                value,
+                {f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
+                path,
+                depth,
+            )
         dump = _pydantic_fields(value)
         if dump is not None:
             return self.fields(value, dump, path, depth)
@@ -244,16 +251,16 @@ class _Walker:
             return self.iterator(value, path, depth)
         raise self.fail(_type_name(value), path)
 
-    def fields(self, owner: Any, fields: dict[str, Any], path: tuple[str | int, ...],
-               depth: int) -> dict[str, Any]:
+    def fields(
+        self, owner: Any, fields: dict[str, Any], path: tuple[str | int, ...], depth: int
+    ) -> dict[str, Any]:
         key_id = self.enter(owner, path, depth)
         try:
             return self.mapping(fields, path, depth + 1)
         finally:
             self.active.discard(key_id)
 
-    def unordered(self, value: Iterable[Any], path: tuple[str | int, ...],
-                  depth: int) -> list[Any]:
+    def unordered(self, value: Iterable[Any], path: tuple[str | int, ...], depth: int) -> list[Any]:
         items = self.sequence(value, path, depth)
         try:
             return sorted(items)

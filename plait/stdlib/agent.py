@@ -61,13 +61,19 @@ class AgentTool:
         """The OpenAI `tools` entry: name, description and the arguments' JSON Schema."""
         source = self.function if self.function is not None else self.spec.func
         summary, described = docstring_parts(source)
-        return {"type": "function", "function": {
-            "name": self.wire, "description": summary or self.name,
-            "parameters": self.parameters(described)}}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.wire,
+                "description": summary or self.name,
+                "parameters": self.parameters(described),
+            },
+        }
 
     def parameters(self, described: dict[str, str]) -> dict[str, Any]:
         if self.function is not None:
             from plait.stdlib.registry import spec_from_function
+
             target = spec_from_function(self.function, self.name)
             schema = target.args_model.model_json_schema()
             names = [p.name for p in target.params]
@@ -80,8 +86,12 @@ class AgentTool:
             if name in kept:
                 kept[name]["description"] = text
         required = [n for n in schema.get("required", []) if n in kept]
-        return {"type": "object", "properties": kept, "required": required,
-                "additionalProperties": False}
+        return {
+            "type": "object",
+            "properties": kept,
+            "required": required,
+            "additionalProperties": False,
+        }
 
     def check_arguments(self, args: dict[str, Any]) -> str | None:
         """Why the model's arguments cannot be passed, or None (checked before any call)."""
@@ -97,8 +107,11 @@ class AgentTool:
             problem = self.spec.literal_error(arg, value)
             if problem is not None:
                 return problem
-        missing = [p.name for p in self.spec.params
-                   if p.required and p.name not in args and p.name not in self.fixed]
+        missing = [
+            p.name
+            for p in self.spec.params
+            if p.required and p.name not in args and p.name not in self.fixed
+        ]
         if missing:
             return f"missing required argument `{missing[0]}`"
         return None
@@ -140,8 +153,11 @@ class ToolCall:
     arguments: str  # JSON text, as the model wrote it
 
     def as_message(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass
@@ -176,8 +192,13 @@ class AgentHost(Protocol):
     async def request(self, send: Callable[[], Awaitable[T]]) -> T:
         """Run one model request admitted like an attempt (breakers, slots, rates)."""
 
-    async def run_tool(self, tool: AgentTool | None, call: ToolCall,
-                       args: dict[str, Any] | None, refused: str | None) -> ToolResult:
+    async def run_tool(
+        self,
+        tool: AgentTool | None,
+        call: ToolCall,
+        args: dict[str, Any] | None,
+        refused: str | None,
+    ) -> ToolResult:
         """Run (or, when `refused` says why, only report) one tool call under its tool's
         policies, with its events; `tool` is None for a name not in `tools`."""
 
@@ -197,18 +218,25 @@ class Reply:
     calls: list[ToolCall]
 
     def to_record(self) -> dict[str, Any]:
-        return {"content": self.content, "calls": [
-            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.calls]}
+        return {
+            "content": self.content,
+            "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.calls],
+        }
 
     @classmethod
     def from_record(cls, turn: int, data: dict[str, Any]) -> Reply:
-        calls = [ToolCall(c["id"], turn, i, c["name"], c["arguments"])
-                 for i, c in enumerate(data.get("calls", []), 1)]
+        calls = [
+            ToolCall(c["id"], turn, i, c["name"], c["arguments"])
+            for i, c in enumerate(data.get("calls", []), 1)
+        ]
         return cls(data.get("content"), calls)
 
     def assistant_message(self) -> dict[str, Any]:
-        content = self.content if isinstance(self.content, (str, type(None))) else (
-            llm.to_text(self.content))
+        content = (
+            self.content
+            if isinstance(self.content, (str, type(None)))
+            else (llm.to_text(self.content))
+        )
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if self.calls:
             message["tool_calls"] = [c.as_message() for c in self.calls]
@@ -226,8 +254,11 @@ class HttpProvider:
     max_tokens: int | None
 
     async def complete(self, ctx: ToolContext, talk: Conversation, turn: int) -> Reply:
-        body: dict[str, Any] = {"model": self.endpoint.model, "messages": talk.messages,
-                                "tools": [t.declaration() for t in talk.tools]}
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": talk.messages,
+            "tools": [t.declaration() for t in talk.tools],
+        }
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
@@ -243,13 +274,19 @@ def _read_calls(message: dict[str, Any], turn: int, url: str) -> list[ToolCall]:
         try:
             function = raw["function"]
             arguments = function.get("arguments")
-            calls.append(ToolCall(str(raw.get("id") or f"call_{turn}_{position}"), turn,
-                                  position, str(function["name"]),
-                                  arguments if isinstance(arguments, str)
-                                  else llm_json(arguments or {})))
+            calls.append(
+                ToolCall(
+                    str(raw.get("id") or f"call_{turn}_{position}"),
+                    turn,
+                    position,
+                    str(function["name"]),
+                    arguments if isinstance(arguments, str) else llm_json(arguments or {}),
+                )
+            )
         except (KeyError, TypeError, AttributeError):
-            raise InvalidOutput(f"{url}: a tool call without a function name: "
-                                f"{llm_json(raw)[:200]}") from None
+            raise InvalidOutput(
+                f"{url}: a tool call without a function name: {llm_json(raw)[:200]}"
+            ) from None
     return calls
 
 
@@ -261,9 +298,16 @@ class ScriptedProvider:
     async def complete(self, ctx: ToolContext, talk: Conversation, turn: int) -> Reply:
         reply = await llm.scripted_reply(ctx, self.path, talk.match_text, self.model)
         if isinstance(reply, dict) and "tool_calls" in reply:
-            calls = [ToolCall(f"call_{turn}_{i}", turn, i, str(c.get("name", "")),
-                              llm_json(c.get("arguments", {})))
-                     for i, c in enumerate(reply["tool_calls"] or [], 1)]
+            calls = [
+                ToolCall(
+                    f"call_{turn}_{i}",
+                    turn,
+                    i,
+                    str(c.get("name", "")),
+                    llm_json(c.get("arguments", {})),
+                )
+                for i, c in enumerate(reply["tool_calls"] or [], 1)
+            ]
             return Reply(None, calls)
         return Reply(reply, [])
 
@@ -286,8 +330,13 @@ class Conversation:
             self.by_name[tool.wire] = self.by_name[tool.name] = tool
 
 
-async def converse(ctx: ToolContext, req: llm.ChatRequest, provider: Provider,
-                   tool_names: list[str], max_turns: int) -> Any:
+async def converse(
+    ctx: ToolContext,
+    req: llm.ChatRequest,
+    provider: Provider,
+    tool_names: list[str],
+    max_turns: int,
+) -> Any:
     """Talk until the first reply without tool calls that fits `schema`, at most
     `max_turns` requests; returns the answer (SPEC section 11)."""
     host: AgentHost | None = ctx.agent
@@ -299,15 +348,22 @@ async def converse(ctx: ToolContext, req: llm.ChatRequest, provider: Provider,
         reply = await _reply(ctx, host, provider, talk, turn, replayed)
         if reply.calls:
             if turn == max_turns:
-                raise LoopExhausted(f"the model still asked for tools after {max_turns} "
-                                    f"turns (max_turns = {max_turns})")
+                raise LoopExhausted(
+                    f"the model still asked for tools after {max_turns} "
+                    f"turns (max_turns = {max_turns})"
+                )
             talk.messages.append(reply.assistant_message())
-            results = await asyncio.gather(*(
-                _tool_result(host, talk, call, replayed.get(turn, {}).get(call.id))
-                for call in reply.calls))
+            results = await asyncio.gather(
+                *(
+                    _tool_result(host, talk, call, replayed.get(turn, {}).get(call.id))
+                    for call in reply.calls
+                )
+            )
             contents = [r.content() for r in results]
-            talk.messages.extend({"role": "tool", "tool_call_id": call.id, "content": text}
-                                 for call, text in zip(reply.calls, contents, strict=True))
+            talk.messages.extend(
+                {"role": "tool", "tool_call_id": call.id, "content": text}
+                for call, text in zip(reply.calls, contents, strict=True)
+            )
             talk.match_text = "\n".join(contents)
             continue
         try:
@@ -343,8 +399,14 @@ def _by_turn(entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return turns
 
 
-async def _reply(ctx: ToolContext, host: AgentHost, provider: Provider, talk: Conversation,
-                 turn: int, replayed: dict[int, dict[str, Any]]) -> Reply:
+async def _reply(
+    ctx: ToolContext,
+    host: AgentHost,
+    provider: Provider,
+    talk: Conversation,
+    turn: int,
+    replayed: dict[int, dict[str, Any]],
+) -> Reply:
     recorded = replayed.get(turn, {}).get("reply")
     ctx.emit("llm_request", {"turn": turn, "replayed": recorded is not None})
     if recorded is not None:
@@ -354,21 +416,31 @@ async def _reply(ctx: ToolContext, host: AgentHost, provider: Provider, talk: Co
     return reply
 
 
-async def _tool_result(host: AgentHost, talk: Conversation, call: ToolCall,
-                       recorded: dict[str, Any] | None) -> ToolResult:
+async def _tool_result(
+    host: AgentHost, talk: Conversation, call: ToolCall, recorded: dict[str, Any] | None
+) -> ToolResult:
     if recorded is not None:
         return ToolResult(**recorded)
     tool = talk.by_name.get(call.name)
     args, refused = _arguments(tool, call)
     result = await host.run_tool(tool, call, args, refused)
-    host.record({"turn": call.turn, "call_id": call.id, "result": {
-        "ok": result.ok, "value": result.value, "kind": result.kind,
-        "message": result.message, "attempts": result.attempts}})
+    host.record(
+        {
+            "turn": call.turn,
+            "call_id": call.id,
+            "result": {
+                "ok": result.ok,
+                "value": result.value,
+                "kind": result.kind,
+                "message": result.message,
+                "attempts": result.attempts,
+            },
+        }
+    )
     return result
 
 
-def _arguments(tool: AgentTool | None, call: ToolCall) -> tuple[dict[str, Any] | None,
-                                                                  str | None]:
+def _arguments(tool: AgentTool | None, call: ToolCall) -> tuple[dict[str, Any] | None, str | None]:
     """The call's arguments, or why it is refused uncalled (as `invalid_input`)."""
     if tool is None:
         return None, f"no tool `{call.name}` in `tools`"

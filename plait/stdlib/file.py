@@ -34,15 +34,13 @@ def read(ctx: ToolContext, path: str) -> Versioned:
     except IsADirectoryError:
         raise Permanent(f"is a folder, not a file: {target}") from None
     except UnicodeDecodeError as exc:
-        raise Permanent(f"{target} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-                        ) from None
+        raise Permanent(f"{target} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise Permanent(f"cannot read {target}: {exc.strerror or exc}") from None
 
 
 @tool(name="file.write")
-def write(ctx: ToolContext, path: str, content: str,
-          if_version: str | None = None) -> Versioned:
+def write(ctx: ToolContext, path: str, content: str, if_version: str | None = None) -> Versioned:
     """Write text atomically (relative to the plan's folder; missing folders are created);
     returns {path, bytes}: the absolute path written and the size of `content` in UTF-8.
 
@@ -91,8 +89,10 @@ def check_version(target: Path, if_version: str) -> None:
         ok, expected = current == if_version.lower(), f"at version {if_version[:12]}…"
     if not ok:
         found = "absent" if current is None else f"at version {current[:12]}…"
-        raise Stale(f"file.write: expected {target} {expected}, but it is {found} "
-                    "(it changed since it was read)")
+        raise Stale(
+            f"file.write: expected {target} {expected}, but it is {found} "
+            "(it changed since it was read)"
+        )
 
 
 def resolve(ctx: ToolContext, path: str) -> Path:
@@ -105,14 +105,15 @@ def resolve(ctx: ToolContext, path: str) -> Path:
     if any(target.is_relative_to(root) for root in roots):
         return target
     allowed = ", ".join(str(root) for root in roots)
-    raise Permanent(f"{path!r} is outside the folders plait may read and write ({allowed}); "
-                    "allow another folder with `--files DIR` or PLAIT_FILES")
+    raise Permanent(
+        f"{path!r} is outside the folders plait may read and write ({allowed}); "
+        "allow another folder with `--files DIR` or PLAIT_FILES"
+    )
 
 
 def atomic_write(target: Path, data: bytes) -> None:
     """Write to a temp file beside `target`, flush it to disk, then rename it over `target`."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                    suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)

@@ -59,64 +59,98 @@ _STRONG_ETAG = re.compile(r'"[^"]*"')
 
 
 @tool(name="http.get", read=True)
-async def get(ctx: ToolContext, url: str, headers: Headers | None = None,
-              params: dict[str, Any] | None = None,
-              timeout: float | None = None, check: bool = True) -> Versioned:
+async def get(
+    ctx: ToolContext,
+    url: str,
+    headers: Headers | None = None,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+) -> Versioned:
     """GET `url`; returns {status, headers, body} with `body` parsed when it is JSON.
 
     With `check = false` a non-2xx answer is a result too (`status` tells), as `shell.run`
     returns a non-zero exit; transport errors and timeouts still fail."""
-    return await request(ctx, "GET", url, headers=headers, params=params, timeout=timeout,
-                         check=check)
+    return await request(
+        ctx, "GET", url, headers=headers, params=params, timeout=timeout, check=check
+    )
 
 
 @tool(name="http.post", idempotent=False)
-async def post(ctx: ToolContext, url: str, headers: Headers | None = None,
-               json: Any = None, params: dict[str, Any] | None = None,
-               timeout: float | None = None, if_match: str | None = None,
-               check: bool = True) -> Versioned:
+async def post(
+    ctx: ToolContext,
+    url: str,
+    headers: Headers | None = None,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    if_match: str | None = None,
+    check: bool = True,
+) -> Versioned:
     """POST `json` to `url`; returns {status, headers, body} with `body` parsed when JSON.
 
     `if_match` makes the write conditional: a strong ETag (`"v3"`) or `*` (If-Match), or
     an HTTP date (If-Unmodified-Since); a 412 or 409 answer then fails with `stale`.
     With `check = false` a non-2xx answer is a result too (`status` tells)."""
-    return await write(ctx, "POST", url, headers, json, params, timeout, if_match,
-                       check)
+    return await write(ctx, "POST", url, headers, json, params, timeout, if_match, check)
 
 
 @tool(name="http.put")
-async def put(ctx: ToolContext, url: str, headers: Headers | None = None,
-              json: Any = None, params: dict[str, Any] | None = None,
-              timeout: float | None = None, if_match: str | None = None,
-              check: bool = True) -> Versioned:
+async def put(
+    ctx: ToolContext,
+    url: str,
+    headers: Headers | None = None,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    if_match: str | None = None,
+    check: bool = True,
+) -> Versioned:
     """PUT `json` to `url` (conditional with `if_match`); returns {status, headers, body}."""
-    return await write(ctx, "PUT", url, headers, json, params, timeout, if_match,
-                       check)
+    return await write(ctx, "PUT", url, headers, json, params, timeout, if_match, check)
 
 
 @tool(name="http.patch", idempotent=False)
-async def patch(ctx: ToolContext, url: str, headers: Headers | None = None,
-                json: Any = None, params: dict[str, Any] | None = None,
-                timeout: float | None = None, if_match: str | None = None,
-                check: bool = True) -> Versioned:
+async def patch(
+    ctx: ToolContext,
+    url: str,
+    headers: Headers | None = None,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    if_match: str | None = None,
+    check: bool = True,
+) -> Versioned:
     """PATCH `url` with `json` (conditional with `if_match`); returns {status, headers, body}."""
-    return await write(ctx, "PATCH", url, headers, json, params, timeout, if_match,
-                       check)
+    return await write(ctx, "PATCH", url, headers, json, params, timeout, if_match, check)
 
 
 @tool(name="http.delete")
-async def delete(ctx: ToolContext, url: str, headers: Headers | None = None,
-                 json: Any = None, params: dict[str, Any] | None = None,
-                 timeout: float | None = None, if_match: str | None = None,
-                 check: bool = True) -> Versioned:
+async def delete(
+    ctx: ToolContext,
+    url: str,
+    headers: Headers | None = None,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    if_match: str | None = None,
+    check: bool = True,
+) -> Versioned:
     """DELETE `url` (conditional with `if_match`); returns {status, headers, body}."""
-    return await write(ctx, "DELETE", url, headers, json, params, timeout, if_match,
-                       check)
+    return await write(ctx, "DELETE", url, headers, json, params, timeout, if_match, check)
 
 
-async def write(ctx: ToolContext, method: str, url: str, headers: Headers | None, json: Any,
-                params: dict[str, Any] | None, timeout: float | None,
-                if_match: str | None, check: bool = True) -> Versioned:
+async def write(
+    ctx: ToolContext,
+    method: str,
+    url: str,
+    headers: Headers | None,
+    json: Any,
+    params: dict[str, Any] | None,
+    timeout: float | None,
+    if_match: str | None,
+    check: bool = True,
+) -> Versioned:
     """A write: the condition and the idempotency key join the caller's headers."""
     sent: dict[str, Any] = dict(headers or {})
     present = {k.lower() for k in sent}
@@ -125,8 +159,9 @@ async def write(ctx: ToolContext, method: str, url: str, headers: Headers | None
         sent[name] = value
     if ctx.idempotency_key is not None and "idempotency-key" not in present:
         sent["Idempotency-Key"] = ctx.idempotency_key
-    return await request(ctx, method, url, headers=sent, params=params, json=json,
-                         timeout=timeout, check=check)
+    return await request(
+        ctx, method, url, headers=sent, params=params, json=json, timeout=timeout, check=check
+    )
 
 
 def condition_header(if_match: str) -> tuple[str, str]:
@@ -137,9 +172,11 @@ def condition_header(if_match: str) -> tuple[str, str]:
         return "If-Match", value
     if _http_date(value):
         return "If-Unmodified-Since", value
-    raise InvalidInput(f"`if_match` {if_match!r} is neither a strong entity tag (\"...\"), "
-                       "`*` nor an HTTP date, so the server cannot compare it (a weak W/ tag "
-                       "or a content hash cannot be sent)")
+    raise InvalidInput(
+        f'`if_match` {if_match!r} is neither a strong entity tag ("..."), '
+        "`*` nor an HTTP date, so the server cannot compare it (a weak W/ tag "
+        "or a content hash cannot be sent)"
+    )
 
 
 def _http_date(value: str) -> bool:
@@ -166,28 +203,45 @@ def shared_client(ctx: ToolContext) -> httpx.AsyncClient:
     return client
 
 
-async def request(ctx: ToolContext, method: str, url: str, *,
-                  headers: Mapping[str, Any] | None = None,
-                  params: dict[str, Any] | None = None, json: Any = None,
-                  timeout: float | None = None, check: bool = True) -> Versioned:
+async def request(
+    ctx: ToolContext,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+    timeout: float | None = None,
+    check: bool = True,
+) -> Versioned:
     """Send one request and return {status, headers, body} versioned by the response's
     ETag, else Last-Modified, else the body's hash; or raise the mapped ToolError (with
     `check` false, only for transport failures: any answer is a result)."""
-    response = await send(ctx, method, url, headers=headers, params=params, json=json,
-                          timeout=timeout)
+    response = await send(
+        ctx, method, url, headers=headers, params=params, json=json, timeout=timeout
+    )
     if check:
         raise_for_status(response)
     body = parse_body(response)
-    version = (response.headers.get("etag") or response.headers.get("last-modified")
-               or value_hash(body))
-    return Versioned({"status": response.status_code,
-                      "headers": dict(response.headers.items()), "body": body}, version)
+    version = (
+        response.headers.get("etag") or response.headers.get("last-modified") or value_hash(body)
+    )
+    return Versioned(
+        {"status": response.status_code, "headers": dict(response.headers.items()), "body": body},
+        version,
+    )
 
 
-async def send(ctx: ToolContext, method: str, url: str, *,
-               headers: Mapping[str, Any] | None = None,
-               params: dict[str, Any] | None = None, json: Any = None,
-               timeout: float | None = None) -> httpx.Response:
+async def send(
+    ctx: ToolContext,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+    timeout: float | None = None,
+) -> httpx.Response:
     """Send a request on the shared client (following redirects, see the module's doc),
     mapping transport failures to error kinds."""
     import httpx
@@ -203,21 +257,26 @@ async def send(ctx: ToolContext, method: str, url: str, *,
         # `timeout` bounds the whole exchange (httpx's own timeouts are per read/write)
         async with asyncio.timeout(timeout):
             client = shared_client(ctx)
-            return await _follow(client, client.build_request(method, url, **kwargs),
-                                 caller_headers)
+            return await _follow(
+                client, client.build_request(method, url, **kwargs), caller_headers
+            )
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise InvalidInput(f"bad URL {shown!r}: {shown_url(str(exc))}") from None
     except (httpx.TimeoutException, TimeoutError) as exc:
-        raise Timeout(f"{method} {shown}: no complete answer within "
-                      f"{f'{timeout:g}s' if timeout is not None else 'the timeout'} "
-                      f"({type(exc).__name__})") from None
+        raise Timeout(
+            f"{method} {shown}: no complete answer within "
+            f"{f'{timeout:g}s' if timeout is not None else 'the timeout'} "
+            f"({type(exc).__name__})"
+        ) from None
     except httpx.TransportError as exc:
-        raise Transient(f"{method} {shown}: {type(exc).__name__}: "
-                        f"{shown_url(str(exc)) or 'connection failed'}") from None
+        raise Transient(
+            f"{method} {shown}: {type(exc).__name__}: {shown_url(str(exc)) or 'connection failed'}"
+        ) from None
 
 
-async def _follow(client: httpx.AsyncClient, request: httpx.Request,
-                  caller_headers: Mapping[str, str]) -> httpx.Response:
+async def _follow(
+    client: httpx.AsyncClient, request: httpx.Request, caller_headers: Mapping[str, str]
+) -> httpx.Response:
     """Send `request`, following up to MAX_REDIRECTS redirects by the rules above."""
     first = request
     for _ in range(MAX_REDIRECTS + 1):
@@ -228,15 +287,16 @@ async def _follow(client: httpx.AsyncClient, request: httpx.Request,
         await response.aclose()
         target = following.url
         if target.scheme not in _REDIRECT_SCHEMES:
-            raise Permanent(f"{first.method} {shown_url(first.url)}: redirected to a "
-                            f"`{target.scheme}:` URL, which is not followed (only http and "
-                            "https redirects are)")
+            raise Permanent(
+                f"{first.method} {shown_url(first.url)}: redirected to a "
+                f"`{target.scheme}:` URL, which is not followed (only http and "
+                "https redirects are)"
+            )
         if _origin(target) != _origin(request.url):
             for name in caller_headers:  # none of the caller's headers leaves the origin
                 following.headers.pop(name, None)
         request = following
-    raise Permanent(f"{first.method} {shown_url(first.url)}: more than {MAX_REDIRECTS} "
-                    "redirects")
+    raise Permanent(f"{first.method} {shown_url(first.url)}: more than {MAX_REDIRECTS} redirects")
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -255,8 +315,10 @@ def _query(params: dict[str, Any] | None) -> dict[str, Any] | None:
     """Query values: scalars and lists as httpx writes them; dicts as compact JSON."""
     if params is None:
         return None
-    return {k: jsonlib.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v
-            for k, v in params.items()}
+    return {
+        k: jsonlib.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v
+        for k, v in params.items()
+    }
 
 
 def raise_for_status(response: httpx.Response) -> None:
@@ -265,8 +327,9 @@ def raise_for_status(response: httpx.Response) -> None:
     if status < 400:
         return
     request = response.request
-    message = (f"HTTP {status} from {request.method} {shown_url(request.url)}: "
-               f"{excerpt(response.text)}")
+    message = (
+        f"HTTP {status} from {request.method} {shown_url(request.url)}: {excerpt(response.text)}"
+    )
     hint = retry_after(response) if status in (429, 503) else None
     if status == 429:
         raise RateLimited(message, retry_after=hint)
@@ -321,7 +384,9 @@ def parse_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise InvalidOutput(f"{response.request.method} {shown_url(response.request.url)}: "
-                            "the body is "
-                            f"labelled JSON but does not parse ({exc}): "
-                            f"{excerpt(response.text)}") from None
+        raise InvalidOutput(
+            f"{response.request.method} {shown_url(response.request.url)}: "
+            "the body is "
+            f"labelled JSON but does not parse ({exc}): "
+            f"{excerpt(response.text)}"
+        ) from None

@@ -35,8 +35,14 @@ from plait.stdlib.registry import ToolContext
 from plait.stdlib.workers import as_failure, child_options
 
 
-async def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any],
-                       ctx: ToolContext | None, *, limit: int | None, name: str) -> Any:
+async def run_isolated(
+    func: Callable[..., Any],
+    kwargs: dict[str, Any],
+    ctx: ToolContext | None,
+    *,
+    limit: int | None,
+    name: str,
+) -> Any:
     """Call a registered tool function in a worker process; its JSON result, or raises."""
     context_param = next((k for k, v in kwargs.items() if isinstance(v, ToolContext)), None)
     args = {k: v for k, v in kwargs.items() if k != context_param}
@@ -44,8 +50,9 @@ async def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any],
     return await _run_job(job, ctx, limit)
 
 
-async def call_isolated(function: str, args: dict[str, Any], ctx: ToolContext,
-                        limit: int | None) -> Any:
+async def call_isolated(
+    function: str, args: dict[str, Any], ctx: ToolContext, limit: int | None
+) -> Any:
     """`py.call(function = "pkg.module:name", isolation = "process", ...)`."""
     job = {"function": function, "args": args}
     return await _run_job(job, ctx, limit)
@@ -55,25 +62,46 @@ def _locate(func: Callable[..., Any], name: str) -> dict[str, Any]:
     qualname = getattr(func, "__qualname__", "")
     module_name = getattr(func, "__module__", "")
     if "<locals>" in qualname or not module_name:
-        raise ToolError(f"{name}: isolation=\"process\" needs a function defined at the top "
-                        "level of a module (the worker imports it by name)")
+        raise ToolError(
+            f'{name}: isolation="process" needs a function defined at the top '
+            "level of a module (the worker imports it by name)"
+        )
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None) if module is not None else None
     by_file = module_name.startswith("plait_use_") or module_name == "__main__"
-    return {"module": module_name, "file": file if by_file else None, "qualname": qualname,
-            "stem": getattr(module, "__plait_stem__", None)}
+    return {
+        "module": module_name,
+        "file": file if by_file else None,
+        "qualname": qualname,
+        "stem": getattr(module, "__plait_stem__", None),
+    }
 
 
 async def _run_job(job: dict[str, Any], ctx: ToolContext | None, limit: int | None) -> Any:
-    job = {**job, "limit": limit, "sys_path": [p for p in sys.path if p],
-           "context": None if ctx is None else {
-               "run_id": ctx.run_id, "step": ctx.step, "attempt": ctx.attempt,
-               "element": ctx.element, "plan_dir": str(ctx.plan_dir)}}
+    job = {
+        **job,
+        "limit": limit,
+        "sys_path": [p for p in sys.path if p],
+        "context": None
+        if ctx is None
+        else {
+            "run_id": ctx.run_id,
+            "step": ctx.step,
+            "attempt": ctx.attempt,
+            "element": ctx.element,
+            "plan_dir": str(ctx.plan_dir),
+        },
+    }
     payload = json.dumps(job, default=str).encode()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "plait.stdlib.isolation",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
-        **child_options())
+        sys.executable,
+        "-m",
+        "plait.stdlib.isolation",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=None,
+        **child_options(),
+    )
     try:
         out, _ = await proc.communicate(payload)
     except BaseException:  # timeout, deadline or Ctrl-C: end the worker and all it started
@@ -101,8 +129,11 @@ def _result(out: bytes, code: int | None, ctx: ToolContext | None) -> Any:
         raise ToolError(f"the worker process {_ended(code)} without a result")
     if final["ok"]:
         return final.get("value")
-    raise error_for_kind(str(final.get("kind") or "tool_error"), str(final.get("message")),
-                         retry_after=final.get("retry_after"))
+    raise error_for_kind(
+        str(final.get("kind") or "tool_error"),
+        str(final.get("message")),
+        retry_after=final.get("retry_after"),
+    )
 
 
 def _ended(code: int | None) -> str:
@@ -140,8 +171,14 @@ def _worker() -> None:
         text = exc.message if isinstance(exc, ToolError) else str(exc)
         if not isinstance(exc, ToolError):
             text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        send({"ok": False, "kind": kind_of(exc).value, "message": text or type(exc).__name__,
-              "retry_after": getattr(exc, "retry_after", None)})
+        send(
+            {
+                "ok": False,
+                "kind": kind_of(exc).value,
+                "message": text or type(exc).__name__,
+                "retry_after": getattr(exc, "retry_after", None),
+            }
+        )
     proto.close()
 
 
@@ -149,9 +186,14 @@ def _call(job: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> Any:
     raw = job.get("context")
     ctx = None
     if raw is not None:
-        ctx = ToolContext(run_id=raw["run_id"], step=raw["step"], attempt=raw["attempt"],
-                          element=raw["element"], plan_dir=Path(raw["plan_dir"]),
-                          emit=lambda name, fields: send({"emit": name, "fields": fields}))
+        ctx = ToolContext(
+            run_id=raw["run_id"],
+            step=raw["step"],
+            attempt=raw["attempt"],
+            element=raw["element"],
+            plan_dir=Path(raw["plan_dir"]),
+            emit=lambda name, fields: send({"emit": name, "fields": fields}),
+        )
     args = dict(job["args"])
     if "function" in job:  # py.call
         from plait.stdlib.py import prepared_call
@@ -164,6 +206,7 @@ def _call(job: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> Any:
             args[job["context_param"]] = ctx
     result = func(**args)
     if inspect.isawaitable(result):
+
         async def wait() -> Any:
             return await result
 

@@ -31,7 +31,7 @@ NOT_CONFIGURED = (
     "no LLM provider configured: set PLAIT_LLM_BASE_URL (e.g. http://localhost:11434/v1), "
     "PLAIT_LLM_MODEL and, if the server needs one, PLAIT_LLM_API_KEY; or answer offline from "
     "a rules file with PLAIT_LLM_PROVIDER=scripted:PATH or the argument "
-    "provider = \"scripted:PATH\""
+    'provider = "scripted:PATH"'
 )
 
 
@@ -42,12 +42,20 @@ def _check_schema(schema: dict[str, Any] | None) -> None:
 
 
 @tool(name="llm.chat", checks={"schema": _check_schema}, self_admitting="tools")
-async def chat(ctx: ToolContext, prompt: str, system: str | None = None,
-               model: str | None = None, temperature: float | None = None,
-               schema: dict[str, Any] | None = None, provider: str | None = None,
-               base_url: str | None = None, api_key: str | None = None,
-               max_tokens: int | None = None, tools: list[str] | None = None,
-               max_turns: int | None = None) -> Any:
+async def chat(
+    ctx: ToolContext,
+    prompt: str,
+    system: str | None = None,
+    model: str | None = None,
+    temperature: float | None = None,
+    schema: dict[str, Any] | None = None,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    max_tokens: int | None = None,
+    tools: list[str] | None = None,
+    max_turns: int | None = None,
+) -> Any:
     """Ask a chat model; returns the text, or the parsed object when `schema` is set.
 
     Args:
@@ -61,22 +69,36 @@ async def chat(ctx: ToolContext, prompt: str, system: str | None = None,
     chosen = provider if provider is not None else os.environ.get(ENV_PROVIDER, "")
     scripted = chosen.startswith(SCRIPTED_PREFIX)
     if chosen and not scripted and chosen not in HTTP_PROVIDERS:
-        raise InvalidInput(f"llm.chat: unknown provider {chosen!r}; use \"scripted:PATH\" or "
-                           f"{' / '.join(repr(p) for p in HTTP_PROVIDERS)}")
-    request = ChatRequest(prompt=prompt, system=system, model=model, temperature=temperature,
-                          max_tokens=max_tokens, answer_model=answer_model)
+        raise InvalidInput(
+            f'llm.chat: unknown provider {chosen!r}; use "scripted:PATH" or '
+            f"{' / '.join(repr(p) for p in HTTP_PROVIDERS)}"
+        )
+    request = ChatRequest(
+        prompt=prompt,
+        system=system,
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        answer_model=answer_model,
+    )
     if tools:
         return await _converse(ctx, request, chosen, base_url, api_key, tools, max_turns)
     if max_turns is not None:
         raise InvalidInput("llm.chat: `max_turns` is allowed only with `tools`")
     if scripted:
-        return await scripted_chat(ctx, chosen[len(SCRIPTED_PREFIX):], prompt, model,
-                                   answer_model)
+        return await scripted_chat(ctx, chosen[len(SCRIPTED_PREFIX) :], prompt, model, answer_model)
     return await http_chat(ctx, request, base_url, api_key)
 
 
-async def _converse(ctx: ToolContext, request: ChatRequest, chosen: str, base_url: str | None,
-                    api_key: str | None, tools: list[str], max_turns: int | None) -> Any:
+async def _converse(
+    ctx: ToolContext,
+    request: ChatRequest,
+    chosen: str,
+    base_url: str | None,
+    api_key: str | None,
+    tools: list[str],
+    max_turns: int | None,
+) -> Any:
     from plait.stdlib import agent  # the conversation builds on this module
 
     turns = agent.DEFAULT_MAX_TURNS if max_turns is None else max_turns
@@ -84,7 +106,7 @@ async def _converse(ctx: ToolContext, request: ChatRequest, chosen: str, base_ur
         raise InvalidInput(f"llm.chat: `max_turns` must be from 1 to 100, not {turns}")
     provider: agent.Provider
     if chosen.startswith(SCRIPTED_PREFIX):
-        provider = agent.ScriptedProvider(chosen[len(SCRIPTED_PREFIX):], request.model)
+        provider = agent.ScriptedProvider(chosen[len(SCRIPTED_PREFIX) :], request.model)
     else:
         endpoint = Endpoint.configured(request.model, base_url, api_key)
         provider = agent.HttpProvider(endpoint, request.temperature, request.max_tokens)
@@ -104,8 +126,9 @@ class ChatRequest:
     answer_model: type[BaseModel] | None
 
 
-async def http_chat(ctx: ToolContext, req: ChatRequest, base_url: str | None,
-                    api_key: str | None) -> Any:
+async def http_chat(
+    ctx: ToolContext, req: ChatRequest, base_url: str | None, api_key: str | None
+) -> Any:
     """POST {base}/chat/completions; errors map like http.* (429, 5xx, 4xx)."""
     endpoint = Endpoint.configured(req.model, base_url, api_key)
     data = await endpoint.complete(ctx, _request_body(req, endpoint.model))
@@ -122,14 +145,13 @@ class Endpoint:
     headers: dict[str, str]
 
     @classmethod
-    def configured(cls, model: str | None, base_url: str | None,
-                   api_key: str | None) -> Endpoint:
+    def configured(cls, model: str | None, base_url: str | None, api_key: str | None) -> Endpoint:
         base = base_url or os.environ.get(ENV_BASE_URL, "")
         if not base:
             raise Permanent(NOT_CONFIGURED)
         chosen = model or os.environ.get(ENV_MODEL, "")
         if not chosen:
-            raise Permanent("llm.chat: no model: pass `model = \"…\"` or set PLAIT_LLM_MODEL")
+            raise Permanent('llm.chat: no model: pass `model = "…"` or set PLAIT_LLM_MODEL')
         key = api_key or os.environ.get(ENV_API_KEY, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return cls(base.rstrip("/") + "/chat/completions", chosen, headers)
@@ -139,26 +161,34 @@ class Endpoint:
         started = time.monotonic()
         response = await http.send(ctx, "POST", self.url, headers=self.headers, json=body)
         if response.status_code in (401, 403):
-            raise Permanent(f"HTTP {response.status_code} from {http.shown_url(self.url)}: the "
-                            "server refused the key (check PLAIT_LLM_API_KEY): "
-                            f"{http.excerpt(response.text)}")
+            raise Permanent(
+                f"HTTP {response.status_code} from {http.shown_url(self.url)}: the "
+                "server refused the key (check PLAIT_LLM_API_KEY): "
+                f"{http.excerpt(response.text)}"
+            )
         http.raise_for_status(response)
         try:
             data = response.json()
             if not isinstance(data["choices"][0]["message"], dict):
                 raise TypeError
         except (ValueError, KeyError, IndexError, TypeError):
-            raise InvalidOutput(f"{http.shown_url(self.url)}: not a chat-completions answer: "
-                                f"{http.excerpt(response.text)}") from None
+            raise InvalidOutput(
+                f"{http.shown_url(self.url)}: not a chat-completions answer: "
+                f"{http.excerpt(response.text)}"
+            ) from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         answered_by = data.get("model") if isinstance(data.get("model"), str) else None
-        ctx.emit("llm_usage", {
-            "provider": "openai", "model": answered_by or self.model,
-            "prompt_tokens": usage.get("prompt_tokens"),
-            "completion_tokens": usage.get("completion_tokens"),
-            "total_tokens": usage.get("total_tokens"),
-            "latency_s": round(time.monotonic() - started, 3),
-        })
+        ctx.emit(
+            "llm_usage",
+            {
+                "provider": "openai",
+                "model": answered_by or self.model,
+                "prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "total_tokens": usage.get("total_tokens"),
+                "latency_s": round(time.monotonic() - started, 3),
+            },
+        )
         return data  # type: ignore[no-any-return]
 
 
@@ -188,15 +218,26 @@ def _read_text(data: dict[str, Any], url: str) -> str:
 
 def json_instruction(answer_model: type[BaseModel]) -> str:
     schema = json.dumps(answer_model.model_json_schema(), separators=(",", ":"))
-    return ("Answer with one JSON object only, no prose and no code fences, matching this "
-            f"JSON Schema: {schema}")
+    return (
+        "Answer with one JSON object only, no prose and no code fences, matching this "
+        f"JSON Schema: {schema}"
+    )
 
 
 # --- schemas: {category: "str", urgency: "int"} -> a pydantic model -------------------------
 
 TYPE_NAMES: dict[str, Any] = {
-    "str": str, "string": str, "int": int, "integer": int, "float": float, "number": float,
-    "bool": bool, "boolean": bool, "list": list[Any], "dict": dict[str, Any], "any": Any,
+    "str": str,
+    "string": str,
+    "int": int,
+    "integer": int,
+    "float": float,
+    "number": float,
+    "bool": bool,
+    "boolean": bool,
+    "list": list[Any],
+    "dict": dict[str, Any],
+    "any": Any,
 }
 
 
@@ -232,10 +273,11 @@ def _type_for(spec: Any, where: str) -> Any:
         inner = re.fullmatch(r"list\[(.+)\]", name)
         if inner:
             return list[_type_for(inner.group(1), where)]  # type: ignore[misc]
-    known = ", ".join(k for k in TYPE_NAMES if k not in ("string", "integer", "number",
-                                                          "boolean"))
-    raise InvalidInput(f"llm.chat: schema field `{where.split('.', 1)[-1]}` has type {spec!r}; "
-                       f"use one of {known}, list[T] or a nested dict")
+    known = ", ".join(k for k in TYPE_NAMES if k not in ("string", "integer", "number", "boolean"))
+    raise InvalidInput(
+        f"llm.chat: schema field `{where.split('.', 1)[-1]}` has type {spec!r}; "
+        f"use one of {known}, list[T] or a nested dict"
+    )
 
 
 def parse_answer(text: str, answer_model: type[BaseModel]) -> Any:
@@ -243,8 +285,7 @@ def parse_answer(text: str, answer_model: type[BaseModel]) -> Any:
     try:
         value = json.loads(_strip_fences(text))
     except json.JSONDecodeError as exc:
-        raise InvalidOutput(f"the answer is not JSON ({exc.msg}): {http.excerpt(text)}"
-                            ) from None
+        raise InvalidOutput(f"the answer is not JSON ({exc.msg}): {http.excerpt(text)}") from None
     return check_answer(value, answer_model, text)
 
 
@@ -255,9 +296,11 @@ def check_answer(value: Any, answer_model: type[BaseModel], text: str) -> Any:
     except ValidationError as exc:
         problems = "; ".join(
             f"`{'.'.join(str(x) for x in e['loc']) or '(answer)'}`: {e['msg'].lower()}"
-            for e in exc.errors())
-        raise InvalidOutput(f"the answer does not fit the schema: {problems}; answer was: "
-                            f"{http.excerpt(text)}") from None
+            for e in exc.errors()
+        )
+        raise InvalidOutput(
+            f"the answer does not fit the schema: {problems}; answer was: {http.excerpt(text)}"
+        ) from None
 
 
 def _strip_fences(text: str) -> str:
@@ -296,8 +339,13 @@ class Script:
     default: Any
 
 
-async def scripted_chat(ctx: ToolContext, path_text: str, prompt: str, model: str | None,
-                        answer_model: type[BaseModel] | None) -> Any:
+async def scripted_chat(
+    ctx: ToolContext,
+    path_text: str,
+    prompt: str,
+    model: str | None,
+    answer_model: type[BaseModel] | None,
+) -> Any:
     """Answer from the first rule whose regex is found in the prompt (SPEC section 9)."""
     reply = await scripted_reply(ctx, path_text, prompt, model)
     if answer_model is None:
@@ -309,8 +357,7 @@ async def scripted_chat(ctx: ToolContext, path_text: str, prompt: str, model: st
     return check_answer(reply, answer_model, to_text(reply))
 
 
-async def scripted_reply(ctx: ToolContext, path_text: str, text: str,
-                         model: str | None) -> Any:
+async def scripted_reply(ctx: ToolContext, path_text: str, text: str, model: str | None) -> Any:
     """The reply of the first rule whose regex is found in `text`, as written in the file
     (a rule's `fail` raised, its `delay` waited)."""
     script = load_script(ctx, path_text)
@@ -319,14 +366,26 @@ async def scripted_reply(ctx: ToolContext, path_text: str, text: str,
     if rule is not None and rule.delay:
         await asyncio.sleep(rule.delay)
     if rule is not None and rule.fail is not None:
-        raise error_for_kind(rule.fail, f"scripted failure (rule {index + 1}, match "
-                             f"{rule.match!r})", retry_after=rule.retry_after)
+        raise error_for_kind(
+            rule.fail,
+            f"scripted failure (rule {index + 1}, match {rule.match!r})",
+            retry_after=rule.retry_after,
+        )
     if rule is None and not script.has_default:
-        raise Permanent(f"no rule in {script.path} matches the prompt and it has no `default`:"
-                        f" {http.excerpt(text, 120)}")
-    ctx.emit("llm_usage", {"provider": "scripted", "model": model or "scripted",
-                           "prompt_tokens": None, "completion_tokens": None,
-                           "latency_s": round(time.monotonic() - started, 3)})
+        raise Permanent(
+            f"no rule in {script.path} matches the prompt and it has no `default`:"
+            f" {http.excerpt(text, 120)}"
+        )
+    ctx.emit(
+        "llm_usage",
+        {
+            "provider": "scripted",
+            "model": model or "scripted",
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "latency_s": round(time.monotonic() - started, 3),
+        },
+    )
     return rule.reply if rule is not None else script.default
 
 
@@ -362,8 +421,9 @@ def _read_script(path: Path) -> Script:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise Permanent(f"{where} not found (a relative path is read from the plan's folder)"
-                        ) from None
+        raise Permanent(
+            f"{where} not found (a relative path is read from the plan's folder)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise Permanent(f"cannot read {where}: {exc}") from None
     import yaml  # only for scripted rules: `plait check` never reads them
@@ -375,11 +435,16 @@ def _read_script(path: Path) -> Script:
     try:
         parsed = RulesFile.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        problems = "; ".join(f"`{'.'.join(str(x) for x in e['loc'])}`: {e['msg'].lower()}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"`{'.'.join(str(x) for x in e['loc'])}`: {e['msg'].lower()}" for e in exc.errors()
+        )
         raise Permanent(f"{where} is invalid: {problems}") from None
-    return Script(path, _compile_rules(parsed.rules, where),
-                  isinstance(raw, dict) and "default" in raw, parsed.default)
+    return Script(
+        path,
+        _compile_rules(parsed.rules, where),
+        isinstance(raw, dict) and "default" in raw,
+        parsed.default,
+    )
 
 
 def _compile_rules(rules: list[Rule], where: str) -> tuple[tuple[re.Pattern[str], Rule], ...]:
@@ -390,6 +455,7 @@ def _compile_rules(rules: list[Rule], where: str) -> tuple[tuple[re.Pattern[str]
         try:
             compiled.append((re.compile(rule.match), rule))
         except re.error as exc:
-            raise Permanent(f"{where}: rule {number} has a bad regex {rule.match!r}: {exc}"
-                            ) from None
+            raise Permanent(
+                f"{where}: rule {number} has a bad regex {rule.match!r}: {exc}"
+            ) from None
     return tuple(compiled)

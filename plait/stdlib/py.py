@@ -27,15 +27,13 @@ MODULES_KEY = "py.call.modules"
 
 
 @tool(name="py.call")
-async def call(ctx: ToolContext, function: str, isolation: str = "thread",
-               **kwargs: Any) -> Any:
+async def call(ctx: ToolContext, function: str, isolation: str = "thread", **kwargs: Any) -> Any:
     """Call `function = "pkg.module:name"` with the remaining arguments; returns its result.
 
     `isolation = "process"` runs it in a worker process that is killed on timeout, deadline
     or Ctrl-C (README, "Isolation"); by default a sync function runs in a thread."""
     if isolation not in ("thread", "process"):
-        raise InvalidInput(f"py.call: `isolation` must be \"thread\" or \"process\", "
-                           f"got {isolation!r}")
+        raise InvalidInput(f'py.call: `isolation` must be "thread" or "process", got {isolation!r}')
     if isolation == "process":
         from plait.stdlib.isolation import call_isolated
 
@@ -46,14 +44,16 @@ async def call(ctx: ToolContext, function: str, isolation: str = "thread",
         result = await target(**args)
     else:
         result = await run_in_thread(
-            target, args, name=f"plait-py.call-{getattr(target, '__name__', '?')}")
+            target, args, name=f"plait-py.call-{getattr(target, '__name__', '?')}"
+        )
     if inspect.isawaitable(result):
         result = await result
     return result
 
 
-def prepared_call(ctx: ToolContext, function: str, kwargs: dict[str, Any]
-                  ) -> tuple[Callable[..., Any], dict[str, Any]]:
+def prepared_call(
+    ctx: ToolContext, function: str, kwargs: dict[str, Any]
+) -> tuple[Callable[..., Any], dict[str, Any]]:
     """The function `"pkg.module:name"` names and its checked arguments."""
     target = resolve_function(ctx, function)
     return target, _checked_args(target, function, kwargs, ctx)
@@ -63,15 +63,16 @@ def resolve_function(ctx: ToolContext, spec: str) -> Callable[..., Any]:
     """Import the module part of `spec` and walk the attribute path after the `:`."""
     module_name, sep, attr_path = spec.rpartition(":")
     if not sep or not module_name or not attr_path:
-        raise InvalidInput(f"py.call: `function` must look like \"pkg.module:name\" or "
-                           f"\"./file.py:name\", got {spec!r}")
+        raise InvalidInput(
+            f'py.call: `function` must look like "pkg.module:name" or '
+            f'"./file.py:name", got {spec!r}'
+        )
     value: Any = _module(ctx, module_name)
     for part in attr_path.split("."):
         try:
             value = getattr(value, part)
         except AttributeError:
-            raise InvalidInput(f"py.call: {module_name!r} has no attribute {attr_path!r}"
-                               ) from None
+            raise InvalidInput(f"py.call: {module_name!r} has no attribute {attr_path!r}") from None
     if not callable(value):
         raise InvalidInput(f"py.call: {spec!r} is a {type(value).__name__}, not a function")
     return value  # type: ignore[no-any-return]
@@ -106,8 +107,9 @@ def _importable(name: str) -> bool:
         return False
 
 
-def _checked_args(target: Callable[..., Any], name: str, kwargs: dict[str, Any],
-                  ctx: ToolContext) -> dict[str, Any]:
+def _checked_args(
+    target: Callable[..., Any], name: str, kwargs: dict[str, Any], ctx: ToolContext
+) -> dict[str, Any]:
     """Check the arguments against the target's type hints (InvalidInput saying why), the
     way a registered tool's are; a target without a readable signature is called as is."""
     try:

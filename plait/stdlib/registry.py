@@ -21,8 +21,12 @@ from plait.errors import InvalidInput, PlaitError
 F = TypeVar("F", bound=Callable[..., Any])
 
 BUILTIN_MODULES = (
-    "plait.stdlib.std", "plait.stdlib.http", "plait.stdlib.llm",
-    "plait.stdlib.shell", "plait.stdlib.py", "plait.stdlib.file",
+    "plait.stdlib.std",
+    "plait.stdlib.http",
+    "plait.stdlib.llm",
+    "plait.stdlib.shell",
+    "plait.stdlib.py",
+    "plait.stdlib.file",
 )
 ENTRY_POINT_GROUP = "plait.tools"
 
@@ -121,7 +125,8 @@ class ToolSpec:
             return None
         try:
             self.args_model.__pydantic_validator__.validate_assignment(
-                self.args_model.model_construct(), arg, value, strict=True)
+                self.args_model.model_construct(), arg, value, strict=True
+            )
         except ValidationError as exc:
             return _explain(exc)
         return None
@@ -155,10 +160,16 @@ class HintedParam(NamedTuple):
     default: Any = None
 
 
-def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool = True,
-                       checks: Mapping[str, Callable[[Any], object]] | None = None,
-                       read: bool = False, self_admitting: str | None = None,
-                       isolation: str = "inline") -> ToolSpec:
+def spec_from_function(
+    func: Callable[..., Any],
+    name: str,
+    *,
+    idempotent: bool = True,
+    checks: Mapping[str, Callable[[Any], object]] | None = None,
+    read: bool = False,
+    self_admitting: str | None = None,
+    isolation: str = "inline",
+) -> ToolSpec:
     """Build a ToolSpec from a function's signature and type hints (through pydantic)."""
     sig = inspect.signature(func)
     hints = get_type_hints(func)
@@ -178,35 +189,63 @@ def spec_from_function(func: Callable[..., Any], name: str, *, idempotent: bool 
         required = p.default is inspect.Parameter.empty
         params.append(HintedParam(p.name, hint, required, None if required else p.default))
     doc = inspect.getdoc(func) or ""
-    return build_spec(name, func, inspect.iscoroutinefunction(func), params,
-                      context_param=context_param, accepts_extra=accepts_extra,
-                      description=_first_paragraph(doc), idempotent=idempotent,
-                      checks=checks, read=read, self_admitting=self_admitting,
-                      isolation=isolation)
+    return build_spec(
+        name,
+        func,
+        inspect.iscoroutinefunction(func),
+        params,
+        context_param=context_param,
+        accepts_extra=accepts_extra,
+        description=_first_paragraph(doc),
+        idempotent=idempotent,
+        checks=checks,
+        read=read,
+        self_admitting=self_admitting,
+        isolation=isolation,
+    )
 
 
-def build_spec(name: str, func: Callable[..., Any], is_async: bool,
-               params: Iterable[HintedParam], *, context_param: str | None = None,
-               accepts_extra: bool = False, description: str = "", idempotent: bool = True,
-               checks: Mapping[str, Callable[[Any], object]] | None = None,
-               read: bool = False, self_admitting: str | None = None,
-               isolation: str = "inline") -> ToolSpec:
+def build_spec(
+    name: str,
+    func: Callable[..., Any],
+    is_async: bool,
+    params: Iterable[HintedParam],
+    *,
+    context_param: str | None = None,
+    accepts_extra: bool = False,
+    description: str = "",
+    idempotent: bool = True,
+    checks: Mapping[str, Callable[[Any], object]] | None = None,
+    read: bool = False,
+    self_admitting: str | None = None,
+    isolation: str = "inline",
+) -> ToolSpec:
     """A ToolSpec whose argument model pydantic builds from the parameters' hints (shared by
     imported functions and the tools `source_tools` reads without importing)."""
     params = list(params)
-    fields: dict[str, Any] = {p.name: (p.hint, ... if p.required else p.default)
-                              for p in params}
-    config = ConfigDict(extra="allow" if accepts_extra else "forbid",
-                        arbitrary_types_allowed=True)
+    fields: dict[str, Any] = {p.name: (p.hint, ... if p.required else p.default) for p in params}
+    config = ConfigDict(extra="allow" if accepts_extra else "forbid", arbitrary_types_allowed=True)
     with warnings.catch_warnings():
         # Argument names such as `json` or `schema` shadow BaseModel methods; pydantic warns
         # but handles them (fields win), and the model is only used through its fields.
         warnings.filterwarnings("ignore", message="Field name .* shadows an attribute")
         model = create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
     shown = tuple(ToolParam(p.name, _type_name(p.hint), p.required, p.default) for p in params)
-    return ToolSpec(name, func, is_async, shown, model, context_param, accepts_extra,
-                    description, idempotent, read, tuple((checks or {}).items()),
-                    self_admitting, isolation)
+    return ToolSpec(
+        name,
+        func,
+        is_async,
+        shown,
+        model,
+        context_param,
+        accepts_extra,
+        description,
+        idempotent,
+        read,
+        tuple((checks or {}).items()),
+        self_admitting,
+        isolation,
+    )
 
 
 def _type_name(hint: Any) -> str:
@@ -252,8 +291,7 @@ class ToolRegistry:
     def own_names(self) -> list[str]:
         return sorted(self._tools)
 
-    def load_use(self, target: str, plan_dir: Path, policy: UsePolicy | None = None
-                 ) -> list[str]:
+    def load_use(self, target: str, plan_dir: Path, policy: UsePolicy | None = None) -> list[str]:
         """Load `use "pkg.module"` or `use "./tools.py"` as `policy` allows (default: import
         both); returns the tool names it added. Raises ToolLoadError (UseNotImported for a
         module the policy does not import)."""
@@ -267,7 +305,7 @@ class ToolRegistry:
                     self.register(one)
                 return [one.name for one in read]
         elif not policy.import_modules:
-            raise UseNotImported(f"`use \"{target}\"` is not imported (--no-import)")
+            raise UseNotImported(f'`use "{target}"` is not imported (--no-import)')
         module = _import_target(target, plan_dir)
         added = []
         for value in vars(module).values():
@@ -347,16 +385,28 @@ ISOLATIONS = ("inline", "thread", "process")
 @overload
 def tool(func: F, /) -> F: ...
 @overload
-def tool(*, name: str | None = None, idempotent: bool = True,
-         checks: Mapping[str, Callable[[Any], object]] | None = None,
-         read: bool = False, self_admitting: str | None = None,
-         isolation: str = "inline") -> Callable[[F], F]: ...
+def tool(
+    *,
+    name: str | None = None,
+    idempotent: bool = True,
+    checks: Mapping[str, Callable[[Any], object]] | None = None,
+    read: bool = False,
+    self_admitting: str | None = None,
+    isolation: str = "inline",
+) -> Callable[[F], F]: ...
 
 
-def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool = True,
-         checks: Mapping[str, Callable[[Any], object]] | None = None,
-         read: bool = False, self_admitting: str | None = None,
-         isolation: str = "inline") -> F | Callable[[F], F]:
+def tool(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    idempotent: bool = True,
+    checks: Mapping[str, Callable[[Any], object]] | None = None,
+    read: bool = False,
+    self_admitting: str | None = None,
+    isolation: str = "inline",
+) -> F | Callable[[F], F]:
     """Register a function (sync or async) as a plait tool; its type hints are its schema.
 
     `@tool` names it `<file stem or last module component>.<function name>`;
@@ -371,14 +421,20 @@ def tool(func: F | None = None, /, *, name: str | None = None, idempotent: bool 
     JSON, and the function must be importable by the worker (README, "Isolation").
     """
     if isolation not in ISOLATIONS:
-        raise ValueError(f"@plait.tool: isolation must be one of {', '.join(ISOLATIONS)}, "
-                         f"got {isolation!r}")
+        raise ValueError(
+            f"@plait.tool: isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}"
+        )
 
     def decorate(f: F) -> F:
-        spec = spec_from_function(f, name or _default_name(f), idempotent=idempotent,
-                                  checks=checks, read=read,
-                                  self_admitting=self_admitting,
-                                  isolation="process" if isolation == "process" else "inline")
+        spec = spec_from_function(
+            f,
+            name or _default_name(f),
+            idempotent=idempotent,
+            checks=checks,
+            read=read,
+            self_admitting=self_admitting,
+            isolation="process" if isolation == "process" else "inline",
+        )
         f.__plait_tool__ = spec  # type: ignore[attr-defined]
         if not f.__module__.startswith("plait_use_"):
             REGISTRY.register(spec)
@@ -415,8 +471,7 @@ def _load_entry_points() -> None:
             print(f"warning: tool plugin {ep.name!r} failed to load: {exc}", file=sys.stderr)
 
 
-def plan_registry(uses: list[str], plan_dir: Path, policy: UsePolicy | None = None
-                  ) -> ToolRegistry:
+def plan_registry(uses: list[str], plan_dir: Path, policy: UsePolicy | None = None) -> ToolRegistry:
     """A child registry with the plan's `use` targets loaded (raises ToolLoadError); by
     default they are imported (what a run needs)."""
     registry = builtin_registry().child()

@@ -36,9 +36,14 @@ class CommandFailed(ToolError):
 
 
 @tool(name="shell.run")
-async def run(ctx: ToolContext, cmd: str | list[str], cwd: str | None = None,
-              env: dict[str, str] | None = None, check: bool = True,
-              args: list[str] | None = None) -> dict[str, Any]:
+async def run(
+    ctx: ToolContext,
+    cmd: str | list[str],
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    args: list[str] | None = None,
+) -> dict[str, Any]:
     """Run a command (string: via /bin/sh -c; list: directly); returns {code, stdout, stderr}.
 
     A non-zero exit fails the step (kind `tool_error`) unless `check = false`. `args` are
@@ -60,8 +65,11 @@ async def run(ctx: ToolContext, cmd: str | list[str], cwd: str | None = None,
     code = proc.returncode if proc.returncode is not None else -1
     stdout, stderr = out.text(), err.text()
     if check and code != 0:
-        raise CommandFailed(f"{_describe(cmd)} {_exit_text(code)}: "
-                            f"{tail(stderr or stdout)}", code=code, stderr=stderr)
+        raise CommandFailed(
+            f"{_describe(cmd)} {_exit_text(code)}: {tail(stderr or stdout)}",
+            code=code,
+            stderr=stderr,
+        )
     result: dict[str, Any] = {"code": code, "stdout": stdout, "stderr": stderr}
     for name, stream in (("stdout", out), ("stderr", err)):
         if stream.dropped:
@@ -104,19 +112,22 @@ def _workdir(ctx: ToolContext, cwd: str | None) -> Path:
     return workdir
 
 
-async def _spawn(cmd: str | list[str], cwd: Path, env: dict[str, str] | None,
-                 args: list[str]) -> asyncio.subprocess.Process:
+async def _spawn(
+    cmd: str | list[str], cwd: Path, env: dict[str, str] | None, args: list[str]
+) -> asyncio.subprocess.Process:
     common: dict[str, Any] = {
-        "cwd": cwd, "env": env, "stdin": asyncio.subprocess.DEVNULL,
-        "stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE,
+        "cwd": cwd,
+        "env": env,
+        "stdin": asyncio.subprocess.DEVNULL,
+        "stdout": asyncio.subprocess.PIPE,
+        "stderr": asyncio.subprocess.PIPE,
         # Its own process group, so a timeout can end the command and everything it
         # started; and it dies with plait, even after `kill -9` (workers.child_options).
         **child_options(),
     }
     if isinstance(cmd, str):
         # `sh -c SCRIPT NAME ARG...`: NAME is $0, the args are $1 ...
-        return await asyncio.create_subprocess_exec("/bin/sh", "-c", cmd, "sh", *args,
-                                                     **common)
+        return await asyncio.create_subprocess_exec("/bin/sh", "-c", cmd, "sh", *args, **common)
     if not cmd:
         raise InvalidInput("shell.run: `cmd` is an empty list")
     try:

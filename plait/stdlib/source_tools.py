@@ -34,8 +34,16 @@ from plait.stdlib.registry import (
 )
 
 _PLAIN_TYPES: dict[str, Any] = {
-    "str": str, "int": int, "float": float, "bool": bool, "Any": Any, "None": None,
-    "list": list, "List": typing.List, "dict": dict, "Dict": typing.Dict,  # noqa: UP006
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "Any": Any,
+    "None": None,
+    "list": list,
+    "List": typing.List,  # noqa: UP006
+    "dict": dict,
+    "Dict": typing.Dict,  # noqa: UP006
     "ToolContext": ToolContext,
 }
 _UNREADABLE = object()  # an annotation this reader does not know: checked as `any`
@@ -90,11 +98,17 @@ class _Reader:
             for alias in node.names:
                 if alias.name == "tool":
                     self.decorators.add(alias.asname or "tool")
-        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
-              and isinstance(node.targets[0], ast.Name)):
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             self.aliases[node.targets[0].id] = node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
-                and node.value is not None:
+        elif (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.value is not None
+        ):
             self.aliases[node.target.id] = node.value  # `Headers: TypeAlias = ...`
 
     def tool(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ToolSpec | None:
@@ -121,35 +135,48 @@ class _Reader:
                         raise ToolLoadError(
                             f"line {keyword.value.lineno}: the name of a tool must be a "
                             "literal string for `plait check`, which reads the file "
-                            "without running it") from None
+                            "without running it"
+                        ) from None
         return options
 
     def _is_tool(self, target: ast.expr) -> bool:
         if isinstance(target, ast.Name):
             return target.id in self.decorators
-        return (isinstance(target, ast.Attribute) and target.attr == "tool"
-                and isinstance(target.value, ast.Name) and target.value.id in self.modules)
+        return (
+            isinstance(target, ast.Attribute)
+            and target.attr == "tool"
+            and isinstance(target.value, ast.Name)
+            and target.value.id in self.modules
+        )
 
-    def _spec(self, node: ast.FunctionDef | ast.AsyncFunctionDef,
-              options: dict[str, Any]) -> ToolSpec:
+    def _spec(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef, options: dict[str, Any]
+    ) -> ToolSpec:
         name = options.get("name")
         if not isinstance(name, str):
             name = f"{self.stem}.{node.name}"
         params, context_param = self._params(node.args)
         doc = ast.get_docstring(node) or ""
-        return build_spec(name, _not_imported(name), isinstance(node, ast.AsyncFunctionDef),
-                          params, context_param=context_param,
-                          accepts_extra=node.args.kwarg is not None,
-                          description=doc.splitlines()[0] if doc else "",
-                          idempotent=options.get("idempotent") is not False,
-                          read=options.get("read") is True)
+        return build_spec(
+            name,
+            _not_imported(name),
+            isinstance(node, ast.AsyncFunctionDef),
+            params,
+            context_param=context_param,
+            accepts_extra=node.args.kwarg is not None,
+            description=doc.splitlines()[0] if doc else "",
+            idempotent=options.get("idempotent") is not False,
+            read=options.get("read") is True,
+        )
 
     def _params(self, args: ast.arguments) -> tuple[list[HintedParam], str | None]:
         positional = [*args.posonlyargs, *args.args]
         defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
         defaults += args.defaults
-        pairs = [*zip(positional, defaults, strict=True),
-                 *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+        pairs = [
+            *zip(positional, defaults, strict=True),
+            *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+        ]
         params: list[HintedParam] = []
         context_param = None
         for arg, default in pairs:
@@ -157,8 +184,11 @@ class _Reader:
             if hint is ToolContext:
                 context_param = arg.arg
                 continue
-            params.append(HintedParam(arg.arg, hint, default is None,
-                                      None if default is None else _default(default)))
+            params.append(
+                HintedParam(
+                    arg.arg, hint, default is None, None if default is None else _default(default)
+                )
+            )
         return params, context_param
 
     def hint(self, node: ast.expr | None, depth: int = 0) -> Any:
@@ -196,8 +226,11 @@ class _Reader:
 
     def _subscript(self, node: ast.Subscript, depth: int) -> Any:
         base = node.value
-        name = base.id if isinstance(base, ast.Name) else (
-            base.attr if isinstance(base, ast.Attribute) else "")
+        name = (
+            base.id
+            if isinstance(base, ast.Name)
+            else (base.attr if isinstance(base, ast.Attribute) else "")
+        )
         items = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
         if name == "Literal":
             try:
@@ -246,7 +279,9 @@ def _default(node: ast.expr) -> Any:
 
 def _not_imported(name: str) -> Callable[..., Any]:
     def not_imported(*_args: Any, **_kwargs: Any) -> Any:
-        raise ToolLoadError(f"tool `{name}` was read for checking, not imported: `plait run` "
-                            "imports the plan's tools")
+        raise ToolLoadError(
+            f"tool `{name}` was read for checking, not imported: `plait run` "
+            "imports the plan's tools"
+        )
 
     return not_imported

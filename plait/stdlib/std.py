@@ -33,12 +33,14 @@ async def fail(message: str, kind: str = "tool_error") -> Any:
 
 
 @tool(name="std.flaky")
-async def flaky(ctx: ToolContext, fail_times: int, value: Any = None,
-                kind: str = "transient") -> Any:
+async def flaky(
+    ctx: ToolContext, fail_times: int, value: Any = None, kind: str = "transient"
+) -> Any:
     """Fail the first `fail_times` attempts in a run (per step, and per map element), then
     return `value`."""
     counters: dict[tuple[str, int | None, int | None], int] = ctx.run_state.setdefault(
-        "std.flaky", {})
+        "std.flaky", {}
+    )
     key = (ctx.step, ctx.iteration, ctx.element)  # per iteration in a loop (SPEC 8)
     seen = counters.get(key, 0) + 1
     counters[key] = seen
@@ -52,5 +54,6 @@ def _kind(kind: str) -> ErrorKind:
         return ErrorKind(kind)
     except ValueError:
         known = ", ".join(k.value for k in ErrorKind)
-        raise error_for_kind(ErrorKind.INVALID_INPUT,
-                             f"unknown error kind {kind!r}; known kinds: {known}") from None
+        raise error_for_kind(
+            ErrorKind.INVALID_INPUT, f"unknown error kind {kind!r}; known kinds: {known}"
+        ) from None

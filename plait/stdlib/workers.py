@@ -61,8 +61,13 @@ class CallWatch:
 current_call: ContextVar[CallWatch | None] = ContextVar("plait_current_call", default=None)
 
 
-async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, name: str,
-                        finish: Callable[[Any], Any] | None = None) -> Any:
+async def run_in_thread(
+    func: Callable[..., Any],
+    kwargs: dict[str, Any],
+    *,
+    name: str,
+    finish: Callable[[Any], Any] | None = None,
+) -> Any:
     """`func(**kwargs)` in a daemon thread, then `finish(result)` there too (the JSON
     coercion, so a lazy generator is consumed off the loop); awaits the result. Cancelling
     the await abandons the thread and tells the call's watch when the thread ends."""
@@ -105,8 +110,12 @@ async def run_in_thread(func: Callable[..., Any], kwargs: dict[str, Any], *, nam
         raise
 
 
-def _abandon(loop: asyncio.AbstractEventLoop, ended: list[asyncio.Future[float]],
-             finished: list[bool], lock: threading.Lock) -> None:
+def _abandon(
+    loop: asyncio.AbstractEventLoop,
+    ended: list[asyncio.Future[float]],
+    finished: list[bool],
+    lock: threading.Lock,
+) -> None:
     watch = current_call.get()
     if watch is None:
         return

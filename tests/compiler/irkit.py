@@ -54,15 +54,19 @@ def at(tag: str) -> Span:
     return Span(line=line, column=1, end_line=line, end_column=1 + len(tag))
 
 
-def step(name: str, tool: str = "std.echo", args: dict[str, Expr] | None = None,
-         **policies: Any) -> Step:
-    return Step(name=name, tool=tool, args={"value": lit(1)} if args is None else args,
-                **policies)
+def step(
+    name: str, tool: str = "std.echo", args: dict[str, Expr] | None = None, **policies: Any
+) -> Step:
+    return Step(name=name, tool=tool, args={"value": lit(1)} if args is None else args, **policies)
 
 
-def make_plan(*steps: Step, inputs: dict[str, str] | None = None,
-              outputs: dict[str, Expr] | None = None,
-              resources: tuple[str, ...] = (), **fields: Any) -> Plan:
+def make_plan(
+    *steps: Step,
+    inputs: dict[str, str] | None = None,
+    outputs: dict[str, Expr] | None = None,
+    resources: tuple[str, ...] = (),
+    **fields: Any,
+) -> Plan:
     """A plan with `depends_on` and `standby_for` filled in as lowering does."""
     plan = Plan(
         plan="t",
@@ -82,11 +86,14 @@ def make_plan(*steps: Step, inputs: dict[str, str] | None = None,
     return plan
 
 
-def check(plan: Plan, spans: dict[Any, Span] | None = None,
-          plan_dir: Path | None = None, use_policy: UsePolicy = READ_FILES) -> list[Diagnostic]:
+def check(
+    plan: Plan,
+    spans: dict[Any, Span] | None = None,
+    plan_dir: Path | None = None,
+    use_policy: UsePolicy = READ_FILES,
+) -> list[Diagnostic]:
     source = SourceMap("t.agent", "", dict(spans or {}))
-    return check_plan(plan, source, builtin_registry().child(), plan_dir,
-                      use_policy=use_policy)[0]
+    return check_plan(plan, source, builtin_registry().child(), plan_dir, use_policy=use_policy)[0]
 
 
 def codes_of(diags: list[Diagnostic]) -> list[str]:

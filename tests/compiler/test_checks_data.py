@@ -37,8 +37,9 @@ def test_every_check_code_has_test_data() -> None:
     """Each E3xx/W4xx code appears in some annotated file (the SPEC example is clean)."""
     from plait.compiler import codes
 
-    ours = {c.id for c in vars(codes).values() if isinstance(c, codes.Code)
-            and c.id[:2] in ("E3", "W4")}
+    ours = {
+        c.id for c in vars(codes).values() if isinstance(c, codes.Code) and c.id[:2] in ("E3", "W4")
+    }
     covered = {code for path in DATA.glob("*.agent") for _, code in expected(path)}
     # W409 needs `check --no-import`: tests/stdlib/test_source_tools.py holds its test
     assert ours - {"W409"} <= covered, ours - covered

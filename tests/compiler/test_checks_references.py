@@ -20,8 +20,9 @@ def test_clean_plan_has_no_diagnostics() -> None:
 def test_unknown_reference_suggests_a_close_name() -> None:
     plan = make_plan(step("classify"), step("draft", args={"value": ref("clasify", "output")}))
     diag = only(check(plan), "E301")
-    assert diag.message == ("unknown name `clasify` in step `draft`: no input or step has "
-                            "this name")
+    assert diag.message == (
+        "unknown name `clasify` in step `draft`: no input or step has this name"
+    )
     assert diag.hints == ("did you mean `classify`?",)
     assert diag.span == at("clasify")
     assert diag.path == "t.agent"
@@ -30,7 +31,8 @@ def test_unknown_reference_suggests_a_close_name() -> None:
 def test_unknown_reference_without_close_name_says_how_to_declare() -> None:
     plan = make_plan(step("a", args={"value": ref("zzz")}))
     assert only(check(plan), "E301").hints == (
-        "declare it as an input (`input zzz: str`) or define a step named `zzz`",)
+        "declare it as an input (`input zzz: str`) or define a step named `zzz`",
+    )
 
 
 def test_bare_env() -> None:
@@ -57,7 +59,8 @@ def test_unknown_step_field_without_close_name_lists_fields() -> None:
     plan = make_plan(step("a"), step("b", args={"value": ref("a", "zz")}))
     assert only(check(plan), "E302").hints == (
         "the fields of step `a` are `output`, `status`, `error`, `attempts`, `version`, "
-        "`read_at`, `age`",)
+        "`read_at`, `age`",
+    )
 
 
 def test_run_has_only_id() -> None:
@@ -70,8 +73,10 @@ def test_bare_step_name() -> None:
     plan = make_plan(step("a"), step("b", args={"value": ref("a")}))
     diag = only(check(plan), "E303")
     assert diag.message == "step `a` is used without a field"
-    assert diag.hints == ("read one of its fields (`output`, `status`, `error`, `attempts`, "
-                          "`version`, `read_at`, `age`), e.g. `a.output`",)
+    assert diag.hints == (
+        "read one of its fields (`output`, `status`, `error`, `attempts`, "
+        "`version`, `read_at`, `age`), e.g. `a.output`",
+    )
     # Indexing a step directly is also a bare use.
     plan = make_plan(step("a"), step("b", args={"value": ref("a", 0)}))
     assert codes_of(check(plan)) == ["E303"]
@@ -91,8 +96,10 @@ def test_unknown_step_in_after_and_fallback() -> None:
     plan = make_plan(step("a"), step("b", after=["aa"]), step("c", fallback=["x"]))
     diags = check(plan, spans)
     after = sorted((d for d in diags if d.code.id == "E323"), key=lambda d: d.message)
-    assert [d.message for d in after] == ["unknown step `aa` in `after` of step `b`",
-                                          "unknown step `x` in `fallback` of step `c`"]
+    assert [d.message for d in after] == [
+        "unknown step `aa` in `after` of step `b`",
+        "unknown step `x` in `fallback` of step `c`",
+    ]
     assert after[0].hints == ("did you mean `a`?",)
     assert after[0].span == at("after-aa")
 
@@ -108,8 +115,10 @@ def test_loop_variable_in_scope_and_shadowing() -> None:
     over = lit([1, 2])
     ok = make_plan(step("m", args={"value": ref("x")}, map=MapSpec(var="x", over=over)))
     assert check(ok) == []
-    bad = make_plan(step("m", args={"value": ref("topic")}, map=MapSpec(var="topic", over=over)),
-                    inputs={"topic": "str"})
+    bad = make_plan(
+        step("m", args={"value": ref("topic")}, map=MapSpec(var="topic", over=over)),
+        inputs={"topic": "str"},
+    )
     diag = only(check(bad), "E320")
     assert diag.message == "loop variable `topic` of step `m` shadows the input `topic`"
     assert diag.hints == ("rename the loop variable",)

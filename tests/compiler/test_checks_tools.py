@@ -20,12 +20,12 @@ def test_unknown_tool_suggests_a_close_name() -> None:
 def test_unknown_tool_without_close_name_points_to_plait_tools() -> None:
     diag = only(check(make_plan(step("a", tool="zz.qq"))), "E304")
     assert diag.hints == (
-        "`plait tools` lists the available tools; `use \"./file.py\"` loads your own",)
+        '`plait tools` lists the available tools; `use "./file.py"` loads your own',
+    )
 
 
 def test_unknown_argument() -> None:
-    diag = only(check(make_plan(step("a", tool="std.sleep",
-                                     args={"secnds": lit(1)}))), "E305")
+    diag = only(check(make_plan(step("a", tool="std.sleep", args={"secnds": lit(1)}))), "E305")
     assert diag.message == "`std.sleep` has no argument `secnds`"
     assert diag.hints == ("did you mean `seconds`?",)
     diag = only(check(make_plan(step("a", args={"value": lit(1), "zzz": lit(2)}))), "E305")
@@ -40,16 +40,20 @@ def test_missing_argument() -> None:
 
 
 def test_literal_argument_type() -> None:
-    diag = only(check(make_plan(step("a", tool="std.sleep", args={"seconds": lit("soon")}))),
-                "E307")
-    assert diag.message == ("argument `seconds` of `std.sleep` expects float: "
-                            "`seconds`: input should be a valid number")
+    diag = only(
+        check(make_plan(step("a", tool="std.sleep", args={"seconds": lit("soon")}))), "E307"
+    )
+    assert diag.message == (
+        "argument `seconds` of `std.sleep` expects float: `seconds`: input should be a valid number"
+    )
 
 
 def test_int_accepted_for_float_and_expressions_left_to_run_time() -> None:
-    plan = make_plan(step("a", tool="std.sleep", args={"seconds": lit(1)}),
-                     step("b", tool="std.sleep", args={"seconds": ref("n")}),
-                     inputs={"n": "str"})
+    plan = make_plan(
+        step("a", tool="std.sleep", args={"seconds": lit(1)}),
+        step("b", tool="std.sleep", args={"seconds": ref("n")}),
+        inputs={"n": "str"},
+    )
     assert check(plan) == []
 
 
@@ -64,12 +68,14 @@ def test_llm_schema_type_names_are_checked_before_the_run() -> None:
     diag = only(check(plan), "E307")
     assert diag.message == (
         "argument `schema` of `llm.chat`: schema field `category` has type 'strr'; use one "
-        "of str, int, float, bool, list, dict, any, list[T] or a nested dict")
+        "of str, int, float, bool, list, dict, any, list[T] or a nested dict"
+    )
     good = {"category": "str", "nested": {"k": "list[int]"}}
-    plan = make_plan(step("a", tool="llm.chat", args={"prompt": lit("p"), "schema": lit(good)}),
-                     step("b", tool="llm.chat", args={"prompt": lit("p"),
-                                                      "schema": ref("shape")}),
-                     inputs={"shape": "dict"})
+    plan = make_plan(
+        step("a", tool="llm.chat", args={"prompt": lit("p"), "schema": lit(good)}),
+        step("b", tool="llm.chat", args={"prompt": lit("p"), "schema": ref("shape")}),
+        inputs={"shape": "dict"},
+    )
     assert check(plan) == []  # (a schema from an input is checked when the step runs)
 
 
@@ -102,9 +108,11 @@ def test_use_of_a_file_that_does_not_parse(tmp_path: Path) -> None:
 
 def test_use_loads_tools_that_are_then_checked(tmp_path: Path) -> None:
     (tmp_path / "mytools.py").write_text(
-        "import plait\n\n@plait.tool\ndef shout(text: str) -> str:\n    return text.upper()\n")
-    plan = make_plan(step("a", tool="mytools.shout", args={"text": lit(3)}),
-                     uses=[Use(target="./mytools.py")])
+        "import plait\n\n@plait.tool\ndef shout(text: str) -> str:\n    return text.upper()\n"
+    )
+    plan = make_plan(
+        step("a", tool="mytools.shout", args={"text": lit(3)}), uses=[Use(target="./mytools.py")]
+    )
     diag = only(check(plan, plan_dir=tmp_path), "E307")
     assert diag.message.startswith("argument `text` of `mytools.shout` expects str")
 
@@ -116,10 +124,13 @@ def test_a_tools_own_checks_run_on_literal_arguments(tmp_path: Path) -> None:
         "    if region not in ('eu', 'us'):\n"
         "        raise plait.InvalidInput(f'unknown region {region!r}; use eu or us')\n\n"
         "@plait.tool(checks={'region': known})\n"
-        "def place(region: str) -> str:\n    return region\n")
-    plan = make_plan(step("a", tool="geo.place", args={"region": lit("mars")}),
-                     step("b", tool="geo.place", args={"region": lit("eu")}),
-                     uses=[Use(target="./geo.py")])
+        "def place(region: str) -> str:\n    return region\n"
+    )
+    plan = make_plan(
+        step("a", tool="geo.place", args={"region": lit("mars")}),
+        step("b", tool="geo.place", args={"region": lit("eu")}),
+        uses=[Use(target="./geo.py")],
+    )
     # `checks` are the file's own code: they run when the plan is run (it imports the file),
     # not when it is only checked
     diag = only(check(plan, plan_dir=tmp_path, use_policy=IMPORT_ALL), "E307")

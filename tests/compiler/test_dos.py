@@ -25,34 +25,44 @@ def _steps(n: int) -> str:
 
 
 SHAPES: dict[str, Callable[[int], str]] = {
-    **{f"blanks at the end {b!r}": (lambda n, b=b: HEAD + "}\n" + b * (n // len(b)))
-       for b in BLANKS},
-    **{f"blanks before the end {b!r}": (lambda n, b=b: HEAD + b * (n // len(b)) + "}\n")
-       for b in BLANKS},
+    **{
+        f"blanks at the end {b!r}": (lambda n, b=b: HEAD + "}\n" + b * (n // len(b)))
+        for b in BLANKS
+    },
+    **{
+        f"blanks before the end {b!r}": (lambda n, b=b: HEAD + b * (n // len(b)) + "}\n")
+        for b in BLANKS
+    },
     "blanks in an unclosed plan": lambda n: HEAD + " " * n,
     "blanks then a comment": lambda n: HEAD + "}\n" + " " * n + "# end",
     "blanks then a stray character": lambda n: HEAD + " " * n + "@\n}\n",
     "a long string": lambda n: HEAD + '  step b = std.echo(value = "' + "x" * n + '")\n}\n',
     "a long comment": lambda n: HEAD + "  # " + "x" * n + "\n}\n",
-    "a long line of list items": lambda n: HEAD + "  step b = std.echo(value = ["
-    + "1, " * (n // 3) + "])\n}\n",
+    "a long line of list items": lambda n: (
+        HEAD + "  step b = std.echo(value = [" + "1, " * (n // 3) + "])\n}\n"
+    ),
     "a long unterminated string": lambda n: HEAD + '  step b = std.echo(value = "' + "y" * n,
-    "many interpolations": lambda n: HEAD + '  step b = std.echo(value = "'
-    + "${a.output}" * (n // 11) + '")\n}\n',
+    "many interpolations": lambda n: (
+        HEAD + '  step b = std.echo(value = "' + "${a.output}" * (n // 11) + '")\n}\n'
+    ),
     "many steps": lambda n: "plan p {\n" + _steps(n) + "}\n",
-    "deep brackets": lambda n: HEAD + "  step b = std.echo(value = " + "[" * (n // 2)
-    + "]" * (n // 2) + ")\n}\n",
-    "deep dicts": lambda n: HEAD + "  step b = std.echo(value = " + "{a: " * (n // 4)
-    + "1" + "}" * (n // 4) + ")\n}\n",
-    "deep parentheses": lambda n: HEAD + "  step b = std.echo(value = " + "(" * (n // 2)
-    + "1" + ")" * (n // 2) + ")\n}\n",
-    "deep not": lambda n: HEAD + "  step b = std.echo(value = " + "not " * (n // 4)
-    + "true)\n}\n",
-    "deep interpolation": lambda n: HEAD + '  step b = std.echo(value = "${' + "[" * (n // 2)
-    + "]" * (n // 2) + '}")\n}\n',
+    "deep brackets": lambda n: (
+        HEAD + "  step b = std.echo(value = " + "[" * (n // 2) + "]" * (n // 2) + ")\n}\n"
+    ),
+    "deep dicts": lambda n: (
+        HEAD + "  step b = std.echo(value = " + "{a: " * (n // 4) + "1" + "}" * (n // 4) + ")\n}\n"
+    ),
+    "deep parentheses": lambda n: (
+        HEAD + "  step b = std.echo(value = " + "(" * (n // 2) + "1" + ")" * (n // 2) + ")\n}\n"
+    ),
+    "deep not": lambda n: HEAD + "  step b = std.echo(value = " + "not " * (n // 4) + "true)\n}\n",
+    "deep interpolation": lambda n: (
+        HEAD + '  step b = std.echo(value = "${' + "[" * (n // 2) + "]" * (n // 2) + '}")\n}\n'
+    ),
     "unclosed brackets": lambda n: HEAD + "  step b = std.echo(value = " + "[" * n,
-    "unicode line breaks in a comment": lambda n: HEAD + "  # "
-    + "\u2028\x85\u2029\x0b\x0c" * (n // 5) + "\n}\n",
+    "unicode line breaks in a comment": lambda n: (
+        HEAD + "  # " + "\u2028\x85\u2029\x0b\x0c" * (n // 5) + "\n}\n"
+    ),
 }
 
 SMALL = 10_000
@@ -79,13 +89,23 @@ def test_check_time_is_linear_in_the_size(shape: str) -> None:
     # 10 ms floor: below it the ratio of two tiny times is noise (caches), not growth; a
     # quadratic stage is far above it (trailing blanks took 0.3 s for the small size)
     ratio = large / max(small, 0.01)
-    assert ratio < FACTOR * 3, f"{shape}: {SMALL} chars {small:.4f}s, " \
-                               f"{SMALL * FACTOR} chars {large:.4f}s (x{ratio:.1f})"
+    assert ratio < FACTOR * 3, (
+        f"{shape}: {SMALL} chars {small:.4f}s, {SMALL * FACTOR} chars {large:.4f}s (x{ratio:.1f})"
+    )
 
 
 @pytest.mark.parametrize("depth", [100, 5_000, 50_000])
-@pytest.mark.parametrize("shape", ["deep brackets", "deep dicts", "deep parentheses",
-                                   "deep not", "deep interpolation", "unclosed brackets"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "deep brackets",
+        "deep dicts",
+        "deep parentheses",
+        "deep not",
+        "deep interpolation",
+        "unclosed brackets",
+    ],
+)
 def test_deep_nesting_is_a_diagnostic(shape: str, depth: int) -> None:
     result = compile_source(SHAPES[shape](depth), "deep.agent")
     if depth > 200:
@@ -107,8 +127,9 @@ def test_unicode_line_breaks_do_not_shift_diagnostics(brk: str) -> None:
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
 def test_every_line_end_counts_as_one(newline: str) -> None:
-    text = newline.join(["plan p {", "  # c", "  step a = std.echo(value = 1)",
-                         "  step b = nope.x()", "}", ""])
+    text = newline.join(
+        ["plan p {", "  # c", "  step a = std.echo(value = 1)", "  step b = nope.x()", "}", ""]
+    )
     result = compile_source(text, "n.agent")
     [diag] = result.diagnostics
     assert diag.span is not None and (diag.span.line, diag.span.column) == (4, 12)

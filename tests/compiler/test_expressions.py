@@ -121,11 +121,13 @@ def test_printing_keeps_the_meaning(source: str, printed: str) -> None:
 
 NAMES = st.sampled_from(["a", "b", "ticket", "classify", "x_1", "max", "rate", "run"])
 FIELDS = st.sampled_from(["output", "status", "max", "not", "in", "step", "id", "k"])
-TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-               max_size=6)
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6)
 LITERALS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12),
-    st.floats(allow_nan=False, allow_infinity=False), TEXT,
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
 ).map(lambda value: LiteralExpr(value=value))
 OPS = st.sampled_from(["??", "or", "and", "==", "!=", "<", "<=", ">", ">=", "in", "not in"])
 
@@ -134,21 +136,34 @@ def _compound(inner: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
     return st.one_of(
         st.builds(AttrExpr, value=inner, field=FIELDS, optional=st.booleans()),
         st.builds(IndexExpr, value=inner, index=inner, optional=st.booleans()),
-        st.builds(CallExpr, func=st.sampled_from(["len", "keys"]),
-                  args=st.lists(inner, max_size=2)),
+        st.builds(
+            CallExpr, func=st.sampled_from(["len", "keys"]), args=st.lists(inner, max_size=2)
+        ),
         st.builds(BinaryExpr, op=OPS, left=inner, right=inner),
         st.builds(NotExpr, operand=inner),
         st.builds(ListExpr, items=st.lists(inner, max_size=3)),
-        st.builds(DictExpr, entries=st.lists(
-            st.builds(DictEntry, key=st.one_of(NAMES, TEXT), value=inner), max_size=2)),
+        st.builds(
+            DictExpr,
+            entries=st.lists(
+                st.builds(DictEntry, key=st.one_of(NAMES, TEXT), value=inner), max_size=2
+            ),
+        ),
     )
 
 
-LEAVES = st.one_of(LITERALS, st.builds(NameExpr, name=NAMES),
-                   st.builds(EnvExpr, name=st.sampled_from(["HOME", "API_KEY"])))
+LEAVES = st.one_of(
+    LITERALS,
+    st.builds(NameExpr, name=NAMES),
+    st.builds(EnvExpr, name=st.sampled_from(["HOME", "API_KEY"])),
+)
 # Inside `${...}` a `{` cannot be written (the first `}` would end it): no dicts there.
-PLAIN = st.recursive(LEAVES, lambda inner: _compound(inner).filter(
-    lambda e: not any(isinstance(n, DictExpr) for n, _ in walk(e))), max_leaves=6)
+PLAIN = st.recursive(
+    LEAVES,
+    lambda inner: _compound(inner).filter(
+        lambda e: not any(isinstance(n, DictExpr) for n, _ in walk(e))
+    ),
+    max_leaves=6,
+)
 
 
 @st.composite

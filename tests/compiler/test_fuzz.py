@@ -11,11 +11,64 @@ from plait.compiler.api import compile_source, decode_plan
 
 DATA = Path(__file__).parent / "data"
 SEEDS = [p.read_text() for p in sorted(DATA.glob("*.agent"))]
-PIECES = ["{", "}", "(", ")", "[", "]", '"', '"""', "${", "$${", "\\", "\\u{", ",", ":", "=",
-          ".", "?.", "?[", "??", "#", "\n", ";", " ", "step", "plan", "for", "in", "if",
-          "when", "after", "fallback", "retry 3", "timeout 0s", "1m30s", "10/s", "x2", "25%",
-          "-3", "1e-3", "null", "env.X", "run.id", "len(", "<", "not in", "\t", "\x00", "é",
-          "uses", "resource", "defaults", "use", "input", "output", "optional", "default"]
+PIECES = [
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    '"',
+    '"""',
+    "${",
+    "$${",
+    "\\",
+    "\\u{",
+    ",",
+    ":",
+    "=",
+    ".",
+    "?.",
+    "?[",
+    "??",
+    "#",
+    "\n",
+    ";",
+    " ",
+    "step",
+    "plan",
+    "for",
+    "in",
+    "if",
+    "when",
+    "after",
+    "fallback",
+    "retry 3",
+    "timeout 0s",
+    "1m30s",
+    "10/s",
+    "x2",
+    "25%",
+    "-3",
+    "1e-3",
+    "null",
+    "env.X",
+    "run.id",
+    "len(",
+    "<",
+    "not in",
+    "\t",
+    "\x00",
+    "é",
+    "uses",
+    "resource",
+    "defaults",
+    "use",
+    "input",
+    "output",
+    "optional",
+    "default",
+]
 
 
 @st.composite
@@ -27,12 +80,12 @@ def mutated_plan(draw: st.DrawFn) -> str:
         if action == "insert":
             text = text[:pos] + draw(st.sampled_from(PIECES)) + text[pos:]
         elif action == "delete":
-            text = text[:pos] + text[pos + draw(st.integers(1, 40)):]
+            text = text[:pos] + text[pos + draw(st.integers(1, 40)) :]
         elif action == "duplicate":
             end = min(len(text), pos + draw(st.integers(1, 80)))
             text = text[:end] + text[pos:end] + text[end:]
         else:
-            text = text[:pos] + draw(st.text(max_size=5)) + text[pos + 1:]
+            text = text[:pos] + draw(st.text(max_size=5)) + text[pos + 1 :]
     return text
 
 
@@ -55,8 +108,15 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 
 
 def test_degenerate_inputs() -> None:
-    for text in ["", "\n\n", "plan", "{" * 5000, "(" * 5000 + ")" * 5000,
-                 "plan p {" + "[" * 3000, "plan p {\n" + "step a = std.echo(value = 1)\n" * 3]:
+    for text in [
+        "",
+        "\n\n",
+        "plan",
+        "{" * 5000,
+        "(" * 5000 + ")" * 5000,
+        "plan p {" + "[" * 3000,
+        "plan p {\n" + "step a = std.echo(value = 1)\n" * 3,
+    ]:
         result = compile_source(text, "x.agent")
         assert result.plan is None
         assert result.diagnostics

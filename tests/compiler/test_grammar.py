@@ -18,9 +18,33 @@ from plait.errors import ErrorKind
 from tests.compiler.test_expressions import EXPRESSIONS, shape
 
 IDENTS = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
-    lambda word: word not in {"plan", "step", "input", "output", "resource", "defaults", "use",
-                              "for", "in", "if", "not", "and", "or", "true", "false", "null",
-                              "env", "run", "type", "tool", "loop"})
+    lambda word: (
+        word
+        not in {
+            "plan",
+            "step",
+            "input",
+            "output",
+            "resource",
+            "defaults",
+            "use",
+            "for",
+            "in",
+            "if",
+            "not",
+            "and",
+            "or",
+            "true",
+            "false",
+            "null",
+            "env",
+            "run",
+            "type",
+            "tool",
+            "loop",
+        }
+    )
+)
 
 
 @dataclass
@@ -50,20 +74,22 @@ class StepSpec:
     policies: list[tuple[str, str]] = field(default_factory=list)  # (class name, source)
 
 
-POLICIES = st.sampled_from([
-    ("TimeoutPolicy", "timeout 1m30s"),
-    ("RetryNode", "retry 3 on timeout, transient backoff 200ms x1.5 max 5s jitter"),
-    ("RetryNode", "retry 2"),
-    ("OptionalPolicy", "optional"),
-    ("IfPolicy", "if a.output ?? true"),
-    ("DefaultPolicy", 'default {fallback: "none", n: [1, 2]}'),
-    ("WhenPolicy", f"when {TriggerRule.ALL_DONE.value}"),
-    ("AfterPolicy", "after a, b"),
-    ("UsesPolicy", "uses api"),
-    ("ConcurrencyPolicy", "concurrency 4"),
-    ("TolerancePolicy", "tolerate 25%"),
-    ("FallbackPolicy", "fallback standby"),
-])
+POLICIES = st.sampled_from(
+    [
+        ("TimeoutPolicy", "timeout 1m30s"),
+        ("RetryNode", "retry 3 on timeout, transient backoff 200ms x1.5 max 5s jitter"),
+        ("RetryNode", "retry 2"),
+        ("OptionalPolicy", "optional"),
+        ("IfPolicy", "if a.output ?? true"),
+        ("DefaultPolicy", 'default {fallback: "none", n: [1, 2]}'),
+        ("WhenPolicy", f"when {TriggerRule.ALL_DONE.value}"),
+        ("AfterPolicy", "after a, b"),
+        ("UsesPolicy", "uses api"),
+        ("ConcurrencyPolicy", "concurrency 4"),
+        ("TolerancePolicy", "tolerate 25%"),
+        ("FallbackPolicy", "fallback standby"),
+    ]
+)
 
 
 @st.composite
@@ -77,12 +103,16 @@ def steps(draw: st.DrawFn) -> StepSpec:
 
 def write(plan_steps: list[StepSpec], layout: Layout) -> str:
     end = layout.end()
-    lines = [f'plan generated "a plan" {{{end}', f"  input topic: str = \"x\"{end}",
-             f"  resource api {{ rate 10/s{end}concurrency 2{end}}}{end}",
-             f"  defaults {{{end}timeout 30s{end}}}{end}"]
+    lines = [
+        f'plan generated "a plan" {{{end}',
+        f'  input topic: str = "x"{end}',
+        f"  resource api {{ rate 10/s{end}concurrency 2{end}}}{end}",
+        f"  defaults {{{end}timeout 30s{end}}}{end}",
+    ]
     for spec in plan_steps:
-        call = spec.tool + layout.args([f"{name} = {to_source(value)}"
-                                        for name, value in spec.args])
+        call = spec.tool + layout.args(
+            [f"{name} = {to_source(value)}" for name, value in spec.args]
+        )
         if spec.over is not None:
             call = f"for item in {to_source(spec.over)}: {call}"
         block = ""
@@ -97,22 +127,30 @@ def write(plan_steps: list[StepSpec], layout: Layout) -> str:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(steps(), min_size=1, max_size=4),
-       st.builds(Layout, st.booleans(), st.booleans(), st.booleans(), st.booleans()))
+@given(
+    st.lists(steps(), min_size=1, max_size=4),
+    st.builds(Layout, st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+)
 def test_generated_plans_parse_to_their_tree(plan_steps: list[StepSpec], layout: Layout) -> None:
     text = write(plan_steps, layout)
     tree, diagnostics = parse(text, "generated.agent")
     assert diagnostics == [], (text, diagnostics)
     assert tree is not None and tree.name.name == "generated" and tree.description == "a plan"
     kinds = [type(item).__name__ for item in tree.items]
-    assert kinds == ["InputNode", "ResourceNode", "DefaultsNode",
-                     *["StepNode"] * len(plan_steps), "OutputNode"]
+    assert kinds == [
+        "InputNode",
+        "ResourceNode",
+        "DefaultsNode",
+        *["StepNode"] * len(plan_steps),
+        "OutputNode",
+    ]
     parsed_steps = [item for item in tree.items if isinstance(item, nodes.StepNode)]
     for spec, step in zip(plan_steps, parsed_steps, strict=True):
         assert step.name.name == spec.name
         assert step.call.tool.name == spec.tool
         assert [(a.name.name, shape(a.value)) for a in step.call.args] == [
-            (name, shape(value)) for name, value in spec.args]
+            (name, shape(value)) for name, value in spec.args
+        ]
         if spec.over is None:
             assert step.map is None
         else:
@@ -123,7 +161,9 @@ def test_generated_plans_parse_to_their_tree(plan_steps: list[StepSpec], layout:
 def test_policy_values_come_through() -> None:
     tree, diagnostics = parse(
         "plan p { step s = t.u() { retry 3 on timeout, transient backoff 200ms x1.5 max 5s "
-        "jitter; timeout 1m30s; tolerate 25% } }\n", "t.agent")
+        "jitter; timeout 1m30s; tolerate 25% } }\n",
+        "t.agent",
+    )
     assert diagnostics == []
     assert tree is not None
     step = tree.items[0]
@@ -139,11 +179,36 @@ def test_policy_values_come_through() -> None:
 
 def test_keyword_lists_come_from_the_grammar() -> None:
     words = keywords()
-    assert words.policies == ("after", "when", "if", "timeout", "retry", "fallback", "default",
-                              "optional", "uses", "concurrency", "tolerate", "fresh", "guard",
-                              "compensate", "max_output")
-    assert words.items == ("use", "input", "output", "deadline", "concurrency", "defaults",
-                           "resource", "step", "max_output", "loop", "tool")
+    assert words.policies == (
+        "after",
+        "when",
+        "if",
+        "timeout",
+        "retry",
+        "fallback",
+        "default",
+        "optional",
+        "uses",
+        "concurrency",
+        "tolerate",
+        "fresh",
+        "guard",
+        "compensate",
+        "max_output",
+    )
+    assert words.items == (
+        "use",
+        "input",
+        "output",
+        "deadline",
+        "concurrency",
+        "defaults",
+        "resource",
+        "step",
+        "max_output",
+        "loop",
+        "tool",
+    )
     assert words.resource_settings == ("rate", "concurrency", "breaker")
 
 

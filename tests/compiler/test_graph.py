@@ -22,12 +22,20 @@ from tests.marks import NEEDS_DOT
 
 def triage() -> Plan:
     plan = make_plan(
-        step("classify", args={"value": ref("ticket")}, fallback=["by_rules"],
-             timeout_s=20.0, retry=RetryPolicy(retries=3), uses=["llm_api"]),
+        step(
+            "classify",
+            args={"value": ref("ticket")},
+            fallback=["by_rules"],
+            timeout_s=20.0,
+            retry=RetryPolicy(retries=3),
+            uses=["llm_api"],
+        ),
         step("by_rules"),
         step("history", optional=True, timeout_s=5.0),
-        step("draft", args={"value": ref("classify", "output", "category"),
-                            "h": ref("history", "output")}),
+        step(
+            "draft",
+            args={"value": ref("classify", "output", "category"), "h": ref("history", "output")},
+        ),
         step("each", map=MapSpec(var="x", over=lit([1, 2])), args={"value": ref("x")}),
         step("notify", after=["draft"], when=TriggerRule.ANY_FAILED),
         inputs={"ticket": "str"},
@@ -70,12 +78,19 @@ def test_plan_graph_answers_graph_questions() -> None:
     order = list(nx.topological_sort(graph))
     assert all(order.index(u) < order.index(v) for u, v in graph.edges)
     assert {kind for _, _, kind in graph.edges(data="kind")} == {
-        EdgeKind.DATA, EdgeKind.AFTER, EdgeKind.FALLBACK}
+        EdgeKind.DATA,
+        EdgeKind.AFTER,
+        EdgeKind.FALLBACK,
+    }
 
 
 def test_cycles_are_found_once_each() -> None:
-    plan = make_plan(step("a", after=["b"]), step("b", after=["c"]), step("c", after=["a"]),
-                     step("d", after=["d"]))
+    plan = make_plan(
+        step("a", after=["b"]),
+        step("b", after=["c"]),
+        step("c", after=["a"]),
+        step("d", after=["d"]),
+    )
     assert dependency_cycles(plan) == [["a", "b", "c", "a"], ["d", "d"]]
 
 
@@ -92,14 +107,13 @@ def test_dot_marks_standby_optional_map_and_badges() -> None:
     assert "rounded,dotted" in dot  # the optional step
     assert "box3d" in dot and "for x in [1, 2]: std.echo" in dot
     assert "⟳3 · ◷20s · llm_api" in dot
-    assert "invhouse" in dot and 'i_ticket -> s_classify' in dot
-    assert 's_draft -> o_reply' in dot
-    assert 'label=fallback' in dot and 'label=after' in dot
+    assert "invhouse" in dot and "i_ticket -> s_classify" in dot
+    assert "s_draft -> o_reply" in dot
+    assert "label=fallback" in dot and "label=after" in dot
 
 
 def test_status_colours_nodes() -> None:
-    dot = to_dot(triage(), {"classify": {"status": "recovered", "attempts": 4,
-                                         "duration_s": 1.5}})
+    dot = to_dot(triage(), {"classify": {"status": "recovered", "attempts": 4, "duration_s": 1.5}})
     assert "#FEF3C7" in dot and "recovered · 4 attempts · 1.50s" in dot
 
 
@@ -117,8 +131,9 @@ def test_mermaid_flowchart() -> None:
 
 
 @NEEDS_DOT
-@pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<svg"), ("png", b"\x89PNG"),
-                                            ("pdf", b"%PDF")])
+@pytest.mark.parametrize(
+    ("fmt", "magic"), [("svg", b"<svg"), ("png", b"\x89PNG"), ("pdf", b"%PDF")]
+)
 def test_render_binary_formats(fmt: str, magic: bytes) -> None:
     data = render(triage(), fmt)
     assert magic in data[:400]

@@ -17,8 +17,10 @@ PLANS = sorted([*ROOT.glob("examples/*.agent"), *ROOT.glob("tests/compiler/data/
 
 def shape(visits: list[Visit]) -> list[tuple[object, ...]]:
     """Visits compared by identity of their nodes (the index shares the IR's nodes)."""
-    return [(site.owner, site.role, site.name, site.loop_var, id(node), id(parent))
-            for site, node, parent in visits]
+    return [
+        (site.owner, site.role, site.name, site.loop_var, id(node), id(parent))
+        for site, node, parent in visits
+    ]
 
 
 @pytest.mark.parametrize("path", PLANS, ids=lambda p: p.name)
@@ -40,7 +42,7 @@ def test_lowered_index_is_the_plan_walked_again(path: Path) -> None:
 
 
 def test_kinds_group_the_visits_in_order() -> None:
-    text = 'plan p {\n  input a: str\n  step s = std.echo(value = [len(a), {k: a.x}])\n}\n'
+    text = "plan p {\n  input a: str\n  step s = std.echo(value = [len(a), {k: a.x}])\n}\n"
     tree, _ = parse(text, "t.agent")
     assert tree is not None
     _, _, index = lower_indexed(tree, SourceMap("t.agent", text))

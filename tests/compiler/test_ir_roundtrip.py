@@ -25,19 +25,39 @@ from tests.compiler.irkit import lit, make_plan, ref, step
 
 def sample() -> CompiledPlan:
     plan = make_plan(
-        step("a", args={"value": TemplateExpr(parts=["hi ", ref("topic"), "!"])},
-             retry=RetryPolicy(retries=2, on=[ErrorKind.TIMEOUT], backoff_s=0.5, factor=2.0,
-                               max_s=4.0, jitter=True),
-             timeout_s=3.0, fallback=["b"], default=lit({"x": [1, None, True]})),
+        step(
+            "a",
+            args={"value": TemplateExpr(parts=["hi ", ref("topic"), "!"])},
+            retry=RetryPolicy(
+                retries=2, on=[ErrorKind.TIMEOUT], backoff_s=0.5, factor=2.0, max_s=4.0, jitter=True
+            ),
+            timeout_s=3.0,
+            fallback=["b"],
+            default=lit({"x": [1, None, True]}),
+        ),
         step("b", args={"value": EnvExpr(name="HOME")}),
-        step("m", map=MapSpec(var="x", over=lit([1, 2.5])), args={"value": ref("x")},
-             concurrency=2, tolerate=25.0, optional=True),
-        step("n", args={"value": BinaryExpr(op="??", left=ref("a", "output", "x", 0,
-                                                                optional=True), right=lit(0))},
-             when=TriggerRule.ALL_DONE, after=["m"]),
+        step(
+            "m",
+            map=MapSpec(var="x", over=lit([1, 2.5])),
+            args={"value": ref("x")},
+            concurrency=2,
+            tolerate=25.0,
+            optional=True,
+        ),
+        step(
+            "n",
+            args={
+                "value": BinaryExpr(
+                    op="??", left=ref("a", "output", "x", 0, optional=True), right=lit(0)
+                )
+            },
+            when=TriggerRule.ALL_DONE,
+            after=["m"],
+        ),
         inputs={"topic": "str"},
         outputs={"out": ref("n", "output")},
-        deadline_s=60.0, defaults=Defaults(timeout_s=30.0),
+        deadline_s=60.0,
+        defaults=Defaults(timeout_s=30.0),
     )
     plan.env = ["HOME"]
     plan.edges = edges(plan)
@@ -52,8 +72,17 @@ def test_json_round_trip_is_equal() -> None:
 
 def test_json_has_the_documented_fields() -> None:
     data = json.loads(compiled_json(sample()))
-    for key in ("version", "plan", "description", "inputs", "outputs", "resources", "steps",
-                "edges", "env"):
+    for key in (
+        "version",
+        "plan",
+        "description",
+        "inputs",
+        "outputs",
+        "resources",
+        "steps",
+        "edges",
+        "env",
+    ):
         assert key in data
     assert data["steps"]["a"]["tool"] == "std.echo"
     assert data["steps"]["n"]["depends_on"] == ["a", "m"]

@@ -365,8 +365,10 @@ def test_when_given_an_unknown_rule() -> None:
     [d] = errors(in_plan("  step s = f() {\n    when all_good\n  }"))
     assert d.code.id == "E106" and where(d) == (3, 10)
     assert d.message.startswith("unknown trigger rule `all_good`")
-    assert d.hints == ("did you mean `all_done`?",
-                       "`when` takes a trigger rule; to test data use `if`")
+    assert d.hints == (
+        "did you mean `all_done`?",
+        "`when` takes a trigger rule; to test data use `if`",
+    )
 
 
 def test_unknown_error_kind_suggests_the_closest() -> None:

@@ -36,14 +36,29 @@ def span(line: int, col: int, end: int, end_line: int | None = None) -> Span:
 
 def sample() -> list:  # type: ignore[type-arg]
     return [
-        error(codes.UNKNOWN_REFERENCE, "unknown name `clasify`", span(3, 33, 40),
-              "did you mean `classify`?", path="t.agent"),
-        error(codes.DEPENDENCY_CYCLE, "dependency cycle: `classify` depends on `draft`",
-              span(2, 8, 16), "remove a reference",
-              labels=(Label(span(3, 8, 13), "`draft` is part of the cycle"),), path="t.agent"),
+        error(
+            codes.UNKNOWN_REFERENCE,
+            "unknown name `clasify`",
+            span(3, 33, 40),
+            "did you mean `classify`?",
+            path="t.agent",
+        ),
+        error(
+            codes.DEPENDENCY_CYCLE,
+            "dependency cycle: `classify` depends on `draft`",
+            span(2, 8, 16),
+            "remove a reference",
+            labels=(Label(span(3, 8, 13), "`draft` is part of the cycle"),),
+            path="t.agent",
+        ),
         error(codes.UNKNOWN_TOOL, "unknown tool", span(4, 16, 24), path="t.agent"),
-        warning(codes.NULLABLE_ACCESS, "`history.output` may be null", span(5, 14, 33),
-                "use `?.`", path="t.agent"),
+        warning(
+            codes.NULLABLE_ACCESS,
+            "`history.output` may be null",
+            span(5, 14, 33),
+            "use `?.`",
+            path="t.agent",
+        ),
         error(codes.BAD_ENCODING, "no position", None, path="t.agent"),
         error(codes.UNCLOSED_BLOCK, "multi-line", span(1, 8, 2, end_line=6), path="t.agent"),
     ]
@@ -72,24 +87,42 @@ def test_first_lines_follow_the_contract() -> None:
         "  = help: did you mean `classify`?",
     ]
     assert render_diagnostic(sample()[3], SOURCE).startswith(
-        "t.agent:5:14: warning[W403]: `history.output` may be null")
+        "t.agent:5:14: warning[W403]: `history.output` may be null"
+    )
 
 
 def test_carets_follow_tabs() -> None:
     lines = render_diagnostic(sample()[2], SOURCE).splitlines()
     code_line, caret_line = lines[2], lines[3]
     start = caret_line.index("^")
-    assert code_line[start:start + caret_line.count("^")] == "std.echo"
+    assert code_line[start : start + caret_line.count("^")] == "std.echo"
 
 
 def test_json_form() -> None:
     data = to_json(sample()[:1] + sample()[4:5])
     assert data == [
-        {"path": "t.agent", "line": 3, "column": 33, "end_line": 3, "end_column": 40,
-         "code": "E301", "severity": "error", "message": "unknown name `clasify`",
-         "hints": ["did you mean `classify`?"]},
-        {"path": "t.agent", "line": None, "column": None, "end_line": None, "end_column": None,
-         "code": "E110", "severity": "error", "message": "no position", "hints": []},
+        {
+            "path": "t.agent",
+            "line": 3,
+            "column": 33,
+            "end_line": 3,
+            "end_column": 40,
+            "code": "E301",
+            "severity": "error",
+            "message": "unknown name `clasify`",
+            "hints": ["did you mean `classify`?"],
+        },
+        {
+            "path": "t.agent",
+            "line": None,
+            "column": None,
+            "end_line": None,
+            "end_column": None,
+            "code": "E110",
+            "severity": "error",
+            "message": "no position",
+            "hints": [],
+        },
     ]
 
 

@@ -30,8 +30,13 @@ class Planner:
         path.write_text(textwrap.dedent(text))
         return path
 
-    def run(self, text: str | Path, tools: str | None = None, inputs: dict[str, Any] | None = None,
-            **kw: Any) -> Ran:
+    def run(
+        self,
+        text: str | Path,
+        tools: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Ran:
         path = text if isinstance(text, Path) else self.write(text, tools)
         events: list[Event] = []
         report = run_plan(path, inputs, events=events.append, **kw)

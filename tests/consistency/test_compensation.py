@@ -17,7 +17,7 @@ from tests.consistency.conftest import Planner
 
 pytestmark = pytest.mark.timeout(60)
 
-TOOLS = '''
+TOOLS = """
 import json, os, time
 import plait
 
@@ -31,9 +31,9 @@ def undo(what: object, fail: bool = False, sleep: float = 0.0) -> str:
     with open(LOG, "a") as f:
         f.write(json.dumps(what) + "\\n")
     return "undone"
-'''
+"""
 
-SAGA = '''
+SAGA = """
 plan saga {
   use "./tools.py"
   step a = std.echo(value = "A") { compensate undo_a }
@@ -44,7 +44,7 @@ plan saga {
   step undo_c = t.undo(what = c.output, fail = true) { timeout 5s }
   step pay = std.fail(message = "card declined", kind = "permanent") { after c }
 }
-'''
+"""
 
 
 def undone(folder: Path) -> list[object]:
@@ -58,20 +58,26 @@ def test_a_failed_run_compensates_latest_first(planner: Planner) -> None:
     assert rep.outcome == "failed"
     assert undone(planner.folder) == [["A", "b"], "A"]  # c's undo failed; b's, then a's
     assert [(c["step"], c["compensation"], c["status"]) for c in rep.compensations] == [
-        ("c", "undo_c", "failed"), ("b", "undo_b", "succeeded"), ("a", "undo_a", "succeeded")]
+        ("c", "undo_c", "failed"),
+        ("b", "undo_b", "succeeded"),
+        ("a", "undo_a", "succeeded"),
+    ]
     assert rep.compensations[0]["error"]["kind"] == "permanent"
     assert [e.compensation for e in ran.of("compensation_failed")] == ["undo_c"]
     assert rep.steps["undo_b"].status == "succeeded"
     names = [e.event for e in ran.events]
     assert names.index("step_finished") < names.index("run_finished")
-    last_undo = max(i for i, e in enumerate(ran.events)
-                    if getattr(e, "step", None) == "undo_a")
+    last_undo = max(i for i, e in enumerate(ran.events) if getattr(e, "step", None) == "undo_a")
     assert last_undo < names.index("run_finished")
 
 
 def test_a_succeeded_run_compensates_nothing(planner: Planner) -> None:
-    ran = planner.run(SAGA.replace('std.fail(message = "card declined", kind = "permanent")',
-                                   'std.echo(value = 1)'), tools=TOOLS)
+    ran = planner.run(
+        SAGA.replace(
+            'std.fail(message = "card declined", kind = "permanent")', "std.echo(value = 1)"
+        ),
+        tools=TOOLS,
+    )
     assert ran.report.outcome == "succeeded" and ran.report.compensations == []
     assert undone(planner.folder) == []
     assert ran.report.steps["undo_a"].status == "skipped"
@@ -79,7 +85,8 @@ def test_a_succeeded_run_compensates_nothing(planner: Planner) -> None:
 
 
 def test_compensations_run_after_the_deadline(planner: Planner) -> None:
-    ran = planner.run('''
+    ran = planner.run(
+        """
         plan late {
           use "./tools.py"
           deadline 1s
@@ -87,7 +94,9 @@ def test_compensations_run_after_the_deadline(planner: Planner) -> None:
           step undo_a = t.undo(what = a.output, sleep = 1.2) { timeout 5s }
           step slow = std.sleep(seconds = 10) { after a }
         }
-        ''', tools=TOOLS)
+        """,
+        tools=TOOLS,
+    )
     assert ran.report.cancelled_by == "deadline" and ran.report.outcome == "failed"
     assert undone(planner.folder) == ["A"]
     assert ran.report.compensations[0]["status"] == "succeeded"
@@ -98,10 +107,24 @@ def _sigterm_run(folder: Path, text: str, wait_for: str) -> tuple[int, dict[str,
     plan = folder / "plan.agent"
     plan.write_text(text)
     report = folder / "report.json"
-    proc = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan), "--quiet",
-                             "--report", str(report), "--journal", str(folder / "j.db")],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plait",
+            "run",
+            str(plan),
+            "--quiet",
+            "--report",
+            str(report),
+            "--journal",
+            str(folder / "j.db"),
+        ],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
     deadline = time.monotonic() + 20
     while not (folder / wait_for).exists():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -114,7 +137,9 @@ def _sigterm_run(folder: Path, text: str, wait_for: str) -> tuple[int, dict[str,
 
 
 def test_after_sigterm_nothing_is_compensated_and_all_is_listed_pending(tmp_path: Path) -> None:
-    code, report = _sigterm_run(tmp_path, '''
+    code, report = _sigterm_run(
+        tmp_path,
+        """
 plan stopped {
   use "./tools.py"
   step a = std.echo(value = "A") { compensate undo_a }
@@ -122,14 +147,18 @@ plan stopped {
   step mark = file.write(path = "started", content = "x") { after a }
   step slow = std.sleep(seconds = 30) { after mark }
 }
-''', "started")
+""",
+        "started",
+    )
     assert code == 143
     assert undone(tmp_path) == []
     assert [(c["step"], c["status"]) for c in report["compensations"]] == [("a", "pending")]
 
 
 def test_sigterm_during_compensations_cancels_the_running_one(tmp_path: Path) -> None:
-    code, report = _sigterm_run(tmp_path, '''
+    code, report = _sigterm_run(
+        tmp_path,
+        """
 plan stopped {
   use "./tools.py"
   step a = std.echo(value = "A") { compensate undo_a }
@@ -139,7 +168,9 @@ plan stopped {
   step mark = file.write(path = "undoing", content = "x") { after b }
   step pay = std.fail(message = "no") { after mark }
 }
-''', "undoing")
+""",
+        "undoing",
+    )
     assert code == 143
     statuses = [(c["step"], c["status"]) for c in report["compensations"]]
     assert statuses == [("b", "cancelled"), ("a", "pending")]

@@ -12,31 +12,34 @@ from tests.servers import VersionedStore
 
 pytestmark = pytest.mark.timeout(120)
 
-TOOLS = '''
+TOOLS = """
 import plait
 
 @plait.tool(name="t.plus_one")
 def plus_one(record: dict) -> dict:
     return {"n": record["n"] + 1}
-'''
+"""
 
 
 def writers_plan(url: str, n: int, retries: int = 5) -> str:
-    body = "\n".join(f'''
+    body = "\n".join(
+        f'''
       step read_{i} = http.get(url = "{url}")
       step next_{i} = t.plus_one(record = read_{i}.output.body)
       step write_{i} = http.put(url = "{url}", json = next_{i}.output,
                                if_match = read_{i}.version) {{
         retry {retries} on stale backoff 0ms
-      }}''' for i in range(n))
+      }}'''
+        for i in range(n)
+    )
     return f'plan writers {{\n  use "./tools.py"\n{body}\n}}\n'
 
 
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(n=st.integers(min_value=1, max_value=5), delay=st.sampled_from([0.0, 0.01]))
-def test_no_lost_update_under_concurrent_writers(planner: Planner, n: int,
-                                                 delay: float) -> None:
+def test_no_lost_update_under_concurrent_writers(planner: Planner, n: int, delay: float) -> None:
     with VersionedStore() as store:
         store.records["c"] = {"n": 0}
         store.get_delay = delay
@@ -48,25 +51,35 @@ def test_no_lost_update_under_concurrent_writers(planner: Planner, n: int,
         assert store.writes == n
 
 
-def test_redecision_reruns_the_path_and_reports_it(planner: Planner,
-                                                  store: VersionedStore) -> None:
+def test_redecision_reruns_the_path_and_reports_it(planner: Planner, store: VersionedStore) -> None:
     store.records["c"] = {"n": 0}
     store.get_delay = 0.3  # both reads overlap, whatever the machine's load
     ran = planner.run(writers_plan(store.url("/records/c"), 2), tools=TOOLS, run_id="r1")
     assert store.conflicts == 1 and store.records["c"] == {"n": 2}
     loser = next(i for i in range(2) if ran.step(f"write_{i}").redecisions)
     entry = ran.step(f"write_{loser}").redecisions[0]
-    assert entry == {"attempt": 1, "sources": [f"read_{loser}"],
-                     "rerun": [f"read_{loser}", f"next_{loser}"]}
+    assert entry == {
+        "attempt": 1,
+        "sources": [f"read_{loser}"],
+        "rerun": [f"read_{loser}", f"next_{loser}"],
+    }
     assert ran.step(f"read_{loser}").executions == 2
     assert ran.step(f"next_{loser}").executions == 2
     assert ran.step(f"write_{loser}").executions == 1
     assert ran.step(f"write_{loser}").attempts == 2
-    names = [e.event for e in ran.events if getattr(e, "step", None) in
-             (f"read_{loser}", f"write_{loser}")]
+    names = [
+        e.event
+        for e in ran.events
+        if getattr(e, "step", None) in (f"read_{loser}", f"write_{loser}")
+    ]
     assert names.count("step_finished") == 2  # one per step, executions aside
-    for event in ("stale_detected", "redecide_started", "execution_started",
-                  "execution_finished", "redecide_finished"):
+    for event in (
+        "stale_detected",
+        "redecide_started",
+        "execution_started",
+        "execution_finished",
+        "redecide_finished",
+    ):
         assert event in [e.event for e in ran.events]
     started = ran.of("execution_started", f"read_{loser}")[0]
     assert (started.execution, started.why) == (2, "redecide")
@@ -80,17 +93,20 @@ def test_redecision_reruns_the_path_and_reports_it(planner: Planner,
 def test_without_on_stale_the_write_just_fails(planner: Planner, store: VersionedStore) -> None:
     store.records["c"] = {"n": 0}
     store.get_delay = 0.3  # both reads overlap, whatever the machine's load
-    text = writers_plan(store.url("/records/c"), 2).replace("retry 5 on stale backoff 0ms",
-                                                            "optional")
+    text = writers_plan(store.url("/records/c"), 2).replace(
+        "retry 5 on stale backoff 0ms", "optional"
+    )
     ran = planner.run(text, tools=TOOLS)
-    kinds = sorted(str(ran.step(f"write_{i}").error.kind) for i in range(2)
-                   if ran.step(f"write_{i}").error)
+    kinds = sorted(
+        str(ran.step(f"write_{i}").error.kind) for i in range(2) if ran.step(f"write_{i}").error
+    )
     assert kinds == ["stale"] and store.records["c"] == {"n": 1}
     assert "redecide_started" not in [e.event for e in ran.events]
 
 
-def test_a_write_that_would_no_longer_run_fails_stale(planner: Planner,
-                                                      store: VersionedStore) -> None:
+def test_a_write_that_would_no_longer_run_fails_stale(
+    planner: Planner, store: VersionedStore
+) -> None:
     store.records["c"] = {"n": 0}
     url = store.url("/records/c")
     ran = planner.run(f'''

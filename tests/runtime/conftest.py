@@ -28,8 +28,11 @@ class Ran:
         return self.report.steps[name].status
 
     def of(self, kind: str, step: str | None = None) -> list[Any]:
-        return [e for e in self.events
-                if e.event == kind and (step is None or getattr(e, "step", None) == step)]
+        return [
+            e
+            for e in self.events
+            if e.event == kind and (step is None or getattr(e, "step", None) == step)
+        ]
 
 
 RunFn = Callable[..., Ran]

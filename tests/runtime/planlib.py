@@ -30,8 +30,17 @@ from plait.compiler.ir import (
     TemplateExpr,
 )
 
-_EXPR_TYPES = (LiteralExpr, ListExpr, DictExpr, TemplateExpr, NameExpr, EnvExpr, AttrExpr,
-               IndexExpr, BinaryExpr)
+_EXPR_TYPES = (
+    LiteralExpr,
+    ListExpr,
+    DictExpr,
+    TemplateExpr,
+    NameExpr,
+    EnvExpr,
+    AttrExpr,
+    IndexExpr,
+    BinaryExpr,
+)
 
 
 def R(path: str, optional: bool = False) -> Expr:
@@ -68,14 +77,21 @@ def B(op: str, left: Any, right: Any) -> Expr:
     return BinaryExpr(op=op, left=L(left), right=L(right))  # type: ignore[arg-type]
 
 
-def retry(n: int, backoff: float = 0.0, *, on: list[str] | None = None, factor: float = 1.0,
-          max_s: float | None = None, jitter: bool = False) -> RetryPolicy:
-    return RetryPolicy(retries=n, on=on, backoff_s=backoff, factor=factor, max_s=max_s,
-                       jitter=jitter)  # type: ignore[arg-type]
+def retry(
+    n: int,
+    backoff: float = 0.0,
+    *,
+    on: list[str] | None = None,
+    factor: float = 1.0,
+    max_s: float | None = None,
+    jitter: bool = False,
+) -> RetryPolicy:
+    return RetryPolicy(
+        retries=n, on=on, backoff_s=backoff, factor=factor, max_s=max_s, jitter=jitter
+    )  # type: ignore[arg-type]
 
 
-def S(name: str, tool: str, *, over: Any = None, var: str = "x",
-      **kw: Any) -> Step:
+def S(name: str, tool: str, *, over: Any = None, var: str = "x", **kw: Any) -> Step:
     """A step; keyword arguments that are Step fields are policies, the rest tool args."""
     fields = set(Step.model_fields)
     policy = {k: v for k, v in kw.items() if k in fields}
@@ -94,9 +110,13 @@ def _names(expr: Expr) -> list[str]:
     return [n for c in children(expr) for n in _names(c)]
 
 
-def P(*steps: Step, inputs: dict[str, Any] | None = None,
-      outputs: dict[str, Any] | None = None, resources: list[Resource] | None = None,
-      **kw: Any) -> CompiledPlan:
+def P(
+    *steps: Step,
+    inputs: dict[str, Any] | None = None,
+    outputs: dict[str, Any] | None = None,
+    resources: list[Resource] | None = None,
+    **kw: Any,
+) -> CompiledPlan:
     """A plan; `inputs` maps name -> type or (type, default)."""
     order = [s.name for s in steps]
     done = []
@@ -106,8 +126,7 @@ def P(*steps: Step, inputs: dict[str, Any] | None = None,
         exprs += [e for e in (s.condition, s.default, s.map.over if s.map else None) if e]
         refs = {n for e in exprs for n in _names(e) if n in order} | set(s.after)
         deps = [n for n in order if n in refs]
-        done.append(s.model_copy(update={"depends_on": deps,
-                                         "standby_for": primaries.get(s.name)}))
+        done.append(s.model_copy(update={"depends_on": deps, "standby_for": primaries.get(s.name)}))
     decl = {}
     for name, t in (inputs or {}).items():
         if isinstance(t, tuple):
@@ -116,5 +135,11 @@ def P(*steps: Step, inputs: dict[str, Any] | None = None,
             decl[name] = Input(name=name, type=t)
     outs = {n: Output(name=n, expr=L(e)) for n, e in (outputs or {}).items()}
     res = {r.name: r for r in resources or []}
-    return CompiledPlan(plan=kw.pop("name", "t"), steps={s.name: s for s in done},
-                        inputs=decl, outputs=outs, resources=res, **kw)
+    return CompiledPlan(
+        plan=kw.pop("name", "t"),
+        steps={s.name: s for s in done},
+        inputs=decl,
+        outputs=outs,
+        resources=res,
+        **kw,
+    )

@@ -17,8 +17,13 @@ from plait.runtime.policies.breaker import (
 )
 
 COUNTED = [ErrorKind.TIMEOUT, ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED, ErrorKind.TOOL_ERROR]
-NOT_COUNTED = [ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.INVALID_OUTPUT,
-               ErrorKind.CANCELLED, ErrorKind.BREAKER_OPEN]
+NOT_COUNTED = [
+    ErrorKind.PERMANENT,
+    ErrorKind.INVALID_INPUT,
+    ErrorKind.INVALID_OUTPUT,
+    ErrorKind.CANCELLED,
+    ErrorKind.BREAKER_OPEN,
+]
 OPENED = BreakerTransition("opened", "api")
 HALF_OPEN = BreakerTransition("half_open", "api")
 CLOSED = BreakerTransition("closed", "api")
@@ -41,8 +46,9 @@ def admitted(breaker: CircuitBreaker) -> Admission:
     return admission
 
 
-def fail(breaker: CircuitBreaker, kind: ErrorKind = ErrorKind.TRANSIENT,
-         times: int = 1) -> list[BreakerTransition]:
+def fail(
+    breaker: CircuitBreaker, kind: ErrorKind = ErrorKind.TRANSIENT, times: int = 1
+) -> list[BreakerTransition]:
     transitions: list[BreakerTransition] = []
     for _ in range(times):
         transitions += breaker.record(admitted(breaker), kind)

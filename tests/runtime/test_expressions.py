@@ -68,18 +68,32 @@ def path(*parts: str) -> Expr:
 
 def make_scope(**overrides: Any) -> Scope:
     steps = {
-        "classify": StepView(status="succeeded", output={"category": "bug", "urgency": 3,
-                                                         "tags": ["a", "b", "c"]}, attempts=2),
-        "history": StepView(status="failed", output=None, optional=True, attempts=1,
-                            error={"kind": "transient", "message": "503"}),
+        "classify": StepView(
+            status="succeeded",
+            output={"category": "bug", "urgency": 3, "tags": ["a", "b", "c"]},
+            attempts=2,
+        ),
+        "history": StepView(
+            status="failed",
+            output=None,
+            optional=True,
+            attempts=1,
+            error={"kind": "transient", "message": "503"},
+        ),
         "skipped_one": StepView(status="skipped", reason="upstream_failed"),
         "recovered_one": StepView(status="recovered", output=[1, 2]),
         "nothing": StepView(status="succeeded", output=None),
         "leaky": StepView(status="failed", output={"partial": True}),
     }
     values: dict[str, Any] = {
-        "inputs": {"ticket": "my printer is on fire", "count": 3, "empty": "", "nil": None,
-                   "items": [10, 20, 30], "obj": {"a": 1, "b": {"c": [1, 2]}}},
+        "inputs": {
+            "ticket": "my printer is on fire",
+            "count": 3,
+            "empty": "",
+            "nil": None,
+            "items": [10, 20, 30],
+            "obj": {"a": 1, "b": {"c": [1, 2]}},
+        },
         "steps": steps,
         "env": {"TOKEN": "s3cret-token"},
         "run_id": "run-123",
@@ -108,20 +122,40 @@ def test_literals_are_themselves(value: Any) -> None:
 
 
 def test_lists_and_dicts_evaluate_their_items() -> None:
-    expr = DictExpr(entries=[
-        DictEntry(key="n", value=name("count")),
-        DictEntry(key="quoted key", value=ListExpr(items=[lit(1), name("ticket")])),
-    ])
+    expr = DictExpr(
+        entries=[
+            DictEntry(key="n", value=name("count")),
+            DictEntry(key="quoted key", value=ListExpr(items=[lit(1), name("ticket")])),
+        ]
+    )
     assert ev(expr) == {"n": 3, "quoted key": [1, "my printer is on fire"]}
 
 
 def test_template_joins_strings_and_writes_other_values_as_compact_json() -> None:
-    expr = TemplateExpr(parts=[
-        "t=", name("ticket"), " l=", lit(None), " n=", name("count"), " f=", lit(1.5),
-        " b=", lit(True), " list=", name("items"), " obj=", name("obj"), " u=", lit("é"),
-    ])
-    assert ev(expr) == ('t=my printer is on fire l=null n=3 f=1.5 b=true list=[10,20,30] '
-                        'obj={"a":1,"b":{"c":[1,2]}} u=é')
+    expr = TemplateExpr(
+        parts=[
+            "t=",
+            name("ticket"),
+            " l=",
+            lit(None),
+            " n=",
+            name("count"),
+            " f=",
+            lit(1.5),
+            " b=",
+            lit(True),
+            " list=",
+            name("items"),
+            " obj=",
+            name("obj"),
+            " u=",
+            lit("é"),
+        ]
+    )
+    assert ev(expr) == (
+        "t=my printer is on fire l=null n=3 f=1.5 b=true list=[10,20,30] "
+        'obj={"a":1,"b":{"c":[1,2]}} u=é'
+    )
 
 
 def test_to_json_text_is_compact_and_keeps_unicode() -> None:
@@ -156,7 +190,8 @@ def test_output_is_null_unless_succeeded_or_recovered() -> None:
 def test_a_bare_step_name_is_an_error() -> None:
     assert error_of(name("classify")) == (
         "`classify` is a step: read it through a field "
-        "(`classify.output`, `.status`, `.error` or `.attempts`)")
+        "(`classify.output`, `.status`, `.error` or `.attempts`)"
+    )
     assert "has no field `foo`" in error_of(path("classify", "foo"))
     assert "cannot be indexed" in error_of(idx(name("classify"), "output"))
 
@@ -174,7 +209,8 @@ def test_run_id() -> None:
 def test_env() -> None:
     assert ev(EnvExpr(name="TOKEN")) == "s3cret-token"
     assert error_of(EnvExpr(name="MISSING")) == (
-        "`env.MISSING`: environment variable MISSING is not set")
+        "`env.MISSING`: environment variable MISSING is not set"
+    )
 
 
 def test_unset_env_with_coalesce_gives_the_fallback() -> None:
@@ -202,26 +238,33 @@ def test_negative_index_counts_from_the_end() -> None:
 def test_out_of_range_index_is_an_error() -> None:
     items = attr(name("x"), "items")
     assert error_of(idx(items, 5), inputs={"x": {"items": [1, 2, 3]}}) == (
-        "`x.items[5]`: index 5 is past the end of a list of 3")
+        "`x.items[5]`: index 5 is past the end of a list of 3"
+    )
     assert error_of(idx(name("items"), -4)) == (
-        "`items[-4]`: index -4 is before the start of a list of 3")
+        "`items[-4]`: index -4 is before the start of a list of 3"
+    )
 
 
 def test_missing_key_is_an_error() -> None:
     assert error_of(path("obj", "zzz")) == '`obj.zzz`: no key "zzz" in the dict (keys: a, b)'
     assert error_of(idx(name("obj"), "zzz")) == (
-        '`obj["zzz"]`: no key "zzz" in the dict (keys: a, b)')
+        '`obj["zzz"]`: no key "zzz" in the dict (keys: a, b)'
+    )
 
 
 def test_access_on_null_is_an_error_naming_where_the_null_came_from() -> None:
     assert error_of(path("history", "output", "body")) == (
-        "`history.output` is null: `history` ended `failed` (optional)")
+        "`history.output` is null: `history` ended `failed` (optional)"
+    )
     assert error_of(path("skipped_one", "output", "x")) == (
-        "`skipped_one.output` is null: `skipped_one` ended `skipped` (upstream_failed)")
+        "`skipped_one.output` is null: `skipped_one` ended `skipped` (upstream_failed)"
+    )
     assert error_of(path("nothing", "output", "x")) == (
-        "`nothing.output` is null: `nothing` returned null")
+        "`nothing.output` is null: `nothing` returned null"
+    )
     assert error_of(idx(path("classify", "error"), "kind")) == (
-        "`classify.error` is null: `classify` ended `succeeded`")
+        "`classify.error` is null: `classify` ended `succeeded`"
+    )
     assert error_of(path("nil", "x")) == "`nil` is null: cannot read `.x` of null"
     assert error_of(idx(name("nil"), 0)) == "`nil` is null: cannot index null with [0]"
 
@@ -229,9 +272,11 @@ def test_access_on_null_is_an_error_naming_where_the_null_came_from() -> None:
 def test_wrong_types_for_access() -> None:
     assert error_of(path("items", "x")) == "`items.x`: cannot read field `x` of a list"
     assert error_of(idx(name("items"), "x")) == (
-        '`items["x"]`: a list is indexed by an integer, not a string')
+        '`items["x"]`: a list is indexed by an integer, not a string'
+    )
     assert error_of(idx(name("obj"), 1)) == (
-        "`obj[1]`: a dict is indexed by a string key, not a number")
+        "`obj[1]`: a dict is indexed by a string key, not a number"
+    )
     assert error_of(idx(name("count"), 0)) == "`count[0]`: cannot index a number"
     assert "not a boolean" in error_of(idx(name("items"), lit(True)))
 
@@ -273,11 +318,26 @@ def test_coalesce() -> None:
     assert ev(op(lit(1), "??", name("undefined"))) == 1
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, False), (False, False), (0, False), (0.0, False), ("", False), ([], False),
-    ({}, False), (True, True), (1, True), (-1, True), (0.1, True), ("0", True),
-    ("false", True), ([0], True), ({"a": None}, True),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        (False, False),
+        (0, False),
+        (0.0, False),
+        ("", False),
+        ([], False),
+        ({}, False),
+        (True, True),
+        (1, True),
+        (-1, True),
+        (0.1, True),
+        ("0", True),
+        ("false", True),
+        ([0], True),
+        ({"a": None}, True),
+    ],
+)
 def test_truthiness(value: Any, expected: bool) -> None:
     assert truthy(value) is expected
     assert ev(NotExpr(operand=name("v")), inputs={"v": value}) is (not expected)
@@ -297,34 +357,59 @@ def test_not_gives_a_boolean() -> None:
     assert ev(NotExpr(operand=ListExpr(items=[]))) is True
 
 
-@pytest.mark.parametrize(("left", "right", "equal"), [
-    (1, 1.0, True), (1, 2, False), (True, 1, False), (False, 0, False), (True, True, True),
-    (None, None, True), (None, False, False), ("1", 1, False), ("a", "a", True),
-    ([1, 2], [1.0, 2.0], True), ([1], [True], False), ({"a": 1}, {"a": 1.0}, True),
-    ({"a": 1}, {"b": 1}, False), ([1, 2], [1, 2, 3], False), ({}, [], False),
-])
+@pytest.mark.parametrize(
+    ("left", "right", "equal"),
+    [
+        (1, 1.0, True),
+        (1, 2, False),
+        (True, 1, False),
+        (False, 0, False),
+        (True, True, True),
+        (None, None, True),
+        (None, False, False),
+        ("1", 1, False),
+        ("a", "a", True),
+        ([1, 2], [1.0, 2.0], True),
+        ([1], [True], False),
+        ({"a": 1}, {"a": 1.0}, True),
+        ({"a": 1}, {"b": 1}, False),
+        ([1, 2], [1, 2, 3], False),
+        ({}, [], False),
+    ],
+)
 def test_equality_compares_json_values(left: Any, right: Any, equal: bool) -> None:
     assert json_equal(left, right) is equal
     assert ev(op(name("l"), "==", name("r")), inputs={"l": left, "r": right}) is equal
     assert ev(op(name("l"), "!=", name("r")), inputs={"l": left, "r": right}) is (not equal)
 
 
-@pytest.mark.parametrize(("operator", "left", "right", "expected"), [
-    ("<", 1, 2, True), ("<", 2, 1, False), ("<=", 2, 2.0, True), (">", 3.5, 3, True),
-    (">=", 3, 4, False), ("<", "abc", "abd", True), (">", "b", "a", True),
-    ("<=", "a", "a", True),
-])
+@pytest.mark.parametrize(
+    ("operator", "left", "right", "expected"),
+    [
+        ("<", 1, 2, True),
+        ("<", 2, 1, False),
+        ("<=", 2, 2.0, True),
+        (">", 3.5, 3, True),
+        (">=", 3, 4, False),
+        ("<", "abc", "abd", True),
+        (">", "b", "a", True),
+        ("<=", "a", "a", True),
+    ],
+)
 def test_ordering(operator: str, left: Any, right: Any, expected: bool) -> None:
     assert ev(op(lit(left), operator, lit(right))) is expected
 
 
-@pytest.mark.parametrize(("left", "right", "message"), [
-    (1, "a", "cannot order a number against a string"),
-    ("a", 1, "cannot order a string against a number"),
-    (True, 1, "cannot order a boolean against a number"),
-    (None, 1, "cannot order null against a number"),
-    ([1], [2], "cannot order a list against a list"),
-])
+@pytest.mark.parametrize(
+    ("left", "right", "message"),
+    [
+        (1, "a", "cannot order a number against a string"),
+        ("a", 1, "cannot order a string against a number"),
+        (True, 1, "cannot order a boolean against a number"),
+        (None, 1, "cannot order null against a number"),
+        ([1], [2], "cannot order a list against a list"),
+    ],
+)
 def test_ordering_mismatched_types_is_an_error(left: Any, right: Any, message: str) -> None:
     expr = op(name("a"), "<", name("b"))
     assert error_of(expr, inputs={"a": left, "b": right}) == f"`a < b`: {message}"
@@ -344,9 +429,11 @@ def test_in_and_not_in() -> None:
 
 def test_in_errors() -> None:
     assert error_of(op(lit(1), "in", name("ticket"))) == (
-        "`1 in ticket`: cannot look for a number in a string")
+        "`1 in ticket`: cannot look for a number in a string"
+    )
     assert error_of(op(lit(1), "in", name("nil"))) == (
-        "`1 in nil`: `in` needs a list, dict or string on its right, not null")
+        "`1 in nil`: `in` needs a list, dict or string on its right, not null"
+    )
 
 
 def test_len() -> None:
@@ -357,8 +444,8 @@ def test_len() -> None:
     assert ev(call(name("items"))) == 3
     assert ev(call(name("obj"))) == 2
     assert error_of(call(name("count"))) == (
-        "`len(count)`: argument `x` of `len` must be a string or a list or a dict, "
-        "not a number")
+        "`len(count)`: argument `x` of `len` must be a string or a list or a dict, not a number"
+    )
     assert "`len` takes exactly 1 argument, got 0" in error_of(call())
     assert "unknown function `maximum`" in error_of(CallExpr(func="maximum", args=[lit(1)]))
 
@@ -391,19 +478,29 @@ def test_precedence_of_trees() -> None:
     assert to_source(op(op(lit(0), "or", lit(1)), "and", lit(0))) == "(0 or 1) and 0"
 
 
-@pytest.mark.parametrize(("expr", "text"), [
-    (path("classify", "output", "category"), "classify.output.category"),
-    (attr(idx(name("x"), -1, optional=True), "y", optional=True), "x?[-1]?.y"),
-    (idx(name("x"), "a b"), 'x["a b"]'),
-    (EnvExpr(name="TOKEN"), "env.TOKEN"),
-    (CallExpr(func="len", args=[name("x")]), "len(x)"),
-    (op(name("a"), "not in", ListExpr(items=[lit(1), lit(2.5)])), "a not in [1, 2.5]"),
-    (DictExpr(entries=[DictEntry(key="k", value=lit(True)),
-                       DictEntry(key="a key", value=lit(None))]), '{k: true, "a key": null}'),
-    (TemplateExpr(parts=['say "hi" ${', name("x"), "\n"]), '"say \\"hi\\" \\${${x}\\n"'),
-    (attr(op(name("a"), "??", name("b")), "c"), "(a ?? b).c"),
-    (op(op(name("a"), "<", name("b")), "==", lit(True)), "(a < b) == true"),
-])
+@pytest.mark.parametrize(
+    ("expr", "text"),
+    [
+        (path("classify", "output", "category"), "classify.output.category"),
+        (attr(idx(name("x"), -1, optional=True), "y", optional=True), "x?[-1]?.y"),
+        (idx(name("x"), "a b"), 'x["a b"]'),
+        (EnvExpr(name="TOKEN"), "env.TOKEN"),
+        (CallExpr(func="len", args=[name("x")]), "len(x)"),
+        (op(name("a"), "not in", ListExpr(items=[lit(1), lit(2.5)])), "a not in [1, 2.5]"),
+        (
+            DictExpr(
+                entries=[
+                    DictEntry(key="k", value=lit(True)),
+                    DictEntry(key="a key", value=lit(None)),
+                ]
+            ),
+            '{k: true, "a key": null}',
+        ),
+        (TemplateExpr(parts=['say "hi" ${', name("x"), "\n"]), '"say \\"hi\\" \\${${x}\\n"'),
+        (attr(op(name("a"), "??", name("b")), "c"), "(a ?? b).c"),
+        (op(op(name("a"), "<", name("b")), "==", lit(True)), "(a < b) == true"),
+    ],
+)
 def test_to_source(expr: Expr, text: str) -> None:
     assert to_source(expr) == text
 
@@ -412,8 +509,9 @@ def test_to_source(expr: Expr, text: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -31,25 +31,37 @@ from plait.runtime.journal import (
 from plait.runtime.masking import Masker
 
 PLAN_JSON = {"plan": "demo", "steps": {"a": {}, "b": {}}}
-STEPS = {"a": {"optional": False, "standby_for": None, "map": False},
-         "b": {"optional": False, "standby_for": None, "map": False}}
+STEPS = {
+    "a": {"optional": False, "standby_for": None, "map": False},
+    "b": {"optional": False, "standby_for": None, "map": False},
+}
 
 
 def _record_run(journal: Journal, run_id: str = "r1", *, finish: bool = True) -> JournalSink:
     """Drive a small run through a real EventBus into the journal sink."""
-    sink = JournalSink(journal, compiled_plan=PLAN_JSON, plan_path="/x/demo.agent",
-                       raw_inputs={"token": "s3cret-value"})
+    sink = JournalSink(
+        journal,
+        compiled_plan=PLAN_JSON,
+        plan_path="/x/demo.agent",
+        raw_inputs={"token": "s3cret-value"},
+    )
     bus = EventBus(run_id, [sink], mask=Masker(["s3cret-value"]).mask_event)
     bus.emit(RunStarted(plan="demo", inputs={"token": "s3cret-value"}, steps=STEPS))
     bus.emit(AttemptStarted(step="a", attempt=1))
     bus.emit(AttemptFailed(step="a", attempt=1, kind="transient", message="boom"))
-    bus.emit(AttemptFinished(step="a", attempt=1, status="failed", duration_s=0.01,
-                             kind="transient", message="boom"))
+    bus.emit(
+        AttemptFinished(
+            step="a", attempt=1, status="failed", duration_s=0.01, kind="transient", message="boom"
+        )
+    )
     bus.emit(AttemptStarted(step="a", attempt=2))
     bus.emit(AttemptFinished(step="a", attempt=2, status="succeeded", duration_s=0.02))
     sink.record_output("a", {"secret": "s3cret-value", "n": 1})
-    bus.emit(StepFinished(step="a", status="succeeded", attempts=2,
-                          output={"secret": "s3cret-value", "n": 1}))
+    bus.emit(
+        StepFinished(
+            step="a", status="succeeded", attempts=2, output={"secret": "s3cret-value", "n": 1}
+        )
+    )
     if finish:
         bus.emit(StepFinished(step="b", status="skipped", reason="condition_false"))
         bus.emit(RunFinished(outcome="succeeded", outputs={"n": 1}, duration_s=0.1))
@@ -84,7 +96,9 @@ def test_records_run_events_attempts_and_raw_outputs(tmp_path: Path) -> None:
         assert steps["b"]["status"] == "skipped"
         attempts = journal.attempts("r1")
         assert [(a.attempt, a.status, a.kind, a.message) for a in attempts] == [
-            (1, "failed", "transient", "boom"), (2, "succeeded", None, None)]
+            (1, "failed", "transient", "boom"),
+            (2, "succeeded", None, None),
+        ]
 
 
 def test_report_from_events_and_unfinished_run(tmp_path: Path) -> None:
@@ -132,8 +146,13 @@ def test_merge_sessions_keeps_each_step_from_its_deciding_session() -> None:
     ]
     s2 = [
         {"event": "run_started", "session": 2, "ts": "T2", "steps": {"a": {}, "b": {}}},
-        {"event": "step_finished", "session": 2, "step": "a", "status": "succeeded",
-         "resumed": True},
+        {
+            "event": "step_finished",
+            "session": 2,
+            "step": "a",
+            "status": "succeeded",
+            "resumed": True,
+        },
         {"event": "attempt_started", "session": 2, "step": "b", "attempt": 1},
         {"event": "step_finished", "session": 2, "step": "b", "status": "succeeded"},
         {"event": "run_finished", "session": 2, "outcome": "succeeded"},
@@ -141,8 +160,12 @@ def test_merge_sessions_keeps_each_step_from_its_deciding_session() -> None:
     merged = merge_sessions(s1 + s2)
     assert merged[0]["ts"] == "T1"
     assert [(e["event"], e.get("step"), e["session"]) for e in merged[1:]] == [
-        ("attempt_started", "a", 1), ("step_finished", "a", 1),
-        ("attempt_started", "b", 2), ("step_finished", "b", 2), ("run_finished", None, 2)]
+        ("attempt_started", "a", 1),
+        ("step_finished", "a", 1),
+        ("attempt_started", "b", 2),
+        ("step_finished", "b", 2),
+        ("run_finished", None, 2),
+    ]
 
 
 def _digest(path: Path) -> str:
@@ -182,7 +205,8 @@ def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_locked_journal_gives_clear_error_and_keeps_records(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLAIT_JOURNAL_BUSY_TIMEOUT", "0.2")
     path = tmp_path / "journal.db"
     with Journal.open(path) as journal:
@@ -207,8 +231,15 @@ def test_missing_journal_for_reading(tmp_path: Path) -> None:
 
 def test_run_without_events_reports_clearly(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j.db") as journal:
-        journal.begin_run(run_id="early", plan="demo", plan_path=None, plan_sha256=None,
-                          compiled_plan=PLAN_JSON, inputs={}, raw_inputs={},
-                          started_at="2026-01-01T00:00:00.000000Z")
+        journal.begin_run(
+            run_id="early",
+            plan="demo",
+            plan_path=None,
+            plan_sha256=None,
+            compiled_plan=PLAN_JSON,
+            inputs={},
+            raw_inputs={},
+            started_at="2026-01-01T00:00:00.000000Z",
+        )
         with pytest.raises(UserError, match="no recorded events"):
             run_report(journal, "early")

@@ -62,9 +62,11 @@ def test_a_failed_batch_is_raised_and_nothing_after_it_is_written(tmp_path: Path
 
 
 def _fan_out(n: int) -> CompiledPlan:
-    return P(S("root", "std.echo", value=1),
-             *[S(f"s{i}", "std.echo", value=R("root.output")) for i in range(n)],
-             name="fan")
+    return P(
+        S("root", "std.echo", value=1),
+        *[S(f"s{i}", "std.echo", value=R("root.output")) for i in range(n)],
+        name="fan",
+    )
 
 
 def test_a_no_op_step_costs_under_1_kb_of_journal(tmp_path: Path) -> None:
@@ -99,15 +101,18 @@ def test_a_journal_reads_its_own_writes_while_the_writer_runs(tmp_path: Path) ->
 def test_a_schema_1_journal_is_upgraded_in_place_and_still_read(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with Journal.open(path) as journal:  # a schema 2 file, then made to look like schema 1
-        RunSession.start(P(S("a", "std.echo", value=1), name="old"), journal=journal,
-                         run_id="r-old", environ={}).run_sync()
+        RunSession.start(
+            P(S("a", "std.echo", value=1), name="old"), journal=journal, run_id="r-old", environ={}
+        ).run_sync()
     conn = sqlite3.connect(path)
     plan_json = json.dumps({"plan": "old", "steps": {}})
     conn.execute("UPDATE runs SET compiled_plan = ?", (plan_json,))
     conn.execute("DROP TABLE plans")
     # a schema 1 event row repeated every field in its JSON
-    conn.execute("UPDATE events SET data = json_set(data, '$.event', event, '$.seq', seq,"
-                 " '$.ts', ts, '$.run_id', run_id)")
+    conn.execute(
+        "UPDATE events SET data = json_set(data, '$.event', event, '$.seq', seq,"
+        " '$.ts', ts, '$.run_id', run_id)"
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -116,8 +121,9 @@ def test_a_schema_1_journal_is_upgraded_in_place_and_still_read(tmp_path: Path) 
         events = journal.events("r-old")
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert journal.finished_steps("r-old")["a"]["output"] == 1
-        RunSession.start(P(S("b", "std.echo", value=2), name="new"), journal=journal,
-                         run_id="r-new", environ={}).run_sync()
+        RunSession.start(
+            P(S("b", "std.echo", value=2), name="new"), journal=journal, run_id="r-new", environ={}
+        ).run_sync()
         assert journal.compiled_plan("r-new")["plan"] == "new"
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -22,11 +22,12 @@ def run(tmp_path: Path, body: str, **kw: Any) -> tuple[Any, list[Event]]:
 
 
 def of(events: list[Event], name: str, step: str | None = None) -> list[Any]:
-    return [e for e in events if e.event == name and (step is None or
-                                                      getattr(e, "step", None) == step)]
+    return [
+        e for e in events if e.event == name and (step is None or getattr(e, "step", None) == step)
+    ]
 
 
-REVIEW = '''
+REVIEW = """
   loop review max 4 until check.output.approved {
     step draft = std.echo(value = "draft ${loop.index} after ${loop.previous?.draft.output}")
     step check = std.echo(value = {approved: loop.index >= 2})
@@ -35,7 +36,7 @@ REVIEW = '''
   output text = publish.output
   output rounds = review.iterations
   output last = draft.output
-'''
+"""
 
 
 def test_a_loop_repeats_until_its_condition_holds(tmp_path: Path) -> None:
@@ -45,13 +46,21 @@ def test_a_loop_repeats_until_its_condition_holds(tmp_path: Path) -> None:
     assert report.outputs == {"text": text, "rounds": 3, "last": text}
     loop = report.steps["review"]
     assert (loop.status, loop.attempts) == ("succeeded", 3)
-    assert loop.loop == {"max": 4, "every": None, "until": "check.output.approved",
-                         "body": ["draft", "check"], "iterations": 3}
+    assert loop.loop == {
+        "max": 4,
+        "every": None,
+        "until": "check.output.approved",
+        "body": ["draft", "check"],
+        "iterations": 3,
+    }
     assert loop.output == {"draft": text, "check": {"approved": True}}
     draft = report.steps["draft"]
     assert draft.in_loop == "review"
     assert [(r["iteration"], r["status"], r["attempts"]) for r in draft.per_iteration] == [
-        (0, "succeeded", 1), (1, "succeeded", 1), (2, "succeeded", 1)]
+        (0, "succeeded", 1),
+        (1, "succeeded", 1),
+        (2, "succeeded", 1),
+    ]
     finished = of(events, "loop_iteration_finished", "review")
     assert [(e.iteration, e.until) for e in finished] == [(0, False), (1, False), (2, True)]
     assert [e.iteration for e in of(events, "step_finished", "draft")] == [0, 1, 2]
@@ -62,22 +71,28 @@ def test_a_loop_repeats_until_its_condition_holds(tmp_path: Path) -> None:
 
 
 def test_without_until_a_loop_runs_max_iterations(tmp_path: Path) -> None:
-    report, _ = run(tmp_path, '''
+    report, _ = run(
+        tmp_path,
+        """
   loop count max 3 {
     step tick = std.echo(value = loop.index)
   }
   output n = count.iterations
   output last = tick.output
-''')
+""",
+    )
     assert (report.outcome, report.outputs) == ("succeeded", {"n": 3, "last": 2})
 
 
 def test_until_still_false_after_max_is_loop_exhausted(tmp_path: Path) -> None:
-    report, _ = run(tmp_path, '''
+    report, _ = run(
+        tmp_path,
+        """
   loop never max 2 until tick.output == "done" {
     step tick = std.echo(value = "not yet")
   }
-''')
+""",
+    )
     loop = report.steps["never"]
     assert (loop.status, loop.attempts) == ("failed", 2)
     assert loop.error is not None and loop.error.kind == "loop_exhausted"
@@ -86,7 +101,9 @@ def test_until_still_false_after_max_is_loop_exhausted(tmp_path: Path) -> None:
 
 
 def test_a_failing_body_step_fails_the_loop_without_until(tmp_path: Path) -> None:
-    report, events = run(tmp_path, '''
+    report, events = run(
+        tmp_path,
+        """
   loop work max 3 until ok.output {
     step ok = std.echo(value = false)
     step boom = std.fail(message = "broken in ${loop.index}") {
@@ -99,7 +116,8 @@ def test_a_failing_body_step_fails_the_loop_without_until(tmp_path: Path) -> Non
   step next = std.echo(value = 1) {
     after work
   }
-''')
+""",
+    )
     loop = report.steps["work"]
     assert (loop.status, loop.caused_by, loop.attempts) == ("failed", "boom", 1)
     assert loop.error is not None and "broken in 0" in loop.error.message
@@ -109,48 +127,61 @@ def test_a_failing_body_step_fails_the_loop_without_until(tmp_path: Path) -> Non
 
 
 def test_an_optional_body_failure_makes_the_loop_recovered(tmp_path: Path) -> None:
-    report, _ = run(tmp_path, '''
+    report, _ = run(
+        tmp_path,
+        """
   loop work max 2 {
     step maybe = std.fail(message = "no") {
       optional
     }
   }
-''')
+""",
+    )
     assert report.steps["work"].status == "recovered"
     assert report.outcome == "degraded"
 
 
 def test_attempts_and_flaky_count_per_iteration(tmp_path: Path) -> None:
-    report, events = run(tmp_path, '''
+    report, events = run(
+        tmp_path,
+        """
   loop work max 2 {
     step flaky = std.flaky(fail_times = 1, value = loop.index) {
       retry 2 backoff 0ms
     }
   }
-''')
+""",
+    )
     assert [(r["iteration"], r["attempts"]) for r in report.steps["flaky"].per_iteration] == [
-        (0, 2), (1, 2)]
+        (0, 2),
+        (1, 2),
+    ]
     started = of(events, "attempt_started", "flaky")
     assert [(e.iteration, e.attempt) for e in started] == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
 
 def test_every_pauses_between_iterations(tmp_path: Path) -> None:
     clock = FakeClock(autojump=True)
-    report, events = run(tmp_path, '''
+    report, events = run(
+        tmp_path,
+        """
   loop poll max 3 every 10s {
     step look = std.echo(value = loop.index)
   }
-''', clock=clock)
+""",
+        clock=clock,
+    )
     assert report.steps["poll"].attempts == 3
-    starts = [clock_time for clock_time in
-              (e.ts for e in of(events, "loop_iteration_started"))]
+    starts = [clock_time for clock_time in (e.ts for e in of(events, "loop_iteration_started"))]
     assert len(starts) == 3
     assert clock.now() >= 20.0  # two pauses of 10 s, none after the last iteration
     assert clock.now() < 30.0
 
 
 def test_a_loop_timeout_fails_running_body_steps(tmp_path: Path) -> None:
-    report, _ = run(tmp_path, '''
+    report, _ = run(
+        tmp_path,
+        """
   loop slow max 5 {
     timeout 300ms
     step nap = std.sleep(seconds = 5)
@@ -158,7 +189,8 @@ def test_a_loop_timeout_fails_running_body_steps(tmp_path: Path) -> None:
       after nap
     }
   }
-''')
+""",
+    )
     loop = report.steps["slow"]
     assert loop.status == "failed" and loop.error is not None
     assert loop.error.kind == "timeout"
@@ -168,9 +200,12 @@ def test_a_loop_timeout_fails_running_body_steps(tmp_path: Path) -> None:
 
 
 def test_check_rejects_loop_names_outside_a_loop_and_a_bad_field() -> None:
-    result = compile_source('plan t {\n  step a = std.echo(value = loop.index)\n'
-                            '  loop l max 2 {\n    step b = std.echo(value = loop.indx)\n'
-                            '  }\n}\n', "t.agent")
+    result = compile_source(
+        "plan t {\n  step a = std.echo(value = loop.index)\n"
+        "  loop l max 2 {\n    step b = std.echo(value = loop.indx)\n"
+        "  }\n}\n",
+        "t.agent",
+    )
     messages = [d.message for d in result.diagnostics]
     assert "`loop` is read outside a loop's body" in messages
     assert "`loop` has no field `indx`" in messages
@@ -182,13 +217,14 @@ def test_a_loop_is_drawn_as_a_cluster_labelled_with_until_and_max() -> None:
     dot = to_dot(result.plan)
     assert "subgraph cluster_review" in dot
     assert 'label="loop review · until check.output.approved · max 4"' in dot
-    cluster = dot[dot.index("subgraph cluster_review"):]
-    cluster = cluster[:cluster.index("}")]
+    cluster = dot[dot.index("subgraph cluster_review") :]
+    cluster = cluster[: cluster.index("}")]
     assert "s_draft" in cluster and "s_check" in cluster and "s_publish" not in cluster
     assert "s_review -> s_publish" in dot
     mermaid = to_mermaid(result.plan)
-    assert 'subgraph cluster_review ["loop review · until check.output.approved · max 4"]' \
-        in mermaid
+    assert (
+        'subgraph cluster_review ["loop review · until check.output.approved · max 4"]' in mermaid
+    )
 
 
 def test_compiled_plan_shows_the_loop_and_its_body() -> None:

@@ -18,36 +18,80 @@ def _ts(seconds: float) -> str:
 EVENTS: list[dict[str, Any]] = [
     {"event": "run_started", "ts": _ts(0), "steps": {"a": {}, "b": {}, "c": {}, "sb": {}}},
     {"event": "attempt_started", "step": "a", "attempt": 1, "ts": _ts(0)},
-    {"event": "attempt_finished", "step": "a", "attempt": 1, "ts": _ts(1.5), "status": "failed",
-     "duration_s": 1.0, "queued_s": 0.5},
+    {
+        "event": "attempt_finished",
+        "step": "a",
+        "attempt": 1,
+        "ts": _ts(1.5),
+        "status": "failed",
+        "duration_s": 1.0,
+        "queued_s": 0.5,
+    },
     {"event": "retry_scheduled", "step": "a", "attempt": 2, "ts": _ts(1.5), "delay_s": 2.0},
     {"event": "attempt_started", "step": "a", "attempt": 2, "ts": _ts(3.5)},
-    {"event": "attempt_finished", "step": "a", "attempt": 2, "ts": _ts(4), "status": "succeeded",
-     "duration_s": 0.5, "queued_s": 0.0},
+    {
+        "event": "attempt_finished",
+        "step": "a",
+        "attempt": 2,
+        "ts": _ts(4),
+        "status": "succeeded",
+        "duration_s": 0.5,
+        "queued_s": 0.0,
+    },
     {"event": "step_finished", "step": "a", "status": "succeeded", "ts": _ts(4)},
     {"event": "attempt_started", "step": "c", "attempt": 1, "ts": _ts(0)},
-    {"event": "attempt_finished", "step": "c", "attempt": 1, "ts": _ts(1), "status": "failed",
-     "duration_s": 1.0},
+    {
+        "event": "attempt_finished",
+        "step": "c",
+        "attempt": 1,
+        "ts": _ts(1),
+        "status": "failed",
+        "duration_s": 1.0,
+    },
     {"event": "breaker_opened", "resource": "api", "step": "c", "ts": _ts(1)},
     {"event": "fallback_started", "step": "c", "fallback": "sb", "ts": _ts(1)},
     {"event": "attempt_started", "step": "sb", "attempt": 1, "ts": _ts(1)},
-    {"event": "attempt_finished", "step": "sb", "attempt": 1, "ts": _ts(2), "status": "succeeded",
-     "duration_s": 1.0},
+    {
+        "event": "attempt_finished",
+        "step": "sb",
+        "attempt": 1,
+        "ts": _ts(2),
+        "status": "succeeded",
+        "duration_s": 1.0,
+    },
     {"event": "step_finished", "step": "sb", "status": "succeeded", "ts": _ts(2)},
-    {"event": "step_finished", "step": "c", "status": "recovered", "fallback_used": "sb",
-     "ts": _ts(2)},
+    {
+        "event": "step_finished",
+        "step": "c",
+        "status": "recovered",
+        "fallback_used": "sb",
+        "ts": _ts(2),
+    },
     {"event": "attempt_started", "step": "b", "attempt": 1, "ts": _ts(4)},
-    {"event": "attempt_finished", "step": "b", "attempt": 1, "ts": _ts(5), "status": "succeeded",
-     "duration_s": 1.0},
+    {
+        "event": "attempt_finished",
+        "step": "b",
+        "attempt": 1,
+        "ts": _ts(5),
+        "status": "succeeded",
+        "duration_s": 1.0,
+    },
     {"event": "step_finished", "step": "b", "status": "succeeded", "ts": _ts(5)},
     {"event": "run_finished", "outcome": "degraded", "ts": _ts(6)},
 ]
 
 
 def test_step_and_run_metrics() -> None:
-    deps, standbys = plan_dependencies({"steps": {
-        "a": {"depends_on": []}, "b": {"depends_on": ["a"]}, "c": {"depends_on": []},
-        "sb": {"depends_on": [], "standby_for": "c"}}})
+    deps, standbys = plan_dependencies(
+        {
+            "steps": {
+                "a": {"depends_on": []},
+                "b": {"depends_on": ["a"]},
+                "c": {"depends_on": []},
+                "sb": {"depends_on": [], "standby_for": "c"},
+            }
+        }
+    )
     m = compute_metrics(EVENTS, deps, standbys)
     a = m.steps["a"]
     assert (a.attempts, a.backoff_s, a.queued_s, a.call_s, a.duration_s) == (2, 2.0, 0.5, 1.5, 4.0)
@@ -83,8 +127,7 @@ def test_critical_path_matches_a_brute_force_longest_chain() -> None:
         n = rng.randint(1, 12)
         order = [f"s{i}" for i in range(n)]
         rank = {s: i for i, s in enumerate(order)}
-        deps = {s: [d for d in order if rank[d] < rank[s] and rng.random() < 0.3]
-                for s in order}
+        deps = {s: [d for d in order if rank[d] < rank[s] and rng.random() < 0.3] for s in order}
         listed = order[:]
         rng.shuffle(listed)  # definition order need not be a topological order
         durations = {s: float(rng.randint(0, 5)) for s in listed}

@@ -43,7 +43,8 @@ def test_trigger_any_and_failure_rules() -> None:
 
 def test_run_outcome() -> None:
     assert o.run_outcome([v("a", "succeeded"), v("b", "skipped", "condition_false")]) == (
-        "succeeded")
+        "succeeded"
+    )
     assert o.run_outcome([v("a", "recovered")]) == "degraded"
     assert o.run_outcome([v("a", "cancelled", optional=True)]) == "degraded"
     assert o.run_outcome([v("a", "failed", optional=True), v("b", "cancelled")]) == "failed"
@@ -76,11 +77,18 @@ def generate(rng: random.Random, n: int) -> list[Gen]:
         earlier = [s.name for s in steps]
         deps = rng.sample(earlier, k=min(len(earlier), rng.choice([0, 1, 1, 2, 3])))
         deps.sort(key=earlier.index)
-        steps.append(Gen(
-            name=f"s{i}", deps=deps, rule=rng.choice(RULES * 2 + ["all_succeeded"] * 4),
-            optional=rng.random() < 0.3, behaviour=rng.choice(["ok", "ok", "fail", "flaky"]),
-            fail_times=rng.randint(1, 3), retries=rng.randint(0, 2),
-            condition=rng.random() > 0.1))
+        steps.append(
+            Gen(
+                name=f"s{i}",
+                deps=deps,
+                rule=rng.choice(RULES * 2 + ["all_succeeded"] * 4),
+                optional=rng.random() < 0.3,
+                behaviour=rng.choice(["ok", "ok", "fail", "flaky"]),
+                fail_times=rng.randint(1, 3),
+                retries=rng.randint(0, 2),
+                condition=rng.random() > 0.1,
+            )
+        )
     return steps
 
 
@@ -103,8 +111,9 @@ def reference(steps: list[Gen]) -> tuple[dict[str, tuple[str, str | None]], str]
         elif s.rule == "all_succeeded":
             met = all(is_ok(d) or (optional[d] and done[d][0] == "failed") for d in deps)
         elif s.rule == "none_failed":  # the extension: skipped dependencies are fine
-            met = not any(is_failed(d) and not (optional[d] and done[d][0] == "failed")
-                          for d in deps)
+            met = not any(
+                is_failed(d) and not (optional[d] and done[d][0] == "failed") for d in deps
+            )
         elif not deps:
             met = False
         elif s.rule == "any_succeeded":
@@ -117,9 +126,15 @@ def reference(steps: list[Gen]) -> tuple[dict[str, tuple[str, str | None]], str]
             if s.rule in ("any_failed", "all_failed") or not deps:
                 done[s.name] = ("skipped", "trigger_not_met")
             else:
-                relevant = [d for d in deps
-                            if not (s.rule in ("all_succeeded", "none_failed") and optional[d]
-                                    and done[d][0] == "failed")]
+                relevant = [
+                    d
+                    for d in deps
+                    if not (
+                        s.rule in ("all_succeeded", "none_failed")
+                        and optional[d]
+                        and done[d][0] == "failed"
+                    )
+                ]
                 failed = any(is_failed(d) for d in relevant)
                 done[s.name] = ("skipped", "upstream_failed" if failed else "upstream_skipped")
         elif not s.condition:
@@ -141,9 +156,13 @@ def reference(steps: list[Gen]) -> tuple[dict[str, tuple[str, str | None]], str]
 def to_plan(steps: list[Gen]) -> P:  # type: ignore[valid-type]
     built = []
     for s in steps:
-        common = dict(after=s.deps, when=TriggerRule(s.rule), optional=s.optional,
-                      retry=retry(s.retries, 0.0) if s.retries else None,
-                      condition=None if s.condition else False)
+        common = dict(
+            after=s.deps,
+            when=TriggerRule(s.rule),
+            optional=s.optional,
+            retry=retry(s.retries, 0.0) if s.retries else None,
+            condition=None if s.condition else False,
+        )
         if s.behaviour == "ok":
             built.append(S(s.name, "std.echo", value=s.name, **common))
         elif s.behaviour == "fail":
@@ -174,11 +193,12 @@ def test_random_dags_match_the_reference_model(run: RunFn, seed: int) -> None:
 
 def test_trigger_none_failed_joins_branches() -> None:
     """The extension `none_failed`: a skipped dependency does not skip the step."""
-    assert o.trigger("none_failed", [v("a", "skipped", "condition_false"),
-                                     v("b", "succeeded")]).run
+    assert o.trigger("none_failed", [v("a", "skipped", "condition_false"), v("b", "succeeded")]).run
     assert o.trigger("none_failed", [v("a", "skipped", "upstream_skipped")]).run
     assert o.trigger("none_failed", [v("a", "failed", optional=True)]).run
     assert o.trigger("none_failed", []).run
-    d = o.trigger("none_failed", [v("a", "succeeded"), v("b", "skipped", "upstream_failed"),
-                                  v("c", "cancelled")])
+    d = o.trigger(
+        "none_failed",
+        [v("a", "succeeded"), v("b", "skipped", "upstream_failed"), v("c", "cancelled")],
+    )
     assert (d.run, d.reason, d.caused_by) == (False, "upstream_failed", "b")

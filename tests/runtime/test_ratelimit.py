@@ -111,8 +111,7 @@ def test_waiters_are_served_in_arrival_order() -> None:
 
 
 @given(st.integers(1, 5), st.floats(0.5, 10), st.lists(st.floats(0, 3), max_size=30))
-def test_never_more_than_count_in_any_window(count: int, per_s: float,
-                                             gaps: list[float]) -> None:
+def test_never_more_than_count_in_any_window(count: int, per_s: float, gaps: list[float]) -> None:
     """Greedy starts at the earliest allowed times never put count+1 starts in one window."""
     window = SlidingWindow(count, per_s)
     now = 0.0

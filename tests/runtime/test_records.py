@@ -15,11 +15,13 @@ from tests.runtime.planlib import P, R, S, retry
 
 
 def _plan() -> object:
-    return P(S("a", "std.echo", value={"n": 1}),
-             S("b", "std.flaky", fail_times=1, value=R("a.output.n"), retry=retry(2, 0)),
-             S("c", "std.fail", message="no", optional=True),
-             S("d", "std.echo", value=1, condition=R("c.output", optional=True)),
-             outputs={"n": R("b.output")})
+    return P(
+        S("a", "std.echo", value={"n": 1}),
+        S("b", "std.flaky", fail_times=1, value=R("a.output.n"), retry=retry(2, 0)),
+        S("c", "std.fail", message="no", optional=True),
+        S("d", "std.echo", value=1, condition=R("c.output", optional=True)),
+        outputs={"n": R("b.output")},
+    )
 
 
 def test_unknown_statuses_reasons_and_kinds_are_refused() -> None:

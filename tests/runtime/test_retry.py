@@ -15,21 +15,26 @@ from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait
 RNG = random.Random(0)
 
 
-@pytest.mark.parametrize(("policy", "waits"), [
-    # defaults: BACKOFF 1s, FACTOR 1, no MAX
-    (RetryPolicy(retries=3), [1.0, 1.0, 1.0]),
-    # `backoff 200ms x2 max 5s`
-    (RetryPolicy(retries=7, backoff_s=0.2, factor=2, max_s=5),
-     [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]),
-    # `backoff 1s x2 max 8s`
-    (RetryPolicy(retries=5, backoff_s=1, factor=2, max_s=8), [1, 2, 4, 8, 8]),
-    # `x1.5`
-    (RetryPolicy(retries=3, backoff_s=2, factor=1.5), [2.0, 3.0, 4.5]),
-    # a max below the backoff caps every wait
-    (RetryPolicy(retries=3, backoff_s=10, factor=3, max_s=2), [2, 2, 2]),
-    # `backoff 0ms` retries at once
-    (RetryPolicy(retries=2, backoff_s=0, factor=2), [0, 0]),
-])
+@pytest.mark.parametrize(
+    ("policy", "waits"),
+    [
+        # defaults: BACKOFF 1s, FACTOR 1, no MAX
+        (RetryPolicy(retries=3), [1.0, 1.0, 1.0]),
+        # `backoff 200ms x2 max 5s`
+        (
+            RetryPolicy(retries=7, backoff_s=0.2, factor=2, max_s=5),
+            [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0],
+        ),
+        # `backoff 1s x2 max 8s`
+        (RetryPolicy(retries=5, backoff_s=1, factor=2, max_s=8), [1, 2, 4, 8, 8]),
+        # `x1.5`
+        (RetryPolicy(retries=3, backoff_s=2, factor=1.5), [2.0, 3.0, 4.5]),
+        # a max below the backoff caps every wait
+        (RetryPolicy(retries=3, backoff_s=10, factor=3, max_s=2), [2, 2, 2]),
+        # `backoff 0ms` retries at once
+        (RetryPolicy(retries=2, backoff_s=0, factor=2), [0, 0]),
+    ],
+)
 def test_delay_formula(policy: RetryPolicy, waits: list[float]) -> None:
     got = [retry_wait(policy, k, RNG) for k in range(1, len(waits) + 1)]
     assert got == pytest.approx(waits)
@@ -44,10 +49,16 @@ def test_jitter_is_seedable_and_spread_over_the_range() -> None:
     assert min(draws) < 1 and max(draws) > 3  # full jitter, not a narrow band
 
 
-@given(backoff=st.floats(0, 100), factor=st.floats(1, 5), k=st.integers(1, 10),
-       cap=st.none() | st.floats(0, 50), seed=st.integers(0, 2**32))
-def test_jitter_always_within_zero_and_d_k(backoff: float, factor: float, k: int,
-                                           cap: float | None, seed: int) -> None:
+@given(
+    backoff=st.floats(0, 100),
+    factor=st.floats(1, 5),
+    k=st.integers(1, 10),
+    cap=st.none() | st.floats(0, 50),
+    seed=st.integers(0, 2**32),
+)
+def test_jitter_always_within_zero_and_d_k(
+    backoff: float, factor: float, k: int, cap: float | None, seed: int
+) -> None:
     policy = RetryPolicy(retries=10, backoff_s=backoff, factor=factor, max_s=cap, jitter=True)
     wait = retry_wait(policy, k, random.Random(seed))
     assert 0 <= wait <= policy.delay(k)
@@ -75,9 +86,14 @@ def test_retries_up_to_n_more_attempts() -> None:
 
 @pytest.mark.parametrize("kind", list(ErrorKind))
 def test_default_retried_kinds(kind: ErrorKind) -> None:
-    excluded = {ErrorKind.PERMANENT, ErrorKind.INVALID_INPUT, ErrorKind.BREAKER_OPEN,
-                ErrorKind.CANCELLED, ErrorKind.STALE,
-                ErrorKind.LOOP_EXHAUSTED}
+    excluded = {
+        ErrorKind.PERMANENT,
+        ErrorKind.INVALID_INPUT,
+        ErrorKind.BREAKER_OPEN,
+        ErrorKind.CANCELLED,
+        ErrorKind.STALE,
+        ErrorKind.LOOP_EXHAUSTED,
+    }
     expected = RetryVerdict.NOT_RETRYABLE if kind in excluded else RetryVerdict.RETRY
     assert should_retry(RetryPolicy(retries=1), kind, 1) is expected
 

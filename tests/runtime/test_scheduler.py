@@ -42,9 +42,14 @@ def test_failed_optional_dependency_counts_as_succeeded_under_all_succeeded(run:
 
 
 def test_skipped_dependency_all_succeeded_vs_any_succeeded(run: RunFn) -> None:
-    r = run(P(ok("a", condition=False), ok("b"),
-              ok("all", R("a.output"), after=["b"]),
-              ok("any", R("a.output"), after=["b"], when=TriggerRule.ANY_SUCCEEDED)))
+    r = run(
+        P(
+            ok("a", condition=False),
+            ok("b"),
+            ok("all", R("a.output"), after=["b"]),
+            ok("any", R("a.output"), after=["b"], when=TriggerRule.ANY_SUCCEEDED),
+        )
+    )
     assert r.status("a") == "skipped" and r.step("a").reason == "condition_false"
     assert (r.status("all"), r.step("all").reason) == ("skipped", "upstream_skipped")
     assert r.step("all").caused_by == "a"
@@ -53,31 +58,43 @@ def test_skipped_dependency_all_succeeded_vs_any_succeeded(run: RunFn) -> None:
 
 
 def test_failure_wins_over_skip_and_caused_by_is_first_in_source_order(run: RunFn) -> None:
-    r = run(P(ok("s", condition=False), bad("f"), ok("c", after=["s", "f"]),
-              ok("d", after=["c"])))
+    r = run(P(ok("s", condition=False), bad("f"), ok("c", after=["s", "f"]), ok("d", after=["c"])))
     assert (r.status("c"), r.step("c").reason, r.step("c").caused_by) == (
-        "skipped", "upstream_failed", "f")
+        "skipped",
+        "upstream_failed",
+        "f",
+    )
     # skipped with upstream_failed counts as failed for what comes after
     assert (r.step("d").reason, r.step("d").caused_by) == ("upstream_failed", "c")
     assert r.step("d").attempts == 0 and r.step("d").started_at is None
 
 
 def test_any_succeeded_without_success(run: RunFn) -> None:
-    r = run(P(bad("f", optional=True), ok("s", condition=False),
-              ok("x", after=["f", "s"], when=TriggerRule.ANY_SUCCEEDED),
-              ok("y", after=["s"], when=TriggerRule.ANY_SUCCEEDED)))
+    r = run(
+        P(
+            bad("f", optional=True),
+            ok("s", condition=False),
+            ok("x", after=["f", "s"], when=TriggerRule.ANY_SUCCEEDED),
+            ok("y", after=["s"], when=TriggerRule.ANY_SUCCEEDED),
+        )
+    )
     # a failed optional dependency does not count as succeeded for any_succeeded
     assert (r.step("x").reason, r.step("x").caused_by) == ("upstream_failed", "f")
     assert r.step("y").reason == "upstream_skipped"
 
 
 def test_all_done_any_failed_all_failed(run: RunFn) -> None:
-    r = run(P(bad("f", optional=True), ok("g"),
-              ok("done", R("f.status"), after=["g"], when=TriggerRule.ALL_DONE),
-              ok("anyf", after=["f", "g"], when=TriggerRule.ANY_FAILED),
-              ok("allf", after=["f", "g"], when=TriggerRule.ALL_FAILED),
-              ok("allf2", after=["f"], when=TriggerRule.ALL_FAILED),
-              ok("nof", after=["g"], when=TriggerRule.ANY_FAILED)))
+    r = run(
+        P(
+            bad("f", optional=True),
+            ok("g"),
+            ok("done", R("f.status"), after=["g"], when=TriggerRule.ALL_DONE),
+            ok("anyf", after=["f", "g"], when=TriggerRule.ANY_FAILED),
+            ok("allf", after=["f", "g"], when=TriggerRule.ALL_FAILED),
+            ok("allf2", after=["f"], when=TriggerRule.ALL_FAILED),
+            ok("nof", after=["g"], when=TriggerRule.ANY_FAILED),
+        )
+    )
     assert r.step("done").output == "failed"
     assert r.status("anyf") == "succeeded"
     assert (r.status("allf"), r.step("allf").reason) == ("skipped", "trigger_not_met")
@@ -91,12 +108,17 @@ def test_recovered_is_not_failed_for_any_failed(run: RunFn) -> None:
     assert r.step("x").reason == "trigger_not_met"
 
 
-@pytest.mark.parametrize("rule,runs", [
-    (TriggerRule.ALL_SUCCEEDED, True), (TriggerRule.ALL_DONE, True),
-    (TriggerRule.ANY_SUCCEEDED, False), (TriggerRule.ANY_FAILED, False),
-    (TriggerRule.ALL_FAILED, False)])
-def test_rules_on_a_step_without_dependencies(run: RunFn, rule: TriggerRule,
-                                              runs: bool) -> None:
+@pytest.mark.parametrize(
+    "rule,runs",
+    [
+        (TriggerRule.ALL_SUCCEEDED, True),
+        (TriggerRule.ALL_DONE, True),
+        (TriggerRule.ANY_SUCCEEDED, False),
+        (TriggerRule.ANY_FAILED, False),
+        (TriggerRule.ALL_FAILED, False),
+    ],
+)
+def test_rules_on_a_step_without_dependencies(run: RunFn, rule: TriggerRule, runs: bool) -> None:
     r = run(P(ok("a", when=rule)))
     assert r.status("a") == ("succeeded" if runs else "skipped")
     if not runs:
@@ -104,9 +126,14 @@ def test_rules_on_a_step_without_dependencies(run: RunFn, rule: TriggerRule,
 
 
 def test_if_is_evaluated_after_the_rule_and_an_error_is_invalid_input(run: RunFn) -> None:
-    r = run(P(ok("a", {"n": 5}), ok("big", condition=B(">=", R("a.output.n"), 3)),
-              ok("small", condition=B(">=", R("a.output.n"), 9)),
-              ok("broken", condition=B(">=", R("a.output.zzz"), 1))))
+    r = run(
+        P(
+            ok("a", {"n": 5}),
+            ok("big", condition=B(">=", R("a.output.n"), 3)),
+            ok("small", condition=B(">=", R("a.output.n"), 9)),
+            ok("broken", condition=B(">=", R("a.output.zzz"), 1)),
+        )
+    )
     assert r.status("big") == "succeeded"
     assert r.step("small").reason == "condition_false"
     assert r.status("broken") == "failed"
@@ -118,8 +145,9 @@ def test_if_is_evaluated_after_the_rule_and_an_error_is_invalid_input(run: RunFn
 
 
 def test_success_after_retries_is_succeeded_with_delays(run: RunFn) -> None:
-    r = run(P(S("f", "std.flaky", fail_times=2, value="v",
-                retry=retry(3, 0.01, factor=2, max_s=0.015))))
+    r = run(
+        P(S("f", "std.flaky", fail_times=2, value="v", retry=retry(3, 0.01, factor=2, max_s=0.015)))
+    )
     s = r.step("f")
     assert (s.status, s.attempts, s.output, s.error) == ("succeeded", 3, "v", None)
     sched = r.of("retry_scheduled", "f")
@@ -131,7 +159,11 @@ def test_exhausted_retries(run: RunFn) -> None:
     r = run(P(S("f", "std.flaky", fail_times=5, retry=retry(2, 0.0))))
     s = r.step("f")
     assert (s.status, s.attempts, s.error.kind, s.error.retry) == (
-        "failed", 3, "transient", "exhausted")
+        "failed",
+        3,
+        "transient",
+        "exhausted",
+    )
     assert r.report.outcome == "failed"
 
 
@@ -141,24 +173,48 @@ def test_no_retry_policy_is_exhausted_after_one(run: RunFn) -> None:
 
 
 def test_permanent_not_retried_by_default_but_when_listed(run: RunFn) -> None:
-    r = run(P(S("p", "tt.permanent_then_ok", retry=retry(3)),
-              S("q", "tt.permanent_then_ok", retry=retry(3, on=["permanent"]))))
+    r = run(
+        P(
+            S("p", "tt.permanent_then_ok", retry=retry(3)),
+            S("q", "tt.permanent_then_ok", retry=retry(3, on=["permanent"])),
+        )
+    )
     assert (r.status("p"), r.step("p").attempts, r.step("p").error.retry) == (
-        "failed", 1, "not_retryable")
+        "failed",
+        1,
+        "not_retryable",
+    )
     assert (r.status("q"), r.step("q").attempts) == ("succeeded", 2)
 
 
 def test_retry_on_timeout_facing_a_transient_error(run: RunFn) -> None:
     r = run(P(S("f", "std.flaky", fail_times=1, retry=retry(3, on=["timeout"]))))
     assert (r.step("f").attempts, r.step("f").error.kind, r.step("f").error.retry) == (
-        1, "transient", "not_retryable")
+        1,
+        "transient",
+        "not_retryable",
+    )
 
 
 def test_on_transient_covers_rate_limited_not_the_other_way(run: RunFn) -> None:
-    r = run(P(S("a", "std.flaky", fail_times=1, kind="rate_limited",
-                retry=retry(1, on=["transient"])),
-              S("b", "std.flaky", fail_times=1, kind="transient",
-                retry=retry(1, on=["rate_limited"]))))
+    r = run(
+        P(
+            S(
+                "a",
+                "std.flaky",
+                fail_times=1,
+                kind="rate_limited",
+                retry=retry(1, on=["transient"]),
+            ),
+            S(
+                "b",
+                "std.flaky",
+                fail_times=1,
+                kind="transient",
+                retry=retry(1, on=["rate_limited"]),
+            ),
+        )
+    )
     assert r.status("a") == "succeeded"
     assert (r.status("b"), r.step("b").error.retry) == ("failed", "not_retryable")
 
@@ -169,7 +225,11 @@ def test_other_kinds_not_retried_by_default(run: RunFn, kind: str) -> None:
     s = r.step("f")
     # a tool failing with cancelled/breaker_open of its own accord ends failed (SPEC 9)
     assert (s.status, s.attempts, s.error.kind, s.error.retry) == (
-        "failed", 1, kind, "not_retryable")
+        "failed",
+        1,
+        kind,
+        "not_retryable",
+    )
 
 
 def test_retry_hint_raises_the_wait_and_is_reported(run: RunFn) -> None:
@@ -212,9 +272,13 @@ def test_sync_tool_past_its_timeout_is_abandoned_not_joined(run: RunFn) -> None:
 
 def test_timeout_does_not_count_waiting_for_a_slot(run: RunFn) -> None:
     res = Resource(name="one", concurrency=1)
-    r = run(P(S("a", "tt.busy", seconds=0.15, uses=["one"], timeout_s=0.5),
-              S("b", "tt.busy", seconds=0.15, uses=["one"], timeout_s=0.2),
-              resources=[res]))
+    r = run(
+        P(
+            S("a", "tt.busy", seconds=0.15, uses=["one"], timeout_s=0.5),
+            S("b", "tt.busy", seconds=0.15, uses=["one"], timeout_s=0.2),
+            resources=[res],
+        )
+    )
     assert r.status("a") == r.status("b") == "succeeded"
     assert tt.IN_FLIGHT["peak"] == 1
 
@@ -223,8 +287,15 @@ def test_timeout_does_not_count_waiting_for_a_slot(run: RunFn) -> None:
 
 
 def test_fallback_recovers_and_unused_standby_is_not_needed(run: RunFn) -> None:
-    r = run(P(bad("p", fallback=["s1", "s2", "s3"]), bad("s1"), ok("s2", "from s2"),
-              ok("s3"), ok("after", R("p.output"))))
+    r = run(
+        P(
+            bad("p", fallback=["s1", "s2", "s3"]),
+            bad("s1"),
+            ok("s2", "from s2"),
+            ok("s3"),
+            ok("after", R("p.output")),
+        )
+    )
     p = r.step("p")
     assert (p.status, p.fallback_used, p.output, p.attempts) == ("recovered", "s2", "from s2", 1)
     assert p.error.kind == "tool_error"  # what went wrong before the rescue
@@ -239,8 +310,7 @@ def test_fallback_recovers_and_unused_standby_is_not_needed(run: RunFn) -> None:
 
 
 def test_standbys_are_not_needed_when_primary_succeeds_or_is_skipped(run: RunFn) -> None:
-    r = run(P(ok("p", fallback=["s"]), ok("s"), ok("q", condition=False, fallback=["t"]),
-              ok("t")))
+    r = run(P(ok("p", fallback=["s"]), ok("s"), ok("q", condition=False, fallback=["t"]), ok("t")))
     assert r.step("s").reason == r.step("t").reason == "not_needed"
     assert r.step("s").attempts == 0
 
@@ -265,15 +335,23 @@ def test_default_does_not_apply_to_a_skipped_step(run: RunFn) -> None:
 
 
 def test_standby_uses_its_own_policies(run: RunFn) -> None:
-    r = run(P(bad("p", fallback=["s"]),
-              S("s", "std.flaky", fail_times=1, value="ok", retry=retry(1, 0.0))))
+    r = run(
+        P(
+            bad("p", fallback=["s"]),
+            S("s", "std.flaky", fail_times=1, value="ok", retry=retry(1, 0.0)),
+        )
+    )
     assert (r.status("p"), r.step("p").attempts) == ("recovered", 1)
     assert (r.status("s"), r.step("s").attempts) == ("succeeded", 2)
 
 
 def test_optional_step_rescued_is_recovered_and_retry_success_is_succeeded(run: RunFn) -> None:
-    r = run(P(bad("o", optional=True, default=1),
-              S("f", "std.flaky", fail_times=1, retry=retry(1, 0.0))))
+    r = run(
+        P(
+            bad("o", optional=True, default=1),
+            S("f", "std.flaky", fail_times=1, retry=retry(1, 0.0)),
+        )
+    )
     assert r.status("o") == "recovered" and r.status("f") == "succeeded"
 
 
@@ -285,8 +363,9 @@ def test_required_failure_fails_the_run_and_its_dependants_are_skipped(run: RunF
 
 
 def test_argument_error_is_an_invalid_input_attempt_naming_the_expression(run: RunFn) -> None:
-    r = run(P(bad("h", optional=True), ok("d", T("x ", R("h.output.body")),
-                                         when=TriggerRule.ALL_DONE)))
+    r = run(
+        P(bad("h", optional=True), ok("d", T("x ", R("h.output.body")), when=TriggerRule.ALL_DONE))
+    )
     s = r.step("d")
     assert (s.status, s.attempts, s.error.kind) == ("failed", 1, "invalid_input")
     assert "h.output" in s.error.message and "value" in s.error.message
@@ -312,9 +391,18 @@ def test_map_outputs_in_order_attempts_summed(run: RunFn) -> None:
 
 def test_map_within_and_above_tolerance(run: RunFn) -> None:
     items = [{"f": 0}, {"f": 9}, {"f": 0}, {"f": 0}]
-    plan = P(S("within", "std.flaky", over=items, fail_times=R("x.f"), value=1, tolerate=25.0),
-             S("above", "std.flaky", over=[*items, {"f": 9}], fail_times=R("x.f"), value=1,
-               tolerate=25.0, optional=True))
+    plan = P(
+        S("within", "std.flaky", over=items, fail_times=R("x.f"), value=1, tolerate=25.0),
+        S(
+            "above",
+            "std.flaky",
+            over=[*items, {"f": 9}],
+            fail_times=R("x.f"),
+            value=1,
+            tolerate=25.0,
+            optional=True,
+        ),
+    )
     r = run(plan)
     w = r.step("within")
     assert (w.status, w.output) == ("recovered", [1, None, 1, 1])
@@ -325,8 +413,13 @@ def test_map_within_and_above_tolerance(run: RunFn) -> None:
 
 
 def test_map_per_element_retry_and_fallback_for_the_whole(run: RunFn) -> None:
-    r = run(P(S("m", "std.flaky", over=[1, 2], fail_times=1, value=R("x"), retry=retry(1, 0.0)),
-              S("n", "std.fail", over=[1], message="x", fallback=["s"]), ok("s", "whole")))
+    r = run(
+        P(
+            S("m", "std.flaky", over=[1, 2], fail_times=1, value=R("x"), retry=retry(1, 0.0)),
+            S("n", "std.fail", over=[1], message="x", fallback=["s"]),
+            ok("s", "whole"),
+        )
+    )
     assert (r.step("m").output, r.step("m").attempts) == ([1, 2], 4)
     retries = r.of("retry_scheduled", "m")
     assert sorted((e.element, e.attempt) for e in retries) == [(0, 2), (1, 2)]
@@ -334,8 +427,13 @@ def test_map_per_element_retry_and_fallback_for_the_whole(run: RunFn) -> None:
 
 
 def test_empty_map_and_non_list(run: RunFn) -> None:
-    r = run(P(ok("v", "text"), S("e", "std.echo", over=[], value=R("x")),
-              S("n", "std.echo", over=R("v.output"), value=R("x"))))
+    r = run(
+        P(
+            ok("v", "text"),
+            S("e", "std.echo", over=[], value=R("x")),
+            S("n", "std.echo", over=R("v.output"), value=R("x")),
+        )
+    )
     assert (r.status("e"), r.step("e").output, r.step("e").attempts) == ("succeeded", [], 0)
     assert (r.status("n"), r.step("n").error.kind) == ("failed", "invalid_input")
 
@@ -353,9 +451,13 @@ def test_map_concurrency_and_plan_concurrency(run: RunFn) -> None:
 
 def test_breaker_opens_across_two_steps(run: RunFn) -> None:
     api = Resource(name="api", breaker=BreakerPolicy(failures=2, cooldown_s=30))
-    r = run(P(bad("a", kind="transient", uses=["api"], retry=retry(1, 0.0)),
-              S("b", "tt.count", uses=["api"], after=["a"], when=TriggerRule.ALL_DONE),
-              resources=[api]))
+    r = run(
+        P(
+            bad("a", kind="transient", uses=["api"], retry=retry(1, 0.0)),
+            S("b", "tt.count", uses=["api"], after=["a"], when=TriggerRule.ALL_DONE),
+            resources=[api],
+        )
+    )
     assert r.step("a").attempts == 2
     b = r.step("b")
     assert (b.status, b.attempts, b.error.kind) == ("failed", 1, "breaker_open")
@@ -366,26 +468,37 @@ def test_breaker_opens_across_two_steps(run: RunFn) -> None:
 
 def test_breaker_half_open_trial_closes_it(run: RunFn) -> None:
     api = Resource(name="api", breaker=BreakerPolicy(failures=1, cooldown_s=0.05))
-    r = run(P(bad("a", kind="timeout", uses=["api"]),
-              S("w", "std.sleep", seconds=0.08, after=["a"], when=TriggerRule.ALL_DONE),
-              S("b", "tt.count", uses=["api"], after=["w"]), resources=[api]))
+    r = run(
+        P(
+            bad("a", kind="timeout", uses=["api"]),
+            S("w", "std.sleep", seconds=0.08, after=["a"], when=TriggerRule.ALL_DONE),
+            S("b", "tt.count", uses=["api"], after=["w"]),
+            resources=[api],
+        )
+    )
     assert r.status("b") == "succeeded"
     assert [e.event for e in r.events if e.event.startswith("breaker_")] == [
-        "breaker_opened", "breaker_half_open", "breaker_closed"]
+        "breaker_opened",
+        "breaker_half_open",
+        "breaker_closed",
+    ]
 
 
 def test_permanent_failures_do_not_open_the_breaker(run: RunFn) -> None:
     api = Resource(name="api", breaker=BreakerPolicy(failures=1))
-    r = run(P(bad("a", kind="permanent", uses=["api"]),
-              S("b", "tt.count", uses=["api"], after=["a"], when=TriggerRule.ALL_DONE),
-              resources=[api]))
+    r = run(
+        P(
+            bad("a", kind="permanent", uses=["api"]),
+            S("b", "tt.count", uses=["api"], after=["a"], when=TriggerRule.ALL_DONE),
+            resources=[api],
+        )
+    )
     assert r.status("b") == "succeeded" and not r.of("breaker_opened")
 
 
 def test_rate_limit_spaces_attempt_starts(run: RunFn) -> None:
     api = Resource(name="api", rate=Rate(count=2, per_s=0.2))
-    run(P(*[S(f"s{i}", "tt.busy", seconds=0.0, uses=["api"]) for i in range(4)],
-          resources=[api]))
+    run(P(*[S(f"s{i}", "tt.busy", seconds=0.0, uses=["api"]) for i in range(4)], resources=[api]))
     starts = sorted(tt.STARTS)
     assert starts[1] - starts[0] < 0.1  # a burst of 2 starts at once
     assert starts[2] - starts[0] >= 0.15  # the third waits for the window
@@ -395,9 +508,16 @@ def test_rate_limit_spaces_attempt_starts(run: RunFn) -> None:
 
 
 def test_deadline_cancels_running_and_pending_steps(run: RunFn) -> None:
-    r = run(P(ok("fast", "x"), S("slow", "std.sleep", seconds=5),
-              ok("later", R("slow.output")), S("opt", "std.sleep", seconds=5, optional=True),
-              outputs={"f": R("fast.output"), "s": R("slow.output")}, deadline_s=0.2))
+    r = run(
+        P(
+            ok("fast", "x"),
+            S("slow", "std.sleep", seconds=5),
+            ok("later", R("slow.output")),
+            S("opt", "std.sleep", seconds=5, optional=True),
+            outputs={"f": R("fast.output"), "s": R("slow.output")},
+            deadline_s=0.2,
+        )
+    )
     rep = r.report
     assert rep.cancelled_by == "deadline" and rep.outcome == "failed"
     assert r.status("fast") == "succeeded"
@@ -426,8 +546,14 @@ def test_deadline_refuses_a_retry_wait_past_it(run: RunFn) -> None:
 def test_deadline_ends_retries_in_backoff_and_cancels_a_running_standby(run: RunFn) -> None:
     # waits of 0.1 s fit twice into 0.25 s; the third would end past the deadline, so the
     # step fails at once with its last error instead of sleeping into the cancellation
-    r = run(P(S("f", "std.flaky", fail_times=9, retry=retry(5, 0.1)),
-              bad("p", fallback=["sb"]), S("sb", "std.sleep", seconds=5), deadline_s=0.25))
+    r = run(
+        P(
+            S("f", "std.flaky", fail_times=9, retry=retry(5, 0.1)),
+            bad("p", fallback=["sb"]),
+            S("sb", "std.sleep", seconds=5),
+            deadline_s=0.25,
+        )
+    )
     f = r.step("f")
     assert (f.status, f.error.kind, f.error.retry) == ("failed", "transient", "deadline")
     assert 2 <= f.attempts <= 3
@@ -446,8 +572,9 @@ def test_inject_fails_the_first_attempts_before_the_tool(run: RunFn) -> None:
 
 
 def test_inject_without_count_fails_every_attempt(run: RunFn) -> None:
-    r = run(P(S("a", "tt.count", retry=retry(2, 0.0), fallback=["b"]), ok("b")),
-            inject=["a=timeout"])
+    r = run(
+        P(S("a", "tt.count", retry=retry(2, 0.0), fallback=["b"]), ok("b")), inject=["a=timeout"]
+    )
     assert (r.status("a"), r.step("a").attempts, tt.CALLS.get("a")) == ("recovered", 3, None)
 
 
@@ -455,15 +582,21 @@ def test_bad_inject_specs() -> None:
     from plait.runtime.api import parse_injections
 
     plan = P(ok("alpha"))
-    for spec, text in [("alpa=timeout", "did you mean `alpha`"), ("alpha=slow", "unknown error"),
-                       ("alpha", "STEP=KIND"), ("alpha=timeout:x", "whole number")]:
+    for spec, text in [
+        ("alpa=timeout", "did you mean `alpha`"),
+        ("alpha=slow", "unknown error"),
+        ("alpha", "STEP=KIND"),
+        ("alpha=timeout:x", "whole number"),
+    ]:
         with pytest.raises(UserError, match=text):
             parse_injections([spec], plan)
 
 
 def test_missing_env_stops_the_run_before_any_step(run: RunFn) -> None:
-    plan = P(S("a", "tt.count", value=R("env.PLAIT_T_KEY")),
-             S("b", "tt.count", value=B("??", R("env.PLAIT_T_OTHER"), "dflt")))
+    plan = P(
+        S("a", "tt.count", value=R("env.PLAIT_T_KEY")),
+        S("b", "tt.count", value=B("??", R("env.PLAIT_T_OTHER"), "dflt")),
+    )
     with pytest.raises(UserError, match=r"PLAIT_T_KEY is not set.*step `a`"):
         run(plan, environ={})
     assert tt.CALLS == {}
@@ -472,9 +605,12 @@ def test_missing_env_stops_the_run_before_any_step(run: RunFn) -> None:
 
 
 def test_secrets_are_masked_in_events_and_report(run: RunFn) -> None:
-    plan = P(S("a", "std.echo", value=T("token=", R("env.PLAIT_T_SECRET"))),
-             S("b", "std.fail", message=T("bad ", R("pw"))), inputs={"pw": "secret"},
-             outputs={"o": R("a.output")})
+    plan = P(
+        S("a", "std.echo", value=T("token=", R("env.PLAIT_T_SECRET"))),
+        S("b", "std.fail", message=T("bad ", R("pw"))),
+        inputs={"pw": "secret"},
+        outputs={"o": R("a.output")},
+    )
     r = run(plan, {"pw": "hunter22"}, environ={"PLAIT_T_SECRET": "s3cr3t-v"})
     text = r.report.model_dump_json() + "".join(e.model_dump_json() for e in r.events)
     assert "s3cr3t-v" not in text and "hunter22" not in text
@@ -483,8 +619,16 @@ def test_secrets_are_masked_in_events_and_report(run: RunFn) -> None:
 
 
 def test_events_sequence_and_one_step_finished_each(run: RunFn) -> None:
-    r = run(P(ok("a"), bad("b", fallback=["c", "d"]), ok("c"), ok("d"), ok("e", after=["b"]),
-              ok("f", condition=False)))
+    r = run(
+        P(
+            ok("a"),
+            bad("b", fallback=["c", "d"]),
+            ok("c"),
+            ok("d"),
+            ok("e", after=["b"]),
+            ok("f", condition=False),
+        )
+    )
     assert [e.seq for e in r.events] == list(range(1, len(r.events) + 1))
     assert r.events[0].event == "run_started" and r.events[-1].event == "run_finished"
     finished = [e.step for e in r.of("step_finished")]
@@ -493,16 +637,24 @@ def test_events_sequence_and_one_step_finished_each(run: RunFn) -> None:
     (fail,) = [e for e in r.of("step_finished") if e.step == "b"]
     assert fail.status == "recovered"
     for started in r.of("attempt_started"):
-        assert any(f.step == started.step and f.attempt == started.attempt
-                   for f in r.of("attempt_finished"))
+        assert any(
+            f.step == started.step and f.attempt == started.attempt
+            for f in r.of("attempt_finished")
+        )
 
 
 def test_report_is_a_fold_of_the_events(run: RunFn) -> None:
     from plait.runtime.events import event_from_dict
     from plait.runtime.report import ReportBuilder
 
-    r = run(P(S("f", "std.flaky", fail_times=1, retry=retry(1, 0.0)), bad("o", optional=True),
-              S("m", "std.echo", over=[1, 2], value=R("x")), outputs={"x": R("f.output.q")}))
+    r = run(
+        P(
+            S("f", "std.flaky", fail_times=1, retry=retry(1, 0.0)),
+            bad("o", optional=True),
+            S("m", "std.echo", over=[1, 2], value=R("x")),
+            outputs={"x": R("f.output.q")},
+        )
+    )
     builder = ReportBuilder()
     for e in r.events:
         builder.apply(event_from_dict(e.to_json_dict()))
@@ -527,13 +679,25 @@ def test_no_threads_left_after_sync_tools(run: RunFn) -> None:
 def test_inputs_validation() -> None:
     from plait.runtime.api import parse_cli_inputs, validate_inputs
 
-    plan = P(ok("a"), inputs={"n": "int", "f": ("float", 1.0), "b": ("bool", False),
-                              "l": ("list[int]", []), "d": ("dict", {})})
+    plan = P(
+        ok("a"),
+        inputs={
+            "n": "int",
+            "f": ("float", 1.0),
+            "b": ("bool", False),
+            "l": ("list[int]", []),
+            "d": ("dict", {}),
+        },
+    )
     got = parse_cli_inputs(plan, ["n=1_000", "b=YES", "l=[1,2]", "f=2"])
     assert got == {"n": 1000, "f": 2.0, "b": True, "l": [1, 2], "d": {}}
-    for pairs, text in [(["n=x"], "`n`"), ([], "missing required input `n`"),
-                        (["nn=1"], "did you mean `n`"), (["n=1", "b=maybe"], "`b`"),
-                        (["n=1", "l=[\"a\"]"], "`l` must be list\\[int\\]")]:
+    for pairs, text in [
+        (["n=x"], "`n`"),
+        ([], "missing required input `n`"),
+        (["nn=1"], "did you mean `n`"),
+        (["n=1", "b=maybe"], "`b`"),
+        (["n=1", 'l=["a"]'], "`l` must be list\\[int\\]"),
+    ]:
         with pytest.raises(UserError, match=text):
             parse_cli_inputs(plan, pairs)
     with pytest.raises(UserError, match="`n` must be int"):

@@ -26,10 +26,13 @@ def count(label: str, value: Any = None) -> Any:
 
 
 def _plan_file(folder: Path) -> Path:
-    plan = P(S("a", "session_test.count", label="a", value=1),
-             S("slow", "std.sleep", seconds=2.0, value="slept", after=["a"]),
-             S("b", "session_test.count", label="b", value=R("slow.output")),
-             outputs={"b": R("b.output")}, name="session")
+    plan = P(
+        S("a", "session_test.count", label="a", value=1),
+        S("slow", "std.sleep", seconds=2.0, value="slept", after=["a"]),
+        S("b", "session_test.count", label="b", value=R("slow.output")),
+        outputs={"b": R("b.output")},
+        name="session",
+    )
     path = folder / "plan.json"
     path.write_text(plan.model_dump_json())
     return path
@@ -47,8 +50,7 @@ def test_run_plan_with_a_journal_records_the_run(tmp_path: Path) -> None:
         assert run_report(journal, report.run_id).outcome == "succeeded"
 
 
-def test_run_plan_without_a_journal_records_nothing(tmp_path: Path,
-                                                    monkeypatch: Any) -> None:
+def test_run_plan_without_a_journal_records_nothing(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PLAIT_HOME", raising=False)
     report = plait.run_plan(P(S("a", "std.echo", value=1)), environ={})
@@ -83,13 +85,19 @@ def test_a_stopped_session_resumes_from_python_without_repeating_steps(tmp_path:
 
 def _plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PLAIT_HOME"}
-    return subprocess.run([sys.executable, "-m", "plait", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "plait", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_no_journal_runs_and_records_nothing(tmp_path: Path) -> None:
     plan = tmp_path / "p.agent"
-    plan.write_text('plan p {\n  step a = std.echo(value = 1)\n  output x = a.output\n}\n')
+    plan.write_text("plan p {\n  step a = std.echo(value = 1)\n  output x = a.output\n}\n")
     result = _plait("run", str(plan), "--no-journal", "--json", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"x": 1' in result.stdout
@@ -101,7 +109,7 @@ def test_no_journal_runs_and_records_nothing(tmp_path: Path) -> None:
 
 def test_no_journal_with_a_journal_path_is_refused(tmp_path: Path) -> None:
     plan = tmp_path / "p.agent"
-    plan.write_text('plan p {\n  step a = std.echo(value = 1)\n}\n')
+    plan.write_text("plan p {\n  step a = std.echo(value = 1)\n}\n")
     result = _plait("run", str(plan), "--no-journal", "--journal", "j.db", cwd=tmp_path)
     assert result.returncode == 2
     assert "--no-journal" in result.stderr and "Traceback" not in result.stderr

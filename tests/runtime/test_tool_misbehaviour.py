@@ -15,19 +15,21 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_a_value_that_is_not_json_fails_that_step_and_the_run_finishes(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        """
   step ok = std.echo(value = "kept")
   step obj = bad.value(what = "object")
   step cyc = bad.value(what = "cycle") { optional }
   step raw = bad.value(what = "bytes") { optional }
   step nan = bad.value(what = "nan") { optional }
-  output kept = ok.output''')
+  output kept = ok.output""",
+    )
     assert r.code == 1, r.stderr
     assert r.report is not None and r.report["outputs"] == {"kept": "kept"}
     obj = r.step("obj")
     assert obj["status"] == "failed" and obj["error"]["kind"] == "invalid_output"
-    assert obj["error"]["message"] == ("tool returned a value that is not JSON: object at "
-                                       "`.when`")
+    assert obj["error"]["message"] == ("tool returned a value that is not JSON: object at `.when`")
     assert "contains itself" in r.step("cyc")["error"]["message"]
     assert "at `.self`" in r.step("cyc")["error"]["message"]
     assert "bytes that are not UTF-8 at `.data`" in r.step("raw")["error"]["message"]
@@ -38,19 +40,32 @@ def test_a_value_that_is_not_json_fails_that_step_and_the_run_finishes(tmp_path:
 
 
 def test_python_values_are_coerced_the_same_way_everywhere(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        '''
   step rich = bad.rich()
   step agen = bad.agen()
   step echo = std.echo(value = rich.output)
   output rich = rich.output
-  output squares = "${rich.output.squares}"''')
+  output squares = "${rich.output.squares}"''',
+    )
     assert r.code == 0, r.stderr
     expected = {
-        "when": "2024-05-06T07:08:09", "day": "2024-05-06", "tags": ["a", "b", "c"],
-        "pair": [1, 2], "price": 19.99, "count": 3, "point": {"x": 1, "y": [2, 3]},
-        "model": {"name": "m", "tags": ["x", "y"]}, "squares": [0, 1, 4, 9],
-        "mapped": ["1", "2"], "colour": "red", "id": "00000000-0000-0000-0000-000000000001",
-        "text": "café", "1": "int key"}
+        "when": "2024-05-06T07:08:09",
+        "day": "2024-05-06",
+        "tags": ["a", "b", "c"],
+        "pair": [1, 2],
+        "price": 19.99,
+        "count": 3,
+        "point": {"x": 1, "y": [2, 3]},
+        "model": {"name": "m", "tags": ["x", "y"]},
+        "squares": [0, 1, 4, 9],
+        "mapped": ["1", "2"],
+        "colour": "red",
+        "id": "00000000-0000-0000-0000-000000000001",
+        "text": "café",
+        "1": "int key",
+    }
     assert r.report is not None
     assert r.report["outputs"]["rich"] == expected
     assert r.report["outputs"]["squares"] == "[0,1,4,9]"
@@ -74,10 +89,12 @@ def test_an_endless_generator_fails_at_the_size_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("quiet", [False, True])
-def test_py_call_returning_a_compiled_regex_is_invalid_output(tmp_path: Path,
-                                                              quiet: bool) -> None:
-    r = run(tmp_path, '  step s = py.call(function = "re:compile", pattern = "x+")',
-            *(["-q"] if quiet else []))
+def test_py_call_returning_a_compiled_regex_is_invalid_output(tmp_path: Path, quiet: bool) -> None:
+    r = run(
+        tmp_path,
+        '  step s = py.call(function = "re:compile", pattern = "x+")',
+        *(["-q"] if quiet else []),
+    )
     assert r.code == 1, r.stderr
     error = r.step("s")["error"]
     assert error["kind"] == "invalid_output"
@@ -86,12 +103,14 @@ def test_py_call_returning_a_compiled_regex_is_invalid_output(tmp_path: Path,
 
 @pytest.mark.parametrize("tool", ["bad.raise", "bad.araise"])
 @pytest.mark.parametrize("what", ["exit", "interrupt", "generator_exit", "base"])
-def test_base_exceptions_from_a_tool_are_tool_errors(tmp_path: Path, tool: str,
-                                                     what: str) -> None:
-    r = run(tmp_path, f'''
+def test_base_exceptions_from_a_tool_are_tool_errors(tmp_path: Path, tool: str, what: str) -> None:
+    r = run(
+        tmp_path,
+        f'''
   step s = {tool}(what = "{what}") {{ retry 1 backoff 0ms }}
   step after = std.echo(value = 1) {{ after s
-    when all_done }}''')
+    when all_done }}''',
+    )
     assert r.code == 1, (r.code, r.stderr)
     s = r.step("s")
     assert s["status"] == "failed" and s["error"]["kind"] == "tool_error", s
@@ -102,8 +121,7 @@ def test_base_exceptions_from_a_tool_are_tool_errors(tmp_path: Path, tool: str,
     assert "succeeded" not in r.stderr.splitlines()[0]
 
 
-def test_an_async_tool_raising_cancelled_error_by_itself_is_a_tool_error(
-        tmp_path: Path) -> None:
+def test_an_async_tool_raising_cancelled_error_by_itself_is_a_tool_error(tmp_path: Path) -> None:
     r = run(tmp_path, '  step s = bad.araise(what = "cancelled")')
     assert r.code == 1
     assert r.step("s")["error"]["kind"] == "tool_error"
@@ -111,9 +129,13 @@ def test_an_async_tool_raising_cancelled_error_by_itself_is_a_tool_error(
 
 @pytest.mark.parametrize("policy", ["", "timeout 20s"])
 def test_stop_iteration_from_a_sync_tool_is_a_tool_error(tmp_path: Path, policy: str) -> None:
-    r = run(tmp_path, f'''
+    r = run(
+        tmp_path,
+        f"""
   step s = bad.raise(what = "stop") {{ {policy} }}
-  step p = py.call(function = "tools:raise_", what = "stop") {{ {policy} }}''', timeout=30)
+  step p = py.call(function = "tools:raise_", what = "stop") {{ {policy} }}""",
+        timeout=30,
+    )
     assert r.code == 1
     for name in ("s", "p"):
         error = r.step(name)["error"]
@@ -121,9 +143,12 @@ def test_stop_iteration_from_a_sync_tool_is_a_tool_error(tmp_path: Path, policy:
 
 
 def test_an_async_tool_blocking_the_loop_is_reported_and_timed_out(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        """
   step s = bad.block(seconds = 2.5) { timeout 1s }
-  step t = std.echo(value = 1)''')
+  step t = std.echo(value = 1)""",
+    )
     assert r.code == 1, r.stderr
     s = r.step("s")
     assert s["status"] == "failed" and s["error"]["kind"] == "timeout"
@@ -136,9 +161,13 @@ def test_an_async_tool_blocking_the_loop_is_reported_and_timed_out(tmp_path: Pat
 
 
 def test_blocking_past_the_deadline_cancels_and_the_summary_agrees(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        """
   deadline 1s
-  step s = bad.block(seconds = 2.5) { timeout 5s }''', json_out=False)
+  step s = bad.block(seconds = 2.5) { timeout 5s }""",
+        json_out=False,
+    )
     assert r.report is not None
     assert r.report["cancelled_by"] == "deadline"
     assert r.step("s")["status"] == "cancelled"
@@ -147,16 +176,19 @@ def test_blocking_past_the_deadline_cancels_and_the_summary_agrees(tmp_path: Pat
 
 
 def test_a_fast_run_is_not_said_to_be_cancelled_by_its_deadline(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        """
   deadline 30s
-  step s = std.echo(value = 1)''')
+  step s = std.echo(value = 1)""",
+    )
     assert r.code == 0 and r.report is not None and r.report["cancelled_by"] is None
 
 
 def test_ctx_emit_from_sync_threads_is_safe(tmp_path: Path) -> None:
-    body = '''
+    body = """
   step many = for i in [1, 2, 3, 4, 5, 6, 7, 8]: bad.emit(n = 200)
-  step more = for i in [1, 2, 3, 4]: bad.emit(n = 200)'''
+  step more = for i in [1, 2, 3, 4]: bad.emit(n = 200)"""
     for attempt in range(3):
         r = run(tmp_path / str(attempt), body)
         assert r.code == 0, r.stderr
@@ -168,15 +200,18 @@ def test_ctx_emit_from_sync_threads_is_safe(tmp_path: Path) -> None:
 
 
 def test_tools_printing_to_stdout_never_corrupt_json(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        """
   step s = bad.print(text = "not json")
-  step p = py.call(function = "tools:noisy", text = "also not json")''')
+  step p = py.call(function = "tools:noisy", text = "also not json")""",
+    )
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["outcome"] == "succeeded"
     assert "not json" in r.stderr
 
 
-SLOW_TOOLS = '''
+SLOW_TOOLS = """
 import os, time
 import plait
 
@@ -208,7 +243,7 @@ def echo(ctx: plait.ToolContext, value: object) -> object:
     print("noise from the worker")
     ctx.emit("seen", {"step": ctx.step})
     return {"value": value, "pid": os.getpid()}
-'''
+"""
 
 
 def _peak(folder: Path) -> int:
@@ -218,13 +253,17 @@ def _peak(folder: Path) -> int:
 def test_an_abandoned_sync_attempt_keeps_its_concurrency_slot(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    r = run(tmp_path, f'''
+    r = run(
+        tmp_path,
+        f'''
   resource one {{ concurrency 1 }}
   step s = slow.thread(folder = "{work}", seconds = 1.2) {{
     uses one
     timeout 300ms
     retry 3 backoff 0ms
-  }}''', tools=SLOW_TOOLS)
+  }}''',
+        tools=SLOW_TOOLS,
+    )
     assert r.code == 1, r.stderr
     assert r.step("s")["error"]["kind"] == "timeout" and r.step("s")["attempts"] == 4
     assert _peak(work) == 1  # never two copies at once: the bulkhead holds
@@ -238,7 +277,9 @@ def test_an_abandoned_sync_attempt_keeps_its_concurrency_slot(tmp_path: Path) ->
 def test_a_process_isolated_tool_is_killed_on_timeout(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    r = run(tmp_path, f'''
+    r = run(
+        tmp_path,
+        f'''
   resource one {{ concurrency 1 }}
   step s = slow.process(folder = "{work}", seconds = 30) {{
     uses one
@@ -247,7 +288,10 @@ def test_a_process_isolated_tool_is_killed_on_timeout(tmp_path: Path) -> None:
   }}
   step e = slow.echo(value = [1, "two"])
   step p = py.call(function = "tools:_track", folder = "{work}", seconds = 30,
-                   isolation = "process") {{ timeout 1s }}''', tools=SLOW_TOOLS, timeout=60)
+                   isolation = "process") {{ timeout 1s }}''',
+        tools=SLOW_TOOLS,
+        timeout=60,
+    )
     assert r.code == 1, r.stderr
     s = r.step("s")
     assert s["error"]["kind"] == "timeout" and s["attempts"] == 2
@@ -270,14 +314,19 @@ def test_shell_children_die_with_plait_after_kill_9(tmp_path: Path) -> None:
     from tests.robust_helpers import PLAIT, write_plan
 
     done = tmp_path / "side-effect"
-    plan = write_plan(tmp_path, f'''
+    plan = write_plan(
+        tmp_path,
+        f"""
   step s = shell.run(cmd = "sleep 2; touch {done}")
   step l = shell.run(cmd = ["python3", "-c",
-                           "import time; time.sleep(2); open('{done}2', 'w')"])''')
+                           "import time; time.sleep(2); open('{done}2', 'w')"])""",
+    )
     events = tmp_path / "e.jsonl"
-    proc = subprocess.Popen([PLAIT, "run", str(plan), "--events", str(events), "-q"],
-                            cwd=tmp_path, env={**__import__("os").environ,
-                                               "PLAIT_HOME": str(tmp_path)})
+    proc = subprocess.Popen(
+        [PLAIT, "run", str(plan), "--events", str(events), "-q"],
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PLAIT_HOME": str(tmp_path)},
+    )
     end = time.monotonic() + 20
     while time.monotonic() < end:
         if events.exists() and events.read_text().count('"attempt_started"') >= 2:
@@ -291,8 +340,11 @@ def test_shell_children_die_with_plait_after_kill_9(tmp_path: Path) -> None:
 
 
 def test_shell_run_keeps_the_tail_of_a_huge_output(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
-  step s = shell.run(cmd = "head -c 30000000 /dev/zero | tr '\\\\0' a; echo END")''')
+    r = run(
+        tmp_path,
+        """
+  step s = shell.run(cmd = "head -c 30000000 /dev/zero | tr '\\\\0' a; echo END")""",
+    )
     assert r.code == 0, r.stderr
     out = r.step("s")["output"]
     assert out["stdout"].startswith("[plait: 29 MB of earlier output dropped")
@@ -302,19 +354,25 @@ def test_shell_run_keeps_the_tail_of_a_huge_output(tmp_path: Path) -> None:
 
 
 def test_an_output_over_the_limit_is_invalid_output(tmp_path: Path) -> None:
-    r = run(tmp_path, '  step s = bad.big(mb = 20)')
+    r = run(tmp_path, "  step s = bad.big(mb = 20)")
     assert r.code == 1
     error = r.step("s")["error"]
-    assert error == {"kind": "invalid_output", "retry": "exhausted",
-                     "message": "output of 20 MB exceeds the 16 MB limit"}
+    assert error == {
+        "kind": "invalid_output",
+        "retry": "exhausted",
+        "message": "output of 20 MB exceeds the 16 MB limit",
+    }
 
 
 def test_max_output_is_settable_per_plan_and_per_step(tmp_path: Path) -> None:
-    r = run(tmp_path, '''
+    r = run(
+        tmp_path,
+        """
   max_output 2kB
   step small = std.echo(value = "small")
   step big = shell.run(cmd = "head -c 5000 /dev/zero | tr '\\\\0' a") { max_output 1MB }
-  step over = shell.run(cmd = "head -c 5000 /dev/zero | tr '\\\\0' a") { optional }''')
+  step over = shell.run(cmd = "head -c 5000 /dev/zero | tr '\\\\0' a") { optional }""",
+    )
     assert r.code == 3, r.stderr
     assert r.step("small")["status"] == r.step("big")["status"] == "succeeded"
     assert r.step("over")["error"]["message"] == "output of 5 kB exceeds the 2 kB limit"

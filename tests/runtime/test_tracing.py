@@ -24,36 +24,81 @@ from plait.runtime.events import (
 )
 from plait.runtime.tracing import start_tracing, tracing_mode
 
-PLAN = {"plan": "triage", "steps": {
-    "classify": {"tool": "llm.chat", "args": {"model": {"node": "literal", "value": "m-1"}}},
-    "rules": {"tool": "std.echo", "args": {}, "standby_for": "classify"},
-    "later": {"tool": "std.echo", "args": {}},
-}}
+PLAN = {
+    "plan": "triage",
+    "steps": {
+        "classify": {"tool": "llm.chat", "args": {"model": {"node": "literal", "value": "m-1"}}},
+        "rules": {"tool": "std.echo", "args": {}, "standby_for": "classify"},
+        "later": {"tool": "std.echo", "args": {}},
+    },
+}
 
 
 def _run_events(bus: EventBus) -> None:
     bus.emit(RunStarted(plan="triage", steps={"classify": {}, "rules": {}, "later": {}}))
     bus.emit(StepStarted(step="classify"))
     bus.emit(AttemptStarted(step="classify", attempt=1))
-    bus.emit(ToolEvent(step="classify", attempt=1, tool_event="llm_usage", model="m-1b",
-                       provider="openai", prompt_tokens=10, completion_tokens=4))
+    bus.emit(
+        ToolEvent(
+            step="classify",
+            attempt=1,
+            tool_event="llm_usage",
+            model="m-1b",
+            provider="openai",
+            prompt_tokens=10,
+            completion_tokens=4,
+        )
+    )
     bus.emit(AttemptFailed(step="classify", attempt=1, kind="timeout", message="slow"))
-    bus.emit(AttemptFinished(step="classify", attempt=1, status="failed", duration_s=0.1,
-                             kind="timeout", message="slow", queued_s=0.02))
+    bus.emit(
+        AttemptFinished(
+            step="classify",
+            attempt=1,
+            status="failed",
+            duration_s=0.1,
+            kind="timeout",
+            message="slow",
+            queued_s=0.02,
+        )
+    )
     bus.emit(RetryScheduled(step="classify", attempt=2, delay_s=0.5))
     bus.emit(AttemptStarted(step="classify", attempt=2))
-    bus.emit(ToolEvent(step="classify", attempt=2, tool_event="llm_usage", model="m-1b",
-                       prompt_tokens=7, completion_tokens=3))
-    bus.emit(AttemptFinished(step="classify", attempt=2, status="failed", duration_s=0.1,
-                             kind="transient", message="5xx"))
+    bus.emit(
+        ToolEvent(
+            step="classify",
+            attempt=2,
+            tool_event="llm_usage",
+            model="m-1b",
+            prompt_tokens=7,
+            completion_tokens=3,
+        )
+    )
+    bus.emit(
+        AttemptFinished(
+            step="classify",
+            attempt=2,
+            status="failed",
+            duration_s=0.1,
+            kind="transient",
+            message="5xx",
+        )
+    )
     bus.emit(BreakerOpened(resource="llm_api", step="classify"))
     bus.emit(FallbackStarted(step="classify", fallback="rules"))
     bus.emit(StepStarted(step="rules", standby_for="classify"))
     bus.emit(AttemptStarted(step="rules", attempt=1))
     bus.emit(AttemptFinished(step="rules", attempt=1, status="succeeded", duration_s=0.01))
     bus.emit(StepFinished(step="rules", status="succeeded", attempts=1))
-    bus.emit(StepFinished(step="classify", status="recovered", attempts=2, kind="transient",
-                          message="5xx", fallback_used="rules"))
+    bus.emit(
+        StepFinished(
+            step="classify",
+            status="recovered",
+            attempts=2,
+            kind="transient",
+            message="5xx",
+            fallback_used="rules",
+        )
+    )
     bus.emit(StepFinished(step="later", status="skipped", reason="upstream_failed"))
     bus.emit(RunFinished(outcome="degraded"))
 
@@ -108,19 +153,25 @@ def test_every_span_ends_and_skipped_steps_get_a_span() -> None:
     names = [s.name for s in exporter.get_finished_spans()]
     # run + 3 steps + 3 attempts
     assert len(names) == 7
-    skipped = [s for s in exporter.get_finished_spans()
-               if (s.attributes or {}).get("plait.step") == "later"]
+    skipped = [
+        s
+        for s in exporter.get_finished_spans()
+        if (s.attributes or {}).get("plait.step") == "later"
+    ]
     assert (skipped[0].attributes or {})["plait.reason"] == "upstream_failed"
 
 
-@pytest.mark.parametrize(("option", "env", "expected"), [
-    (None, {}, None),
-    ("console", {}, "console"),
-    (None, {"OTEL_TRACES_EXPORTER": "console"}, "console"),
-    (None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp"),
-    (None, {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}, None),
-    ("otlp", {"OTEL_TRACES_EXPORTER": "none"}, "otlp"),
-])
+@pytest.mark.parametrize(
+    ("option", "env", "expected"),
+    [
+        (None, {}, None),
+        ("console", {}, "console"),
+        (None, {"OTEL_TRACES_EXPORTER": "console"}, "console"),
+        (None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp"),
+        (None, {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}, None),
+        ("otlp", {"OTEL_TRACES_EXPORTER": "none"}, "otlp"),
+    ],
+)
 def test_tracing_mode(option: str | None, env: dict[str, str], expected: str | None) -> None:
     assert tracing_mode(option, env) == expected
 
@@ -147,8 +198,9 @@ def test_otlp_exporter_posts_spans_to_the_endpoint(monkeypatch: pytest.MonkeyPat
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT",
-                           f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}"
+        )
         tracing = start_tracing("otlp", PLAN)
         _run_events(EventBus("run-otlp", [tracing.sink]))
         tracing.shutdown()
@@ -175,8 +227,16 @@ def test_a_models_tool_calls_are_execute_tool_spans_under_its_chat_span() -> Non
     bus.emit(ToolCallStarted(call_id="call_1_1", arguments={"q": "x"}, **common))
     bus.emit(ToolCallStarted(call_id="call_1_2", arguments={"q": "y"}, **common))
     bus.emit(ToolCallFinished(call_id="call_1_1", status="succeeded", attempts=1, **common))
-    bus.emit(ToolCallFinished(call_id="call_1_2", status="failed", attempts=3,
-                              kind="timeout", message="slow", **common))
+    bus.emit(
+        ToolCallFinished(
+            call_id="call_1_2",
+            status="failed",
+            attempts=3,
+            kind="timeout",
+            message="slow",
+            **common,
+        )
+    )
     bus.emit(AttemptFinished(step="classify", attempt=1, status="succeeded", duration_s=0.1))
     bus.emit(StepFinished(step="classify", status="succeeded", attempts=1))
     bus.emit(RunFinished(outcome="succeeded"))
@@ -185,8 +245,7 @@ def test_a_models_tool_calls_are_execute_tool_spans_under_its_chat_span() -> Non
     chat = next(s for s in spans if s.name == "chat m-1")
     calls = [s for s in spans if s.name == "execute_tool search"]
     assert len(calls) == 2
-    assert all(s.parent is not None and s.parent.span_id == chat.context.span_id
-               for s in calls)
+    assert all(s.parent is not None and s.parent.span_id == chat.context.span_id for s in calls)
     failed = next(s for s in calls if s.attributes["gen_ai.tool.call.id"] == "call_1_2")
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.attributes["plait.attempts"] == 3
@@ -196,8 +255,9 @@ def test_chat_span_names_the_model_from_plait_llm_model() -> None:
     """`llm.chat` without `model` asks for PLAIT_LLM_MODEL's: the span says which."""
     plan = {"plan": "p", "steps": {"ask": {"tool": "llm.chat", "args": {}}}}
     exporter = InMemorySpanExporter()
-    tracing = start_tracing("console", plan, exporter=exporter,
-                            env={"PLAIT_LLM_MODEL": "env-model-7"})
+    tracing = start_tracing(
+        "console", plan, exporter=exporter, env={"PLAIT_LLM_MODEL": "env-model-7"}
+    )
     bus = EventBus("run-2", [tracing.sink])
     bus.emit(RunStarted(plan="p", steps={"ask": {}}))
     bus.emit(StepStarted(step="ask"))

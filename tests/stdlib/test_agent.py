@@ -67,12 +67,14 @@ def agent_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentLLM]:
         yield server
 
 
-def run_agent(tmp_path: Path, server: AgentLLM, step: str, *, extra: str = ""
-              ) -> tuple[Any, list[Event]]:
+def run_agent(
+    tmp_path: Path, server: AgentLLM, step: str, *, extra: str = ""
+) -> tuple[Any, list[Event]]:
     (tmp_path / "tools.py").write_text(TOOLS)
     plan = tmp_path / "plan.agent"
-    plan.write_text(f'plan agent {{\n  use "./tools.py"\n{extra}\n  {step}\n'
-                    f'  output answer = ask.output\n}}\n')
+    plan.write_text(
+        f'plan agent {{\n  use "./tools.py"\n{extra}\n  {step}\n  output answer = ask.output\n}}\n'
+    )
     events: list[Event] = []
     report = run_plan(plan, events=events.append)
     return report, events
@@ -96,24 +98,50 @@ def test_the_messages_sent_on_each_turn(tmp_path: Path, agent_llm: AgentLLM) -> 
         return f"The sum is {last_tool_results(body)[-1]}"
 
     agent_llm.decide = decide
-    report, _ = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "What is 2 + 3?", '
-                          'system = "Be brief.", tools = ["tools.add"])')
+    report, _ = run_agent(
+        tmp_path,
+        agent_llm,
+        'step ask = llm.chat(prompt = "What is 2 + 3?", '
+        'system = "Be brief.", tools = ["tools.add"])',
+    )
     assert report.outputs == {"answer": "The sum is 5.0"}
     first, second = agent_llm.bodies()
-    assert first["messages"] == [{"role": "system", "content": "Be brief."},
-                                 {"role": "user", "content": "What is 2 + 3?"}]
-    assert first["tools"] == [{"type": "function", "function": {
-        "name": "tools_add", "description": "Add two numbers.",
-        "parameters": {"type": "object", "additionalProperties": False,
-                       "required": ["a", "b"], "properties": {
-                           "a": {"type": "number", "description": "the first number."},
-                           "b": {"type": "number", "description": "the second number."}}}}}]
+    assert first["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2 + 3?"},
+    ]
+    assert first["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "tools_add",
+                "description": "Add two numbers.",
+                "parameters": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["a", "b"],
+                    "properties": {
+                        "a": {"type": "number", "description": "the first number."},
+                        "b": {"type": "number", "description": "the second number."},
+                    },
+                },
+            },
+        }
+    ]
     assert second["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is 2 + 3?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1_1", "type": "function",
-             "function": {"name": "tools_add", "arguments": '{"a": 2, "b": 3}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1_1",
+                    "type": "function",
+                    "function": {"name": "tools_add", "arguments": '{"a": 2, "b": 3}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1_1", "content": "5.0"},
     ]
     step = report.steps["ask"]
@@ -121,8 +149,7 @@ def test_the_messages_sent_on_each_turn(tmp_path: Path, agent_llm: AgentLLM) -> 
     assert report.to_json_dict()["steps"]["ask"]["turns"] == 2
 
 
-def test_tool_calls_of_one_reply_run_concurrently(tmp_path: Path,
-                                                  agent_llm: AgentLLM) -> None:
+def test_tool_calls_of_one_reply_run_concurrently(tmp_path: Path, agent_llm: AgentLLM) -> None:
     def decide(body: dict[str, Any]) -> Any:
         if not any(m["role"] == "tool" for m in body["messages"]):
             return [("tools_slow", {"seconds": 0.6, "label": x}) for x in ("a", "b", "c")]
@@ -130,8 +157,9 @@ def test_tool_calls_of_one_reply_run_concurrently(tmp_path: Path,
 
     agent_llm.decide = decide
     started = time.monotonic()
-    report, events = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
-                               'tools = ["tools.slow"])')
+    report, events = run_agent(
+        tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", tools = ["tools.slow"])'
+    )
     took = time.monotonic() - started
     assert report.outputs == {"answer": "a done + b done + c done"}
     kinds = [e.event for e in events if e.event.startswith("tool_call")]
@@ -141,21 +169,28 @@ def test_tool_calls_of_one_reply_run_concurrently(tmp_path: Path,
     assert took < 3.0  # generous: sequential calls alone would take 1.8 s
     finished = [e for e in events if e.event == "tool_call_finished"]
     assert {(e.call_id, e.turn, e.tool, e.status) for e in finished} == {  # type: ignore[attr-defined]
-        (f"call_1_{i}", 1, "tools.slow", "succeeded") for i in (1, 2, 3)}
+        (f"call_1_{i}", 1, "tools.slow", "succeeded") for i in (1, 2, 3)
+    }
 
 
-def test_arguments_that_do_not_fit_never_reach_the_tool(tmp_path: Path,
-                                                        agent_llm: AgentLLM) -> None:
+def test_arguments_that_do_not_fit_never_reach_the_tool(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
     def decide(body: dict[str, Any]) -> Any:
         results = last_tool_results(body)
         if not results:
-            return [("tools_add", {"a": "two", "b": 3}), ("tools_add", {"a": 1}),
-                    ("tools_nope", {}), ("tools_add", {"a": 1, "b": 2, "c": 3})]
+            return [
+                ("tools_add", {"a": "two", "b": 3}),
+                ("tools_add", {"a": 1}),
+                ("tools_nope", {}),
+                ("tools_add", {"a": 1, "b": 2, "c": 3}),
+            ]
         return json.dumps(results)
 
     agent_llm.decide = decide
-    report, _ = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
-                          'tools = ["tools.add"])')
+    report, _ = run_agent(
+        tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", tools = ["tools.add"])'
+    )
     assert calls_log(tmp_path) == []  # not one call reached the tool
     results = [json.loads(r) for r in json.loads(report.outputs["answer"])]
     assert [r["error"] for r in results] == ["invalid_input"] * 4
@@ -164,14 +199,19 @@ def test_arguments_that_do_not_fit_never_reach_the_tool(tmp_path: Path,
     assert "no tool `tools_nope` in `tools`" in results[2]["message"]
     assert "has no argument `c`" in results[3]["message"]
     assert report.steps["ask"].status == "succeeded"  # failed tool calls do not fail it
-    assert report.steps["ask"].tool_calls == {"tools.add": {"calls": 3, "failures": 3},
-                                              "tools_nope": {"calls": 1, "failures": 1}}
+    assert report.steps["ask"].tool_calls == {
+        "tools.add": {"calls": 3, "failures": 3},
+        "tools_nope": {"calls": 1, "failures": 1},
+    }
 
 
 def test_max_turns_ends_with_loop_exhausted(tmp_path: Path, agent_llm: AgentLLM) -> None:
     agent_llm.decide = lambda body: [("tools_add", {"a": 1, "b": 1})]
-    report, _ = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
-                          'tools = ["tools.add"], max_turns = 3)')
+    report, _ = run_agent(
+        tmp_path,
+        agent_llm,
+        'step ask = llm.chat(prompt = "go", tools = ["tools.add"], max_turns = 3)',
+    )
     step = report.steps["ask"]
     assert step.status == "failed"
     assert step.error is not None and step.error.kind == "loop_exhausted"
@@ -180,8 +220,7 @@ def test_max_turns_ends_with_loop_exhausted(tmp_path: Path, agent_llm: AgentLLM)
     assert report.outcome == "failed"
 
 
-def test_a_tool_calls_timeout_retry_and_breaker_apply(tmp_path: Path,
-                                                      agent_llm: AgentLLM) -> None:
+def test_a_tool_calls_timeout_retry_and_breaker_apply(tmp_path: Path, agent_llm: AgentLLM) -> None:
     def decide(body: dict[str, Any]) -> Any:
         results = last_tool_results(body)
         if len(results) == 0:
@@ -193,14 +232,19 @@ def test_a_tool_calls_timeout_retry_and_breaker_apply(tmp_path: Path,
         return json.dumps(results)
 
     agent_llm.decide = decide
-    extra = ('  defaults {\n    timeout 300ms\n    retry 1 backoff 0ms\n    uses svc\n  }\n'
-             '  resource svc {\n    breaker after 4 failures cooldown 60s\n  }')
-    report, events = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
-                               'tools = ["tools.slow", "tools.broken"]) {\n'
-                               '    uses llm\n    timeout 30s\n  }',
-                               extra=extra + '\n  resource llm {\n    concurrency 1\n  }')
-    timed_out, broken, rejected = (json.loads(r) for r in
-                                   json.loads(report.outputs["answer"]))
+    extra = (
+        "  defaults {\n    timeout 300ms\n    retry 1 backoff 0ms\n    uses svc\n  }\n"
+        "  resource svc {\n    breaker after 4 failures cooldown 60s\n  }"
+    )
+    report, events = run_agent(
+        tmp_path,
+        agent_llm,
+        'step ask = llm.chat(prompt = "go", '
+        'tools = ["tools.slow", "tools.broken"]) {\n'
+        "    uses llm\n    timeout 30s\n  }",
+        extra=extra + "\n  resource llm {\n    concurrency 1\n  }",
+    )
+    timed_out, broken, rejected = (json.loads(r) for r in json.loads(report.outputs["answer"]))
     assert timed_out["error"] == "timeout"
     assert broken == {"error": "transient", "message": "service down: r1"}
     assert rejected["error"] == "breaker_open"  # the fourth failed attempt opened it
@@ -209,12 +253,14 @@ def test_a_tool_calls_timeout_retry_and_breaker_apply(tmp_path: Path,
     finished = [e for e in events if e.event == "tool_call_finished"]
     assert [e.attempts for e in finished] == [2, 2, 1]  # type: ignore[attr-defined]
     assert any(e.event == "breaker_opened" for e in events)
-    assert not any(e.event.startswith("attempt_") and getattr(e, "attempt", 1) > 1
-                   for e in events)  # tool calls make no attempt events of the step
+    assert not any(
+        e.event.startswith("attempt_") and getattr(e, "attempt", 1) > 1 for e in events
+    )  # tool calls make no attempt events of the step
 
 
-def test_an_answer_that_does_not_fit_the_schema_is_asked_again(tmp_path: Path,
-                                                               agent_llm: AgentLLM) -> None:
+def test_an_answer_that_does_not_fit_the_schema_is_asked_again(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
     def decide(body: dict[str, Any]) -> Any:
         last = body["messages"][-1]
         if last["role"] == "user" and last["content"].startswith("Your answer does not"):
@@ -222,8 +268,11 @@ def test_an_answer_that_does_not_fit_the_schema_is_asked_again(tmp_path: Path,
         return '{"sum": "five"}'
 
     agent_llm.decide = decide
-    report, _ = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
-                          'tools = ["tools.add"], schema = {total: "int"})')
+    report, _ = run_agent(
+        tmp_path,
+        agent_llm,
+        'step ask = llm.chat(prompt = "go", tools = ["tools.add"], schema = {total: "int"})',
+    )
     assert report.outputs == {"answer": {"total": 5}}
     retry = agent_llm.bodies()[1]["messages"]
     assert retry[-2] == {"role": "assistant", "content": '{"sum": "five"}'}
@@ -232,7 +281,8 @@ def test_an_answer_that_does_not_fit_the_schema_is_asked_again(tmp_path: Path,
 
 
 def test_a_preset_in_tools_hides_what_it_fixes_and_uses_its_policies(
-        tmp_path: Path, agent_llm: AgentLLM) -> None:
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
     def decide(body: dict[str, Any]) -> Any:
         results = last_tool_results(body)
         if not results:
@@ -240,15 +290,17 @@ def test_a_preset_in_tools_hides_what_it_fixes_and_uses_its_policies(
         return " | ".join(results)
 
     agent_llm.decide = decide
-    extra = '  tool plus2 = tools.add(b = 2) {\n    timeout 5s\n  }'
-    report, _ = run_agent(tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", '
-                               'tools = [plus2])', extra=extra)
+    extra = "  tool plus2 = tools.add(b = 2) {\n    timeout 5s\n  }"
+    report, _ = run_agent(
+        tmp_path, agent_llm, 'step ask = llm.chat(prompt = "go", tools = [plus2])', extra=extra
+    )
     declared = agent_llm.bodies()[0]["tools"][0]["function"]
     assert declared["name"] == "plus2"
     assert list(declared["parameters"]["properties"]) == ["a"]
     first, second = report.outputs["answer"].split(" | ")
     assert first == "42.0"
-    assert json.loads(second) == {"error": "invalid_input", "message":
-                                  "argument `b` is set by the preset `plus2` and may not be "
-                                  "passed"}
+    assert json.loads(second) == {
+        "error": "invalid_input",
+        "message": "argument `b` is set by the preset `plus2` and may not be passed",
+    }
     assert [c["b"] for c in calls_log(tmp_path)] == [2]

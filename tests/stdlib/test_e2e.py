@@ -38,15 +38,23 @@ class Run:
         return self.report["steps"][name]  # type: ignore[no-any-return]
 
     def of(self, event: str, step: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.events
-                if e["event"] == event and (step is None or e.get("step") == step)]
+        return [
+            e
+            for e in self.events
+            if e["event"] == event and (step is None or e.get("step") == step)
+        ]
 
     def usage(self, step: str) -> list[dict[str, Any]]:
         return [e for e in self.of("tool_event", step) if e["tool_event"] == "llm_usage"]
 
 
-def plait_run(folder: Path, plan: str, *, env: dict[str, str] | None = None,
-              files: dict[str, str] | None = None) -> Run:
+def plait_run(
+    folder: Path,
+    plan: str,
+    *,
+    env: dict[str, str] | None = None,
+    files: dict[str, str] | None = None,
+) -> Run:
     """Write the plan (and files beside it) to `folder` and run it with `plait run`."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in (files or {}).items():
@@ -58,13 +66,23 @@ def plait_run(folder: Path, plan: str, *, env: dict[str, str] | None = None,
     started = time.monotonic()
     proc = subprocess.run(
         [PLAIT, "run", str(plan_file), "--json", "--quiet", "--events", str(events)],
-        capture_output=True, text=True, timeout=90, cwd=folder,
-        env={**base_env, "PLAIT_HOME": str(folder), **(env or {})})
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=folder,
+        env={**base_env, "PLAIT_HOME": str(folder), **(env or {})},
+    )
     seconds = time.monotonic() - started
     assert proc.stdout.strip(), f"no report (exit {proc.returncode}): {proc.stderr}"
     lines = events.read_text().splitlines() if events.exists() else []
-    return Run(proc.returncode, json.loads(proc.stdout), [json.loads(x) for x in lines],
-               proc.stderr, seconds, folder)
+    return Run(
+        proc.returncode,
+        json.loads(proc.stdout),
+        [json.loads(x) for x in lines],
+        proc.stderr,
+        seconds,
+        folder,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,28 +102,30 @@ def fake_llm() -> Iterator[FakeLLM]:
 
 @pytest.fixture(scope="module")
 def http_run(web: TestServer, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return plait_run(tmp_path_factory.mktemp("http"), f'''
+    return plait_run(
+        tmp_path_factory.mktemp("http"),
+        f'''
 plan t {{
   resource api {{
     breaker after 2 failures cooldown 30s
   }}
-  step slow = http.get(url = "{web.url('/slow?s=20')}") {{
+  step slow = http.get(url = "{web.url("/slow?s=20")}") {{
     optional
     timeout 300ms
   }}
-  step limited = http.get(url = "{web.url('/flaky/a?fail=1&code=429&retry_after=1')}") {{
+  step limited = http.get(url = "{web.url("/flaky/a?fail=1&code=429&retry_after=1")}") {{
     retry 2 backoff 10ms
   }}
-  step broken = http.get(url = "{web.url('/status/502')}") {{
+  step broken = http.get(url = "{web.url("/status/502")}") {{
     optional
     retry 2 backoff 10ms
   }}
-  step primary = http.get(url = "{web.url('/status/404')}") {{
+  step primary = http.get(url = "{web.url("/status/404")}") {{
     retry 3 backoff 10ms
     fallback backup
   }}
-  step backup = http.post(url = "{web.url('/json')}", json = {{why: "fallback"}})
-  step dead = for i in [1, 2, 3, 4, 5]: http.get(url = "{web.url('/status/500')}",
+  step backup = http.post(url = "{web.url("/json")}", json = {{why: "fallback"}})
+  step dead = for i in [1, 2, 3, 4, 5]: http.get(url = "{web.url("/status/500")}",
                                                   params = {{i: i}}) {{
     uses api
     concurrency 1
@@ -114,7 +134,8 @@ plan t {{
   output ok = limited.output.body.ok
   output via = primary.output.body.body.why
 }}
-''')
+''',
+    )
 
 
 def test_http_run_outcome(http_run: Run) -> None:
@@ -179,11 +200,16 @@ rules:
 @pytest.fixture(scope="module")
 def llm_run(fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Run:
     # the server answers in request order: `checked` runs after `remote` (`after`)
-    fake_llm.script += [{"status": 429, "retry_after": 1}, {"content": '{"category": "bug"}'},
-                        {"content": '{"category": "bug", "urgency": 4}'},
-                        {"content": "I think it is a bug"}]
+    fake_llm.script += [
+        {"status": 429, "retry_after": 1},
+        {"content": '{"category": "bug"}'},
+        {"content": '{"category": "bug", "urgency": 4}'},
+        {"content": "I think it is a bug"},
+    ]
     fake_llm.reply = '{"category": "bug", "urgency": 4}'
-    return plait_run(tmp_path_factory.mktemp("llm"), '''
+    return plait_run(
+        tmp_path_factory.mktemp("llm"),
+        """
 plan t {
   input ticket: str = "refund please"
   step classify = llm.chat(prompt = "classify: ${ticket}",
@@ -205,15 +231,23 @@ plan t {
   output reply = draft.output
   output urgency = remote.output.urgency
 }
-''', env={"PLAIT_LLM_BASE_URL": fake_llm.url("/v1"), "PLAIT_LLM_MODEL": "m1",
-          "PLAIT_LLM_API_KEY": "sk-e2e-secret"}, files={"rules.yaml": RULES})
+""",
+        env={
+            "PLAIT_LLM_BASE_URL": fake_llm.url("/v1"),
+            "PLAIT_LLM_MODEL": "m1",
+            "PLAIT_LLM_API_KEY": "sk-e2e-secret",
+        },
+        files={"rules.yaml": RULES},
+    )
 
 
 def test_llm_run_outcome(llm_run: Run) -> None:
     assert llm_run.code == 0, llm_run.stderr
-    assert llm_run.report["outputs"] == {"category": "billing",
-                                         "reply": "Dear customer, we are on it.",
-                                         "urgency": 4}
+    assert llm_run.report["outputs"] == {
+        "category": "billing",
+        "reply": "Dear customer, we are on it.",
+        "urgency": 4,
+    }
 
 
 def test_scripted_failure_is_retried(llm_run: Run) -> None:
@@ -225,15 +259,13 @@ def test_scripted_failure_is_retried(llm_run: Run) -> None:
 
 def test_remote_rate_limit_and_bad_schema_are_retried(llm_run: Run, fake_llm: FakeLLM) -> None:
     remote = llm_run.step("remote")
-    assert [a["kind"] for a in remote["attempt_log"]] == ["rate_limited", "invalid_output",
-                                                          None]
+    assert [a["kind"] for a in remote["attempt_log"]] == ["rate_limited", "invalid_output", None]
     [first, _] = llm_run.of("retry_scheduled", "remote")
     assert first["hint_s"] == 1 and first["delay_s"] >= 1
     checked = llm_run.step("checked")
     assert checked["attempt_log"][0]["kind"] == "invalid_output"
     assert checked["output"] == {"category": "bug", "urgency": 4}
-    assert all(r.headers["authorization"] == "Bearer sk-e2e-secret"
-               for r in fake_llm.requests)
+    assert all(r.headers["authorization"] == "Bearer sk-e2e-secret" for r in fake_llm.requests)
 
 
 def test_token_usage_reaches_the_events(llm_run: Run) -> None:
@@ -245,7 +277,7 @@ def test_token_usage_reaches_the_events(llm_run: Run) -> None:
 
 # --- local tools: shell, file, py.call, use; and an unconfigured LLM -----------------------
 
-TOOLS = '''
+TOOLS = """
 import plait
 
 @plait.tool
@@ -254,12 +286,14 @@ def count_words(text: str) -> int:
 
 def double(n: int) -> int:
     return n * 2
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return plait_run(tmp_path_factory.mktemp("local"), '''
+    return plait_run(
+        tmp_path_factory.mktemp("local"),
+        """
 plan t {
   use "./tools.py"
   step words = tools.count_words(text = "a b c")
@@ -277,7 +311,9 @@ plan t {
   }
   output n = back.output
 }
-''', files={"tools.py": TOOLS})
+""",
+        files={"tools.py": TOOLS},
+    )
 
 
 def test_local_tools_work_together(local_run: Run) -> None:

@@ -34,12 +34,22 @@ def _refused(ctx: object, tool: str, **args: str) -> ToolError:
     return info.value
 
 
-@pytest.mark.parametrize("path", ["../outside/secret.txt", "{outside}/secret.txt", "link",
-                                  "dirlink/secret.txt", "~/.plait-never-there",
-                                  "/etc/passwd", "sub/../../outside/secret.txt"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside/secret.txt",
+        "{outside}/secret.txt",
+        "link",
+        "dirlink/secret.txt",
+        "~/.plait-never-there",
+        "/etc/passwd",
+        "sub/../../outside/secret.txt",
+    ],
+)
 @pytest.mark.parametrize("tool", ["file.read", "file.write"])
 def test_an_escape_is_permanent_and_names_the_allowed_folders(
-        world: tuple[Path, Path], path: str, tool: str) -> None:
+    world: tuple[Path, Path], path: str, tool: str
+) -> None:
     plan_dir, outside = world
     ctx = make_ctx(plan_dir)
     args = {"path": path.format(outside=outside)}
@@ -70,20 +80,36 @@ def test_more_folders_may_be_allowed(world: tuple[Path, Path]) -> None:
     assert (outside / "new.txt").read_text() == "ok"
 
 
-PLAN = '''plan p {
+PLAN = """plan p {
   input path: str
   step r = file.read(path = path)
   output o = r.output
 }
-'''
+"""
 
 
-def _run(plan_dir: Path, path: str, *extra: str, env: dict[str, str] | None = None
-         ) -> subprocess.CompletedProcess[str]:
+def _run(
+    plan_dir: Path, path: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "plait", "run", "p.agent", "--input", f"path={path}", "--json",
-         "--no-journal", *extra], capture_output=True, text=True, cwd=plan_dir, timeout=120,
-        env={**os.environ, **(env or {})})
+        [
+            sys.executable,
+            "-m",
+            "plait",
+            "run",
+            "p.agent",
+            "--input",
+            f"path={path}",
+            "--json",
+            "--no-journal",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=plan_dir,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_the_command_line_confines_and_allows(world: tuple[Path, Path]) -> None:
@@ -94,6 +120,7 @@ def test_the_command_line_confines_and_allows(world: tuple[Path, Path]) -> None:
     assert '"kind": "permanent"' in refused.stdout and "outside the folders" in refused.stdout
     allowed = _run(plan_dir, "../outside/secret.txt", "--files", str(outside))
     assert allowed.returncode == 0 and '"o": "top secret"' in allowed.stdout
-    by_env = _run(plan_dir, "link", env={"PLAIT_FILES": os.pathsep.join(["/nonexistent",
-                                                                       str(outside)])})
+    by_env = _run(
+        plan_dir, "link", env={"PLAIT_FILES": os.pathsep.join(["/nonexistent", str(outside)])}
+    )
     assert by_env.returncode == 0 and '"o": "top secret"' in by_env.stdout

@@ -22,15 +22,22 @@ def fails(ctx: ToolContext, name: str, **args: object) -> ToolError:
     return info.value
 
 
-def test_get_parses_json_and_sends_params_and_headers(ctx: ToolContext,
-                                                      server: TestServer) -> None:
-    result = call(ctx, "http.get", url=server.url("/json"),
-                  params={"q": "refund", "n": 2, "f": {"a": 1}},
-                  headers={"X-Trace": "t1", "X-Page": 2})
+def test_get_parses_json_and_sends_params_and_headers(ctx: ToolContext, server: TestServer) -> None:
+    result = call(
+        ctx,
+        "http.get",
+        url=server.url("/json"),
+        params={"q": "refund", "n": 2, "f": {"a": 1}},
+        headers={"X-Trace": "t1", "X-Page": 2},
+    )
     assert result["status"] == 200
     assert result["headers"]["content-type"] == "application/json"
-    assert result["body"] == {"method": "GET", "path": "/json", "body": None,
-                              "query": {"q": "refund", "n": "2", "f": '{"a":1}'}}
+    assert result["body"] == {
+        "method": "GET",
+        "path": "/json",
+        "body": None,
+        "query": {"q": "refund", "n": "2", "f": '{"a":1}'},
+    }
     assert server.requests[-1].headers["x-trace"] == "t1"
     assert server.requests[-1].headers["x-page"] == "2"
 
@@ -45,8 +52,7 @@ def test_post_sends_json(ctx: ToolContext, server: TestServer) -> None:
     assert result["body"]["body"] == {"ticket": [1, 2]}
 
 
-def test_500_is_transient_with_status_and_excerpt(ctx: ToolContext,
-                                                  server: TestServer) -> None:
+def test_500_is_transient_with_status_and_excerpt(ctx: ToolContext, server: TestServer) -> None:
     err = fails(ctx, "http.get", url=server.url("/status/500?body=database%20on%20fire"))
     assert err.kind is ErrorKind.TRANSIENT
     assert "HTTP 500" in err.message and "database on fire" in err.message
@@ -59,8 +65,7 @@ def test_503_with_retry_after_gives_a_hint(ctx: ToolContext, server: TestServer)
     assert err.retry_after == 7
 
 
-def test_429_is_rate_limited_with_retry_after_seconds(ctx: ToolContext,
-                                                      server: TestServer) -> None:
+def test_429_is_rate_limited_with_retry_after_seconds(ctx: ToolContext, server: TestServer) -> None:
     err = fails(ctx, "http.get", url=server.url("/status/429?retry_after=3"))
     assert err.kind is ErrorKind.RATE_LIMITED
     assert err.retry_after == 3
@@ -115,8 +120,7 @@ def test_timeout_argument_gives_kind_timeout(ctx: ToolContext, server: TestServe
     assert time.monotonic() - started < 3
 
 
-def test_timeout_argument_bounds_the_whole_exchange(ctx: ToolContext,
-                                                    server: TestServer) -> None:
+def test_timeout_argument_bounds_the_whole_exchange(ctx: ToolContext, server: TestServer) -> None:
     started = time.monotonic()
     err = fails(ctx, "http.get", url=server.url("/drip?s=4"), timeout=0.5)
     assert err.kind is ErrorKind.TIMEOUT and "0.5s" in err.message
@@ -150,46 +154,62 @@ def test_one_pooled_client_per_run(ctx: ToolContext, server: TestServer) -> None
 # --- redirects (docs/security.md): two servers on two ports are two origins ------------------
 
 
-def test_a_redirect_to_the_same_origin_keeps_the_callers_headers(ctx: ToolContext,
-                                                                  server: TestServer) -> None:
-    result = call(ctx, "http.get", url=server.url(f"/redirect?to={server.url('/json')}"),
-                  headers={"X-Api-Key": "k-123", "Authorization": "Bearer t"})
+def test_a_redirect_to_the_same_origin_keeps_the_callers_headers(
+    ctx: ToolContext, server: TestServer
+) -> None:
+    result = call(
+        ctx,
+        "http.get",
+        url=server.url(f"/redirect?to={server.url('/json')}"),
+        headers={"X-Api-Key": "k-123", "Authorization": "Bearer t"},
+    )
     assert result["status"] == 200 and result["body"]["path"] == "/json"
     last = server.requests[-1]
-    assert (last.path, last.headers["x-api-key"], last.headers["authorization"]) \
-        == ("/json", "k-123", "Bearer t")
+    assert (last.path, last.headers["x-api-key"], last.headers["authorization"]) == (
+        "/json",
+        "k-123",
+        "Bearer t",
+    )
 
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
 def test_a_redirect_to_another_origin_drops_every_header_the_caller_set(
-        ctx: ToolContext, server: TestServer, code: int) -> None:
+    ctx: ToolContext, server: TestServer, code: int
+) -> None:
     with TestServer() as other:
         target = other.url("/json")
-        result = call(ctx, "http.get", url=server.url(f"/redirect?code={code}&to={target}"),
-                      headers={"X-Api-Key": "k-123", "Authorization": "Bearer t",
-                               "X-Trace": "t1"})
+        result = call(
+            ctx,
+            "http.get",
+            url=server.url(f"/redirect?code={code}&to={target}"),
+            headers={"X-Api-Key": "k-123", "Authorization": "Bearer t", "X-Trace": "t1"},
+        )
         assert result["status"] == 200
         [arrived] = other.requests
         assert not {"x-api-key", "authorization", "x-trace"} & set(arrived.headers)
         assert server.requests[-1].headers["x-api-key"] == "k-123"  # the first hop had it
 
 
-def test_headers_dropped_on_leaving_do_not_come_back(ctx: ToolContext,
-                                                     server: TestServer) -> None:
+def test_headers_dropped_on_leaving_do_not_come_back(ctx: ToolContext, server: TestServer) -> None:
     with TestServer() as other:
         back = server.url("/json")
         bounce = other.url(f"/redirect?to={back}")
-        call(ctx, "http.get", url=server.url(f"/redirect?to={bounce}"),
-             headers={"X-Api-Key": "k-123"})
+        call(
+            ctx,
+            "http.get",
+            url=server.url(f"/redirect?to={bounce}"),
+            headers={"X-Api-Key": "k-123"},
+        )
         assert "x-api-key" not in other.requests[-1].headers
         assert "x-api-key" not in server.requests[-1].headers
 
 
-@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x",
-                                    "gopher://127.0.0.1:70/x"])
-def test_a_redirect_to_another_scheme_is_refused_as_a_redirect(ctx: ToolContext,
-                                                               server: TestServer,
-                                                               target: str) -> None:
+@pytest.mark.parametrize(
+    "target", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/x"]
+)
+def test_a_redirect_to_another_scheme_is_refused_as_a_redirect(
+    ctx: ToolContext, server: TestServer, target: str
+) -> None:
     err = fails(ctx, "http.get", url=server.url(f"/redirect?to={target}"))
     assert err.kind is ErrorKind.PERMANENT
     scheme = target.split(":")[0]
@@ -207,11 +227,15 @@ def test_redirects_are_capped(ctx: ToolContext, server: TestServer) -> None:
 
 
 def test_error_messages_drop_the_urls_query(ctx: ToolContext, server: TestServer) -> None:
-    err = fails(ctx, "http.get", url=server.url("/status/404?api_key=abc123"),
-                params={"token": "zzz999"})
+    err = fails(
+        ctx, "http.get", url=server.url("/status/404?api_key=abc123"), params={"token": "zzz999"}
+    )
     assert "/status/404" in err.message
-    assert "abc123" not in err.message and "zzz999" not in err.message and "?" not in \
-        err.message.split(":", 2)[-1].split(" ")[0]
+    assert (
+        "abc123" not in err.message
+        and "zzz999" not in err.message
+        and "?" not in err.message.split(":", 2)[-1].split(" ")[0]
+    )
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
@@ -222,13 +246,17 @@ def test_error_messages_drop_the_urls_query(ctx: ToolContext, server: TestServer
 
 @pytest.mark.parametrize("tool", ["http.get", "http.post"])
 @pytest.mark.parametrize("code", [404, 500, 429])
-def test_check_false_returns_non_2xx_answers(ctx: ToolContext, server: TestServer, tool: str,
-                                            code: int) -> None:
+def test_check_false_returns_non_2xx_answers(
+    ctx: ToolContext, server: TestServer, tool: str, code: int
+) -> None:
     """`check = false`: any answer is a result and `status` tells, as with shell.run."""
     result = call(ctx, tool, url=server.url(f"/status/{code}?body=nope"), check=False)
     assert result["status"] == code and result["body"] == "nope"
     assert fails(ctx, tool, url=server.url(f"/status/{code}")).kind in (
-        ErrorKind.PERMANENT, ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED)  # the default checks
+        ErrorKind.PERMANENT,
+        ErrorKind.TRANSIENT,
+        ErrorKind.RATE_LIMITED,
+    )  # the default checks
 
 
 def test_check_false_still_fails_on_transport_errors(ctx: ToolContext) -> None:
@@ -236,4 +264,5 @@ def test_check_false_still_fails_on_transport_errors(ctx: ToolContext) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
     assert fails(ctx, "http.get", url=f"http://127.0.0.1:{port}/", check=False).kind is (
-        ErrorKind.TRANSIENT)
+        ErrorKind.TRANSIENT
+    )

@@ -20,8 +20,12 @@ SCHEMA = {"category": "str", "urgency": "int"}
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PLAIT_LLM_BASE_URL", "PLAIT_LLM_API_KEY", "PLAIT_LLM_MODEL",
-                 "PLAIT_LLM_PROVIDER"):
+    for name in (
+        "PLAIT_LLM_BASE_URL",
+        "PLAIT_LLM_API_KEY",
+        "PLAIT_LLM_MODEL",
+        "PLAIT_LLM_PROVIDER",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -41,17 +45,21 @@ def fails(ctx: ToolContext, **args: Any) -> ToolError:
 # --- the HTTP protocol ----------------------------------------------------------------------
 
 
-def test_chat_sends_messages_and_reports_usage(ctx: ToolContext, configured: FakeLLM,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chat_sends_messages_and_reports_usage(
+    ctx: ToolContext, configured: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLAIT_LLM_API_KEY", "sk-test-123")
     configured.api_key = "sk-test-123"
     configured.reply = "Hello there"
-    assert call(ctx, "llm.chat", prompt="Say hi", system="Be brief", temperature=0.2) \
-        == "Hello there"
+    assert (
+        call(ctx, "llm.chat", prompt="Say hi", system="Be brief", temperature=0.2) == "Hello there"
+    )
     sent = configured.requests[-1].body
     assert sent["model"] == "test-model" and sent["temperature"] == 0.2
-    assert sent["messages"] == [{"role": "system", "content": "Be brief"},
-                                {"role": "user", "content": "Say hi"}]
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief"},
+        {"role": "user", "content": "Say hi"},
+    ]
     assert "response_format" not in sent
     assert isinstance(ctx.emit, Events)
     [(name, usage)] = ctx.emit.items
@@ -60,8 +68,9 @@ def test_chat_sends_messages_and_reports_usage(ctx: ToolContext, configured: Fak
     assert 0 <= usage["latency_s"] < 5
 
 
-def test_arguments_beat_environment(ctx: ToolContext, configured: FakeLLM,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arguments_beat_environment(
+    ctx: ToolContext, configured: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLAIT_LLM_BASE_URL", "http://127.0.0.1:9/nothing-here")
     call(ctx, "llm.chat", prompt="x", base_url=configured.url("/v1"), model="other")
     assert configured.requests[-1].body["model"] == "other"
@@ -69,8 +78,10 @@ def test_arguments_beat_environment(ctx: ToolContext, configured: FakeLLM,
 
 def test_schema_asks_for_json_and_validates(ctx: ToolContext, configured: FakeLLM) -> None:
     configured.reply = '```json\n{"category": "billing", "urgency": "3", "extra": 1}\n```'
-    assert call(ctx, "llm.chat", prompt="classify", schema=SCHEMA) \
-        == {"category": "billing", "urgency": 3}
+    assert call(ctx, "llm.chat", prompt="classify", schema=SCHEMA) == {
+        "category": "billing",
+        "urgency": 3,
+    }
     sent = configured.requests[-1].body
     assert sent["response_format"] == {"type": "json_object"}
     assert sent["messages"][0]["role"] == "system"
@@ -78,48 +89,67 @@ def test_schema_asks_for_json_and_validates(ctx: ToolContext, configured: FakeLL
 
 
 def test_nested_and_list_schema(ctx: ToolContext, configured: FakeLLM) -> None:
-    configured.reply = json.dumps({"tags": ["a", "b"], "who": {"name": "Ann", "vip": True},
-                                   "scores": [1.5], "meta": {"x": 1}, "raw": None})
-    schema = {"tags": "list[str]", "who": {"name": "str", "vip": "bool"},
-              "scores": "list[float]", "meta": "dict", "raw": "any"}
-    assert call(ctx, "llm.chat", prompt="p", schema=schema)["who"] == {"name": "Ann",
-                                                                       "vip": True}
+    configured.reply = json.dumps(
+        {
+            "tags": ["a", "b"],
+            "who": {"name": "Ann", "vip": True},
+            "scores": [1.5],
+            "meta": {"x": 1},
+            "raw": None,
+        }
+    )
+    schema = {
+        "tags": "list[str]",
+        "who": {"name": "str", "vip": "bool"},
+        "scores": "list[float]",
+        "meta": "dict",
+        "raw": "any",
+    }
+    assert call(ctx, "llm.chat", prompt="p", schema=schema)["who"] == {"name": "Ann", "vip": True}
 
 
-@pytest.mark.parametrize("answer", ['{"category": "bug"}', "not json at all",
-                                    '{"category": "bug", "urgency": "high"}', "[1, 2]"])
-def test_non_conforming_answer_is_invalid_output(ctx: ToolContext, configured: FakeLLM,
-                                                 answer: str) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    ['{"category": "bug"}', "not json at all", '{"category": "bug", "urgency": "high"}', "[1, 2]"],
+)
+def test_non_conforming_answer_is_invalid_output(
+    ctx: ToolContext, configured: FakeLLM, answer: str
+) -> None:
     configured.reply = answer
     err = fails(ctx, prompt="classify", schema=SCHEMA)
     assert err.kind is ErrorKind.INVALID_OUTPUT
 
 
-def test_unknown_schema_type_is_invalid_input_before_any_call(ctx: ToolContext,
-                                                              configured: FakeLLM) -> None:
+def test_unknown_schema_type_is_invalid_input_before_any_call(
+    ctx: ToolContext, configured: FakeLLM
+) -> None:
     err = fails(ctx, prompt="p", schema={"a": "strng"})
     assert err.kind is ErrorKind.INVALID_INPUT and "strng" in err.message
     assert configured.requests == []
 
 
-@pytest.mark.parametrize(("step", "kind", "hint"), [
-    ({"status": 429, "retry_after": 4}, ErrorKind.RATE_LIMITED, 4.0),
-    ({"status": 500}, ErrorKind.TRANSIENT, None),
-    ({"status": 503, "retry_after": 2}, ErrorKind.TRANSIENT, 2.0),
-    ({"status": 400}, ErrorKind.PERMANENT, None),
-    ({"raw": "{broken"}, ErrorKind.INVALID_OUTPUT, None),
-])
-def test_http_errors_map_to_kinds(ctx: ToolContext, configured: FakeLLM,
-                                  step: dict[str, Any], kind: ErrorKind,
-                                  hint: float | None) -> None:
+@pytest.mark.parametrize(
+    ("step", "kind", "hint"),
+    [
+        ({"status": 429, "retry_after": 4}, ErrorKind.RATE_LIMITED, 4.0),
+        ({"status": 500}, ErrorKind.TRANSIENT, None),
+        ({"status": 503, "retry_after": 2}, ErrorKind.TRANSIENT, 2.0),
+        ({"status": 400}, ErrorKind.PERMANENT, None),
+        ({"raw": "{broken"}, ErrorKind.INVALID_OUTPUT, None),
+    ],
+)
+def test_http_errors_map_to_kinds(
+    ctx: ToolContext, configured: FakeLLM, step: dict[str, Any], kind: ErrorKind, hint: float | None
+) -> None:
     configured.script.append(step)
     err = fails(ctx, prompt="p")
     assert err.kind is kind
     assert err.retry_after == hint
 
 
-def test_bad_key_is_permanent_and_says_which_variable(ctx: ToolContext,
-                                                      configured: FakeLLM) -> None:
+def test_bad_key_is_permanent_and_says_which_variable(
+    ctx: ToolContext, configured: FakeLLM
+) -> None:
     configured.api_key = "right"
     err = fails(ctx, prompt="p", api_key="wrong")
     assert err.kind is ErrorKind.PERMANENT
@@ -129,8 +159,13 @@ def test_bad_key_is_permanent_and_says_which_variable(ctx: ToolContext,
 def test_no_provider_says_exactly_what_to_set(ctx: ToolContext) -> None:
     err = fails(ctx, prompt="p")
     assert err.kind is ErrorKind.PERMANENT
-    for name in ("PLAIT_LLM_BASE_URL", "PLAIT_LLM_API_KEY", "PLAIT_LLM_MODEL",
-                 "PLAIT_LLM_PROVIDER=scripted:PATH", 'provider = "scripted:PATH"'):
+    for name in (
+        "PLAIT_LLM_BASE_URL",
+        "PLAIT_LLM_API_KEY",
+        "PLAIT_LLM_MODEL",
+        "PLAIT_LLM_PROVIDER=scripted:PATH",
+        'provider = "scripted:PATH"',
+    ):
         assert name in err.message
 
 
@@ -167,60 +202,82 @@ def write_rules(folder: Path, rules: Any, name: str = "rules.json") -> str:
 
 
 def test_scripted_first_matching_rule_answers(ctx: ToolContext, tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"rules": [
-        {"match": "refund|invoice", "reply": {"category": "billing", "urgency": 2}},
-        {"match": "crash", "reply": "It is a bug"},
-        {"match": ".", "reply": "anything"},
-    ]})
+    name = write_rules(
+        tmp_path,
+        {
+            "rules": [
+                {"match": "refund|invoice", "reply": {"category": "billing", "urgency": 2}},
+                {"match": "crash", "reply": "It is a bug"},
+                {"match": ".", "reply": "anything"},
+            ]
+        },
+    )
     provider = f"scripted:{name}"
-    assert call(ctx, "llm.chat", prompt="I want a refund", provider=provider) \
-        == {"category": "billing", "urgency": 2}
-    assert call(ctx, "llm.chat", prompt="App crash on start", provider=provider) \
-        == "It is a bug"
+    assert call(ctx, "llm.chat", prompt="I want a refund", provider=provider) == {
+        "category": "billing",
+        "urgency": 2,
+    }
+    assert call(ctx, "llm.chat", prompt="App crash on start", provider=provider) == "It is a bug"
     assert call(ctx, "llm.chat", prompt="hm", provider=provider) == "anything"
 
 
-def test_scripted_from_environment_yaml_relative_to_plan(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
+def test_scripted_from_environment_yaml_relative_to_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan_dir = tmp_path / "plans"
     plan_dir.mkdir()
     write_rules(plan_dir, 'rules:\n  - match: "hello"\n    reply: "hi!"\n', "r.yaml")
     monkeypatch.setenv("PLAIT_LLM_PROVIDER", "scripted:r.yaml")
     from tests.stdlib.conftest import make_ctx
+
     assert call(make_ctx(plan_dir), "llm.chat", prompt="hello world") == "hi!"
 
 
-def test_scripted_argument_beats_environment(ctx: ToolContext, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scripted_argument_beats_environment(
+    ctx: ToolContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLAIT_LLM_PROVIDER", "scripted:missing.json")
     name = write_rules(tmp_path, {"default": "from the argument"})
-    assert call(ctx, "llm.chat", prompt="x", provider=f"scripted:{name}") \
-        == "from the argument"
+    assert call(ctx, "llm.chat", prompt="x", provider=f"scripted:{name}") == "from the argument"
 
 
-def test_scripted_text_reply_with_schema_is_validated(ctx: ToolContext,
-                                                      tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"rules": [
-        {"match": "good", "reply": '{"category": "bug", "urgency": 4}'},
-        {"match": "bad", "reply": "category: bug"},
-    ]})
-    assert call(ctx, "llm.chat", prompt="good", schema=SCHEMA, provider=f"scripted:{name}") \
-        == {"category": "bug", "urgency": 4}
+def test_scripted_text_reply_with_schema_is_validated(ctx: ToolContext, tmp_path: Path) -> None:
+    name = write_rules(
+        tmp_path,
+        {
+            "rules": [
+                {"match": "good", "reply": '{"category": "bug", "urgency": 4}'},
+                {"match": "bad", "reply": "category: bug"},
+            ]
+        },
+    )
+    assert call(ctx, "llm.chat", prompt="good", schema=SCHEMA, provider=f"scripted:{name}") == {
+        "category": "bug",
+        "urgency": 4,
+    }
     err = fails(ctx, prompt="bad", schema=SCHEMA, provider=f"scripted:{name}")
     assert err.kind is ErrorKind.INVALID_OUTPUT
 
 
-def test_scripted_object_reply_is_checked_against_the_schema(ctx: ToolContext,
-                                                             tmp_path: Path) -> None:
+def test_scripted_object_reply_is_checked_against_the_schema(
+    ctx: ToolContext, tmp_path: Path
+) -> None:
     """An object reply meets `schema` exactly as a model's answer does (SPEC section 9):
     offline runs fail with invalid_output where real ones would."""
-    name = write_rules(tmp_path, {"rules": [
-        {"match": "fits", "reply": {"category": "bug", "urgency": 4}},
-    ], "default": {"anything": [1]}})
+    name = write_rules(
+        tmp_path,
+        {
+            "rules": [
+                {"match": "fits", "reply": {"category": "bug", "urgency": 4}},
+            ],
+            "default": {"anything": [1]},
+        },
+    )
     provider = f"scripted:{name}"
-    assert call(ctx, "llm.chat", prompt="fits", schema=SCHEMA, provider=provider) \
-        == {"category": "bug", "urgency": 4}
+    assert call(ctx, "llm.chat", prompt="fits", schema=SCHEMA, provider=provider) == {
+        "category": "bug",
+        "urgency": 4,
+    }
     err = fails(ctx, prompt="x", schema=SCHEMA, provider=provider)
     assert err.kind is ErrorKind.INVALID_OUTPUT
     assert "does not fit the schema" in err.message and "category" in err.message
@@ -228,33 +285,43 @@ def test_scripted_object_reply_is_checked_against_the_schema(ctx: ToolContext,
 
 
 def test_scripted_fail_times_then_passed_over(ctx: ToolContext, tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"rules": [
-        {"match": "ticket", "fail": "rate_limited", "times": 2, "retry_after": 1.5},
-        {"match": "ticket", "reply": "answered"},
-    ]})
+    name = write_rules(
+        tmp_path,
+        {
+            "rules": [
+                {"match": "ticket", "fail": "rate_limited", "times": 2, "retry_after": 1.5},
+                {"match": "ticket", "reply": "answered"},
+            ]
+        },
+    )
 
     async def body() -> list[Any]:
         results: list[Any] = []
         for _ in range(3):
             try:
-                results.append(await invoke(ctx, "llm.chat", prompt="a ticket",
-                                            provider=f"scripted:{name}"))
+                results.append(
+                    await invoke(ctx, "llm.chat", prompt="a ticket", provider=f"scripted:{name}")
+                )
             except ToolError as exc:
                 results.append((exc.kind, exc.retry_after))
         return results
 
-    assert run_with(ctx, body) == [(ErrorKind.RATE_LIMITED, 1.5),
-                                   (ErrorKind.RATE_LIMITED, 1.5), "answered"]
+    assert run_with(ctx, body) == [
+        (ErrorKind.RATE_LIMITED, 1.5),
+        (ErrorKind.RATE_LIMITED, 1.5),
+        "answered",
+    ]
 
 
-def test_scripted_times_without_fail_answers_then_passes(ctx: ToolContext,
-                                                         tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"rules": [{"match": "q", "reply": "first", "times": 1}],
-                                  "default": "later"})
+def test_scripted_times_without_fail_answers_then_passes(ctx: ToolContext, tmp_path: Path) -> None:
+    name = write_rules(
+        tmp_path, {"rules": [{"match": "q", "reply": "first", "times": 1}], "default": "later"}
+    )
 
     async def body() -> list[Any]:
-        return [await invoke(ctx, "llm.chat", prompt="q", provider=f"scripted:{name}")
-                for _ in range(3)]
+        return [
+            await invoke(ctx, "llm.chat", prompt="q", provider=f"scripted:{name}") for _ in range(3)
+        ]
 
     assert run_with(ctx, body) == ["first", "later", "later"]
 
@@ -266,13 +333,19 @@ def test_scripted_fail_without_times_always_fails(ctx: ToolContext, tmp_path: Pa
 
 
 def test_scripted_delay_waits_and_is_cancellable(ctx: ToolContext, tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"rules": [{"match": "slow", "reply": "done", "delay": 0.3},
-                                            {"match": "stuck", "reply": "never", "delay": 30}]})
+    name = write_rules(
+        tmp_path,
+        {
+            "rules": [
+                {"match": "slow", "reply": "done", "delay": 0.3},
+                {"match": "stuck", "reply": "never", "delay": 30},
+            ]
+        },
+    )
 
     async def body() -> tuple[float, float]:
         started = time.monotonic()
-        assert await invoke(ctx, "llm.chat", prompt="slow", provider=f"scripted:{name}") \
-            == "done"
+        assert await invoke(ctx, "llm.chat", prompt="slow", provider=f"scripted:{name}") == "done"
         waited = time.monotonic() - started
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
@@ -289,16 +362,20 @@ def test_scripted_no_match_no_default_is_permanent(ctx: ToolContext, tmp_path: P
     assert err.kind is ErrorKind.PERMANENT and "no rule" in err.message
 
 
-@pytest.mark.parametrize(("content", "expect"), [
-    (None, "not found"),
-    ("{nope", "does not parse"),
-    ('{"rules": [{"match": "(", "reply": "x"}]}', "bad regex"),
-    ('{"rules": [{"match": "x", "fail": "explode"}]}', "invalid"),
-    ('{"rules": [{"match": "x"}]}', "neither `reply` nor `fail`"),
-    ('{"rulez": []}', "invalid"),
-])
-def test_scripted_bad_rules_file_is_permanent(ctx: ToolContext, tmp_path: Path,
-                                              content: str | None, expect: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "expect"),
+    [
+        (None, "not found"),
+        ("{nope", "does not parse"),
+        ('{"rules": [{"match": "(", "reply": "x"}]}', "bad regex"),
+        ('{"rules": [{"match": "x", "fail": "explode"}]}', "invalid"),
+        ('{"rules": [{"match": "x"}]}', "neither `reply` nor `fail`"),
+        ('{"rulez": []}', "invalid"),
+    ],
+)
+def test_scripted_bad_rules_file_is_permanent(
+    ctx: ToolContext, tmp_path: Path, content: str | None, expect: str
+) -> None:
     if content is not None:
         (tmp_path / "bad.json").write_text(content)
     err = fails(ctx, prompt="x", provider="scripted:bad.json")
@@ -319,12 +396,19 @@ def test_scripted_rules_read_once_per_run(ctx: ToolContext, tmp_path: Path) -> N
 
 
 def test_scripted_times_holds_under_concurrent_calls(ctx: ToolContext, tmp_path: Path) -> None:
-    name = write_rules(tmp_path, {"rules": [{"match": "q", "reply": "once", "times": 1,
-                                             "delay": 0.1}], "default": "other"})
+    name = write_rules(
+        tmp_path,
+        {"rules": [{"match": "q", "reply": "once", "times": 1, "delay": 0.1}], "default": "other"},
+    )
 
     async def body() -> list[Any]:
-        return list(await asyncio.gather(*(
-            invoke(ctx, "llm.chat", prompt="q", provider=f"scripted:{name}")
-            for _ in range(4))))
+        return list(
+            await asyncio.gather(
+                *(
+                    invoke(ctx, "llm.chat", prompt="q", provider=f"scripted:{name}")
+                    for _ in range(4)
+                )
+            )
+        )
 
     assert sorted(run_with(ctx, body)) == ["once", "other", "other", "other"]

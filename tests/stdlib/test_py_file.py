@@ -16,7 +16,7 @@ from plait.errors import ErrorKind, ToolError
 from plait.stdlib.registry import ToolContext
 from tests.stdlib.conftest import call, invoke, run_with
 
-HELPERS = '''
+HELPERS = """
 import asyncio, threading, time
 from plait import ToolContext, Transient
 
@@ -46,7 +46,7 @@ class Box:
         return list(range(n))
 
 VALUE = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -71,8 +71,7 @@ def test_py_call_async_and_context(ctx: ToolContext, helpers: Path) -> None:
     assert call(ctx, "py.call", function="helpers:where") == ctx.step
 
 
-def test_py_call_sync_target_runs_in_a_daemon_thread(ctx: ToolContext,
-                                                     helpers: Path) -> None:
+def test_py_call_sync_target_runs_in_a_daemon_thread(ctx: ToolContext, helpers: Path) -> None:
     name = call(ctx, "py.call", function="helpers:thread_name")
     assert name.startswith("plait-py.call-") and name != threading.current_thread().name
 
@@ -83,8 +82,7 @@ def test_py_call_keeps_the_error_kind(ctx: ToolContext, helpers: Path) -> None:
     assert info.value.kind is ErrorKind.TRANSIENT
 
 
-def test_py_call_cancellation_abandons_a_blocking_function(ctx: ToolContext,
-                                                           helpers: Path) -> None:
+def test_py_call_cancellation_abandons_a_blocking_function(ctx: ToolContext, helpers: Path) -> None:
     async def body() -> float:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -95,18 +93,21 @@ def test_py_call_cancellation_abandons_a_blocking_function(ctx: ToolContext,
     assert run_with(ctx, body) < 1.5
 
 
-@pytest.mark.parametrize(("function", "args", "expect"), [
-    ("no_colon", {}, "must look like"),
-    ("not_a_module_xyz:f", {}, "cannot import"),
-    ("helpers:missing", {}, "has no attribute"),
-    ("helpers:VALUE", {}, "not a function"),
-    ("helpers:add", {"a": "many"}, "`a`"),
-    ("helpers:add", {"c": 1}, "`c`"),
-    ("./nope.py:f", {}, "no such file"),
-])
-def test_py_call_bad_target_or_args_is_invalid_input(ctx: ToolContext, helpers: Path,
-                                                     function: str, args: dict[str, object],
-                                                     expect: str) -> None:
+@pytest.mark.parametrize(
+    ("function", "args", "expect"),
+    [
+        ("no_colon", {}, "must look like"),
+        ("not_a_module_xyz:f", {}, "cannot import"),
+        ("helpers:missing", {}, "has no attribute"),
+        ("helpers:VALUE", {}, "not a function"),
+        ("helpers:add", {"a": "many"}, "`a`"),
+        ("helpers:add", {"c": 1}, "`c`"),
+        ("./nope.py:f", {}, "no such file"),
+    ],
+)
+def test_py_call_bad_target_or_args_is_invalid_input(
+    ctx: ToolContext, helpers: Path, function: str, args: dict[str, object], expect: str
+) -> None:
     with pytest.raises(ToolError) as info:
         call(ctx, "py.call", function=function, **args)
     assert info.value.kind is ErrorKind.INVALID_INPUT
@@ -125,8 +126,7 @@ def test_file_write_then_read_relative_to_plan(ctx: ToolContext, tmp_path: Path)
     assert [p.name for p in target.parent.iterdir()] == ["report.md"]  # no temp left
 
 
-def test_file_write_keeps_mode_and_replaces_atomically(ctx: ToolContext,
-                                                       tmp_path: Path) -> None:
+def test_file_write_keeps_mode_and_replaces_atomically(ctx: ToolContext, tmp_path: Path) -> None:
     target = tmp_path / "data.txt"
     target.write_text("old")
     os.chmod(target, 0o640)
@@ -135,8 +135,9 @@ def test_file_write_keeps_mode_and_replaces_atomically(ctx: ToolContext,
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
-def test_file_write_failure_leaves_the_old_file(ctx: ToolContext, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_write_failure_leaves_the_old_file(
+    ctx: ToolContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "keep.txt"
     target.write_text("intact")
 

@@ -47,15 +47,20 @@ def test_use_a_file_beside_the_plan(plan_dir: Path) -> None:
     assert set(registry.own_names()) == {"tools.shout", "acme.lookup"}
     shout = registry.get("tools.shout")
     assert shout is not None and not shout.is_async
-    assert [(p.name, p.annotation, p.required) for p in shout.params] \
-        == [("text", "str", True), ("times", "int", False)]
+    assert [(p.name, p.annotation, p.required) for p in shout.params] == [
+        ("text", "str", True),
+        ("times", "int", False),
+    ]
     assert shout.description == "Upper-case `text`."
     assert shout.func(**shout.validate_args({"text": "hi", "times": 2})) == "HIHI"
     lookup = registry.get("acme.lookup")
     assert lookup is not None and lookup.is_async and lookup.context_param == "ctx"
     ctx = make_ctx(plan_dir, step="find")
-    assert run_with(ctx, lambda: lookup.func(ctx, key="k")) \
-        == {"key": "k", "step": "find", "dir": str(plan_dir)}
+    assert run_with(ctx, lambda: lookup.func(ctx, key="k")) == {
+        "key": "k",
+        "step": "find",
+        "dir": str(plan_dir),
+    }
 
 
 def test_use_checks_arguments_by_type_hints(plan_dir: Path) -> None:
@@ -84,20 +89,25 @@ def test_use_a_module_on_sys_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / name / "__init__.py").write_text("")
     # an imported module's tools also register globally (as plugins do): unique names here
     (tmp_path / name / "textkit.py").write_text(
-        TOOLS.replace("acme.lookup", f"{name}.lookup").replace("def shout", "def yell"))
+        TOOLS.replace("acme.lookup", f"{name}.lookup").replace("def shout", "def yell")
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = plan_registry([f"{name}.textkit"], Path("/nonexistent"))
     assert {"textkit.yell", f"{name}.lookup"} <= set(registry.own_names())
 
 
-@pytest.mark.parametrize(("target", "content", "expect"), [
-    ("./missing.py", None, "no such file"),
-    ("./broken.py", "raise RuntimeError('boom at import')", "RuntimeError: boom at import"),
-    ("./syntax.py", "def (:", "SyntaxError"),
-    ("no_such_module_plait_xyz", None, "ModuleNotFoundError"),
-])
-def test_use_failures_are_load_errors(tmp_path: Path, target: str, content: str | None,
-                                      expect: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "content", "expect"),
+    [
+        ("./missing.py", None, "no such file"),
+        ("./broken.py", "raise RuntimeError('boom at import')", "RuntimeError: boom at import"),
+        ("./syntax.py", "def (:", "SyntaxError"),
+        ("no_such_module_plait_xyz", None, "ModuleNotFoundError"),
+    ],
+)
+def test_use_failures_are_load_errors(
+    tmp_path: Path, target: str, content: str | None, expect: str
+) -> None:
     if content is not None:
         (tmp_path / target).write_text(content)
     with pytest.raises(ToolLoadError) as info:
@@ -123,20 +133,30 @@ def _registered_names(site: Path) -> subprocess.CompletedProcess[str]:
         print(spec.func(**spec.validate_args({"city": "Oslo"})))
     """)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_entry_point_plugins_register_tools(tmp_path: Path) -> None:
-    _install_plugin(tmp_path, "plait_weather", "plait_weather_tools", textwrap.dedent('''
+    _install_plugin(
+        tmp_path,
+        "plait_weather",
+        "plait_weather_tools",
+        textwrap.dedent("""
         from plait import tool
 
         @tool(name="weather.forecast")
         def forecast(city: str, days: int = 1) -> str:
             return f"{city}: sunny for {days} day(s)"
-    '''))
-    _install_plugin(tmp_path, "plait_broken", "plait_broken_tools",
-                    "raise ImportError('missing dependency foo')")
+    """),
+    )
+    _install_plugin(
+        tmp_path,
+        "plait_broken",
+        "plait_broken_tools",
+        "raise ImportError('missing dependency foo')",
+    )
     proc = _registered_names(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["['weather.forecast']", "Oslo: sunny for 1 day(s)"]

@@ -27,19 +27,18 @@ def test_list_runs_without_a_shell(ctx: ToolContext) -> None:
     assert result["stdout"] == "$HOME|a b|"
 
 
-def test_env_extends_the_inherited_environment(ctx: ToolContext,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_extends_the_inherited_environment(
+    ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLAIT_TEST_INHERITED", "yes")
-    result = call(ctx, "shell.run", cmd="echo $PLAIT_TEST_INHERITED $EXTRA",
-                  env={"EXTRA": "added"})
+    result = call(ctx, "shell.run", cmd="echo $PLAIT_TEST_INHERITED $EXTRA", env={"EXTRA": "added"})
     assert result["stdout"] == "yes added\n"
 
 
 def test_cwd_is_relative_to_the_plan_folder(ctx: ToolContext, tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     assert call(ctx, "shell.run", cmd="pwd")["stdout"].strip() == str(tmp_path)
-    assert call(ctx, "shell.run", cmd="pwd", cwd="sub")["stdout"].strip() \
-        == str(tmp_path / "sub")
+    assert call(ctx, "shell.run", cmd="pwd", cwd="sub")["stdout"].strip() == str(tmp_path / "sub")
 
 
 def test_missing_cwd_is_invalid_input(ctx: ToolContext) -> None:
@@ -82,8 +81,9 @@ def exists(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def cancel_after_start(ctx: ToolContext, cmd: str, pid_file: Path,
-                       timeout: float) -> tuple[list[int], float]:
+def cancel_after_start(
+    ctx: ToolContext, cmd: str, pid_file: Path, timeout: float
+) -> tuple[list[int], float]:
     """Start `cmd`, wait until it wrote its pids, let `asyncio.timeout` cancel the call."""
 
     async def body() -> tuple[list[int], float]:
@@ -114,8 +114,9 @@ def test_timeout_kills_the_child_and_its_grandchild(ctx: ToolContext, tmp_path: 
 
 def test_processes_ignoring_sigterm_get_sigkill(ctx: ToolContext, tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
-    cmd = (f"trap '' TERM; sleep 60 & echo $$ $! > {pid_file}.tmp; "
-           f"mv {pid_file}.tmp {pid_file}; wait")
+    cmd = (
+        f"trap '' TERM; sleep 60 & echo $$ $! > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; wait"
+    )
     (child, grandchild), elapsed = cancel_after_start(ctx, cmd, pid_file, 0.2)
     assert 1.5 < elapsed < 8  # the 2 s grace, then SIGKILL
     assert not exists(child)
@@ -152,12 +153,12 @@ def _wait_dead(pid: int) -> bool:
 
 def test_no_zombies_after_many_runs(ctx: ToolContext) -> None:
     async def body() -> list[Any]:
-        return await asyncio.gather(*(invoke(ctx, "shell.run", cmd=f"exit {i % 2}",
-                                             check=False) for i in range(10)))
+        return await asyncio.gather(
+            *(invoke(ctx, "shell.run", cmd=f"exit {i % 2}", check=False) for i in range(10))
+        )
 
     results = run_with(ctx, body)
     assert [r["code"] for r in results] == [i % 2 for i in range(10)]
     children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
     if children.exists():
-        assert all(not alive(int(p)) and not exists(int(p))
-                   for p in children.read_text().split())
+        assert all(not alive(int(p)) and not exists(int(p)) for p in children.read_text().split())

@@ -41,8 +41,9 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(plan: Plan, source: SourceMap, registry: ToolRegistry,
-               plan_dir: Path | None = None) -> list[Diagnostic]:
+def run_checks(
+    plan: Plan, source: SourceMap, registry: ToolRegistry, plan_dir: Path | None = None
+) -> list[Diagnostic]:
     """Every diagnostic of every check, in source order, each carrying the plan's path.
 
     `registry` receives the tools of the plan's `use` items.
@@ -50,15 +51,21 @@ def run_checks(plan: Plan, source: SourceMap, registry: ToolRegistry,
     return check_plan(plan, source, registry, plan_dir)[0]
 
 
-def check_plan(plan: Plan, source: SourceMap, registry: ToolRegistry,
-               plan_dir: Path | None = None,
-               index: ExprIndex | None = None, *,
-               use_policy: UsePolicy = READ_FILES) -> tuple[list[Diagnostic], CheckContext]:
+def check_plan(
+    plan: Plan,
+    source: SourceMap,
+    registry: ToolRegistry,
+    plan_dir: Path | None = None,
+    index: ExprIndex | None = None,
+    *,
+    use_policy: UsePolicy = READ_FILES,
+) -> tuple[list[Diagnostic], CheckContext]:
     """`run_checks`, also returning the context: its derived facts (which steps each step
     reads) let the graph be built without walking the expressions again. `index` is the
     plan's expressions as `lower_indexed` walked them (else they are walked here)."""
-    ctx = CheckContext(plan, source, registry, plan_dir or Path.cwd(), index=index,
-                       use_policy=use_policy)
+    ctx = CheckContext(
+        plan, source, registry, plan_dir or Path.cwd(), index=index, use_policy=use_policy
+    )
     found: list[Diagnostic] = []
     for check in CHECKS:
         found.extend(check(plan, ctx))

@@ -34,18 +34,26 @@ def check_agents(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             yield from _check_tools(plan, step, tools, ctx)
 
 
-def _check_max_turns(step: Step, turns: Expr, with_tools: bool,
-                     ctx: CheckContext) -> Iterator[Diagnostic]:
+def _check_max_turns(
+    step: Step, turns: Expr, with_tools: bool, ctx: CheckContext
+) -> Iterator[Diagnostic]:
     span = turns.span or ctx.step_span(step.name, "arg", "max_turns")
     if not with_tools:
-        yield error(codes.AGENT_ARGUMENT, f"`max_turns` of step `{step.name}` is allowed only "
-                    "with `tools`", span, "give the model `tools = [...]`, or drop `max_turns`")
+        yield error(
+            codes.AGENT_ARGUMENT,
+            f"`max_turns` of step `{step.name}` is allowed only with `tools`",
+            span,
+            "give the model `tools = [...]`, or drop `max_turns`",
+        )
         return
     value = turns.value if isinstance(turns, LiteralExpr) else None
     low, high = MAX_TURNS
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        yield error(codes.OUT_OF_RANGE, f"`max_turns` must be a whole number from {low} to "
-                    f"{high}, written out", span)
+        yield error(
+            codes.OUT_OF_RANGE,
+            f"`max_turns` must be a whole number from {low} to {high}, written out",
+            span,
+        )
 
 
 def tool_entries(tools: Expr) -> list[tuple[str, Expr]] | None:
@@ -63,14 +71,17 @@ def tool_entries(tools: Expr) -> list[tuple[str, Expr]] | None:
     return names
 
 
-def _check_tools(plan: Plan, step: Step, tools: Expr,
-                 ctx: CheckContext) -> Iterator[Diagnostic]:
+def _check_tools(plan: Plan, step: Step, tools: Expr, ctx: CheckContext) -> Iterator[Diagnostic]:
     span = tools.span or ctx.step_span(step.name, "arg", "tools")
     entries = tool_entries(tools)
     if entries is None:
-        yield error(codes.AGENT_ARGUMENT, f"`tools` of step `{step.name}` must be a list of "
-                    "tool names (strings) and preset names, written out", span,
-                    'e.g. `tools = [search, "http.get"]`')
+        yield error(
+            codes.AGENT_ARGUMENT,
+            f"`tools` of step `{step.name}` must be a list of "
+            "tool names (strings) and preset names, written out",
+            span,
+            'e.g. `tools = [search, "http.get"]`',
+        )
         return
     seen: dict[str, str] = {}
     for name, item in entries:
@@ -79,14 +90,22 @@ def _check_tools(plan: Plan, step: Step, tools: Expr,
         if not known:
             if not ctx.use_failed:
                 hints = did_you_mean(name, [*plan.presets, *ctx.registry.names()])
-                yield error(codes.UNKNOWN_TOOL, f"unknown tool `{name}` in `tools` of step "
-                            f"`{step.name}`", where, *hints)
+                yield error(
+                    codes.UNKNOWN_TOOL,
+                    f"unknown tool `{name}` in `tools` of step `{step.name}`",
+                    where,
+                    *hints,
+                )
             continue
         wire = name.replace(".", "_")
         if wire in seen and seen[wire] != name:
-            yield error(codes.AGENT_ARGUMENT, f"`{name}` and `{seen[wire]}` in `tools` of step "
-                        f"`{step.name}` both reach the model as `{wire}`", where,
-                        "a model sees `.` as `_`: rename a preset")
+            yield error(
+                codes.AGENT_ARGUMENT,
+                f"`{name}` and `{seen[wire]}` in `tools` of step "
+                f"`{step.name}` both reach the model as `{wire}`",
+                where,
+                "a model sees `.` as `_`: rename a preset",
+            )
         seen[wire] = name
         yield from _warn_risky(plan, step, name, where)
 
@@ -98,9 +117,12 @@ def _warn_risky(plan: Plan, step: Step, name: str, span: Span | None) -> Iterato
     risky = tool in RISKY_TOOLS or (tool.startswith("http.") and "url" not in fixed)
     if risky:
         what = "its `url`" if tool.startswith("http.") else "what it does"
-        yield warning(codes.RISKY_AGENT_TOOL, f"step `{step.name}` lets the model call "
-                      f"`{tool}` and choose {what}", span,
-                      "wrap it in a `tool` preset that fixes what the model may not choose")
+        yield warning(
+            codes.RISKY_AGENT_TOOL,
+            f"step `{step.name}` lets the model call `{tool}` and choose {what}",
+            span,
+            "wrap it in a `tool` preset that fixes what the model may not choose",
+        )
 
 
 def check_presets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -108,22 +130,32 @@ def check_presets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     for preset in plan.presets.values():
         span = ctx.span("preset", preset.name, "tool") or ctx.span("preset", preset.name)
         if preset.tool in plan.presets:
-            yield error(codes.UNKNOWN_TOOL, f"the preset `{preset.name}` wraps the preset "
-                        f"`{preset.tool}`", span, "a preset wraps a tool, not a preset: "
-                        f"give `{preset.tool}`'s tool and arguments here")
+            yield error(
+                codes.UNKNOWN_TOOL,
+                f"the preset `{preset.name}` wraps the preset `{preset.tool}`",
+                span,
+                "a preset wraps a tool, not a preset: "
+                f"give `{preset.tool}`'s tool and arguments here",
+            )
             continue
         spec = ctx.registry.get(preset.tool)
         if spec is None:
             if not ctx.use_failed:
-                yield error(codes.UNKNOWN_TOOL, f"unknown tool `{preset.tool}` in preset "
-                            f"`{preset.name}`", span,
-                            *did_you_mean(preset.tool, ctx.registry.names()))
+                yield error(
+                    codes.UNKNOWN_TOOL,
+                    f"unknown tool `{preset.tool}` in preset `{preset.name}`",
+                    span,
+                    *did_you_mean(preset.tool, ctx.registry.names()),
+                )
             continue
         for arg in preset.args:
             if spec.param(arg) is None and not spec.accepts_extra:
-                yield error(codes.UNKNOWN_ARGUMENT, f"`{spec.name}` has no argument `{arg}`",
-                            ctx.span("preset", preset.name, "arg", arg) or span,
-                            *did_you_mean(arg, [p.name for p in spec.params]))
+                yield error(
+                    codes.UNKNOWN_ARGUMENT,
+                    f"`{spec.name}` has no argument `{arg}`",
+                    ctx.span("preset", preset.name, "arg", arg) or span,
+                    *did_you_mean(arg, [p.name for p in spec.params]),
+                )
 
 
 CHECKS = (check_agents, check_presets)

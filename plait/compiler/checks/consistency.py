@@ -26,20 +26,30 @@ def check_compensate(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         span = ctx.step_span(step.name, "compensate", target)
         if target not in plan.steps:
-            yield error(codes.COMPENSATION,
-                        f"unknown step `{target}` in `compensate` of step `{step.name}`",
-                        span, *did_you_mean(target, plan.steps))
+            yield error(
+                codes.COMPENSATION,
+                f"unknown step `{target}` in `compensate` of step `{step.name}`",
+                span,
+                *did_you_mean(target, plan.steps),
+            )
         elif target == step.name:
-            yield error(codes.COMPENSATION, f"step `{step.name}` names itself in `compensate`",
-                        span, "a compensation is another step that undoes this one")
+            yield error(
+                codes.COMPENSATION,
+                f"step `{step.name}` names itself in `compensate`",
+                span,
+                "a compensation is another step that undoes this one",
+            )
         elif plan.steps[target].compensate is not None:
-            yield error(codes.COMPENSATION,
-                        f"compensation `{target}` (of `{step.name}`) cannot carry `compensate`",
-                        ctx.step_span(target, "policy", "compensate"),
-                        "a compensation is never compensated itself")
+            yield error(
+                codes.COMPENSATION,
+                f"compensation `{target}` (of `{step.name}`) cannot carry `compensate`",
+                ctx.step_span(target, "policy", "compensate"),
+                "a compensation is never compensated itself",
+            )
         elif step.is_standby and plan.steps[step.standby_for or ""].compensate == step.name:
-            yield error(codes.COMPENSATION,
-                        f"compensation `{step.name}` cannot carry `compensate`", span)
+            yield error(
+                codes.COMPENSATION, f"compensation `{step.name}` cannot carry `compensate`", span
+            )
 
 
 def check_guard(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -53,8 +63,9 @@ def check_guard(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
                 yield error(codes.GUARD_TARGET, message, span, *hint)
 
 
-def _guard_problem(plan: Plan, ctx: CheckContext, step: Step, target: str
-                   ) -> tuple[str, tuple[str, ...]] | None:
+def _guard_problem(
+    plan: Plan, ctx: CheckContext, step: Step, target: str
+) -> tuple[str, tuple[str, ...]] | None:
     guarded = plan.steps.get(target)
     where = f"`guard` of step `{step.name}`"
     if guarded is None:
@@ -62,18 +73,27 @@ def _guard_problem(plan: Plan, ctx: CheckContext, step: Step, target: str
     if target == step.name:
         return f"step `{step.name}` guards itself", ("guard the steps whose data it acts on",)
     if guarded.is_map:
-        return (f"map step `{target}` cannot be guarded ({where})",
-                ("guard a plain step that reads the data",))
+        return (
+            f"map step `{target}` cannot be guarded ({where})",
+            ("guard a plain step that reads the data",),
+        )
     if guarded.is_standby:
         return None  # reported as a standby referenced (E310)
-    not_reads = [name for name in (target, *guarded.fallback)
-                 if name in plan.steps and not _is_read(ctx, plan.steps[name].tool)]
+    not_reads = [
+        name
+        for name in (target, *guarded.fallback)
+        if name in plan.steps and not _is_read(ctx, plan.steps[name].tool)
+    ]
     if not_reads:
         tool = plan.steps[not_reads[0]].tool
-        return (f"step `{not_reads[0]}` calls `{tool}`, which is not a read, so `{target}` "
-                f"cannot be guarded ({where})",
-                ("a guarded step (and its fallbacks) calls `http.get`, `file.read` or a Python "
-                 "tool registered with `@plait.tool(read=True)`",))
+        return (
+            f"step `{not_reads[0]}` calls `{tool}`, which is not a read, so `{target}` "
+            f"cannot be guarded ({where})",
+            (
+                "a guarded step (and its fallbacks) calls `http.get`, `file.read` or a Python "
+                "tool registered with `@plait.tool(read=True)`",
+            ),
+        )
     return None
 
 
@@ -91,18 +111,24 @@ def check_fresh(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         span = ctx.step_span(step.name, "policy", "fresh")
         if step.fresh <= 0:
-            yield error(codes.FRESH_PLACEMENT, f"`fresh` of step `{step.name}` must be positive",
-                        span)
+            yield error(
+                codes.FRESH_PLACEMENT, f"`fresh` of step `{step.name}` must be positive", span
+            )
         elif step.name in ctx.standbys:
-            yield error(codes.FRESH_PLACEMENT,
-                        f"standby step `{step.name}` ({ctx.role(step.name)}) cannot carry "
-                        "`fresh`", span, "standbys are never refreshed; put `fresh` on a "
-                        "step that reads the data")
+            yield error(
+                codes.FRESH_PLACEMENT,
+                f"standby step `{step.name}` ({ctx.role(step.name)}) cannot carry `fresh`",
+                span,
+                "standbys are never refreshed; put `fresh` on a step that reads the data",
+            )
         elif step.timeout_s is not None and step.fresh < step.timeout_s:
-            yield warning(codes.FRESH_BELOW_TIMEOUT,
-                          f"`fresh` of step `{step.name}` is shorter than its `timeout`: its "
-                          "data may expire while it is read", span,
-                          "make `fresh` at least as long as the `timeout`")
+            yield warning(
+                codes.FRESH_BELOW_TIMEOUT,
+                f"`fresh` of step `{step.name}` is shorter than its `timeout`: its "
+                "data may expire while it is read",
+                span,
+                "make `fresh` at least as long as the `timeout`",
+            )
 
 
 def check_compensation_timeout(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -110,16 +136,23 @@ def check_compensation_timeout(plan: Plan, ctx: CheckContext) -> Iterator[Diagno
     for step in plan.steps.values():
         comp = plan.steps.get(step.compensate or "")
         if comp is not None and comp.name != step.name and comp.timeout_s is None:
-            yield warning(codes.COMPENSATION_WITHOUT_TIMEOUT,
-                          f"compensation `{comp.name}` has no `timeout`, and the run's "
-                          "deadline does not apply to compensations",
-                          ctx.step_span(comp.name), f"give `{comp.name}` a `timeout`")
+            yield warning(
+                codes.COMPENSATION_WITHOUT_TIMEOUT,
+                f"compensation `{comp.name}` has no `timeout`, and the run's "
+                "deadline does not apply to compensations",
+                ctx.step_span(comp.name),
+                f"give `{comp.name}` a `timeout`",
+            )
 
 
 def version_reads(expr: Expr, plan: Plan) -> list[str]:
     """The steps whose `.version` an expression reads."""
-    if isinstance(expr, AttrExpr) and expr.field == "version" \
-            and isinstance(expr.value, NameExpr) and expr.value.name in plan.steps:
+    if (
+        isinstance(expr, AttrExpr)
+        and expr.field == "version"
+        and isinstance(expr.value, NameExpr)
+        and expr.value.name in plan.steps
+    ):
         return [expr.value.name]
     return [name for child in children(expr) for name in version_reads(child, plan)]
 
@@ -137,10 +170,13 @@ def check_conditions(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
         sources = version_reads(expr, plan)
         if not sources:
             if not (isinstance(expr, LiteralExpr) and expr.value in ("*", "")):
-                yield warning(codes.WEAK_CONDITION,
-                              f"`{arg}` of step `{step.name}` reads no `.version`, so it "
-                              "does not say what the write was decided on", span,
-                              f"write `{arg} = S.version` for the step S that read the data")
+                yield warning(
+                    codes.WEAK_CONDITION,
+                    f"`{arg}` of step `{step.name}` reads no `.version`, so it "
+                    "does not say what the write was decided on",
+                    span,
+                    f"write `{arg} = S.version` for the step S that read the data",
+                )
             continue
         for source in dict.fromkeys(sources):
             yield from _unreliable(plan, ctx, step, arg, source)
@@ -149,34 +185,51 @@ def check_conditions(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
         many = len(writers) > 1 or any(w.is_map for w in writers)
         if many and not all(_retries_stale(w) for w in writers):
             first = writers[1] if len(writers) > 1 else writers[0]
-            yield warning(codes.SHARED_CONDITION,
-                          f"several writes are conditioned on `{source}.version`, not all "
-                          "with `retry … on stale`",
-                          ctx.step_span(first.name, "arg", CONDITION_ARGS[first.tool]),
-                          f"after the first write `{source}.version` changes and the others "
-                          "go stale: condition each write on the previous write's "
-                          "`.version`, or add `retry N on stale`")
+            yield warning(
+                codes.SHARED_CONDITION,
+                f"several writes are conditioned on `{source}.version`, not all "
+                "with `retry … on stale`",
+                ctx.step_span(first.name, "arg", CONDITION_ARGS[first.tool]),
+                f"after the first write `{source}.version` changes and the others "
+                "go stale: condition each write on the previous write's "
+                "`.version`, or add `retry N on stale`",
+            )
 
 
-def _unreliable(plan: Plan, ctx: CheckContext, step: Step, arg: str,
-                source: str) -> Iterator[Diagnostic]:
+def _unreliable(
+    plan: Plan, ctx: CheckContext, step: Step, arg: str, source: str
+) -> Iterator[Diagnostic]:
     read = plan.steps[source]
-    why = ("optional" if read.optional else "has an `if`" if read.condition is not None
-           else "has a `fallback`" if read.fallback else "has a `default`"
-           if read.default is not None else None)
+    why = (
+        "optional"
+        if read.optional
+        else "has an `if`"
+        if read.condition is not None
+        else "has a `fallback`"
+        if read.fallback
+        else "has a `default`"
+        if read.default is not None
+        else None
+    )
     if why is not None:
-        yield warning(codes.WEAK_CONDITION,
-                      f"`{arg}` of step `{step.name}` reads the version of `{source}`, which "
-                      f"{'is ' if why == 'optional' else ''}{why}: its version may be null or "
-                      "not the data's", ctx.step_span(step.name, "arg", arg),
-                      f"write `{source}.version ?? \"*\"` if any version will do")
+        yield warning(
+            codes.WEAK_CONDITION,
+            f"`{arg}` of step `{step.name}` reads the version of `{source}`, which "
+            f"{'is ' if why == 'optional' else ''}{why}: its version may be null or "
+            "not the data's",
+            ctx.step_span(step.name, "arg", arg),
+            f'write `{source}.version ?? "*"` if any version will do',
+        )
 
 
 def _retries_stale(step: Step) -> bool:
     retry = step.retry
-    return retry is not None and retry.on is not None and ErrorKind.STALE in retry.on \
+    return (
+        retry is not None
+        and retry.on is not None
+        and ErrorKind.STALE in retry.on
         and retry.retries > 0
+    )
 
 
-CHECKS = (check_compensate, check_guard, check_fresh, check_compensation_timeout,
-          check_conditions)
+CHECKS = (check_compensate, check_guard, check_fresh, check_compensation_timeout, check_conditions)

@@ -58,7 +58,7 @@ class CheckContext:
         return named
 
     def role(self, standby: str) -> str:
-        """"a fallback of `P`" or "the compensation of `P`", for messages."""
+        """ "a fallback of `P`" or "the compensation of `P`", for messages."""
         primary = self.standbys[standby][0]
         step = self.plan.steps.get(primary)
         if step is not None and step.compensate == standby:

@@ -16,10 +16,13 @@ from plait.compiler.source import Span
 def check_self_fallback(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     for step in ctx.groups.fallbacks:
         if step.name in step.fallback:
-            yield error(codes.SELF_FALLBACK, f"step `{step.name}` names itself in `fallback`",
-                        ctx.step_span(step.name, "fallback", step.name),
-                        "a fallback is another step, tried when this one has failed; "
-                        "to try again use `retry`")
+            yield error(
+                codes.SELF_FALLBACK,
+                f"step `{step.name}` names itself in `fallback`",
+                ctx.step_span(step.name, "fallback", step.name),
+                "a fallback is another step, tried when this one has failed; "
+                "to try again use `retry`",
+            )
 
 
 def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -28,21 +31,27 @@ def check_shared_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         first = primaries[0]
         if primaries.count(first) > 1:
-            yield error(codes.STANDBY_SHARED,
-                        f"step `{standby}` is named twice in the `fallback` of `{first}`",
-                        ctx.step_span(first, "policy", "fallback"),
-                        "a standby is tried once; name it once")
+            yield error(
+                codes.STANDBY_SHARED,
+                f"step `{standby}` is named twice in the `fallback` of `{first}`",
+                ctx.step_span(first, "policy", "fallback"),
+                "a standby is tried once; name it once",
+            )
         for other in dict.fromkeys(p for p in primaries[1:] if p not in (standby, first)):
-            yield error(codes.STANDBY_SHARED,
-                        f"step `{standby}` is already the fallback of `{first}`; "
-                        "a standby serves exactly one primary",
-                        ctx.step_span(other, "fallback", standby),
-                        f"define a second step with the same call for `{other}`")
+            yield error(
+                codes.STANDBY_SHARED,
+                f"step `{standby}` is already the fallback of `{first}`; "
+                "a standby serves exactly one primary",
+                ctx.step_span(other, "fallback", standby),
+                f"define a second step with the same call for `{other}`",
+            )
 
 
 def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
-    fallbacks = {step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
-                 for step in ctx.groups.fallbacks}
+    fallbacks = {
+        step.name: [t for t in step.fallback if t in plan.steps and t != step.name]
+        for step in ctx.groups.fallbacks
+    }
     # A cycle needs a standby that has standbys itself: usually there is none, and
     # networkx is not imported for nothing.
     if not any(t in fallbacks for targets in fallbacks.values() for t in targets):
@@ -50,8 +59,9 @@ def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]
     import networkx as nx
 
     graph = nx.DiGraph([(name, t) for name, targets in fallbacks.items() for t in targets])
-    for component in sorted(nx.strongly_connected_components(graph),
-                            key=lambda c: min(ctx.order[n] for n in c)):
+    for component in sorted(
+        nx.strongly_connected_components(graph), key=lambda c: min(ctx.order[n] for n in c)
+    ):
         if len(component) < 2:
             continue
         first = min(component, key=ctx.order.__getitem__)
@@ -61,10 +71,12 @@ def check_fallback_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]
             if len(cycle) > len(component) + 1:
                 break
         chain = ", which falls back to ".join(f"`{n}`" for n in cycle[1:])
-        yield error(codes.FALLBACK_CYCLE,
-                    f"fallback cycle: `{first}` falls back to {chain}",
-                    ctx.step_span(first, "fallback", cycle[1]),
-                    "a standby cannot fall back, directly or not, to its own primary")
+        yield error(
+            codes.FALLBACK_CYCLE,
+            f"fallback cycle: `{first}` falls back to {chain}",
+            ctx.step_span(first, "fallback", cycle[1]),
+            "a standby cannot fall back, directly or not, to its own primary",
+        )
 
 
 def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -81,22 +93,32 @@ def check_standby_references(plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
     for step in ctx.groups.afters:
         for target in step.after:
             if target in standbys and target in steps:
-                yield _referenced(target, ctx.role(target), standbys[target][0],
-                                  ctx.step_span(step.name, "after", target))
+                yield _referenced(
+                    target,
+                    ctx.role(target),
+                    standbys[target][0],
+                    ctx.step_span(step.name, "after", target),
+                )
     for step in plan.steps.values():
         for target in step.guard:
             if target in standbys and target in steps:
-                yield _referenced(target, ctx.role(target), standbys[target][0],
-                                  ctx.step_span(step.name, "guard", target))
+                yield _referenced(
+                    target,
+                    ctx.role(target),
+                    standbys[target][0],
+                    ctx.step_span(step.name, "guard", target),
+                )
 
 
 def _referenced(standby: str, role: str, primary: str, span: Span | None) -> Diagnostic:
-    return error(codes.STANDBY_REFERENCED,
-                 f"step `{standby}` is a standby ({role}) and cannot be "
-                 "referenced by other steps or outputs",
-                 span,
-                 f"read `{primary}.output` instead: it carries `{standby}`'s output when "
-                 "the fallback is used")
+    return error(
+        codes.STANDBY_REFERENCED,
+        f"step `{standby}` is a standby ({role}) and cannot be "
+        "referenced by other steps or outputs",
+        span,
+        f"read `{primary}.output` instead: it carries `{standby}`'s output when "
+        "the fallback is used",
+    )
 
 
 def check_standby_policies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -111,12 +133,13 @@ def check_standby_policies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic
             "optional": step.optional,
         }
         for policy in (p for p, present in written.items() if present):
-            yield error(codes.STANDBY_POLICY,
-                        f"standby step `{name}` ({ctx.role(name)}) cannot "
-                        f"carry `{policy}`",
-                        ctx.step_span(name, "policy", policy),
-                        "a standby runs only when its primary has failed; put the policy "
-                        f"on `{primaries[0]}`")
+            yield error(
+                codes.STANDBY_POLICY,
+                f"standby step `{name}` ({ctx.role(name)}) cannot carry `{policy}`",
+                ctx.step_span(name, "policy", policy),
+                "a standby runs only when its primary has failed; put the policy "
+                f"on `{primaries[0]}`",
+            )
 
 
 def check_standby_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -135,15 +158,16 @@ def check_standby_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagno
             yield _standby_dependency(step, primary.name, bad, ctx)
 
 
-def _standby_dependency(step: Step, primary: str, bad: list[str],
-                        ctx: CheckContext) -> Diagnostic:
+def _standby_dependency(step: Step, primary: str, bad: list[str], ctx: CheckContext) -> Diagnostic:
     word = "depends on" if len(bad) == 1 else "depends on each of"
-    return error(codes.STANDBY_DEPENDENCIES,
-                 f"standby `{step.name}` {word} {quoted(bad)}, which may not be finished "
-                 f"when its primary `{primary}` fails",
-                 ctx.step_span(step.name),
-                 f"a standby may only depend on steps that `{primary}` itself depends on, "
-                 f"directly or not; add `after {bad[0]}` to `{primary}`")
+    return error(
+        codes.STANDBY_DEPENDENCIES,
+        f"standby `{step.name}` {word} {quoted(bad)}, which may not be finished "
+        f"when its primary `{primary}` fails",
+        ctx.step_span(step.name),
+        f"a standby may only depend on steps that `{primary}` itself depends on, "
+        f"directly or not; add `after {bad[0]}` to `{primary}`",
+    )
 
 
 def _not_ancestors(plan: Plan, step: Step, wanted: set[str]) -> set[str]:
@@ -162,5 +186,11 @@ def _not_ancestors(plan: Plan, step: Step, wanted: set[str]) -> set[str]:
     return missing
 
 
-CHECKS = (check_self_fallback, check_shared_standby, check_fallback_cycles,
-          check_standby_references, check_standby_policies, check_standby_dependencies)
+CHECKS = (
+    check_self_fallback,
+    check_shared_standby,
+    check_fallback_cycles,
+    check_standby_references,
+    check_standby_policies,
+    check_standby_dependencies,
+)

@@ -15,20 +15,27 @@ def check_cycles(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     for cycle in dependency_cycles(plan, ctx.order):
         first = cycle[0]
         if len(cycle) == 2 and cycle[1] == first:
-            yield error(codes.DEPENDENCY_CYCLE, f"dependency cycle: step `{first}` depends on "
-                        "itself", ctx.step_span(first),
-                        "a step cannot read its own output or wait for itself")
+            yield error(
+                codes.DEPENDENCY_CYCLE,
+                f"dependency cycle: step `{first}` depends on itself",
+                ctx.step_span(first),
+                "a step cannot read its own output or wait for itself",
+            )
             continue
         chain = ", which depends on ".join(f"`{n}`" for n in cycle[1:])
-        labels = tuple(Label(span, f"`{name}` is part of the cycle")
-                       for name in dict.fromkeys(cycle[1:-1])
-                       if (span := ctx.span("step", name)) is not None)
-        yield error(codes.DEPENDENCY_CYCLE,
-                    f"dependency cycle: `{first}` depends on {chain}",
-                    ctx.step_span(first),
-                    "steps run after what they depend on, so a cycle can never start; "
-                    "remove one of these references or `after` entries",
-                    labels=labels)
+        labels = tuple(
+            Label(span, f"`{name}` is part of the cycle")
+            for name in dict.fromkeys(cycle[1:-1])
+            if (span := ctx.span("step", name)) is not None
+        )
+        yield error(
+            codes.DEPENDENCY_CYCLE,
+            f"dependency cycle: `{first}` depends on {chain}",
+            ctx.step_span(first),
+            "steps run after what they depend on, so a cycle can never start; "
+            "remove one of these references or `after` entries",
+            labels=labels,
+        )
 
 
 def dependency_cycles(plan: Plan, order: dict[str, int] | None = None) -> list[list[str]]:
@@ -46,8 +53,12 @@ def dependency_cycles(plan: Plan, order: dict[str, int] | None = None) -> list[l
 
     needs = nx.DiGraph()  # step -> what it depends on: a cycle reads as "a depends on b"
     needs.add_nodes_from(plan.steps)
-    needs.add_edges_from((name, dep) for name, step in plan.steps.items()
-                         for dep in step.depends_on if dep in plan.steps)
+    needs.add_edges_from(
+        (name, dep)
+        for name, step in plan.steps.items()
+        for dep in step.depends_on
+        if dep in plan.steps
+    )
     cycles = []
     for component in nx.strongly_connected_components(needs):
         first = min(component, key=order.__getitem__)

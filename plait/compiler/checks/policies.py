@@ -32,8 +32,12 @@ def check_resources_used(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     known = list(plan.resources)
     for name in plan.defaults.uses:
         if name not in plan.resources:
-            yield _unknown_resource(name, "`defaults`", ctx.span("defaults", "uses", name)
-                                    or ctx.span("defaults", "uses"), known)
+            yield _unknown_resource(
+                name,
+                "`defaults`",
+                ctx.span("defaults", "uses", name) or ctx.span("defaults", "uses"),
+                known,
+            )
     resources = plan.resources
     for step in plan.steps.values():
         for name in step.uses:
@@ -41,16 +45,19 @@ def check_resources_used(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
                 continue
             own = ctx.span("step", step.name, "uses", name)
             if own or name not in plan.defaults.uses:
-                yield _unknown_resource(name, f"step `{step.name}`",
-                                        own or ctx.step_span(step.name, "policy", "uses"), known)
+                yield _unknown_resource(
+                    name,
+                    f"step `{step.name}`",
+                    own or ctx.step_span(step.name, "policy", "uses"),
+                    known,
+                )
 
 
-def _unknown_resource(name: str, where: str, span: Span | None,
-                      known: list[str]) -> Diagnostic:
-    hints = did_you_mean(name, known) or (
-        f"declare it: `resource {name} {{ concurrency 4 }}`",)
-    return error(codes.UNKNOWN_RESOURCE, f"unknown resource `{name}` in `uses` of {where}",
-                 span, *hints)
+def _unknown_resource(name: str, where: str, span: Span | None, known: list[str]) -> Diagnostic:
+    hints = did_you_mean(name, known) or (f"declare it: `resource {name} {{ concurrency 4 }}`",)
+    return error(
+        codes.UNKNOWN_RESOURCE, f"unknown resource `{name}` in `uses` of {where}", span, *hints
+    )
 
 
 def check_map_only(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -60,18 +67,21 @@ def check_map_only(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         for policy, value in (("concurrency", step.concurrency), ("tolerate", step.tolerate)):
             if value is not None:
-                yield error(codes.MAP_ONLY_POLICY,
-                            f"`{policy}` applies only to map steps, and `{step.name}` is not one",
-                            ctx.step_span(step.name, "policy", policy),
-                            "a map step reads `step NAME = for x in LIST: TOOL(...)`")
+                yield error(
+                    codes.MAP_ONLY_POLICY,
+                    f"`{policy}` applies only to map steps, and `{step.name}` is not one",
+                    ctx.step_span(step.name, "policy", policy),
+                    "a map step reads `step NAME = for x in LIST: TOOL(...)`",
+                )
 
 
 def check_ranges(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Durations, counts, rates and percentages are within their bounds (SPEC section 9)."""
     yield from _positive("deadline", plan.deadline_s, ctx.span("deadline"))
     yield from _at_least_one("plan `concurrency`", plan.concurrency, ctx.span("concurrency"))
-    yield from _positive("`defaults` timeout", plan.defaults.timeout_s,
-                         ctx.span("defaults", "timeout"))
+    yield from _positive(
+        "`defaults` timeout", plan.defaults.timeout_s, ctx.span("defaults", "timeout")
+    )
     if plan.defaults.retry is not None:
         yield from _retry(plan.defaults.retry, ctx.span("defaults", "retry"))
     for resource in plan.resources.values():
@@ -84,11 +94,18 @@ def check_ranges(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def _in_range(step: Step) -> bool:
     """True when `_step_ranges` has nothing to say about the step's own values."""
-    timeout, retry, concurrency, tolerate = (step.timeout_s, step.retry, step.concurrency,
-                                             step.tolerate)
-    return ((timeout is None or timeout > 0) and (retry is None or not _retry_is_odd(retry))
-            and (concurrency is None or concurrency >= 1)
-            and (tolerate is None or 0 <= tolerate <= 100))
+    timeout, retry, concurrency, tolerate = (
+        step.timeout_s,
+        step.retry,
+        step.concurrency,
+        step.tolerate,
+    )
+    return (
+        (timeout is None or timeout > 0)
+        and (retry is None or not _retry_is_odd(retry))
+        and (concurrency is None or concurrency >= 1)
+        and (tolerate is None or 0 <= tolerate <= 100)
+    )
 
 
 def _step_ranges(step: Step, plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -100,26 +117,37 @@ def _step_ranges(step: Step, plan: Plan, ctx: CheckContext) -> Iterator[Diagnost
         return ctx.step_span(step.name, "policy", policy)
 
     timeout = step.timeout_s
-    if timeout is not None and timeout <= 0 and (own("timeout")
-                                                 or timeout != plan.defaults.timeout_s):
+    if (
+        timeout is not None
+        and timeout <= 0
+        and (own("timeout") or timeout != plan.defaults.timeout_s)
+    ):
         yield from _positive("timeout", timeout, span("timeout"))
     retry = step.retry
-    if retry is not None and _retry_is_odd(retry) and (own("retry")
-                                                       or retry != plan.defaults.retry):
+    if (
+        retry is not None
+        and _retry_is_odd(retry)
+        and (own("retry") or retry != plan.defaults.retry)
+    ):
         yield from _retry(retry, span("retry"))
     if step.concurrency is not None and step.concurrency < 1:
         yield from _at_least_one("`concurrency`", step.concurrency, span("concurrency"))
     if step.tolerate is not None and not 0 <= step.tolerate <= 100:
-        yield error(codes.OUT_OF_RANGE,
-                    f"`tolerate` must be between 0% and 100%, got {_num(step.tolerate)}%",
-                    span("tolerate"))
+        yield error(
+            codes.OUT_OF_RANGE,
+            f"`tolerate` must be between 0% and 100%, got {_num(step.tolerate)}%",
+            span("tolerate"),
+        )
 
 
 def _retry_is_odd(retry: RetryPolicy) -> bool:
-    return (not 0 <= retry.retries <= MAX_RETRIES or retry.backoff_s < 0 or retry.factor <= 0
-            or (retry.max_s is not None and retry.max_s < 0)
-            or not all(math.isfinite(x) for x in (retry.backoff_s, retry.factor,
-                                                  retry.max_s or 0.0)))
+    return (
+        not 0 <= retry.retries <= MAX_RETRIES
+        or retry.backoff_s < 0
+        or retry.factor <= 0
+        or (retry.max_s is not None and retry.max_s < 0)
+        or not all(math.isfinite(x) for x in (retry.backoff_s, retry.factor, retry.max_s or 0.0))
+    )
 
 
 def _resource_ranges(name: str, plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -128,42 +156,59 @@ def _resource_ranges(name: str, plan: Plan, ctx: CheckContext) -> Iterator[Diagn
     if resource.rate is not None:
         span = ctx.span("resource", name, "rate") or ctx.span("resource", name)
         if resource.rate.count <= 0 or resource.rate.per_s <= 0:
-            yield error(codes.OUT_OF_RANGE,
-                        f"the rate of {where} must be above zero, got "
-                        f"{_num(resource.rate.count)}/{_duration(resource.rate.per_s)}", span)
-    yield from _at_least_one(f"the `concurrency` of {where}", resource.concurrency,
-                             ctx.span("resource", name, "concurrency"))
+            yield error(
+                codes.OUT_OF_RANGE,
+                f"the rate of {where} must be above zero, got "
+                f"{_num(resource.rate.count)}/{_duration(resource.rate.per_s)}",
+                span,
+            )
+    yield from _at_least_one(
+        f"the `concurrency` of {where}",
+        resource.concurrency,
+        ctx.span("resource", name, "concurrency"),
+    )
     if resource.breaker is not None:
         span = ctx.span("resource", name, "breaker") or ctx.span("resource", name)
         if resource.breaker.failures < 1:
-            yield error(codes.OUT_OF_RANGE,
-                        f"the breaker of {where} must open after at least 1 failure, "
-                        f"got {resource.breaker.failures}", span)
-        yield from _positive(f"the breaker cooldown of {where}", resource.breaker.cooldown_s,
-                             span)
+            yield error(
+                codes.OUT_OF_RANGE,
+                f"the breaker of {where} must open after at least 1 failure, "
+                f"got {resource.breaker.failures}",
+                span,
+            )
+        yield from _positive(f"the breaker cooldown of {where}", resource.breaker.cooldown_s, span)
 
 
 def _retry(retry: RetryPolicy, span: Span | None) -> Iterator[Diagnostic]:
     if not 0 <= retry.retries <= MAX_RETRIES:
-        yield error(codes.OUT_OF_RANGE,
-                    f"`retry` takes 0 to {MAX_RETRIES} retries, got {retry.retries}", span,
-                    "for longer waits use a larger `backoff` or `max`")
+        yield error(
+            codes.OUT_OF_RANGE,
+            f"`retry` takes 0 to {MAX_RETRIES} retries, got {retry.retries}",
+            span,
+            "for longer waits use a larger `backoff` or `max`",
+        )
     if retry.backoff_s < 0 or (retry.max_s is not None and retry.max_s < 0):
         yield error(codes.OUT_OF_RANGE, "a retry `backoff` or `max` cannot be negative", span)
     if retry.factor <= 0:
-        yield error(codes.OUT_OF_RANGE,
-                    f"the backoff factor must be above zero, got x{_num(retry.factor)}", span)
+        yield error(
+            codes.OUT_OF_RANGE,
+            f"the backoff factor must be above zero, got x{_num(retry.factor)}",
+            span,
+        )
     if not math.isfinite(retry.factor):
-        yield error(codes.OUT_OF_RANGE, "the backoff factor is too large to be a number",
-                    span, "a factor like x2 or x1.5 doubles or grows each wait")
+        yield error(
+            codes.OUT_OF_RANGE,
+            "the backoff factor is too large to be a number",
+            span,
+            "a factor like x2 or x1.5 doubles or grows each wait",
+        )
     if not all(math.isfinite(x) for x in (retry.backoff_s, retry.max_s or 0.0)):
         yield error(codes.OUT_OF_RANGE, "a retry `backoff` or `max` is too large", span)
 
 
 def _positive(what: str, seconds: float | None, span: Span | None) -> Iterator[Diagnostic]:
     if seconds is not None and seconds <= 0:
-        yield error(codes.OUT_OF_RANGE, f"{what} must be positive, got {_duration(seconds)}",
-                    span)
+        yield error(codes.OUT_OF_RANGE, f"{what} must be positive, got {_duration(seconds)}", span)
     if seconds is not None and not math.isfinite(seconds):
         yield error(codes.OUT_OF_RANGE, f"{what} is too large", span)
 
@@ -190,28 +235,40 @@ def check_inputs(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """Input types are known, and a default is a literal of the declared type."""
     for item in plan.inputs.values():
         if not is_input_type(item.type):
-            yield error(codes.UNKNOWN_TYPE, f"unknown type `{item.type}` for input `{item.name}`",
-                        ctx.span("input", item.name),
-                        *(did_you_mean(item.type, INPUT_TYPES) or (
-                            "types are " + ", ".join(INPUT_TYPES) + " and list[T]",)))
+            yield error(
+                codes.UNKNOWN_TYPE,
+                f"unknown type `{item.type}` for input `{item.name}`",
+                ctx.span("input", item.name),
+                *(
+                    did_you_mean(item.type, INPUT_TYPES)
+                    or ("types are " + ", ".join(INPUT_TYPES) + " and list[T]",)
+                ),
+            )
         elif item.has_default and not fits_input_type(item.type, item.default):
             yield _bad_default(item, ctx)
 
 
 def _bad_default(item: Input, ctx: CheckContext) -> Diagnostic:
     hints = ("use type `any` to allow null",) if item.default is None else ()
-    return error(codes.INPUT_DEFAULT_TYPE,
-                 f"the default of input `{item.name}` is {_describe(item.default)}, "
-                 f"not {item.type}",
-                 ctx.span("input", item.name, "default") or ctx.span("input", item.name),
-                 *hints)
+    return error(
+        codes.INPUT_DEFAULT_TYPE,
+        f"the default of input `{item.name}` is {_describe(item.default)}, not {item.type}",
+        ctx.span("input", item.name, "default") or ctx.span("input", item.name),
+        *hints,
+    )
 
 
 def _describe(value: object) -> str:
     if value is None:
         return "null"
-    kinds = {bool: "a bool", int: "an int", float: "a float", str: "a string",
-             list: "a list", dict: "a dict"}
+    kinds = {
+        bool: "a bool",
+        int: "an int",
+        float: "a float",
+        str: "a string",
+        list: "a list",
+        dict: "a dict",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 
@@ -232,10 +289,12 @@ def check_map_over(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
         elif isinstance(over, TemplateExpr):
             found = "a string"
         if found is not None:
-            yield error(codes.MAP_OVER_NON_LIST,
-                        f"step `{step.name}` maps over {found}; a map needs a list",
-                        over.span or ctx.step_span(step.name, "var"),
-                        "write a list, e.g. `for x in [1, 2, 3]: ...`")
+            yield error(
+                codes.MAP_OVER_NON_LIST,
+                f"step `{step.name}` maps over {found}; a map needs a list",
+                over.span or ctx.step_span(step.name, "var"),
+                "write a list, e.g. `for x in [1, 2, 3]: ...`",
+            )
 
 
 CHECKS = (check_inputs, check_resources_used, check_map_only, check_ranges, check_map_over)

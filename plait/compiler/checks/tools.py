@@ -25,19 +25,24 @@ def check_uses(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             ctx.registry.load_use(use.target, ctx.plan_dir, ctx.use_policy)
         except UseNotImported:
             ctx.use_failed = True
-            yield warning(codes.USE_NOT_IMPORTED,
-                          f"`use \"{use.target}\"` was not imported (--no-import): the steps "
-                          "calling its tools are not checked",
-                          ctx.span("use", str(index)),
-                          "without --no-import, `plait check` imports a module named by its "
-                          "dotted name (installed code you trust); `use \"./file.py\"` is "
-                          "read without running it")
+            yield warning(
+                codes.USE_NOT_IMPORTED,
+                f'`use "{use.target}"` was not imported (--no-import): the steps '
+                "calling its tools are not checked",
+                ctx.span("use", str(index)),
+                "without --no-import, `plait check` imports a module named by its "
+                'dotted name (installed code you trust); `use "./file.py"` is '
+                "read without running it",
+            )
         except ToolLoadError as exc:
             ctx.use_failed = True
-            yield error(codes.USE_NOT_LOADABLE, f"cannot load `use \"{use.target}\"`: {exc}",
-                        ctx.span("use", str(index)),
-                        "a module is imported by its dotted name (`pkg.module`); a file path "
-                        "(`./tools.py`) is relative to the plan's folder")
+            yield error(
+                codes.USE_NOT_LOADABLE,
+                f'cannot load `use "{use.target}"`: {exc}',
+                ctx.span("use", str(index)),
+                "a module is imported by its dotted name (`pkg.module`); a file path "
+                "(`./tools.py`) is relative to the plan's folder",
+            )
 
 
 def check_tools(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -74,9 +79,13 @@ def _shape(tool: str, ctx: CheckContext) -> _Shape | None:
 def _unknown_tool(step: Step, ctx: CheckContext) -> Diagnostic:
     hints = did_you_mean(step.tool, ctx.registry.names())
     if not hints:
-        hints = ("`plait tools` lists the available tools; `use \"./file.py\"` loads your own",)
-    return error(codes.UNKNOWN_TOOL, f"unknown tool `{step.tool}` in step `{step.name}`",
-                 ctx.step_span(step.name, "tool"), *hints)
+        hints = ('`plait tools` lists the available tools; `use "./file.py"` loads your own',)
+    return error(
+        codes.UNKNOWN_TOOL,
+        f"unknown tool `{step.tool}` in step `{step.name}`",
+        ctx.step_span(step.name, "tool"),
+        *hints,
+    )
 
 
 _LITERAL_ROOTS = frozenset({"literal", "list", "dict"})  # what `literal_value` may accept
@@ -89,8 +98,12 @@ def _check_args(step: Step, shape: _Shape, ctx: CheckContext) -> Iterator[Diagno
         if param is None:
             if not spec.accepts_extra:
                 hints = did_you_mean(arg, params) or (_takes(spec),)
-                yield error(codes.UNKNOWN_ARGUMENT, f"`{spec.name}` has no argument `{arg}`",
-                            ctx.step_span(step.name, "arg", arg), *hints)
+                yield error(
+                    codes.UNKNOWN_ARGUMENT,
+                    f"`{spec.name}` has no argument `{arg}`",
+                    ctx.step_span(step.name, "arg", arg),
+                    *hints,
+                )
             continue
         if value.node not in _LITERAL_ROOTS:  # a name, a template, ...: checked at run time
             continue
@@ -100,12 +113,13 @@ def _check_args(step: Step, shape: _Shape, ctx: CheckContext) -> Iterator[Diagno
         span = value.span or ctx.step_span(step.name, "arg", arg)
         problem = spec.literal_error(arg, literal)
         if problem is not None:
-            yield error(codes.ARGUMENT_TYPE,
-                        f"argument `{arg}` of `{spec.name}` expects {param.annotation}: {problem}",
-                        span)
+            yield error(
+                codes.ARGUMENT_TYPE,
+                f"argument `{arg}` of `{spec.name}` expects {param.annotation}: {problem}",
+                span,
+            )
         elif spec.arg_checks and (problem := spec.value_error(arg, literal)) is not None:
-            yield error(codes.ARGUMENT_TYPE, f"argument `{arg}` of `{spec.name}`: {problem}",
-                        span)
+            yield error(codes.ARGUMENT_TYPE, f"argument `{arg}` of `{spec.name}`: {problem}", span)
     for required in shape.required:
         if required not in step.args:  # (the list of every missing one is built only now)
             yield _missing(step, shape, ctx)
@@ -115,17 +129,20 @@ def _check_args(step: Step, shape: _Shape, ctx: CheckContext) -> Iterator[Diagno
 def _missing(step: Step, shape: _Shape, ctx: CheckContext) -> Diagnostic:
     missing = [name for name in shape.required if name not in step.args]
     word = "argument" if len(missing) == 1 else "arguments"
-    return error(codes.MISSING_ARGUMENT,
-                 f"step `{step.name}` is missing required {word} {quoted(missing)} "
-                 f"of `{shape.spec.name}`",
-                 ctx.step_span(step.name, "tool"), _takes(shape.spec))
+    return error(
+        codes.MISSING_ARGUMENT,
+        f"step `{step.name}` is missing required {word} {quoted(missing)} of `{shape.spec.name}`",
+        ctx.step_span(step.name, "tool"),
+        _takes(shape.spec),
+    )
 
 
 def _takes(spec: ToolSpec) -> str:
     if not spec.params:
         return f"`{spec.name}` takes no arguments"
-    shown = ", ".join(p.name if p.required else f"{p.name} = {_show(p.default)}"
-                      for p in spec.params)
+    shown = ", ".join(
+        p.name if p.required else f"{p.name} = {_show(p.default)}" for p in spec.params
+    )
     return f"`{spec.name}` takes ({shown})"
 
 
@@ -149,19 +166,24 @@ def check_shell_text(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         script = _shell_script_item(cmd.items)
         if script is not None and not isinstance(script, LiteralExpr):
-            yield warning(codes.SHELL_TEXT_FROM_DATA,
-                          f"step `{step.name}` builds shell text from data: the script of "
-                          "`sh -c` is not a literal, so a value in it can run as a command",
-                          script.span or ctx.step_span(step.name, "arg", "cmd"),
-                          "write `cmd` as a string: each `${...}` is then passed as one "
-                          "argument (\"$1\", \"$2\", ...), never as shell text")
+            yield warning(
+                codes.SHELL_TEXT_FROM_DATA,
+                f"step `{step.name}` builds shell text from data: the script of "
+                "`sh -c` is not a literal, so a value in it can run as a command",
+                script.span or ctx.step_span(step.name, "arg", "cmd"),
+                "write `cmd` as a string: each `${...}` is then passed as one "
+                'argument ("$1", "$2", ...), never as shell text',
+            )
 
 
 def _shell_script_item(items: list[Expr]) -> Expr | None:
     """The SCRIPT of `[SHELL, ..., "-c", SCRIPT, ...]`, or None for another command."""
     first = items[0] if items else None
-    if not (isinstance(first, LiteralExpr) and isinstance(first.value, str)
-            and first.value.rsplit("/", 1)[-1] in _SHELLS):
+    if not (
+        isinstance(first, LiteralExpr)
+        and isinstance(first.value, str)
+        and first.value.rsplit("/", 1)[-1] in _SHELLS
+    ):
         return None
     for index, item in enumerate(items[1:-1], start=1):
         if isinstance(item, LiteralExpr) and item.value == "-c":

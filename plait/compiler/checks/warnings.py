@@ -14,21 +14,25 @@ from plait.compiler.expressions import to_source
 from plait.compiler.ir import AttrExpr, Expr, IndexExpr, NameExpr, Plan, Step, TriggerRule
 from plait.compiler.source import Span
 
-RUN_WITHOUT_DEPENDENCIES = (TriggerRule.ALL_SUCCEEDED, TriggerRule.ALL_DONE,
-                            TriggerRule.NONE_FAILED)
+RUN_WITHOUT_DEPENDENCIES = (
+    TriggerRule.ALL_SUCCEEDED,
+    TriggerRule.ALL_DONE,
+    TriggerRule.NONE_FAILED,
+)
 
 
 def check_rule_without_dependencies(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """`any_succeeded`, `any_failed` and `all_failed` are never met without dependencies."""
     for step in ctx.groups.independent:
-        if (step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES
-                or step.standby_for is not None):
+        if step.depends_on or step.when in RUN_WITHOUT_DEPENDENCIES or step.standby_for is not None:
             continue
-        yield warning(codes.RULE_WITHOUT_DEPENDENCIES,
-                      f"`when {step.when}` is never met for step `{step.name}`, which has no "
-                      "dependencies: it will always be skipped",
-                      ctx.step_span(step.name, "policy", "when"),
-                      "add `after STEP` to say which steps the rule watches, or remove `when`")
+        yield warning(
+            codes.RULE_WITHOUT_DEPENDENCIES,
+            f"`when {step.when}` is never met for step `{step.name}`, which has no "
+            "dependencies: it will always be skipped",
+            ctx.step_span(step.name, "policy", "when"),
+            "add `after STEP` to say which steps the rule watches, or remove `when`",
+        )
 
 
 # --- the routing trap -----------------------------------------------------------------------
@@ -47,23 +51,28 @@ def check_skipped_with_condition(plan: Plan, ctx: CheckContext) -> Iterator[Diag
         source = next((d for d in step.depends_on if d in gated), None)
         if source is None or _same_condition(plan, step, source):
             continue
-        yield warning(codes.SKIPPED_WITH_CONDITION,
-                      f"step `{step.name}` is skipped whenever the `if` of `{source}` is false: "
-                      f"under the default rule `all_succeeded` a skipped dependency skips it "
-                      f"too (`upstream_skipped`), its fallback and default do not apply, and "
-                      f"the run still succeeds",
-                      ctx.step_span(step.name),
-                      f"to run `{step.name}` either way, give it `when none_failed` (runs "
-                      f"unless a dependency failed) and read `{source}.output` with `?.` or "
-                      "`??`, or `when all_done` (runs whatever its dependencies ended as)",
-                      f"if `{step.name}` belongs to the branch, give it the same `if`")
+        yield warning(
+            codes.SKIPPED_WITH_CONDITION,
+            f"step `{step.name}` is skipped whenever the `if` of `{source}` is false: "
+            f"under the default rule `all_succeeded` a skipped dependency skips it "
+            f"too (`upstream_skipped`), its fallback and default do not apply, and "
+            f"the run still succeeds",
+            ctx.step_span(step.name),
+            f"to run `{step.name}` either way, give it `when none_failed` (runs "
+            f"unless a dependency failed) and read `{source}.output` with `?.` or "
+            "`??`, or `when all_done` (runs whatever its dependencies ended as)",
+            f"if `{step.name}` belongs to the branch, give it the same `if`",
+        )
 
 
 def _same_condition(plan: Plan, step: Step, source: str) -> bool:
     """`step` is gated by the same condition as `source`: skipping with it is intended."""
     gate = plan.steps[source].condition
-    return (step.condition is not None and gate is not None
-            and to_source(step.condition) == to_source(gate))
+    return (
+        step.condition is not None
+        and gate is not None
+        and to_source(step.condition) == to_source(gate)
+    )
 
 
 # --- nullable access ------------------------------------------------------------------------
@@ -85,8 +94,7 @@ def check_nullable_access(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]
 
 def _output_of(node: Expr) -> str | None:
     """The step name when `node` is `STEP.output`."""
-    if (isinstance(node, AttrExpr) and node.field == "output"
-            and isinstance(node.value, NameExpr)):
+    if isinstance(node, AttrExpr) and node.field == "output" and isinstance(node.value, NameExpr):
         return node.value.name
     return None
 
@@ -101,28 +109,38 @@ def _why_nullable(plan: Plan, source: str, reader: Step | None, site: Site) -> s
         return f"`{source}` has an `if` and may be skipped"
     if step.when not in RUN_WITHOUT_DEPENDENCIES:
         return f"`{source}` runs only `when {step.when}` and may be skipped"
-    if (reader is not None and reader.when != TriggerRule.ALL_SUCCEEDED
-            and source in reader.depends_on):
-        return (f"`{reader.name}` runs `when {reader.when}`, so `{source}` may have ended "
-                "without output")
+    if (
+        reader is not None
+        and reader.when != TriggerRule.ALL_SUCCEEDED
+        and source in reader.depends_on
+    ):
+        return (
+            f"`{reader.name}` runs `when {reader.when}`, so `{source}` may have ended "
+            "without output"
+        )
     return None
 
 
-def _nullable(source: str, why: str, reader: AttrExpr | IndexExpr,
-              fallback_span: Span | None) -> Diagnostic:
+def _nullable(
+    source: str, why: str, reader: AttrExpr | IndexExpr, fallback_span: Span | None
+) -> Diagnostic:
     access = "`.`" if isinstance(reader, AttrExpr) else "`[ ]`"
     safe = "?." if isinstance(reader, AttrExpr) else "?[ ]"
-    return warning(codes.NULLABLE_ACCESS,
-                   f"`{source}.output` may be null here ({why}), and {access} on null is an "
-                   "error",
-                   reader.span or fallback_span,
-                   f"use `{safe}` to get null instead, or `?? VALUE` to supply a default")
+    return warning(
+        codes.NULLABLE_ACCESS,
+        f"`{source}.output` may be null here ({why}), and {access} on null is an error",
+        reader.span or fallback_span,
+        f"use `{safe}` to get null instead, or `?? VALUE` to supply a default",
+    )
 
 
 # --- steps that look like forgotten standbys ------------------------------------------------
 
-STANDBY_WORDS = re.compile(r"(^|_)(fallback|backup|standby|spare|secondary|alt|alternative)"
-                           r"(_|$)|_by_", re.IGNORECASE)
+STANDBY_WORDS = re.compile(
+    r"(^|_)(fallback|backup|standby|spare|secondary|alt|alternative)"
+    r"(_|$)|_by_",
+    re.IGNORECASE,
+)
 
 
 def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -146,13 +164,19 @@ def check_unused_standby(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
         primary = _likely_primary(plan, step.name)
         if primary is None and not STANDBY_WORDS.search(step.name):
             continue
-        hint = (f"add `fallback {step.name}` to step `{primary}`" if primary
-                else "name it in the `fallback` of the step it stands in for")
-        yield warning(codes.UNUSED_STANDBY,
-                      f"step `{step.name}` looks like a standby, but no `fallback` names it: "
-                      "it will run on its own and nothing reads its output",
-                      ctx.step_span(step.name), hint,
-                      "if it is meant to run on its own, read its output in an `output`")
+        hint = (
+            f"add `fallback {step.name}` to step `{primary}`"
+            if primary
+            else "name it in the `fallback` of the step it stands in for"
+        )
+        yield warning(
+            codes.UNUSED_STANDBY,
+            f"step `{step.name}` looks like a standby, but no `fallback` names it: "
+            "it will run on its own and nothing reads its output",
+            ctx.step_span(step.name),
+            hint,
+            "if it is meant to run on its own, read its output in an `output`",
+        )
 
 
 def _used_steps(plan: Plan, ctx: CheckContext) -> set[str]:
@@ -177,5 +201,9 @@ def _likely_primary(plan: Plan, name: str) -> str | None:
     return None
 
 
-CHECKS = (check_rule_without_dependencies, check_nullable_access, check_unused_standby,
-          check_skipped_with_condition)
+CHECKS = (
+    check_rule_without_dependencies,
+    check_nullable_access,
+    check_unused_standby,
+    check_skipped_with_condition,
+)

@@ -79,17 +79,26 @@ def connect(plan: Plan, address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     env = {k: v for k, v in os.environ.items() if k.startswith("PLAIT_")}
-    runtime_env: dict[str, Any] = {"working_dir": str(plan_dir_of(plan)),
-                                   "excludes": EXCLUDES, "env_vars": env}
+    runtime_env: dict[str, Any] = {
+        "working_dir": str(plan_dir_of(plan)),
+        "excludes": EXCLUDES,
+        "env_vars": env,
+    }
     import logging
 
     try:
-        ray.init(address=address, runtime_env=runtime_env, namespace=NAMESPACE,
-                 include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(
+            address=address,
+            runtime_env=runtime_env,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UserError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
-                        f"{exc}") from None
+        raise UserError(
+            f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}"
+        ) from None
     return True
 
 
@@ -115,13 +124,18 @@ class RayExecutor:
         self.plan_dir = str(plan_dir_of(plan))
         self._task = ray.remote(max_retries=0)(call_tool_in_worker)
 
-    async def __call__(self, spec: ToolSpec, args: dict[str, Any], ctx: ToolContext | None,
-                       *, limit: int | None = DEFAULT_OUTPUT_LIMIT,
-                       on_block: Callable[[float], None] | None = None) -> Any:
+    async def __call__(
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        ctx: ToolContext | None,
+        *,
+        limit: int | None = DEFAULT_OUTPUT_LIMIT,
+        on_block: Callable[[float], None] | None = None,
+    ) -> Any:
         call = _call_fields(ctx)
         state = portable_state(ctx.run_state) if ctx is not None else {}
-        ref = self._task.remote(spec.name, self.uses, self.plan_dir, args, call, state,
-                                limit)
+        ref = self._task.remote(spec.name, self.uses, self.plan_dir, args, call, state, limit)
         try:
             reply = await ref
         except asyncio.CancelledError:
@@ -130,18 +144,25 @@ class RayExecutor:
             self.ray.cancel(ref, force=not spec.is_async)
             raise
         except self.ray.exceptions.RayError as exc:
-            raise error_for_kind(ErrorKind.TOOL_ERROR,
-                                 f"the Ray task running {spec.name} failed: "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from None
+            raise error_for_kind(
+                ErrorKind.TOOL_ERROR,
+                f"the Ray task running {spec.name} failed: "
+                f"{type(exc).__name__}: {_first_line(exc)}",
+            ) from None
         return settle(reply, ctx)
 
 
 def _call_fields(ctx: ToolContext | None) -> dict[str, Any] | None:
     if ctx is None:
         return None
-    return {"run_id": ctx.run_id, "step": ctx.step, "attempt": ctx.attempt,
-            "element": ctx.element, "idempotency_key": ctx.idempotency_key,
-            "iteration": ctx.iteration}
+    return {
+        "run_id": ctx.run_id,
+        "step": ctx.step,
+        "attempt": ctx.attempt,
+        "element": ctx.element,
+        "idempotency_key": ctx.idempotency_key,
+        "iteration": ctx.iteration,
+    }
 
 
 def settle(reply: dict[str, Any], ctx: ToolContext | None) -> Any:
@@ -158,9 +179,15 @@ def settle(reply: dict[str, Any], ctx: ToolContext | None) -> Any:
     raise error_for_kind(reply["kind"], reply["message"], retry_after=reply.get("retry_after"))
 
 
-def call_tool_in_worker(tool: str, uses: tuple[str, ...], plan_dir: str, args: dict[str, Any],
-                        call: dict[str, Any] | None, state: dict[str, dict[Any, Any]],
-                        limit: int | None = DEFAULT_OUTPUT_LIMIT) -> dict[str, Any]:
+def call_tool_in_worker(
+    tool: str,
+    uses: tuple[str, ...],
+    plan_dir: str,
+    args: dict[str, Any],
+    call: dict[str, Any] | None,
+    state: dict[str, dict[Any, Any]],
+    limit: int | None = DEFAULT_OUTPUT_LIMIT,
+) -> dict[str, Any]:
     """Runs in a Ray worker: one tool call, its result as plain data (never raises)."""
     registry = worker_registry(uses, plan_dir)
     spec = registry.get(tool)
@@ -170,12 +197,15 @@ def call_tool_in_worker(tool: str, uses: tuple[str, ...], plan_dir: str, args: d
     before = {k: dict(v) for k, v in state.items()}
     ctx = None
     if call is not None:
-        ctx = ToolContext(**call, plan_dir=Path(worker_plan_dir(plan_dir)), run_state=state,
-                          emit=lambda name, fields: events.append((name, dict(fields))))
+        ctx = ToolContext(
+            **call,
+            plan_dir=Path(worker_plan_dir(plan_dir)),
+            run_state=state,
+            emit=lambda name, fields: events.append((name, dict(fields))),
+        )
     kwargs = args if spec.context_param is None else {**args, spec.context_param: ctx}
     try:
-        value = (asyncio.run(_run_async(spec, kwargs, ctx)) if spec.is_async
-                 else spec.func(**kwargs))
+        value = asyncio.run(_run_async(spec, kwargs, ctx)) if spec.is_async else spec.func(**kwargs)
         reply = _success(to_json_value(value, limit))
     except Exception as exc:  # a tool's failure, with its kind, as data
         hint = exc.retry_after if isinstance(exc, ToolError) else None
@@ -220,8 +250,7 @@ def _success(value: Any) -> dict[str, Any]:
 
 
 def _error(kind: ErrorKind | str, message: str, hint: float | None = None) -> dict[str, Any]:
-    return {"ok": False, "kind": ErrorKind(kind).value, "message": message,
-            "retry_after": hint}
+    return {"ok": False, "kind": ErrorKind(kind).value, "message": message, "retry_after": hint}
 
 
 def _describe(exc: BaseException) -> str:
@@ -243,12 +272,16 @@ _SCALARS = (int, float, str, bool, type(None))
 
 def portable_state(run_state: Mapping[str, Any]) -> dict[str, dict[Any, Any]]:
     """The entries of a run's tool state that are plain data: dicts of scalars."""
-    return {k: v for k, v in run_state.items()
-            if isinstance(v, dict) and all(isinstance(x, _SCALARS) for x in v.values())}
+    return {
+        k: v
+        for k, v in run_state.items()
+        if isinstance(v, dict) and all(isinstance(x, _SCALARS) for x in v.values())
+    }
 
 
-def state_changes(before: Mapping[str, dict[Any, Any]],
-                  after: Mapping[str, Any]) -> dict[str, dict[Any, tuple[str, Any]]]:
+def state_changes(
+    before: Mapping[str, dict[Any, Any]], after: Mapping[str, Any]
+) -> dict[str, dict[Any, tuple[str, Any]]]:
     """What a call changed in the plain-data state: numbers as increments ("add"), other
     values as replacements ("set")."""
     changes: dict[str, dict[Any, tuple[str, Any]]] = {}
@@ -265,8 +298,9 @@ def state_changes(before: Mapping[str, dict[Any, Any]],
     return changes
 
 
-def merge_state(run_state: dict[str, Any],
-                changes: Mapping[str, Mapping[Any, tuple[str, Any]]]) -> None:
+def merge_state(
+    run_state: dict[str, Any], changes: Mapping[str, Mapping[Any, tuple[str, Any]]]
+) -> None:
     for key, entries in changes.items():
         target = run_state.setdefault(key, {})
         for k, (how, v) in entries.items():
@@ -285,8 +319,9 @@ class ResourceState:
     as an async Ray actor). Callers name each admission and slot with a ticket of their
     own, so one they stopped waiting for can be given back whichever arrives first."""
 
-    def __init__(self, name: str, rate: Rate | None, concurrency: int | None,
-                 breaker: BreakerPolicy | None) -> None:
+    def __init__(
+        self, name: str, rate: Rate | None, concurrency: int | None, breaker: BreakerPolicy | None
+    ) -> None:
         from plait.runtime.clock import RealClock
 
         clock = RealClock()
@@ -389,8 +424,7 @@ class RemoteBreaker:
     async def still_closed_for(self, admission: Any) -> bool:
         return bool(await self.actor.still_closed_for.remote(admission.ticket))
 
-    async def record(self, admission: Any,
-                     kind: ErrorKind | str | None) -> list[BreakerTransition]:
+    async def record(self, admission: Any, kind: ErrorKind | str | None) -> list[BreakerTransition]:
         value = None if kind is None else ErrorKind(kind).value
         return list(await self.actor.record.remote(admission.ticket, value))
 
@@ -435,11 +469,16 @@ def remote_guards(actors: Mapping[str, Any], plan: Plan) -> ResourceGuards:
     """Guards whose state lives in the resource actors (one per resource)."""
     resources = plan.resources.values()
     return ResourceGuards(
-        breakers={r.name: RemoteBreaker(r.name, actors[r.name])
-                  for r in resources if r.breaker is not None},
-        bulkheads={r.name: RemoteSlots(actors[r.name])
-                   for r in resources if r.concurrency is not None},
-        limiters={r.name: RemoteRate(actors[r.name]) for r in resources if r.rate is not None})
+        breakers={
+            r.name: RemoteBreaker(r.name, actors[r.name])
+            for r in resources
+            if r.breaker is not None
+        },
+        bulkheads={
+            r.name: RemoteSlots(actors[r.name]) for r in resources if r.concurrency is not None
+        },
+        limiters={r.name: RemoteRate(actors[r.name]) for r in resources if r.rate is not None},
+    )
 
 
 # --- a batch over Ray workers ---------------------------------------------------------------
@@ -448,8 +487,9 @@ def remote_guards(actors: Mapping[str, Any], plan: Plan) -> ResourceGuards:
 class BatchWorker:
     """A Ray actor running many runs of one plan at once on its own event loop."""
 
-    def __init__(self, plan_json: str, actor_names: dict[str, str],
-                 environ: dict[str, str]) -> None:
+    def __init__(
+        self, plan_json: str, actor_names: dict[str, str], environ: dict[str, str]
+    ) -> None:
         from plait.runtime.batch import LocalLines
 
         ray = import_ray()
@@ -457,13 +497,14 @@ class BatchWorker:
         real = plan_dir_of(plan)
         here = Path(worker_plan_dir(str(real)))
         if here != real and plan.source_path:  # the plan's folder travelled: read it there
-            plan = plan.model_copy(update={"source_path": str(here / Path(
-                plan.source_path).name)})
-        actors = {name: ray.get_actor(actor, namespace=NAMESPACE)
-                  for name, actor in actor_names.items()}
+            plan = plan.model_copy(update={"source_path": str(here / Path(plan.source_path).name)})
+        actors = {
+            name: ray.get_actor(actor, namespace=NAMESPACE) for name, actor in actor_names.items()
+        }
         registry = worker_registry(tuple(u.target for u in plan.uses), str(real))
-        self.lines = LocalLines(plan, registry, guards=remote_guards(actors, plan),
-                                environ={**os.environ, **environ})
+        self.lines = LocalLines(
+            plan, registry, guards=remote_guards(actors, plan), environ={**os.environ, **environ}
+        )
 
     async def run_line(self, line: int, inputs: dict[str, Any]) -> dict[str, Any]:
         result = await self.lines.run(InputLine(line, inputs))
@@ -479,16 +520,22 @@ class BatchWorker:
 class RayLines:
     """`plait batch --executor ray`: lines go to worker actors, the least busy first."""
 
-    def __init__(self, ray: Any, workers: list[Any], resources: dict[str, Any],
-                 connected: bool) -> None:
+    def __init__(
+        self, ray: Any, workers: list[Any], resources: dict[str, Any], connected: bool
+    ) -> None:
         self.ray, self.workers, self.resources = ray, workers, resources
         self.in_flight = [0] * len(workers)
         self.connected = connected
 
     @classmethod
-    def start(cls, plan: Plan, *, address: str | None = None,
-              workers: int | None = None, environ: Mapping[str, str] | None = None
-              ) -> RayLines:
+    def start(
+        cls,
+        plan: Plan,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> RayLines:
         from plait.runtime.state import check_env
 
         connected = connect(plan, address)
@@ -497,16 +544,19 @@ class RayLines:
         names = {r: f"plait-{batch}-{r}" for r in plan.resources}
         resource_actor = ray.remote(num_cpus=0)(ResourceState)
         resources = {
-            r.name: resource_actor.options(name=names[r.name], namespace=NAMESPACE,
-                                           max_concurrency=10_000).remote(
-                r.name, r.rate, r.concurrency, r.breaker)
-            for r in plan.resources.values()}
+            r.name: resource_actor.options(
+                name=names[r.name], namespace=NAMESPACE, max_concurrency=10_000
+            ).remote(r.name, r.rate, r.concurrency, r.breaker)
+            for r in plan.resources.values()
+        }
         env = check_env(plan, os.environ if environ is None else environ)
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         worker = ray.remote(num_cpus=1)(BatchWorker)
         plan_json = plan.model_dump_json()
-        actors = [worker.options(max_concurrency=10_000).remote(plan_json, names, env)
-                  for _ in range(count)]
+        actors = [
+            worker.options(max_concurrency=10_000).remote(plan_json, names, env)
+            for _ in range(count)
+        ]
         lines = cls(ray, actors, resources, connected)
         try:
             ray.get([a.pid.remote() for a in actors])  # started, and the plan's tools loaded
@@ -521,9 +571,16 @@ class RayLines:
         try:
             data = await self.workers[i].run_line.remote(item.line, item.inputs)
         except self.ray.exceptions.RayError as exc:
-            return LineResult(item.line, "failed", reasons=[{
-                "why": f"the Ray worker running this line was lost: {_first_line(exc)}",
-                "kind": "tool_error"}])
+            return LineResult(
+                item.line,
+                "failed",
+                reasons=[
+                    {
+                        "why": f"the Ray worker running this line was lost: {_first_line(exc)}",
+                        "kind": "tool_error",
+                    }
+                ],
+            )
         finally:
             self.in_flight[i] -= 1
         return LineResult(**data)
@@ -549,6 +606,10 @@ def ray_executor_for(plan: Plan, address: str | None) -> tuple[RayExecutor, Call
     ray = import_ray()
     cpus = int(ray.cluster_resources().get("CPU", 1))
     warm = ray.remote(max_retries=0)(_warm_up)
-    ray.get([warm.remote(tuple(u.target for u in plan.uses), str(plan_dir_of(plan)))
-             for _ in range(max(1, min(cpus, WARM_UP)))])
+    ray.get(
+        [
+            warm.remote(tuple(u.target for u in plan.uses), str(plan_dir_of(plan)))
+            for _ in range(max(1, min(cpus, WARM_UP)))
+        ]
+    )
     return RayExecutor(plan), (disconnect if connected else (lambda: None))

@@ -23,9 +23,14 @@ from plait.errors import ErrorKind
 from plait.runtime.clock import Clock
 
 # Failures that count toward opening; the other kinds neither count nor reset the count.
-COUNTED_KINDS = frozenset({
-    ErrorKind.TIMEOUT, ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED, ErrorKind.TOOL_ERROR,
-})
+COUNTED_KINDS = frozenset(
+    {
+        ErrorKind.TIMEOUT,
+        ErrorKind.TRANSIENT,
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.TOOL_ERROR,
+    }
+)
 
 TransitionKind = Literal["opened", "half_open", "closed"]
 
@@ -116,8 +121,7 @@ class CircuitBreaker:
             return admission is self._trial
         return self._state is BreakerState.CLOSED
 
-    def record(self, admission: Admission,
-               kind: ErrorKind | str | None) -> list[BreakerTransition]:
+    def record(self, admission: Admission, kind: ErrorKind | str | None) -> list[BreakerTransition]:
         """The result of an admitted attempt (kind None = success); the transitions it caused."""
         if admission.generation != self._generation:
             return []  # admitted before the breaker opened: stale

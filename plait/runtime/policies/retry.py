@@ -24,8 +24,9 @@ class RetryVerdict(StrEnum):
     DEADLINE = "deadline"  # decided by the scheduler with `fits_deadline`
 
 
-def should_retry(policy: RetryPolicy | None, kind: ErrorKind | str,
-                 attempts_made: int) -> RetryVerdict:
+def should_retry(
+    policy: RetryPolicy | None, kind: ErrorKind | str, attempts_made: int
+) -> RetryVerdict:
     """Whether another attempt follows `attempts_made` attempts, the last failing with `kind`.
 
     Without a policy the (zero) retries are used up: `exhausted`. A kind the policy does not
@@ -40,8 +41,9 @@ def should_retry(policy: RetryPolicy | None, kind: ErrorKind | str,
     return RetryVerdict.RETRY
 
 
-def retry_wait(policy: RetryPolicy, k: int, rng: random.Random,
-               hint_s: float | None = None) -> float:
+def retry_wait(
+    policy: RetryPolicy, k: int, rng: random.Random, hint_s: float | None = None
+) -> float:
     """Seconds to wait before retry `k` (1-based): d_k, jittered, then at least the hint."""
     wait = policy.delay(k)
     if policy.jitter:

@@ -89,7 +89,7 @@ class Redecider:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self._running: dict[str, asyncio.Future[None]] = {}  # executions in flight
+        self._running: dict[str, asyncio.Future[bool]] = {}  # executions in flight
         self._data_deps: dict[str, list[str]] | None = None
         self._order: dict[str, int] | None = None
 
@@ -113,6 +113,9 @@ class Redecider:
         """SPEC section 10, re-deciding step 2: what went stale."""
         steps = self.run.plan.steps
         found = version_sources(st.step, steps)
+        for probed in result.probed or {}:
+            if probed not in found:
+                found.append(probed)
         named = result.stale_source
         if named is not None and named in self.data_deps()[st.name] and named not in found:
             found.append(named)
@@ -145,15 +148,14 @@ class Redecider:
         may retry with the new values, else the failure that ends its attempts."""
         run = self.run
         sources = self.sources(st, result)
+        probed = result.probed or {}
         for source in sources:
+            old, new = probed.get(source, (run.states[source].version, None))
             run._emit(
-                ev.StaleDetected,
-                step=st.name,
-                source=source,
-                old_version=run.states[source].version,
-                new_version=None,
+                ev.StaleDetected, step=st.name, source=source, old_version=old, new_version=new
             )
-        rerun = self.path(sources, st.name)
+        # (a guarded step a probe found changed was replaced already: it does not run again)
+        rerun = [name for name in self.path(sources, st.name) if name not in probed]
         run._emit(ev.RedecideStarted, step=st.name, attempt=attempt, sources=sources, rerun=rerun)
         for name in rerun:
             await self.execute_again(name, "redecide")
@@ -197,19 +199,25 @@ class Redecider:
 
     # --- executions ---------------------------------------------------------------------------
 
-    async def execute_again(self, name: str, why: str) -> None:
-        """Run a finished step again as a new execution; concurrent callers share one."""
+    def running(self, name: str) -> bool:
+        """Whether `name` is running again right now."""
+        return name in self._running
+
+    async def execute_again(self, name: str, why: str) -> bool:
+        """Run a finished step again as a new execution; concurrent callers share one.
+        True when it ended `succeeded` or `recovered`."""
         running = self._running.get(name)
         if running is not None:
-            await asyncio.shield(running)
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return await asyncio.shield(running)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._running[name] = done
+        ok = False
         try:
-            await self._execute(self.run.states[name], why)
+            ok = await self._execute(self.run.states[name], why)
         finally:
             del self._running[name]
-            done.set_result(None)
+            done.set_result(ok)
+        return ok
 
     async def wait_for(self, names: Iterable[str]) -> None:
         """Wait until none of `names` is running again (a reader waits for the new result)."""
@@ -218,37 +226,44 @@ class Redecider:
             if running is not None:
                 await asyncio.shield(running)
 
-    async def _execute(self, st: StepState, why: str) -> None:
+    async def _execute(self, st: StepState, why: str) -> bool:
+        """One more execution of `st`; True when it ended `succeeded` or `recovered`."""
         run = self.run
         st.execution += 1
         st.decision += 1
         old_version = st.version
         run._emit(ev.ExecutionStarted, step=st.name, execution=st.execution, why=why)
-        kept = (st.status, st.output, st.version, st.read_at_s, st.outcome)
+        kept = _result_of(st)
         _reset(st)
         await self._decide_and_run(st)
-        if why == "refresh" and st.status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
-            st.status, st.output, st.version, st.read_at_s, st.outcome = kept
-        else:
-            if st.status not in (outcomes.SUCCEEDED, outcomes.RECOVERED):
-                st.output = st.version = st.read_at_s = None
-            st.outcome = st.make_outcome()
+        status, version = st.status, st.version
+        ok = status in (outcomes.SUCCEEDED, outcomes.RECOVERED)
+        unchanged = why == "refresh" and not ok  # a failed refresh changes nothing
+        if unchanged:
+            _restore(st, kept)
+        elif not ok:
+            st.output = st.version = st.read_at_s = None
+        st.outcome = st.make_outcome()
         st.final_view = st.expression_view = None
-        run._finish_count += 1
-        st.finish_seq = run._finish_count
-        if why != "compensate":
-            run.saga.note(st)
-        readers = self._stale_readers(st) if st.version != old_version else []
-        assert st.status is not None
+        if not unchanged:
+            run._finish_count += 1
+            st.finish_seq = run._finish_count
+            if why != "compensate":
+                run.saga.note(st)
+        readers = self.readers_of(st.name) if st.version != old_version else []
+        assert status is not None
+        if run.opts.record_output is not None:  # the journal keeps the later result
+            run.opts.record_output(st.name, st.output)
         run._emit(
             ev.ExecutionFinished,
             step=st.name,
             execution=st.execution,
-            status=st.status,
-            version=st.version,
+            status=status,
+            version=None if unchanged else version,
             outcome=st.outcome,
             stale_readers=readers,
         )
+        return ok
 
     async def _decide_and_run(self, st: StepState) -> None:
         """As in a first run: trigger rule, `if`, attempts, fallbacks, default."""
@@ -281,13 +296,42 @@ class Redecider:
                 return
         await run._run_body(st)
 
-    def _stale_readers(self, st: StepState) -> list[str]:
-        """Finished steps that read `st`'s replaced output (and are not running again)."""
+    def readers_of(self, step: str, besides: str | None = None) -> list[str]:
+        """Finished steps that read `step`'s replaced output (and are not running again)."""
         return [
             name
             for name, deps in self.data_deps().items()
-            if st.name in deps and self.run.states[name].finished and name not in self._running
+            if step in deps
+            and name != besides
+            and self.run.states[name].finished
+            and name not in self._running
         ]
+
+
+_RESULT_FIELDS = (
+    "status",
+    "reason",
+    "caused_by",
+    "kind",
+    "message",
+    "retry",
+    "fallback_used",
+    "recovered_by",
+    "elements",
+    "output",
+    "version",
+    "read_at_s",
+    "read_call",
+)
+
+
+def _result_of(st: StepState) -> tuple[Any, ...]:
+    return tuple(getattr(st, name) for name in _RESULT_FIELDS)
+
+
+def _restore(st: StepState, kept: tuple[Any, ...]) -> None:
+    for name, value in zip(_RESULT_FIELDS, kept, strict=True):
+        setattr(st, name, value)
 
 
 def _reset(st: StepState) -> None:

@@ -513,6 +513,48 @@ class ExecutionFinished(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class ProbeStarted(Event):
+    """Before an attempt of `step`, its guarded step `source` is read again; `version` is
+    the version `step` was decided on."""
+
+    event: ClassVar[str] = "probe_started"
+    step: str
+    source: str
+    version: str | None = None
+    attempt: int | None = None
+    element: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ProbeFinished(Event):
+    """A probe ended: `version` is what it found (null when it failed, with `kind` and
+    `message`), `changed` whether that differs; a changed source's output was replaced (a
+    same one's `read_at` updated), and `stale_readers` are the finished steps that read the
+    old one."""
+
+    event: ClassVar[str] = "probe_finished"
+    step: str
+    source: str
+    version: str | None = None
+    changed: bool = False
+    kind: ErrorKind | None = None
+    message: str | None = None
+    outcome: StepOutcome | None = None  # `source`'s result from now on (new `read_at`)
+    stale_readers: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class Refreshed(Event):
+    """`step`'s output was older than its `fresh` bound when `reader` was about to use it:
+    it runs again (an execution, `why`: refresh)."""
+
+    event: ClassVar[str] = "refreshed"
+    step: str
+    reader: str
+    age_s: float
+
+
+@dataclass(slots=True, kw_only=True)
 class CompensationFailed(Event):
     """A compensation ended failed (the others still run)."""
 
@@ -598,6 +640,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ExecutionStarted,
         ExecutionFinished,
         CompensationFailed,
+        ProbeStarted,
+        ProbeFinished,
+        Refreshed,
     )
 }
 

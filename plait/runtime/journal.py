@@ -697,7 +697,7 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
             outcome = dataclasses.replace(outcome, output=output)
         return (
             run_id,
-            event.step,
+            event.source if event.event == "probe_finished" else event.step,
             session,
             str(outcome.status),
             None if outcome.reason is None else str(outcome.reason),
@@ -706,6 +706,10 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
             outcome_json(outcome).decode(),
         )
     result = dict(event)
+    if isinstance(result.get("outcome"), Mapping):  # (`execution_finished`, `probe_finished`)
+        if result.get("event") == "probe_finished":
+            result["step"] = result.get("source")
+        result = {**result.pop("outcome"), **result}
     result["output"] = output
     # what a resume reads with `.get`: empty fields and those with columns left out
     kept = {
@@ -839,6 +843,10 @@ def _guard(path: Path) -> Iterator[None]:
         ) from None
 
 
+# Events whose `outcome` replaces a finished step's result (SPEC section 10).
+_REPLACING = frozenset({"execution_finished", "probe_finished"})
+
+
 class JournalSink:
     """An event-bus sink that records a run in the journal as its events arrive.
 
@@ -923,6 +931,14 @@ class JournalSink:
         name = _field(event, "event")
         if self.run_id is None:
             return  # nothing to attach events to before run_started
+        if name in _REPLACING and _field(event, "outcome") is not None:
+            # a later execution's result (or a probe's) replaces the step's: a resume keeps
+            # the latest
+            step = _field(event, "source" if name == "probe_finished" else "step")
+            raw = self._raw_outputs.pop(str(step), _NO_RECORD)
+            output = _field(event, "output") if raw is _NO_RECORD else raw
+            self.journal.record_event(self.run_id, self.session, event, output)
+            return
         if name == "step_finished":
             raw = self._raw_outputs.pop(str(_field(event, "step")), _NO_RECORD)
             if not _field(event, "resumed"):  # (a resumed step's record is already there)

@@ -391,6 +391,7 @@ class ReportBuilder:
             "loop_blocked": self._on_loop_blocked,
             "execution_started": self._on_execution_started,
             "execution_finished": self._on_execution_finished,
+            "probe_finished": self._on_probe_finished,
             "redecide_started": self._on_redecide_started,
         }
 
@@ -546,17 +547,25 @@ class ReportBuilder:
     def _on_execution_finished(self, event: Any) -> None:
         fold = self._step(event.step)
         fold.executions = max(fold.executions, int(event.execution))
+        self._replace_result(fold, event.step, event)
+
+    def _on_probe_finished(self, event: Any) -> None:
+        """A guard's probe updated its source's `read_at`, or replaced its output."""
+        if event.outcome is not None:
+            self._replace_result(self._step(event.source), event.source, event)
+
+    def _replace_result(self, fold: Any, step: str, event: Any) -> None:
         for reader in event.stale_readers:
             if reader not in fold.stale_readers:
                 fold.stale_readers.append(reader)
         outcome = event.outcome
         if outcome is not None and not isinstance(outcome, dict | type(None)):
             fold.final = StepFinished(
-                step=event.step, outcome=outcome, ts=event.ts, seq=event.seq, run_id=event.run_id
+                step=step, outcome=outcome, ts=event.ts, seq=event.seq, run_id=event.run_id
             )
         elif isinstance(outcome, dict):  # read back from JSON
             fold.final = StepFinished(
-                step=event.step, ts=event.ts, seq=event.seq, run_id=event.run_id, **outcome
+                step=step, ts=event.ts, seq=event.seq, run_id=event.run_id, **outcome
             )
 
     def _on_redecide_started(self, event: Any) -> None:

@@ -28,7 +28,7 @@ import random
 import sys
 import threading
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +49,7 @@ from plait.runtime.loops import LoopRun, close_unstarted_body
 from plait.runtime.masking import Masker
 from plait.runtime.policies.bulkhead import Bulkhead
 from plait.runtime.policies.retry import RetryVerdict, fits_deadline, retry_wait, should_retry
+from plait.runtime.staleness import Staleness, recorded_reads
 from plait.runtime.state import CallResult, FinishedSteps, StepState
 from plait.runtime.values import DEFAULT_OUTPUT_LIMIT, to_json_value
 from plait.stdlib.registry import ToolContext, ToolRegistry, ToolSpec
@@ -209,6 +210,8 @@ class Run:
         self._finish_count = 0
         self.cx = Redecider(self)  # re-deciding and executions (SPEC section 10)
         self.saga = Compensator(self)  # compensations when the run fails
+        self.staleness = Staleness(self)  # `fresh` refreshes and `guard` probes
+        self._recorded_reads = recorded_reads(plan)  # steps whose producing call is kept
         self._link()
 
     def _link(self) -> None:
@@ -426,28 +429,48 @@ class Run:
                     st, outcomes.SKIPPED, reason=decision.reason, caused_by=decision.caused_by
                 )
         if st.step.condition is not None:
-            try:
-                ok = truthy(evaluate(st.step.condition, self._scope(st.loop_scope)))
-            except EvalError as exc:
-                self._spawn(
-                    st,
-                    CallResult(
-                        False,
-                        kind=ErrorKind.INVALID_INPUT.value,
-                        message=self._expr_error("if", st.step.condition, exc),
-                        retry="not_retryable",
-                    ),
-                )
+            if self.staleness.fresh and self.staleness.due(st):
+                self._spawn_task(st, self._decide_when_fresh(st))
                 return []
-            if not ok:
-                return self._finish(st, outcomes.SKIPPED, reason=outcomes.CONDITION_FALSE)
+            return self._decide_if(st)
+        self._spawn(st, None)
+        return []
+
+    async def _decide_when_fresh(self, st: StepState) -> None:
+        """A reader's `if` reads data older than its `fresh` bound: read it again first."""
+        await self.staleness.refresh(st)
+        self._decide_all(self._decide_if(st))
+
+    def _decide_if(self, st: StepState) -> list[str]:
+        """Start `st` or skip it by its `if` (its trigger rule allowed it)."""
+        assert st.step.condition is not None
+        if self.cancelled_by is not None:
+            return []
+        try:
+            ok = truthy(evaluate(st.step.condition, self._scope(st.loop_scope)))
+        except EvalError as exc:
+            self._spawn(
+                st,
+                CallResult(
+                    False,
+                    kind=ErrorKind.INVALID_INPUT.value,
+                    message=self._expr_error("if", st.step.condition, exc),
+                    retry="not_retryable",
+                ),
+            )
+            return []
+        if not ok:
+            return self._finish(st, outcomes.SKIPPED, reason=outcomes.CONDITION_FALSE)
         self._spawn(st, None)
         return []
 
     def _spawn(self, st: StepState, early_failure: CallResult | None) -> None:
+        self._spawn_task(st, self._run_step(st, early_failure, primary=True))
+
+    def _spawn_task(self, st: StepState, work: Coroutine[Any, Any, None]) -> None:
         group = self._loop_groups[st.step.in_loop] if st.step.in_loop is not None else self._tg
         assert group is not None
-        group.create_task(self._run_step(st, early_failure, primary=True), name=f"plait:{st.name}")
+        group.create_task(work, name=f"plait:{st.name}")
 
     def _finish(
         self,
@@ -527,6 +550,7 @@ class Run:
             st.output = result.value
             st.version = result.version if result.version is not None else value_hash(result.value)
             st.read_at_s = result.read_at_s
+            st.read_call = result.call
             st.status = outcomes.RECOVERED if st.recovered_by else outcomes.SUCCEEDED
         else:
             await self._rescue(st, result)
@@ -734,7 +758,7 @@ class Run:
         )
         queued: list[float] = []
         try:
-            prepared = self._prepare(at)
+            prepared = await self._prepare_checked(at)
             if isinstance(prepared, CallResult):
                 result = prepared
             elif not (st.uses or self._plan_limited or st.name in self._map_slots) or (
@@ -770,6 +794,8 @@ class Run:
         duration = round(self.clock.now() - start, 6) if queued else 0.0
         queued_s = round(queued[0] - start, 6) if queued else None
         if result.ok:
+            if st.name in self._recorded_reads and not isinstance(prepared, CallResult):
+                result.call = prepared  # a guard may probe this read again
             self._publish(
                 _new_attempt_finished(
                     iteration=st.iteration,
@@ -812,6 +838,49 @@ class Run:
             )
         )
         return result
+
+    async def _prepare_checked(self, at: _Attempt) -> CallResult | tuple[ToolSpec, dict[str, Any]]:
+        """`_prepare`, with SPEC section 10's checks around it: data older than its `fresh`
+        bound is read again before the arguments are evaluated, and a guarded step probed
+        after (each may fail the attempt instead)."""
+        st = at.state
+        staleness = self.staleness
+        if staleness.fresh and st.name in staleness.fresh and not st.step.is_standby:
+            failed = await staleness.refresh_before_attempt(st)
+            if failed is not None:
+                return failed
+        prepared = self._prepare(at)
+        if st.step.guard and not isinstance(prepared, CallResult):
+            failed = await staleness.probe_guards(st, at.number, at.element)
+            if failed is not None:
+                return failed
+        return prepared
+
+    def prepare_call(self, st: StepState) -> CallResult | tuple[ToolSpec, dict[str, Any]]:
+        """`st`'s tool and arguments as its next attempt would call them (a probe of a
+        resumed step, whose producing call was not journaled)."""
+        return self._prepare(_Attempt(st, 0, None, st.loop_scope))
+
+    async def call_outside_attempt(
+        self, st: StepState, spec: ToolSpec, args: dict[str, Any]
+    ) -> CallResult:
+        """One call of `st`'s tool that is not an attempt of it (a guard's probe): under
+        `st`'s timeout and resources, with no attempt events."""
+        at = _Attempt(st, 0, None, st.loop_scope)
+        ctx = self._context(at, spec, args) if spec.context_param is not None else None
+
+        def invoke() -> Awaitable[CallResult]:
+            return invoke_tool(
+                spec,
+                args,
+                ctx,
+                st.step.timeout_s,
+                self.clock,
+                limit=st.step.max_output or self._output_limit,
+                executor=self._execute,
+            )
+
+        return await self._admitted_call(at, invoke, [], map_slots=False)
 
     def _prepare(self, at: _Attempt) -> CallResult | tuple[ToolSpec, dict[str, Any]]:
         """The tool and its validated arguments, or the attempt's `invalid_input` failure."""

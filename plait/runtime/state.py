@@ -40,6 +40,10 @@ class CallResult:
     version: str | None = None
     read_at_s: float | None = None
     stale_source: str | None = None  # `plait.Stale(source=...)`, when not ok
+    # a `stale` failure found by a guard's probe: {guarded step: (old version, new version)}
+    probed: dict[str, tuple[str | None, str | None]] | None = None
+    # when ok, on a step whose read may be probed: (tool spec, validated arguments)
+    call: tuple[Any, dict[str, Any]] | None = None
     attempts: int = 0  # the attempts it took (a map element's, for its checkpoint)
 
 
@@ -75,6 +79,10 @@ class StepState:
     finish_seq: int = 0  # the order of the event that finished it (compensations: latest first)
     started: bool = False  # step_started was emitted
     finished: bool = False  # the scheduler's `_finish` ran: step_finished was emitted
+    # SPEC section 10: the call that produced the output (a guard probes it again), and a
+    # failed map's element outputs (null for failed ones; its compensation reads them).
+    read_call: tuple[Any, dict[str, Any]] | None = None
+    partial: list[Any] | None = None
     # Read per attempt and per decision, so worked out once: the step's name, its distinct
     # dependencies, the resources it uses (sorted: the order slots are taken in), and its
     # views once it is finished (made on first use: most steps are read by one dependant

@@ -284,12 +284,35 @@ def to_dot(plan: Plan, status: dict[str, dict[str, Any]] | None = None) -> str:
     for step in plan.steps.values():
         if step.loop is not None:
             _dot_loop(dot, plan, step, status or {})
+    _dot_ranks(dot, plan)
     for source, target, kind in plan.edges or edges(plan):
         dot.edge(f"s_{source}", f"s_{target}", **EDGE_STYLE[EdgeKind(kind)])
     for name, step_name in input_readers(plan):
         dot.edge(f"i_{name}", f"s_{step_name}", color="#16A34A", arrowhead="vee")
     _dot_outputs(dot, plan)
     return str(dot.source)
+
+
+def drawing_ranks(plan: Plan) -> list[list[str]]:
+    """The rows of the drawing, top to bottom: the topological generations of `plan.graph`
+    (a step sits one row below the lowest of its dependencies), steps in file order within
+    a row. Steps drawn inside a loop's cluster are left to the cluster."""
+    import networkx as nx
+
+    loose = [n for n, step in plan.steps.items() if step.in_loop is None and step.loop is None]
+    order = {name: i for i, name in enumerate(plan.steps)}
+    rows = nx.topological_generations(plan.graph.subgraph(loose))
+    return [sorted(row, key=order.__getitem__) for row in rows]
+
+
+def _dot_ranks(dot: Any, plan: Plan) -> None:
+    """Pin each row of `drawing_ranks` with `rank=same`, so the picture reads as the
+    dependency levels the scheduler runs in, not as whatever dot's layout prefers."""
+    for row in drawing_ranks(plan):
+        if len(row) > 1:
+            with dot.subgraph(graph_attr={"rank": "same"}) as sub:
+                for name in row:
+                    sub.node(f"s_{name}")
 
 
 def loop_label(step: Step) -> str:

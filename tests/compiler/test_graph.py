@@ -8,6 +8,7 @@ import pytest
 from plait.compiler.checks.graph_checks import dependency_cycles
 from plait.compiler.graph import (
     build_graph,
+    drawing_ranks,
     edges,
     format_for,
     render,
@@ -82,6 +83,23 @@ def test_plan_graph_answers_graph_questions() -> None:
         EdgeKind.AFTER,
         EdgeKind.FALLBACK,
     }
+
+
+def test_drawing_rows_are_the_graphs_topological_generations() -> None:
+    plan = triage()
+    rows = drawing_ranks(plan)
+    # classify, history and each need nothing; draft and by_rules wait for classify (and
+    # history); notify waits for draft. Within a row, file order.
+    assert rows == [["classify", "history", "each"], ["by_rules", "draft"], ["notify"]]
+    assert rows == [
+        sorted(r, key=list(plan.steps).index) for r in nx.topological_generations(plan.graph)
+    ]
+    dot = to_dot(plan)
+    first = dot.index("rank=same")
+    assert (
+        dot.index("s_classify", first) < dot.index("s_history", first) < dot.index("s_each", first)
+    )
+    assert dot.count("rank=same") == 2  # a row of one step needs no pin
 
 
 def test_cycles_are_found_once_each() -> None:

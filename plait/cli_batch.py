@@ -8,7 +8,6 @@ failed (a bad input line included), 2 for an invalid plan, inputs file or option
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -138,6 +137,8 @@ def batch_command(
         progress = make_batch_progress(quiet, batch.to_run)
         batch.on_result = progress
         try:
+            import asyncio  # here, not at the top: `plait check` must not pay for it
+
             summary = asyncio.run(batch.run())
         finally:
             if progress is not None:

@@ -22,7 +22,7 @@ JsonValue = Any  # a JSON value: None, bool, int, float, str, list, dict
 
 
 class _Node(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # --- expressions ----------------------------------------------------------------------------

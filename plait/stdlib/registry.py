@@ -224,7 +224,11 @@ def build_spec(
     imported functions and the tools `source_tools` reads without importing)."""
     params = list(params)
     fields: dict[str, Any] = {p.name: (p.hint, ... if p.required else p.default) for p in params}
-    config = ConfigDict(extra="allow" if accepts_extra else "forbid", arbitrary_types_allowed=True)
+    config = ConfigDict(
+        extra="allow" if accepts_extra else "forbid",
+        arbitrary_types_allowed=True,
+        defer_build=True,  # built on first use: `plait check` uses few of the tools it loads
+    )
     with warnings.catch_warnings():
         # Argument names such as `json` or `schema` shadow BaseModel methods; pydantic warns
         # but handles them (fields win), and the model is only used through its fields.

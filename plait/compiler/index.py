@@ -79,11 +79,12 @@ class ExprIndex:
         last); `loop_var` is the step's map variable, which is not a step in its arguments."""
         if loop_var is None:
             return {name for name in self.read[start:] if name in steps}
-        return {
-            node.name
-            for site, node, _ in self.names[start:]  # type: ignore[union-attr]
-            if node.name in steps and node.name != site.loop_var
-        }  # type: ignore[union-attr]
+        found: set[str] = set()
+        for site, node, _ in self.names[start:]:
+            name: str = node.name  # type: ignore[union-attr]  # `names` holds NameExprs only
+            if name in steps and name != site.loop_var:
+                found.add(name)
+        return found
 
     def add(self, site: Site) -> None:
         """Walk one top-level expression. Iterative (trees may be deep), dispatching on the

@@ -78,7 +78,8 @@ def edges(plan: Plan, step_refs: dict[str, set[str]] | None = None) -> list[Edge
 def build_graph(plan: Plan) -> nx.DiGraph:
     """One node per step (in file order) carrying its policies as attributes; edges go from
     the dependency to the dependant (a fallback: from the primary to its standby) and
-    carry `kind`. `plan.graph` is this graph."""
+    carry `kind` (the compiled plan's, or `condition` for a dependency read only in `if`).
+    `plan.graph` is this graph."""
     import networkx as nx
 
     graph = nx.DiGraph(plan=plan.plan)
@@ -92,14 +93,43 @@ def build_graph(plan: Plan) -> nx.DiGraph:
     # One attribute dict per kind, shared by the tuples: add_edges_from copies it into each
     # edge's own dict. (A kind that is not an EdgeKind member, e.g. in a hand-built plan,
     # keeps its own object, as before.)
-    shared = {kind: {"kind": kind} for kind in EdgeKind}
+    shared: dict[str, dict[str, str]] = {kind: {"kind": kind} for kind in EdgeKind}
+    shared[CONDITION] = {"kind": CONDITION}
+    if_only = condition_only_reads(plan)
     graph.add_edges_from(
         [
-            (source, target, shared[kind] if kind.__class__ is EdgeKind else {"kind": kind})
+            (
+                source,
+                target,
+                shared[CONDITION if kind == EdgeKind.DATA and (source, target) in if_only else kind]
+                if kind.__class__ is EdgeKind
+                else {"kind": kind},
+            )
             for source, target, kind in plan.edges or edges(plan)
         ]
     )
     return graph
+
+
+# In `plan.graph` (not in the compiled JSON, whose kinds SPEC section 9 lists), a data edge
+# whose dependant reads the dependency only in its `if` is marked `condition`: it decides
+# whether the step runs, not what it computes.
+CONDITION = "condition"
+
+
+def condition_only_reads(plan: Plan) -> set[tuple[str, str]]:
+    """(dependency, step) pairs where the step reads the dependency in its `if` only."""
+    pairs: set[tuple[str, str]] = set()
+    for name, step in plan.steps.items():
+        if step.condition is None:
+            continue
+        in_if: set[str] = set()
+        elsewhere: set[str] = set()
+        for site in step_sites(step):
+            names = in_if if site.role == "if" else elsewhere
+            names.update(node.name for node in referenced_names(site.expr))
+        pairs.update((dep, name) for dep in in_if - elsewhere if dep in plan.steps)
+    return pairs
 
 
 def step_attributes(step: Step) -> dict[str, Any]:

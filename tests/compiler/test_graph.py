@@ -85,6 +85,24 @@ def test_plan_graph_answers_graph_questions() -> None:
     }
 
 
+def test_a_dependency_read_only_in_if_is_a_condition_edge_in_plan_graph() -> None:
+    plan = make_plan(
+        step("a"),
+        step("b"),
+        step("gated", args={"value": ref("b", "output")}, condition=ref("a", "output")),
+        step("both", args={"value": ref("a", "output")}, condition=ref("a", "output")),
+    )
+    plan.steps["gated"].depends_on = ["a", "b"]
+    plan.steps["both"].depends_on = ["a"]
+    plan.edges = edges(plan)
+    graph = plan.graph
+    assert graph.edges["a", "gated"]["kind"] == "condition"
+    assert graph.edges["b", "gated"]["kind"] == EdgeKind.DATA
+    assert graph.edges["a", "both"]["kind"] == EdgeKind.DATA  # read in an argument too
+    # the compiled plan keeps the SPEC's kinds
+    assert ("a", "gated", EdgeKind.DATA) in plan.edges
+
+
 def test_drawing_rows_are_the_graphs_topological_generations() -> None:
     plan = triage()
     rows = drawing_ranks(plan)

@@ -72,9 +72,9 @@ FACTOR = 8
 def _best_time(text: str, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: other processes on the machine do not count
         result = compile_source(text, "big.agent")
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
         for diag in result.diagnostics:  # a diagnostic, whatever the input
             assert diag.message
     return best

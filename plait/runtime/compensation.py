@@ -12,6 +12,8 @@ listed `pending`. The scheduler's seam: `note` when a step finishes, `is_compens
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,14 +30,28 @@ _DONE = (outcomes.SUCCEEDED, outcomes.RECOVERED)
 
 @dataclass(slots=True)
 class _Owed:
-    """One finished execution of a compensated step, as it ended."""
+    """One finished execution of a compensated step, as it ended (a body step's: of one
+    iteration, whose state and scope it keeps)."""
 
     seq: int
-    step: str
+    state: StepState
     output: Any
     version: str | None
     read_at_s: float | None
     status: outcomes.StepStatus
+
+    @property
+    def step(self) -> str:
+        return self.state.name
+
+    @property
+    def key(self) -> str:
+        return compensation_key(self.state.name, self.state.iteration)
+
+
+def compensation_key(step: str, iteration: int | None) -> str:
+    """Names one compensation of a run: its primary, and the iteration of a body step."""
+    return step if iteration is None else f"{step}@{iteration}"
 
 
 class Compensator:
@@ -50,12 +66,17 @@ class Compensator:
         return name in self.names
 
     def note(self, st: StepState) -> None:
-        """A step finished (or finished an execution): remember what a failure must undo."""
-        if st.step.compensate is not None and st.status in _DONE:
-            assert st.status is not None
+        """A step finished (or finished an execution): remember what a failure must undo.
+        A map that failed with some element succeeded is owed too, its output listing the
+        element outputs (null for failed ones)."""
+        if st.step.compensate is None or st.status is None:
+            return
+        if st.status in _DONE:
             self.owed.append(
-                _Owed(st.finish_seq, st.name, st.output, st.version, st.read_at_s, st.status)
+                _Owed(st.finish_seq, st, st.output, st.version, st.read_at_s, st.status)
             )
+        elif st.status == outcomes.FAILED and st.partial is not None:
+            self.owed.append(_Owed(st.finish_seq, st, st.partial, None, None, st.status))
 
     def interrupt(self) -> bool:
         """A signal while compensating: cancel the running one; True if there was one."""
@@ -65,20 +86,20 @@ class Compensator:
         self._task.cancel()
         return True
 
-    async def settle(
-        self, failed: bool, done: frozenset[str] = frozenset()
-    ) -> list[dict[str, Any]]:
+    async def settle(self, failed: bool, done: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Run (or, after a signal, list as pending) every compensation the run owes.
-        `done`: primaries whose compensation an earlier session recorded `succeeded`."""
+        `done`: the compensations an earlier session recorded `succeeded` (keys)."""
         entries: list[dict[str, Any]] = []
         if failed:
             signalled = self.run.cancelled_by == outcomes.CancelReason.SIGNAL
             self.run.deadline_at = None  # the deadline does not apply to compensations
+            recorded = Counter(done)
             for owed in sorted(self.owed, key=lambda o: o.seq, reverse=True):
-                if owed.step in done:
+                if recorded[owed.key] > 0:
+                    recorded[owed.key] -= 1
                     continue
                 if signalled or self._interrupted:
-                    entries.append(self._entry(owed.step, "pending"))
+                    entries.append(self._entry(owed, "pending"))
                     continue
                 entries.append(await self._compensate(owed))
         self._close_unused()
@@ -86,12 +107,16 @@ class Compensator:
 
     async def _compensate(self, owed: _Owed) -> dict[str, Any]:
         run = self.run
-        st = run.states[owed.step]
+        st = owed.state
         comp_name = st.step.compensate
         assert comp_name is not None
-        comp = run.states[comp_name]
+        shown = run.states[owed.step]  # (a body step: the latest iteration's state)
+        run.states[owed.step] = st
+        comp, swapped = self._comp_state(comp_name, owed)
         kept = (st.output, st.version, st.read_at_s, st.status)
         _show(st, owed.output, owed.version, owed.read_at_s, owed.status)
+        if owed.status == outcomes.FAILED:  # a partly succeeded map: its element outputs
+            st.for_expressions().partial = True
         self._task = asyncio.ensure_future(self._run_once(comp))
         try:
             await self._task
@@ -99,9 +124,12 @@ class Compensator:
             comp.kind, comp.message = ErrorKind.CANCELLED.value, "cancelled by the signal"
             if not comp.finished:
                 run._finish(comp, outcomes.CANCELLED, propagate=False)
-            return self._entry(owed.step, "cancelled", comp)
+            return self._entry(owed, "cancelled", comp)
         finally:
             _show(st, *kept)
+            run.states[owed.step] = shown
+            if swapped is not None:
+                run.states[comp_name] = swapped
         status = "succeeded" if comp.status in _DONE else "failed"
         if status == "failed":
             run._emit(
@@ -111,7 +139,19 @@ class Compensator:
                 kind=None if comp.kind is None else ErrorKind(comp.kind),
                 message=comp.message,
             )
-        return self._entry(owed.step, status, comp)
+        return self._entry(owed, status, comp)
+
+    def _comp_state(self, name: str, owed: _Owed) -> tuple[StepState, StepState | None]:
+        """The compensation's state for `owed`, and the state it stands in for meanwhile: a
+        body step's compensation runs in that iteration's scope, as a state of its own."""
+        current = self.run.states[name]
+        iteration = owed.state.iteration
+        if iteration is None or current.iteration == iteration:
+            return current, None
+        comp = StepState(self.run.plan.steps[name])
+        comp.iteration, comp.loop_scope = iteration, owed.state.loop_scope
+        self.run.states[name] = comp
+        return comp, current
 
     async def _run_once(self, comp: StepState) -> None:
         """The first run is the compensation's own step_started/step_finished; later ones
@@ -123,13 +163,13 @@ class Compensator:
         else:
             await run.cx.execute_again(comp.name, "compensate")
 
-    def _entry(self, step: str, status: str, comp: StepState | None = None) -> dict[str, Any]:
-        st = self.run.states[step]
+    def _entry(self, owed: _Owed, status: str, comp: StepState | None = None) -> dict[str, Any]:
+        st = owed.state
         error = None
         if comp is not None and status != "succeeded" and comp.kind is not None:
             error = {"kind": comp.kind, "message": comp.message or "", "retry": comp.retry}
         return {
-            "step": step,
+            "step": st.name,
             "compensation": st.step.compensate,
             "iteration": st.iteration,
             "status": status,

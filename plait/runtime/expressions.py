@@ -47,6 +47,8 @@ class StepView:
     version: str | None = None  # SPEC section 10: null unless succeeded or recovered
     read_at: str | None = None  # ISO-8601 UTC: when the producing attempt ended
     read_at_s: float | None = None  # the same moment as seconds on the run's wall clock
+    # a failed map as its compensation sees it: `output` lists the element outputs
+    partial: bool = False
 
 
 @dataclass
@@ -258,7 +260,7 @@ def _age(view: StepView, scope: Scope) -> float | None:
 
 def _step_field(expr: AttrExpr, name: str, view: StepView, scope: Scope) -> Any:
     if expr.field == "output":
-        return view.output if view.status in OUTPUT_STATUSES else None
+        return view.output if view.status in OUTPUT_STATUSES or view.partial else None
     if expr.field == "status":
         return view.status
     if expr.field == "error":

@@ -24,6 +24,7 @@ from typing import Any
 
 from plait.compiler.ir import CompiledPlan, Plan
 from plait.errors import UserError
+from plait.runtime.compensation import compensation_key
 from plait.runtime.journal import FINISHED_STATUSES, Journal, JournalSink
 
 
@@ -111,6 +112,9 @@ class ResumeSetup:
     note: str | None  # something to tell the user (plan file gone, plan changed and forced)
     # finished elements of map steps that did not finish: a resume runs only the rest
     elements: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # compensations an earlier session recorded `succeeded`, one key per compensation
+    # (`compensation_key`): a failed resume runs only the others
+    compensated: list[str] = field(default_factory=list)
 
 
 def prepare_resume(
@@ -149,14 +153,34 @@ def prepare_resume(
         if step in plan.steps and step not in completed
     }
     return ResumeSetup(
-        rid, plan, path, journal.inputs(rid, raw=True), completed, replace, note, elements
+        rid,
+        plan,
+        path,
+        journal.inputs(rid, raw=True),
+        completed,
+        replace,
+        note,
+        elements,
+        compensated_before(journal, rid),
     )
+
+
+def compensated_before(journal: Journal, run_id: str) -> list[str]:
+    """The compensations earlier sessions of the run recorded `succeeded` (a key each)."""
+    done = []
+    for event in journal.events(run_id):
+        if event.get("event") == "run_finished":
+            for entry in event.get("compensations") or ():
+                if entry.get("status") == "succeeded":
+                    done.append(compensation_key(entry["step"], entry.get("iteration")))
+    return done
 
 
 def start_resume(runner: Any, journal: Journal, setup: ResumeSetup, *, forced: bool) -> JournalSink:
     """Seed the kept steps into `runner` and record its run as a new session."""
     runner.options.completed = setup.completed
     runner.options.completed_elements = setup.elements
+    runner.options.compensated = tuple(setup.compensated)
     return attach_journal(
         runner,
         journal,

@@ -108,8 +108,9 @@ class RunOptions:
     # `step_finished`-shaped dict with the REAL output. They end at once with that result
     # (`step_finished` marked `resumed`) and are never run again.
     completed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Primaries whose compensation an earlier session recorded `succeeded` (resume).
-    compensated: frozenset[str] = frozenset()
+    # Compensations an earlier session recorded `succeeded` (resume), one key each:
+    # the primary's name, `@ITERATION` for a body step (`compensation.compensation_key`).
+    compensated: tuple[str, ...] = ()
     # Called with (step, unmasked output) just before each `step_finished` is emitted, so
     # the journal can keep what events (masked) cannot carry.
     record_output: Callable[[str, Any], None] | None = None
@@ -260,7 +261,7 @@ class Run:
         await self._close_abandoned()
         outputs, errors, outcome = self._outputs_and_outcome()
         compensations = await self.saga.settle(
-            outcome == outcomes.RunOutcome.FAILED, frozenset(self.opts.compensated)
+            outcome == outcomes.RunOutcome.FAILED, self.opts.compensated
         )
         await self._run_end_hooks()
         self._emit(
@@ -375,8 +376,10 @@ class Run:
     def _seed_completed(self) -> None:
         """Resume: end each recorded step at once with its recorded result. Standbys first,
         so a seeded primary does not mark a standby that really ran as `not_needed`."""
-        names = [n for n in self.states if n in self.opts.completed]
-        names.sort(key=lambda n: not self.states[n].step.is_standby)
+        completed = self.opts.completed
+        names = [n for n in self.states if n in completed]
+        # (in the order they finished, so compensations still run latest first)
+        names.sort(key=lambda n: (not self.states[n].step.is_standby, completed[n].get("ts") or ""))
         for name in names:
             st, rec = self.states[name], self.opts.completed[name]
             st.attempts = int(rec.get("attempts") or 0)
@@ -603,6 +606,7 @@ class Run:
                 message=f"`{to_source(spec.over)}` is not a list (got {_type_name(items)})",
                 retry="not_retryable",
             )
+        st.partial = None
         if st.step.concurrency is not None:
             self._map_slots[st.name] = Bulkhead(st.step.concurrency)
         done = {} if st.loop_scope else self.opts.completed_elements.get(st.name, {})
@@ -696,6 +700,8 @@ class Run:
         first = failed[0][1]
         share = 100.0 * len(failed) / len(results)
         if share > (st.step.tolerate or 0.0):
+            if len(failed) < len(results):  # (its compensation reads the element outputs)
+                st.partial = output
             return CallResult(False, kind=first.kind, message=first.message, retry=first.retry)
         st.kind, st.message, st.retry = first.kind, first.message, first.retry
         st.recovered_by = "tolerance"

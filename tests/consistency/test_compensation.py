@@ -174,3 +174,66 @@ plan stopped {
     assert code == 143
     statuses = [(c["step"], c["status"]) for c in report["compensations"]]
     assert statuses == [("b", "cancelled"), ("a", "pending")]
+
+
+def test_a_partly_succeeded_map_is_compensated_with_its_element_outputs(
+    planner: Planner,
+) -> None:
+    ran = planner.run(
+        """
+        plan reserve {
+          use "./tools.py"
+          step book = for x in [1, 2, 3]: t.book(n = x) { compensate unbook }
+          step unbook = t.undo(what = book.output) { timeout 5s }
+        }
+        """,
+        tools=TOOLS
+        + """
+@plait.tool(name="t.book")
+def book(n: int) -> str:
+    if n == 2:
+        raise plait.Permanent("sold out")
+    return f"seat-{n}"
+""",
+    )
+    assert ran.report.outcome == "failed"
+    assert undone(planner.folder) == [["seat-1", None, "seat-3"]]
+    assert [(c["step"], c["status"]) for c in ran.report.compensations] == [("book", "succeeded")]
+
+
+def test_a_map_with_no_element_succeeded_is_not_compensated(planner: Planner) -> None:
+    ran = planner.run(
+        """
+        plan reserve {
+          use "./tools.py"
+          step book = for x in [1, 2]: std.fail(message = "no") { compensate unbook }
+          step unbook = t.undo(what = book.output) { timeout 5s }
+        }
+        """,
+        tools=TOOLS,
+    )
+    assert ran.report.outcome == "failed"
+    assert undone(planner.folder) == [] and ran.report.compensations == []
+
+
+def test_body_steps_are_compensated_per_iteration_latest_first(planner: Planner) -> None:
+    ran = planner.run(
+        """
+        plan rounds {
+          use "./tools.py"
+          loop rounds max 3 {
+            step take = std.echo(value = "round ${loop.index}") { compensate give_back }
+            step give_back = t.undo(what = [take.output, loop.index]) { timeout 5s }
+          }
+          step pay = std.fail(message = "card declined", kind = "permanent") { after rounds }
+        }
+        """,
+        tools=TOOLS,
+    )
+    assert ran.report.outcome == "failed"
+    assert undone(planner.folder) == [["round 2", 2], ["round 1", 1], ["round 0", 0]]
+    assert [(c["step"], c["iteration"], c["status"]) for c in ran.report.compensations] == [
+        ("take", 2, "succeeded"),
+        ("take", 1, "succeeded"),
+        ("take", 0, "succeeded"),
+    ]

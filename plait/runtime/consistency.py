@@ -18,7 +18,7 @@ from plait.runtime import events as ev
 from plait.runtime import outcomes
 from plait.runtime.expressions import EvalError, evaluate, truthy
 from plait.runtime.state import CallResult, StepState
-from plait.versions import CONDITION_ARGS
+from plait.versions import CONDITION_ARGS, value_hash
 
 if TYPE_CHECKING:
     from plait.runtime.scheduler import Run
@@ -338,3 +338,78 @@ def _reset(st: StepState) -> None:
     st.status = st.reason = st.caused_by = None
     st.kind = st.message = st.retry = st.fallback_used = st.recovered_by = None
     st.elements = None
+
+
+# --- re-deciding a map ----------------------------------------------------------------------
+
+
+class MapGate:
+    """A map's elements while stale ones re-decide (SPEC section 10, the map paragraph).
+
+    A stale element that may retry closes the gate: no new element starts, those in flight
+    finish (or go stale too), then the map re-decides once. If its list now evaluates
+    differently the map fails with `stale`; else the stale elements retry with the new
+    values and the gate opens for the rest."""
+
+    def __init__(self, run: Run, st: StepState, items: Any) -> None:
+        self.run, self.st = run, st
+        self.items_hash = value_hash(items)
+        self.open = asyncio.Event()
+        self.open.set()
+        self.active = 0  # elements started, not waiting for a re-decision
+        self.waiting: list[tuple[int, CallResult, asyncio.Future[CallResult | None]]] = []
+        self.failure: CallResult | None = None  # the map fails with this, whatever it tolerates
+
+    async def enter(self) -> CallResult | None:
+        """Before an element starts: wait while the gate is closed; the map's failure if a
+        re-decision decided it."""
+        await self.open.wait()
+        if self.failure is not None:
+            return self.failure
+        self.active += 1
+        return None
+
+    async def leave(self) -> None:
+        """An element finished."""
+        self.active -= 1
+        await self._maybe_redecide()
+
+    async def stale(self, attempt: int, result: CallResult) -> CallResult | None:
+        """An element's attempt failed `stale` and may retry: None to retry with the new
+        values, else the failure that ends it."""
+        self.open.clear()
+        done: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((attempt, result, done))
+        self.active -= 1
+        await self._maybe_redecide()
+        outcome = await done
+        self.active += 1
+        return outcome
+
+    async def _maybe_redecide(self) -> None:
+        if self.active > 0 or not self.waiting:
+            return
+        waiting, self.waiting = self.waiting, []
+        attempt, result, _ = waiting[0]
+        stopped = await self.run.cx.redecide(self.st, attempt, result)
+        if stopped is None and self._list_changed():
+            stopped = CallResult(
+                False,
+                kind=ErrorKind.STALE.value,
+                retry="not_retryable",
+                message=f"the data went stale and, re-decided, the list of map "
+                f"`{self.st.name}` evaluates differently",
+            )
+        self.failure = stopped
+        for _, _, done in waiting:
+            done.set_result(stopped)
+        self.open.set()
+
+    def _list_changed(self) -> bool:
+        spec = self.st.step.map
+        assert spec is not None
+        try:
+            items = evaluate(spec.over, self.run._scope(self.st.loop_scope))
+        except EvalError:
+            return True
+        return value_hash(items) != self.items_hash

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import os
 import random
@@ -41,7 +42,7 @@ from plait.runtime import events as ev
 from plait.runtime import outcomes
 from plait.runtime.clock import Clock, RealClock, seconds_from_iso, wall_seconds
 from plait.runtime.compensation import Compensator
-from plait.runtime.consistency import Redecider, null_condition
+from plait.runtime.consistency import MapGate, Redecider, null_condition
 from plait.runtime.executor import execute
 from plait.runtime.expressions import EvalError, Scope, evaluate, template_pieces, truthy
 from plait.runtime.guards import BreakerGuard, ResourceGuards
@@ -202,6 +203,7 @@ class Run:
         self._plan_slots = Bulkhead(plan.concurrency)
         self._plan_limited = plan.concurrency is not None
         self._map_slots: dict[str, Bulkhead] = {}
+        self._map_gates: dict[str, MapGate] = {}  # maps whose stale elements re-decide
         guards = options.guards or ResourceGuards.for_plan(plan, self.clock)
         self._breakers = guards.breakers
         self._bulkheads = guards.bulkheads
@@ -610,6 +612,8 @@ class Run:
         if st.step.concurrency is not None:
             self._map_slots[st.name] = Bulkhead(st.step.concurrency)
         done = {} if st.loop_scope else self.opts.completed_elements.get(st.name, {})
+        if _redecides(st.step):
+            self._map_gates[st.name] = MapGate(self, st, items)
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
@@ -617,7 +621,11 @@ class Run:
                 )
                 for i, item in enumerate(items)
             ]
-        return self._map_result(st, [t.result() for t in tasks])
+        gate = self._map_gates.pop(st.name, None)
+        result = self._map_result(st, [t.result() for t in tasks])
+        if gate is not None and gate.failure is not None:  # (whatever the map tolerates)
+            return dataclasses.replace(gate.failure, attempts=0)
+        return result
 
     async def _element(
         self,
@@ -644,7 +652,19 @@ class Run:
             st.attempts += result.attempts
             self._element_finished(st, index, result, resumed=True)
             return result
-        result = await self._call_unit(st, index, scope)
+        gate = self._map_gates.get(st.name)
+        if gate is None:
+            result = await self._call_unit(st, index, scope)
+        else:
+            stopped = await gate.enter()
+            if stopped is not None:  # a re-decision failed the map: this one never starts
+                return dataclasses.replace(stopped)
+            try:
+                result = await self._call_unit(st, index, scope)
+            except BaseException:
+                gate.active -= 1  # (cancelled: nothing re-decides any more)
+                raise
+            await gate.leave()
         if self.opts.record_element is not None and not st.loop_scope:  # (not per iteration)
             self.opts.record_element(
                 st.name,
@@ -733,10 +753,13 @@ class Run:
             if not fits_deadline(self.clock.now(), wait, self.deadline_at):
                 result.retry = "deadline"
                 return result
-            if result.kind == ErrorKind.STALE and element is None and not st.step.is_standby:
-                stopped = await self.cx.redecide(st, number, result)
+            if result.kind == ErrorKind.STALE and not st.step.is_standby:
+                if element is None:
+                    stopped = await self.cx.redecide(st, number, result)
+                else:  # a map's elements re-decide together, once
+                    stopped = await self._map_gates[st.name].stale(number, result)
                 if stopped is not None:
-                    return stopped
+                    return dataclasses.replace(stopped, attempts=number)
             self._emit(
                 ev.RetryScheduled,
                 step=st.name,
@@ -1238,6 +1261,17 @@ async def invoke_tool(
     if isinstance(value, Versioned):
         return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
     return CallResult(True, value, read_at_s=read_at_s)
+
+
+def _redecides(step: Step) -> bool:
+    """Whether a stale attempt of `step` re-decides (`retry ... on stale`, not a standby)."""
+    retry = step.retry
+    return (
+        retry is not None
+        and retry.on is not None
+        and ErrorKind.STALE in retry.on
+        and not step.is_standby
+    )
 
 
 def _failure(kind: ErrorKind | str, message: str) -> CallResult:

@@ -125,3 +125,51 @@ def test_a_write_that_would_no_longer_run_fails_stale(
     assert "would not run now" in late.error.message
     assert store.records["c"] == {"n": 5}
     assert late.redecisions[0]["rerun"] == ["read"]
+
+
+def test_stale_map_elements_re_decide_together_and_retry(
+    planner: Planner, store: VersionedStore
+) -> None:
+    store.records["c"] = {"n": 0}
+    url = store.url("/records/c")
+    ran = planner.run(f'''
+        plan many {{
+          step read = http.get(url = "{url}")
+          step saves = for x in ["a", "b", "c"]: http.put(url = "{url}",
+              json = {{last: x}}, if_match = read.version) {{
+            retry 5 on stale backoff 0ms
+          }}
+        }}
+        ''')
+    assert ran.report.outcome == "succeeded", ran.report.reasons
+    assert store.writes == 3  # every element wrote once, none lost
+    assert store.records["c"]["last"] in ("a", "b", "c")
+    saves = ran.step("saves")
+    assert 1 <= len(saves.redecisions) <= store.conflicts
+    for entry in saves.redecisions:
+        assert (entry["sources"], entry["rerun"]) == (["read"], ["read"])
+    assert ran.step("read").executions == 1 + len(saves.redecisions)
+    # finished elements kept their outputs; a retried element's key carries the decision
+    keys = [k for k in store.keys if k]
+    assert any("#" in k for k in keys)
+
+
+def test_a_map_whose_list_changes_when_re_decided_fails_stale(
+    planner: Planner, store: VersionedStore
+) -> None:
+    store.records["c"] = {"items": [1, 2]}
+    url = store.url("/records/c")
+    ran = planner.run(f'''
+        plan shifting {{
+          step read = http.get(url = "{url}")
+          step saves = for x in read.output.body.items: http.patch(url = "{url}",
+              json = {{items: [x]}}, if_match = read.version) {{
+            retry 5 on stale backoff 0ms
+          }}
+        }}
+        ''')
+    saves = ran.step("saves")
+    assert saves.status == "failed" and saves.error.kind == "stale"
+    assert "evaluates differently" in saves.error.message
+    assert len(saves.redecisions) == 1
+    assert store.writes == 1  # only the element that won went through

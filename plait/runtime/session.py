@@ -125,9 +125,11 @@ class RunSession:
         events: Sink | Iterable[Sink] | None = None,
         environ: Mapping[str, str] | None = None,
         files: Iterable[str | os.PathLike[str]] = (),
+        clock: Clock | None = None,
     ) -> RunSession:
         """Continue a recorded run (`plait resume`); UserError for an unknown run, or for a
-        plan file changed since the run (unless `force`). `note` says what to tell a user."""
+        plan file changed since the run (unless `force`). `note` says what to tell a user.
+        `clock` as for `start` (the ages of kept outputs are measured on it)."""
         opened = journal if isinstance(journal, Journal) else open_journal(journal, create=False)
         try:
             setup = prepare_resume(opened, run_id, force=force, load=load_plan)
@@ -138,6 +140,7 @@ class RunSession:
                 events=events,
                 environ=environ,
                 files=files,
+                clock=clock,
             )
         except BaseException:
             if opened is not journal:

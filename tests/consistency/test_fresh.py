@@ -12,16 +12,21 @@ from tests.consistency.conftest import Planner
 pytestmark = pytest.mark.timeout(60)
 
 TOOLS = """
+import os
 import plait
 
-READS = []
+COUNT = os.path.join(os.path.dirname(__file__), "reads")
 
 @plait.tool(name="t.read")
 async def read(fail_after: int = 99) -> int:
-    READS.append(1)
-    if len(READS) > fail_after:
+    # counts its calls in a file, so the count survives a resume's fresh import
+    with open(COUNT, "a") as f:
+        f.write(".")
+    with open(COUNT) as f:
+        n = len(f.read())
+    if n > fail_after:
         raise plait.Permanent("the source is gone")
-    return len(READS)
+    return n
 """
 
 
@@ -112,3 +117,42 @@ def test_an_if_reads_refreshed_data(planner: Planner) -> None:
     assert ran.step("gated").status == "succeeded"  # the `if` saw the refreshed output
     assert ran.step("gated").output == 2
     assert [e.reader for e in ran.of("refreshed")] == ["gated"]  # `after` alone reads nothing
+
+
+def test_resume_reads_data_again_once_its_window_passed(planner: Planner) -> None:
+    """Session one is cut by its deadline (the fake clock jumps there while `slow` sleeps);
+    the resume runs an hour later on the run's clock: `reader`, still to run, gets `src`
+    read again; `kept`, finished before, keeps what it had."""
+    from datetime import timedelta
+
+    from plait.runtime.clock import DEFAULT_EPOCH
+    from plait.runtime.session import RunSession
+
+    path = planner.write(
+        """
+        plan later {
+          use "./tools.py"
+          deadline 10s
+          step src = t.read() { fresh 30s }
+          step kept = std.echo(value = src.output)
+          step slow = std.sleep(seconds = 0.3) { after kept }
+          step reader = std.echo(value = src.output) { after slow }
+        }
+        """,
+        TOOLS,
+    )
+    journal = planner.folder / "j.db"
+    first = RunSession.start(path, journal=journal, clock=FakeClock(autojump=True)).run_sync()
+    assert first.cancelled_by == "deadline" and first.steps["slow"].status == "cancelled"
+    events: list[object] = []
+    later = FakeClock(epoch=DEFAULT_EPOCH + timedelta(hours=1))
+    report = RunSession.resume(
+        first.run_id, journal=journal, clock=later, events=events.append
+    ).run_sync()
+    assert report.outcome == "succeeded", report.reasons
+    refreshed = [e for e in events if getattr(e, "event", "") == "refreshed"]
+    assert [(e.step, e.reader) for e in refreshed] == [("src", "reader")]  # type: ignore[attr-defined]
+    assert refreshed[0].age_s >= 3600  # type: ignore[attr-defined]
+    assert report.steps["reader"].output == 2  # read again, not reused
+    assert report.steps["kept"].output == 1
+    assert report.steps["src"].executions == 2

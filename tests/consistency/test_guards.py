@@ -128,3 +128,22 @@ def test_a_failed_probe_fails_the_attempt_with_its_kind(
     assert "probing guarded step `read` failed" in write.error.message
     assert ran.of("probe_finished")[0].kind == "permanent"
     assert ran.step("read").output["body"] == {"n": 1}  # a failed probe replaces nothing
+
+
+def test_concurrent_element_attempts_share_one_probe(
+    planner: Planner, store: VersionedStore
+) -> None:
+    store.records["c"] = {"n": 1}
+    store.get_delay = 0.2  # the probe is still running when the other elements ask
+    url = store.url("/records/c")
+    ran = planner.run(f"""
+    plan fan {{
+      step read = http.get(url = "{url}")
+      step notes = for x in [1, 2, 3, 4]: http.post(url = "{store.url("/records/note")}",
+          json = {{x: x, seen: read.output.body.n}}) {{ guard read }}
+    }}
+    """)
+    assert ran.report.outcome == "succeeded", ran.report.reasons
+    assert len(ran.of("probe_started")) == 1
+    assert len([r for r in store.requests if r.method == "GET"]) == 2  # the read, one probe
+    assert store.writes == 4

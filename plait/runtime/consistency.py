@@ -57,7 +57,8 @@ def arg_reads(step: Step, steps: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def data_deps(plan: Plan, step: Step) -> list[str]:
     """The steps `step` reads through data references (arguments, map list, `if`,
-    `default`): `after` and `guard` edges do not count."""
+    `default`; a loop: what its body reads from outside it): `after` and `guard` edges do
+    not count."""
     exprs = list(step.args.values())
     if step.map is not None:
         exprs.append(step.map.over)
@@ -69,6 +70,12 @@ def data_deps(plan: Plan, step: Step) -> list[str]:
         for name, _ in step_reads(expr, plan.steps):
             if name not in names:
                 names.append(name)
+    if step.loop is not None:  # a loop reads what its body reads from outside it
+        inside = {step.name, *step.loop.body}
+        for body in step.loop.body:
+            for name in data_deps(plan, plan.steps[body]):
+                if name not in inside and name not in names:
+                    names.append(name)
     return names
 
 

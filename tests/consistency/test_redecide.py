@@ -173,3 +173,44 @@ def test_a_map_whose_list_changes_when_re_decided_fails_stale(
     assert "evaluates differently" in saves.error.message
     assert len(saves.redecisions) == 1
     assert store.writes == 1  # only the element that won went through
+
+
+def test_a_loop_between_the_read_and_the_write_runs_again_whole(
+    planner: Planner, store: VersionedStore
+) -> None:
+    import threading
+    import time
+
+    store.records["c"] = {"n": 1}
+
+    def meddle() -> None:  # a change behind the plan's back, once the record was read
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if any(r.method == "GET" for r in store.requests):
+                with store._lock:
+                    store.records["c"] = {"n": 5}
+                    store.versions["c"] = 7
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=meddle, daemon=True).start()
+    url = store.url("/records/c")
+    ran = planner.run(f'''
+        plan looped {{
+          step read = http.get(url = "{url}")
+          step think = std.sleep(seconds = 0.5) {{ after read }}
+          loop twice max 2 {{
+            step note = std.echo(value = read.output.body.n) {{ after think }}
+          }}
+          step write = http.put(url = "{url}", json = {{seen: twice.output.note}},
+                                if_match = read.version) {{
+            retry 2 on stale backoff 0ms
+          }}
+        }}
+        ''')
+    assert ran.report.outcome == "succeeded", ran.report.reasons
+    assert ran.step("write").redecisions == [
+        {"attempt": 1, "sources": ["read"], "rerun": ["read", "twice"]}
+    ]
+    assert ran.step("twice").executions == 2
+    assert store.records["c"] == {"seen": 5}

@@ -703,7 +703,7 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
             None if outcome.reason is None else str(outcome.reason),
             outcome.attempts,
             event.ts,
-            outcome_json(outcome).decode(),
+            _with_execution(outcome_json(outcome).decode(), getattr(event, "execution", None)),
         )
     result = dict(event)
     if isinstance(result.get("outcome"), Mapping):  # (`execution_finished`, `probe_finished`)
@@ -728,6 +728,15 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
         result.get("ts"),
         _dumps(kept),
     )
+
+
+def _with_execution(record: str, execution: int | None) -> str:
+    """A step's record from its Nth execution says N (a resume continues the count)."""
+    if not execution or execution < 2:
+        return record
+    data = json.loads(record)
+    data["execution"] = execution
+    return _dumps(data)
 
 
 def _full_event(stored: dict[str, Any]) -> dict[str, Any]:
@@ -1033,8 +1042,9 @@ def _deciding_sessions(events: list[dict[str, Any]]) -> dict[str, int]:
             continue
         session = int(e.get("session", 1))
         seen[step] = max(seen.get(step, 0), session)
-        if e.get("event") == "step_finished" and not e.get("resumed"):
-            finished[step] = session
+        name = e.get("event")
+        if (name == "step_finished" and not e.get("resumed")) or name == "execution_finished":
+            finished[step] = session  # (a later execution decides the step's result)
     return {step: finished.get(step, seen[step]) for step in seen}
 
 

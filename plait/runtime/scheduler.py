@@ -385,6 +385,7 @@ class Run:
         for name in names:
             st, rec = self.states[name], self.opts.completed[name]
             st.attempts = int(rec.get("attempts") or 0)
+            st.execution = int(rec.get("execution") or 1)
             for attr in (
                 "output",
                 "kind",

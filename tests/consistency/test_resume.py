@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from plait.runtime.journal import Journal
+from plait.runtime.journal import Journal, run_report
 from tests.consistency.conftest import Planner
 from tests.servers import TestServer, VersionedStore
 
@@ -140,6 +140,10 @@ plan fresh {
     assert report["steps"]["kept"]["output"] == 1  # finished before: kept as it was
     assert report["steps"]["src"]["executions"] == 2
     assert len(lines(tmp_path / "reads.log")) == 2
+    with Journal.open(tmp_path / "j.db") as journal:  # the whole run, both sessions
+        whole = run_report(journal, run_id)
+        assert journal.finished_steps(run_id)["src"]["execution"] == 2
+    assert (whole.steps["src"].executions, whole.steps["src"].output) == (2, 2)
 
 
 def test_a_failed_resume_runs_the_compensations_the_run_still_owes(tmp_path: Path) -> None:

@@ -215,6 +215,10 @@ class Run:
         self.saga = Compensator(self)  # compensations when the run fails
         self.staleness = Staleness(self)  # `fresh` refreshes and `guard` probes
         self._recorded_reads = recorded_reads(plan)  # steps whose producing call is kept
+        # steps whose attempts first refresh what they read, or probe what they guard
+        self._stale_checked = frozenset(self.staleness.fresh).union(
+            name for name, step in plan.steps.items() if step.guard
+        )
         self._link()
 
     def _link(self) -> None:
@@ -788,7 +792,10 @@ class Run:
         )
         queued: list[float] = []
         try:
-            prepared = await self._prepare_checked(at)
+            if st.name in self._stale_checked:  # (most steps: no coroutine for it)
+                prepared = await self._prepare_checked(at)
+            else:
+                prepared = self._prepare(at)
             if isinstance(prepared, CallResult):
                 result = prepared
             elif not (st.uses or self._plan_limited or st.name in self._map_slots) or (
@@ -875,7 +882,7 @@ class Run:
         after (each may fail the attempt instead)."""
         st = at.state
         staleness = self.staleness
-        if staleness.fresh and st.name in staleness.fresh and not st.step.is_standby:
+        if st.name in staleness.fresh:  # (standbys never refresh: they are not in it)
             failed = await staleness.refresh_before_attempt(st)
             if failed is not None:
                 return failed

@@ -156,3 +156,24 @@ def test_resume_reads_data_again_once_its_window_passed(planner: Planner) -> Non
     assert report.steps["reader"].output == 2  # read again, not reused
     assert report.steps["kept"].output == 1
     assert report.steps["src"].executions == 2
+
+
+def test_concurrent_element_attempts_share_one_refresh(planner: Planner) -> None:
+    ran = planner.run(
+        """
+        plan fan {
+          use "./tools.py"
+          step src = t.read() { fresh 5s }
+          step each = for x in [1, 2, 3]: std.echo(value = [x, src.output]) {
+            retry 2 backoff 10s
+          }
+        }
+        """,
+        tools=TOOLS,
+        clock=FakeClock(autojump=True),
+        inject=["each=transient:1"],
+    )
+    assert ran.report.outcome == "succeeded", ran.report.reasons
+    assert len(ran.of("refreshed")) == 1
+    assert ran.step("src").executions == 2
+    assert ran.step("each").output == [[1, 2], [2, 2], [3, 2]]

@@ -147,3 +147,28 @@ def test_concurrent_element_attempts_share_one_probe(
     assert len(ran.of("probe_started")) == 1
     assert len([r for r in store.requests if r.method == "GET"]) == 2  # the read, one probe
     assert store.writes == 4
+
+
+def test_a_resumed_guarded_step_is_probed_with_its_arguments_again(planner: Planner) -> None:
+    """The call that produced a kept step's output is not journaled: after a resume, its
+    probe evaluates the step's arguments again (a file changed between the sessions)."""
+    from plait.runtime.clock import FakeClock
+    from plait.runtime.session import RunSession
+
+    (planner.folder / "data.txt").write_text("v1")
+    path = planner.write("""
+    plan filed {
+      deadline 10s
+      step src = file.read(path = "data.txt")
+      step slow = std.sleep(seconds = 0.3) { after src }
+      step w = file.write(path = "out.txt", content = src.output) { after slow; guard src }
+    }
+    """)
+    journal = planner.folder / "j.db"
+    first = RunSession.start(path, journal=journal, clock=FakeClock(autojump=True)).run_sync()
+    assert first.steps["slow"].status == "cancelled"  # the deadline came while it slept
+    (planner.folder / "data.txt").write_text("v2")
+    report = RunSession.resume(first.run_id, journal=journal).run_sync()
+    assert report.steps["w"].status == "failed" and report.steps["w"].error.kind == "stale"
+    assert not (planner.folder / "out.txt").exists()
+    assert report.steps["src"].output == "v2"

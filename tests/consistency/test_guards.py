@@ -152,23 +152,33 @@ def test_concurrent_element_attempts_share_one_probe(
 def test_a_resumed_guarded_step_is_probed_with_its_arguments_again(planner: Planner) -> None:
     """The call that produced a kept step's output is not journaled: after a resume, its
     probe evaluates the step's arguments again (a file changed between the sessions)."""
-    from plait.runtime.clock import FakeClock
     from plait.runtime.session import RunSession
 
     (planner.folder / "data.txt").write_text("v1")
     path = planner.write("""
     plan filed {
-      deadline 10s
       step src = file.read(path = "data.txt")
-      step slow = std.sleep(seconds = 0.3) { after src }
+      step slow = std.sleep(seconds = 5) { after src }
       step w = file.write(path = "out.txt", content = src.output) { after slow; guard src }
     }
     """)
     journal = planner.folder / "j.db"
-    first = RunSession.start(path, journal=journal, clock=FakeClock(autojump=True)).run_sync()
-    assert first.steps["slow"].status == "cancelled"  # the deadline came while it slept
+    session: RunSession | None = None
+
+    def stop_at_slow(event: object) -> None:  # as Ctrl-C would, once `slow` started
+        if getattr(event, "event", "") == "step_started" and getattr(event, "step", "") == "slow":
+            assert session is not None and session.runner.run_obj is not None
+            session.runner.run_obj.stop("signal")
+
+    session = RunSession.start(path, journal=journal, events=stop_at_slow)
+    first = session.run_sync()
+    assert first.steps["src"].status == "succeeded"
+    assert first.steps["slow"].status == "cancelled"
     (planner.folder / "data.txt").write_text("v2")
-    report = RunSession.resume(first.run_id, journal=journal).run_sync()
+    (planner.folder / "plan.agent").write_text(
+        (planner.folder / "plan.agent").read_text().replace("seconds = 5", "seconds = 0")
+    )
+    report = RunSession.resume(first.run_id, journal=journal, force=True).run_sync()
     assert report.steps["w"].status == "failed" and report.steps["w"].error.kind == "stale"
     assert not (planner.folder / "out.txt").exists()
     assert report.steps["src"].output == "v2"

@@ -36,7 +36,7 @@ def guarded_plan(url: str, retry: str = "") -> str:
     return f"""
     plan guarded {{
       step read = http.get(url = "{url}")
-      step think = std.sleep(seconds = 0.8) {{ after read }}
+      step think = std.sleep(seconds = 1.2) {{ after read }}
       step write = http.put(url = "{url}", json = {{"seen": read.output.body.n}}) {{
         after think
         guard read

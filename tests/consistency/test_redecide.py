@@ -198,7 +198,7 @@ def test_a_loop_between_the_read_and_the_write_runs_again_whole(
     ran = planner.run(f'''
         plan looped {{
           step read = http.get(url = "{url}")
-          step think = std.sleep(seconds = 0.5) {{ after read }}
+          step think = std.sleep(seconds = 1.0) {{ after read }}
           loop twice max 2 {{
             step note = std.echo(value = read.output.body.n) {{ after think }}
           }}

@@ -49,6 +49,7 @@ def count() -> int:
 @plait.tool(name="t.slow")
 def slow(fail: bool = False) -> int:
     # holds while the file `hold` exists, so the test can stop the run here
+    _log("slow.log", 1)
     while os.path.exists(os.path.join(HERE, "hold")):
         time.sleep(0.05)
     if fail:
@@ -125,12 +126,12 @@ def test_resume_reads_expired_fresh_data_again(tmp_path: Path) -> None:
 plan fresh {
   use "./tools.py"
   step src = t.count() { fresh 1s }
-  step slow = t.slow() { after src }
-  step reader = std.echo(value = src.output) { after slow }
   step kept = std.echo(value = src.output)
+  step slow = t.slow() { after kept }
+  step reader = std.echo(value = src.output) { after slow }
 }
 """
-    run_id, first = run_then_stop(tmp_path, plan, lambda: (tmp_path / "reads.log").exists())
+    run_id, first = run_then_stop(tmp_path, plan, lambda: (tmp_path / "slow.log").exists())
     assert first["steps"]["src"]["output"] == 1
     time.sleep(1.5)  # the recorded read is now older than its bound
     (tmp_path / "hold").unlink()

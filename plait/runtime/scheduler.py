@@ -627,8 +627,12 @@ class Run:
                 for i, item in enumerate(items)
             ]
         gate = self._map_gates.pop(st.name, None)
-        result = self._map_result(st, [t.result() for t in tasks])
+        results = [t.result() for t in tasks]
+        result = self._map_result(st, results)
         if gate is not None and gate.failure is not None:  # (whatever the map tolerates)
+            st.recovered_by = None
+            if any(r.ok for r in results):  # (its compensation reads the element outputs)
+                st.partial = [r.value if r.ok else None for r in results]
             return dataclasses.replace(gate.failure, attempts=0)
         return result
 

@@ -165,7 +165,9 @@ def test_a_map_whose_list_changes_when_re_decided_fails_stale(
           step saves = for x in read.output.body.items: http.patch(url = "{url}",
               json = {{items: [x]}}, if_match = read.version) {{
             retry 5 on stale backoff 0ms
+            compensate undo
           }}
+          step undo = std.echo(value = saves.output) {{ timeout 5s }}
         }}
         ''')
     saves = ran.step("saves")
@@ -173,6 +175,10 @@ def test_a_map_whose_list_changes_when_re_decided_fails_stale(
     assert "evaluates differently" in saves.error.message
     assert len(saves.redecisions) == 1
     assert store.writes == 1  # only the element that won went through
+    # the element that went through is undone: its compensation sees the element outputs
+    assert [c["status"] for c in ran.report.compensations] == ["succeeded"]
+    undone = ran.step("undo").output
+    assert len(undone) == 2 and sum(x is not None for x in undone) == 1
 
 
 def test_a_loop_between_the_read_and_the_write_runs_again_whole(

@@ -41,13 +41,16 @@ def run_once(plan: Path, folder: Path, journal: bool) -> Run:
     args = [*PLAIT, "run", str(plan), "--quiet", "--json"]
     args += ["--journal", str(db)] if journal else ["--no-journal"]
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE)
+    # both streams to files: a pipe nobody reads fills up and blocks the child for good
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
-            raise SystemExit(f"plait run {plan} exited {proc.returncode}")
+            err.seek(0)
+            tail = err.read()[-2000:].decode(errors="replace")
+            raise SystemExit(f"plait run {plan} exited {proc.returncode}:\n{tail}")
         out.seek(0)
         report = json.loads(out.read())
     size = sum(p.stat().st_size for p in folder.glob(db.name + "*") if p.is_file())

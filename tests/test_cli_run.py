@@ -131,6 +131,23 @@ def test_quiet_silences_progress_only(tmp_path: Path) -> None:
     assert len(lines) == 2
 
 
+def test_summary_of_a_big_plan_lists_what_did_not_succeed_and_counts(tmp_path: Path) -> None:
+    steps = [S(f"s{i}", "std.echo", value=i) for i in range(60)]
+    steps += [S(f"bad{i}", "std.fail", message=f"boom {i}", optional=True) for i in range(53)]
+    p = plait("run", write(tmp_path, P(*steps)), "--quiet", "--no-journal")
+    assert p.returncode == 3  # degraded: optional steps failed
+    lines = p.stderr.splitlines()
+    assert lines[0].startswith("t: degraded in ")
+    listed = [line.split()[0] for line in lines[1:51]]
+    assert listed == [f"bad{i}" for i in range(50)]  # plan order, failures only, at most 50
+    assert "tool_error: boom 0" in lines[1]
+    assert lines[51] == "  … and 3 more that did not succeed"
+    assert lines[52] == "  113 steps: 60 succeeded, 53 failed"
+    assert not any(line.split()[0].startswith("s") for line in lines[1:] if line.split())
+    reasons = [line for line in lines if line.startswith("  reason: ")]
+    assert len(reasons) == 50 and lines[-1] == "  … and 3 more reasons in the report"
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -86,14 +86,59 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
+# A plan of at most this many steps lists every step in the summary; a bigger one lists
+# only its steps that did not succeed (at most `SUMMARY_LISTED` of them) and a count line.
+SUMMARY_ALL_STEPS = 20
+SUMMARY_LISTED = 50
+
+
+def summary_steps(report: RunReport) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The steps a summary lists, and the lines that say what it left out.
+
+    A small plan (at most `SUMMARY_ALL_STEPS` steps) lists every step and leaves nothing
+    out. A bigger one lists the steps that did not succeed, in plan order, at most
+    `SUMMARY_LISTED` of them, then `… and N more not listed` when it cut some, and one
+    count line per status: `10000 steps: 9998 succeeded, 2 failed`."""
+    steps = report.steps
+    if len(steps) <= SUMMARY_ALL_STEPS:
+        return list(steps.items()), []
+    counts: dict[str, int] = {}
+    unusual: list[tuple[str, Any]] = []
+    for name, s in steps.items():
+        counts[s.status] = counts.get(s.status, 0) + 1
+        if s.status != "succeeded":
+            unusual.append((name, s))
+    notes = []
+    if len(unusual) > SUMMARY_LISTED:
+        notes.append(f"… and {len(unusual) - SUMMARY_LISTED} more that did not succeed")
+    by_count = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=_most))
+    notes.append(f"{len(steps)} steps: {by_count}")
+    return unusual[:SUMMARY_LISTED], notes
+
+
+def reason_lines(report: RunReport) -> list[str]:
+    """One line per reason for the outcome, at most `SUMMARY_LISTED` (the report has all)."""
+    lines = []
+    for r in report.reasons[:SUMMARY_LISTED]:
+        who = f"step {r.step}" if r.step else f"output {r.output}"
+        lines.append(f"reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+    if len(report.reasons) > SUMMARY_LISTED:
+        lines.append(f"… and {len(report.reasons) - SUMMARY_LISTED} more reasons in the report")
+    return lines
+
+
+def _most(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
 def summary_text(report: RunReport) -> str:
     lines = [f"{report.plan}: {report.outcome} in {report.duration_s or 0:.2f}s"]
-    for name, s in report.steps.items():
+    listed, notes = summary_steps(report)
+    for name, s in listed:
         why = s.reason or (f"{s.error.kind}: {s.error.message}" if s.error else "")
         lines.append(f"  {name:<20} {s.status:<10} attempts={s.attempts} {why}".rstrip())
-    for r in report.reasons:
-        who = f"step {r.step}" if r.step else f"output {r.output}"
-        lines.append(f"  reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+    lines += [f"  {note}" for note in notes]
+    lines += [f"  {line}" for line in reason_lines(report)]
     lines += [f"  warning: {w.message} (step {w.step})" for w in report.warnings]
     lines += [
         f"  abandoned: {a.step} attempt {a.attempt}"
@@ -158,7 +203,8 @@ class LiveProgress:
         table = Table(title=f"{report.plan}: {report.outcome}")
         for col in ("step", "status", "attempts", "why"):
             table.add_column(col)
-        for name, s in report.steps.items():
+        listed, notes = summary_steps(report)
+        for name, s in listed:
             why = s.reason or (f"{s.error.kind}: {s.error.message}" if s.error else "")
             if s.fallback_used:
                 why = f"fallback {s.fallback_used}; {why}"
@@ -166,9 +212,10 @@ class LiveProgress:
                 name, Text(s.status, style=_STATUS_STYLE.get(s.status, "")), str(s.attempts), why
             )
         self.console.print(table)
-        for r in report.reasons:
-            who = f"step {r.step}" if r.step else f"output {r.output}"
-            self.console.print(f"reason: {who}: {r.why}" + (f" ({r.kind})" if r.kind else ""))
+        for note in notes:
+            self.console.print(note)
+        for line in reason_lines(report):
+            self.console.print(line)
 
 
 def make_progress(

@@ -222,12 +222,13 @@ def _field(event: Any, name: str) -> Any:
     return getattr(event, name, None)
 
 
-def event_dict(event: Any) -> dict[str, Any]:
-    """An event as a JSON-ready dict, whether it is a typed event or already a dict."""
+def _start_fields(event: Any) -> dict[str, Any]:
+    """What `JournalSink` records of `run_started`: its JSON object without the per-step
+    map (the plan has it; for a big plan converting it would take a while)."""
     if isinstance(event, Mapping):
         return dict(event)
-    to_json: Callable[[], dict[str, Any]] = event.to_json_dict
-    return to_json()
+    started: dict[str, Any] = dataclasses.replace(event, steps={}).to_json_dict()
+    return started
 
 
 class Journal:
@@ -358,13 +359,14 @@ class Journal:
         plan: str,
         plan_path: str | None,
         plan_sha256: str | None,
-        compiled_plan: Mapping[str, Any],
+        compiled_plan: Mapping[str, Any] | bytes,
         inputs: Mapping[str, Any],
         raw_inputs: Mapping[str, Any],
         started_at: str,
         plait_version: str | None = None,
     ) -> int:
-        """Record a new run (session 1); returns the session number."""
+        """Record a new run (session 1); returns the session number. `compiled_plan`: the
+        plan as JSON, or already packed by `pack_plan` (a big plan's JSON takes a while)."""
         with self._write(durable=True) as db:
             db.execute(
                 "INSERT INTO runs (run_id, plan, plan_path, plan_sha256, compiled_plan, inputs,"
@@ -394,7 +396,7 @@ class Journal:
         started_at: str,
         *,
         forced: bool = False,
-        compiled_plan: Mapping[str, Any] | None = None,
+        compiled_plan: Mapping[str, Any] | bytes | None = None,
         plan_sha256: str | None = None,
     ) -> int:
         """Record a resume of `run_id`: a new session; returns its number.
@@ -638,8 +640,18 @@ class Journal:
         }
 
 
-def _put_plan(db: sqlite3.Connection, run_id: str, compiled_plan: Mapping[str, Any]) -> None:
-    packed = zlib.compress(_dumps(compiled_plan).encode(), 6)
+def pack_plan(compiled_plan: Mapping[str, Any] | bytes) -> bytes:
+    """The plans table's form of a compiled plan: zlib-compressed JSON. Give the JSON as
+    bytes when you have it (`plan_json`): for a big plan it is much faster to make."""
+    text = compiled_plan if isinstance(compiled_plan, bytes) else _dumps(compiled_plan).encode()
+    return zlib.compress(text, 6)
+
+
+def _put_plan(
+    db: sqlite3.Connection, run_id: str, compiled_plan: Mapping[str, Any] | bytes
+) -> None:
+    """Store a plan: its JSON object, or bytes that `pack_plan` made already."""
+    packed = compiled_plan if isinstance(compiled_plan, bytes) else pack_plan(compiled_plan)
     db.execute(
         "INSERT OR REPLACE INTO plans (run_id, compiled_plan) VALUES (?, ?)", (run_id, packed)
     )
@@ -859,7 +871,8 @@ _REPLACING = frozenset({"execution_finished", "probe_finished"})
 class JournalSink:
     """An event-bus sink that records a run in the journal as its events arrive.
 
-    Give it what the events do not carry: the compiled plan (JSON), the plan file's path
+    Give it what the events do not carry: the compiled plan (JSON, as an object or as
+    bytes: `plan_json`), the plan file's path
     and the raw inputs. For a resume pass `resume=True`: the run's row exists and a new
     session starts. `record_output` receives a finished step's *unmasked* output from the
     scheduler just before its `step_finished` (events carry masked values only).
@@ -869,7 +882,7 @@ class JournalSink:
         self,
         journal: Journal,
         *,
-        compiled_plan: Mapping[str, Any],
+        compiled_plan: Mapping[str, Any] | bytes,
         plan_path: str | None,
         raw_inputs: Mapping[str, Any],
         plan_file_sha256: str | None = None,
@@ -879,6 +892,9 @@ class JournalSink:
     ) -> None:
         self.journal = journal
         self.compiled_plan = compiled_plan
+        # packed now, before the run: a 10,000-step plan is ~7 MB of JSON, and the run's
+        # clock starts before `run_started` is recorded
+        self.packed_plan = pack_plan(compiled_plan) if replace_plan or not resume else None
         self.plan_path = plan_path
         # The hash a resume compares the plan file with: of the file given to `run` (which
         # may be compiled JSON), falling back to the report's `plan_sha256`.
@@ -911,7 +927,7 @@ class JournalSink:
         if self.failure is not None:
             return
         if self.run_id is None and _field(event, "event") == "run_started":
-            self._start(event_dict(event))  # a journal unusable from the start: exit 2
+            self._start(_start_fields(event))  # a journal unusable from the start: exit 2
         try:
             self._record(event)
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
@@ -972,16 +988,17 @@ class JournalSink:
                 self.run_id,
                 str(data.get("ts")),
                 forced=self.forced,
-                compiled_plan=self.compiled_plan if self.replace_plan else None,
+                compiled_plan=self.packed_plan,
                 plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),
             )
             return
+        assert self.packed_plan is not None  # (packed for every new run)
         self.session = self.journal.begin_run(
             run_id=self.run_id,
             plan=str(data.get("plan")),
             plan_path=self.plan_path,
             plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),
-            compiled_plan=self.compiled_plan,
+            compiled_plan=self.packed_plan,
             inputs=data.get("inputs") or {},
             raw_inputs=self.raw_inputs,
             started_at=str(data.get("ts")),

@@ -38,6 +38,11 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
+def plan_json(plan: Plan) -> bytes:
+    """The plan as compact JSON, made by pydantic in one go (what the journal stores)."""
+    return plan.model_dump_json().encode()
+
+
 def attach_journal(
     runner: Any,
     journal: Journal,
@@ -56,7 +61,7 @@ def attach_journal(
     absolute = str(Path(plan_path).resolve()) if plan_path is not None else None
     sink = JournalSink(
         journal,
-        compiled_plan=plan.model_dump(mode="json"),
+        compiled_plan=plan_json(plan),
         plan_path=absolute,
         plan_file_sha256=file_sha256(absolute),
         raw_inputs=runner.inputs,

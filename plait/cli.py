@@ -462,7 +462,7 @@ def execute_run(
         progress.close(report)
     else:
         click.echo(summary_text(report), err=True)
-    text = json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False)
+    text = report.to_json_text()
     if report_path is not None and not _write_report(report_path, text):
         return EXIT_INVALID
     _print_results(report, text if json_out else None, output_name)
@@ -1108,7 +1108,7 @@ def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
         record = journal.run(rid)
         live = record.outcome is None and RunLock(journal.path, rid).held_elsewhere()
     if json_out:
-        click.echo(json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False))
+        click.echo(report.to_json_text())
         return
     status = record.status(live)
     outcome = (

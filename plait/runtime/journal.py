@@ -933,6 +933,22 @@ class JournalSink:
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
             self.fail(exc)
 
+    def handler_for(self, cls: type[Any]) -> Callable[[Any], None] | None:
+        """The bus calls these directly (`events.RoutedSink`): most events are queued as
+        they are, without looking at their name or fields first."""
+        if cls.event in ("run_started", "step_finished", "run_finished", ""):
+            return self  # ("": an event named per instance, `OtherEvent`)
+        return self._queue_event
+
+    def _queue_event(self, event: Any) -> None:
+        """An event that is only recorded (most of them: attempts, steps starting)."""
+        if self.failure is not None or self.run_id is None:
+            return
+        try:
+            self.journal.record_event(self.run_id, self.session, event)
+        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            self.fail(exc)
+
     def fail(self, exc: BaseException) -> None:
         """Stop recording: the run goes on and says so (a warning on stderr and in the
         report); what was recorded so far stays, but the run cannot be resumed from it."""

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic_core
+
 from plait.errors import ErrorKind
 from plait.runtime import outcomes
 from plait.runtime.events import (
@@ -257,6 +259,12 @@ class RunReport:
                 if step.get(name) is None:
                     step.pop(name, None)
         return data
+
+    def to_json_text(self) -> str:
+        """The report as indented JSON text (`--json`, `--report`): what `to_json_dict`
+        gives, written by pydantic-core (for 10,000 steps, json.dumps with an indent takes
+        ~0.5 s and ~50 MB: indenting makes it use its pure-Python encoder)."""
+        return pydantic_core.to_json(self.to_json_dict(), indent=2).decode()
 
     def model_dump_json(self) -> str:
         """The report as compact JSON text (what `to_json_dict` gives)."""

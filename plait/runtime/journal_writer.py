@@ -20,12 +20,11 @@ journal always reads its own writes). A failure in the writer is kept and raised
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any
 
 # The shortest time between two commits: long enough to gather a busy run's records into
@@ -34,12 +33,17 @@ BATCH_INTERVAL_S = 0.002
 
 # One record: an SQL statement, a function making its parameters, and what it makes them
 # from. The writer thread makes the parameters (JSON text, mostly), so the scheduler's
-# thread only queues; runs of records with the same statement go to one `executemany`.
+# thread only queues; the rows of each statement go to one `executemany` per batch.
 Record = tuple[str, Callable[[Any], tuple[Any, ...]], Any]
 
 
 class GroupCommitWriter:
-    """A daemon thread committing submitted records in ordered batches (see module doc)."""
+    """A daemon thread committing submitted records in ordered batches (see module doc).
+
+    `submit` takes no lock: it appends to a deque (atomic) and wakes the writer only when
+    the writer is idle (once per batch, not per record); the writer takes everything queued
+    when it wakes. `flush` queues a marker and waits until the batch holding it is
+    committed, so it waits for exactly what was submitted before it, from any thread."""
 
     def __init__(
         self, conn: sqlite3.Connection, lock: threading.RLock, guard: Callable[[], Any]
@@ -47,10 +51,9 @@ class GroupCommitWriter:
         self._conn = conn
         self._lock = lock  # held while the connection is in use, by any thread
         self._guard = guard  # a context manager turning SQLite errors into JournalErrors
-        self._queue: list[Record] = []
-        self._ready = threading.Condition(threading.Lock())
-        self._submitted = 0
-        self._committed = 0
+        self._queue: deque[Record | threading.Event] = deque()
+        self._wake = threading.Event()
+        self._idle = False  # the writer is waiting for `_wake` (or about to)
         self._error: BaseException | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="plait-journal", daemon=True)
@@ -58,66 +61,88 @@ class GroupCommitWriter:
 
     def submit(self, record: Record) -> None:
         """Queue one record; raises the writer's failure, if it had one."""
-        with self._ready:
-            if self._error is not None:
-                raise self._error
-            self._queue.append(record)
-            self._submitted += 1
-            if len(self._queue) == 1:
-                self._ready.notify_all()
+        if self._error is not None:
+            raise self._error
+        self._queue.append(record)
+        if self._idle:
+            self._wake.set()
 
     def flush(self) -> None:
         """Wait until everything submitted so far is committed (or the writer failed)."""
-        with self._ready:
-            target = self._submitted
-            while self._committed < target and self._error is None:
-                self._ready.wait()
-            if self._error is not None:
-                raise self._error
+        if self._error is None:
+            committed = threading.Event()
+            self._queue.append(committed)
+            self._wake.set()
+            while not committed.wait(0.05) and self._error is None and self._thread.is_alive():
+                pass
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> None:
         """Commit what is queued, stop the thread; raises the writer's failure, if any."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify_all()
+        self._stopping = True
+        self._wake.set()
         self._thread.join()
         if self._error is not None:
             raise self._error
 
     def _loop(self) -> None:
+        queue, wake = self._queue, self._wake
         last_commit = 0.0
         while True:
-            with self._ready:
-                while not self._queue and not self._stopping:
-                    self._ready.wait()
-                if not self._queue:
+            if not queue:
+                if self._stopping:
                     return
+                self._idle = True  # (then look again: a submit in between sets `wake`)
+                if not queue and not self._stopping:
+                    wake.wait()
+                wake.clear()
+                self._idle = False
+                continue
             pause = last_commit + BATCH_INTERVAL_S - time.monotonic()
             if pause > 0:
                 time.sleep(pause)  # gather more records into this batch
-            with self._ready:
-                batch, self._queue = self._queue, []
+            batch = [queue.popleft() for _ in range(len(queue))]
+            records = [r for r in batch if not isinstance(r, threading.Event)]
             try:
-                self._commit(batch)
+                if records:
+                    self._commit(records)
             except BaseException as exc:
-                with self._ready:
-                    self._error = exc
-                    self._queue.clear()
-                    self._ready.notify_all()
+                self._error = exc
+                batch += [queue.popleft() for _ in range(len(queue))]
+                _set_markers(batch)
                 return
             last_commit = time.monotonic()
-            with self._ready:
-                self._committed += len(batch)
-                self._ready.notify_all()
+            _set_markers(batch)
 
     def _commit(self, batch: list[Record]) -> None:
         with self._lock, self._guard():
             db = self._conn
             db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, group in itertools.groupby(batch, key=itemgetter(0)):
-                    db.executemany(sql, [make(item) for _, make, item in group])
+                for sql, rows in _by_statement(batch).items():
+                    db.executemany(sql, rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+
+def _set_markers(batch: list[Record | threading.Event]) -> None:
+    for item in batch:
+        if isinstance(item, threading.Event):
+            item.set()
+
+
+def _by_statement(batch: list[Record]) -> dict[str, list[tuple[Any, ...]]]:
+    """The batch's rows per statement, each statement's in submission order. A batch is one
+    transaction, so the order between tables does not matter, and one `executemany` per
+    table is far cheaper than one per run of records (a step's events and its steps row
+    alternate: two calls per step)."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, make, item in batch:
+        same = rows.get(sql)
+        if same is None:
+            same = rows[sql] = []
+        same.append(make(item))
+    return rows

@@ -37,7 +37,20 @@ def canonical_json(value: Any) -> str:
 
 def value_hash(value: Any) -> str:
     """The first 16 hex digits of the SHA-256 of `value`'s canonical JSON."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:16]
+    kind = type(value)
+    if kind is str:  # (every step's output is hashed: the common scalars skip json.dumps,
+        text = _encode_string(value)  # whose canonical JSON is this exactly)
+    elif kind is int:
+        text = int.__repr__(value)
+    elif value is None:
+        text = "null"
+    else:
+        text = canonical_json(value)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+# What json.dumps(ensure_ascii=False) writes for a str (json.encoder's public name for it)
+_encode_string = json.encoder.encode_basestring
 
 
 def bytes_sha256(data: bytes) -> str:

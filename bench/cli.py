@@ -5,7 +5,8 @@ Reports, per run: the in-run time (the report's `duration_s`: from `run_started`
 `run_finished`, without start-up and compile), the whole process's wall time, its peak
 RSS (`wait4`), and the journal's size per step. The 5x20 DAG of 50 ms sleeps reports its
 makespan against its critical path. Best of `--repeat` runs (default 3) per cell.
-Run: `.venv/bin/python bench/cli.py` (add `--quick` for the chain and the DAG only).
+Run: `.venv/bin/python bench/cli.py` (add `--quick` for the chain and the DAG only;
+`--tree DIR` measures another checkout's plait, for a before/after in one window).
 """
 
 from __future__ import annotations
@@ -35,15 +36,19 @@ class Run:
     journal_bytes: int
 
 
-def run_once(plan: Path, folder: Path, journal: bool) -> Run:
-    """One `plait run` in a fresh process (a fresh journal each time)."""
+def run_once(plan: Path, folder: Path, journal: bool, tree: str | None = None) -> Run:
+    """One `plait run` in a fresh process (a fresh journal each time); `tree`: run the
+    plait of another checkout (put first on the child's PYTHONPATH) instead of this one."""
     db = folder / f"j-{time.monotonic_ns()}.db"
     args = [*PLAIT, "run", str(plan), "--quiet", "--json"]
     args += ["--journal", str(db)] if journal else ["--no-journal"]
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     # both streams to files: a pipe nobody reads fills up and blocks the child for good
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdout=out, stderr=err)
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -57,8 +62,8 @@ def run_once(plan: Path, folder: Path, journal: bool) -> Run:
     return Run(report["duration_s"], wall, usage.ru_maxrss / 1024, size)
 
 
-def best(plan: Path, folder: Path, journal: bool, repeat: int) -> Run:
-    runs = [run_once(plan, folder, journal) for _ in range(repeat)]
+def best(plan: Path, folder: Path, journal: bool, repeat: int, tree: str | None) -> Run:
+    runs = [run_once(plan, folder, journal, tree) for _ in range(repeat)]
     return min(runs, key=lambda r: r.in_run_s)
 
 
@@ -66,6 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--tree",
+        metavar="DIR",
+        help="measure the plait of another checkout (e.g. a `git worktree` of an older "
+        "commit) with this interpreter, for a before/after in one window",
+    )
     opts = parser.parse_args()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +92,7 @@ def main() -> None:
             plan = folder / f"{name}.agent"
             plan.write_text(plan_text(name, deps, sleep))
             n = len(deps)
-            cells = {j: best(plan, folder, j, opts.repeat) for j in (True, False)}
+            cells = {j: best(plan, folder, j, opts.repeat, opts.tree) for j in (True, False)}
             for journal, r in cells.items():
                 per_step = f"{r.journal_bytes / n:.0f} B" if journal else "-"
                 print(

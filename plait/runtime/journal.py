@@ -865,6 +865,9 @@ def _guard(path: Path) -> Iterator[None]:
 
 
 # Events whose `outcome` replaces a finished step's result (SPEC section 10).
+# The events of every attempt that the sink only records, without looking at them first
+# (any other event goes through `_record`, which decides).
+_ONLY_RECORDED = frozenset({"step_started", "attempt_started", "attempt_finished"})
 _REPLACING = frozenset({"execution_finished", "probe_finished"})
 
 
@@ -934,14 +937,14 @@ class JournalSink:
             self.fail(exc)
 
     def handler_for(self, cls: type[Any]) -> Callable[[Any], None] | None:
-        """The bus calls these directly (`events.RoutedSink`): most events are queued as
-        they are, without looking at their name or fields first."""
-        if cls.event in ("run_started", "step_finished", "run_finished", ""):
-            return self  # ("": an event named per instance, `OtherEvent`)
-        return self._queue_event
+        """The bus calls these directly (`events.RoutedSink`): the three events of every
+        attempt are queued as they are, without looking at their name or fields first."""
+        if cls.event in _ONLY_RECORDED:
+            return self._queue_event
+        return self
 
     def _queue_event(self, event: Any) -> None:
-        """An event that is only recorded (most of them: attempts, steps starting)."""
+        """An event that is only recorded (`_ONLY_RECORDED`)."""
         if self.failure is not None or self.run_id is None:
             return
         try:

@@ -32,6 +32,39 @@ def test_records_are_committed_in_order_and_flush_waits_for_them(tmp_path: Path)
     conn.close()
 
 
+def test_interleaved_tables_and_a_flush_from_another_thread(tmp_path: Path) -> None:
+    # a step's events and its steps row alternate; each table keeps its own order, and a
+    # flush from any thread returns once what it submitted before is on disk
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE a (n INTEGER PRIMARY KEY, seen INTEGER)")
+    conn.execute("CREATE TABLE b (n INTEGER PRIMARY KEY, seen INTEGER)")
+    writer = GroupCommitWriter(conn, threading.RLock(), _no_guard)
+    seen_after_flush: list[int] = []
+
+    def other_thread() -> None:
+        for n in range(500):
+            writer.submit(("INSERT INTO b VALUES (?, (SELECT count(*) FROM b))", _pair, n))
+        writer.flush()
+        reader = sqlite3.connect(tmp_path / "w.db")
+        seen_after_flush.append(reader.execute("SELECT count(*) FROM b").fetchone()[0])
+        reader.close()
+
+    helper = threading.Thread(target=other_thread)
+    helper.start()
+    for n in range(1000):
+        writer.submit(("INSERT INTO a VALUES (?, (SELECT count(*) FROM a))", _pair, n))
+    helper.join()
+    writer.close()
+    assert seen_after_flush == [500]
+    assert conn.execute("SELECT n, seen FROM a ORDER BY n").fetchall() == [
+        (n, n) for n in range(1000)
+    ]
+    assert conn.execute("SELECT n, seen FROM b ORDER BY n").fetchall() == [
+        (n, n) for n in range(500)
+    ]
+    conn.close()
+
+
 def _pair(n: int) -> tuple[int]:
     return (n,)
 

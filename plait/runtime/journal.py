@@ -941,6 +941,8 @@ class JournalSink:
         attempt are queued as they are, without looking at their name or fields first."""
         if cls.event in _ONLY_RECORDED:
             return self._queue_event
+        if cls.event == "step_finished":
+            return self._step_finished
         return self
 
     def _queue_event(self, event: Any) -> None:
@@ -949,6 +951,22 @@ class JournalSink:
             return
         try:
             self.journal.record_event(self.run_id, self.session, event)
+        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            self.fail(exc)
+
+    def _step_finished(self, event: Any) -> None:
+        """A typed `step_finished`: recorded with the step's row (its real output), unless
+        the step was kept by a resume (its row is there already). What `_record` does for
+        it, without looking up fields by name."""
+        if self.failure is not None or self.run_id is None:
+            return
+        raw = self._raw_outputs.pop(event.step, _NO_RECORD)
+        try:
+            if event.resumed:
+                self.journal.record_event(self.run_id, self.session, event)
+            else:
+                output = event.output if raw is _NO_RECORD else raw
+                self.journal.record_event(self.run_id, self.session, event, output)
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
             self.fail(exc)
 

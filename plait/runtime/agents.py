@@ -11,6 +11,7 @@ of the plan too. Tool calls emit `tool_call_started` / `tool_call_finished`, not
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +36,36 @@ class ConversationHost:
     def __init__(self, run: Run, at: _Attempt) -> None:
         self.run, self.at = run, at
         self.step = at.state.name
+        self._start_clock: Callable[[], None] = _no_clock  # (set by `bounded`)
+
+    # --- the step's timeout -------------------------------------------------------------
+
+    async def bounded(
+        self, call: Callable[[float | None], Awaitable[CallResult]], timeout_s: float
+    ) -> CallResult:
+        """Make the conversation (`call(None)`: no timeout of its own) under the step's
+        `timeout`, counted from its first request on: waits for slots before it do not
+        count (SPEC section 9), tool calls and later waits do. A resumed conversation's
+        timeout starts again with the first request or tool call it makes."""
+        loop = asyncio.get_running_loop()
+        scope = asyncio.timeout(None)
+
+        def start() -> None:
+            if scope.when() is None:
+                scope.reschedule(loop.time() + timeout_s)
+
+        self._start_clock = start
+        try:
+            async with scope:
+                return await call(None)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            return CallResult(
+                False, kind=ErrorKind.TIMEOUT.value, message=f"timed out after {timeout_s:g}s"
+            )
+        finally:
+            self._start_clock = _no_clock
 
     # --- tools ------------------------------------------------------------------------
 
@@ -73,6 +104,7 @@ class ConversationHost:
         raised: list[BaseException] = []
 
         async def invoke() -> CallResult:
+            self._start_clock()  # admitted: the step's timeout runs from the first request
             try:
                 return CallResult(True, await send())
             except ToolError as exc:
@@ -102,6 +134,7 @@ class ConversationHost:
         shown = args if args is not None else call.arguments
         common = {
             "step": self.step,
+            "iteration": self.at.state.iteration,
             "attempt": self.at.number,
             "element": self.at.element,
             "turn": call.turn,
@@ -114,7 +147,10 @@ class ConversationHost:
         if refused is not None or tool is None or args is None:
             result = ToolResult.refused(refused or f"no tool `{call.name}` in `tools`")
         else:
-            result = await self._execute(tool, args)
+            self._start_clock()  # (a resumed conversation may begin with a tool call)
+            result = await self._execute(
+                tool, args, f"/{self.at.number}.{call.turn}.{call.position}"
+            )
         self.run._emit(
             ev.ToolCallFinished,
             **common,
@@ -126,7 +162,7 @@ class ConversationHost:
         )
         return result
 
-    async def _execute(self, tool: AgentTool, given: dict[str, Any]) -> ToolResult:
+    async def _execute(self, tool: AgentTool, given: dict[str, Any], key: str) -> ToolResult:
         preset = self.run.plan.presets.get(tool.name)
         defaults = self.run.plan.defaults
         timeout = (
@@ -138,7 +174,7 @@ class ConversationHost:
             args = tool.spec.validate_args({**self._fixed(preset), **given})
         except ToolError as exc:
             return ToolResult(False, kind=exc.kind.value, message=exc.message)
-        return await self._with_retries(tool.spec, args, timeout, retry, uses)
+        return await self._with_retries(tool.spec, args, timeout, retry, uses, key)
 
     def _fixed(self, preset: Preset | None) -> dict[str, Any]:
         if preset is None:
@@ -156,13 +192,18 @@ class ConversationHost:
         timeout: float | None,
         retry: RetryPolicy | None,
         uses: tuple[str, ...],
+        key: str,
     ) -> ToolResult:
+        """The call with its preset's retries; `key` extends the conversation's
+        idempotency key to the call's (`/A.T.C`, SPEC section 10)."""
         from plait.runtime.scheduler import invoke_tool  # the one way a tool is called
 
         run, number = self.run, 0
         while True:
             number += 1
             ctx = run._context(self.at) if spec.context_param is not None else None
+            if ctx is not None:
+                ctx.idempotency_key = f"{ctx.idempotency_key}{key}"
             result = await run._admitted_call(
                 self.at,
                 lambda ctx=ctx: invoke_tool(
@@ -190,13 +231,17 @@ class ConversationHost:
     # --- the journal ------------------------------------------------------------------
 
     def recorded(self) -> list[dict[str, Any]]:
-        load = self.run.opts.recorded_conversation
-        return [] if load is None else load(self.step, self.at.element, self.at.number)
+        return self.run.take_conversation(self.at)
 
-    def record(self, entry: dict[str, Any]) -> None:
+    async def record(self, entry: dict[str, Any] | None) -> None:
         save = self.run.opts.record_conversation
         if save is not None:
-            save(self.step, self.at.element, self.at.number, entry)
+            at = self.at
+            await save((self.step, at.state.iteration, at.element, at.number), entry)
+
+
+def _no_clock() -> None:
+    """No step timeout to start."""
 
 
 def _unwrapped(value: Any) -> Any:

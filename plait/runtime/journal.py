@@ -35,6 +35,7 @@ deletes or rewrites an existing record, except `prune` (`plait runs --prune`), o
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -52,7 +53,7 @@ from plait.errors import UserError
 from plait.runtime.events import event_from_dict, outcome_json, stored_json
 from plait.runtime.journal_writer import GroupCommitWriter
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_FOLDER = ".plait"
 JOURNAL_FILE = "journal.db"
 # Seconds to wait for another process's write lock before giving up with a clear error.
@@ -135,6 +136,33 @@ CREATE TABLE IF NOT EXISTS elements (
     session INTEGER NOT NULL,
     result  TEXT NOT NULL,            -- the element's result with its REAL output (resume only)
     PRIMARY KEY (run_id, step, element)
+) WITHOUT ROWID
+"""
+
+# Schema 4 (SPEC section 11): what a resume needs of loops and model conversations that did
+# not finish. Each body step's result per iteration (the `steps` row holds only its last),
+# and each model reply and tool-call result of a conversation as it arrives. -1 stands for
+# "none" in `iteration` and `element` (they are part of the key).
+_SCHEMA_4 = """
+CREATE TABLE IF NOT EXISTS iterations (
+    run_id    TEXT NOT NULL,
+    step      TEXT NOT NULL,          -- a loop's body step
+    iteration INTEGER NOT NULL,
+    session   INTEGER NOT NULL,
+    result    TEXT NOT NULL,          -- its result in that iteration, REAL output (resume only)
+    PRIMARY KEY (run_id, step, iteration)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversations (
+    run_id    TEXT NOT NULL,
+    step      TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    element   INTEGER NOT NULL,
+    attempt   INTEGER NOT NULL,
+    turn      INTEGER NOT NULL,
+    call_id   TEXT NOT NULL,          -- empty for the model's reply of that turn
+    session   INTEGER NOT NULL,
+    entry     TEXT NOT NULL,          -- the reply or the tool call's result, REAL values
+    PRIMARY KEY (run_id, step, iteration, element, attempt, turn, call_id)
 ) WITHOUT ROWID
 """
 
@@ -297,7 +325,9 @@ class Journal:
         try:
             # Another process may have done it while we waited for the lock.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            statements = (_SCHEMA + ";" if version == 0 else "") + _SCHEMA_2 + ";" + _SCHEMA_3
+            statements = ";".join(
+                ([_SCHEMA] if version == 0 else []) + [_SCHEMA_2, _SCHEMA_3, _SCHEMA_4]
+            )
             if version < SCHEMA_VERSION:
                 for statement in statements.split(";"):
                     if statement.strip():
@@ -452,6 +482,47 @@ class Journal:
             out.setdefault(str(row[0]), {})[int(row[1])] = self._loads(row[2])
         return out
 
+    def record_iteration(self, run_id: str, session: int, event: Any, output: Any) -> None:
+        """Queue a loop body step's result in one iteration (its `step_finished`, with its
+        real output), so a resume can continue the loop where it stopped."""
+        self._submit(_PUT_ITERATION, _iteration_row, (run_id, session, event, output))
+
+    def finished_iterations(self, run_id: str) -> dict[str, dict[int, dict[str, Any]]]:
+        """Loop body steps' results, by step and iteration (real outputs; SPEC section 11)."""
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for row in self._query(
+            "SELECT step, iteration, result FROM iterations WHERE run_id = ?", (run_id,)
+        ):
+            out.setdefault(str(row[0]), {})[int(row[1])] = self._loads(row[2])
+        return out
+
+    def record_conversation(
+        self, run_id: str, session: int, key: ConversationKey, entry: Mapping[str, Any] | None
+    ) -> None:
+        """Queue one entry of a model conversation (a reply: `turn` and `reply`; a tool
+        call's result: `turn`, `call_id` and `result`), or with `entry` None forget what an
+        earlier session recorded under the same attempt (a conversation starting afresh)."""
+        if entry is None:
+            self._submit(_FORGET_CONVERSATION, _conversation_key_row, (run_id, key))
+        else:
+            self._submit(_PUT_CONVERSATION, _conversation_row, (run_id, session, key, entry))
+
+    def conversations(self, run_id: str) -> dict[ConversationKey, tuple[int, list[dict[str, Any]]]]:
+        """Every recorded conversation attempt: the latest session that wrote to it, and
+        its entries in the order of their turns (replies before tool results)."""
+        out: dict[ConversationKey, tuple[int, list[dict[str, Any]]]] = {}
+        rows = self._query(
+            "SELECT step, iteration, element, attempt, session, entry FROM conversations"
+            " WHERE run_id = ? ORDER BY step, iteration, element, attempt, turn, call_id",
+            (run_id,),
+        )
+        for row in rows:
+            key = (str(row[0]), _none(row[1]), _none(row[2]), int(row[3]))
+            session, entries = out.get(key, (0, []))
+            entries.append(self._loads(row[5]))
+            out[key] = (max(session, int(row[4])), entries)
+        return out
+
     def record_step(self, run_id: str, session: int, step: str, result: Mapping[str, Any]) -> None:
         """Store a finished step's result (with its real output), replacing an earlier one."""
         with self._write(durable=True) as db:
@@ -506,7 +577,16 @@ class Journal:
                 chosen.append(run.run_id)
         tables = [
             t
-            for t in ("events", "steps", "sessions", "plans", "runs")
+            for t in (
+                "events",
+                "steps",
+                "elements",
+                "iterations",
+                "conversations",
+                "sessions",
+                "plans",
+                "runs",
+            )
             if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,))
         ]
         with self._write(durable=True) as db:
@@ -669,6 +749,51 @@ _PUT_STEP = (
 _PUT_ELEMENT = (
     "INSERT OR REPLACE INTO elements (run_id, step, element, session, result) VALUES (?,?,?,?,?)"
 )
+
+
+_PUT_ITERATION = (
+    "INSERT OR REPLACE INTO iterations (run_id, step, iteration, session, result)"
+    " VALUES (?,?,?,?,?)"
+)
+_PUT_CONVERSATION = (
+    "INSERT OR REPLACE INTO conversations (run_id, step, iteration, element, attempt, turn,"
+    " call_id, session, entry) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_FORGET_CONVERSATION = (
+    "DELETE FROM conversations WHERE run_id = ? AND step = ? AND iteration = ?"
+    " AND element = ? AND attempt = ?"
+)
+# A conversation attempt: (step, iteration, element, attempt), None where there is none.
+ConversationKey = tuple[str, int | None, int | None, int]
+
+
+def _none(value: Any) -> int | None:
+    """-1 in a key column means none."""
+    return None if value is None or int(value) < 0 else int(value)
+
+
+def _conversation_key_row(item: tuple[str, ConversationKey]) -> tuple[Any, ...]:
+    run_id, (step, iteration, element, attempt) = item
+    return (run_id, step, _minus(iteration), _minus(element), attempt)
+
+
+def _minus(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _conversation_row(
+    item: tuple[str, int, ConversationKey, Mapping[str, Any]],
+) -> tuple[Any, ...]:
+    run_id, session, key, entry = item
+    turn, call_id = int(entry["turn"]), str(entry.get("call_id") or "")
+    return (*_conversation_key_row((run_id, key)), turn, call_id, session, _dumps(entry))
+
+
+def _iteration_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
+    """An iterations row: a body step's `step_finished` in one iteration, real output."""
+    run_id, session, event, _ = item
+    row = _step_row(item)
+    return (run_id, row[1], _field(event, "iteration"), session, row[7])
 
 
 def _element_row(item: tuple[str, int, str, int, Mapping[str, Any]]) -> tuple[Any, ...]:
@@ -926,6 +1051,21 @@ class JournalSink:
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
             self.fail(exc)
 
+    async def record_conversation(
+        self, key: ConversationKey, entry: Mapping[str, Any] | None
+    ) -> None:
+        """A model reply or tool-call result arrived (SPEC section 11): on disk before the
+        conversation goes on, so a killed run's resume repeats no finished tool call. With
+        `entry` None, a conversation attempt starts afresh: forget an earlier session's."""
+        if self.failure is not None or self.run_id is None or (entry is None and not self.resume):
+            return
+        try:
+            self.journal.record_conversation(self.run_id, self.session, key, entry)
+            if entry is not None:
+                await asyncio.to_thread(self.journal.flush)
+        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            self.fail(exc)
+
     def __call__(self, event: Any) -> None:
         if self.failure is not None:
             return
@@ -1006,6 +1146,8 @@ class JournalSink:
             if not _field(event, "resumed"):  # (a resumed step's record is already there)
                 output = _field(event, "output") if raw is _NO_RECORD else raw
                 self.journal.record_event(self.run_id, self.session, event, output)
+                if _field(event, "iteration") is not None:
+                    self.journal.record_iteration(self.run_id, self.session, event, output)
                 return
         self.journal.record_event(self.run_id, self.session, event)
         if name == "run_finished":

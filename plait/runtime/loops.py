@@ -53,13 +53,14 @@ class LoopRun:
             )
 
     async def _iterations(self) -> CallResult:
-        previous: dict[str, Any] | None = None
-        for index in range(self.spec.max):
-            if index > 0 and self.spec.every_s:
+        first, previous = self._resume_point()
+        kept = self._recorded(first)
+        for index in range(first, self.spec.max):
+            if index > first and self.spec.every_s:
                 await self.run.clock.sleep(self.spec.every_s)  # holding no slot
             self.st.attempts = index + 1
             scope = {"loop": {"index": index, "previous": previous}}
-            failed = await self._iteration(index, scope)
+            failed = await self._iteration(index, scope, kept if index == first else {})
             if failed is not None:
                 self._emit_finished(index, None)
                 return failed
@@ -80,24 +81,66 @@ class LoopRun:
             retry="not_retryable",
         )
 
-    async def _iteration(self, index: int, scope: dict[str, Any]) -> CallResult | None:
-        """Run the body once; the loop's failure when a required body step failed."""
+    async def _iteration(
+        self, index: int, scope: dict[str, Any], kept: dict[str, Any]
+    ) -> CallResult | None:
+        """Run the body once (a resume: all but the `kept` steps, recorded as finished in
+        this iteration); the loop's failure when a required body step failed."""
         run = self.run
         run._emit(ev.LoopIterationStarted, step=self.st.name, iteration=index)
-        fresh = {name: self._fresh(name, index, scope) for name in self.body}
-        run.states.update(fresh)
-        for body in fresh.values():
-            body.pending = 0 if body.step.is_standby else len(body.deps)
-        roots = [n for n, b in fresh.items() if not b.step.is_standby and b.pending == 0]
+        fresh = self._fresh_body(index, scope, kept)
+        roots = [
+            n for n, b in fresh.items() if not b.step.is_standby and not b.done and b.pending == 0
+        ]
         async with asyncio.TaskGroup() as group:
             run._loop_groups[self.st.name] = group
             run._decide_all(roots)
         return self._failure(fresh)
 
+    def _fresh_body(
+        self, index: int, scope: dict[str, Any], kept: dict[str, Any]
+    ) -> dict[str, StepState]:
+        """New states for the body's steps in iteration `index`, the `kept` ones ended at
+        once with their recorded results (standbys first, as a resume seeds steps)."""
+        fresh = {name: self._fresh(name, index, scope) for name in self.body}
+        self.run.states.update(fresh)
+        for body in fresh.values():
+            body.pending = 0 if body.step.is_standby else len(body.deps)
+        for name in sorted(kept, key=lambda n: not fresh[n].step.is_standby):
+            self.run.seed(fresh[name], kept[name])
+        return fresh
+
     def _fresh(self, name: str, index: int, scope: dict[str, Any]) -> StepState:
         state = StepState(self.run.plan.steps[name])
         state.iteration, state.loop_scope = index, scope
         return state
+
+    # --- resume ---------------------------------------------------------------------------
+
+    def _resume_point(self) -> tuple[int, dict[str, Any] | None]:
+        """Where a resumed loop continues (SPEC section 11): the last iteration an earlier
+        session reached, with `loop.previous` rebuilt from the one before. The iterations
+        before it are replayed from the journal (their body steps' `step_finished`, marked
+        `resumed`), so `per_iteration` and the loop's outcome see them; none runs again."""
+        recorded = self.run.opts.completed_iterations
+        reached = max((i for n in self.body for i in recorded.get(n, {})), default=0)
+        previous: dict[str, Any] | None = None
+        for index in range(reached):
+            done = {n: recorded[n][index] for n in self.body if index in recorded.get(n, {})}
+            scope = {"loop": {"index": index, "previous": previous}}
+            self._fresh_body(index, scope, done)
+            self._failure({n: self.run.states[n] for n in self.body})  # (notes `rescued`)
+            previous = self._snapshot()
+        return reached, previous
+
+    def _recorded(self, index: int) -> dict[str, Any]:
+        """The body steps a resume keeps in iteration `index`: recorded there as finished
+        for good, with their body dependencies kept too."""
+        from plait.runtime.resume import kept_steps
+
+        recorded = self.run.opts.completed_iterations
+        done = {n: recorded[n][index] for n in self.body if index in recorded.get(n, {})}
+        return dict(kept_steps(self.run.plan, done, body_of=self.st.name))
 
     def _failure(self, states: dict[str, StepState]) -> CallResult | None:
         for name, body in states.items():

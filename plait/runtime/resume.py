@@ -71,6 +71,7 @@ def attach_journal(
     )
     runner.options.record_output = sink.record_output
     runner.options.record_element = sink.record_element
+    runner.options.record_conversation = sink.record_conversation
     builder = getattr(runner, "builder", None)
     if builder is not None:  # the report says when the journal stopped recording
         sink.on_failure = lambda text: builder.add_warning("journal_failed", text)
@@ -79,11 +80,12 @@ def attach_journal(
 
 
 def kept_steps(
-    plan: Plan, finished: Mapping[str, Mapping[str, Any]]
+    plan: Plan, finished: Mapping[str, Mapping[str, Any]], *, body_of: str | None = None
 ) -> dict[str, Mapping[str, Any]]:
     """The recorded steps a resume keeps: finished for good, in the plan, and with every
-    dependency (and a standby's primary) kept as well, so nothing kept was decided by a step
-    that will run again."""
+    dependency (and a standby's primary, a body step's loop) kept as well, so nothing kept
+    was decided by a step that will run again. With `body_of`, `finished` holds the body
+    steps of that loop recorded in the iteration a resume continues it at."""
     memo: dict[str, bool] = {}
 
     def keep(name: str) -> bool:
@@ -97,6 +99,8 @@ def kept_steps(
                 and record.get("status") in FINISHED_STATUSES
                 and all(keep(d) for d in step.depends_on)
                 and (step.standby_for is None or keep(step.standby_for))
+                # a body step's record is its last iteration's: kept with its loop only
+                and (step.in_loop in (None, body_of) or keep(step.in_loop))
             )
             memo[name] = ok
         return memo[name]
@@ -120,6 +124,13 @@ class ResumeSetup:
     # compensations an earlier session recorded `succeeded`, one key per compensation
     # (`compensation_key`): a failed resume runs only the others
     compensated: list[str] = field(default_factory=list)
+    # body steps of loops that did not finish, by iteration: the loop continues there
+    iterations: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # conversations whose attempt did not end: (step, iteration, element) -> (attempt,
+    # entries), continued in that attempt
+    conversations: dict[tuple[str, int | None, int | None], tuple[int, list[dict[str, Any]]]] = (
+        field(default_factory=dict)
+    )
 
 
 def prepare_resume(
@@ -157,6 +168,11 @@ def prepare_resume(
         for step, done in journal.finished_elements(rid).items()
         if step in plan.steps and step not in completed
     }
+    iterations = {
+        step: done
+        for step, done in journal.finished_iterations(rid).items()
+        if step in plan.steps and plan.steps[step].in_loop not in completed
+    }
     return ResumeSetup(
         rid,
         plan,
@@ -167,6 +183,8 @@ def prepare_resume(
         note,
         elements,
         compensated_before(journal, rid),
+        iterations,
+        unfinished_conversations(journal, rid, plan, completed),
     )
 
 
@@ -181,11 +199,47 @@ def compensated_before(journal: Journal, run_id: str) -> list[str]:
     return done
 
 
+def unfinished_conversations(
+    journal: Journal, run_id: str, plan: Plan, completed: Mapping[str, Any]
+) -> dict[tuple[str, int | None, int | None], tuple[int, list[dict[str, Any]]]]:
+    """The model conversations a resume continues (SPEC section 11): for each step,
+    iteration and element, the last attempt with a recorded reply or result, if that
+    attempt did not end (no `attempt_finished` saying `succeeded` or `failed` since the
+    session that last wrote to it: the process was killed, or the run interrupted)."""
+    recorded = journal.conversations(run_id)
+    if not recorded:
+        return {}
+    latest: dict[tuple[str, int | None, int | None], tuple[int, int, list[dict[str, Any]]]] = {}
+    for (step, iteration, element, attempt), (session, entries) in recorded.items():
+        if step in plan.steps and step not in completed:
+            held = latest.get((step, iteration, element))
+            if held is None or attempt > held[0]:
+                latest[(step, iteration, element)] = (attempt, session, entries)
+    ended = _ended_attempts(journal.events(run_id))
+    return {
+        key: (attempt, entries)
+        for key, (attempt, session, entries) in latest.items()
+        if ended.get((*key, attempt), 0) < session
+    }
+
+
+def _ended_attempts(events: list[dict[str, Any]]) -> dict[tuple[Any, ...], int]:
+    """(step, iteration, element, attempt) -> the last session in which it ended by itself."""
+    ended: dict[tuple[Any, ...], int] = {}
+    for e in events:
+        if e.get("event") == "attempt_finished" and e.get("status") in ("succeeded", "failed"):
+            key = (e.get("step"), e.get("iteration"), e.get("element"), e.get("attempt"))
+            ended[key] = max(ended.get(key, 0), int(e.get("session", 1)))
+    return ended
+
+
 def start_resume(runner: Any, journal: Journal, setup: ResumeSetup, *, forced: bool) -> JournalSink:
     """Seed the kept steps into `runner` and record its run as a new session."""
     runner.options.completed = setup.completed
     runner.options.completed_elements = setup.elements
     runner.options.compensated = tuple(setup.compensated)
+    runner.options.completed_iterations = setup.iterations
+    runner.options.conversations = setup.conversations
     return attach_journal(
         runner,
         journal,

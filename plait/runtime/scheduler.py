@@ -121,11 +121,23 @@ class RunOptions:
     # element whose list item is unchanged is not run again.
     record_element: Callable[[str, int, dict[str, Any]], None] | None = None
     completed_elements: Mapping[str, Mapping[int, Mapping[str, Any]]] = field(default_factory=dict)
-    # Model conversations (SPEC section 11): each reply and tool result is handed to
-    # `record_conversation(step, element, attempt, entry)` as it arrives, and a resume
-    # reads them back with `recorded_conversation(step, element, attempt)`.
-    record_conversation: Callable[[str, int | None, int, dict[str, Any]], None] | None = None
-    recorded_conversation: Callable[[str, int | None, int], list[dict[str, Any]]] | None = None
+    # Loops (SPEC section 11): on resume, the body steps' results per iteration of loops
+    # that did not finish ({step: {iteration: result}}); each loop continues at the last
+    # iteration it reached, keeping the body steps that finished there.
+    completed_iterations: Mapping[str, Mapping[int, Mapping[str, Any]]] = field(
+        default_factory=dict
+    )
+    # Model conversations (SPEC section 11): each reply and tool result is awaited into
+    # `record_conversation((step, iteration, element, attempt), entry)` as it arrives (None:
+    # the attempt starts afresh); a resume gives back those whose attempt did not end, by
+    # (step, iteration, element): (attempt, entries), continued in that attempt.
+    record_conversation: (
+        Callable[[tuple[str, int | None, int | None, int], dict[str, Any] | None], Awaitable[None]]
+        | None
+    ) = None
+    conversations: Mapping[tuple[str, int | None, int | None], tuple[int, list[dict[str, Any]]]] = (
+        field(default_factory=dict)
+    )
     # Where tool calls run (None: in this process).
     executor: Executor | None = None
     # The resources' breakers, slots and rate windows, when shared with other runs (a
@@ -187,7 +199,7 @@ class Run:
         self.views = FinishedSteps(self.states)  # what expressions may read
         self._specs: dict[str, ToolSpec | None] = {}  # tool name -> spec, looked up once
         self.cancelled_by: outcomes.CancelReason | None = None
-        self._resumed: set[str] = set()  # steps seeded from `options.completed`
+        self._conversations = dict(options.conversations)  # resume: not yet continued
         self.deadline_at: float | None = None
         self.run_state: dict[str, Any] = {}
         self.on_run_end: list[Any] = []
@@ -387,31 +399,35 @@ class Run:
         # (in the order they finished, so compensations still run latest first)
         names.sort(key=lambda n: (not self.states[n].step.is_standby, completed[n].get("ts") or ""))
         for name in names:
-            st, rec = self.states[name], self.opts.completed[name]
-            st.attempts = int(rec.get("attempts") or 0)
-            st.execution = int(rec.get("execution") or 1)
-            for attr in (
-                "output",
-                "kind",
-                "message",
-                "retry",
-                "fallback_used",
-                "recovered_by",
-                "elements",
-                "version",
-            ):
-                setattr(st, attr, rec.get(attr))
-            read_at = rec.get("read_at")
-            st.read_at_s = seconds_from_iso(read_at) if read_at else None
-            self._resumed.add(name)
-            reason = rec.get("reason")
-            self._finish(
-                st,
-                outcomes.StepStatus(rec["status"]),
-                reason=None if reason is None else outcomes.SkipReason(reason),
-                caused_by=rec.get("caused_by"),
-                propagate=not st.step.is_standby,
-            )
+            self.seed(self.states[name], self.opts.completed[name])
+
+    def seed(self, st: StepState, rec: Mapping[str, Any]) -> list[str]:
+        """End `st` at once with a recorded result (marked `resumed`); returns the
+        dependants now ready. Also a loop's body step kept by a resumed iteration."""
+        st.attempts = int(rec.get("attempts") or 0)
+        st.execution = int(rec.get("execution") or 1)
+        for attr in (
+            "output",
+            "kind",
+            "message",
+            "retry",
+            "fallback_used",
+            "recovered_by",
+            "elements",
+            "version",
+        ):
+            setattr(st, attr, rec.get(attr))
+        read_at = rec.get("read_at")
+        st.read_at_s = seconds_from_iso(read_at) if read_at else None
+        st.resumed = True
+        reason = rec.get("reason")
+        return self._finish(
+            st,
+            outcomes.StepStatus(rec["status"]),
+            reason=None if reason is None else outcomes.SkipReason(reason),
+            caused_by=rec.get("caused_by"),
+            propagate=not st.step.is_standby,
+        )
 
     def _decide_all(self, names: list[str]) -> None:
         """Decide each ready step; skips finish here and may make further steps ready."""
@@ -507,7 +523,7 @@ class Run:
             ev.StepFinished(
                 step=st.name,
                 outcome=outcome,
-                resumed=st.name in self._resumed,
+                resumed=st.resumed,
                 iteration=st.iteration,
             )
         )
@@ -742,7 +758,7 @@ class Run:
         self, st: StepState, element: int | None, loop: dict[str, Any]
     ) -> CallResult:
         """One call with its retries: a plain step, or one element of a map."""
-        number = 0
+        number = self._continued_attempt(st, element)
         while True:
             number += 1
             result = await self._attempt(_Attempt(st, number, element, loop))
@@ -779,6 +795,25 @@ class Run:
                 hint_s=result.hint_s,
             )
             await self.clock.sleep(wait)
+
+    def _continued_attempt(self, st: StepState, element: int | None) -> int:
+        """0, or on resume of a conversation whose attempt did not end, the attempts
+        before it: the conversation continues in the same attempt (SPEC section 11)."""
+        held = self._conversations.get((st.name, st.iteration, element))
+        if held is None:
+            return 0
+        st.attempts += held[0] - 1
+        return held[0] - 1
+
+    def take_conversation(self, at: _Attempt) -> list[dict[str, Any]]:
+        """What the journal holds of this attempt's conversation (once: a later execution
+        of the step starts afresh)."""
+        key = (at.state.name, at.state.iteration, at.element)
+        held = self._conversations.get(key)
+        if held is None or held[0] != at.number:
+            return []
+        del self._conversations[key]
+        return held[1]
 
     async def _attempt(self, at: _Attempt) -> CallResult:
         st = at.state
@@ -1026,17 +1061,26 @@ class Run:
         # the context is made only for a tool that takes one
         ctx = self._context(at, spec, args) if spec.context_param is not None else None
         at.watch = watch = CallWatch(tool=spec.name)
-        result = await invoke_tool(
-            spec,
-            args,
-            ctx,
-            step.timeout_s,
-            self.clock,
-            limit=step.max_output or self._output_limit,
-            on_block=self._block_reporter(at, spec),
-            watch=watch,
-            executor=self._execute,
-        )
+        conversation = ctx is not None and ctx.agent is not None and step.timeout_s is not None
+
+        def call(timeout_s: float | None) -> Awaitable[CallResult]:
+            return invoke_tool(
+                spec,
+                args,
+                ctx,
+                timeout_s,
+                self.clock,
+                limit=step.max_output or self._output_limit,
+                on_block=self._block_reporter(at, spec),
+                watch=watch,
+                executor=self._execute,
+            )
+
+        if conversation:
+            assert ctx is not None and step.timeout_s is not None
+            result: CallResult = await ctx.agent.bounded(call, step.timeout_s)
+        else:
+            result = await call(step.timeout_s)
         if self.deadline_at is not None and self.clock.now() >= self.deadline_at:
             # the result came after the deadline (the tool held the event loop, so the
             # deadline could not interrupt it): cancelled, as the deadline would have

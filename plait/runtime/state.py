@@ -78,6 +78,7 @@ class StepState:
     execution: int = 1  # SPEC section 10: running a step again is a new execution
     finish_seq: int = 0  # the order of the event that finished it (compensations: latest first)
     started: bool = False  # step_started was emitted
+    resumed: bool = False  # seeded with a result recorded by an earlier session
     finished: bool = False  # the scheduler's `_finish` ran: step_finished was emitted
     # SPEC section 10: the call that produced the output (a guard probes it again), and a
     # failed map's element outputs (null for failed ones; its compensation reads them).

@@ -205,8 +205,9 @@ class AgentHost(Protocol):
     def recorded(self) -> list[dict[str, Any]]:
         """What the journal holds of this conversation (a resume), oldest first."""
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Journal one reply or tool result as it arrives."""
+    async def record(self, entry: dict[str, Any] | None) -> None:
+        """Journal one reply or tool result as it arrives (returns once it is on disk);
+        None: this attempt's conversation starts afresh."""
 
 
 # --- providers -----------------------------------------------------------------------------
@@ -344,6 +345,8 @@ async def converse(
         raise InvalidInput("llm.chat: `tools` needs the plait runtime (run it in a plan)")
     talk = Conversation(host.tools(tool_names), _opening(req), req.prompt, req.answer_model)
     replayed = _by_turn(host.recorded())
+    if not replayed:
+        await host.record(None)
     for turn in range(1, max_turns + 1):
         reply = await _reply(ctx, host, provider, talk, turn, replayed)
         if reply.calls:
@@ -412,7 +415,7 @@ async def _reply(
     if recorded is not None:
         return Reply.from_record(turn, recorded)
     reply = await host.request(lambda: provider.complete(ctx, talk, turn))
-    host.record({"turn": turn, "reply": reply.to_record()})
+    await host.record({"turn": turn, "reply": reply.to_record()})
     return reply
 
 
@@ -424,7 +427,7 @@ async def _tool_result(
     tool = talk.by_name.get(call.name)
     args, refused = _arguments(tool, call)
     result = await host.run_tool(tool, call, args, refused)
-    host.record(
+    await host.record(
         {
             "turn": call.turn,
             "call_id": call.id,

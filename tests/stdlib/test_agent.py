@@ -304,3 +304,51 @@ def test_a_preset_in_tools_hides_what_it_fixes_and_uses_its_policies(
         "message": "argument `b` is set by the preset `plus2` and may not be passed",
     }
     assert [c["b"] for c in calls_log(tmp_path)] == [2]
+
+
+def test_the_step_timeout_runs_from_the_first_request_not_from_waiting_for_a_slot(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
+    asked: list[float] = []
+
+    def decide(body: dict[str, Any]) -> Any:
+        asked.append(time.monotonic())
+        if not last_tool_results(body):
+            return [("tools_add", {"a": 1, "b": 1})]
+        return "two"
+
+    agent_llm.decide = decide
+    started = time.monotonic()
+    report, _ = run_agent(
+        tmp_path,
+        agent_llm,
+        "step hold = std.sleep(seconds = 1.5, value = 1) {\n    uses llm\n  }\n"
+        '  step ask = llm.chat(prompt = "1 + 1?", tools = ["tools.add"]) {\n'
+        "    uses llm\n    timeout 1s\n  }",
+        extra="  resource llm {\n    concurrency 1\n  }",
+    )
+    # `ask` waited about 1.5 s for `hold`'s slot, then talked well within its 1 s
+    assert asked[0] - started >= 1.4  # (it really waited for the slot)
+    assert report.steps["ask"].status == "succeeded", report.steps["ask"].error
+    assert report.outputs == {"answer": "two"}
+
+
+def test_the_step_timeout_covers_the_conversations_tool_calls(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
+    def decide(body: dict[str, Any]) -> Any:
+        if not last_tool_results(body):
+            return [("tools_slow", {"seconds": 3, "label": "late"})]
+        return "done"
+
+    agent_llm.decide = decide
+    started = time.monotonic()
+    report, _ = run_agent(
+        tmp_path,
+        agent_llm,
+        'step ask = llm.chat(prompt = "go", tools = ["tools.slow"]) {\n    timeout 1s\n  }',
+    )
+    assert time.monotonic() - started < 2.8  # cut at 1 s, not after the 3 s tool call
+    error = report.steps["ask"].error
+    assert error is not None and error.kind == "timeout"
+    assert len(agent_llm.bodies()) == 1

@@ -1,0 +1,262 @@
+"""Resuming agents and loops after `kill -9` (SPEC section 11), through the real `plait`
+command: a model conversation against a real local chat-completions server, whose tool
+calls count themselves in a file, is killed while a tool call runs, and `plait resume`
+repeats no finished tool call and sends exactly the conversation it would have; a loop
+killed in the middle of an iteration continues there, keeping its finished body steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import AgentLLM
+
+PLAIT = [sys.executable, "-m", "plait"]
+
+TOOLS = '''
+import json, os, time
+from pathlib import Path
+import plait
+
+HERE = Path(__file__).parent
+
+
+@plait.tool
+def fetch(n: int, ctx: plait.ToolContext) -> str:
+    """Fetch record n (the third one hangs while the file `hang` exists)."""
+    with (HERE / "calls.log").open("a") as f:
+        f.write(json.dumps({"n": n, "key": ctx.idempotency_key}) + "\\n")
+    while n == 3 and (HERE / "hang").exists():
+        time.sleep(0.05)
+    return f"record {n}"
+
+
+@plait.tool
+def mark(label: str) -> str:
+    """A body step's side effect: one line per call."""
+    with (HERE / "marks.log").open("a") as f:
+        f.write(label + "\\n")
+    if (HERE / ("hang-" + label)).exists():
+        while True:
+            time.sleep(0.05)
+    return label
+'''
+
+AGENT_PLAN = """plan research {
+  use "./tools.py"
+  tool record = tools.fetch() { timeout 20s }
+  step ask = llm.chat(prompt = "Summarise records 1 to 3", tools = [record], max_turns = 5) {
+    timeout 60s
+  }
+  output answer = ask.output
+}
+"""
+
+
+@pytest.fixture
+def agent_llm() -> Iterator[AgentLLM]:
+    with AgentLLM() as server:
+        yield server
+
+
+def _env(server: AgentLLM | None = None) -> dict[str, str]:
+    env = {**os.environ, "PLAIT_JOURNAL_BUSY_TIMEOUT": "2"}
+    env.pop("OTEL_TRACES_EXPORTER", None)
+    env.pop("PLAIT_LLM_PROVIDER", None)
+    if server is not None:
+        env["PLAIT_LLM_BASE_URL"] = server.base + "/v1"
+        env["PLAIT_LLM_MODEL"] = "m"
+    return env
+
+
+def _start(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*PLAIT, "run", "plan.agent", "--journal", "j.db", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"the run ended early: {proc.communicate()[1]}")
+            assert time.monotonic() < deadline, "the run never got there"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _resume(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    runs = sqlite3.connect(tmp_path / "j.db").execute("SELECT run_id FROM runs").fetchall()
+    assert len(runs) == 1
+    done = subprocess.run(
+        [*PLAIT, "resume", runs[0][0], "--journal", "j.db", "--json", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _decide(body: dict[str, Any]) -> Any:
+    """Turn 1: records 1 and 2 at once; turn 2: record 3; then the answer."""
+    results = [m["content"] for m in body["messages"] if m["role"] == "tool"]
+    if not results:
+        return [("record", {"n": 1}), ("record", {"n": 2})]
+    if len(results) == 2:
+        return [("record", {"n": 3})]
+    return "Summary: " + "; ".join(results)
+
+
+def test_a_killed_conversation_resumes_without_repeating_a_finished_tool_call(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (tmp_path / "plan.agent").write_text(AGENT_PLAN)
+    (tmp_path / "hang").touch()
+    agent_llm.decide = _decide
+    env = _env(agent_llm)
+    calls = tmp_path / "calls.log"
+    proc = _start(tmp_path, env)
+    # killed while record 3 runs: records 1 and 2 finished, and turn 2's reply is recorded
+    _kill_when(proc, lambda: any(json.loads(c)["n"] == 3 for c in _lines(calls)))
+    assert len(agent_llm.bodies()) == 2
+    (tmp_path / "hang").unlink()
+
+    report = _resume(tmp_path, env)
+    made = [json.loads(c) for c in _lines(calls)]
+    assert sorted(c["n"] for c in made) == [1, 2, 3, 3]  # only the unfinished call again
+    third = [c["key"] for c in made if c["n"] == 3]
+    assert third[0] == third[1] and third[0].endswith(":ask/1.2.1")  # under its key
+    bodies = agent_llm.bodies()
+    assert len(bodies) == 3  # turns 1 and 2 were not asked again
+    assert bodies[2]["messages"] == [
+        {"role": "user", "content": "Summarise records 1 to 3"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1_1",
+                    "type": "function",
+                    "function": {"name": "record", "arguments": '{"n": 1}'},
+                },
+                {
+                    "id": "call_1_2",
+                    "type": "function",
+                    "function": {"name": "record", "arguments": '{"n": 2}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1_1", "content": "record 1"},
+        {"role": "tool", "tool_call_id": "call_1_2", "content": "record 2"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_2_1",
+                    "type": "function",
+                    "function": {"name": "record", "arguments": '{"n": 3}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_2_1", "content": "record 3"},
+    ]
+    assert bodies[2]["tools"] == bodies[0]["tools"]
+    assert report["outputs"]["answer"] == "Summary: record 1; record 2; record 3"
+    ask = report["steps"]["ask"]
+    assert ask["status"] == "succeeded"
+    assert ask["attempts"] == 1 and ask["turns"] == 3  # the same attempt, continued
+    assert ask["tool_calls"] == {"record": {"calls": 1, "failures": 0}}  # this session's
+
+
+def test_a_killed_model_request_is_asked_again_but_no_tool_call_runs_again(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (tmp_path / "plan.agent").write_text(AGENT_PLAN)
+    hanging = tmp_path / "model-hangs"
+    hanging.touch()
+
+    def decide(body: dict[str, Any]) -> Any:
+        if sum(m["role"] == "tool" for m in body["messages"]) == 2:
+            while hanging.exists():  # the reply to turn 2 never comes in the first session
+                time.sleep(0.05)
+        return _decide(body)
+
+    agent_llm.decide = decide
+    env = _env(agent_llm)
+    proc = _start(tmp_path, env)
+    _kill_when(proc, lambda: len(agent_llm.bodies()) == 2)  # turn 2 asked, not answered
+    hanging.unlink()
+    report = _resume(tmp_path, env)
+    made = sorted(json.loads(c)["n"] for c in _lines(tmp_path / "calls.log"))
+    assert made == [1, 2, 3]  # records 1 and 2 once each, though turn 2 was asked again
+    bodies = agent_llm.bodies()
+    turn_two = [b for b in bodies if sum(m["role"] == "tool" for m in b["messages"]) == 2]
+    assert len(turn_two) == 2 and turn_two[0]["messages"] == turn_two[1]["messages"]
+    assert report["outputs"]["answer"] == "Summary: record 1; record 2; record 3"
+
+
+LOOP_PLAN = """plan looping {
+  use "./tools.py"
+  loop refine max 4 until draft.output == "d2" {
+    step draft = tools.mark(label = "d${loop.index}")
+    step review = tools.mark(label = "r${loop.index}-${loop.previous?.draft.output}") {
+      after draft
+    }
+  }
+  output last = refine.output
+}
+"""
+
+
+def test_a_loop_killed_in_the_middle_of_an_iteration_continues_there(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (tmp_path / "plan.agent").write_text(LOOP_PLAN)
+    (tmp_path / "hang-r1-d0").touch()
+    marks = tmp_path / "marks.log"
+    env = _env()
+    proc = _start(tmp_path, env)
+    _kill_when(proc, lambda: "r1-d0" in _lines(marks))  # iteration 1: draft done, review runs
+    assert _lines(marks) == ["d0", "r0-null", "d1", "r1-d0"]
+    (tmp_path / "hang-r1-d0").unlink()
+
+    report = _resume(tmp_path, env)
+    # iteration 1 continues (its draft kept), with `loop.previous` rebuilt from iteration 0
+    assert _lines(marks) == ["d0", "r0-null", "d1", "r1-d0", "r1-d0", "d2", "r2-d1"]
+    assert report["outputs"]["last"] == {"draft": "d2", "review": "r2-d1"}
+    refine = report["steps"]["refine"]
+    assert refine["status"] == "succeeded"
+    assert refine["loop"]["iterations"] == 3
+    draft = report["steps"]["draft"]
+    assert [i["iteration"] for i in draft["per_iteration"]] == [0, 1, 2]
+    assert [i["status"] for i in draft["per_iteration"]] == ["succeeded"] * 3
+    assert draft["in_loop"] == "refine"

@@ -74,6 +74,8 @@ AGENT_ARGUMENT = Code("E325", "agent-argument")
 GUARD_TARGET = Code("E326", "guard-target")
 COMPENSATION = Code("E327", "compensation")
 FRESH_PLACEMENT = Code("E328", "fresh-placement")
+LOOP_PLACEMENT = Code("E329", "loop-placement")  # what a loop may hold, name and be (SPEC 11)
+TOOLS_CYCLE = Code("E330", "tools-cycle")  # presets whose `tools` lead back to themselves
 
 # --- W4xx: warnings -------------------------------------------------------------------------
 UNUSED_STANDBY = Code("W401", "unused-standby")

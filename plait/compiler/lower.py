@@ -440,6 +440,8 @@ class _Lowering:
         """The loop as one node of the graph: its own policies (no `defaults`), its `until`."""
         name = node.name.name
         self.spans[("step", name, "max")] = node.max_span
+        if node.every is not None:
+            self.spans[("step", name, "every")] = node.every.span
         policies = self._policies(name, node.policies) if node.policies else _NO_POLICIES
         get: Callable[[str], Any] = policies.get
         condition, default = get("if"), get("default")

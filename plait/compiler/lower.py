@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from plait.compiler import codes, nodes
 from plait.compiler.diagnostics import Diagnostic, Label, error, sort_key
+from plait.compiler.expressions import walk
 from plait.compiler.index import ExprIndex, Site
 from plait.compiler.ir import (
     BreakerPolicy,
@@ -318,6 +319,8 @@ class _Lowering:
         condition = condition.condition if condition is not None else None
         default = default.value if default is not None else None
         refs = self._reads(name, over, loop_var, args, condition, default)
+        if self.presets and "tools" in args:  # a preset listed in `tools` reads its steps
+            refs = refs | self._tools_reads(args["tools"])
         after = self._targets(name, get("after"), "after")
         guard = self._targets(name, get("guard"), "guard")
         depends = refs | {t for t in after if t in self.readable} if after else refs
@@ -370,6 +373,22 @@ class _Lowering:
                 "tool": preset.tool if preset is not None else call.tool.name,
             }
         )
+
+    def _tools_reads(self, tools: Expr) -> set[str]:
+        """The steps the arguments of the presets a `tools` list names read (evaluated at
+        each of the model's calls, so the step depends on them; SPEC section 11)."""
+        listed = [
+            self.presets[i.value]
+            for i in (tools.items if isinstance(tools, ListExpr) else [])
+            if isinstance(i, LiteralExpr) and isinstance(i.value, str) and i.value in self.presets
+        ]
+        return {
+            node.name
+            for preset in listed
+            for expr in preset.args.values()
+            for node, _ in walk(expr)
+            if isinstance(node, NameExpr) and node.name in self.readable
+        }
 
     def _preset_args(self, step: str, preset: Preset, args: dict[str, Expr]) -> dict[str, Expr]:
         """The preset's arguments plus the call's; one given twice is an error (E204)."""

@@ -393,10 +393,16 @@ class Recovery:
             if opened.kind == "dict"
             else f"`{opened.token}`"
         )
+        hints = (
+            (LOOP_BODY_HINT,)
+            if where and opened.kind == "block" and opened.label.startswith("loop")
+            else ()
+        )
         scan.report(
             codes.UNCLOSED_BLOCK,
             f"expected `{closer}` to close {what} opened at {at.line}:{at.column}{where}",
             span,
+            *hints,
             labels=(Label(at, f"{what} opened here"),),
         )
 
@@ -580,6 +586,13 @@ def _ends_statement(value: object) -> bool:
 
 def _join(first: Span, last: Span) -> Span:
     return span_of(first.line, first.column, last.end_line, last.end_column)
+
+
+# A plan item inside a loop's body (SPEC section 11).
+LOOP_BODY_HINT = (
+    "a loop's body holds its policies and steps only: loops do not nest, and inputs, "
+    "outputs, resources and presets stand outside it; close the loop with `}` first"
+)
 
 
 def _closer_type(opened: Open) -> str:

@@ -33,9 +33,18 @@ T = TypeVar("T")
 class ConversationHost:
     """One attempt's conversation, seen from the scheduler."""
 
-    def __init__(self, run: Run, at: _Attempt) -> None:
+    def __init__(
+        self,
+        run: Run,
+        at: _Attempt,
+        parent_call: str | None = None,
+        uses: tuple[str, ...] | None = None,
+    ) -> None:
         self.run, self.at = run, at
         self.step = at.state.name
+        # A sub-agent (an `llm.chat` with `tools` called as a tool): the call running it,
+        # and the resources its requests are admitted under (its preset's, not the step's)
+        self.parent_call, self.uses = parent_call, uses
         self._start_clock: Callable[[], None] = _no_clock  # (set by `bounded`)
 
     # --- the step's timeout -------------------------------------------------------------
@@ -114,7 +123,10 @@ class ConversationHost:
                 raised.append(exc)
                 return CallResult(False, kind=ErrorKind.TOOL_ERROR.value, message=str(exc))
 
-        result = await self.run._admitted_call(self.at, invoke, [])
+        sub = self.parent_call is not None
+        result = await self.run._admitted_call(
+            self.at, invoke, [], uses=self.uses, map_slots=not sub
+        )
         if result.ok:
             return result.value  # type: ignore[no-any-return]
         if raised:
@@ -141,6 +153,7 @@ class ConversationHost:
             "call_id": call.id,
             "tool": name,
             "arguments": shown,
+            "parent_call": self.parent_call,
         }
         self.run._emit(ev.ToolCallStarted, **common)
         started = self.run.clock.now()
@@ -148,9 +161,7 @@ class ConversationHost:
             result = ToolResult.refused(refused or f"no tool `{call.name}` in `tools`")
         else:
             self._start_clock()  # (a resumed conversation may begin with a tool call)
-            result = await self._execute(
-                tool, args, f"/{self.at.number}.{call.turn}.{call.position}"
-            )
+            result = await self._execute(tool, args, call)
         self.run._emit(
             ev.ToolCallFinished,
             **common,
@@ -162,7 +173,7 @@ class ConversationHost:
         )
         return result
 
-    async def _execute(self, tool: AgentTool, given: dict[str, Any], key: str) -> ToolResult:
+    async def _execute(self, tool: AgentTool, given: dict[str, Any], call: ToolCall) -> ToolResult:
         preset = self.run.plan.presets.get(tool.name)
         defaults = self.run.plan.defaults
         timeout = (
@@ -174,7 +185,7 @@ class ConversationHost:
             args = tool.spec.validate_args({**self._fixed(preset), **given})
         except ToolError as exc:
             return ToolResult(False, kind=exc.kind.value, message=exc.message)
-        return await self._with_retries(tool.spec, args, timeout, retry, uses, key)
+        return await self._with_retries(tool.spec, args, timeout, retry, uses, call)
 
     def _fixed(self, preset: Preset | None) -> dict[str, Any]:
         if preset is None:
@@ -192,10 +203,11 @@ class ConversationHost:
         timeout: float | None,
         retry: RetryPolicy | None,
         uses: tuple[str, ...],
-        key: str,
+        call: ToolCall,
     ) -> ToolResult:
-        """The call with its preset's retries; `key` extends the conversation's
-        idempotency key to the call's (`/A.T.C`, SPEC section 10)."""
+        """The call with its preset's retries, under its idempotency key: the
+        conversation's plus `/A.T.C` (SPEC section 10)."""
+        key = f"/{self.at.number}.{call.turn}.{call.position}"
         from plait.runtime.scheduler import invoke_tool  # the one way a tool is called
 
         run, number = self.run, 0
@@ -204,6 +216,8 @@ class ConversationHost:
             ctx = run._context(self.at) if spec.context_param is not None else None
             if ctx is not None:
                 ctx.idempotency_key = f"{ctx.idempotency_key}{key}"
+                if spec.admits_itself(args):  # a sub-agent: its own conversation
+                    ctx.agent = ConversationHost(run, self.at, call.id, uses)
             result = await run._admitted_call(
                 self.at,
                 lambda ctx=ctx: invoke_tool(
@@ -231,11 +245,13 @@ class ConversationHost:
     # --- the journal ------------------------------------------------------------------
 
     def recorded(self) -> list[dict[str, Any]]:
+        if self.parent_call is not None:
+            return []  # a sub-agent's call without a recorded result runs again whole
         return self.run.take_conversation(self.at)
 
     async def record(self, entry: dict[str, Any] | None) -> None:
         save = self.run.opts.record_conversation
-        if save is not None:
+        if save is not None and self.parent_call is None:
             at = self.at
             await save((self.step, at.state.iteration, at.element, at.number), entry)
 

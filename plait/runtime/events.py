@@ -378,6 +378,7 @@ class ToolCallStarted(Event):
     call_id: str
     tool: str
     arguments: Any = None
+    parent_call: str | None = None  # a sub-agent's call: the call that runs the sub-agent
 
 
 @dataclass(slots=True, kw_only=True)

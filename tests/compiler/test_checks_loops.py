@@ -161,3 +161,48 @@ def test_presets_listing_each_other_in_tools_are_a_cycle() -> None:
         "without end"
     ]
     assert pair[0][5]
+
+
+def test_a_preset_stands_only_as_a_callee_and_in_tools() -> None:
+    as_value = found("tool t = std.echo(value = 1)\nstep a = std.echo(value = t)")
+    assert as_value == [
+        (
+            "E301",
+            "error",
+            "`t` is a tool preset, not a value",
+            3,
+            27,
+            ("a preset stands only as a step's tool (`t(...)`) and in a `tools` list",),
+        )
+    ]
+    in_after = found("tool t = std.echo(value = 1)\nstep a = std.echo(value = 1) { after t }")
+    assert [d[:3] for d in in_after] == [
+        ("E323", "error", "`t` in `after` is a tool preset, not a step")
+    ]
+
+
+def test_loops_do_not_nest() -> None:
+    first = found(f"loop l max 2 {{\n  loop m max 2 {{\n{BODY}  }}\n}}")[0]
+    assert first[:5] == (
+        "E101",
+        "error",
+        "expected `}` to close loop `l` opened at 2:14 before `loop`",
+        3,
+        3,
+    )
+    assert "loops do not nest" in first[5][0]
+
+
+def test_a_step_listing_a_preset_in_tools_depends_on_the_steps_the_preset_reads() -> None:
+    result = compile_source(
+        "plan t {\n"
+        '  step key = std.echo(value = "k")\n'
+        '  tool lookup = http.get(url = "https://x.example/${key.output}")\n'
+        '  step ask = llm.chat(prompt = "x", tools = [lookup])\n'
+        "}\n",
+        "t.agent",
+    )
+    assert result.diagnostics == []
+    assert result.plan is not None
+    assert result.plan.steps["ask"].depends_on == ["key"]
+    assert result.plan.graph.has_edge("key", "ask")

@@ -352,3 +352,41 @@ def test_the_step_timeout_covers_the_conversations_tool_calls(
     error = report.steps["ask"].error
     assert error is not None and error.kind == "timeout"
     assert len(agent_llm.bodies()) == 1
+
+
+def test_a_sub_agent_runs_its_own_conversation_and_its_calls_name_their_parent(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
+    def decide(body: dict[str, Any]) -> Any:
+        sub = body["messages"][0]["content"] == "You add."
+        results = last_tool_results(body)
+        if sub:
+            return [("tools_add", {"a": 2, "b": 3})] if not results else f"sum {results[0]}"
+        if not results:
+            return [("adder", {"prompt": "add 2 and 3"})]
+        return f"The adder said: {results[0]}"
+
+    agent_llm.decide = decide
+    report, events = run_agent(
+        tmp_path,
+        agent_llm,
+        'step ask = llm.chat(prompt = "What is 2 + 3?", tools = [adder])',
+        extra='  tool adder = llm.chat(system = "You add.", tools = ["tools.add"], max_turns = 3)',
+    )
+    assert report.outputs == {"answer": "The adder said: sum 5.0"}
+    started = [e for e in events if e.event == "tool_call_started"]
+    assert [(e.tool, e.parent_call) for e in started] == [  # type: ignore[attr-defined]
+        ("adder", None),
+        ("tools.add", "call_1_1"),
+    ]
+    adder = next(b for b in agent_llm.bodies() if b["messages"][0]["content"] != "You add.")
+    [declared] = adder["tools"]
+    assert declared["function"]["name"] == "adder"
+    assert set(declared["function"]["parameters"]["properties"]) == {
+        "prompt",
+        "model",
+        "temperature",
+        "schema",
+        "max_tokens",
+    }  # what the preset fixes and the conversation's own settings are hidden
+    assert [c["tool"] for c in calls_log(tmp_path)] == ["add"]

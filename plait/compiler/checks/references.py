@@ -62,6 +62,13 @@ def _check_name(
         yield from _check_field(name, node, field, "step", fields)
     elif name == "run":
         yield from _check_field(name, node, field, "`run`", RUN_FIELDS)
+    elif name in plan.presets:
+        yield error(
+            codes.UNKNOWN_REFERENCE,
+            f"`{name}` is a tool preset, not a value",
+            node.span,
+            f"a preset stands only as a step's tool (`{name}(...)`) and in a `tools` list",
+        )
     elif name == "env":
         yield error(
             codes.BARE_STEP_REFERENCE,
@@ -184,10 +191,11 @@ def check_step_targets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
                 if target in plan.steps:
                     continue
                 span = ctx.step_span(step.name, policy, target)
-                if target in plan.inputs:
+                if target in plan.inputs or target in plan.presets:
+                    kind = "an input" if target in plan.inputs else "a tool preset"
                     yield error(
                         codes.UNKNOWN_STEP,
-                        f"`{target}` in `{policy}` is an input, not a step",
+                        f"`{target}` in `{policy}` is {kind}, not a step",
                         span,
                         f"`{policy}` takes step names",
                     )

@@ -206,3 +206,24 @@ def test_a_step_listing_a_preset_in_tools_depends_on_the_steps_the_preset_reads(
     assert result.plan is not None
     assert result.plan.steps["ask"].depends_on == ["key"]
     assert result.plan.graph.has_edge("key", "ask")
+
+
+def test_a_body_step_writing_on_an_outside_version_writes_once_per_iteration() -> None:
+    write = 'http.put(url = "http://127.0.0.1:9/x", json = 1, if_match = read.version)'
+    head = 'step read = http.get(url = "http://127.0.0.1:9/x")\n'
+    shared = found(f"{head}loop l max 3 {{\n  step w = {write}\n}}")
+    assert [d[:4] for d in shared] == [
+        (
+            "W408",
+            "warning",
+            "several writes are conditioned on `read.version`, not all with `retry … on stale`",
+            4,
+        )
+    ]
+    retried = found(f"{head}loop l max 3 {{\n  step w = {write} {{ retry 2 on stale }}\n}}")
+    assert retried == []
+    inside = found(
+        'loop l max 3 {\n  step read = http.get(url = "http://127.0.0.1:9/x")\n'
+        f"  step w = {write}\n}}"
+    )
+    assert inside == []  # each iteration reads afresh

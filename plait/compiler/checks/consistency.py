@@ -182,7 +182,7 @@ def check_conditions(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
             yield from _unreliable(plan, ctx, step, arg, source)
             sharing.setdefault(source, []).append(step)
     for source, writers in sharing.items():
-        many = len(writers) > 1 or any(w.is_map for w in writers)
+        many = len(writers) > 1 or any(w.is_map or _repeats_with(plan, w, source) for w in writers)
         if many and not all(_retries_stale(w) for w in writers):
             first = writers[1] if len(writers) > 1 else writers[0]
             yield warning(
@@ -194,6 +194,19 @@ def check_conditions(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
                 "go stale: condition each write on the previous write's "
                 "`.version`, or add `retry N on stale`",
             )
+
+
+def _repeats_with(plan: Plan, writer: Step, source: str) -> bool:
+    """A body step writes once per iteration (SPEC section 11): with the same `source`
+    version in each when `source` is outside the loop."""
+    loop = plan.steps.get(writer.in_loop) if writer.in_loop is not None else None
+    home = plan.steps.get(source)
+    return (
+        loop is not None
+        and loop.loop is not None
+        and loop.loop.max > 1
+        and (home is None or home.in_loop != writer.in_loop)
+    )
 
 
 def _unreliable(

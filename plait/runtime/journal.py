@@ -7,7 +7,9 @@ the current folder. SQLite in WAL mode (readers never block the writer), the sch
 What it holds, per run (a run resumed keeps its id; each start or resume is a *session*):
 the compiled plan as JSON, the plan file's path and SHA-256, the inputs twice (masked for
 display, raw for resume), every event, every attempt (status, error, timing) and every
-finished step with its real output.
+finished step with its real output; for resume also each finished map element, each loop
+body step's result per iteration, and each model reply and tool-call result of a
+conversation (SPEC section 11: these reach the disk before the conversation goes on).
 
 Secrets: a resume must feed finished steps' real outputs and the real inputs back to the
 scheduler, so `steps.result` and `runs.raw_inputs` hold values **unmasked**. They are read

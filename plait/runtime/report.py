@@ -80,6 +80,7 @@ class AttemptRecord:
     delay_s: float | None = None
     injected: bool = False
     execution: int | None = None  # SPEC section 10: from the step's second execution on
+    iteration: int | None = None  # SPEC section 11: a loop's body step's iteration
 
 
 @dataclass(slots=True, kw_only=True)
@@ -294,16 +295,22 @@ class _Attempt:
         "element",
         "execution",
         "injected",
+        "iteration",
         "kind",
         "message",
         "started_at",
     )
 
     def __init__(
-        self, attempt: int, element: int | None, started_at: str, execution: int | None = None
+        self,
+        attempt: int,
+        element: int | None,
+        started_at: str,
+        execution: int | None = None,
+        iteration: int | None = None,
     ) -> None:
         self.attempt, self.element, self.started_at = attempt, element, started_at
-        self.execution = execution
+        self.execution, self.iteration = execution, iteration
         self.duration_s: float | None = None
         self.kind: ErrorKind | None = None
         self.message: str | None = None
@@ -321,6 +328,7 @@ class _Attempt:
             delay_s=self.delay_s,
             injected=self.injected,
             execution=self.execution,
+            iteration=self.iteration,
         )
 
 
@@ -453,7 +461,7 @@ class ReportBuilder:
         metric_attempt_started(self.metrics.run, fold.acc, event)
         if fold.started_at is None:
             fold.started_at = event.ts
-        record = _Attempt(event.attempt, event.element, event.ts, event.execution)
+        record = _Attempt(event.attempt, event.element, event.ts, event.execution, event.iteration)
         self.open[(event.step, event.attempt, event.element)] = record
         log = fold.log
         log.append(record)

@@ -158,6 +158,10 @@ def test_attempts_and_flaky_count_per_iteration(tmp_path: Path) -> None:
     ]
     started = of(events, "attempt_started", "flaky")
     assert [(e.iteration, e.attempt) for e in started] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    log = report.steps["flaky"].attempt_log
+    assert [(a.iteration, a.attempt) for a in log] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    tool_calls = of(events, "step_finished", "flaky")
+    assert [e.iteration for e in tool_calls] == [0, 1]
 
 
 def test_every_pauses_between_iterations(tmp_path: Path) -> None:

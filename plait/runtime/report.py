@@ -496,8 +496,8 @@ class ReportBuilder:
         if event.tool_event == "llm_usage":
             self._on_llm_usage(event)
             return
-        if event.tool_event != "llm_request":
-            return
+        if event.tool_event != "llm_request" or getattr(event, "parent_call", None):
+            return  # (a sub-agent's requests are not the step's turns)
         fold = self._step(event.step)
         turns = fold.turns if fold.turns is not None else {}
         fold.turns = turns

@@ -411,7 +411,11 @@ async def _reply(
     replayed: dict[int, dict[str, Any]],
 ) -> Reply:
     recorded = replayed.get(turn, {}).get("reply")
-    ctx.emit("llm_request", {"turn": turn, "replayed": recorded is not None})
+    fields: dict[str, Any] = {"turn": turn, "replayed": recorded is not None}
+    parent = getattr(host, "parent_call", None)
+    if parent is not None:  # a sub-agent's request: not a turn of the step's conversation
+        fields["parent_call"] = parent
+    ctx.emit("llm_request", fields)
     if recorded is not None:
         return Reply.from_record(turn, recorded)
     reply = await host.request(lambda: provider.complete(ctx, talk, turn))

@@ -360,8 +360,10 @@ def test_a_sub_agent_runs_its_own_conversation_and_its_calls_name_their_parent(
     def decide(body: dict[str, Any]) -> Any:
         sub = body["messages"][0]["content"] == "You add."
         results = last_tool_results(body)
-        if sub:
-            return [("tools_add", {"a": 2, "b": 3})] if not results else f"sum {results[0]}"
+        if sub:  # three turns: two additions, then the answer
+            if len(results) < 2:
+                return [("tools_add", {"a": 2, "b": 3 - len(results)})]
+            return f"sum {results[0]}"
         if not results:
             return [("adder", {"prompt": "add 2 and 3"})]
         return f"The adder said: {results[0]}"
@@ -378,6 +380,7 @@ def test_a_sub_agent_runs_its_own_conversation_and_its_calls_name_their_parent(
     assert [(e.tool, e.parent_call) for e in started] == [  # type: ignore[attr-defined]
         ("adder", None),
         ("tools.add", "call_1_1"),
+        ("tools.add", "call_1_1"),
     ]
     adder = next(b for b in agent_llm.bodies() if b["messages"][0]["content"] != "You add.")
     [declared] = adder["tools"]
@@ -389,4 +392,9 @@ def test_a_sub_agent_runs_its_own_conversation_and_its_calls_name_their_parent(
         "schema",
         "max_tokens",
     }  # what the preset fixes and the conversation's own settings are hidden
-    assert [c["tool"] for c in calls_log(tmp_path)] == ["add"]
+    assert [c["tool"] for c in calls_log(tmp_path)] == ["add", "add"]
+    assert report.steps["ask"].turns == 2  # the sub-agent's own turns are its own
+    assert report.steps["ask"].tool_calls == {
+        "adder": {"calls": 1, "failures": 0},
+        "tools.add": {"calls": 2, "failures": 0},
+    }

@@ -245,7 +245,8 @@ def test_a_loop_killed_in_the_middle_of_an_iteration_continues_there(tmp_path: P
     marks = tmp_path / "marks.log"
     env = _env()
     proc = _start(tmp_path, env)
-    _kill_when(proc, lambda: "r1-d0" in _lines(marks))  # iteration 1: draft done, review runs
+    # iteration 1: its draft finished (and on disk), its review runs
+    _kill_when(proc, lambda: "r1-d0" in _lines(marks) and _recorded(tmp_path, "draft", 1))
     assert _lines(marks) == ["d0", "r0-null", "d1", "r1-d0"]
     (tmp_path / "hang-r1-d0").unlink()
 
@@ -260,3 +261,27 @@ def test_a_loop_killed_in_the_middle_of_an_iteration_continues_there(tmp_path: P
     assert [i["iteration"] for i in draft["per_iteration"]] == [0, 1, 2]
     assert [i["status"] for i in draft["per_iteration"]] == ["succeeded"] * 3
     assert draft["in_loop"] == "refine"
+    shown = subprocess.run(
+        [*PLAIT, "show", report["run_id"], "--journal", "j.db", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    whole = json.loads(shown.stdout)  # the run over both sessions, from the journal
+    assert whole["outcome"] == "succeeded"
+    assert [i["iteration"] for i in whole["steps"]["draft"]["per_iteration"]] == [0, 1, 2]
+    assert whole["steps"]["refine"]["loop"]["iterations"] == 3
+
+
+def _recorded(tmp_path: Path, step: str, iteration: int) -> bool:
+    """Whether the journal holds `step`'s result in `iteration` (committed)."""
+    try:
+        with sqlite3.connect(tmp_path / "j.db", timeout=1) as db:
+            row = db.execute(
+                "SELECT 1 FROM iterations WHERE step = ? AND iteration = ?", (step, iteration)
+            ).fetchone()
+    except sqlite3.Error:
+        return False  # (not created yet)
+    return row is not None

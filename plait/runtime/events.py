@@ -747,12 +747,16 @@ def stored_json(event: Event) -> bytes:
     pydantic straight to bytes. `event_from_dict` of it (plus the columns) gives the event
     back, defaults included."""
     if isinstance(event, StepFinished):
-        if not event.resumed:
+        if not event.resumed and event.iteration is None:
             return outcome_json(event.outcome)
         body = adapter(StepOutcome).dump_python(
             event.outcome, mode="json", exclude_defaults=True, fallback=str
         )
-        return json.dumps({**body, "resumed": True}, separators=(",", ":")).encode()
+        if event.resumed:
+            body["resumed"] = True
+        if event.iteration is not None:  # (a loop's body step: `per_iteration` needs it)
+            body["iteration"] = event.iteration
+        return json.dumps(body, separators=(",", ":")).encode()
     if isinstance(event, ToolEvent | OtherEvent):
         data = {k: v for k, v in _json_dict(event).items() if k not in _COLUMNS}
         data.pop("event", None)
@@ -784,6 +788,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             step=str(data["step"]),
             outcome=outcome,
             resumed=bool(data.get("resumed")),
+            iteration=data.get("iteration"),
             seq=int(data.get("seq") or 0),
             ts=str(data.get("ts") or ""),
             run_id=str(data.get("run_id") or ""),
@@ -803,6 +808,7 @@ def event_json_schema(cls: type[Event]) -> dict[str, Any]:
         schema = adapter(StepOutcome).json_schema()
         props = {
             "step": {"type": "string"},
+            "iteration": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
             **schema.get("properties", {}),
             "resumed": {"type": "boolean", "default": False},
         }

@@ -398,6 +398,7 @@ class ReportBuilder:
         }
         self._handlers: dict[str, Callable[[Any], None]] = {
             "run_started": self._on_run_started,
+            "step_started": self._on_step_started,  # (a body step's iteration starts)
             "attempt_failed": self._on_attempt_failed,
             "tool_event": self._on_tool_event,
             "tool_call_finished": self._on_tool_call_finished,

@@ -239,3 +239,27 @@ def test_compiled_plan_shows_the_loop_and_its_body() -> None:
     assert (review["loop"]["max"], review["loop"]["body"]) == (4, ["draft", "check"])
     assert draft["in_loop"] == "review" and draft["depends_on"] == []
     assert data["steps"]["publish"]["depends_on"] == ["review"]
+
+
+def test_the_events_as_json_give_back_each_iteration(tmp_path: Path) -> None:
+    """`--events` and the journal keep a body step's `iteration`, so a report folded from
+    them (`plait show`) has the same `per_iteration` as the live one."""
+    from plait.runtime.events import event_from_dict
+    from plait.runtime.report import ReportBuilder
+
+    report, events = run(tmp_path, REVIEW)
+    finished = [e.to_json_dict() for e in of(events, "step_finished", "draft")]
+    assert [e["iteration"] for e in finished] == [0, 1, 2]
+    builder = ReportBuilder()
+    for event in events:
+        builder.apply(event_from_dict(event.to_json_dict()))
+    folded = builder.report().steps["draft"].per_iteration
+    live = report.steps["draft"].per_iteration
+    assert folded is not None and live is not None
+    assert [(r["iteration"], r["status"]) for r in folded] == [
+        (0, "succeeded"),
+        (1, "succeeded"),
+        (2, "succeeded"),
+    ]
+    assert all(r["duration_s"] is not None for r in folded)
+    assert [r["iteration"] for r in folded] == [r["iteration"] for r in live]

@@ -1109,6 +1109,8 @@ class JournalSink:
             else:
                 output = event.output if raw is _NO_RECORD else raw
                 self.journal.record_event(self.run_id, self.session, event, output)
+                if event.iteration is not None:  # a loop's body step (SPEC section 11)
+                    self.journal.record_iteration(self.run_id, self.session, event, output)
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
             self.fail(exc)
 

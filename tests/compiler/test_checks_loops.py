@@ -4,6 +4,8 @@ hint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from plait.compiler.api import compile_source
@@ -227,3 +229,20 @@ def test_a_body_step_writing_on_an_outside_version_writes_once_per_iteration() -
         f"  step w = {write}\n}}"
     )
     assert inside == []  # each iteration reads afresh
+
+
+def test_a_preset_may_not_take_a_tools_name(tmp_path: Path) -> None:
+    from plait.compiler.api import compile_file
+
+    (tmp_path / "tools.py").write_text(
+        'import plait\n\n\n@plait.tool(name="calc")\ndef calc(expr: str) -> str:\n'
+        '    """Calc."""\n    return expr\n'
+    )
+    plan = tmp_path / "p.agent"
+    plan.write_text(
+        'plan p {\n  use "./tools.py"\n  tool calc = std.echo(value = 1)\n  step a = calc()\n}\n'
+    )
+    result = compile_file(plan)
+    assert [
+        (d.code.id, d.message, d.span.line if d.span else None) for d in result.diagnostics
+    ] == [("E201", "the preset `calc` has the name of a tool", 3)]

@@ -129,6 +129,13 @@ def check_presets(plan: Plan, ctx: CheckContext) -> Iterator[Diagnostic]:
     """A preset wraps a known tool, not a preset, with arguments that tool has."""
     for preset in plan.presets.values():
         span = ctx.span("preset", preset.name, "tool") or ctx.span("preset", preset.name)
+        if ctx.registry.get(preset.name) is not None:
+            yield error(
+                codes.DUPLICATE_NAME,
+                f"the preset `{preset.name}` has the name of a tool",
+                ctx.span("preset", preset.name) or span,
+                "name the preset after what it is for (`tool search = ...`)",
+            )
         if preset.tool in plan.presets:
             yield error(
                 codes.UNKNOWN_TOOL,

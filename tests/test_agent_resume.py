@@ -285,3 +285,55 @@ def _recorded(tmp_path: Path, step: str, iteration: int) -> bool:
     except sqlite3.Error:
         return False  # (not created yet)
     return row is not None
+
+
+INTERRUPTED_LOOP = """plan interrupted {
+  use "./tools.py"
+  loop work max 3 {
+    step a = tools.mark(label = "a${loop.index}")
+    step b = std.sleep(seconds = [0, env.PAUSE, 0][loop.index], value = "slept") {
+      after a
+    }
+    step c = tools.mark(label = "c${loop.index}-${loop.previous?.c.output}") {
+      after b
+    }
+  }
+  output last = work.output
+}
+"""
+
+
+def test_a_loop_interrupted_like_ctrl_c_resumes_in_its_iteration(tmp_path: Path) -> None:
+    from plait.runtime.session import RunSession
+
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (tmp_path / "plan.agent").write_text(INTERRUPTED_LOOP)
+    journal = tmp_path / "j.db"
+    first = RunSession.start(tmp_path / "plan.agent", journal=journal, environ={"PAUSE": "30"})
+
+    def stop_in_iteration_one(event: Any) -> None:
+        if event.event == "step_started" and event.step == "b" and event.iteration == 1:
+            assert first.runner.run_obj is not None
+            first.runner.run_obj.stop("signal")
+
+    first.runner.sinks.append(stop_in_iteration_one)
+    report = first.run_sync()
+    assert report.steps["work"].status == "cancelled"
+    assert _lines(tmp_path / "marks.log") == ["a0", "c0-null", "a1"]
+
+    again = RunSession.resume(first.run_id, journal=journal, environ={"PAUSE": "0.01"})
+    resumed = again.run_sync()
+    # iteration 1 continues: `a` kept, `b` and `c` run, `loop.previous` rebuilt from 0
+    assert _lines(tmp_path / "marks.log") == [
+        "a0",
+        "c0-null",
+        "a1",
+        "c1-c0-null",
+        "a2",
+        "c2-c1-c0-null",
+    ]
+    assert resumed.outcome == "succeeded"
+    assert resumed.outputs["last"] == {"a": "a2", "b": "slept", "c": "c2-c1-c0-null"}
+    assert resumed.steps["work"].loop is not None
+    assert resumed.steps["work"].loop["iterations"] == 3
+    assert [r["iteration"] for r in resumed.steps["c"].per_iteration or []] == [0, 1, 2]

@@ -79,7 +79,7 @@ class TracingSink:
         self._ended: dict[str, Any] = {}  # finished ones, never touched again
         self._attempts: dict[tuple[str, int, int | None], Any] = {}
         self._tokens: dict[str, dict[str, int]] = {}
-        self._tool_calls: dict[tuple[str, int, str], Any] = {}  # a model's, open (SPEC 11)
+        self._tool_calls: dict[tuple[Any, ...], Any] = {}  # a model's, open (SPEC 11)
 
     def __call__(self, event: Any) -> None:
         data = event if isinstance(event, Mapping) else event.to_json_dict()
@@ -167,8 +167,11 @@ class TracingSink:
     def _on_tool_call_started(self, e: Mapping[str, Any]) -> None:
         """A model's tool call: an `execute_tool` span under the step's `chat` span."""
         step = str(e["step"])
-        parent = self._step_span(step, e.get("ts"))
-        self._tool_calls[(step, int(e["attempt"]), str(e["call_id"]))] = self._start(
+        outer = e.get("parent_call")  # a sub-agent's call: under the call running it
+        parent = self._tool_calls.get(_call_key(e, str(outer), None)) if outer else None
+        if parent is None:
+            parent = self._step_span(step, e.get("ts"))
+        self._tool_calls[_call_key(e, str(e["call_id"]), outer)] = self._start(
             f"execute_tool {e['tool']}",
             e.get("ts"),
             parent,
@@ -182,8 +185,7 @@ class TracingSink:
         )
 
     def _on_tool_call_finished(self, e: Mapping[str, Any]) -> None:
-        key = (str(e["step"]), int(e["attempt"]), str(e["call_id"]))
-        span = self._tool_calls.pop(key, None)
+        span = self._tool_calls.pop(_call_key(e, str(e["call_id"]), e.get("parent_call")), None)
         if span is None:
             return
         span.set_attribute("plait.attempts", int(e.get("attempts") or 0))
@@ -325,3 +327,16 @@ def _otlp_exporter() -> Any:
             f"proto-http): {INSTALL_HINT}"
         ) from None
     return OTLPSpanExporter()
+
+
+def _call_key(e: Mapping[str, Any], call_id: str, parent_call: Any) -> tuple[Any, ...]:
+    """A model's tool call among those open: call ids repeat across map elements,
+    iterations, attempts and sub-agents."""
+    return (
+        str(e["step"]),
+        e.get("iteration"),
+        e.get("element"),
+        int(e["attempt"]),
+        parent_call,
+        call_id,
+    )

@@ -266,3 +266,30 @@ def test_chat_span_names_the_model_from_plait_llm_model() -> None:
     tracing.shutdown()
     chat = {s.name: s for s in exporter.get_finished_spans()}["chat env-model-7"]
     assert chat.attributes["gen_ai.request.model"] == "env-model-7"
+
+
+def test_a_sub_agents_calls_sit_under_the_call_that_runs_it() -> None:
+    from plait.runtime.events import ToolCallFinished, ToolCallStarted
+
+    exporter = InMemorySpanExporter()
+    tracing = start_tracing("console", PLAN, exporter=exporter)
+    bus = EventBus("run-1", [tracing.sink])
+    bus.emit(RunStarted(plan="triage", steps={"classify": {}}))
+    bus.emit(StepStarted(step="classify"))
+    bus.emit(AttemptStarted(step="classify", attempt=1))
+    outer = {"step": "classify", "attempt": 1, "turn": 1, "call_id": "call_1_1"}
+    bus.emit(ToolCallStarted(tool="researcher", **outer))
+    # the sub-agent's own first call has the same id, in its own conversation
+    inner = {**outer, "tool": "search", "parent_call": "call_1_1"}
+    bus.emit(ToolCallStarted(**inner))
+    bus.emit(ToolCallFinished(status="succeeded", attempts=1, **inner))
+    bus.emit(ToolCallFinished(tool="researcher", status="succeeded", attempts=1, **outer))
+    bus.emit(AttemptFinished(step="classify", attempt=1, status="succeeded", duration_s=0.1))
+    bus.emit(StepFinished(step="classify", status="succeeded", attempts=1))
+    bus.emit(RunFinished(outcome="succeeded"))
+    tracing.shutdown()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    chat, researcher = spans["chat m-1"], spans["execute_tool researcher"]
+    search = spans["execute_tool search"]
+    assert researcher.parent is not None and researcher.parent.span_id == chat.context.span_id
+    assert search.parent is not None and search.parent.span_id == researcher.context.span_id

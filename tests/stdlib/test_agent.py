@@ -398,3 +398,43 @@ def test_a_sub_agent_runs_its_own_conversation_and_its_calls_name_their_parent(
         "adder": {"calls": 1, "failures": 0},
         "tools.add": {"calls": 2, "failures": 0},
     }
+
+
+def test_scripted_tool_calls_match_the_prompt_first_then_the_tool_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLAIT_LLM_PROVIDER", raising=False)
+    (tmp_path / "script.json").write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {
+                        "match": "weather in Paris",
+                        "reply": {
+                            "tool_calls": [
+                                {"name": "std_echo", "arguments": {"value": "sunny"}},
+                                {"name": "std.echo", "arguments": {"value": {"t": 21}}},
+                            ]
+                        },
+                    },
+                    {"match": '^sunny\\n\\{"t":21\\}$', "reply": "Sunny and 21 in Paris"},
+                ]
+            }
+        )
+    )
+    plan = tmp_path / "plan.agent"
+    plan.write_text(
+        "plan scripted {\n"
+        '  step ask = llm.chat(prompt = "What is the weather in Paris?", '
+        'provider = "scripted:script.json", tools = ["std.echo"], max_turns = 3)\n'
+        "  output answer = ask.output\n}\n"
+    )
+    events: list[Event] = []
+    report = run_plan(plan, events=events.append)
+    assert report.outputs == {"answer": "Sunny and 21 in Paris"}  # not the prompt's rule again
+    started = [e for e in events if e.event == "tool_call_started"]
+    assert [(e.call_id, e.tool) for e in started] == [  # type: ignore[attr-defined]
+        ("call_1_1", "std.echo"),
+        ("call_1_2", "std.echo"),
+    ]
+    assert report.steps["ask"].turns == 2

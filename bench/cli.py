@@ -48,7 +48,9 @@ def run_once(plan: Path, folder: Path, journal: bool, tree: str | None = None) -
     t0 = time.perf_counter()
     # both streams to files: a pipe nobody reads fills up and blocks the child for good
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env)
+        # (run from the temporary folder: `python -m` puts the current folder first on
+        # sys.path, which would shadow `tree` when run from a checkout)
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, cwd=folder)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

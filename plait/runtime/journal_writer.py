@@ -20,6 +20,8 @@ journal always reads its own writes). A failure in the writer is kept and raised
 
 from __future__ import annotations
 
+import itertools
+import re
 import sqlite3
 import threading
 import time
@@ -121,7 +123,7 @@ class GroupCommitWriter:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in _by_statement(batch).items():
-                    db.executemany(sql, rows)
+                    _insert_all(db, sql, rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -146,3 +148,36 @@ def _by_statement(batch: list[Record]) -> dict[str, list[tuple[Any, ...]]]:
             same = rows[sql] = []
         same.append(make(item))
     return rows
+
+
+# `... VALUES (?,?,?)`: a statement whose rows can be sent several to one statement
+_PLAIN_VALUES = re.compile(r"^(.*\bVALUES\s*)(\((?:\?\s*,\s*)*\?\))\s*$", re.DOTALL)
+# Rows per statement: one prepared statement of this many rows serves every full chunk
+# (SQLite before 3.32 allows 999 parameters per statement: 32 rows of up to 31 columns)
+ROWS_PER_STATEMENT = 32
+
+
+def _insert_all(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """`executemany(sql, rows)`, with the rows in statements of `ROWS_PER_STATEMENT` rows
+    when `sql` is a plain `INSERT ... VALUES (?,...)` (the rest one by one).
+
+    Why: Python's sqlite3 releases the GIL around every statement it steps, and the
+    scheduler's thread takes it each time: with one row per step, a 1,000-step chain
+    handed the GIL over about ten times per step. Rows are inserted in order, so a later
+    `INSERT OR REPLACE` of the same key still wins."""
+    plain = _PLAIN_VALUES.match(sql)
+    full = len(rows) - len(rows) % ROWS_PER_STATEMENT
+    if plain is None or full == 0:
+        db.executemany(sql, rows)
+        return
+    head, group = plain.groups()
+    wide = head + ",".join([group] * ROWS_PER_STATEMENT)
+    db.executemany(
+        wide,
+        [
+            tuple(itertools.chain.from_iterable(rows[start : start + ROWS_PER_STATEMENT]))
+            for start in range(0, full, ROWS_PER_STATEMENT)
+        ],
+    )
+    if full < len(rows):
+        db.executemany(sql, rows[full:])

@@ -121,6 +121,16 @@ def no_import_option(func: F) -> F:
     )(func)
 
 
+def _without_cyclic_gc() -> None:
+    """For the commands that compile and exit (check, compile, graph): the compiler builds
+    millions of objects that all live until the process ends and makes no garbage cycles
+    worth finding, and the collector would walk all of them once compiling ends (~12% of a
+    10,000-step check). Done here, at the edge, never inside the compiler's API."""
+    import gc
+
+    gc.disable()
+
+
 def _use_policy(no_import: bool) -> Any:
     from plait.stdlib.registry import NO_IMPORT, READ_FILES
 
@@ -164,6 +174,7 @@ def check_command(plan_paths: tuple[str, ...], strict: bool, fmt: str, no_import
       plait check plans/*.agent --strict
       plait check triage.agent --format json | jq '.[].message'
     """
+    _without_cyclic_gc()
     from plait.compiler import codes
     from plait.compiler.api import compile_file
     from plait.compiler.diagnostics import error
@@ -210,6 +221,7 @@ def compile_command(plan_path: str, out_path: str | None, no_import: bool) -> No
       plait compile triage.agent -o triage.json
       plait run triage.json --input ticket="..."
     """
+    _without_cyclic_gc()
     from plait.compiler.api import compile_file, compiled_json
 
     result = compile_file(plan_path, use_policy=_use_policy(no_import))
@@ -282,6 +294,7 @@ def graph_command(
       plait graph triage.agent --format mermaid > triage.mmd
       plait graph triage.agent | dot -Tpng > triage.png
     """
+    _without_cyclic_gc()
     from plait.compiler.graph import format_for, render
 
     chosen = format_for(out_path, fmt)

@@ -35,10 +35,13 @@ class _Painter:
         return f"{_STYLE[style]}{text}{_RESET}" if self.color and text else text
 
 
-def render_diagnostic(diag: Diagnostic, text: str | None, *, color: bool = False) -> str:
-    """One diagnostic as text; `text` is the plan's source (None: no source lines shown)."""
+def render_diagnostic(
+    diag: Diagnostic, text: str | list[str] | None, *, color: bool = False
+) -> str:
+    """One diagnostic as text; `text` is the plan's source, or its `source_lines` (None: no
+    source lines shown)."""
     paint = _Painter(color)
-    lines = source_lines(text) if text is not None else []
+    lines = text if isinstance(text, list) else source_lines(text) if text is not None else []
     severity = diag.severity.value
     where = diag.path or "<plan>"
     if diag.span is not None:
@@ -116,7 +119,10 @@ def render_all(
     diagnostics: Iterable[Diagnostic], sources: dict[str, str], *, color: bool = False
 ) -> str:
     """Every diagnostic, a blank line between; `sources` maps a path to its text."""
-    blocks = [render_diagnostic(d, sources.get(d.path), color=color) for d in diagnostics]
+    # Each file is split once: a plan with hundreds of warnings would otherwise split its
+    # whole text again for every one of them.
+    lines = {path: source_lines(text) for path, text in sources.items()}
+    blocks = [render_diagnostic(d, lines.get(d.path), color=color) for d in diagnostics]
     return "\n\n".join(blocks)
 
 

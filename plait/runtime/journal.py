@@ -1021,9 +1021,8 @@ class JournalSink:
         replace_plan: bool = False,
     ) -> None:
         self.journal = journal
-        self.compiled_plan = compiled_plan
         # packed now, before the run: a 10,000-step plan is ~7 MB of JSON, and the run's
-        # clock starts before `run_started` is recorded
+        # clock starts before `run_started` is recorded (the JSON itself is not kept)
         self.packed_plan = pack_plan(compiled_plan) if replace_plan or not resume else None
         self.plan_path = plan_path
         # The hash a resume compares the plan file with: of the file given to `run` (which

@@ -300,6 +300,8 @@ class ToolRegistry:
         both); returns the tool names it added. Raises ToolLoadError (UseNotImported for a
         module the policy does not import)."""
         policy = policy or IMPORT_ALL
+        if "\x00" in target:  # no path or module name holds one; the OS would refuse it
+            raise ToolLoadError("the name contains a NUL character (`\\u{0}`)")
         if is_file_target(target):
             if not policy.import_files:
                 from plait.stdlib.source_tools import read_tools  # (it imports this module)

@@ -89,6 +89,15 @@ def test_use_of_missing_module_is_a_diagnostic(tmp_path: Path) -> None:
     assert codes_of(diags) == ["E321"]
 
 
+def test_use_with_a_nul_character_is_a_diagnostic_not_a_crash(tmp_path: Path) -> None:
+    # found by the fuzz suite: path resolution raised ValueError("embedded null byte")
+    for target, policy in [("./a\x00b.py", None), ("pkg\x00mod", IMPORT_ALL)]:
+        plan = make_plan(step("a"), uses=[Use(target=target)])
+        kwargs = {"use_policy": policy} if policy else {}
+        diag = only(check(plan, plan_dir=tmp_path, **kwargs), "E321")
+        assert "NUL character" in diag.message
+
+
 def test_use_of_a_file_with_an_error(tmp_path: Path) -> None:
     # `check` reads the file without running it; a run imports it and meets the error
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from plait.compiler.expressions import to_source
+from plait.compiler.expressions import to_source, walk
+from plait.compiler.ir import NameExpr, Plan
 from plait.errors import ErrorKind
 from plait.runtime import events as ev
 from plait.runtime import outcomes
@@ -34,6 +35,8 @@ class LoopRun:
         assert st.step.loop is not None
         self.run, self.st, self.spec = run, st, st.step.loop
         self.body = [name for name in self.spec.body if name in run.states]
+        inside = set(self.body)
+        self.outside = {name: outside_reads(run.plan, name, inside) for name in self.body}
         self.rescued = False  # a body step recovered, or an optional one failed
 
     async def execute(self) -> CallResult:
@@ -104,8 +107,11 @@ class LoopRun:
         once with their recorded results (standbys first, as a resume seeds steps)."""
         fresh = {name: self._fresh(name, index, scope) for name in self.body}
         self.run.states.update(fresh)
-        for body in fresh.values():
+        for name, body in fresh.items():
+            # (the outside dependencies have ended: the loop waited for them)
             body.pending = 0 if body.step.is_standby else len(body.deps)
+            if self.outside[name]:
+                body.deps = tuple(dict.fromkeys((*body.deps, *self.outside[name])))
         for name in sorted(kept, key=lambda n: not fresh[n].step.is_standby):
             self.run.seed(fresh[name], kept[name])
         return fresh
@@ -222,6 +228,24 @@ class LoopRun:
                     caused_by=self.st.name,
                     propagate=False,
                 )
+
+
+def outside_reads(plan: Plan, name: str, body: set[str]) -> tuple[str, ...]:
+    """The steps outside the loop that body step `name` reads or waits for (`after`): its
+    trigger rule sees them too, once the loop's own rule has let the loop start (SPEC
+    section 11). A body step of another loop stands for that loop."""
+    step = plan.steps[name]
+    exprs = [*step.args.values(), step.condition, step.default]
+    if step.map is not None:
+        exprs.append(step.map.over)
+    read = [n.name for e in exprs if e is not None for n, _ in walk(e) if isinstance(n, NameExpr)]
+    found: dict[str, None] = {}
+    for dep in (*read, *step.after):
+        other = plan.steps.get(dep)
+        if other is None or dep in body:
+            continue
+        found[other.in_loop or dep] = None
+    return tuple(found)
 
 
 def close_unstarted_body(run: Run, loop: StepState) -> None:

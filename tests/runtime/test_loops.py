@@ -263,3 +263,23 @@ def test_the_events_as_json_give_back_each_iteration(tmp_path: Path) -> None:
     ]
     assert all(r["duration_s"] is not None for r in folded)
     assert [r["iteration"] for r in folded] == [r["iteration"] for r in live]
+
+
+def test_a_body_steps_rule_sees_the_outside_steps_it_reads(tmp_path: Path) -> None:
+    report, _ = run(
+        tmp_path,
+        """
+  step up = std.fail(message = "down")
+  loop l max 1 {
+    when all_done
+    step reads = std.echo(value = up.output)
+    step handles = std.echo(value = up.status) {
+      when all_done
+    }
+  }
+""",
+    )
+    reads, handles = report.steps["reads"], report.steps["handles"]
+    assert (reads.status, reads.reason, reads.caused_by) == ("skipped", "upstream_failed", "up")
+    assert (handles.status, handles.output) == ("succeeded", "failed")
+    assert report.steps["l"].status == "succeeded"

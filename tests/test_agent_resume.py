@@ -108,7 +108,7 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _resume(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+def _resume(tmp_path: Path, env: dict[str, str], stderr: list[str] | None = None) -> dict[str, Any]:
     runs = sqlite3.connect(tmp_path / "j.db").execute("SELECT run_id FROM runs").fetchall()
     assert len(runs) == 1
     done = subprocess.run(
@@ -120,6 +120,8 @@ def _resume(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+    if stderr is not None:
+        stderr.append(done.stderr)
     report: dict[str, Any] = json.loads(done.stdout)
     return report
 
@@ -337,3 +339,54 @@ def test_a_loop_interrupted_like_ctrl_c_resumes_in_its_iteration(tmp_path: Path)
     assert resumed.steps["work"].loop is not None
     assert resumed.steps["work"].loop["iterations"] == 3
     assert [r["iteration"] for r in resumed.steps["c"].per_iteration or []] == [0, 1, 2]
+
+
+def test_a_conversation_killed_before_its_first_reply_starts_afresh(
+    tmp_path: Path, agent_llm: AgentLLM
+) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    (tmp_path / "plan.agent").write_text(AGENT_PLAN)
+    hanging = tmp_path / "model-hangs"
+    hanging.touch()
+
+    def decide(body: dict[str, Any]) -> Any:
+        while hanging.exists():  # no reply at all in the first session
+            time.sleep(0.05)
+        return _decide(body)
+
+    agent_llm.decide = decide
+    env = _env(agent_llm)
+    _kill_when(_start(tmp_path, env), lambda: len(agent_llm.bodies()) == 1)
+    hanging.unlink()
+    stderr: list[str] = []
+    report = _resume(tmp_path, env, stderr)
+    assert "journal" not in stderr[0]  # the journal kept recording the fresh conversation
+    assert report["outputs"]["answer"] == "Summary: record 1; record 2; record 3"
+    assert report["steps"]["ask"]["turns"] == 3
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        rows = db.execute("SELECT session, turn, call_id FROM conversations").fetchall()
+    assert sorted(rows) == [
+        (2, 1, ""),
+        (2, 1, "call_1_1"),
+        (2, 1, "call_1_2"),
+        (2, 2, ""),
+        (2, 2, "call_2_1"),
+        (2, 3, ""),
+    ]
+
+
+def test_a_fresh_attempt_forgets_what_an_earlier_session_recorded_under_its_number(
+    tmp_path: Path,
+) -> None:
+    from plait.runtime.journal import Journal
+
+    key = ("ask", None, None, 1)
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.record_conversation("r1", 1, key, {"turn": 1, "reply": {"content": "old"}})
+        journal.record_conversation("r1", 1, key, {"turn": 2, "reply": {"content": "old"}})
+        journal.record_conversation("r1", 1, ("ask", None, 3, 1), {"turn": 1, "reply": {}})
+        journal.record_conversation("r1", 2, key, None)  # attempt 1 starts afresh
+        journal.record_conversation("r1", 2, key, {"turn": 1, "reply": {"content": "new"}})
+        held = journal.conversations("r1")
+    assert held[key] == (2, [{"turn": 1, "reply": {"content": "new"}}])
+    assert ("ask", None, 3, 1) in held  # another element's conversation stays

@@ -503,9 +503,12 @@ class Journal:
     ) -> None:
         """Queue one entry of a model conversation (a reply: `turn` and `reply`; a tool
         call's result: `turn`, `call_id` and `result`), or with `entry` None forget what an
-        earlier session recorded under the same attempt (a conversation starting afresh)."""
+        earlier session recorded under the same attempt (a conversation starting afresh:
+        written at once, after everything queued, since the writer groups a batch's rows
+        by statement and a queued DELETE could pass a later INSERT)."""
         if entry is None:
-            self._submit(_FORGET_CONVERSATION, _conversation_key_row, (run_id, key))
+            with self._write() as db:
+                db.execute(_FORGET_CONVERSATION, _conversation_key_row((run_id, key)))
         else:
             self._submit(_PUT_CONVERSATION, _conversation_row, (run_id, session, key, entry))
 
@@ -1061,9 +1064,13 @@ class JournalSink:
         if self.failure is not None or self.run_id is None or (entry is None and not self.resume):
             return
         try:
+            if entry is None:  # (a write of its own, off the event loop)
+                await asyncio.to_thread(
+                    self.journal.record_conversation, self.run_id, self.session, key, None
+                )
+                return
             self.journal.record_conversation(self.run_id, self.session, key, entry)
-            if entry is not None:
-                await asyncio.to_thread(self.journal.flush)
+            await asyncio.to_thread(self.journal.flush)
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
             self.fail(exc)
 

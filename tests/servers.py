@@ -229,7 +229,9 @@ class VersionedStore(BaseServer):
     merges a dict into it, DELETE removes it. A write carrying `If-Match` that does not
     match (or `*` on a missing record) answers 412 and counts a conflict; `writes` counts
     applied writes, `keys` the `Idempotency-Key` of every write request. `get_delay` slows
-    GETs down (seconds), so concurrent readers overlap.
+    GETs down (seconds); `readers_meet = N` makes the first N GETs wait for each other (up to
+    10 s) before any is answered, so N concurrent readers see the same version whatever the
+    machine's load (a delay only makes that likely).
     """
 
     __test__ = False
@@ -239,6 +241,9 @@ class VersionedStore(BaseServer):
     conflicts: int = 0
     keys: list[str | None] = field(default_factory=list)
     get_delay: float = 0.0
+    readers_meet: int = 0
+    _gets: int = 0
+    _met: threading.Condition = field(default_factory=threading.Condition)
 
     def etag(self, key: str) -> str:
         return f'"{self.versions.get(key, 0)}"'
@@ -250,6 +255,7 @@ class VersionedStore(BaseServer):
         if rec.method == "GET":
             if self.get_delay:
                 self.sleep(self.get_delay)
+            self._meet_other_readers()
             with self._lock:
                 if key not in self.records:
                     return json_response(404, {"error": "no such record"})
@@ -263,6 +269,13 @@ class VersionedStore(BaseServer):
                     412, {"error": "precondition failed", "current": self.etag(key)}
                 )
             return self._write(key, rec)
+
+    def _meet_other_readers(self) -> None:
+        with self._met:
+            self._gets += 1
+            if self._gets <= self.readers_meet:
+                self._met.notify_all()
+                self._met.wait_for(lambda: self._gets >= self.readers_meet, timeout=10)
 
     def _matches(self, key: str, match: str) -> bool:
         if match.strip() == "*":

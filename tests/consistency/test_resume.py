@@ -206,7 +206,7 @@ def test_a_step_run_again_is_journaled_with_its_later_result(
     """A re-decision runs the read again: the journal keeps its later output, which is what a
     resume would seed."""
     store.records["c"] = {"n": 0}
-    store.get_delay = 0.3  # both reads overlap
+    store.readers_meet = 2  # both reads see the first version, whatever the load
     url = store.url("/records/c")
     journal = planner.folder / "j.db"
     ran = planner.run(

@@ -497,6 +497,9 @@ class ReportBuilder:
         if event.tool_event == "llm_usage":
             self._on_llm_usage(event)
             return
+        if event.tool_event == "tool_call_replayed":
+            self._count_tool_call(event.step, event.tool, event.status == "succeeded")
+            return
         if event.tool_event != "llm_request" or getattr(event, "parent_call", None):
             return  # (a sub-agent's requests are not the step's turns)
         fold = self._step(event.step)
@@ -519,12 +522,15 @@ class ReportBuilder:
         )
 
     def _on_tool_call_finished(self, event: Any) -> None:
-        fold = self._step(event.step)
+        self._count_tool_call(event.step, event.tool, event.status == AttemptStatus.SUCCEEDED)
+
+    def _count_tool_call(self, step: str, tool: str, succeeded: bool) -> None:
+        fold = self._step(step)
         calls = fold.tool_calls if fold.tool_calls is not None else {}
         fold.tool_calls = calls
-        count = calls.setdefault(event.tool, {"calls": 0, "failures": 0})
+        count = calls.setdefault(tool, {"calls": 0, "failures": 0})
         count["calls"] += 1
-        if event.status != AttemptStatus.SUCCEEDED:
+        if not succeeded:
             count["failures"] += 1
 
     def _on_retry_scheduled(self, event: RetryScheduled) -> None:

@@ -358,7 +358,7 @@ async def converse(
             talk.messages.append(reply.assistant_message())
             results = await asyncio.gather(
                 *(
-                    _tool_result(host, talk, call, replayed.get(turn, {}).get(call.id))
+                    _tool_result(ctx, host, talk, call, replayed.get(turn, {}).get(call.id))
                     for call in reply.calls
                 )
             )
@@ -424,11 +424,27 @@ async def _reply(
 
 
 async def _tool_result(
-    host: AgentHost, talk: Conversation, call: ToolCall, recorded: dict[str, Any] | None
+    ctx: ToolContext,
+    host: AgentHost,
+    talk: Conversation,
+    call: ToolCall,
+    recorded: dict[str, Any] | None,
 ) -> ToolResult:
-    if recorded is not None:
-        return ToolResult(**recorded)
     tool = talk.by_name.get(call.name)
+    if recorded is not None:  # ran in an earlier session: not again (SPEC section 11)
+        result = ToolResult(**recorded)
+        # The report's `tool_calls` counts the calls of every attempt, this one's earlier
+        # calls included; this event lets it count one that is not run again.
+        ctx.emit(
+            "tool_call_replayed",
+            {
+                "turn": call.turn,
+                "call_id": call.id,
+                "tool": tool.name if tool is not None else call.name,
+                "status": "succeeded" if result.ok else "failed",
+            },
+        )
+        return result
     args, refused = _arguments(tool, call)
     result = await host.run_tool(tool, call, args, refused)
     await host.record(

@@ -336,10 +336,50 @@ async def run_plan_async(
     the run is recorded as `plait run` records it, and `plait resume RUN_ID` (or
     `RunSession.resume`) can continue it (`runtime/session.py`).
     """
+    if journal is None:
+        return await new_runner(
+            path_or_plan,
+            inputs,
+            seed=seed,
+            inject=inject,
+            events=events,
+            clock=clock,
+            run_id=run_id,
+            environ=environ,
+        ).run()
+    from plait.runtime.session import RunSession
+
+    session = RunSession.start(
+        path_or_plan,
+        inputs,
+        journal=journal,
+        seed=seed,
+        inject=inject,
+        events=events,
+        clock=clock,
+        run_id=run_id,
+        environ=environ,
+    )
+    return await session.run()
+
+
+def new_runner(
+    path_or_plan: PlanLike,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    inject: Mapping[str, Injection] | Iterable[str] | None = None,
+    events: Sink | Iterable[Sink] | None = None,
+    clock: Clock | None = None,
+    run_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Runner:
+    """A Runner for a plan given as a path or a Plan, `inject` given as `STEP=KIND[:N]`
+    strings or Injection objects (shared by `run_plan_async` and `RunSession.start`)."""
     plan = load_plan(path_or_plan)
     if inject is not None and not isinstance(inject, Mapping):
         inject = parse_injections(inject, plan)
-    runner = Runner(
+    return Runner(
         plan,
         inputs,
         seed=seed,
@@ -349,14 +389,6 @@ async def run_plan_async(
         run_id=run_id,
         environ=environ,
     )
-    if journal is None:
-        return await runner.run()
-    from plait.runtime.session import RunSession, plan_path_of
-
-    session = RunSession(
-        runner, journal=journal, plan_path=plan_path_of(path_or_plan), environ=environ
-    )
-    return await session.run()
 
 
 def run_plan(

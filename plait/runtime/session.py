@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from plait.runtime.api import PlanLike, Runner, load_plan, parse_injections
+from plait.runtime.api import PlanLike, Runner, load_plan, new_runner
 from plait.runtime.clock import Clock
 from plait.runtime.events import Sink
 from plait.runtime.journal import Journal, JournalError, JournalSink, RunLock, journal_path
@@ -93,11 +93,8 @@ class RunSession:
         environ: Mapping[str, str] | None = None,
     ) -> RunSession:
         """A new run of a plan (a `.agent` or compiled JSON path, or a Plan)."""
-        plan = load_plan(path_or_plan)
-        if inject is not None and not isinstance(inject, Mapping):
-            inject = parse_injections(inject, plan)
-        runner = Runner(
-            plan,
+        runner = new_runner(
+            path_or_plan,
             inputs,
             seed=seed,
             inject=inject,

@@ -475,10 +475,9 @@ def execute_run(
         progress.close(report)
     else:
         click.echo(summary_text(report), err=True)
-    text = report.to_json_text()
-    if report_path is not None and not _write_report(report_path, text):
+    if report_path is not None and not _write_report(report_path, report):
         return EXIT_INVALID
-    _print_results(report, text if json_out else None, output_name)
+    _print_results(report, json_out, output_name)
     if runner.signal is not None:
         click.echo(
             f"interrupted; to continue: {_resume_command(runner.run_id, journal_path)}"
@@ -518,28 +517,42 @@ def tools_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _write_report(report_path: str, text: str) -> bool:
+def _write_report(report_path: str, report: Any) -> bool:
+    from plait.runtime.report_json import write_report_json
+
     try:
         with open(report_path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+            write_report_json(report, f)
+            f.write("\n")
     except OSError as exc:
         click.echo(f"error: cannot write report {report_path}: {exc.strerror or exc}", err=True)
         return False
     return True
 
 
-def _print_results(report: Any, report_json: str | None, output_name: str | None) -> None:
+def _print_results(report: Any, json_out: bool, output_name: str | None) -> None:
     """stdout: the `--json` report, else one `--output`'s raw value, else every output."""
     from plait.runtime.expressions import to_json_text
 
-    if report_json is not None:
-        click.echo(report_json)
+    if json_out:
+        _echo_report(report)
     elif output_name is not None:
         value = report.outputs.get(output_name)
         click.echo(value if isinstance(value, str) else to_json_text(value))
     else:
         for name, value in report.outputs.items():
             click.echo(f"{name} = {value if isinstance(value, str) else to_json_text(value)}")
+
+
+def _echo_report(report: Any) -> None:
+    """The report's JSON on stdout, written step by step (never one big string: for a big
+    run that string and the dict it came from would be the process's peak memory)."""
+    from plait.runtime.report_json import write_report_json
+
+    out = sys.stdout
+    write_report_json(report, out)
+    out.write("\n")
+    out.flush()
 
 
 def _resume_command(run_id: str, journal_path: str | None) -> str:
@@ -1121,7 +1134,7 @@ def show_command(run_id: str, journal_path: str | None, json_out: bool) -> None:
         record = journal.run(rid)
         live = record.outcome is None and RunLock(journal.path, rid).held_elsewhere()
     if json_out:
-        click.echo(report.to_json_text())
+        _echo_report(report)
         return
     status = record.status(live)
     outcome = (

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -52,7 +53,15 @@ from pathlib import Path
 from typing import Any
 
 from plait.errors import UserError
-from plait.runtime.events import event_from_dict, outcome_json, stored_json
+from plait.runtime.events import (
+    AttemptStarted,
+    Event,
+    StepFinished,
+    StepStarted,
+    event_from_dict,
+    outcome_json,
+    stored_json,
+)
 from plait.runtime.journal_writer import GroupCommitWriter
 
 SCHEMA_VERSION = 4
@@ -67,6 +76,8 @@ FINISHED_STATUSES = frozenset({"succeeded", "recovered", "failed", "skipped"})
 # Event fields kept in columns of the events table, so not repeated in its JSON.
 _EVENT_COLUMNS = ("event", "seq", "ts", "run_id")
 _NO_RECORD: Any = object()  # `record_event` without a step record
+# Event fields the events table keeps in columns (not in an event's stored JSON).
+_COLUMNS = frozenset({"seq", "ts", "run_id", "step"})
 # Fields of a `step_finished` event a step's record does not repeat.
 _STEP_RECORD_DROPS = frozenset({"event", "seq", "run_id", "step", "ts"})
 
@@ -247,15 +258,21 @@ def _dumps(value: Any) -> str:
 
 def _field(event: Any, name: str) -> Any:
     """A field of an event, whether it is a typed event or already a dict."""
-    if isinstance(event, Mapping):
-        return event.get(name)
-    return getattr(event, name, None)
+    if _typed(event):
+        return getattr(event, name, None)
+    return event.get(name)
+
+
+def _typed(event: Any) -> bool:
+    """A typed event, not a dict (a plain class check: `isinstance` of an ABC such as
+    `Mapping` costs several times more, and the writer asks for every row)."""
+    return isinstance(event, Event)
 
 
 def _start_fields(event: Any) -> dict[str, Any]:
     """What `JournalSink` records of `run_started`: its JSON object without the per-step
     map (the plan has it; for a big plan converting it would take a while)."""
-    if isinstance(event, Mapping):
+    if not _typed(event):
         return dict(event)
     started: dict[str, Any] = dataclasses.replace(event, steps={}).to_json_dict()
     return started
@@ -465,9 +482,12 @@ class Journal:
         `step_finished`: the step's REAL output) the step's record too, committed in the
         same batch. Returns at once (`flush()` waits for the disk); the writer serialises
         the values shortly after, so they must not change meanwhile."""
-        self._submit(_INSERT_EVENT, _event_row, (run_id, session, event))
-        if step_output is not _NO_RECORD:
-            self._submit(_PUT_STEP, _step_row, (run_id, session, event, step_output))
+        if step_output is _NO_RECORD:
+            self._submit(_INSERT_EVENT, _event_row, (run_id, session, event))
+            return
+        finished = _Finished(run_id, session, event, step_output)
+        self._submit(_INSERT_EVENT, _finished_event_row, finished)
+        self._submit(_PUT_STEP, _finished_step_row, finished)
 
     def record_element(
         self, run_id: str, session: int, step: str, element: int, result: Mapping[str, Any]
@@ -810,7 +830,7 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
     """An events row (made on the writer thread): the JSON leaves out the column fields
     and every field at its default (`journal.events` gives them back)."""
     run_id, session, event = item
-    if not isinstance(event, Mapping):
+    if _typed(event):
         return (
             run_id,
             session,
@@ -818,7 +838,7 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
             event.event,
             getattr(event, "step", None),
             event.ts,
-            stored_json(event).decode(),
+            _stored_text(event),
         )
     data = dict(event)
     name, seq, ts = data.pop("event"), data.pop("seq"), data.pop("ts")
@@ -833,7 +853,7 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
     """A steps row: the `step_finished` event's outcome with the real output (fields at
     their defaults left out: a resume reads them with `.get`)."""
     run_id, session, event, output = item
-    if not isinstance(event, Mapping):
+    if _typed(event):
         outcome = event.outcome
         if output is not outcome.output:  # (masked in the event)
             outcome = dataclasses.replace(outcome, output=output)
@@ -870,6 +890,78 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
         result.get("ts"),
         _dumps(kept),
     )
+
+
+class _Finished:
+    """A finished step's event and record, queued as two rows made from one JSON text
+    when they can share it (`_finished_event_row` runs first: records are made in order)."""
+
+    __slots__ = ("event", "output", "run_id", "session", "text")
+
+    def __init__(self, run_id: str, session: int, event: Any, output: Any) -> None:
+        self.run_id, self.session, self.event, self.output = run_id, session, event, output
+        self.text: str | None = None
+
+
+def _finished_event_row(finished: _Finished) -> tuple[Any, ...]:
+    row = _event_row((finished.run_id, finished.session, finished.event))
+    event = finished.event
+    # a step_finished stored as its bare outcome (`stored_json`), real output unmasked
+    if (
+        type(event) is StepFinished
+        and not event.resumed
+        and event.iteration is None
+        and finished.output is event.outcome.output
+    ):
+        finished.text = row[6]
+    return row
+
+
+def _finished_step_row(finished: _Finished) -> tuple[Any, ...]:
+    """The step's row: `_step_row`'s, with the event's JSON when that is the same text."""
+    text, event = finished.text, finished.event
+    if text is None:
+        return _step_row((finished.run_id, finished.session, event, finished.output))
+    outcome = event.outcome
+    reason = None if outcome.reason is None else str(outcome.reason)
+    return (
+        finished.run_id,
+        event.step,
+        finished.session,
+        str(outcome.status),
+        reason,
+        outcome.attempts,
+        event.ts,
+        text,
+    )
+
+
+# Events whose stored fields nearly always repeat (`{}`, `{"attempt":1}`): their JSON text
+# is remembered by their values, so most are stored without pydantic. At most
+# `_MEMO_SIZE` texts per class (a map's element numbers, say, do not repeat).
+_MEMO_SIZE = 256
+_MEMOS: dict[type[Event], tuple[Callable[[Event], Any], dict[Any, str]]] = {
+    cls: (
+        operator.attrgetter(*(f.name for f in dataclasses.fields(cls) if f.name not in _COLUMNS)),
+        {},
+    )
+    for cls in (StepStarted, AttemptStarted)
+}
+
+
+def _stored_text(event: Event) -> str:
+    """`stored_json` of a typed event, as text."""
+    memo = _MEMOS.get(type(event))
+    if memo is None:
+        return stored_json(event).decode()
+    values_of, texts = memo
+    values = values_of(event)
+    text = texts.get(values)
+    if text is None:
+        text = stored_json(event).decode()
+        if len(texts) < _MEMO_SIZE:
+            texts[values] = text
+    return text
 
 
 def _with_execution(record: str, execution: int | None) -> str:

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from plait import __version__
 from plait.compiler.expressions import to_source
+from plait.compiler.graph import edges
 from plait.compiler.ir import CompiledPlan, Expr, Plan, Step, TemplateExpr, TriggerRule
 from plait.errors import ErrorKind, Stale, ToolError, error_for_kind, kind_of
 from plait.runtime import events as ev
@@ -234,14 +235,17 @@ class Run:
         self._link()
 
     def _link(self) -> None:
-        """Who waits for whom, from the plan's graph: a step waits for its dependencies
-        (its in-edges); standbys wait for nothing, they run when their primary needs them."""
-        graph = self.plan.graph
-        standby = {name for name, st in self.states.items() if st.step.is_standby}
-        for name, st in self.states.items():
-            if name not in standby:
-                st.pending = graph.in_degree(name)
-                self.dependants[name] = [s for s in graph.successors(name) if s not in standby]
+        """Who waits for whom, from the plan's edges (those of `plan.graph`): a step waits
+        for its dependencies (its in-edges); standbys wait for nothing, they run when their
+        primary needs them. (The edge list, not the networkx graph: building that graph's
+        node attributes cost a run of 10,000 steps ~0.1 s before its first step.)"""
+        states, dependants = self.states, self.dependants
+        plan = self.plan
+        for source, target in dict.fromkeys((s, t) for s, t, _ in plan.edges or edges(plan)):
+            st = states.get(target)
+            if st is not None and source in states and not st.step.is_standby:
+                st.pending += 1
+                dependants[source].append(target)
 
     # --- the run as a whole ------------------------------------------------------------
 

@@ -40,6 +40,8 @@ def fresh_reads(plan: Plan) -> dict[str, tuple[str, ...]]:
     """Per reader (not a standby), the steps with `fresh` it reads directly: in its
     arguments, its map list or its `if` (`after` alone does not make a reader)."""
     found: dict[str, tuple[str, ...]] = {}
+    if not any(step.fresh is not None for step in plan.steps.values()):
+        return found  # (most plans: no expression walked)
     for step in plan.steps.values():
         if step.is_standby:
             continue

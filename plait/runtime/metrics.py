@@ -223,6 +223,9 @@ def critical_path(
     of its steps. (A dependency cycle cannot come from a checked plan; if recorded data
     holds one, its back edges are left out.)
     """
+    fast = _chain_in_order(durations, depends_on)
+    if fast is not None:
+        return fast
     import networkx as nx
 
     start = object()  # a node no step name can equal
@@ -237,6 +240,41 @@ def critical_path(
     while not nx.is_directed_acyclic_graph(graph):
         graph.remove_edge(*nx.find_cycle(graph)[-1][:2])
     path = [step for step in nx.dag_longest_path(graph) if step is not start]
+    return (round(sum(durations[step] for step in path), 6), path)
+
+
+def _chain_in_order(
+    durations: Mapping[str, float], depends_on: Mapping[str, Iterable[str]]
+) -> tuple[float, list[str]] | None:
+    """`critical_path` in one pass when `durations` lists every step after its
+    dependencies (a plan written top-down, as most are), else None. The same weight as
+    networkx's longest path over the same graph, and mostly the same chain: it grows by a
+    dependency only when that makes it heavier, and among equally heavy chains ends at the
+    shallowest step, as networkx does (among those, it may pick another). (A run of
+    10,000 steps: a few milliseconds instead of ~0.1 s.)"""
+    # step -> (chain weight, step before, depth: the length of its longest chain of steps)
+    best: dict[str, tuple[float, str | None, int]] = {}
+    top, end, end_depth = 0.0, None, 0
+    for step, seconds in durations.items():
+        weight, before, depth = seconds, None, 1
+        for dep in depends_on.get(step, ()):
+            if dep not in durations or dep == step:
+                continue
+            found = best.get(dep)
+            if found is None:
+                return None  # a dependency listed after its dependant
+            if found[0] + seconds > weight:
+                weight, before = found[0] + seconds, dep
+            depth = max(depth, found[2] + 1)
+        best[step] = (weight, before, depth)
+        # (among equal chains, networkx ends at the shallowest step: it walks generations)
+        if weight > top or (weight == top and end is not None and depth < end_depth):
+            top, end, end_depth = weight, step, depth
+    path: list[str] = []
+    while end is not None:
+        path.append(end)
+        end = best[end][1]
+    path.reverse()
     return (round(sum(durations[step] for step in path), 6), path)
 
 

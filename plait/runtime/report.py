@@ -649,43 +649,40 @@ class ReportBuilder:
                 started_at=fold.started_at,
                 attempt_log=[a.record() for a in fold.log],
             )
+        out = final.outcome  # (read directly: a run of 10,000 steps makes 10,000 of these)
         error = None
-        if final.kind is not None:
-            error = StepError(kind=final.kind, message=final.message or "", retry=final.retry)
-        started = fold.started_at if final.attempts > 0 else None
+        if out.kind is not None:
+            error = StepError(kind=out.kind, message=out.message or "", retry=out.retry)
+        started = fold.started_at if out.attempts > 0 else None
+        meta = self.started.steps.get(name) if self.started is not None else None
+        loop = meta.get("loop") if meta else None
         return StepReport(
-            status=final.status,
-            reason=final.reason,
-            caused_by=final.caused_by,
-            attempts=final.attempts,
-            output=final.output,
+            status=out.status,
+            reason=out.reason,
+            caused_by=out.caused_by,
+            attempts=out.attempts,
+            output=out.output,
             error=error,
-            fallback_used=final.fallback_used,
+            fallback_used=out.fallback_used,
             started_at=started,
             finished_at=final.ts if started else None,
             duration_s=fold.acc.duration_s if started else None,
             attempt_log=[a.record() for a in fold.log],
-            elements=_element_summary(final.elements),
-            version=final.version,
-            read_at=final.read_at,
-            age=self._age(final),
+            elements=_element_summary(out.elements) if out.elements else None,
+            version=out.version,
+            read_at=out.read_at,
+            age=self._age(final) if out.read_at is not None else None,
             turns=fold.turns[max(fold.turns)] if fold.turns else None,
             tool_calls=fold.tool_calls,
             executions=fold.executions,
-            stale_readers=list(fold.stale_readers),
-            redecisions=list(fold.redecisions),
+            stale_readers=list(fold.stale_readers) if fold.stale_readers else [],
+            redecisions=list(fold.redecisions) if fold.redecisions else [],
             usage=dataclasses.replace(fold.usage) if fold.usage is not None else None,
-            **self._loop_fields(name, final, fold),
+            # SPEC section 11: what the report says of loops and their body steps
+            loop={**loop, "iterations": out.attempts} if loop else None,
+            in_loop=meta.get("in_loop") if meta else None,
+            per_iteration=fold.per_iteration,
         )
-
-    def _loop_fields(self, name: str, final: StepFinished, fold: _StepFold) -> dict[str, Any]:
-        meta = self.started.steps.get(name, {}) if self.started is not None else {}
-        loop = meta.get("loop")
-        return {
-            "loop": {**loop, "iterations": final.attempts} if loop else None,
-            "in_loop": meta.get("in_loop"),
-            "per_iteration": fold.per_iteration,
-        }
 
     def _age(self, final: StepFinished) -> float | None:
         if final.read_at is None:

@@ -155,6 +155,9 @@ _SUCCEEDED, _FAILED, _CANCELLED = (
 _new_step_started = ev.StepStarted
 _new_attempt_started = ev.AttemptStarted
 _new_attempt_finished = ev.AttemptFinished
+# A step that made exactly one step ready runs it on in its own task; after this many
+# such links in a row the task lets the event loop run others (timers, signals, I/O).
+_LINKS_PER_TURN = 8
 # Statuses that never make a run degraded or failed (SPEC section 6).
 _NEVER_DECIDING = frozenset({outcomes.SUCCEEDED, outcomes.SKIPPED})
 
@@ -224,6 +227,10 @@ class Run:
         self._execute: Executor = options.executor or execute
         self._wall_s = lambda: wall_seconds(self.clock)
         self._finish_count = 0
+        # steps `_decide_all` holds back from a task of their own (see there), and how
+        # many steps ran on in the task of the step before them
+        self._held: list[tuple[StepState, CallResult | None]] | None = None
+        self._links = 0
         self.cx = Redecider(self)  # re-deciding and executions (SPEC section 10)
         self.saga = Compensator(self)  # compensations when the run fails
         self.staleness = Staleness(self)  # `fresh` refreshes and `guard` probes
@@ -433,14 +440,32 @@ class Run:
             propagate=not st.step.is_standby,
         )
 
-    def _decide_all(self, names: list[str]) -> None:
-        """Decide each ready step; skips finish here and may make further steps ready."""
-        work = list(reversed(names))
-        while work:
-            st = self.states[work.pop()]
-            skipped = self._decide(st)
-            for name in reversed(skipped):
-                work.append(name)
+    def _decide_all(
+        self, names: list[str], finished: StepState | None = None
+    ) -> tuple[StepState, CallResult | None] | None:
+        """Decide each ready step; skips finish here and may make further steps ready.
+
+        Given the step whose task `finished`, when exactly one step is to start and it
+        belongs to the same task group, it is returned (step, early failure) for that task
+        to run on, instead of being given a task of its own."""
+        held = self._held = [] if finished is not None else None
+        try:
+            work = list(reversed(names))
+            while work:
+                st = self.states[work.pop()]
+                skipped = self._decide(st)
+                for name in reversed(skipped):
+                    work.append(name)
+        finally:
+            self._held = None
+        if not held:
+            return None
+        assert finished is not None
+        if len(held) == 1 and held[0][0].step.in_loop == finished.step.in_loop:
+            return held[0]
+        for st, early_failure in held:
+            self._spawn(st, early_failure)
+        return None
 
     def _decide(self, st: StepState) -> list[str]:
         """Start `st` or skip it. Returns the steps that became ready through a skip."""
@@ -495,6 +520,9 @@ class Run:
         return []
 
     def _spawn(self, st: StepState, early_failure: CallResult | None) -> None:
+        if self._held is not None:  # (`_decide_all` decides where it runs)
+            self._held.append((st, early_failure))
+            return
         self._spawn_task(st, self._run_step(st, early_failure, primary=True))
 
     def _spawn_task(self, st: StepState, work: Coroutine[Any, Any, None]) -> None:
@@ -555,15 +583,27 @@ class Run:
         """Own attempts, then fallbacks, then default; sets st.status. A primary (the task
         of a step that is not a standby) is then finished, and what became ready decided;
         a standby is finished by its primary."""
-        st.started = True
-        self._publish(
-            _new_step_started(step=st.name, standby_for=st.step.standby_for, iteration=st.iteration)
-        )
-        await self.cx.wait_for(st.deps)  # a dependency running again: its new result
-        await self._run_body(st, early_failure)
-        if primary:
+        while True:
+            st.started = True
+            self._publish(
+                _new_step_started(
+                    step=st.name, standby_for=st.step.standby_for, iteration=st.iteration
+                )
+            )
+            await self.cx.wait_for(st.deps)  # a dependency running again: its new result
+            await self._run_body(st, early_failure)
+            if not primary:
+                return
             assert st.status is not None
-            self._decide_all(self._finish(st, st.status, caused_by=st.cause))
+            follow = self._decide_all(self._finish(st, st.status, caused_by=st.cause), st)
+            if follow is None:
+                return
+            # The one step this one made ready runs on in this task (a chain's next link)
+            # instead of in a task of its own; every few links the loop gets its turn.
+            st, early_failure = follow
+            self._links += 1
+            if not self._links % _LINKS_PER_TURN:
+                await asyncio.sleep(0)
 
     async def _run_body(self, st: StepState, early_failure: CallResult | None = None) -> None:
         """The step's attempts (or its map), then fallbacks and default: sets st.status.

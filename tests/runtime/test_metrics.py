@@ -135,3 +135,18 @@ def test_critical_path_matches_a_brute_force_longest_chain() -> None:
         assert seconds == _longest_chain(durations, deps)
         assert sum(durations[s] for s in path) == seconds
         assert all(a in deps[b] for a, b in itertools.pairwise(path))
+
+
+def test_the_one_pass_critical_path_weighs_what_networkx_weighs() -> None:
+    """Steps listed after their dependencies take a one-pass path; others go to networkx.
+    Both give the heaviest chain's weight, and a chain of real dependencies."""
+    rng = random.Random(11)
+    for _ in range(300):
+        order = [f"s{i}" for i in range(rng.randint(1, 12))]
+        deps = {s: [d for d in order[:i] if rng.random() < 0.3] for i, s in enumerate(order)}
+        durations = {s: float(rng.choice([0, 1, 2, 3, 0.5])) for s in order}
+        for listed in (order, list(reversed(order))):  # top-down, then bottom-up
+            seconds, path = critical_path({s: durations[s] for s in listed}, deps)
+            assert seconds == _longest_chain(durations, deps)
+            assert sum(durations[s] for s in path) == seconds
+            assert all(a in deps[b] for a, b in itertools.pairwise(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -141,10 +142,30 @@ class FakeClock:
         loop.call_soon(self._check_idle, loop, idle_rounds)
 
 
+# iso_from_micros formats the date and time up to the second once per second (every event
+# and every step's `read_at` is stamped, at a high rate), and the microseconds from two
+# tables of three digits (a join of three strings instead of a format).
+_second_cache: tuple[int, str] = (-1, "")
+_MILLIS = tuple(f"{i:03d}" for i in range(1000))
+_MICROS_Z = tuple(f"{i:03d}Z" for i in range(1000))
+
+
+def iso_from_micros(micros: int) -> str:
+    """Microseconds since the epoch as ISO-8601 UTC text (`2026-01-01T10:00:00.123456Z`)."""
+    global _second_cache
+    second, micro = divmod(micros, 1_000_000)
+    cached, prefix = _second_cache
+    if second != cached:
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6] + "."  # no "+00:00"
+        _second_cache = (second, prefix)
+    millis, micro = divmod(micro, 1000)
+    return prefix + _MILLIS[millis] + _MICROS_Z[micro]
+
+
 def iso_from_seconds(seconds: float) -> str:
     """Wall-clock seconds since the epoch as ISO-8601 UTC text, as events stamp time."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    whole = math.floor(seconds)  # (the fraction rounded alone, exactly as datetime does)
+    return iso_from_micros(whole * 1_000_000 + round((seconds - whole) * 1_000_000))
 
 
 def seconds_from_iso(text: str) -> float:
@@ -154,6 +175,8 @@ def seconds_from_iso(text: str) -> float:
 
 def wall_seconds(clock: Clock) -> float:
     """The clock's wall time as seconds since the epoch."""
+    if type(clock) is RealClock:  # (no datetime made: every tool call reads this)
+        return time.time()
     return clock.wall().timestamp()
 
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from pydantic import TypeAdapter
 
 from plait.errors import ErrorKind
+from plait.runtime.clock import iso_from_micros
 from plait.runtime.outcomes import (
     AttemptStatus,
     CancelReason,
@@ -37,25 +38,13 @@ from plait.runtime.outcomes import (
 )
 from plait.runtime.policies.retry import RetryVerdict
 
-# utc_now_iso formats the date and time up to the second once per second (events are
-# stamped at a high rate), and the microseconds from two tables of three digits (a join of
-# three strings instead of a format). Integer nanoseconds: no float rounding.
-_second_cache: tuple[int, str] = (-1, "")
 _time_ns = time.time_ns
-_MILLIS = tuple(f"{i:03d}" for i in range(1000))
-_MICROS_Z = tuple(f"{i:03d}Z" for i in range(1000))
 
 
 def utc_now_iso() -> str:
-    """The current time as ISO-8601 UTC with microseconds (`2026-01-01T10:00:00.123456Z`)."""
-    global _second_cache
-    second, micro = divmod(_time_ns() // 1000, 1_000_000)
-    cached, prefix = _second_cache
-    if second != cached:
-        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6] + "."  # no "+00:00"
-        _second_cache = (second, prefix)
-    millis, micros = divmod(micro, 1000)
-    return prefix + _MILLIS[millis] + _MICROS_Z[micros]
+    """The current time as ISO-8601 UTC with microseconds (`2026-01-01T10:00:00.123456Z`).
+    Integer nanoseconds: no float rounding."""
+    return iso_from_micros(_time_ns() // 1000)
 
 
 def format_ts(moment: datetime) -> str:

@@ -45,7 +45,7 @@ import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -745,11 +745,18 @@ class Journal:
         }
 
 
-def pack_plan(compiled_plan: Mapping[str, Any] | bytes) -> bytes:
+def pack_plan(compiled_plan: Mapping[str, Any] | bytes | Iterable[bytes]) -> bytes:
     """The plans table's form of a compiled plan: zlib-compressed JSON. Give the JSON as
-    bytes when you have it (`plan_json`): for a big plan it is much faster to make."""
-    text = compiled_plan if isinstance(compiled_plan, bytes) else _dumps(compiled_plan).encode()
-    return zlib.compress(text, 6)
+    bytes, or as pieces of bytes, when you have it (`resume.plan_json`): for a big plan it
+    is much faster to make, and in pieces it is never whole in memory."""
+    if isinstance(compiled_plan, Mapping):
+        return zlib.compress(_dumps(compiled_plan).encode(), 6)
+    if isinstance(compiled_plan, bytes):
+        return zlib.compress(compiled_plan, 6)
+    packer = zlib.compressobj(6)
+    packed = [packer.compress(piece) for piece in compiled_plan]
+    packed.append(packer.flush())
+    return b"".join(packed)
 
 
 def _put_plan(
@@ -1096,8 +1103,8 @@ _REPLACING = frozenset({"execution_finished", "probe_finished"})
 class JournalSink:
     """An event-bus sink that records a run in the journal as its events arrive.
 
-    Give it what the events do not carry: the compiled plan (JSON, as an object or as
-    bytes: `plan_json`), the plan file's path
+    Give it what the events do not carry: the compiled plan (JSON, as an object, as bytes
+    or as pieces of bytes: `resume.plan_json`), the plan file's path
     and the raw inputs. For a resume pass `resume=True`: the run's row exists and a new
     session starts. `record_output` receives a finished step's *unmasked* output from the
     scheduler just before its `step_finished` (events carry masked values only).
@@ -1107,7 +1114,7 @@ class JournalSink:
         self,
         journal: Journal,
         *,
-        compiled_plan: Mapping[str, Any] | bytes,
+        compiled_plan: Mapping[str, Any] | bytes | Iterable[bytes],
         plan_path: str | None,
         raw_inputs: Mapping[str, Any],
         plan_file_sha256: str | None = None,

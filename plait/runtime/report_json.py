@@ -13,53 +13,36 @@ pydantic-core, indented to its depth.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, Protocol
 
-import pydantic_core
-
+from plait.jsonstream import Entries, pieces
 from plait.runtime.events import adapter
 from plait.runtime.metrics import StepMetrics
 from plait.runtime.report import RunReport, StepReport, step_json_dict
-
-_INDENT = "  "  # what `indent=2` writes per level
 
 
 class TextSink(Protocol):
     def write(self, text: str, /) -> object: ...
 
 
-@dataclasses.dataclass(slots=True)
-class _Entries:
-    """A JSON object whose entries are made one at a time, as they are written."""
-
-    entries: Iterable[tuple[str, Any]]
-
-
 def write_report_json(report: RunReport, out: TextSink) -> None:
     """Write `report` as indented JSON text (what `--json` and `--report` carry), without a
     trailing newline."""
-    skeleton = _skeleton(report)
-    fields = [(key, _streamed(key, value, report)) for key, value in skeleton.items()]
-    _write_object(out, fields, 0)
+    for piece in pieces(report_document(report), indent=2):
+        out.write(piece)
 
 
 def report_json_text(report: RunReport) -> str:
     """The same text as one string (for small reports and tests)."""
-    pieces: list[str] = []
-    write_report_json(report, _Collect(pieces))
-    return "".join(pieces)
+    return "".join(pieces(report_document(report), indent=2))
 
 
-class _Collect:
-    __slots__ = ("pieces",)
-
-    def __init__(self, pieces: list[str]) -> None:
-        self.pieces = pieces
-
-    def write(self, text: str, /) -> int:
-        self.pieces.append(text)
-        return len(text)
+def report_document(report: RunReport) -> Entries:
+    """The report's JSON document, its per-step maps (`steps`, `metrics.steps`) made one
+    entry at a time as it is written."""
+    skeleton = _skeleton(report)
+    return Entries([(key, _streamed(key, value, report)) for key, value in skeleton.items()])
 
 
 def _skeleton(report: RunReport) -> dict[str, Any]:
@@ -76,11 +59,11 @@ def _skeleton(report: RunReport) -> dict[str, Any]:
 def _streamed(key: str, value: Any, report: RunReport) -> Any:
     """The top-level value for `key`: the skeleton's, or the per-step entries in its place."""
     if key == "steps":
-        return _Entries(_step_entries(report.steps))
+        return Entries(_step_entries(report.steps))
     if key == "metrics" and report.metrics is not None:
         assert isinstance(value, dict)
-        steps = _Entries(_metrics_entries(report.metrics.steps))
-        return _Entries([(k, steps if k == "steps" else v) for k, v in value.items()])
+        steps = Entries(_metrics_entries(report.metrics.steps))
+        return Entries([(k, steps if k == "steps" else v) for k, v in value.items()])
     return value
 
 
@@ -90,27 +73,6 @@ def _step_entries(steps: dict[str, StepReport]) -> Iterator[tuple[str, Any]]:
 
 
 def _metrics_entries(steps: dict[str, StepMetrics]) -> Iterator[tuple[str, Any]]:
-    dump: Callable[..., Any] = adapter(StepMetrics).dump_python
+    dump = adapter(StepMetrics).dump_python
     for name, metrics in steps.items():
         yield name, dump(metrics, mode="json")
-
-
-def _write_object(out: TextSink, entries: Iterable[tuple[str, Any]], depth: int) -> None:
-    """A JSON object, entry by entry, laid out as `to_json(..., indent=2)` lays it out at
-    `depth`: `{}` when empty, else one entry per line and the brace on a line of its own."""
-    pad = "\n" + _INDENT * (depth + 1)
-    separator = "{" + pad
-    for key, value in entries:
-        out.write(separator + pydantic_core.to_json(key).decode() + ": ")
-        _write_value(out, value, depth + 1)
-        separator = "," + pad
-    out.write("{}" if separator[0] == "{" else "\n" + _INDENT * depth + "}")
-
-
-def _write_value(out: TextSink, value: Any, depth: int) -> None:
-    if isinstance(value, _Entries):
-        _write_object(out, value.entries, depth)
-        return
-    text = pydantic_core.to_json(value, indent=2).decode()
-    # (a JSON text's line breaks are all layout: a string's own are escaped)
-    out.write(text.replace("\n", "\n" + _INDENT * depth) if depth else text)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plait.compiler.ir import CompiledPlan, Plan
 from plait.errors import UserError
+from plait.jsonstream import Entries, pieces
 from plait.runtime.compensation import compensation_key
 from plait.runtime.journal import FINISHED_STATUSES, Journal, JournalSink
 
@@ -38,9 +39,15 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
-def plan_json(plan: Plan) -> bytes:
-    """The plan as compact JSON, made by pydantic in one go (what the journal stores)."""
-    return plan.model_dump_json().encode()
+def plan_json(plan: Plan) -> Iterator[bytes]:
+    """The plan as compact JSON (what the journal stores), in pieces: the text of
+    `plan.model_dump_json()`, made by pydantic one step at a time. (In one go, a
+    10,000-step plan's 7 MB of JSON, as text and as bytes, raised a run's peak memory by
+    ~14 MB before it started.)"""
+    skeleton = plan.model_copy(update={"steps": {}}).model_dump(mode="json")
+    steps = Entries((name, step.model_dump(mode="json")) for name, step in plan.steps.items())
+    document = Entries([(key, steps if key == "steps" else v) for key, v in skeleton.items()])
+    return (piece.encode() for piece in pieces(document))
 
 
 def attach_journal(

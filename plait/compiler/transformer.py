@@ -10,6 +10,7 @@ under a lock.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -126,6 +127,11 @@ class build:  # lower case: reads as `build.NameExpr(...)`
     BinaryExpr = staticmethod(_fast(BinaryExpr))
     NotExpr = staticmethod(_fast(NotExpr))
 
+
+# Names (of steps, tools, arguments, fields) are written many times over in a big plan
+# (`root.output` in 10,000 steps): one string each, not one per occurrence (~2 MB of a
+# 10,000-step plan's IR).
+_interned = sys.intern
 
 _tuple_new = tuple.__new__  # Span(...) without the named tuple's Python-level __new__
 
@@ -287,7 +293,8 @@ class PlanTransformer(Transformer[Tok, Any]):
         return nodes.Call(tool, tuple(rest[:-1]), join(tool.span, self._tspan(rest[-1])))
 
     def tool_name(self, *parts: Tok) -> nodes.Ident:
-        return nodes.Ident(".".join(part.value for part in parts), self._span(parts[0], parts[-1]))
+        name = _interned(".".join(part.value for part in parts))
+        return nodes.Ident(name, self._span(parts[0], parts[-1]))
 
     def arg(self, name: Tok, value: Expr) -> nodes.Arg:
         return nodes.Arg(self._ident(name), value)
@@ -444,7 +451,9 @@ class PlanTransformer(Transformer[Tok, Any]):
 
     def attr(self, value: Expr, field: Tok) -> Expr:
         if isinstance(value, NameExpr) and value.name == "env":
-            return build.EnvExpr(name=field.value, span=join(_expr_span(value), self._tspan(field)))
+            return build.EnvExpr(
+                name=_interned(field.value), span=join(_expr_span(value), self._tspan(field))
+            )
         return self._attr(value, field, False)
 
     def opt_attr(self, value: Expr, _qdot: Tok, field: Tok) -> Expr:
@@ -457,14 +466,15 @@ class PlanTransformer(Transformer[Tok, Any]):
         return self._index(value, index, closing, True)
 
     def name(self, token: Tok) -> Expr:
-        node = build.NameExpr(name=token.value, span=self._tspan(token))
+        node = build.NameExpr(name=_interned(token.value), span=self._tspan(token))
         self._check_reference(node)
         return node
 
     def call_expr(self, func: Tok, *rest: Any) -> Expr:
         args = list(rest[:-1])
         return self._nest(
-            build.CallExpr(func=func.value, args=args, span=self._span(func, rest[-1])), *args
+            build.CallExpr(func=_interned(func.value), args=args, span=self._span(func, rest[-1])),
+            *args,
         )
 
     def number(self, token: Tok) -> Expr:
@@ -545,7 +555,7 @@ class PlanTransformer(Transformer[Tok, Any]):
     # --- helpers: values ----------------------------------------------------------------------
 
     def _ident(self, token: Tok) -> nodes.Ident:
-        return nodes.Ident(token.value, self._tspan(token))
+        return nodes.Ident(_interned(token.value), self._tspan(token))
 
     def _name(self, token: Tok, what: str) -> nodes.Ident:
         """A name that may not be a reserved word (inputs, steps, map variables)."""
@@ -635,7 +645,7 @@ class PlanTransformer(Transformer[Tok, Any]):
         field_span = self._tspan(field)
         node = build.AttrExpr(
             value=value,
-            field=field.value,
+            field=_interned(field.value),
             optional=optional,
             field_span=field_span,
             span=join(_expr_span(value), field_span),

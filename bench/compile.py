@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from plait.compiler.checks import check_plan
 from plait.compiler.graph import build_graph, edges
 from plait.compiler.lower import lower_indexed
-from plait.compiler.parse import gc_paused, parse
+from plait.compiler.parse import parse
 from plait.compiler.source import SourceMap
+from plait.runtime.gcscope import paused_collector
 from plait.stdlib.registry import builtin_registry
 
 SIZES = (100, 1_000, 10_000)
@@ -111,8 +112,8 @@ def _fallback_pair(i: int) -> list[str]:
 
 
 def measure(n: int) -> dict[str, float]:
-    """Each stage's time, with the collector paused as `compile_source` does."""
-    with gc_paused():
+    """Each stage's time, with the collector paused as the command line pauses it."""
+    with paused_collector():
         return _measure(n)
 
 

@@ -730,6 +730,7 @@ def run_command(
       plait run triage.agent --executor ray --address HOST:6379   tool calls on a cluster
     """
     from plait.runtime.api import Runner, load_plan, parse_cli_inputs, parse_injections
+    from plait.runtime.gcscope import paused_collector
     from plait.runtime.journal import journal_path as resolve
     from plait.runtime.session import RunSession
 
@@ -738,7 +739,8 @@ def run_command(
     if address is not None and executor != "ray":
         raise UserError("--address goes with --executor ray")
     check_output_options(json_out, output_name)
-    plan = load_plan(plan_path, on_warnings=_show_diagnostics)  # check's warnings come first
+    with paused_collector():  # at the edge: the compiler's API leaves the collector alone
+        plan = load_plan(plan_path, on_warnings=_show_diagnostics)  # check's warnings first
     check_output_name(plan, output_name)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     with _executor(executor, plan, address) as tool_executor:
@@ -861,12 +863,16 @@ def resume_command(
       plait resume 3f9c2a1b --force          the plan file changed; use it as it is now
       plait resume 3f9c2a1b --journal ci/journal.db
     """
+    from plait.runtime.gcscope import paused_collector
     from plait.runtime.session import RunSession
 
     check_output_options(json_out, output_name)
     if _already_finished(run_id, journal_path, json_out):
         return
-    session = RunSession.resume(run_id, journal=journal_path, force=force, trace=trace, files=files)
+    with paused_collector():  # it compiles the recorded plan (see `run`)
+        session = RunSession.resume(
+            run_id, journal=journal_path, force=force, trace=trace, files=files
+        )
     check_output_name(session.runner.plan, output_name)
     if session.note and not quiet:
         click.echo(session.note, err=True)

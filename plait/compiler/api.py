@@ -20,7 +20,6 @@ from plait.compiler.checks import check_plan
 from plait.compiler.diagnostics import Diagnostic, Severity, error, has_errors, sort_key
 from plait.compiler.graph import edges
 from plait.compiler.ir import IR_VERSION, CompiledPlan, Plan
-from plait.compiler.parse import gc_paused
 from plait.compiler.render import render_all, summary
 from plait.compiler.source import SourceMap, Span, plan_text
 from plait.errors import UserError
@@ -78,8 +77,7 @@ def compile_source(
     result's `source.text` is that text. `use_policy` says what `use` items may execute:
     by default a `use "./tools.py"` is only read, never imported (docs/security.md).
     """
-    with gc_paused():
-        return _compile(plan_text(text), path, plan_dir, use_policy)
+    return _compile(plan_text(text), path, plan_dir, use_policy)
 
 
 def _compile(text: str, path: str, plan_dir: Path | None, use_policy: UsePolicy) -> CompileResult:

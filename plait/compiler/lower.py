@@ -38,7 +38,6 @@ from plait.compiler.ir import (
     TriggerRule,
     Use,
 )
-from plait.compiler.parse import gc_paused
 from plait.compiler.source import SourceMap, Span
 from plait.errors import ErrorKind
 
@@ -59,8 +58,7 @@ def lower_indexed(
     """`lower`, also handing forward the plan's expressions as it walked them (each node with
     its site and parent), for `check_plan` and the graph's edges to read instead of walking
     them again."""
-    with gc_paused():
-        return _Lowering(tree, source).run()
+    return _Lowering(tree, source).run()
 
 
 class _Lowering:

@@ -16,10 +16,8 @@ with positions mapped back into the file.
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -278,26 +276,9 @@ def grammar() -> Lark:
     )
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while compiling.
-
-    Compiling allocates many small objects that all stay alive until the end, and no
-    garbage cycles worth collecting early; the collector would scan them again and again
-    (it more than halved the time of a 10,000-step plan, see bench/README.md).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def parse(text: str, path: str = "") -> tuple[nodes.PlanNode | None, list[Diagnostic]]:
     """Parse a plan; syntax errors come back as diagnostics (codes E1xx), never as exceptions."""
-    with _LOCK, gc_paused():
+    with _LOCK:
         _TRANSFORMER.reset(path)
         _TRANSFORMER.sub_parse = lambda source, line, column: _parse_interpolation(
             source, line, column, path

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from plait.runtime import gcscope
-from plait.runtime.api import Runner
+from plait.runtime.api import Runner, run_plan
 from tests.runtime.planlib import P, S
 
 
@@ -76,3 +80,47 @@ def test_overlapping_scopes_unfreeze_once_the_last_ends() -> None:
             pass
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_compiling_and_running_from_a_path_never_pause_the_collector(tmp_path: Path) -> None:
+    """`run_plan` of a path compiles, runs and builds the report in the embedder's process:
+    at no moment may it switch the collector off (a thread watches while it works). Only the
+    command line pauses it, around its own compile (`paused_collector`)."""
+    steps = "\n".join(f"  step s{i} = std.echo(value = root.output)" for i in range(3000))
+    plan = tmp_path / "wide.agent"
+    plan.write_text(f"plan wide {{\n  step root = std.echo(value = 1)\n{steps}\n}}\n")
+    done = threading.Event()
+    seen_off: list[bool] = []
+
+    def watch() -> None:
+        while not done.is_set():
+            if not gc.isenabled():
+                seen_off.append(True)
+            time.sleep(0)  # hand the GIL back at once
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # the watcher gets a look in every half millisecond
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = run_plan(plan, environ={})
+    finally:
+        done.set()
+        watcher.join()
+        sys.setswitchinterval(switch)
+    assert report.outcome == "succeeded"
+    assert gc.isenabled()
+    assert not seen_off, "the collector was switched off inside run_plan"
+
+
+def test_paused_collector_restores_what_it_found() -> None:
+    gc.disable()
+    try:
+        with gcscope.paused_collector():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: stays off
+    finally:
+        gc.enable()
+    with gcscope.paused_collector():
+        assert not gc.isenabled()
+    assert gc.isenabled()

@@ -706,3 +706,17 @@ def test_inputs_validation() -> None:
 
 def test_literal_helpers_cover_lists() -> None:
     assert L([1, {"a": 2}]).node == "list"
+
+
+def test_a_long_chain_leaves_the_loop_turns_for_other_work(run: RunFn) -> None:
+    """A chain runs its next link in the finishing step's own task, but gives the event loop
+    a turn every few links: a 10 ms sleep beside a 3,000-link chain (well over 10 ms at any
+    speed this code runs at) ends while the chain is still going, not after it."""
+    links = [ok("c0")] + [
+        S(f"c{i}", "std.echo", value=R(f"c{i - 1}.output")) for i in range(1, 3000)
+    ]
+    ran = run(P(*links, S("nap", "std.sleep", seconds=0.01, value=1)))
+    assert ran.report.outcome == "succeeded"
+    finished = [e.step for e in ran.events if e.event == "step_finished"]
+    assert finished.index("nap") < finished.index("c2999"), "the chain held the loop"
+    assert ran.report.steps["c2999"].output == 1

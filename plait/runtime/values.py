@@ -302,7 +302,7 @@ def _pydantic_fields(value: Any) -> dict[str, Any] | None:
     if not isinstance(model_fields, dict) or not hasattr(value, "model_dump"):
         return None
     data = {name: getattr(value, name) for name in model_fields}
-    extra = getattr(value, "__pydantic_extra__", None)
+    extra = getattr(value, "model_extra", None)  # (public; None without extra="allow")
     if isinstance(extra, dict):
         data.update(extra)
     return data

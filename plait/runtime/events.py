@@ -735,6 +735,14 @@ def stored_json(event: Event) -> bytes:
     (`event`, `seq`, `ts`, `run_id`, `step`) and differ from their defaults, made by
     pydantic straight to bytes. `event_from_dict` of it (plus the columns) gives the event
     back, defaults included."""
+    cls = type(event)
+    if cls is AttemptFinished:  # (one per attempt: most succeed plainly, see below)
+        text = _plain_attempt_finished(event)  # type: ignore[arg-type]
+        if text is not None:
+            return text.encode()
+    to_json = _STORED_PLAIN.get(cls)
+    if to_json is not None:
+        return to_json(event, exclude=_COLUMNS, exclude_defaults=True, fallback=str)
     if isinstance(event, StepFinished):
         if not event.resumed and event.iteration is None:
             return outcome_json(event.outcome)
@@ -750,16 +758,133 @@ def stored_json(event: Event) -> bytes:
         data = {k: v for k, v in _json_dict(event).items() if k not in _COLUMNS}
         data.pop("event", None)
         return json.dumps(data, separators=(",", ":"), default=str).encode()
-    dumped: bytes = adapter(type(event)).dump_json(
-        event, exclude=_COLUMNS, exclude_defaults=True, fallback=str
-    )
+    # (the serializer itself, kept per class: `dump_json` is a Python layer over it)
+    to_json = _STORED_PLAIN[cls] = adapter(cls).serializer.to_json
+    dumped: bytes = to_json(event, exclude=_COLUMNS, exclude_defaults=True, fallback=str)
     return dumped
+
+
+# Event classes stored as pydantic's JSON of their non-column fields, by class
+_STORED_PLAIN: dict[type[Event], Callable[..., bytes]] = {}
 
 
 def outcome_json(outcome: StepOutcome) -> bytes:
     """A step's outcome as compact JSON (fields at their defaults left out)."""
-    dumped: bytes = adapter(StepOutcome).dump_json(outcome, exclude_defaults=True, fallback=str)
+    text = _plain_outcome(outcome)
+    if text is not None:
+        return text.encode()
+    global _outcome_to_json
+    if _outcome_to_json is None:
+        _outcome_to_json = adapter(StepOutcome).serializer.to_json
+    dumped: bytes = _outcome_to_json(outcome, exclude_defaults=True, fallback=str)
     return dumped
+
+
+_outcome_to_json: Callable[..., bytes] | None = None
+
+
+# The journal stores four events per step, two of them through pydantic: `attempt_finished`
+# and the step's outcome. Their common shapes (an attempt that succeeded; a step that
+# succeeded with a plain output) are written here instead, as the very text pydantic writes
+# (tests/runtime/test_stored_text.py compares the two); any other shape or value goes to
+# pydantic. Floats: pydantic and `float.__repr__` write the same shortest digits from 1e-4
+# up to 1e9 (checked over millions of values); below 1e-4 pydantic writes `1e-6` or
+# `0.00001` where repr writes `1e-06` or `1e-05`, so a 6-decimal duration under 0.1 ms is
+# looked up in a table pydantic made, and any other float goes to pydantic.
+_float_repr = float.__repr__
+_SMALL_FLOATS: dict[float, str] = {}
+
+
+def _float_text(value: Any) -> str | None:
+    if type(value) is not float:
+        return None
+    if 1e-4 <= value < 1e9 or value == 0.0:
+        return _float_repr(value)
+    if not _SMALL_FLOATS:
+        tenths = [round(k / 1_000_000, 6) for k in range(1, 100)]
+        texts = adapter(list[float]).serializer.to_json(tenths).decode()[1:-1].split(",")
+        _SMALL_FLOATS.update(zip(tenths, texts, strict=True))
+    return _SMALL_FLOATS.get(value)
+
+
+def _plain_attempt_finished(event: AttemptFinished) -> str | None:
+    """`stored_json` of a plainly succeeded attempt, or None for pydantic to write it."""
+    if not (
+        event.status is AttemptStatus.SUCCEEDED
+        and event.iteration is None
+        and event.element is None
+        and event.execution is None
+        and event.kind is None
+        and event.message is None
+        and event.injected is False
+        and type(event.attempt) is int
+    ):
+        return None
+    duration = _float_text(event.duration_s)
+    if duration is None:
+        return None
+    queued = event.queued_s
+    if queued is None:
+        return f'{{"attempt":{event.attempt},"status":"succeeded","duration_s":{duration}}}'
+    queued_text = _float_text(queued)
+    if queued_text is None:
+        return None
+    return (
+        f'{{"attempt":{event.attempt},"status":"succeeded","duration_s":{duration},'
+        f'"queued_s":{queued_text}}}'
+    )
+
+
+def _plain_text(value: Any) -> str | None:
+    """JSON of a string that needs no escaping (printable ASCII without `"` or `\\`), or of
+    an int; None for anything else."""
+    kind = type(value)
+    if kind is str:
+        text: str = value
+        if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+            return '"' + text + '"'
+        return None
+    if kind is int and -(2**63) <= value < 2**63:
+        return int.__repr__(value)
+    return None
+
+
+def _plain_outcome(outcome: StepOutcome) -> str | None:
+    """`outcome_json` of a step that succeeded plainly (no error, fallback or elements;
+    a string, int or no output), or None for pydantic to write it."""
+    if not (
+        type(outcome) is StepOutcome
+        and outcome.status is StepStatus.SUCCEEDED
+        and outcome.reason is None
+        and outcome.caused_by is None
+        and outcome.kind is None
+        and outcome.message is None
+        and outcome.retry is None
+        and outcome.fallback_used is None
+        and outcome.recovered_by is None
+        and outcome.elements is None
+        and type(outcome.attempts) is int
+        and outcome.attempts != 0
+    ):
+        return None
+    text = '{"status":"succeeded","attempts":' + int.__repr__(outcome.attempts)
+    output, version, read_at = outcome.output, outcome.version, outcome.read_at
+    if output is not None:
+        value = _plain_text(output)
+        if value is None:
+            return None
+        text += ',"output":' + value
+    if version is not None:
+        value = _plain_text(version)
+        if value is None:
+            return None
+        text += ',"version":' + value
+    if read_at is not None:
+        value = _plain_text(read_at)
+        if value is None:
+            return None
+        text += ',"read_at":' + value
+    return text + "}"
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
@@ -882,10 +1007,11 @@ class EventBus:
         routes, route_for, numbers = self._routes, self._route, self._numbers
         stamp, run_id = self._stamp, self.run_id
         mask = self._mask
+        real_time = stamp is utc_now_iso  # (its body inline below: one call less per event)
 
         def publish(event: E) -> E:
             event.seq = next(numbers)
-            event.ts = stamp()
+            event.ts = iso_from_micros(_time_ns() // 1000) if real_time else stamp()
             event.run_id = run_id
             if mask is not None:
                 mask(event)

@@ -837,7 +837,7 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
     """An events row (made on the writer thread): the JSON leaves out the column fields
     and every field at its default (`journal.events` gives them back)."""
     run_id, session, event = item
-    if _typed(event):
+    if isinstance(event, Event):  # (`_typed`, inline: the writer asks for every row)
         return (
             run_id,
             session,

@@ -144,22 +144,28 @@ class FakeClock:
 
 # iso_from_micros formats the date and time up to the second once per second (every event
 # and every step's `read_at` is stamped, at a high rate), and the microseconds from two
-# tables of three digits (a join of three strings instead of a format).
+# tables of three digits (a join of three strings instead of a format); the text up to the
+# millisecond is kept too (a busy run stamps many events per millisecond).
 _second_cache: tuple[int, str] = (-1, "")
+_milli_cache: tuple[int, str] = (-1, "")
 _MILLIS = tuple(f"{i:03d}" for i in range(1000))
 _MICROS_Z = tuple(f"{i:03d}Z" for i in range(1000))
 
 
 def iso_from_micros(micros: int) -> str:
     """Microseconds since the epoch as ISO-8601 UTC text (`2026-01-01T10:00:00.123456Z`)."""
-    global _second_cache
-    second, micro = divmod(micros, 1_000_000)
-    cached, prefix = _second_cache
-    if second != cached:
-        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6] + "."  # no "+00:00"
-        _second_cache = (second, prefix)
-    millis, micro = divmod(micro, 1000)
-    return prefix + _MILLIS[millis] + _MICROS_Z[micro]
+    global _second_cache, _milli_cache
+    milli, micro = divmod(micros, 1000)
+    cached, head = _milli_cache
+    if milli != cached:
+        second, millis = divmod(milli, 1000)
+        cached, prefix = _second_cache
+        if second != cached:
+            prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6] + "."  # no "+00:00"
+            _second_cache = (second, prefix)
+        head = prefix + _MILLIS[millis]
+        _milli_cache = (milli, head)
+    return head + _MICROS_Z[micro]
 
 
 def iso_from_seconds(seconds: float) -> str:

@@ -210,6 +210,10 @@ class Redecider:
         """Whether `name` is running again right now."""
         return name in self._running
 
+    def any_running(self) -> bool:
+        """Whether any step is running again right now (most runs: never)."""
+        return bool(self._running)
+
     async def execute_again(self, name: str, why: str) -> bool:
         """Run a finished step again as a new execution; concurrent callers share one.
         True when it ended `succeeded` or `recovered`."""

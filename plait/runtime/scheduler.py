@@ -590,7 +590,8 @@ class Run:
                     step=st.name, standby_for=st.step.standby_for, iteration=st.iteration
                 )
             )
-            await self.cx.wait_for(st.deps)  # a dependency running again: its new result
+            if self.cx.any_running():  # a dependency running again: its new result
+                await self.cx.wait_for(st.deps)
             await self._run_body(st, early_failure)
             if not primary:
                 return

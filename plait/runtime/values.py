@@ -70,6 +70,15 @@ def to_json_value(value: Any, limit: int | None = DEFAULT_OUTPUT_LIMIT) -> Any:
             to_json_value(value.value, limit),
             version=None if value.version is None else str(value.version),
         )
+    kind = type(value)  # (the common scalars without a walker: every tool call comes here)
+    if value is None or kind is bool:
+        if limit is None or limit >= 5:
+            return value
+    elif kind is int:
+        if limit is None or limit >= 8:
+            return value
+    elif kind is str and value.isascii() and (limit is None or limit >= len(value) + 2):
+        return value
     walker = _Walker(limit)
     result = walker.walk(value, (), 0)
     if limit is not None and walker.size > limit:

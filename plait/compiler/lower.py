@@ -37,6 +37,7 @@ from plait.compiler.ir import (
     Step,
     TriggerRule,
     Use,
+    shared_keys,
 )
 from plait.compiler.source import SourceMap, Span
 from plait.errors import ErrorKind
@@ -652,12 +653,13 @@ M = TypeVar("M", bound=BaseModel)
 
 def _adopt(cls: type[M]) -> Callable[[dict[str, Any]], M]:
     """`_fast(cls)` for callers that give every field as one dict: pydantic's
-    `model_construct` (no validation), every field marked as set (as in `_fast`)."""
+    `model_construct` (no validation), every field marked as set, the fields in a
+    key-sharing dict (as in `_fast`)."""
     every_field = set(cls.model_fields)
     construct = cls.model_construct
 
     def adopt(values: dict[str, Any]) -> M:
-        return construct(every_field, **values)
+        return shared_keys(construct(every_field, **values))
 
     return adopt
 

@@ -38,6 +38,7 @@ from plait.compiler.ir import (
     TemplateExpr,
     TriggerRule,
     is_literal,
+    shared_keys,
 )
 from plait.compiler.lexical import (
     Interpolation,
@@ -99,13 +100,14 @@ def _fast(cls: type[Model]) -> Callable[..., Model]:
     of its own was the largest single allocation of a parse. Holding every name, pydantic's
     `fields_set.add(name)` on an assignment never changes it; only `exclude_unset` dumps
     (not used) would see defaults. tests/compiler/test_parse.py checks each equals its
-    validated twin.
+    validated twin. The fields go into a key-sharing dict (`ir.shared_keys`): a plan keeps
+    every expression the parser makes.
     """
     every_field = set(cls.model_fields)
     construct = cls.model_construct
 
     def build(**values: Any) -> Model:
-        return construct(every_field, **values)
+        return shared_keys(construct(every_field, **values))
 
     return build
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import TypeAdapter
 
@@ -737,7 +737,7 @@ def stored_json(event: Event) -> bytes:
     back, defaults included."""
     cls = type(event)
     if cls is AttemptFinished:  # (one per attempt: most succeed plainly, see below)
-        text = _plain_attempt_finished(event)  # type: ignore[arg-type]
+        text = _plain_attempt_finished(cast(AttemptFinished, event))
         if text is not None:
             return text.encode()
     to_json = _STORED_PLAIN.get(cls)
@@ -762,6 +762,20 @@ def stored_json(event: Event) -> bytes:
     to_json = _STORED_PLAIN[cls] = adapter(cls).serializer.to_json
     dumped: bytes = to_json(event, exclude=_COLUMNS, exclude_defaults=True, fallback=str)
     return dumped
+
+
+def stored_text(event: Event) -> str:
+    """`stored_json` as text (what the journal's rows hold): the common shapes written
+    below are made as text, not encoded only to be decoded again."""
+    cls = type(event)
+    text: str | None = None
+    if cls is AttemptFinished:  # (these exact classes: a subclass may have more fields)
+        text = _plain_attempt_finished(cast(AttemptFinished, event))
+    elif cls is StepFinished:
+        finished = cast(StepFinished, event)
+        if not finished.resumed and finished.iteration is None:
+            text = _plain_outcome(finished.outcome)
+    return stored_json(event).decode() if text is None else text
 
 
 # Event classes stored as pydantic's JSON of their non-column fields, by class

@@ -43,12 +43,12 @@ async def execute(
     `invalid_output`) for a result that is not JSON or is over `limit` bytes. `ctx` may be
     None only for a tool that takes no context."""
     kwargs = args if spec.context_param is None else {**args, spec.context_param: ctx}
-    coerce = functools.partial(to_json_value, limit=limit)
     if spec.isolation == "process":
         from plait.stdlib.isolation import run_isolated
 
         return await run_isolated(spec.func, kwargs, ctx, limit=limit, name=spec.name)
     if not spec.is_async:
+        coerce = functools.partial(to_json_value, limit=limit)
         return await run_in_thread(
             spec.func, dict(kwargs), name=f"plait-tool-{spec.name}", finish=coerce
         )
@@ -64,7 +64,7 @@ async def execute(
         if failure is exc:
             raise
         raise failure from None
-    return coerce(value)
+    return to_json_value(value, limit)
 
 
 class _Timed:
@@ -86,7 +86,8 @@ class _Timed:
             try:
                 yielded = inner.send(send) if error is None else inner.throw(error)
             except StopIteration as stop:
-                self._check(began)
+                if time.monotonic() - began > BLOCKED_AFTER_S:  # (`_check`, inline)
+                    self._check(began)
                 return stop.value
             except BaseException:
                 self._check(began)

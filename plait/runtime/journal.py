@@ -61,6 +61,7 @@ from plait.runtime.events import (
     event_from_dict,
     outcome_json,
     stored_json,
+    stored_text,
 )
 from plait.runtime.journal_writer import GroupCommitWriter
 
@@ -960,7 +961,7 @@ def _stored_text(event: Event) -> str:
     """`stored_json` of a typed event, as text."""
     memo = _MEMOS.get(type(event))
     if memo is None:
-        return stored_json(event).decode()
+        return stored_text(event)
     values_of, texts = memo
     values = values_of(event)
     text = texts.get(values)

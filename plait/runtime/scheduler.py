@@ -472,10 +472,13 @@ class Run:
         if self.cancelled_by is not None:
             return []
         states = self.states
-        if not (
-            st.step.when is TriggerRule.ALL_SUCCEEDED
-            and all(states[d].status == outcomes.SUCCEEDED for d in st.deps)
-        ):
+        runs = st.step.when is TriggerRule.ALL_SUCCEEDED
+        if runs:
+            for d in st.deps:  # (a loop, not all() over a generator: once per step)
+                if states[d].status != outcomes.SUCCEEDED:
+                    runs = False
+                    break
+        if not runs:
             # (the default rule over succeeded dependencies runs: no views needed for that)
             deps = [states[d].outcome_view() for d in st.deps]
             decision = outcomes.trigger(st.step.when, deps)

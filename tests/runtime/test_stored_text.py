@@ -143,3 +143,17 @@ def test_other_events_are_pydantics() -> None:
         ev.AttemptStarted(step="s", attempt=1),  # the class's serializer, kept
     ):
         assert ev.stored_json(event) == _pydantic_stored(event)
+
+
+@pytest.mark.parametrize("output", _OUTPUTS)
+def test_stored_text_is_stored_json(output: Any) -> None:
+    outcome = StepOutcome(status=StepStatus.SUCCEEDED, attempts=1, output=output, version="v")
+    for event in (
+        ev.StepFinished(step="s", outcome=outcome),
+        ev.StepFinished(step="s", outcome=outcome, resumed=True),
+        ev.StepFinished(step="s", outcome=outcome, iteration=1),
+        ev.AttemptFinished(step="s", attempt=1, status=AttemptStatus.SUCCEEDED, duration_s=2e-05),
+        ev.AttemptFinished(step="s", attempt=1, status=AttemptStatus.SUCCEEDED, duration_s=1e-07),
+        ev.StepStarted(step="s"),
+    ):
+        assert ev.stored_text(event) == ev.stored_json(event).decode()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import operator
 import os
@@ -490,6 +491,16 @@ class Journal:
         self._submit(_INSERT_EVENT, _finished_event_row, finished)
         self._submit(_PUT_STEP, _finished_step_row, finished)
 
+    def event_recorder(self, run_id: str, session: int) -> Callable[[Any], None]:
+        """`record_event(run_id, session, event)` for one session: the queued record holds
+        the event alone, not a tuple made for it (three events per step)."""
+        make = functools.partial(_session_event_row, run_id, session)
+
+        def record(event: Any) -> None:
+            self._submit(_INSERT_EVENT, make, event)
+
+        return record
+
     def record_element(
         self, run_id: str, session: int, step: str, element: int, result: Mapping[str, Any]
     ) -> None:
@@ -838,6 +849,11 @@ def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
     """An events row (made on the writer thread): the JSON leaves out the column fields
     and every field at its default (`journal.events` gives them back)."""
     run_id, session, event = item
+    return _session_event_row(run_id, session, event)
+
+
+def _session_event_row(run_id: str, session: int, event: Any) -> tuple[Any, ...]:
+    """`_event_row` of one session's event (see `Journal.event_recorder`)."""
     if isinstance(event, Event):  # (`_typed`, inline: the writer asks for every row)
         return (
             run_id,
@@ -902,7 +918,8 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
 
 class _Finished:
     """A finished step's event and record, queued as two rows made from one JSON text
-    when they can share it (`_finished_event_row` runs first: records are made in order)."""
+    when they can share it (when `_finished_event_row` runs first, as it does unless a
+    batch begins between the two: then each makes its own)."""
 
     __slots__ = ("event", "output", "run_id", "session", "text")
 
@@ -1137,6 +1154,8 @@ class JournalSink:
         self.replace_plan = replace_plan
         self.run_id: str | None = None
         self.session = 0
+        # `journal.record_event` bound to this run's session, once it has begun
+        self._record_event: Callable[[Any], None] | None = None
         self._raw_outputs: dict[str, Any] = {}
         # Why the journal stopped recording this run (it is an observer: the run goes on)
         self.failure: str | None = None
@@ -1195,10 +1214,10 @@ class JournalSink:
 
     def _queue_event(self, event: Any) -> None:
         """An event that is only recorded (`_ONLY_RECORDED`)."""
-        if self.failure is not None or self.run_id is None:
+        if self.failure is not None or self._record_event is None:
             return
         try:
-            self.journal.record_event(self.run_id, self.session, event)
+            self._record_event(event)
         except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
             self.fail(exc)
 
@@ -1280,10 +1299,14 @@ class JournalSink:
                 compiled_plan=self.packed_plan,
                 plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),
             )
-            return
+        else:
+            self.session = self._begin_run(self.run_id, data)
+        self._record_event = self.journal.event_recorder(self.run_id, self.session)
+
+    def _begin_run(self, run_id: str, data: Mapping[str, Any]) -> int:
         assert self.packed_plan is not None  # (packed for every new run)
-        self.session = self.journal.begin_run(
-            run_id=self.run_id,
+        return self.journal.begin_run(
+            run_id=run_id,
             plan=str(data.get("plan")),
             plan_path=self.plan_path,
             plan_sha256=self.plan_file_sha256 or data.get("plan_sha256"),

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # The shortest time between two commits: long enough to gather a busy run's records into
@@ -122,8 +122,8 @@ class GroupCommitWriter:
             db = self._conn
             db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in _by_statement(batch).items():
-                    _insert_all(db, sql, rows)
+                for sql, records in _by_statement(batch).items():
+                    _insert_all(db, sql, records)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -136,18 +136,18 @@ def _set_markers(batch: list[Record | threading.Event]) -> None:
             item.set()
 
 
-def _by_statement(batch: list[Record]) -> dict[str, list[tuple[Any, ...]]]:
-    """The batch's rows per statement, each statement's in submission order. A batch is one
-    transaction, so the order between tables does not matter, and one `executemany` per
-    table is far cheaper than one per run of records (a step's events and its steps row
+def _by_statement(batch: list[Record]) -> dict[str, list[Record]]:
+    """The batch's records per statement, each statement's in submission order. A batch is
+    one transaction, so the order between tables does not matter, and one `executemany`
+    per table is far cheaper than one per run of records (a step's events and its steps row
     alternate: two calls per step)."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    for sql, make, item in batch:
-        same = rows.get(sql)
+    records: dict[str, list[Record]] = {}
+    for record in batch:
+        same = records.get(record[0])
         if same is None:
-            same = rows[sql] = []
-        same.append(make(item))
-    return rows
+            same = records[record[0]] = []
+        same.append(record)
+    return records
 
 
 # `... VALUES (?,?,?)`: a statement whose rows can be sent several to one statement
@@ -157,27 +157,36 @@ _PLAIN_VALUES = re.compile(r"^(.*\bVALUES\s*)(\((?:\?\s*,\s*)*\?\))\s*$", re.DOT
 ROWS_PER_STATEMENT = 32
 
 
-def _insert_all(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """`executemany(sql, rows)`, with the rows in statements of `ROWS_PER_STATEMENT` rows
-    when `sql` is a plain `INSERT ... VALUES (?,...)` (the rest one by one).
+def _rows(records: list[Record]) -> Iterator[tuple[Any, ...]]:
+    for _, make, item in records:
+        yield make(item)
+
+
+def _insert_all(db: sqlite3.Connection, sql: str, records: list[Record]) -> None:
+    """`executemany(sql, rows)` of the records' rows, with the rows in statements of
+    `ROWS_PER_STATEMENT` rows when `sql` is a plain `INSERT ... VALUES (?,...)` (the rest
+    one by one).
 
     Why: Python's sqlite3 releases the GIL around every statement it steps, and the
     scheduler's thread takes it each time: with one row per step, a 1,000-step chain
     handed the GIL over about ten times per step. Rows are inserted in order, so a later
-    `INSERT OR REPLACE` of the same key still wins."""
+    `INSERT OR REPLACE` of the same key still wins. Each row is made as it is sent, not all
+    of a batch's first: a busy run's batch holds tens of thousands, and while alive each
+    counts towards the next run of the garbage collector, which then walks them."""
     plain = _PLAIN_VALUES.match(sql)
-    full = len(rows) - len(rows) % ROWS_PER_STATEMENT
+    full = len(records) - len(records) % ROWS_PER_STATEMENT
     if plain is None or full == 0:
-        db.executemany(sql, rows)
+        db.executemany(sql, _rows(records))
         return
     head, group = plain.groups()
     wide = head + ",".join([group] * ROWS_PER_STATEMENT)
+    chain = itertools.chain.from_iterable
     db.executemany(
         wide,
-        [
-            tuple(itertools.chain.from_iterable(rows[start : start + ROWS_PER_STATEMENT]))
+        (
+            tuple(chain(_rows(records[start : start + ROWS_PER_STATEMENT])))
             for start in range(0, full, ROWS_PER_STATEMENT)
-        ],
+        ),
     )
-    if full < len(rows):
-        db.executemany(sql, rows[full:])
+    if full < len(records):
+        db.executemany(sql, _rows(records[full:]))

@@ -375,8 +375,9 @@ class _StepFold:
         self.iteration_started: str | None = None
         self.per_iteration: list[dict[str, Any]] | None = None
         self.executions = 1  # SPEC section 10
-        self.stale_readers: list[str] = []
-        self.redecisions: list[dict[str, Any]] = []
+        # None until a step has some (most never do: two empty lists per step otherwise)
+        self.stale_readers: list[str] | None = None
+        self.redecisions: list[dict[str, Any]] | None = None
         self.usage: LlmUsage | None = None  # from the tool's `llm_usage` events
 
 
@@ -574,7 +575,7 @@ class ReportBuilder:
 
     def _on_execution_started(self, event: Any) -> None:
         for fold in self.steps.values():  # running again: no longer a stale reader
-            if event.step in fold.stale_readers:
+            if fold.stale_readers and event.step in fold.stale_readers:
                 fold.stale_readers.remove(event.step)
 
     def _on_execution_finished(self, event: Any) -> None:
@@ -589,6 +590,8 @@ class ReportBuilder:
 
     def _replace_result(self, fold: Any, step: str, event: Any) -> None:
         for reader in event.stale_readers:
+            if fold.stale_readers is None:
+                fold.stale_readers = []
             if reader not in fold.stale_readers:
                 fold.stale_readers.append(reader)
         outcome = event.outcome
@@ -602,7 +605,10 @@ class ReportBuilder:
             )
 
     def _on_redecide_started(self, event: Any) -> None:
-        self._step(event.step).redecisions.append(
+        fold = self._step(event.step)
+        if fold.redecisions is None:
+            fold.redecisions = []
+        fold.redecisions.append(
             {"attempt": event.attempt, "sources": list(event.sources), "rerun": list(event.rerun)}
         )
 

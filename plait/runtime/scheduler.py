@@ -199,7 +199,8 @@ class Run:
         self._emit = self.bus.make
         self._publish = self.bus.publish  # for the four events of every step (below)
         self.states = {name: StepState(step) for name, step in plan.steps.items()}
-        self.dependants: dict[str, list[str]] = {name: [] for name in plan.steps}
+        # who waits for each step; a step nobody waits for has no entry (most of a fan-out)
+        self.dependants: dict[str, list[str]] = {}
         self.views = FinishedSteps(self.states)  # what expressions may read
         self._specs: dict[str, ToolSpec | None] = {}  # tool name -> spec, looked up once
         self.cancelled_by: outcomes.CancelReason | None = None
@@ -252,7 +253,11 @@ class Run:
             st = states.get(target)
             if st is not None and source in states and not st.step.is_standby:
                 st.pending += 1
-                dependants[source].append(target)
+                waiting = dependants.get(source)
+                if waiting is None:
+                    dependants[source] = [target]
+                else:
+                    waiting.append(target)
 
     # --- the run as a whole ------------------------------------------------------------
 
@@ -338,20 +343,25 @@ class Run:
     def _emit_run_started(self) -> None:
         plan = self.plan
         sha = plan.plan_sha256 if isinstance(plan, CompiledPlan) else None
-        info: dict[str, dict[str, Any]] = {
-            n: {
-                "optional": s.optional,
-                "standby_for": s.standby_for,
-                "map": s.is_map,
-                "depends_on": s.depends_on,
-            }  # for the critical path (metrics)
-            for n, s in plan.steps.items()
-        }
-        for n, s in plan.steps.items():  # SPEC section 11: what the report says of loops
-            if s.in_loop is not None:
-                info[n]["in_loop"] = s.in_loop
+        # Per step, for the critical path (metrics) and the report. Steps with equal
+        # entries share one dict (read only, like the rest of the event): the report
+        # builder keeps this event for the whole run, and a 10,000-step fan-out has two
+        # distinct entries, not 10,000 dicts (~2 MB).
+        info: dict[str, dict[str, Any]] = {}
+        same: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for n, s in plan.steps.items():
+            if s.in_loop is None and s.loop is None:
+                key = (s.optional, s.standby_for, s.is_map, *s.depends_on)
+                entry = same.get(key)
+                if entry is None:
+                    entry = same[key] = _step_info(s)
+                info[n] = entry
+                continue
+            entry = info[n] = _step_info(s)
+            if s.in_loop is not None:  # SPEC section 11: what the report says of loops
+                entry["in_loop"] = s.in_loop
             if s.loop is not None:
-                info[n]["loop"] = {
+                entry["loop"] = {
                     "max": s.loop.max,
                     "every": s.loop.every_s,
                     "until": to_source(s.loop.until) if s.loop.until else None,
@@ -571,7 +581,7 @@ class Run:
         if not propagate:
             return []
         ready = []
-        for name in self.dependants[st.name]:
+        for name in self.dependants.get(st.name, ()):
             dep = self.states[name]
             dep.pending -= 1
             if dep.pending == 0:
@@ -1365,6 +1375,16 @@ async def invoke_tool(
     if isinstance(value, Versioned):
         return CallResult(True, value.value, version=value.version, read_at_s=read_at_s)
     return CallResult(True, value, read_at_s=read_at_s)
+
+
+def _step_info(step: Step) -> dict[str, Any]:
+    """A step's entry in `run_started`'s `steps`."""
+    return {
+        "optional": step.optional,
+        "standby_for": step.standby_for,
+        "map": step.is_map,
+        "depends_on": step.depends_on,
+    }
 
 
 def _redecides(step: Step) -> bool:

@@ -131,6 +131,16 @@ def _without_cyclic_gc() -> None:
     gc.disable()
 
 
+def _release_parser() -> None:
+    """After `plait run` (or `resume`) compiled its plan: this process parses nothing more,
+    so lark's parser (its tables, ~0.9 MB) goes before the run, which reuses that memory
+    (issue #13: a 10,000-step run's peak RSS ~0.8 MB lower). Built again from lark's cache
+    if asked."""
+    from plait.compiler.parse import grammar
+
+    grammar.cache_clear()
+
+
 def _use_policy(no_import: bool) -> Any:
     from plait.stdlib.registry import NO_IMPORT, READ_FILES
 
@@ -741,6 +751,7 @@ def run_command(
     check_output_options(json_out, output_name)
     with paused_collector():  # at the edge: the compiler's API leaves the collector alone
         plan = load_plan(plan_path, on_warnings=_show_diagnostics)  # check's warnings first
+    _release_parser()
     check_output_name(plan, output_name)
     inputs = parse_cli_inputs(plan, input_pairs, inputs_file)
     with _executor(executor, plan, address) as tool_executor:
@@ -873,6 +884,7 @@ def resume_command(
         session = RunSession.resume(
             run_id, journal=journal_path, force=force, trace=trace, files=files
         )
+    _release_parser()
     check_output_name(session.runner.plan, output_name)
     if session.note and not quiet:
         click.echo(session.note, err=True)

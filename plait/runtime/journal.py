@@ -376,10 +376,13 @@ class Journal:
     def _submit(self, sql: str, make: Any, item: Any) -> None:
         writer = self._writer
         if writer is None:
-            writer = self._writer = GroupCommitWriter(
-                self._conn, self._lock, lambda: _guard(self.path)
-            )
+            writer = self._start_writer()
         writer.submit((sql, make, item))
+
+    def _start_writer(self) -> GroupCommitWriter:
+        # (apart from `_submit`: its lambda would make a cell at every call)
+        writer = self._writer = GroupCommitWriter(self._conn, self._lock, lambda: _guard(self.path))
+        return writer
 
     def __enter__(self) -> Journal:
         return self

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import os
 import random
@@ -490,7 +491,7 @@ class Run:
                     break
         if not runs:
             # (the default rule over succeeded dependencies runs: no views needed for that)
-            deps = [states[d].outcome_view() for d in st.deps]
+            deps = [dep.outcome_view() for dep in map(states.__getitem__, st.deps)]
             decision = outcomes.trigger(st.step.when, deps)
             if not decision.run:
                 return self._finish(
@@ -903,11 +904,9 @@ class Run:
                 queued.append(self.clock.now())
                 result = await self._call_tool(at, prepared[0], prepared[1])
                 self._keep_abandoned(at, None)
-            else:
-                spec, args = prepared
-                result = await self._admitted_call(
-                    at, lambda: self._call_tool(at, spec, args), queued
-                )
+            else:  # (a partial, not a lambda: `_attempt` then makes no cells per call)
+                call = functools.partial(self._call_tool, at, prepared[0], prepared[1])
+                result = await self._admitted_call(at, call, queued)
         except asyncio.CancelledError:
             self._publish(
                 _new_attempt_finished(
@@ -1119,26 +1118,12 @@ class Run:
         # the context is made only for a tool that takes one
         ctx = self._context(at, spec, args) if spec.context_param is not None else None
         at.watch = watch = CallWatch(tool=spec.name)
-        conversation = ctx is not None and ctx.agent is not None and step.timeout_s is not None
-
-        def call(timeout_s: float | None) -> Awaitable[CallResult]:
-            return invoke_tool(
-                spec,
-                args,
-                ctx,
-                timeout_s,
-                self.clock,
-                limit=step.max_output or self._output_limit,
-                on_block=self._block_reporter(at, spec),
-                watch=watch,
-                executor=self._execute,
-            )
-
-        if conversation:
-            assert ctx is not None and step.timeout_s is not None
+        # (no closure here: its captured names would be cells made at every call)
+        if ctx is not None and ctx.agent is not None and step.timeout_s is not None:
+            call = functools.partial(self._invoke, at, spec, args, ctx, watch)
             result: CallResult = await ctx.agent.bounded(call, step.timeout_s)
         else:
-            result = await call(step.timeout_s)
+            result = await self._invoke(at, spec, args, ctx, watch, step.timeout_s)
         if self.deadline_at is not None and self.clock.now() >= self.deadline_at:
             # the result came after the deadline (the tool held the event loop, so the
             # deadline could not interrupt it): cancelled, as the deadline would have
@@ -1146,18 +1131,40 @@ class Run:
             raise asyncio.CancelledError
         return result
 
-    def _block_reporter(self, at: _Attempt, spec: ToolSpec) -> Callable[[float], None]:
-        def report(seconds: float) -> None:
-            self._emit(
-                ev.LoopBlocked,
-                step=at.state.name,
-                attempt=at.number,
-                element=at.element,
-                tool=spec.name,
-                duration_s=round(seconds, 3),
-            )
+    def _invoke(
+        self,
+        at: _Attempt,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        ctx: ToolContext | None,
+        watch: CallWatch,
+        timeout_s: float | None,
+    ) -> Awaitable[CallResult]:
+        """The attempt's tool call under `timeout_s` (a conversation: under none)."""
+        return invoke_tool(
+            spec,
+            args,
+            ctx,
+            timeout_s,
+            self.clock,
+            limit=at.state.step.max_output or self._output_limit,
+            on_block=self._block_reporter(at, spec),
+            watch=watch,
+            executor=self._execute,
+        )
 
-        return report
+    def _block_reporter(self, at: _Attempt, spec: ToolSpec) -> Callable[[float], None]:
+        return functools.partial(self._report_block, at, spec)  # (a closure: three cells)
+
+    def _report_block(self, at: _Attempt, spec: ToolSpec, seconds: float) -> None:
+        self._emit(
+            ev.LoopBlocked,
+            step=at.state.name,
+            attempt=at.number,
+            element=at.element,
+            tool=spec.name,
+            duration_s=round(seconds, 3),
+        )
 
     def _context(
         self, at: _Attempt, spec: ToolSpec | None = None, args: Mapping[str, Any] | None = None

@@ -37,6 +37,8 @@ def canonical_json(value: Any) -> str:
 
 def value_hash(value: Any) -> str:
     """The first 16 hex digits of the SHA-256 of `value`'s canonical JSON."""
+    if value is None:  # (a step without an output: no hash to make)
+        return _NULL_HASH
     kind = type(value)
     if kind is str:  # (every step's output is hashed: the common scalars skip json.dumps,
         text = _encode_string(value)  # whose canonical JSON is this exactly)
@@ -51,6 +53,7 @@ def value_hash(value: Any) -> str:
 
 # What json.dumps(ensure_ascii=False) writes for a str (json.encoder's public name for it)
 _encode_string = json.encoder.encode_basestring
+_NULL_HASH = hashlib.sha256(b"null").hexdigest()[:16]
 
 
 def bytes_sha256(data: bytes) -> str:

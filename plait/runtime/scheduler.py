@@ -817,7 +817,7 @@ class Run:
         self, st: StepState, element: int | None, loop: dict[str, Any]
     ) -> CallResult:
         """One call with its retries: a plain step, or one element of a map."""
-        number = self._continued_attempt(st, element)
+        number = self._continued_attempt(st, element) if self._conversations else 0
         while True:
             number += 1
             result = await self._attempt(_Attempt(st, number, element, loop))

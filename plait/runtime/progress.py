@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from plait.runtime import events as ev
 from plait.runtime.report import RunReport
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -154,9 +152,14 @@ def summary_text(report: RunReport) -> str:
 
 
 class LiveProgress:
-    """A rich live view of running steps, then a summary table (on a terminal)."""
+    """A rich live view of running steps, then a summary table (on a terminal). rich is
+    imported here, not by the module: a run whose stderr is not a terminal (CI, a pipe,
+    `--quiet`) never loads it (~0.5 MB of memory, issue #13)."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
         self.console = Console(file=stream or sys.stderr)
         self.running: dict[str, tuple[int, float]] = {}  # step -> (attempt, started)
         self.live = Live(
@@ -172,9 +175,7 @@ class LiveProgress:
         elif isinstance(event, ev.StepFinished):
             self.running.pop(e.step, None)
             if e.status in ("failed", "cancelled", "recovered"):
-                self.live.console.print(
-                    Text(describe(event) or "", style=_STATUS_STYLE.get(e.status, ""))
-                )
+                self._note(describe(event), _STATUS_STYLE.get(e.status, ""))
         elif isinstance(
             event,
             (
@@ -185,9 +186,17 @@ class LiveProgress:
                 ev.AttemptAbandoned,
             ),
         ):
-            self.live.console.print(Text(describe(event) or "", style="dim"))
+            self._note(describe(event), "dim")
+
+    def _note(self, text: str | None, style: str) -> None:
+        from rich.text import Text
+
+        self.live.console.print(Text(text or "", style=style))
 
     def _render(self) -> Table:
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table.grid(padding=(0, 2))
         now = time.monotonic()
         for step, (attempt, started) in list(self.running.items()):
@@ -199,6 +208,9 @@ class LiveProgress:
         self.live.stop()
 
     def close(self, report: RunReport) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
         self.live.stop()
         table = Table(title=f"{report.plan}: {report.outcome}")
         for col in ("step", "status", "attempts", "why"):

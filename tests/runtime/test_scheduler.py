@@ -720,3 +720,36 @@ def test_a_long_chain_leaves_the_loop_turns_for_other_work(run: RunFn) -> None:
     finished = [e.step for e in ran.events if e.event == "step_finished"]
     assert finished.index("nap") < finished.index("c2999"), "the chain held the loop"
     assert ran.report.steps["c2999"].output == 1
+
+
+@pytest.mark.parametrize("shape", ["fan-out", "roots"])
+def test_a_wide_burst_of_ready_steps_starts_a_few_hundred_at_a_time(run: RunFn, shape: str) -> None:
+    """3,000 steps made ready at once (by one root, or at the start) do not all get a task
+    at once: at most a few hundred step tasks are alive while they run, and they still
+    start in the order of the plan."""
+    head = [ok("root")] if shape == "fan-out" else []
+    value = R("root.output") if shape == "fan-out" else 1
+    wide = [S(f"w{i}", "tt.tasks_alive", value=value) for i in range(3000)]
+    ran = run(P(*head, *wide))
+    assert ran.report.outcome == "succeeded"
+    assert len(tt.TASKS_ALIVE) == 3000
+    assert max(tt.TASKS_ALIVE) < 1000, max(tt.TASKS_ALIVE)  # not 3,000
+    started = [e.step for e in ran.events if e.event == "step_started" and e.step != "root"]
+    assert started == [f"w{i}" for i in range(3000)]
+
+
+def test_a_deadline_while_a_burst_is_held_back_cancels_the_steps_not_started(
+    run: RunFn,
+) -> None:
+    """Each call holds the loop 2 ms, so the first few hundred steps take ~0.5 s and the
+    0.1 s deadline passes while most of the 2,000 are still waiting for their turn: those
+    end `cancelled` with no attempt, like any step the deadline kept from starting."""
+    wide = [S(f"w{i}", "tt.tasks_alive", value=i, hog_s=0.002) for i in range(2000)]
+    ran = run(P(*wide, deadline_s=0.1))
+    rep = ran.report
+    assert rep.outcome == "failed" and rep.cancelled_by == "deadline"
+    never = [s for s in rep.steps.values() if s.status == "cancelled" and s.attempts == 0]
+    assert len(never) > 1000
+    assert all(s.started_at is None for s in never)
+    assert len(ran.of("step_finished")) == 2000
+    assert {s.status for s in rep.steps.values()} <= {"succeeded", "cancelled"}

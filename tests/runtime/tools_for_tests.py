@@ -20,6 +20,7 @@ def reset() -> None:
     CALLS.clear()
     IN_FLIGHT.update(now=0, peak=0)
     STARTS.clear()
+    TASKS_ALIVE.clear()
 
 
 @tool(name="tt.count")
@@ -48,6 +49,19 @@ def block(seconds: float) -> str:
     """A sync call that cannot be interrupted."""
     time.sleep(seconds)
     return "done"
+
+
+TASKS_ALIVE: list[int] = []
+
+
+@tool(name="tt.tasks_alive")
+async def tasks_alive(value: Any = None, hog_s: float = 0.0) -> Any:
+    """Note how many asyncio tasks are alive now; with `hog_s`, then hold the event loop
+    that long (a call that misbehaves: it blocks the loop from an async tool)."""
+    TASKS_ALIVE.append(len(asyncio.all_tasks()))
+    if hog_s:
+        time.sleep(hog_s)
+    return value
 
 
 @tool(name="tt.hint")

@@ -72,10 +72,10 @@ def to_json_value(value: Any, limit: int | None = DEFAULT_OUTPUT_LIMIT) -> Any:
         )
     kind = type(value)  # (the common scalars without a walker: every tool call comes here)
     if value is None or kind is bool:
-        if limit is None or limit >= 5:
+        if limit is None or limit >= _NULL_OR_BOOL_SIZE:
             return value
     elif kind is int:
-        if limit is None or limit >= 8:
+        if limit is None or limit >= _INT_SIZE:
             return value
     elif kind is str and value.isascii() and (limit is None or limit >= len(value) + 2):
         return value
@@ -105,6 +105,12 @@ def path_text(path: tuple[str | int, ...]) -> str:
     return "".join(parts)
 
 
+# The size an output's scalar counts towards its limit (shared by `to_json_value`'s
+# shortcut and the walker, so both count alike; a str counts its UTF-8 bytes plus 2).
+_NULL_OR_BOOL_SIZE = 5
+_INT_SIZE = 8
+
+
 class _Walker:
     __slots__ = ("active", "limit", "size", "stopped")
 
@@ -130,12 +136,12 @@ class _Walker:
     def walk(self, value: Any, path: tuple[str | int, ...], depth: int) -> Any:
         kind = type(value)
         if value is None or kind is bool:
-            self.size += 5
+            self.size += _NULL_OR_BOOL_SIZE
             return value
         if kind is str:
             return self.text(value, path)
         if kind is int:
-            self.size += 8
+            self.size += _INT_SIZE
             return value
         if kind is float:
             return self.number(value, path)

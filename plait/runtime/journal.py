@@ -66,7 +66,7 @@ from plait.runtime.events import (
 )
 from plait.runtime.journal_writer import GroupCommitWriter
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_FOLDER = ".plait"
 JOURNAL_FILE = "journal.db"
 # Seconds to wait for another process's write lock before giving up with a clear error.
@@ -109,16 +109,6 @@ CREATE TABLE sessions (
     forced      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, session)
 );
-CREATE TABLE events (
-    run_id  TEXT NOT NULL,
-    session INTEGER NOT NULL,
-    seq     INTEGER NOT NULL,
-    event   TEXT NOT NULL,
-    step    TEXT,
-    ts      TEXT,
-    data    TEXT NOT NULL,            -- the event as JSON (masked, as emitted), columns aside
-    PRIMARY KEY (run_id, session, seq)
-) WITHOUT ROWID;
 CREATE TABLE steps (
     run_id      TEXT NOT NULL,
     step        TEXT NOT NULL,
@@ -179,6 +169,48 @@ CREATE TABLE IF NOT EXISTS conversations (
     entry     TEXT NOT NULL,          -- the reply or the tool call's result, REAL values
     PRIMARY KEY (run_id, step, iteration, element, attempt, turn, call_id)
 ) WITHOUT ROWID
+"""
+
+# Schema 5: events are keyed by a number per session, given in order (`session_keys`), not
+# by the run's id, and kept in a rowid table: every session's rows are appended at the end
+# of both B-trees, wherever its run's id sorts. Schemas 1-4 keyed them by
+# (run_id, session, seq) in a WITHOUT ROWID table, where each row is a key of the B-tree:
+# a run whose random id sorts before an older run's inserted every row right before that
+# run's first row, its `run_started` (~800 KB of JSON for 10,000 steps, the per-step map,
+# on overflow pages), and SQLite compares a key with a row on overflow pages by reading the
+# row whole. Each insert read 800 KB: a 10,000-step fan-out's writer took 3-5 s of CPU
+# instead of 0.15 s once a few runs were recorded (bench/journal_growth.py). In a rowid
+# table rows are never compared, and the key index holds two small integers per row.
+# (The other per-run tables keep WITHOUT ROWID: their rows are written once per step, and
+# no row of theirs is always large; see docs/behaviour.md.)
+_SCHEMA_5 = """
+CREATE TABLE IF NOT EXISTS session_keys (
+    sid     INTEGER PRIMARY KEY,      -- the session's rows in `events`: larger for later ones
+    run_id  TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    UNIQUE (run_id, session)
+);
+CREATE TABLE events (
+    sid     INTEGER NOT NULL,         -- session_keys.sid (plait finds a run's rows by it)
+    run_id  TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    event   TEXT NOT NULL,
+    step    TEXT,
+    ts      TEXT,
+    data    TEXT NOT NULL,            -- the event as JSON (masked, as emitted), columns aside
+    PRIMARY KEY (sid, seq)
+)
+"""
+# An older journal's events, moved to the schema 5 tables (after `events` was renamed).
+_UPGRADE_5 = """
+INSERT OR IGNORE INTO session_keys (run_id, session)
+    SELECT run_id, session FROM old_events UNION SELECT run_id, session FROM sessions;
+INSERT INTO events (sid, run_id, session, seq, event, step, ts, data)
+    SELECT k.sid, e.run_id, e.session, e.seq, e.event, e.step, e.ts, e.data
+    FROM old_events e JOIN session_keys k ON k.run_id = e.run_id AND k.session = e.session
+    ORDER BY k.sid, e.seq;
+DROP TABLE old_events
 """
 
 
@@ -289,6 +321,8 @@ class Journal:
         # the connection is shared by the caller's thread and the writer thread
         self._lock = threading.RLock()
         self._writer: GroupCommitWriter | None = None
+        # each session's key in `events` (`session_keys.sid`), by run id and session
+        self._sids: dict[tuple[str, int], int] = {}
 
     # --- opening ------------------------------------------------------------------------
 
@@ -341,13 +375,20 @@ class Journal:
             self._create_schema()
 
     def _create_schema(self) -> None:
-        """Create the tables (a new file) or add schema 2's (a schema 1 journal)."""
+        """Create the tables (a new file), or bring an older journal's up to this schema in
+        one transaction: add the tables of later schemas, and from schema 4 and before,
+        move the events to schema 5's tables (a rewrite of the events, once)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have done it while we waited for the lock.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if 0 < version < 5:
+                self._conn.execute("ALTER TABLE events RENAME TO old_events")
             statements = ";".join(
-                ([_SCHEMA] if version == 0 else []) + [_SCHEMA_2, _SCHEMA_3, _SCHEMA_4]
+                ([_SCHEMA] if version == 0 else [])
+                + [_SCHEMA_2, _SCHEMA_3, _SCHEMA_4]
+                + ([_SCHEMA_5] if version < 5 else [])
+                + ([_UPGRADE_5] if 0 < version < 5 else [])
             )
             if version < SCHEMA_VERSION:
                 for statement in statements.split(";"):
@@ -442,6 +483,8 @@ class Journal:
                 "INSERT INTO sessions (run_id, session, started_at) VALUES (?,1,?)",
                 (run_id, started_at),
             )
+            sid = _session_key(db, run_id, 1)
+        self._sids[run_id, 1] = sid
         return 1
 
     def begin_session(
@@ -478,7 +521,19 @@ class Journal:
                     (plan_sha256, run_id),
                 )
                 _put_plan(db, run_id, compiled_plan)
+            sid = _session_key(db, run_id, session)
+        self._sids[run_id, session] = sid
         return session
+
+    def _sid(self, run_id: str, session: int) -> int:
+        """The session's key in `events`, made (and committed) if it has none yet: a run
+        begun here has one already (`begin_run`, `begin_session`)."""
+        sid = self._sids.get((run_id, session))
+        if sid is None:
+            with self._write() as db:
+                sid = _session_key(db, run_id, session)
+            self._sids[run_id, session] = sid
+        return sid
 
     def record_event(
         self, run_id: str, session: int, event: Any, step_output: Any = _NO_RECORD
@@ -487,17 +542,18 @@ class Journal:
         `step_finished`: the step's REAL output) the step's record too, committed in the
         same batch. Returns at once (`flush()` waits for the disk); the writer serialises
         the values shortly after, so they must not change meanwhile."""
+        sid = self._sid(run_id, session)
         if step_output is _NO_RECORD:
-            self._submit(_INSERT_EVENT, _event_row, (run_id, session, event))
+            self._submit(_INSERT_EVENT, _event_row, (sid, run_id, session, event))
             return
-        finished = _Finished(run_id, session, event, step_output)
+        finished = _Finished(run_id, session, sid, event, step_output)
         self._submit(_INSERT_EVENT, _finished_event_row, finished)
         self._submit(_PUT_STEP, _finished_step_row, finished)
 
     def event_recorder(self, run_id: str, session: int) -> Callable[[Any], None]:
         """`record_event(run_id, session, event)` for one session: the queued record holds
         the event alone, not a tuple made for it (three events per step)."""
-        make = functools.partial(_session_event_row, run_id, session)
+        make = functools.partial(_session_event_row, self._sid(run_id, session), run_id, session)
 
         def record(event: Any) -> None:
             self._submit(_INSERT_EVENT, make, event)
@@ -618,7 +674,7 @@ class Journal:
         tables = [
             t
             for t in (
-                "events",
+                "session_keys",
                 "steps",
                 "elements",
                 "iterations",
@@ -631,8 +687,15 @@ class Journal:
         ]
         with self._write(durable=True) as db:
             for run_id in chosen:
+                db.execute(
+                    "DELETE FROM events WHERE sid IN"
+                    " (SELECT sid FROM session_keys WHERE run_id = ?)",
+                    (run_id,),
+                )
                 for table in tables:  # `runs` last: the others refer to it
                     db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        for key in [k for k in self._sids if k[0] in chosen]:
+            del self._sids[key]
         for run_id in chosen:
             RunLock(self.path, run_id).path.unlink(missing_ok=True)
         return chosen
@@ -669,8 +732,9 @@ class Journal:
         sql = (
             "SELECT run_id, plan, plan_path, plan_sha256, started_at, finished_at, outcome,"
             " duration_s, sessions, (SELECT json_extract(e.data, '$.cancelled_by')"
-            " FROM events e WHERE e.run_id = runs.run_id AND e.event = 'run_finished'"
-            " ORDER BY e.session DESC LIMIT 1) AS cancelled_by"
+            " FROM session_keys k JOIN events e ON e.sid = k.sid"
+            " WHERE k.run_id = runs.run_id AND e.event = 'run_finished'"
+            " ORDER BY k.session DESC, e.seq DESC LIMIT 1) AS cancelled_by"
             " FROM runs ORDER BY started_at DESC, rowid DESC"
         )
         if limit is not None:
@@ -724,13 +788,16 @@ class Journal:
 
     def events(self, run_id: str, session: int | None = None) -> list[dict[str, Any]]:
         """Every event of the run (or of one session), in order; each gets its `session`."""
-        sql = "SELECT session, data, event, seq, ts, step FROM events WHERE run_id = ?"
+        sql = (
+            "SELECT k.session, e.data, e.event, e.seq, e.ts, e.step"
+            " FROM session_keys k JOIN events e ON e.sid = k.sid WHERE k.run_id = ?"
+        )
         args: tuple[Any, ...] = (run_id,)
         if session is not None:
-            sql += " AND session = ?"
+            sql += " AND k.session = ?"
             args += (session,)
         out = []
-        for row in self._query(sql + " ORDER BY session, seq", args):
+        for row in self._query(sql + " ORDER BY k.session, e.seq", args):
             # the columns first (an event's JSON leaves them out; older rows repeat them)
             event = {"event": row[2], "seq": row[3], "ts": row[4], "run_id": run_id}
             if row[5] is not None:
@@ -785,7 +852,7 @@ def _put_plan(
 
 
 _INSERT_EVENT = (
-    "INSERT INTO events (run_id, session, seq, event, step, ts, data) VALUES (?,?,?,?,?,?,?)"
+    "INSERT INTO events (sid, run_id, session, seq, event, step, ts, data) VALUES (?,?,?,?,?,?,?,?)"
 )
 _PUT_STEP = (
     "INSERT OR REPLACE INTO steps (run_id, step, session, status, reason, attempts,"
@@ -848,17 +915,19 @@ def _element_row(item: tuple[str, int, str, int, Mapping[str, Any]]) -> tuple[An
     return (run_id, step, element, session, _dumps(result))
 
 
-def _event_row(item: tuple[str, int, Any]) -> tuple[Any, ...]:
-    """An events row (made on the writer thread): the JSON leaves out the column fields
-    and every field at its default (`journal.events` gives them back)."""
-    run_id, session, event = item
-    return _session_event_row(run_id, session, event)
+def _event_row(item: tuple[int, str, int, Any]) -> tuple[Any, ...]:
+    """An events row (made on the writer thread) of (session key, run id, session, event):
+    the JSON leaves out the column fields and every field at its default
+    (`journal.events` gives them back)."""
+    sid, run_id, session, event = item
+    return _session_event_row(sid, run_id, session, event)
 
 
-def _session_event_row(run_id: str, session: int, event: Any) -> tuple[Any, ...]:
+def _session_event_row(sid: int, run_id: str, session: int, event: Any) -> tuple[Any, ...]:
     """`_event_row` of one session's event (see `Journal.event_recorder`)."""
     if isinstance(event, Event):  # (`_typed`, inline: the writer asks for every row)
         return (
+            sid,
             run_id,
             session,
             event.seq,
@@ -873,7 +942,7 @@ def _session_event_row(run_id: str, session: int, event: Any) -> tuple[Any, ...]
     step = data.get("step")
     if step is not None:
         del data["step"]  # (a null `step` stays: the column cannot tell it from none)
-    return (run_id, session, seq, name, step, ts, _dumps(data))
+    return (sid, run_id, session, seq, name, step, ts, _dumps(data))
 
 
 def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
@@ -924,15 +993,16 @@ class _Finished:
     when they can share it (when `_finished_event_row` runs first, as it does unless a
     batch begins between the two: then each makes its own)."""
 
-    __slots__ = ("event", "output", "run_id", "session", "text")
+    __slots__ = ("event", "output", "run_id", "session", "sid", "text")
 
-    def __init__(self, run_id: str, session: int, event: Any, output: Any) -> None:
-        self.run_id, self.session, self.event, self.output = run_id, session, event, output
+    def __init__(self, run_id: str, session: int, sid: int, event: Any, output: Any) -> None:
+        self.run_id, self.session, self.sid = run_id, session, sid
+        self.event, self.output = event, output
         self.text: str | None = None
 
 
 def _finished_event_row(finished: _Finished) -> tuple[Any, ...]:
-    row = _event_row((finished.run_id, finished.session, finished.event))
+    row = _session_event_row(finished.sid, finished.run_id, finished.session, finished.event)
     event = finished.event
     # a step_finished stored as its bare outcome (`stored_json`), real output unmasked
     if (
@@ -941,7 +1011,7 @@ def _finished_event_row(finished: _Finished) -> tuple[Any, ...]:
         and event.iteration is None
         and finished.output is event.outcome.output
     ):
-        finished.text = row[6]
+        finished.text = row[7]
     return row
 
 
@@ -1055,6 +1125,18 @@ def _put_step(
 ) -> None:
     event = {**result, "step": step}
     db.execute(_PUT_STEP, _step_row((run_id, session, event, result.get("output"))))
+
+
+def _session_key(db: sqlite3.Connection, run_id: str, session: int) -> int:
+    """The session's key in `events` (in a write transaction), made the first time: one
+    larger than every key in the journal, so its rows go after every other session's."""
+    db.execute(
+        "INSERT OR IGNORE INTO session_keys (run_id, session) VALUES (?, ?)", (run_id, session)
+    )
+    row = db.execute(
+        "SELECT sid FROM session_keys WHERE run_id = ? AND session = ?", (run_id, session)
+    ).fetchone()
+    return int(row[0])
 
 
 def _started_before(started_at: str, cutoff: datetime) -> bool:

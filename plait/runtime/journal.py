@@ -30,6 +30,15 @@ Size: an event row keeps its JSON without the fields that have columns (`event`,
 `ts`, `run_id`), and attempts are read from the events: a finished no-op step costs about
 1 KB (outputs aside).
 
+Layout (schema 5): the events, four rows per step, are keyed by `(sid, seq)`, `sid` a number
+given to each session in order (`session_keys`), in a rowid table, so a session's rows are
+appended at the end of the file's B-trees whatever its run id: what a run costs to record
+does not depend on the runs already recorded (`_SCHEMA_5` says why the run id must not lead
+the key; `bench/journal_growth.py` measures it). `events` keeps its `run_id` and `session`
+columns for other readers of the file; plait finds a run's events through `session_keys`.
+A journal of schema 1-4 is upgraded when opened, in one transaction (its events rewritten
+once: about a second per 100 MB of journal).
+
 A journal that is locked (after a busy timeout), corrupt, not a plait journal, or written by
 a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here
 deletes or rewrites an existing record, except `prune` (`plait runs --prune`), on request.

@@ -30,14 +30,14 @@ Size: an event row keeps its JSON without the fields that have columns (`event`,
 `ts`, `run_id`), and attempts are read from the events: a finished no-op step costs about
 1 KB (outputs aside).
 
-Layout (schema 5): the events, four rows per step, are keyed by `(sid, seq)`, `sid` a number
-given to each session in order (`session_keys`), in a rowid table, so a session's rows are
-appended at the end of the file's B-trees whatever its run id: what a run costs to record
-does not depend on the runs already recorded (`_SCHEMA_5` says why the run id must not lead
-the key; `bench/journal_growth.py` measures it). `events` keeps its `run_id` and `session`
-columns for other readers of the file; plait finds a run's events through `session_keys`.
-A journal of schema 1-4 is upgraded when opened, in one transaction (its events rewritten
-once: about a second per 100 MB of journal).
+Layout (schemas 5 and 6): every table is a rowid table (none WITHOUT ROWID), so SQLite
+compares keys, never whole rows, whatever their size. The events, four rows per step, are
+keyed by `(sid, seq)`, `sid` a number given to each session in order (`session_keys`), so
+a session's rows are appended at the end whatever its run id: what a run costs to record
+does not depend on the runs already recorded (`_SCHEMA_5` says why; `bench/journal_growth.py`
+measures it). `events` keeps its `run_id` and `session` columns for other readers of the
+file; plait finds a run's events through `session_keys`. An older journal is upgraded when
+opened, in one transaction (0.6 s for a 35 MB journal of schema 4).
 
 A journal that is locked (after a busy timeout), corrupt, not a plait journal, or written by
 a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here
@@ -52,6 +52,7 @@ import functools
 import json
 import operator
 import os
+import re
 import sqlite3
 import threading
 import zlib
@@ -75,7 +76,7 @@ from plait.runtime.events import (
 )
 from plait.runtime.journal_writer import GroupCommitWriter
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_FOLDER = ".plait"
 JOURNAL_FILE = "journal.db"
 # Seconds to wait for another process's write lock before giving up with a clear error.
@@ -128,7 +129,7 @@ CREATE TABLE steps (
     finished_at TEXT,
     result      TEXT,                 -- the step's result with its REAL output (resume only)
     PRIMARY KEY (run_id, step)
-) WITHOUT ROWID
+)
 """
 # Schema 2 adds this table (a schema 1 journal gets it when opened, nothing else changes):
 # the compiled plan, zlib-compressed JSON, apart from the runs row that is updated at each
@@ -137,7 +138,7 @@ _SCHEMA_2 = """
 CREATE TABLE IF NOT EXISTS plans (
     run_id        TEXT PRIMARY KEY,
     compiled_plan BLOB NOT NULL
-) WITHOUT ROWID
+)
 """
 
 
@@ -150,7 +151,7 @@ CREATE TABLE IF NOT EXISTS elements (
     session INTEGER NOT NULL,
     result  TEXT NOT NULL,            -- the element's result with its REAL output (resume only)
     PRIMARY KEY (run_id, step, element)
-) WITHOUT ROWID
+)
 """
 
 # Schema 4 (SPEC section 11): what a resume needs of loops and model conversations that did
@@ -165,7 +166,7 @@ CREATE TABLE IF NOT EXISTS iterations (
     session   INTEGER NOT NULL,
     result    TEXT NOT NULL,          -- its result in that iteration, REAL output (resume only)
     PRIMARY KEY (run_id, step, iteration)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS conversations (
     run_id    TEXT NOT NULL,
     step      TEXT NOT NULL,
@@ -177,7 +178,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     session   INTEGER NOT NULL,
     entry     TEXT NOT NULL,          -- the reply or the tool call's result, REAL values
     PRIMARY KEY (run_id, step, iteration, element, attempt, turn, call_id)
-) WITHOUT ROWID
+)
 """
 
 # Schema 5: events are keyed by a number per session, given in order (`session_keys`), not
@@ -187,11 +188,16 @@ CREATE TABLE IF NOT EXISTS conversations (
 # a run whose random id sorts before an older run's inserted every row right before that
 # run's first row, its `run_started` (~800 KB of JSON for 10,000 steps, the per-step map,
 # on overflow pages), and SQLite compares a key with a row on overflow pages by reading the
-# row whole. Each insert read 800 KB: a 10,000-step fan-out's writer took 3-5 s of CPU
-# instead of 0.15 s once a few runs were recorded (bench/journal_growth.py). In a rowid
+# row whole. Each insert read 800 KB: a 10,000-step fan-out's writer took 4-5 s of CPU
+# instead of 0.2-0.25 s once a few runs were recorded (bench/journal_growth.py). In a rowid
 # table rows are never compared, and the key index holds two small integers per row.
-# (The other per-run tables keep WITHOUT ROWID: their rows are written once per step, and
-# no row of theirs is always large; see docs/behaviour.md.)
+# Schema 6: the other tables too. Their rows are outputs, none large by construction, but
+# a run sorting before another, whose steps finished in the order of their names, inserted
+# each `steps` row right before the other run's first one: with a 1 MB output there, a
+# 10,000-step run's writer took 4.5 s instead of 0.3. Now no table is WITHOUT ROWID: rows
+# are never compared, only keys (`_rekey` rebuilds an older journal's tables).
+_WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\s*$", re.IGNORECASE)
+_REKEYED = ("steps", "plans", "elements", "iterations", "conversations")
 _SCHEMA_5 = """
 CREATE TABLE IF NOT EXISTS session_keys (
     sid     INTEGER PRIMARY KEY,      -- the session's rows in `events`: larger for later ones
@@ -385,8 +391,9 @@ class Journal:
 
     def _create_schema(self) -> None:
         """Create the tables (a new file), or bring an older journal's up to this schema in
-        one transaction: add the tables of later schemas, and from schema 4 and before,
-        move the events to schema 5's tables (a rewrite of the events, once)."""
+        one transaction: add the tables of later schemas; from schema 4 and before, move
+        the events to schema 5's tables; from schema 5 and before, rebuild the other
+        WITHOUT ROWID tables as rowid tables (schema 6). Each a rewrite, once."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have done it while we waited for the lock.
@@ -403,6 +410,8 @@ class Journal:
                 for statement in statements.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
+                for table in _REKEYED:
+                    _rekey(self._conn, table)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -1146,6 +1155,21 @@ def _session_key(db: sqlite3.Connection, run_id: str, session: int) -> int:
         "SELECT sid FROM session_keys WHERE run_id = ? AND session = ?", (run_id, session)
     ).fetchone()
     return int(row[0])
+
+
+def _rekey(conn: sqlite3.Connection, table: str) -> None:
+    """Rebuild `table` as a rowid table with the same columns, key and rows if it is a
+    WITHOUT ROWID table (a journal of schema 5 or before; see `_SCHEMA_5`)."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if row is None or not _WITHOUT_ROWID.search(row[0]):
+        return
+    columns = ", ".join(f'"{c[1]}"' for c in conn.execute(f'PRAGMA table_info("{table}")'))
+    conn.execute(f'ALTER TABLE "{table}" RENAME TO "old_{table}"')
+    conn.execute(_WITHOUT_ROWID.sub(")", row[0]))
+    conn.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "old_{table}"')
+    conn.execute(f'DROP TABLE "old_{table}"')
 
 
 def _started_before(started_at: str, cutoff: datetime) -> bool:

@@ -1,11 +1,13 @@
-"""Where the journal puts a run's events: after every session recorded before it, whatever
-its run id (schema 5), and an older journal (schema 4, events keyed by the random run id in
-a WITHOUT ROWID table) upgraded in place with every read unchanged.
+"""Where the journal puts a run's rows: after every session recorded before it, whatever its
+run id, in tables where SQLite compares keys only (schemas 5 and 6), and an older journal
+(schema 4: events keyed by the random run id; schemas 4 and 5: the per-run tables WITHOUT
+ROWID) upgraded in place with every read unchanged.
 
-Why it matters (`journal._SCHEMA_5`): with the run id leading the key, a run whose id sorted
-before an older run's inserted each row right before that run's first row, its large
-`run_started`, and SQLite read that row whole at every insert (a 10,000-step run's writer:
-0.2 s of CPU alone in its journal, 4-5 s after one other run; bench/journal_growth.py)."""
+Why it matters (`journal._SCHEMA_5`): in a WITHOUT ROWID table keyed by the run id, a run
+whose id sorted before an older run's inserted each row right before that run's first row,
+for events its large `run_started`, and SQLite read that row whole at every insert (a
+10,000-step run's writer: 0.2 s of CPU alone in its journal, 4-5 s after one other run;
+bench/journal_growth.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from plait.runtime.journal import SCHEMA_VERSION, Journal, run_report
 from plait.runtime.session import RunSession
 from tests.runtime.planlib import P, R, S
 
 LAST, FIRST = "ffffffffffffffff", "0000000000000000"  # ids sorting after and before the rest
 TS = "2026-01-01T00:00:00.000000Z"
+PER_RUN = ("steps", "plans", "elements", "iterations", "conversations")  # and events
 
 
 def _run(journal: Journal, run_id: str, steps: int = 5) -> None:
@@ -35,21 +40,20 @@ def _second_session(journal: Journal, run_id: str) -> None:
     """A resume's session, recorded through the journal's own API."""
     session = journal.begin_session(run_id, TS)
     assert session == 2
-    journal.record_event(
-        run_id, session, {"event": "step_started", "seq": 1, "ts": TS, "step": "s0"}
-    )
+    started = {"event": "step_started", "seq": 1, "ts": TS, "step": "s0"}
+    journal.record_event(run_id, session, started)
     attempt = {"event": "attempt_started", "seq": 2, "ts": TS, "step": "s0", "attempt": 1}
     journal.record_event(run_id, session, attempt)
     journal.flush()
 
 
-def _stored_order(path: Path) -> list[tuple[str, int]]:
-    """(run id, session) of the events rows in the order they are stored, one per stretch."""
+def _stored_order(path: Path, table: str = "events") -> list[tuple[str, int]]:
+    """(run id, session) of the table's rows in the order they are stored, one per stretch."""
     with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT run_id, session FROM events ORDER BY rowid").fetchall()
-        assert (
-            rows == conn.execute("SELECT run_id, session FROM events ORDER BY sid, seq").fetchall()
-        )
+        rows = conn.execute(f"SELECT run_id, session FROM {table} ORDER BY rowid").fetchall()
+        if table == "events":
+            keyed = conn.execute("SELECT run_id, session FROM events ORDER BY sid, seq")
+            assert rows == keyed.fetchall()
     stretches: list[tuple[str, int]] = []
     for run_id, session in rows:
         if not stretches or stretches[-1] != (run_id, session):
@@ -57,19 +61,25 @@ def _stored_order(path: Path) -> list[tuple[str, int]]:
     return stretches
 
 
-def test_each_session_s_events_are_stored_after_every_earlier_session_s(tmp_path: Path) -> None:
+def _tables(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+
+
+def test_each_session_s_rows_are_stored_after_every_earlier_session_s(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     with Journal.open(path) as journal:
         _run(journal, LAST)
         _run(journal, FIRST)  # sorts before the run already there
         _second_session(journal, LAST)  # a resume of the older run, after the newer one
     assert _stored_order(path) == [(LAST, 1), (FIRST, 1), (LAST, 2)]
-    with sqlite3.connect(path) as conn:
-        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
-    assert "WITHOUT ROWID" not in sql.upper()  # rows are never compared with one another
+    assert _stored_order(path, "steps") == [(LAST, 1), (FIRST, 1)]
+    tables = _tables(path)  # rows are never compared with one another, only keys
+    assert {"events", *PER_RUN} <= set(tables)
+    assert [name for name, sql in tables.items() if "WITHOUT ROWID" in sql.upper()] == []
 
 
-# The events table of schema 2-4 (schema 1's had no WITHOUT ROWID; the upgrade is the same).
+# The events table of schemas 2-4 (schema 1's had no WITHOUT ROWID; the upgrade is the same).
 _EVENTS_4 = """
 CREATE TABLE events (
     run_id  TEXT NOT NULL,
@@ -84,17 +94,28 @@ CREATE TABLE events (
 """
 
 
-def _as_schema_4(path: Path) -> None:
-    """Turn a journal into what plait wrote before schema 5: the same rows, keyed by run id."""
+def _as_schema(path: Path, version: int) -> None:
+    """Turn a journal into what plait wrote as schema 4 (the same rows, events keyed by run
+    id) or 5 (events as now), the other per-run tables WITHOUT ROWID in both."""
     with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE events RENAME TO new_events")
-        conn.execute(_EVENTS_4)
-        conn.execute(
-            "INSERT INTO events SELECT run_id, session, seq, event, step, ts, data FROM new_events"
-        )
-        conn.execute("DROP TABLE new_events")
-        conn.execute("DROP TABLE session_keys")
-        conn.execute("PRAGMA user_version = 4")
+        for table in PER_RUN:
+            (sql,) = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+            ).fetchone()
+            conn.execute(f"ALTER TABLE {table} RENAME TO new_{table}")
+            conn.execute(sql + " WITHOUT ROWID")
+            conn.execute(f"INSERT INTO {table} SELECT * FROM new_{table}")
+            conn.execute(f"DROP TABLE new_{table}")
+        if version == 4:
+            conn.execute("ALTER TABLE events RENAME TO new_events")
+            conn.execute(_EVENTS_4)
+            conn.execute(
+                "INSERT INTO events SELECT run_id, session, seq, event, step, ts, data"
+                " FROM new_events"
+            )
+            conn.execute("DROP TABLE new_events")
+            conn.execute("DROP TABLE session_keys")
+        conn.execute(f"PRAGMA user_version = {version}")
 
 
 def _reads(journal: Journal, run_ids: list[str]) -> dict[str, Any]:
@@ -106,6 +127,7 @@ def _reads(journal: Journal, run_ids: list[str]) -> dict[str, Any]:
                 journal.events(run_id, session=2),
                 journal.attempts(run_id),
                 journal.finished_steps(run_id),
+                journal.compiled_plan(run_id),
                 run_report(journal, run_id).to_json_dict(),
             )
             for run_id in run_ids
@@ -113,14 +135,18 @@ def _reads(journal: Journal, run_ids: list[str]) -> dict[str, Any]:
     }
 
 
-def test_a_schema_4_journal_is_upgraded_in_place_and_reads_the_same(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [4, 5])
+def test_an_older_journal_is_upgraded_in_place_and_reads_the_same(
+    tmp_path: Path, version: int
+) -> None:
     path = tmp_path / "j.db"
     with Journal.open(path) as journal:
         _run(journal, LAST)
         _run(journal, FIRST)
         _second_session(journal, LAST)
         before = _reads(journal, [LAST, FIRST])
-    _as_schema_4(path)
+    _as_schema(path, version)
+    assert "WITHOUT ROWID" in _tables(path)["steps"]
     with Journal.open(path) as journal:
         assert _reads(journal, [LAST, FIRST]) == before
         middle = "8000000000000000"
@@ -130,11 +156,11 @@ def test_a_schema_4_journal_is_upgraded_in_place_and_reads_the_same(tmp_path: Pa
         assert journal.prune(keep=2) == [LAST]
         assert journal.events(LAST) == []
     assert _stored_order(path) == [(FIRST, 1), (middle, 1)]
+    assert _stored_order(path, "steps") == [(FIRST, 1), (middle, 1)]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert conn.execute("SELECT run_id, session FROM session_keys ORDER BY sid").fetchall() == [
-            (FIRST, 1),
-            (middle, 1),
-        ]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert "old_events" not in tables
+        keys = conn.execute("SELECT run_id, session FROM session_keys ORDER BY sid").fetchall()
+    assert keys == [(FIRST, 1), (middle, 1)]
+    tables = _tables(path)
+    assert not [name for name in tables if name.startswith(("old_", "new_"))]
+    assert [name for name, sql in tables.items() if "WITHOUT ROWID" in sql.upper()] == []

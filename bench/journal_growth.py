@@ -52,37 +52,42 @@ def main() -> None:
     from plait.runtime.journal import SCHEMA_VERSION, Journal
     from plait.runtime.session import RunSession
 
-    folder = Path(tempfile.mkdtemp(prefix="plait-growth-"))
-    plan = folder / "fan.agent"
-    plan.write_text(plan_text("fanout", fan_out(args.steps)))
-    db = args.journal or folder / "journal.db"
-    rng = random.Random(7)
-    ids = [
-        f"{15 - n:x}{n:015x}" if args.ids == "descending" else f"{rng.getrandbits(64):016x}"
-        for n in range(args.runs)
-    ]
-    print(
-        f"plait {Path(plait.__file__).parent.parent} (journal schema {SCHEMA_VERSION}),"
-        f" {args.steps}-step fan-out, {args.runs} runs into one journal, ids {args.ids}"
-    )
-    print("run  id                writer CPU s  ratio to run 1  run wall s  journal MB")
-    first = None
-    for n, run_id in enumerate(ids, 1):
-        t0 = time.perf_counter()
-        with Journal.open(db) as journal:
-            report = RunSession.start(plan, journal=journal, run_id=run_id, environ={}).run_sync()
-            journal.flush()
-            writer_s = _writer_cpu_s()
-        wall = time.perf_counter() - t0
-        if report.outcome != "succeeded":
-            raise SystemExit(f"run {n} {report.outcome}")
-        first = first or writer_s
-        size = sum(os.path.getsize(p) for p in (db, Path(f"{db}-wal")) if os.path.exists(p)) / 1e6
+    with tempfile.TemporaryDirectory(prefix="plait-growth-") as tmp:  # (removed after)
+        folder = Path(tmp)
+        plan = folder / "fan.agent"
+        plan.write_text(plan_text("fanout", fan_out(args.steps)))
+        db = args.journal or folder / "journal.db"
+        rng = random.Random(7)
+        ids = [
+            f"{15 - n:x}{n:015x}" if args.ids == "descending" else f"{rng.getrandbits(64):016x}"
+            for n in range(args.runs)
+        ]
         print(
-            f"{n:>3}  {run_id}  {writer_s:12.3f}  {writer_s / first:14.2f}"
-            f"  {wall:10.2f}  {size:10.1f}",
-            flush=True,
+            f"plait {Path(plait.__file__).parent.parent} (journal schema {SCHEMA_VERSION}),"
+            f" {args.steps}-step fan-out, {args.runs} runs into one journal, ids {args.ids}"
         )
+        print("run  id                writer CPU s  ratio to run 1  run wall s  journal MB")
+        first = None
+        for n, run_id in enumerate(ids, 1):
+            t0 = time.perf_counter()
+            with Journal.open(db) as journal:
+                report = RunSession.start(
+                    plan, journal=journal, run_id=run_id, environ={}
+                ).run_sync()
+                journal.flush()
+                writer_s = _writer_cpu_s()
+            wall = time.perf_counter() - t0
+            if report.outcome != "succeeded":
+                raise SystemExit(f"run {n} {report.outcome}")
+            first = first or writer_s
+            size = (
+                sum(os.path.getsize(p) for p in (db, Path(f"{db}-wal")) if os.path.exists(p)) / 1e6
+            )
+            print(
+                f"{n:>3}  {run_id}  {writer_s:12.3f}  {writer_s / first:14.2f}"
+                f"  {wall:10.2f}  {size:10.1f}",
+                flush=True,
+            )
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

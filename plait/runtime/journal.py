@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import operator
 import os
@@ -65,6 +64,7 @@ from typing import Any
 
 from plait.errors import UserError
 from plait.runtime.events import (
+    EVENT_TYPES,
     AttemptStarted,
     Event,
     StepFinished,
@@ -74,7 +74,7 @@ from plait.runtime.events import (
     stored_json,
     stored_text,
 )
-from plait.runtime.journal_writer import GroupCommitWriter
+from plait.runtime.journal_writer import GroupCommitWriter, Rows
 
 SCHEMA_VERSION = 6
 DEFAULT_FOLDER = ".plait"
@@ -338,6 +338,8 @@ class Journal:
         self._writer: GroupCommitWriter | None = None
         # each session's key in `events` (`session_keys.sid`), by run id and session
         self._sids: dict[tuple[str, int], int] = {}
+        # the session each run records its typed events in, with its key (`event_recorder`)
+        self._recording: dict[str, tuple[int, int]] = {}
 
     # --- opening ------------------------------------------------------------------------
 
@@ -433,15 +435,30 @@ class Journal:
             self._writer.flush()
 
     def _submit(self, sql: str, make: Any, item: Any) -> None:
+        self._submit_item((sql, make, item))
+
+    def _submit_item(self, item: Any) -> None:
+        """Queue a record, or an item standing for its rows (`_start_writer`)."""
         writer = self._writer
         if writer is None:
             writer = self._start_writer()
-        writer.submit((sql, make, item))
+        writer.submit(item)
 
     def _start_writer(self) -> GroupCommitWriter:
         # (apart from `_submit`: its lambda would make a cell at every call)
-        writer = self._writer = GroupCommitWriter(self._conn, self._lock, lambda: _guard(self.path))
+        event_row = ((_INSERT_EVENT, self._typed_event_row),)
+        rows_of: dict[type, Rows] = {cls: event_row for cls in EVENT_TYPES.values()}
+        rows_of[_Finished] = ((_INSERT_EVENT, _finished_event_row), (_PUT_STEP, _finished_step_row))
+        writer = self._writer = GroupCommitWriter(
+            self._conn, self._lock, lambda: _guard(self.path), rows_of
+        )
         return writer
+
+    def _typed_event_row(self, event: Event) -> tuple[Any, ...]:
+        """The events row of a typed event queued as it is (`event_recorder`), in the session
+        its run is recording."""
+        sid, session = self._recording[event.run_id]
+        return _session_event_row(sid, event.run_id, session, event)
 
     def __enter__(self) -> Journal:
         return self
@@ -564,17 +581,22 @@ class Journal:
         if step_output is _NO_RECORD:
             self._submit(_INSERT_EVENT, _event_row, (sid, run_id, session, event))
             return
-        finished = _Finished(run_id, session, sid, event, step_output)
-        self._submit(_INSERT_EVENT, _finished_event_row, finished)
-        self._submit(_PUT_STEP, _finished_step_row, finished)
+        self._submit_item(_Finished(run_id, session, sid, event, step_output))  # (two rows)
 
     def event_recorder(self, run_id: str, session: int) -> Callable[[Any], None]:
-        """`record_event(run_id, session, event)` for one session: the queued record holds
-        the event alone, not a tuple made for it (three events per step)."""
-        make = functools.partial(_session_event_row, self._sid(run_id, session), run_id, session)
+        """`record_event(run_id, session, event)` for one session: a typed event of the run
+        is queued as it is, without a record made for it (three events per step)."""
+        recording = (self._sid(run_id, session), session)
+        if self._recording.get(run_id, recording) != recording:
+            self.flush()  # (what an earlier session queued is written as that session's)
+        self._recording[run_id] = recording
+        submit, typed = self._submit_item, frozenset(EVENT_TYPES.values())
 
         def record(event: Any) -> None:
-            self._submit(_INSERT_EVENT, make, event)
+            if type(event) in typed and event.run_id == run_id:
+                submit(event)
+            else:
+                self.record_event(run_id, session, event)
 
         return record
 

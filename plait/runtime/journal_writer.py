@@ -26,17 +26,24 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 # The shortest time between two commits: long enough to gather a busy run's records into
 # few transactions, short enough that a crash loses only the last few milliseconds.
 BATCH_INTERVAL_S = 0.002
 
+# The function making a row's parameters from what was queued
+Make = Callable[[Any], tuple[Any, ...]]
 # One record: an SQL statement, a function making its parameters, and what it makes them
 # from. The writer thread makes the parameters (JSON text, mostly), so the scheduler's
 # thread only queues; the rows of each statement go to one `executemany` per batch.
-Record = tuple[str, Callable[[Any], tuple[Any, ...]], Any]
+Record = tuple[str, Make, Any]
+# The rows an item of a registered type stands for (`GroupCommitWriter(rows_of=...)`): per
+# row, its statement and the function making its parameters from the item. Most of a run's
+# records are such items (its events), queued as they are: a busy run's queue can hold
+# tens of thousands, and a `Record` tuple around each was a tenth of its peak memory.
+Rows = tuple[tuple[str, Make], ...]
 
 
 class GroupCommitWriter:
@@ -48,12 +55,17 @@ class GroupCommitWriter:
     committed, so it waits for exactly what was submitted before it, from any thread."""
 
     def __init__(
-        self, conn: sqlite3.Connection, lock: threading.RLock, guard: Callable[[], Any]
+        self,
+        conn: sqlite3.Connection,
+        lock: threading.RLock,
+        guard: Callable[[], Any],
+        rows_of: Mapping[type, Rows] | None = None,
     ) -> None:
         self._conn = conn
+        self._rows_of = dict(rows_of or {})
         self._lock = lock  # held while the connection is in use, by any thread
         self._guard = guard  # a context manager turning SQLite errors into JournalErrors
-        self._queue: deque[Record | threading.Event] = deque()
+        self._queue: deque[Any] = deque()  # Records, registered items, flush markers
         self._wake = threading.Event()
         self._idle = False  # the writer is waiting for `_wake` (or about to)
         self._error: BaseException | None = None
@@ -61,8 +73,9 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._loop, name="plait-journal", daemon=True)
         self._thread.start()
 
-    def submit(self, record: Record) -> None:
-        """Queue one record; raises the writer's failure, if it had one."""
+    def submit(self, record: Any) -> None:
+        """Queue one record (a `Record`, or an item of a type in `rows_of`); raises the
+        writer's failure, if it had one."""
         if self._error is not None:
             raise self._error
         self._queue.append(record)
@@ -105,10 +118,8 @@ class GroupCommitWriter:
             if pause > 0:
                 time.sleep(pause)  # gather more records into this batch
             batch = [queue.popleft() for _ in range(len(queue))]
-            records = [r for r in batch if not isinstance(r, threading.Event)]
             try:
-                if records:
-                    self._commit(records)
+                self._commit(batch)
             except BaseException as exc:
                 self._error = exc
                 batch += [queue.popleft() for _ in range(len(queue))]
@@ -117,37 +128,53 @@ class GroupCommitWriter:
             last_commit = time.monotonic()
             _set_markers(batch)
 
-    def _commit(self, batch: list[Record]) -> None:
+    def _commit(self, batch: list[Any]) -> None:
+        statements = self._by_statement(batch)
+        if not statements:
+            return  # (flush markers only)
         with self._lock, self._guard():
             db = self._conn
             db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, records in _by_statement(batch).items():
-                    _insert_all(db, sql, records)
+                for sql, (makes, items) in statements.items():
+                    _insert_all(db, sql, makes, items)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
+    def _by_statement(self, batch: list[Any]) -> dict[str, tuple[list[Make], list[Any]]]:
+        """The batch's rows per statement (what makes each, and from what), each
+        statement's in submission order. A batch is one transaction, so the order between
+        tables does not matter, and one `executemany` per table is far cheaper than one per
+        run of records (a step's events and its steps row alternate: two calls per
+        step)."""
+        statements: dict[str, tuple[list[Make], list[Any]]] = {}
+        rows_of = self._rows_of
+        for record in batch:
+            if type(record) is tuple:
+                rows: Rows = ((record[0], record[1]),)
+                record = record[2]
+            else:
+                found = rows_of.get(type(record))
+                if found is None:
+                    if isinstance(record, threading.Event):
+                        continue  # a flush marker
+                    raise TypeError(f"the journal writer cannot store {type(record).__name__}")
+                rows = found
+            for sql, make in rows:
+                same = statements.get(sql)
+                if same is None:
+                    same = statements[sql] = ([], [])
+                same[0].append(make)
+                same[1].append(record)
+        return statements
 
-def _set_markers(batch: list[Record | threading.Event]) -> None:
+
+def _set_markers(batch: list[Any]) -> None:
     for item in batch:
         if isinstance(item, threading.Event):
             item.set()
-
-
-def _by_statement(batch: list[Record]) -> dict[str, list[Record]]:
-    """The batch's records per statement, each statement's in submission order. A batch is
-    one transaction, so the order between tables does not matter, and one `executemany`
-    per table is far cheaper than one per run of records (a step's events and its steps row
-    alternate: two calls per step)."""
-    records: dict[str, list[Record]] = {}
-    for record in batch:
-        same = records.get(record[0])
-        if same is None:
-            same = records[record[0]] = []
-        same.append(record)
-    return records
 
 
 # `... VALUES (?,?,?)`: a statement whose rows can be sent several to one statement
@@ -157,13 +184,13 @@ _PLAIN_VALUES = re.compile(r"^(.*\bVALUES\s*)(\((?:\?\s*,\s*)*\?\))\s*$", re.DOT
 ROWS_PER_STATEMENT = 32
 
 
-def _rows(records: list[Record]) -> Iterator[tuple[Any, ...]]:
-    for _, make, item in records:
+def _rows(makes: list[Make], items: list[Any]) -> Iterator[tuple[Any, ...]]:
+    for make, item in zip(makes, items, strict=True):
         yield make(item)
 
 
-def _insert_all(db: sqlite3.Connection, sql: str, records: list[Record]) -> None:
-    """`executemany(sql, rows)` of the records' rows, with the rows in statements of
+def _insert_all(db: sqlite3.Connection, sql: str, makes: list[Make], items: list[Any]) -> None:
+    """`executemany(sql, rows)` of the rows `makes[i](items[i])`, with the rows in statements of
     `ROWS_PER_STATEMENT` rows when `sql` is a plain `INSERT ... VALUES (?,...)` (the rest
     one by one).
 
@@ -174,9 +201,9 @@ def _insert_all(db: sqlite3.Connection, sql: str, records: list[Record]) -> None
     of a batch's first: a busy run's batch holds tens of thousands, and while alive each
     counts towards the next run of the garbage collector, which then walks them."""
     plain = _PLAIN_VALUES.match(sql)
-    full = len(records) - len(records) % ROWS_PER_STATEMENT
+    full = len(items) - len(items) % ROWS_PER_STATEMENT
     if plain is None or full == 0:
-        db.executemany(sql, _rows(records))
+        db.executemany(sql, _rows(makes, items))
         return
     head, group = plain.groups()
     wide = head + ",".join([group] * ROWS_PER_STATEMENT)
@@ -184,9 +211,16 @@ def _insert_all(db: sqlite3.Connection, sql: str, records: list[Record]) -> None
     db.executemany(
         wide,
         (
-            tuple(chain(_rows(records[start : start + ROWS_PER_STATEMENT])))
+            tuple(
+                chain(
+                    _rows(
+                        makes[start : start + ROWS_PER_STATEMENT],
+                        items[start : start + ROWS_PER_STATEMENT],
+                    )
+                )
+            )
             for start in range(0, full, ROWS_PER_STATEMENT)
         ),
     )
-    if full < len(records):
-        db.executemany(sql, _rows(records[full:]))
+    if full < len(items):
+        db.executemany(sql, _rows(makes[full:], items[full:]))

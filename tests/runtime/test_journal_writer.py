@@ -65,6 +65,38 @@ def test_interleaved_tables_and_a_flush_from_another_thread(tmp_path: Path) -> N
     conn.close()
 
 
+class _Both:
+    """An item standing for a row in each of two tables (as a finished step's event and
+    its steps row), queued without a record of its own."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_a_registered_item_makes_its_rows_in_order_with_records_around_it(
+    tmp_path: Path,
+) -> None:
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE a (n INTEGER PRIMARY KEY, seen INTEGER)")
+    conn.execute("CREATE TABLE b (n INTEGER PRIMARY KEY, seen INTEGER)")
+    into_a = "INSERT INTO a VALUES (?, (SELECT count(*) FROM a))"
+    into_b = "INSERT INTO b VALUES (?, (SELECT count(*) FROM b))"
+    rows_of = {_Both: ((into_a, lambda item: (item.n,)), (into_b, lambda item: (item.n,)))}
+    writer = GroupCommitWriter(conn, threading.RLock(), _no_guard, rows_of)
+    for n in range(300):
+        writer.submit(_Both(2 * n))
+        writer.submit((into_a, _pair, 2 * n + 1))  # a plain record between items
+    writer.flush()
+    assert conn.execute("SELECT n, seen FROM a ORDER BY n").fetchall() == [
+        (n, n) for n in range(600)
+    ]
+    assert conn.execute("SELECT n FROM b ORDER BY n").fetchall() == [(2 * n,) for n in range(300)]
+    writer.submit(object())  # neither a record nor registered: the writer fails, loudly
+    with pytest.raises(TypeError, match="cannot store object"):
+        writer.flush()
+    conn.close()
+
+
 def _pair(n: int) -> tuple[int]:
     return (n,)
 

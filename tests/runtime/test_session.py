@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,37 @@ def test_a_stopped_session_resumes_from_python_without_repeating_steps(tmp_path:
     assert CALLS == ["a", "b"]  # `a` finished in the first session: not run again
     with Journal.open(journal_file, create=False) as journal:
         assert journal.run(first.run_id).sessions == 2
+
+
+def test_two_sessions_sharing_one_open_journal_record_their_own_session(
+    tmp_path: Path,
+) -> None:
+    """A run's typed events are queued as they are and get their session number when the
+    writer makes their rows: a resume through the same open `Journal` must still store
+    each session's events (and steps) under its own number."""
+    CALLS.clear()
+    path = _plan_file(tmp_path)
+    with Journal.open(tmp_path / "j.db") as journal:
+        session = RunSession.start(path, journal=journal, environ={})
+
+        def stop_after_a(event: Any) -> None:
+            if event.event == "step_finished" and event.step == "a":
+                assert session.runner.run_obj is not None
+                session.runner.run_obj.stop("signal")
+
+        session.runner.sinks.append(stop_after_a)
+        first = session.run_sync()
+        second = RunSession.resume(first.run_id, journal=journal, environ={}).run_sync()
+        assert second.outcome == "succeeded"
+        events = journal.events(first.run_id)
+        by_session = {n: [e["event"] for e in events if e.get("session", 1) == n] for n in (1, 2)}
+    assert by_session[1][0] == "run_started" and by_session[2][0] == "run_started"
+    assert "step_started" in by_session[2] and by_session[1].count("run_started") == 1
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        steps = dict(
+            db.execute("SELECT step, session FROM steps WHERE run_id = ?", (first.run_id,))
+        )
+    assert steps == {"a": 1, "slow": 2, "b": 2}
 
 
 def _plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -274,6 +274,8 @@ class Runner:
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
+            self.run_obj = None
+            run.release()
         return self.builder.report()
 
     def _on_signal(self, signum: int) -> None:

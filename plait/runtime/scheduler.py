@@ -264,6 +264,16 @@ class Run:
 
     # --- the run as a whole ------------------------------------------------------------
 
+    def release(self) -> None:
+        """Let go of the steps' run state once the run is over (its report is the fold of
+        its events, which holds what it needs). The run's helpers refer back to it, so
+        without this the states live until the collector finds the cycle; with it they go
+        at once, before the report is built: for a 10,000-step run, their memory is where
+        the report's records then go instead of on top of it."""
+        self.states.clear()
+        self.dependants.clear()
+        self._specs.clear()
+
     async def execute(self) -> None:
         """Run every step, then evaluate outputs; emits run_started ... run_finished."""
         started = self.clock.now()

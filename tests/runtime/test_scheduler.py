@@ -4,6 +4,7 @@ optional steps, maps, resources, timeouts, injection and events."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -753,3 +754,36 @@ def test_a_deadline_while_a_burst_is_held_back_cancels_the_steps_not_started(
     assert all(s.started_at is None for s in never)
     assert len(ran.of("step_finished")) == 2000
     assert {s.status for s in rep.steps.values()} <= {"succeeded", "cancelled"}
+
+
+def test_the_step_states_are_let_go_before_the_report_is_built() -> None:
+    """Once a run is over its report is built from the events alone: the steps' run state
+    must be gone by then (without waiting for the collector: the run's helpers refer back
+    to it), so a big run's report takes that memory instead of adding to it."""
+    import asyncio
+    import gc
+
+    from plait.runtime.api import Runner
+    from plait.runtime.report import ReportBuilder
+    from plait.runtime.state import StepState
+
+    plan = P(ok("root"), *[S(f"s{i}", "std.echo", value=R("root.output")) for i in range(300)])
+    alive: list[int] = []
+
+    class Counting(ReportBuilder):
+        def report(self) -> Any:
+            alive.append(sum(1 for o in gc.get_objects() if type(o) is StepState))
+            return super().report()
+
+    runner = Runner(plan, {}, environ={})
+    runner.builder = Counting()
+    was_enabled = gc.isenabled()
+    gc.disable()  # (nothing may be freed by a collection: only by being let go)
+    try:
+        report = asyncio.run(runner.run())
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert report.outcome == "succeeded" and len(report.steps) == 301
+    assert alive == [0], f"{alive[0]} step states still alive when the report was built"
+    assert runner.run_obj is None

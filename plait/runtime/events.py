@@ -821,9 +821,11 @@ def _float_text(value: Any) -> str | None:
     return _SMALL_FLOATS.get(value)
 
 
-def _plain_attempt_finished(event: AttemptFinished) -> str | None:
-    """`stored_json` of a plainly succeeded attempt, or None for pydantic to write it."""
-    if not (
+def plain_attempt(event: AttemptFinished) -> bool:
+    """Whether `event` is a plainly succeeded attempt, whose stored JSON is
+    `plain_attempt_text` of its attempt, duration and queueing time."""
+    queued = event.queued_s
+    return (
         event.status is AttemptStatus.SUCCEEDED
         and event.iteration is None
         and event.element is None
@@ -832,21 +834,33 @@ def _plain_attempt_finished(event: AttemptFinished) -> str | None:
         and event.message is None
         and event.injected is False
         and type(event.attempt) is int
-    ):
-        return None
-    duration = _float_text(event.duration_s)
-    if duration is None:
-        return None
-    queued = event.queued_s
-    if queued is None:
-        return f'{{"attempt":{event.attempt},"status":"succeeded","duration_s":{duration}}}'
-    queued_text = _float_text(queued)
-    if queued_text is None:
-        return None
-    return (
-        f'{{"attempt":{event.attempt},"status":"succeeded","duration_s":{duration},'
-        f'"queued_s":{queued_text}}}'
+        and _has_float_text(event.duration_s)
+        and (queued is None or _has_float_text(queued))
     )
+
+
+def _has_float_text(value: Any) -> bool:
+    return type(value) is float and (
+        1e-4 <= value < 1e9 or value == 0.0 or _float_text(value) is not None
+    )
+
+
+def plain_attempt_text(attempt: int, duration_s: float, queued_s: float | None) -> str:
+    """`stored_json` (as text) of a plainly succeeded attempt (`plain_attempt`)."""
+    duration = _float_text(duration_s)
+    if queued_s is None:
+        return f'{{"attempt":{attempt},"status":"succeeded","duration_s":{duration}}}'
+    return (
+        f'{{"attempt":{attempt},"status":"succeeded","duration_s":{duration},'
+        f'"queued_s":{_float_text(queued_s)}}}'
+    )
+
+
+def _plain_attempt_finished(event: AttemptFinished) -> str | None:
+    """`stored_json` of a plainly succeeded attempt, or None for pydantic to write it."""
+    if not plain_attempt(event):
+        return None
+    return plain_attempt_text(event.attempt, event.duration_s, event.queued_s)
 
 
 def _plain_text(value: Any) -> str | None:

@@ -55,6 +55,7 @@ import re
 import sqlite3
 import threading
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,12 +66,15 @@ from typing import Any
 from plait.errors import UserError
 from plait.runtime.events import (
     EVENT_TYPES,
+    AttemptFinished,
     AttemptStarted,
     Event,
     StepFinished,
     StepStarted,
     event_from_dict,
     outcome_json,
+    plain_attempt,
+    plain_attempt_text,
     stored_json,
     stored_text,
 )
@@ -340,6 +344,9 @@ class Journal:
         self._sids: dict[tuple[str, int], int] = {}
         # the session each run records its typed events in, with its key (`event_recorder`)
         self._recording: dict[str, tuple[int, int]] = {}
+        # the block plain events are added to, until anything else is queued (`_EventBlock`)
+        self._block: _EventBlock | None = None
+        self._block_lock = threading.Lock()
 
     # --- opening ------------------------------------------------------------------------
 
@@ -449,8 +456,9 @@ class Journal:
         event_row = ((_INSERT_EVENT, self._typed_event_row),)
         rows_of: dict[type, Rows] = {cls: event_row for cls in EVENT_TYPES.values()}
         rows_of[_Finished] = ((_INSERT_EVENT, _finished_event_row), (_PUT_STEP, _finished_step_row))
+        rows_of[_EventBlock] = ((_INSERT_EVENT, self._block_rows),)
         writer = self._writer = GroupCommitWriter(
-            self._conn, self._lock, lambda: _guard(self.path), rows_of
+            self._conn, self._lock, lambda: _guard(self.path), rows_of, self._close_block
         )
         return writer
 
@@ -591,14 +599,51 @@ class Journal:
             self.flush()  # (what an earlier session queued is written as that session's)
         self._recording[run_id] = recording
         submit, typed = self._submit_item, frozenset(EVENT_TYPES.values())
+        lock, sid = self._block_lock, recording[0]
 
         def record(event: Any) -> None:
-            if type(event) in typed and event.run_id == run_id:
-                submit(event)
-            else:
+            cls = type(event)
+            if cls not in typed or event.run_id != run_id:
                 self.record_event(run_id, session, event)
+                return
+            if cls is AttemptFinished:
+                if not plain_attempt(event):
+                    submit(event)
+                    return
+                text = None
+            elif cls is StepStarted or cls is AttemptStarted:
+                text = _stored_text(event)  # (remembered by its values: `_MEMOS`)
+            else:
+                submit(event)
+                return
+            with lock:
+                block = self._block
+                if block is None or block.sealed or len(block.kinds) >= _BLOCK_ROWS:
+                    if block is not None:
+                        block.sealed = True  # (full: nothing more is added to it)
+                    block = self._block = _EventBlock(sid, run_id, session)
+                    self._submit_block(block)
+                block.add(event, text)
 
         return record
+
+    def _submit_block(self, block: _EventBlock) -> None:
+        writer = self._writer
+        if writer is None:
+            writer = self._start_writer()
+        writer.submit(block)
+
+    def _close_block(self) -> None:
+        """The writer took what was queued: the block plain events were being added to is
+        among it, so later ones go to a new block, queued after (see `_EventBlock`)."""
+        with self._block_lock:
+            if self._block is not None:
+                self._block.sealed = True
+                self._block = None
+
+    def _block_rows(self, block: _EventBlock) -> list[tuple[Any, ...]]:
+        assert block.sealed  # (by `_close_block`: nothing is added to it any more)
+        return block.rows()
 
     def record_element(
         self, run_id: str, session: int, step: str, element: int, result: Mapping[str, Any]
@@ -1026,6 +1071,97 @@ def _step_row(item: tuple[str, int, Any, Any]) -> tuple[Any, ...]:
         result.get("ts"),
         _dumps(kept),
     )
+
+
+# Plain events per block at most (a busy loop turn queues a few hundred steps' events)
+_BLOCK_ROWS = 4096
+# `_EventBlock.kinds`: what each row is
+_STEP_STARTED, _ATTEMPT_STARTED, _ATTEMPT_FINISHED = 0, 1, 2
+_KIND_NAMES = ("step_started", "attempt_started", "attempt_finished")
+
+
+class _EventBlock:
+    """A session's plain events queued one after another, as columns: `step_started` and
+    `attempt_started` with their stored text (remembered, shared), and plainly succeeded
+    `attempt_finished` events as their three numbers. The scheduler makes three such
+    events per step, and a busy run's writer gets to them only after the run: queued as
+    objects, they kept ~0.5 KB a step alive until then (the run's peak memory); as columns
+    they keep ~60 bytes each, in a few large buffers freed at once.
+
+    A block is queued when its first event is added, and the scheduler's thread adds the
+    next ones to it until the writer takes what is queued (`Journal._close_block` seals it
+    then, under `Journal._block_lock`); later events go to a new block, queued after
+    everything taken. So each batch still holds a prefix of the run's history: an event
+    added to a block after something else was queued is in that same batch, or in a
+    later one with everything after it. (Within a batch, one transaction, order does not
+    matter: a block's rows are events rows, each with its own key.)"""
+
+    __slots__ = (
+        "attempts",
+        "durations",
+        "kinds",
+        "queued",
+        "run_id",
+        "sealed",
+        "seqs",
+        "session",
+        "sid",
+        "stamps",
+        "steps",
+        "texts",
+    )
+
+    def __init__(self, sid: int, run_id: str, session: int) -> None:
+        self.sid, self.run_id, self.session = sid, run_id, session
+        self.sealed = False
+        self.kinds = bytearray()
+        self.seqs = array("q")
+        self.steps: list[str] = []
+        self.stamps: list[str] = []
+        self.texts: list[str | None] = []
+        # the attempt, duration and queueing time (NaN: none) of each `attempt_finished`
+        self.attempts = array("q")
+        self.durations = array("d")
+        self.queued = array("d")
+
+    def add(self, event: Any, text: str | None) -> None:
+        self.seqs.append(event.seq)
+        self.steps.append(event.step)
+        self.stamps.append(event.ts)
+        self.texts.append(text)
+        if text is None:  # a plainly succeeded attempt
+            self.attempts.append(event.attempt)
+            self.durations.append(event.duration_s)
+            queued = event.queued_s
+            self.queued.append(_NAN if queued is None else queued)
+            self.kinds.append(_ATTEMPT_FINISHED)
+        else:
+            self.kinds.append(_STEP_STARTED if type(event) is StepStarted else _ATTEMPT_STARTED)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Its events rows, as `_session_event_row` makes them from the events."""
+        sid, run_id, session = self.sid, self.run_id, self.session
+        seqs, steps, stamps, texts = self.seqs, self.steps, self.stamps, self.texts
+        attempts, durations, queued = self.attempts, self.durations, self.queued
+        rows: list[tuple[Any, ...]] = []
+        finished = 0
+        for i, kind in enumerate(self.kinds):
+            text = texts[i]
+            if text is None:
+                waited: float | None = queued[finished]
+                text = plain_attempt_text(
+                    attempts[finished],
+                    durations[finished],
+                    None if waited != waited else waited,  # (NaN: none)
+                )
+                finished += 1
+            rows.append(
+                (sid, run_id, session, seqs[i], _KIND_NAMES[kind], steps[i], stamps[i], text)
+            )
+        return rows
+
+
+_NAN = float("nan")
 
 
 class _Finished:

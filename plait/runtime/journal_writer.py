@@ -34,7 +34,7 @@ from typing import Any
 BATCH_INTERVAL_S = 0.002
 
 # The function making a row's parameters from what was queued
-Make = Callable[[Any], tuple[Any, ...]]
+Make = Callable[[Any], tuple[Any, ...] | list[tuple[Any, ...]]]
 # One record: an SQL statement, a function making its parameters, and what it makes them
 # from. The writer thread makes the parameters (JSON text, mostly), so the scheduler's
 # thread only queues; the rows of each statement go to one `executemany` per batch.
@@ -60,9 +60,12 @@ class GroupCommitWriter:
         lock: threading.RLock,
         guard: Callable[[], Any],
         rows_of: Mapping[type, Rows] | None = None,
+        on_taken: Callable[[], None] | None = None,
     ) -> None:
         self._conn = conn
         self._rows_of = dict(rows_of or {})
+        # called on the writer thread as soon as it has taken a batch off the queue
+        self._on_taken = on_taken
         self._lock = lock  # held while the connection is in use, by any thread
         self._guard = guard  # a context manager turning SQLite errors into JournalErrors
         self._queue: deque[Any] = deque()  # Records, registered items, flush markers
@@ -119,6 +122,8 @@ class GroupCommitWriter:
                 time.sleep(pause)  # gather more records into this batch
             batch = [queue.popleft() for _ in range(len(queue))]
             try:
+                if self._on_taken is not None:
+                    self._on_taken()
                 self._commit(batch)
             except BaseException as exc:
                 self._error = exc
@@ -186,13 +191,17 @@ ROWS_PER_STATEMENT = 32
 
 def _rows(makes: list[Make], items: list[Any]) -> Iterator[tuple[Any, ...]]:
     for make, item in zip(makes, items, strict=True):
-        yield make(item)
+        row = make(item)
+        if isinstance(row, list):  # an item standing for several rows (a block of events)
+            yield from row
+        else:
+            yield row
 
 
 def _insert_all(db: sqlite3.Connection, sql: str, makes: list[Make], items: list[Any]) -> None:
-    """`executemany(sql, rows)` of the rows `makes[i](items[i])`, with the rows in statements of
-    `ROWS_PER_STATEMENT` rows when `sql` is a plain `INSERT ... VALUES (?,...)` (the rest
-    one by one).
+    """Insert the rows `makes[i](items[i])` (a row, or a list of rows) in order, in
+    statements of `ROWS_PER_STATEMENT` rows when `sql` is a plain `INSERT ... VALUES (?,...)`
+    (the rest one by one).
 
     Why: Python's sqlite3 releases the GIL around every statement it steps, and the
     scheduler's thread takes it each time: with one row per step, a 1,000-step chain
@@ -200,27 +209,18 @@ def _insert_all(db: sqlite3.Connection, sql: str, makes: list[Make], items: list
     `INSERT OR REPLACE` of the same key still wins. Each row is made as it is sent, not all
     of a batch's first: a busy run's batch holds tens of thousands, and while alive each
     counts towards the next run of the garbage collector, which then walks them."""
+    rows = _rows(makes, items)
     plain = _PLAIN_VALUES.match(sql)
-    full = len(items) - len(items) % ROWS_PER_STATEMENT
-    if plain is None or full == 0:
-        db.executemany(sql, _rows(makes, items))
+    if plain is None:
+        db.executemany(sql, rows)
         return
     head, group = plain.groups()
     wide = head + ",".join([group] * ROWS_PER_STATEMENT)
     chain = itertools.chain.from_iterable
-    db.executemany(
-        wide,
-        (
-            tuple(
-                chain(
-                    _rows(
-                        makes[start : start + ROWS_PER_STATEMENT],
-                        items[start : start + ROWS_PER_STATEMENT],
-                    )
-                )
-            )
-            for start in range(0, full, ROWS_PER_STATEMENT)
-        ),
-    )
-    if full < len(items):
-        db.executemany(sql, _rows(makes[full:], items[full:]))
+    while True:
+        chunk = list(itertools.islice(rows, ROWS_PER_STATEMENT))
+        if len(chunk) < ROWS_PER_STATEMENT:
+            if chunk:
+                db.executemany(sql, chunk)
+            return
+        db.execute(wide, tuple(chain(chunk)))

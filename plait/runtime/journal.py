@@ -622,16 +622,10 @@ class Journal:
                     if block is not None:
                         block.sealed = True  # (full: nothing more is added to it)
                     block = self._block = _EventBlock(sid, run_id, session)
-                    self._submit_block(block)
+                    submit(block)
                 block.add(event, text)
 
         return record
-
-    def _submit_block(self, block: _EventBlock) -> None:
-        writer = self._writer
-        if writer is None:
-            writer = self._start_writer()
-        writer.submit(block)
 
     def _close_block(self) -> None:
         """The writer took what was queued: the block plain events were being added to is

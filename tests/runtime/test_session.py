@@ -59,11 +59,8 @@ def test_run_plan_without_a_journal_records_nothing(tmp_path: Path, monkeypatch:
     assert not (tmp_path / ".plait").exists()
 
 
-def test_a_stopped_session_resumes_from_python_without_repeating_steps(tmp_path: Path) -> None:
-    CALLS.clear()
-    path = _plan_file(tmp_path)
-    journal_file = tmp_path / "j.db"
-    session = RunSession.start(path, journal=journal_file, environ={})
+def _stopping_after_a(session: RunSession) -> RunSession:
+    """The session, stopped (as by a signal) once step `a` has finished."""
 
     def stop_after_a(event: Any) -> None:
         if event.event == "step_finished" and event.step == "a":
@@ -71,6 +68,14 @@ def test_a_stopped_session_resumes_from_python_without_repeating_steps(tmp_path:
             session.runner.run_obj.stop("signal")
 
     session.runner.sinks.append(stop_after_a)
+    return session
+
+
+def test_a_stopped_session_resumes_from_python_without_repeating_steps(tmp_path: Path) -> None:
+    CALLS.clear()
+    path = _plan_file(tmp_path)
+    journal_file = tmp_path / "j.db"
+    session = _stopping_after_a(RunSession.start(path, journal=journal_file, environ={}))
     first = session.run_sync()
     assert first.outcome == "failed" and first.steps["slow"].status == "cancelled"
     assert CALLS == ["a"]
@@ -93,15 +98,7 @@ def test_two_sessions_sharing_one_open_journal_record_their_own_session(
     CALLS.clear()
     path = _plan_file(tmp_path)
     with Journal.open(tmp_path / "j.db") as journal:
-        session = RunSession.start(path, journal=journal, environ={})
-
-        def stop_after_a(event: Any) -> None:
-            if event.event == "step_finished" and event.step == "a":
-                assert session.runner.run_obj is not None
-                session.runner.run_obj.stop("signal")
-
-        session.runner.sinks.append(stop_after_a)
-        first = session.run_sync()
+        first = _stopping_after_a(RunSession.start(path, journal=journal, environ={})).run_sync()
         second = RunSession.resume(first.run_id, journal=journal, environ={}).run_sync()
         assert second.outcome == "succeeded"
         events = journal.events(first.run_id)

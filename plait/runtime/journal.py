@@ -635,7 +635,7 @@ class Journal:
                 self._block.sealed = True
                 self._block = None
 
-    def _block_rows(self, block: _EventBlock) -> list[tuple[Any, ...]]:
+    def _block_rows(self, block: _EventBlock) -> Iterator[tuple[Any, ...]]:
         assert block.sealed  # (by `_close_block`: nothing is added to it any more)
         return block.rows()
 
@@ -1132,12 +1132,13 @@ class _EventBlock:
         else:
             self.kinds.append(_STEP_STARTED if type(event) is StepStarted else _ATTEMPT_STARTED)
 
-    def rows(self) -> list[tuple[Any, ...]]:
-        """Its events rows, as `_session_event_row` makes them from the events."""
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Its events rows, as `_session_event_row` makes them from the events, made as they
+        are sent (one at a time: between two statements the writer hands the GIL back to the
+        event loop, so making a whole block's rows at once would hold the loop up)."""
         sid, run_id, session = self.sid, self.run_id, self.session
         seqs, steps, stamps, texts = self.seqs, self.steps, self.stamps, self.texts
         attempts, durations, queued = self.attempts, self.durations, self.queued
-        rows: list[tuple[Any, ...]] = []
         finished = 0
         for i, kind in enumerate(self.kinds):
             text = texts[i]
@@ -1149,10 +1150,7 @@ class _EventBlock:
                     None if waited != waited else waited,  # (NaN: none)
                 )
                 finished += 1
-            rows.append(
-                (sid, run_id, session, seqs[i], _KIND_NAMES[kind], steps[i], stamps[i], text)
-            )
-        return rows
+            yield (sid, run_id, session, seqs[i], _KIND_NAMES[kind], steps[i], stamps[i], text)
 
 
 _NAN = float("nan")

@@ -34,7 +34,7 @@ from typing import Any
 BATCH_INTERVAL_S = 0.002
 
 # The function making a row's parameters from what was queued
-Make = Callable[[Any], tuple[Any, ...] | list[tuple[Any, ...]]]
+Make = Callable[[Any], tuple[Any, ...] | Iterator[tuple[Any, ...]]]
 # One record: an SQL statement, a function making its parameters, and what it makes them
 # from. The writer thread makes the parameters (JSON text, mostly), so the scheduler's
 # thread only queues; the rows of each statement go to one `executemany` per batch.
@@ -192,10 +192,10 @@ ROWS_PER_STATEMENT = 32
 def _rows(makes: list[Make], items: list[Any]) -> Iterator[tuple[Any, ...]]:
     for make, item in zip(makes, items, strict=True):
         row = make(item)
-        if isinstance(row, list):  # an item standing for several rows (a block of events)
-            yield from row
-        else:
+        if type(row) is tuple:
             yield row
+        else:  # an item standing for several rows (a block of events)
+            yield from row
 
 
 def _insert_all(db: sqlite3.Connection, sql: str, makes: list[Make], items: list[Any]) -> None:

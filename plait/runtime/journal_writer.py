@@ -20,21 +20,23 @@ journal always reads its own writes). A failure in the writer is kept and raised
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import operator
 import re
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 # The shortest time between two commits: long enough to gather a busy run's records into
 # few transactions, short enough that a crash loses only the last few milliseconds.
 BATCH_INTERVAL_S = 0.002
 
-# The function making a row's parameters from what was queued
-Make = Callable[[Any], tuple[Any, ...] | Iterator[tuple[Any, ...]]]
+# The function making a row's parameters from what was queued (or an item's several rows)
+Make = Callable[[Any], tuple[Any, ...] | Iterable[tuple[Any, ...]]]
 # One record: an SQL statement, a function making its parameters, and what it makes them
 # from. The writer thread makes the parameters (JSON text, mostly), so the scheduler's
 # thread only queues; the rows of each statement go to one `executemany` per batch.
@@ -61,9 +63,13 @@ class GroupCommitWriter:
         guard: Callable[[], Any],
         rows_of: Mapping[type, Rows] | None = None,
         on_taken: Callable[[], None] | None = None,
+        keyed: Mapping[str, Collection[type]] | None = None,
     ) -> None:
         self._conn = conn
         self._rows_of = dict(rows_of or {})
+        # statements whose rows are inserted in the order of their first value (a rowid),
+        # with the item types whose rows come several at once, already in that order
+        self._keyed = {sql: frozenset(types) for sql, types in (keyed or {}).items()}
         # called on the writer thread as soon as it has taken a batch off the queue
         self._on_taken = on_taken
         self._lock = lock  # held while the connection is in use, by any thread
@@ -142,7 +148,12 @@ class GroupCommitWriter:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for sql, (makes, items) in statements.items():
-                    _insert_all(db, sql, makes, items)
+                    several = self._keyed.get(sql)
+                    if several is None:
+                        rows = _rows(makes, items)
+                    else:
+                        rows = _in_key_order(makes, items, several)
+                    _insert_all(db, sql, rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -198,10 +209,35 @@ def _rows(makes: list[Make], items: list[Any]) -> Iterator[tuple[Any, ...]]:
             yield from row
 
 
-def _insert_all(db: sqlite3.Connection, sql: str, makes: list[Make], items: list[Any]) -> None:
-    """Insert the rows `makes[i](items[i])` (a row, or a list of rows) in order, in
-    statements of `ROWS_PER_STATEMENT` rows when `sql` is a plain `INSERT ... VALUES (?,...)`
-    (the rest one by one).
+def _in_key_order(
+    makes: list[Make], items: list[Any], several: frozenset[type]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows `_rows` gives, ordered by their first value (the table's rowid) when each
+    item of a type in `several` gives its rows in that order and the others come in that
+    order (as a session's events do): an item's rows are merged in as they are made.
+
+    Why: a rowid table whose rows arrive in key order fills each page before the next,
+    but rows inserted between others split full pages. A run's plain events travel in
+    blocks (`journal._EventBlock`) that are queued before the step_finished events
+    numbered between theirs, so a batch in queue order left the events pages ~85% full
+    (~35 bytes more per step). Rows in any other order are inserted all the same."""
+    singles: Iterator[tuple[Any, ...]] = (
+        make(item)  # type: ignore[misc]  # (one row each: not of a type in `several`)
+        for make, item in zip(makes, items, strict=True)
+        if type(item) not in several
+    )
+    streams: list[Iterable[tuple[Any, ...]]] = [
+        make(item) for make, item in zip(makes, items, strict=True) if type(item) in several
+    ]
+    if not streams:
+        return singles
+    return heapq.merge(*streams, singles, key=operator.itemgetter(0))
+
+
+def _insert_all(db: sqlite3.Connection, sql: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    """Insert the rows (`_rows`, `_in_key_order`) in order, in statements of
+    `ROWS_PER_STATEMENT` rows when `sql` is a plain `INSERT ... VALUES (?,...)` (the rest
+    one by one).
 
     Why: Python's sqlite3 releases the GIL around every statement it steps, and the
     scheduler's thread takes it each time: with one row per step, a 1,000-step chain
@@ -209,7 +245,6 @@ def _insert_all(db: sqlite3.Connection, sql: str, makes: list[Make], items: list
     `INSERT OR REPLACE` of the same key still wins. Each row is made as it is sent, not all
     of a batch's first: a busy run's batch holds tens of thousands, and while alive each
     counts towards the next run of the garbage collector, which then walks them."""
-    rows = _rows(makes, items)
     plain = _PLAIN_VALUES.match(sql)
     if plain is None:
         db.executemany(sql, rows)

@@ -1,7 +1,8 @@
 """Where the journal puts a run's rows: after every session recorded before it, whatever its
-run id, in tables where SQLite compares keys only (schemas 5 and 6), and an older journal
+run id, in tables where SQLite compares keys only (schemas 5-7), and an older journal
 (schema 4: events keyed by the random run id; schemas 4 and 5: the per-run tables WITHOUT
-ROWID) upgraded in place with every read unchanged.
+ROWID; schemas 5 and 6: events with their run id and session, and a separate key index)
+upgraded in place with every read unchanged.
 
 Why it matters (`journal._SCHEMA_5`): in a WITHOUT ROWID table keyed by the run id, a run
 whose id sorted before an older run's inserted each row right before that run's first row,
@@ -50,10 +51,15 @@ def _second_session(journal: Journal, run_id: str) -> None:
 def _stored_order(path: Path, table: str = "events") -> list[tuple[str, int]]:
     """(run id, session) of the table's rows in the order they are stored, one per stretch."""
     with sqlite3.connect(path) as conn:
-        rows = conn.execute(f"SELECT run_id, session FROM {table} ORDER BY rowid").fetchall()
-        if table == "events":
+        if table == "events":  # (schema 7: the rows' ids are their keys, in stored order)
+            rows = conn.execute(
+                "SELECT k.run_id, k.session FROM event_rows e"
+                " JOIN session_keys k ON k.sid = e.id >> 32 ORDER BY e.id"
+            ).fetchall()
             keyed = conn.execute("SELECT run_id, session FROM events ORDER BY sid, seq")
-            assert rows == keyed.fetchall()
+            assert rows == keyed.fetchall()  # (the view of schema 6's columns)
+        else:
+            rows = conn.execute(f"SELECT run_id, session FROM {table} ORDER BY rowid").fetchall()
     stretches: list[tuple[str, int]] = []
     for run_id, session in rows:
         if not stretches or stretches[-1] != (run_id, session):
@@ -75,10 +81,43 @@ def test_each_session_s_rows_are_stored_after_every_earlier_session_s(tmp_path: 
     assert _stored_order(path) == [(LAST, 1), (FIRST, 1), (LAST, 2)]
     assert _stored_order(path, "steps") == [(LAST, 1), (FIRST, 1)]
     tables = _tables(path)  # rows are never compared with one another, only keys
-    assert {"events", *PER_RUN} <= set(tables)
+    assert {"event_rows", *PER_RUN} <= set(tables)
     assert [name for name, sql in tables.items() if "WITHOUT ROWID" in sql.upper()] == []
+    with sqlite3.connect(path) as conn:  # an event's id is the table's rowid: no other index
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'event_rows'"
+        ).fetchall()
+        assert indexes == []
+        assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'events'").fetchone() == (
+            "view",
+        )
 
 
+def test_a_no_op_step_costs_under_900_bytes_of_journal(tmp_path: Path) -> None:
+    """Schema 7's events rows hold no run id, session or separate key (schema 6: ~960 B a
+    step here), and the writer inserts a batch's events in key order (pages left full)."""
+    path = tmp_path / "j.db"
+    with Journal.open(path) as journal:
+        _run(journal, LAST, steps=1000)
+    wal = path.with_name(path.name + "-wal")
+    size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    assert size / 1001 < 900, f"{size / 1001:.0f} bytes per step"
+
+
+# The events table of schemas 5 and 6.
+_EVENTS_6 = """
+CREATE TABLE events (
+    sid     INTEGER NOT NULL,
+    run_id  TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    event   TEXT NOT NULL,
+    step    TEXT,
+    ts      TEXT,
+    data    TEXT NOT NULL,
+    PRIMARY KEY (sid, seq)
+)
+"""
 # The events table of schemas 2-4 (schema 1's had no WITHOUT ROWID; the upgrade is the same).
 _EVENTS_4 = """
 CREATE TABLE events (
@@ -96,9 +135,18 @@ CREATE TABLE events (
 
 def _as_schema(path: Path, version: int) -> None:
     """Turn a journal into what plait wrote as schema 4 (the same rows, events keyed by run
-    id) or 5 (events as now), the other per-run tables WITHOUT ROWID in both."""
+    id), 5 or 6 (events keyed by session key and number, with the run id and session), the
+    other per-run tables WITHOUT ROWID before schema 6."""
     with sqlite3.connect(path) as conn:
-        for table in PER_RUN:
+        conn.execute("CREATE TABLE rows_7 AS SELECT * FROM events")
+        for name in ("events_update", "events_delete"):
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP VIEW events")
+        conn.execute("DROP TABLE event_rows")
+        conn.execute(_EVENTS_6)
+        conn.execute("INSERT INTO events SELECT * FROM rows_7 ORDER BY sid, seq")
+        conn.execute("DROP TABLE rows_7")
+        for table in PER_RUN if version < 6 else ():
             (sql,) = conn.execute(
                 "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
             ).fetchone()
@@ -135,7 +183,7 @@ def _reads(journal: Journal, run_ids: list[str]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("version", [4, 5])
+@pytest.mark.parametrize("version", [4, 5, 6])
 def test_an_older_journal_is_upgraded_in_place_and_reads_the_same(
     tmp_path: Path, version: int
 ) -> None:
@@ -146,7 +194,7 @@ def test_an_older_journal_is_upgraded_in_place_and_reads_the_same(
         _second_session(journal, LAST)
         before = _reads(journal, [LAST, FIRST])
     _as_schema(path, version)
-    assert "WITHOUT ROWID" in _tables(path)["steps"]
+    assert ("WITHOUT ROWID" in _tables(path)["steps"]) == (version < 6)
     with Journal.open(path) as journal:
         assert _reads(journal, [LAST, FIRST]) == before
         middle = "8000000000000000"
@@ -164,3 +212,4 @@ def test_an_older_journal_is_upgraded_in_place_and_reads_the_same(
     tables = _tables(path)
     assert not [name for name in tables if name.startswith(("old_", "new_"))]
     assert [name for name, sql in tables.items() if "WITHOUT ROWID" in sql.upper()] == []
+    assert tables.keys() >= {"event_rows", "session_keys"} and "events" not in tables  # a view

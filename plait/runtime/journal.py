@@ -28,16 +28,17 @@ The run's start and end are written at once (the start before any step begins).
 
 Size: an event row keeps its JSON without the fields that have columns (`event`, `seq`,
 `ts`, `run_id`), and attempts are read from the events: a finished no-op step costs about
-1 KB (outputs aside).
+850 bytes (outputs aside; 1,000-step fan-out).
 
-Layout (schemas 5 and 6): every table is a rowid table (none WITHOUT ROWID), so SQLite
+Layout (schemas 5-7): every table is a rowid table (none WITHOUT ROWID), so SQLite
 compares keys, never whole rows, whatever their size. The events, four rows per step, are
-keyed by `(sid, seq)`, `sid` a number given to each session in order (`session_keys`), so
-a session's rows are appended at the end whatever its run id: what a run costs to record
-does not depend on the runs already recorded (`_SCHEMA_5` says why; `bench/journal_growth.py`
-measures it). `events` keeps its `run_id` and `session` columns for other readers of the
-file; plait finds a run's events through `session_keys`. An older journal is upgraded when
-opened, in one transaction (0.6 s for a 35 MB journal of schema 4).
+rows of `event_rows` whose rowid is made of `sid`, a number given to each session in order
+(`session_keys`), and the event's `seq`: a session's rows are appended at the end whatever
+its run id, so what a run costs to record does not depend on the runs already recorded
+(`_SCHEMA_5` says why; `bench/journal_growth.py` measures it), and the table is its own
+index (`_SCHEMA_7`). `events` is a view with schema 6's columns (`sid`, `run_id`,
+`session`, `seq`, ...) for other readers of the file. An older journal is upgraded when
+opened, in one transaction (0.6 s for a 37.5 MB journal of schema 6, or 35 MB of schema 4).
 
 A journal that is locked (after a busy timeout), corrupt, not a plait journal, or written by
 a newer plait raises `JournalError` (a `UserError`: one line, exit 2). Nothing here
@@ -201,13 +202,14 @@ CREATE TABLE IF NOT EXISTS conversations (
 # 10,000-step run's writer took 4.5 s instead of 0.3. Now no table is WITHOUT ROWID: rows
 # are never compared, only keys (`_rekey` rebuilds an older journal's tables).
 # Schema 7: the events of a session are rows of `event_rows`, keyed by one integer made of
-# the session's key and the event's number (`_event_id`): the table is its own index, and a
+# the session's key and the event's number (`_SEQ_BITS`): the table is its own index, and a
 # row holds neither the run id nor the session (`session_keys` has them). Schemas 5 and 6
 # stored both on every row (four rows per step) and kept `(sid, seq)` in an index beside
-# the table: ~130 bytes more per finished no-op step (~960 instead of ~830 B, 1,000-step
-# fan-out). The ids still grow with the sessions, so a session's rows are appended, and a
-# rowid table compares keys only. `events` is a view with schema 6's columns, for other
-# readers of the file (its rows can be updated and deleted through it, not inserted).
+# the table: a finished no-op step cost ~960 bytes, now ~850 (1,000-step fan-out; ~35 of
+# it because the writer inserts a batch's events in key order, `_in_key_order`). The ids
+# still grow with the sessions, so a session's rows are appended, and a rowid table
+# compares keys only. `events` is a view with schema 6's columns, for other readers of the
+# file (its rows can be updated and deleted through it, not inserted).
 _WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\s*$", re.IGNORECASE)
 _REKEYED = ("steps", "plans", "elements", "iterations", "conversations")
 # An event's id in `event_rows`: its session's key times 2**32 plus its number in the

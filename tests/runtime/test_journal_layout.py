@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from plait.runtime.journal import SCHEMA_VERSION, Journal, run_report
+from plait.runtime.journal_writer import _in_key_order
 from plait.runtime.session import RunSession
 from tests.runtime.planlib import P, R, S
 
@@ -102,6 +103,24 @@ def test_a_no_op_step_costs_under_900_bytes_of_journal(tmp_path: Path) -> None:
     wal = path.with_name(path.name + "-wal")
     size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     assert size / 1001 < 900, f"{size / 1001:.0f} bytes per step"
+
+
+class _Block(list[tuple[int]]):
+    """An item standing for several rows, in key order (as `journal._EventBlock`)."""
+
+
+def test_the_writer_inserts_a_batch_s_events_in_key_order() -> None:
+    """A block of plain events is queued before the step_finished events numbered between
+    its own: merged, every row is appended (no page split; ~35 B a step above)."""
+    items: list[Any] = [_Block([(1,), (2,), (4,)]), (3,), _Block([(5,), (7,)]), (6,), (8,)]
+    makes: list[Any] = [iter if type(i) is _Block else tuple for i in items]
+    assert list(_in_key_order(makes, items, frozenset({_Block}))) == [(n,) for n in range(1, 9)]
+    # rows in another order (two sessions' events, say) are all inserted just the same
+    items = [(9,), _Block([(1,), (5,)]), (3,)]
+    makes = [iter if type(i) is _Block else tuple for i in items]
+    rows = list(_in_key_order(makes, items, frozenset({_Block})))
+    assert sorted(rows) == [(1,), (3,), (5,), (9,)]
+    assert list(_in_key_order([tuple, tuple], [(2,), (1,)], frozenset({_Block}))) == [(2,), (1,)]
 
 
 # The events table of schemas 5 and 6.

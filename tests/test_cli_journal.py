@@ -89,6 +89,44 @@ def _only_run_id(cwd: Path, journal: Path) -> str:
     return str(run["run_id"])
 
 
+def test_kill_9_in_a_busy_fan_out_leaves_a_prefix_of_the_history_on_disk(tmp_path: Path) -> None:
+    """The writer trails a busy run (its plain events queued as blocks, its finished steps
+    as items of their own): killed in the middle, the journal holds events 1..N with no
+    gap, and every step recorded as finished has its `step_finished` among them."""
+    steps = "\n".join(f"  step s{i} = std.echo(value = root.output)" for i in range(6000))
+    plan = tmp_path / "fan.agent"
+    plan.write_text(f"plan fan {{\n  step root = std.echo(value = 1)\n{steps}\n}}\n")
+    journal = tmp_path / "j.db"
+    proc = subprocess.Popen(
+        [*PLAIT, "run", str(plan), "--journal", str(journal), "--quiet", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_finished_steps(journal)) < 300:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "nothing was recorded"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    conn = sqlite3.connect(journal)
+    try:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
+        ended = {
+            r[0] for r in conn.execute("SELECT step FROM events WHERE event = 'step_finished'")
+        }
+        finished = {r[0] for r in conn.execute("SELECT step FROM steps")}
+    finally:
+        conn.close()
+    assert seqs == list(range(1, len(seqs) + 1)), "a gap in the events on disk"
+    assert finished <= ended and len(finished) >= 300
+    assert len(seqs) < 4 * 6001 + 2, "the run was not killed in the middle"
+
+
 def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> None:
     plan_path = _write_plan(tmp_path, durable_plan())
     journal, log = tmp_path / "j.db", tmp_path / "effects.log"

@@ -6,7 +6,8 @@ Reports, per run: the in-run time (the report's `duration_s`: from `run_started`
 RSS (`wait4`), and the journal's size per step. The 5x20 DAG of 50 ms sleeps reports its
 makespan against its critical path. Best of `--repeat` runs (default 3) per cell.
 Run: `.venv/bin/python bench/cli.py` (add `--quick` for the chain and the DAG only;
-`--tree DIR` measures another checkout's plait, for a before/after in one window).
+`--tree DIR` measures another checkout's plait, for a before/after in one window;
+`--spread N` lists N runs of the fan-out per cell, sorted, with their medians).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,8 +81,20 @@ def main() -> None:
         help="measure the plait of another checkout (e.g. a `git worktree` of an older "
         "commit) with this interpreter, for a before/after in one window",
     )
+    parser.add_argument(
+        "--spread",
+        metavar="N",
+        type=int,
+        help="instead: N runs of the fan-out with the journal and N without, alternated "
+        "(and with --tree, N of that tree's too), each in-run time listed sorted, with the "
+        "medians: one run's time moves by up to half from run to run, more than a best of 3 "
+        "can settle",
+    )
     opts = parser.parse_args()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if opts.spread:
+        spread(opts.spread, opts.tree)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         work = [("chain", chain(1_000), None), ("dag", layers(5, 20), 0.05)]
@@ -113,6 +127,37 @@ def main() -> None:
                         f"+{(r.in_run_s - cp) * 1000:.0f} ms) journal "
                         f"{'on' if journal else 'off'}"
                     )
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def spread(n: int, tree: str | None) -> None:
+    """`--spread N`: the fan-out's in-run times, N alternated runs per cell, sorted."""
+    trees = [("this", None)] + ([("--tree", tree)] if tree else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        plan = folder / "fanout.agent"
+        deps = fan_out(10_000)
+        plan.write_text(plan_text("fanout", deps))
+        times: dict[tuple[str, bool], list[float]] = {}
+        for _ in range(n):
+            for label, where in trees:
+                for journal in (True, False):
+                    run = run_once(plan, folder, journal, where)
+                    times.setdefault((label, journal), []).append(run.in_run_s)
+        steps = len(deps)
+        for label, _ in trees:
+            medians = {}
+            for journal in (True, False):
+                cell = sorted(times[label, journal])
+                medians[journal] = statistics.median(cell)
+                listed = " ".join(f"{t / steps * 1e6:.1f}" for t in cell)
+                print(
+                    f"{label:<7} journal {'on ' if journal else 'off'} us/step: {listed}"
+                    f"  (median {medians[journal] / steps * 1e6:.1f})"
+                )
+            print(
+                f"{label:<7} medians, journal / no journal: {medians[True] / medians[False]:.2f}x"
+            )
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -1470,7 +1470,7 @@ class JournalSink:
             return
         try:
             self.journal.record_element(self.run_id, self.session, step, element, result)
-        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # (an observer: whatever failed, the run goes on)
             self.fail(exc)
 
     async def record_conversation(
@@ -1489,7 +1489,7 @@ class JournalSink:
                 return
             self.journal.record_conversation(self.run_id, self.session, key, entry)
             await asyncio.to_thread(self.journal.flush)
-        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # (an observer: whatever failed, the run goes on)
             self.fail(exc)
 
     def __call__(self, event: Any) -> None:
@@ -1499,7 +1499,7 @@ class JournalSink:
             self._start(_start_fields(event))  # a journal unusable from the start: exit 2
         try:
             self._record(event)
-        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # (an observer: whatever failed, the run goes on)
             self.fail(exc)
 
     def handler_for(self, cls: type[Any]) -> Callable[[Any], None] | None:
@@ -1517,7 +1517,7 @@ class JournalSink:
             return
         try:
             self._record_event(event)
-        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # (an observer: whatever failed, the run goes on)
             self.fail(exc)
 
     def _step_finished(self, event: Any) -> None:
@@ -1535,7 +1535,7 @@ class JournalSink:
                 self.journal.record_event(self.run_id, self.session, event, output)
                 if event.iteration is not None:  # a loop's body step (SPEC section 11)
                     self.journal.record_iteration(self.run_id, self.session, event, output)
-        except (JournalError, sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # (an observer: whatever failed, the run goes on)
             self.fail(exc)
 
     def fail(self, exc: BaseException) -> None:

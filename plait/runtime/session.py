@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from plait.runtime.api import PlanLike, Runner, load_plan, new_runner
 from plait.runtime.clock import Clock
 from plait.runtime.events import Sink
-from plait.runtime.journal import Journal, JournalError, JournalSink, RunLock, journal_path
+from plait.runtime.journal import Journal, JournalSink, RunLock, journal_path
 from plait.runtime.report import RunReport
 from plait.runtime.resume import ResumeSetup, attach_journal, prepare_resume, start_resume
 from plait.runtime.scheduler import Injection
@@ -239,7 +238,7 @@ class RunSession:
             return
         try:
             self.journal.flush()
-        except (JournalError, sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # (the writer's failure, whatever it was: the run is kept)
             self.sink.fail(exc)
 
     def _release(self) -> None:
@@ -252,7 +251,7 @@ class RunSession:
             if self.journal is not None and self._owns_journal:
                 try:
                     self.journal.close()
-                except (JournalError, sqlite3.Error, OSError) as exc:
+                except Exception as exc:  # (the writer's failure, whatever it was)
                     if self.sink is None:
                         raise
                     self.sink.fail(exc)

@@ -203,3 +203,20 @@ def test_a_newer_journal_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(JournalError, match="newer plait"):
         Journal.open(path)
+
+
+def test_a_writer_bug_of_any_kind_leaves_the_run_going_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal is an observer: if making its rows fails in a way nobody planned for (a
+    KeyError here), the run still finishes and its report says the journal stopped."""
+    from plait.runtime import journal as journal_module
+
+    def broken(self: Any) -> Any:
+        raise KeyError("no such column")
+
+    monkeypatch.setattr(journal_module._EventBlock, "rows", broken)
+    report = RunSession.start(_fan_out(200), journal=tmp_path / "j.db", environ={}).run_sync()
+    assert report.outcome == "succeeded" and len(report.steps) == 201
+    (warning,) = [w for w in report.warnings if w.kind == "journal_failed"]
+    assert "KeyError" in warning.message and "went on without its journal" in warning.message

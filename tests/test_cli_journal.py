@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,28 @@ def _finished_steps(journal: Path) -> set[str]:
         conn.close()
 
 
+def _kill_9_once(
+    proc: subprocess.Popen[bytes],
+    recorded: Callable[[], bool],
+    *,
+    within_s: float,
+    never: str,
+    poll_s: float,
+) -> None:
+    """SIGKILL `proc` as soon as `recorded()` holds; fails if it ends first, or if that
+    takes longer than `within_s` (saying `never`)."""
+    try:
+        deadline = time.monotonic() + within_s
+        while not recorded():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "it ended"
+            assert time.monotonic() < deadline, never
+            time.sleep(poll_s)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+
 def _only_run_id(cwd: Path, journal: Path) -> str:
     result = plait("runs", "--json", "--journal", str(journal), cwd=cwd)
     assert result.returncode == 0, result.stderr
@@ -103,16 +126,13 @@ def test_kill_9_in_a_busy_fan_out_leaves_a_prefix_of_the_history_on_disk(tmp_pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while len(_finished_steps(journal)) < 300:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "nothing was recorded"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
+    _kill_9_once(
+        proc,
+        lambda: len(_finished_steps(journal)) >= 300,
+        within_s=60,
+        never="nothing was recorded",
+        poll_s=0.005,
+    )
     conn = sqlite3.connect(journal)
     try:
         seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
@@ -147,16 +167,13 @@ def test_kill_9_then_resume_runs_each_effect_exactly_once(tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while "second" not in _finished_steps(journal):  # recorded: `long` is now sleeping
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the run never got to `second`"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
+    _kill_9_once(  # once `second` is recorded: `long` is now sleeping
+        proc,
+        lambda: "second" in _finished_steps(journal),
+        within_s=30,
+        never="the run never got to `second`",
+        poll_s=0.02,
+    )
     assert _effects(log) == ["first", "second", "side"]
     run_id = _only_run_id(tmp_path, journal)
     listed = plait("runs", "--journal", str(journal), cwd=tmp_path)

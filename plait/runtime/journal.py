@@ -486,7 +486,7 @@ class Journal:
         event_row = ((_INSERT_EVENT, self._typed_event_row),)
         rows_of: dict[type, Rows] = {cls: event_row for cls in EVENT_TYPES.values()}
         rows_of[_Finished] = ((_INSERT_EVENT, _finished_event_row), (_PUT_STEP, _finished_step_row))
-        rows_of[_EventBlock] = ((_INSERT_EVENT, self._block_rows),)
+        rows_of[_EventBlock] = ((_INSERT_EVENT, _EventBlock.rows),)
         writer = self._writer = GroupCommitWriter(
             self._conn,
             self._lock,
@@ -636,19 +636,16 @@ class Journal:
         lock, sid = self._block_lock, recording[0]
 
         def record(event: Any) -> None:
-            cls = type(event)
-            if cls not in typed or event.run_id != run_id:
-                self.record_event(run_id, session, event)
-                return
-            if cls is AttemptFinished:
-                if not plain_attempt(event):
-                    submit(event)
-                    return
-                text = None
-            elif cls is StepStarted or cls is AttemptStarted:
-                text = _stored_text(event)  # (remembered by its values: `_MEMOS`)
-            else:
-                submit(event)
+            kind = _PLAIN_KINDS.get(type(event))
+            if (
+                kind is None
+                or event.run_id != run_id
+                or (kind == _ATTEMPT_FINISHED and not plain_attempt(event))
+            ):
+                if type(event) in typed and event.run_id == run_id:
+                    submit(event)  # (as itself)
+                else:
+                    self.record_event(run_id, session, event)
                 return
             with lock:
                 block = self._block
@@ -657,7 +654,7 @@ class Journal:
                         block.sealed = True  # (full: nothing more is added to it)
                     block = self._block = _EventBlock(sid)
                     submit(block)
-                block.add(event, text)
+                block.add(event, kind)
 
         return record
 
@@ -668,10 +665,6 @@ class Journal:
             if self._block is not None:
                 self._block.sealed = True
                 self._block = None
-
-    def _block_rows(self, block: _EventBlock) -> Iterator[tuple[Any, ...]]:
-        assert block.sealed  # (by `_close_block`: nothing is added to it any more)
-        return block.rows()
 
     def record_element(
         self, run_id: str, session: int, step: str, element: int, result: Mapping[str, Any]
@@ -1104,6 +1097,12 @@ _BLOCK_ROWS = 4096
 # `_EventBlock.kinds`: what each row is
 _STEP_STARTED, _ATTEMPT_STARTED, _ATTEMPT_FINISHED = 0, 1, 2
 _KIND_NAMES = ("step_started", "attempt_started", "attempt_finished")
+# the event classes queued in blocks (an `attempt_finished` only when `plain_attempt`)
+_PLAIN_KINDS = {
+    StepStarted: _STEP_STARTED,
+    AttemptStarted: _ATTEMPT_STARTED,
+    AttemptFinished: _ATTEMPT_FINISHED,
+}
 
 
 class _EventBlock:
@@ -1148,25 +1147,26 @@ class _EventBlock:
         self.durations = array("d")
         self.queued = array("d")
 
-    def add(self, event: Any, text: str | None) -> None:
+    def add(self, event: Any, kind: int) -> None:
+        self.kinds.append(kind)
         self.seqs.append(event.seq)
         self.steps.append(event.step)
         self.stamps.append(event.ts)
-        self.texts.append(text)
-        if text is None:  # a plainly succeeded attempt
+        if kind == _ATTEMPT_FINISHED:  # a plainly succeeded attempt: its numbers
+            self.texts.append(None)
             self.attempts.append(event.attempt)
             self.durations.append(event.duration_s)
             queued = event.queued_s
             self.queued.append(_NAN if queued is None else queued)
-            self.kinds.append(_ATTEMPT_FINISHED)
-        else:
-            self.kinds.append(_STEP_STARTED if type(event) is StepStarted else _ATTEMPT_STARTED)
+        else:  # (remembered by its values: `_MEMOS`)
+            self.texts.append(_stored_text(event))
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """Its events rows, as `_session_event_row` makes them from the events, in order,
         made as they are sent (one at a time: between two statements the writer hands the
         GIL back to the event loop, so making a whole block's rows at once would hold the
         loop up; `journal_writer._in_key_order` merges them with the other events)."""
+        assert self.sealed  # (by `Journal._close_block`: nothing is added to it any more)
         base = self.sid << _SEQ_BITS
         seqs, steps, stamps, texts = self.seqs, self.steps, self.stamps, self.texts
         attempts, durations, queued = self.attempts, self.durations, self.queued
